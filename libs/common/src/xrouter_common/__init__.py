@@ -1,0 +1,1 @@
+"""Code both XRouter services share: environment settings, wire constants, trace context."""

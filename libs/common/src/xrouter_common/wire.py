@@ -1,0 +1,10 @@
+"""Names both tiers must agree on for the gateway -> router gRPC hop (besides the proto)."""
+
+from __future__ import annotations
+
+# Trailing metadata key carrying a serialized xrouter.v1.ErrorDetail on failed calls.
+ERROR_DETAIL_KEY = "xrouter-error-bin"
+# Request metadata keys.
+AUTHORIZATION_KEY = "authorization"
+REQUEST_ID_KEY = "x-request-id"
+TRACEPARENT_KEY = "traceparent"

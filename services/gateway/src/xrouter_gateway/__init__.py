@@ -1,0 +1,1 @@
+"""XRouter's gateway tier: the OpenAI/OpenRouter-compatible HTTP API in front of the routers."""

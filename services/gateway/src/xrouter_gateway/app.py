@@ -1,0 +1,76 @@
+"""The gateway's one composition root: settings in, the ASGI application out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import REGISTRY
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from xrouter_gateway.chat import ChatEndpoint
+from xrouter_gateway.errors import APIError
+from xrouter_gateway.info import InfoEndpoints
+from xrouter_gateway.metrics import GatewayMetrics, MetricsMiddleware
+from xrouter_gateway.openapi import build_openapi
+from xrouter_gateway.router_client import RouterClient
+from xrouter_gateway.settings import GatewaySettings
+
+log = logging.getLogger("xrouter.gateway")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = "Not found" if exc.status_code == 404 else str(exc.detail)
+    return APIError(exc.status_code, message).response(exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    return APIError(500, "Internal error in the gateway").response()
+
+
+def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY) -> MetricsMiddleware:
+    """Call inside the event loop that will serve: grpc.aio binds its channel to that loop."""
+    client = RouterClient(settings.router_target, retries=settings.router_retries)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.close()
+
+    chat = ChatEndpoint(client, settings)
+    info = InfoEndpoints(client, registry)
+    openapi = orjson.dumps(build_openapi())
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
+    routes = [
+        Route("/v1/chat/completions", chat.handle, methods=["POST"]),
+        Route("/v1/models", info.models, methods=["GET"]),
+        Route("/health", info.health, methods=["GET"]),
+        Route("/livez", info.livez, methods=["GET"]),
+        Route("/readyz", info.readyz, methods=["GET"]),
+        Route("/metrics", info.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={APIError: _api_error, HTTPException: _http_error,
+                            Exception: _unexpected},
+    )
+    return MetricsMiddleware(app, GatewayMetrics(registry), frozenset(r.path for r in routes))

@@ -1,0 +1,87 @@
+"""POST /v1/chat/completions: validate, hand over to a router, answer whole or as SSE."""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import Response
+
+from xrouter_common.tracing import child_traceparent
+from xrouter_common.wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
+from xrouter_gateway.convert import completion_json, parse_request, to_proto
+from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.router_client import Metadata, RouterClient
+from xrouter_gateway.settings import GatewaySettings
+from xrouter_gateway.sse import RouterStream, SSEResponse
+
+
+def new_generation_id() -> str:
+    return "gen-" + os.urandom(12).hex()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise APIError(413, f"Request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"Request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def api_key(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'")
+    return token
+
+
+def call_metadata(request: Request, key: str, generation_id: str) -> Metadata:
+    request_id = request.headers.get("x-request-id") or generation_id
+    return (
+        (AUTHORIZATION_KEY, "Bearer " + key),
+        (REQUEST_ID_KEY, request_id[:128]),
+        (TRACEPARENT_KEY, child_traceparent(request.headers.get("traceparent"))),
+    )
+
+
+class ChatEndpoint:
+    def __init__(self, client: RouterClient, settings: GatewaySettings) -> None:
+        self._client = client
+        self._settings = settings
+
+    async def handle(self, request: Request) -> Response:
+        key = api_key(request)
+        body = await read_body(request, self._settings.max_body_bytes)
+        req, raw = parse_request(body)
+        generation_id = new_generation_id()
+        proto = to_proto(req, raw, generation_id)
+        metadata = call_metadata(request, key, generation_id)
+        headers = {"X-Generation-Id": generation_id}
+        if req.stream:
+            return await self._stream(proto, metadata, headers)  # type: ignore[return-value]
+        try:
+            reply = await self._client.chat(proto, metadata, self._settings.request_timeout)
+        except grpc.aio.AioRpcError as exc:
+            return from_rpc_error(exc).response(headers)
+        return Response(completion_json(reply), headers=headers, media_type="application/json")
+
+    async def _stream(self, proto: object, metadata: Metadata,
+                      headers: dict[str, str]) -> Response | SSEResponse:
+        s = self._settings
+        stream = RouterStream(self._client, proto, metadata, s.request_timeout)  # type: ignore[arg-type]
+        try:
+            first = await stream.first_event(s.sse_commit_after)
+        except grpc.aio.AioRpcError as exc:
+            return from_rpc_error(exc).response(headers)
+        except APIError as exc:
+            return exc.response(headers)
+        return SSEResponse(stream, first, headers["X-Generation-Id"], s.sse_keepalive, headers)

@@ -1,0 +1,247 @@
+"""OpenAI/OpenRouter JSON <-> xrouter.v1 protobuf: validated requests in, response bodies and
+SSE events out. No I/O here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import orjson
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.errors import APIError
+from xrouter_gateway.schemas import TYPED_FIELDS, ChatCompletionRequest, ChatMessage, ContentPart
+
+_DECODE_ERROR_PATH = " - at `$."
+
+
+def _validation_error(exc: msgspec.ValidationError) -> APIError:
+    text = str(exc)
+    param = None
+    if _DECODE_ERROR_PATH in text:
+        text, _, path = text.partition(_DECODE_ERROR_PATH)
+        param = path.rstrip("`")
+    return APIError(400, f"Invalid request: {text}" + (f" (at {param})" if param else ""),
+                    param=param)
+
+
+def parse_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """Decode and validate a chat request body; raises APIError(400) with the field named."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, f"Invalid JSON in request body: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(raw, dict):
+        raise APIError(400, "Request body must be a JSON object")
+    try:
+        req = msgspec.convert(raw, ChatCompletionRequest)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(exc) from None
+    _check(req)
+    return req, raw
+
+
+def _check(req: ChatCompletionRequest) -> None:
+    if req.messages is not None and req.prompt is not None:
+        raise APIError(400, "Send either 'messages' or 'prompt', not both", param="messages")
+    if req.messages is None and req.prompt is None:
+        raise APIError(400, "One of 'messages' or 'prompt' is required", param="messages")
+    if not req.model and not req.models:
+        raise APIError(400, "'model' is required (or a non-empty 'models' list)", param="model")
+    if req.tool_choice not in (None, "none") and not req.tools:
+        raise APIError(400, "'tool_choice' is only allowed when 'tools' are given",
+                       param="tool_choice")
+    if req.response_format and req.response_format.type == "json_schema" \
+            and not req.response_format.json_schema:
+        raise APIError(400, "response_format of type json_schema needs 'json_schema'",
+                       param="response_format.json_schema")
+    for i, m in enumerate(req.messages or ()):
+        _check_message(i, m)
+
+
+def _check_message(i: int, m: ChatMessage) -> None:
+    where = f"messages[{i}]"
+    if m.role == "tool" and not m.tool_call_id:
+        raise APIError(400, f"{where}: a tool message needs 'tool_call_id'",
+                       param=f"{where}.tool_call_id")
+    if m.content is None and not (m.role == "assistant" and m.tool_calls):
+        raise APIError(400, f"{where}: 'content' is required", param=f"{where}.content")
+    if isinstance(m.content, list):
+        for j, part in enumerate(m.content):
+            _check_part(f"{where}.content[{j}]", part)
+
+
+def _check_part(where: str, part: ContentPart) -> None:
+    if part.type == "text" and part.text is None:
+        raise APIError(400, f"{where}: a text part needs 'text'", param=f"{where}.text")
+    if part.type == "image_url" and part.image_url is None:
+        raise APIError(400, f"{where}: an image_url part needs 'image_url'",
+                       param=f"{where}.image_url")
+
+
+def _message(m: ChatMessage, raw: dict[str, Any]) -> pb.Message:
+    out = pb.Message(role=m.role, name=m.name or "", tool_call_id=m.tool_call_id or "")
+    content = m.content
+    if isinstance(content, str):
+        out.content = content
+    elif content is not None:
+        raw_parts = raw["content"]
+        for j, part in enumerate(content):
+            if part.type == "text":
+                out.parts.append(pb.ContentPart(type="text", text=part.text or ""))
+            elif part.type == "image_url" and part.image_url is not None:
+                out.parts.append(pb.ContentPart(type="image_url", image_url=part.image_url.url,
+                                                detail=part.image_url.detail or ""))
+            else:
+                out.parts.append(pb.ContentPart(type=part.type, raw_json=orjson.dumps(raw_parts[j])))
+    for k, call in enumerate(m.tool_calls or ()):
+        out.tool_calls.append(pb.ToolCall(index=k, id=call.id, name=call.function.name,
+                                          arguments=call.function.arguments))
+    return out
+
+
+def _provider(req: ChatCompletionRequest) -> pb.ProviderPreferences | None:
+    p = req.provider
+    if p is None:
+        return None
+    out = pb.ProviderPreferences(order=p.order or [], only=p.only or [], ignore=p.ignore or [],
+                                 data_collection=p.data_collection or "", sort=p.sort or "")
+    if p.allow_fallbacks is not None:
+        out.allow_fallbacks = p.allow_fallbacks
+    if p.require_parameters is not None:
+        out.require_parameters = p.require_parameters
+    if p.max_price is not None:
+        out.max_price_prompt = "" if p.max_price.prompt is None else str(p.max_price.prompt)
+        out.max_price_completion = ("" if p.max_price.completion is None
+                                    else str(p.max_price.completion))
+    return out
+
+
+def to_proto(req: ChatCompletionRequest, raw: dict[str, Any], generation_id: str) -> pb.ChatRequest:
+    models = list(req.models or ())
+    model = req.model or models.pop(0)
+    out = pb.ChatRequest(generation_id=generation_id, model=model, models=models,
+                         user=req.user or "")
+    if req.messages is not None:
+        raw_messages = raw["messages"]
+        out.messages.extend(_message(m, raw_messages[i]) for i, m in enumerate(req.messages))
+    else:
+        out.messages.append(pb.Message(role="user", content=req.prompt or ""))
+    max_tokens = req.max_tokens if req.max_tokens is not None else req.max_completion_tokens
+    for name, value in (
+        ("max_tokens", max_tokens), ("temperature", req.temperature), ("top_p", req.top_p),
+        ("top_k", req.top_k), ("frequency_penalty", req.frequency_penalty),
+        ("presence_penalty", req.presence_penalty), ("repetition_penalty", req.repetition_penalty),
+        ("seed", req.seed),
+    ):
+        if value is not None:
+            setattr(out, name, value)
+    if req.stop is not None:
+        out.stop.extend([req.stop] if isinstance(req.stop, str) else req.stop)
+    for tool in req.tools or ():
+        fn = tool.function
+        t = pb.Tool(name=fn.name, description=fn.description or "",
+                    parameters_json=orjson.dumps(fn.parameters) if fn.parameters is not None else b"")
+        if fn.strict is not None:
+            t.strict = fn.strict
+        out.tools.append(t)
+    if req.tool_choice is not None:
+        out.tool_choice_json = orjson.dumps(raw["tool_choice"])
+    if req.response_format is not None:
+        out.response_format_json = orjson.dumps(raw["response_format"])
+    provider = _provider(req)
+    if provider is not None:
+        out.provider.CopyFrom(provider)
+    extra = {k: v for k, v in raw.items() if k not in TYPED_FIELDS}
+    if extra:
+        out.extra_json = orjson.dumps(extra)
+    return out
+
+
+# ---- responses ---------------------------------------------------------------------------
+
+def usage_json(u: pb.Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        # The exact decimal the router computed, written as a JSON number without float rounding.
+        "cost": orjson.Fragment(u.cost or "0"),
+        "is_estimated": u.estimated,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    }
+
+
+def _tool_calls_json(calls: Any, with_index: bool) -> list[dict[str, Any]]:
+    out = []
+    for c in calls:
+        item: dict[str, Any] = {"id": c.id, "type": "function",
+                                "function": {"name": c.name, "arguments": c.arguments}}
+        if with_index:
+            item["index"] = c.index
+        out.append(item)
+    return out
+
+
+def completion_json(r: pb.ChatResponse) -> bytes:
+    choices = []
+    for ch in r.choices:
+        m = ch.message
+        message: dict[str, Any] = {"role": m.role or "assistant",
+                                   "content": m.content if m.HasField("content") else None}
+        if m.tool_calls:
+            message["tool_calls"] = _tool_calls_json(m.tool_calls, with_index=False)
+        choices.append({"index": ch.index, "message": message,
+                        "finish_reason": ch.finish_reason or None, "logprobs": None})
+    body: dict[str, Any] = {
+        "id": r.id, "object": "chat.completion", "created": r.created, "model": r.model,
+        "provider": r.provider, "choices": choices, "usage": usage_json(r.usage),
+    }
+    if r.system_fingerprint:
+        body["system_fingerprint"] = r.system_fingerprint
+    return orjson.dumps(body)
+
+
+class ChunkWriter:
+    """Turns router stream events into OpenAI `chat.completion.chunk` SSE events."""
+
+    __slots__ = ("_head",)
+
+    def __init__(self, generation_id: str) -> None:
+        self._head: dict[str, Any] = {"id": generation_id, "object": "chat.completion.chunk",
+                                      "created": 0, "model": "", "provider": ""}
+
+    def served(self, ev: pb.ChatStreamEvent) -> None:
+        if ev.model:
+            self._head["model"] = ev.model
+            self._head["provider"] = ev.provider
+            self._head["created"] = ev.created
+
+    def deltas(self, ev: pb.ChatStreamEvent) -> bytes:
+        out = []
+        head = self._head
+        for d in ev.chunks:
+            delta: dict[str, Any] = {}
+            if d.role:
+                delta["role"] = d.role
+            if d.HasField("content"):
+                delta["content"] = d.content
+            if d.HasField("reasoning"):
+                delta["reasoning"] = d.reasoning
+            if d.tool_calls:
+                delta["tool_calls"] = _tool_calls_json(d.tool_calls, with_index=True)
+            choice = {"index": d.index, "delta": delta, "finish_reason": d.finish_reason or None,
+                      "logprobs": None}
+            out.append(b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n")
+        return b"".join(out)
+
+    def error(self, err: APIError) -> bytes:
+        chunk = {**self._head, "error": {"code": err.status, "message": err.message,
+                                         "metadata": err.metadata},
+                 "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def usage(self, u: pb.Usage | None) -> bytes:
+        chunk = {**self._head, "choices": [], "usage": usage_json(u or pb.Usage())}
+        return b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"

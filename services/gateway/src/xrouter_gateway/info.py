@@ -1,0 +1,91 @@
+"""The gateway's read-only endpoints: models, health, liveness, readiness, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.router_client import RouterClient
+
+_PROBE_TIMEOUT = 2.0
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def model_json(m: pb.ModelInfo) -> dict[str, Any]:
+    inputs = list(m.input_modalities) or ["text"]
+    return {
+        "id": m.id,
+        "name": m.name,
+        "created": m.created,
+        "description": m.description,
+        "context_length": m.context_length,
+        "architecture": {"modality": "+".join(inputs) + "->text", "input_modalities": inputs,
+                         "output_modalities": ["text"], "tokenizer": "Other",
+                         "instruct_type": None},
+        "pricing": {"prompt": m.price_prompt, "completion": m.price_completion,
+                    "request": "0", "image": "0", "currency": "RUB"},
+        "top_provider": {"context_length": m.context_length,
+                         "max_completion_tokens": m.max_completion_tokens,
+                         "is_moderated": False},
+        "per_request_limits": None,
+        "supported_parameters": list(m.supported_parameters),
+        "providers": list(m.providers),
+        "aliases": list(m.aliases),
+    }
+
+
+class InfoEndpoints:
+    def __init__(self, client: RouterClient, registry: CollectorRegistry) -> None:
+        self._client = client
+        self._registry = registry
+
+    async def models(self, request: Request) -> Response:
+        provider = request.query_params.get("provider", "")
+        wanted = {p for p in request.query_params.get("supported_parameters", "").split(",") if p}
+        try:
+            reply = await self._client.list_models(provider, _PROBE_TIMEOUT * 5)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        data = [model_json(m) for m in reply.models
+                if wanted <= set(m.supported_parameters)]
+        return json_response({"data": data})
+
+    async def health(self, request: Request) -> Response:
+        providers: dict[str, str] = {}
+        router = "down"
+        try:
+            reply = await self._client.list_models("", _PROBE_TIMEOUT)
+            router = "up"
+            providers = {p.name: p.status for p in reply.providers}
+        except grpc.aio.AioRpcError:
+            pass
+        if router == "down":
+            status = "unhealthy"
+        elif any(s == "down" for s in providers.values()):
+            status = "degraded"
+        else:
+            status = "healthy"
+        body = {"status": status, "components": {"api": "up", "router": router,
+                                                 "providers": providers}}
+        return json_response(body, 200 if router == "up" else 503)
+
+    async def livez(self, request: Request) -> Response:
+        return json_response({"status": "alive"})
+
+    async def readyz(self, request: Request) -> Response:
+        if await self._client.healthy(_PROBE_TIMEOUT):
+            return json_response({"status": "ready"})
+        raise APIError(503, "No router replica answers its health check", retry_after=1.0)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self._registry), media_type=CONTENT_TYPE_LATEST)

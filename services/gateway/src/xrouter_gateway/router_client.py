@@ -1,0 +1,91 @@
+"""The gateway's one long-lived gRPC channel to the router replicas (client-side round robin),
+with retries on another replica when a call fails UNAVAILABLE before any response."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter.v1 import router_pb2_grpc as pb_grpc
+
+Metadata = Sequence[tuple[str, str]]
+
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+_OPTIONS = [
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.lb_policy_name", "round_robin"),
+    # Retries are ours (below): they must also pick another replica for streams.
+    ("grpc.enable_retries", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.dns_min_time_between_resolutions_ms", 5_000),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+
+def channel_target(spec: str) -> str:
+    """`dns:///router:50051` and other URIs pass through; `h1:p1,h2:p2` becomes an ipv4/ipv6
+    list so one channel balances over every listed replica."""
+    if "://" in spec or spec.startswith(("ipv4:", "ipv6:", "unix:")):
+        return spec
+    addresses = [a.strip() for a in spec.split(",") if a.strip()]
+    if not addresses:
+        raise ValueError("router target is empty")
+    if all(a.startswith("[") for a in addresses):
+        return "ipv6:" + ",".join(addresses)
+    if len(addresses) == 1 and not addresses[0][0].isdigit():
+        return "dns:///" + addresses[0]
+    return "ipv4:" + ",".join(addresses)
+
+
+def retryable(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
+
+
+class RouterClient:
+    def __init__(self, target: str, *, retries: int) -> None:
+        self._channel = grpc.aio.insecure_channel(channel_target(target), options=_OPTIONS)
+        self._stub = pb_grpc.RouterStub(self._channel)
+        self._health: Any = health_pb2_grpc.HealthStub(self._channel)
+        self.retries = retries
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def chat(self, request: pb.ChatRequest, metadata: Metadata,
+                   timeout: float) -> pb.ChatResponse:
+        attempt = 0
+        while True:
+            try:
+                return await self._stub.Chat(request, metadata=metadata, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                if not retryable(exc) or attempt >= self.retries:
+                    raise
+                attempt += 1
+                await asyncio.sleep(0.01 * attempt)
+
+    def chat_stream(self, request: pb.ChatRequest, metadata: Metadata,
+                    timeout: float) -> grpc.aio.UnaryStreamCall[pb.ChatRequest, pb.ChatStreamEvent]:
+        return self._stub.ChatStream(request, metadata=metadata, timeout=timeout)
+
+    async def list_models(self, provider: str, timeout: float) -> pb.ListModelsResponse:
+        return await self._stub.ListModels(pb.ListModelsRequest(provider=provider), timeout=timeout)
+
+    async def healthy(self, timeout: float) -> bool:
+        try:
+            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=""),
+                                             timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,138 @@
+"""Streaming a completion as Server-Sent Events, the way OpenRouter does.
+
+The router call starts before any byte is sent. If it fails within `commit_after` seconds the
+client gets a plain HTTP error; otherwise 200 and the SSE headers go out, `: XROUTER PROCESSING`
+comments keep the connection alive until the first event, later failures arrive in-band as an
+error chunk, and a usage chunk always precedes `data: [DONE]`. A client disconnect cancels the
+router call, which cancels the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import grpc
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.convert import ChunkWriter
+from xrouter_gateway.errors import APIError, from_detail, from_rpc_error
+from xrouter_gateway.router_client import Metadata, RouterClient, retryable
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PROCESSING = b": XROUTER PROCESSING\n\n"
+_EOF: Any = grpc.aio.EOF
+
+
+class RouterStream:
+    """One streamed router call, re-opened on another replica while no event has arrived."""
+
+    def __init__(self, client: RouterClient, request: pb.ChatRequest, metadata: Metadata,
+                 timeout: float) -> None:
+        self._client = client
+        self._request = request
+        self._metadata = metadata
+        self._timeout = timeout
+        self._retries = client.retries
+        self._call = client.chat_stream(request, metadata, timeout)
+        self._first: asyncio.Future[Any] = asyncio.ensure_future(self._call.read())
+
+    async def first_event(self, wait: float | None) -> pb.ChatStreamEvent | None:
+        """The first event, or None if it has not come within `wait` seconds.
+        Raises AioRpcError when the call failed."""
+        while True:
+            done, _ = await asyncio.wait((self._first,), timeout=wait)
+            if not done:
+                return None
+            try:
+                event = self._first.result()
+            except grpc.aio.AioRpcError as exc:
+                if not retryable(exc) or self._retries <= 0:
+                    raise
+                self._retries -= 1
+                self._call = self._client.chat_stream(self._request, self._metadata, self._timeout)
+                self._first = asyncio.ensure_future(self._call.read())
+                continue
+            if event is _EOF:
+                raise APIError(502, "The router ended the stream without any event")
+            return event  # type: ignore[no-any-return]
+
+    async def next_event(self) -> pb.ChatStreamEvent | None:
+        event = await self._call.read()
+        return None if event is _EOF else event  # type: ignore[return-value]
+
+    def cancel(self) -> None:
+        self._first.cancel()
+        self._call.cancel()
+
+
+class SSEResponse:
+    """ASGI response that streams one completion (see the module docstring)."""
+
+    def __init__(self, stream: RouterStream, first: pb.ChatStreamEvent | None,
+                 generation_id: str, keepalive: float, headers: dict[str, str]) -> None:
+        self._stream = stream
+        self._first = first
+        self._writer = ChunkWriter(generation_id)
+        self._keepalive = keepalive
+        self._headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"), *self._headers]})
+        producer = asyncio.ensure_future(self._produce(send))
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((producer, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not producer.done():
+                producer.cancel()
+                self._stream.cancel()
+            watcher.cancel()
+        if producer.done() and not producer.cancelled():
+            producer.result()
+
+    async def _produce(self, send: Send) -> None:
+        async def write(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        writer = self._writer
+        usage: pb.Usage | None = None
+        try:
+            event = self._first
+            while event is None:
+                event = await self._stream.first_event(self._keepalive)
+                if event is None:
+                    await write(PROCESSING)
+            writer.served(event)
+            while event is not None:
+                if event.HasField("end"):
+                    usage = event.end.usage
+                    data = writer.deltas(event)
+                    if event.end.HasField("error"):
+                        data += writer.error(from_detail(event.end.error))
+                    if data:
+                        await write(data)
+                    break
+                await write(writer.deltas(event))
+                event = await self._stream.next_event()
+            else:
+                await write(writer.error(APIError(502, "The router ended the stream early")))
+        except grpc.aio.AioRpcError as exc:
+            await write(writer.error(from_rpc_error(exc)))
+        except APIError as exc:
+            await write(writer.error(exc))
+        await send({"type": "http.response.body", "body": writer.usage(usage), "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

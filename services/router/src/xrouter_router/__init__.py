@@ -1,0 +1,1 @@
+"""XRouter's router tier: authentication, provider selection, failover and accounting over gRPC."""

@@ -1,0 +1,48 @@
+"""`python -m xrouter_router`: run one router replica until SIGTERM/SIGINT, then drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import uvloop
+from prometheus_client import start_http_server
+
+from xrouter_common.env import ConfigError
+from xrouter_router.bootstrap import build
+from xrouter_router.settings import RouterSettings
+
+log = logging.getLogger("xrouter.router")
+
+
+async def serve(settings: RouterSettings) -> None:
+    app = build(settings)
+    await app.start()
+    log.info("router listening on %s (port %d)", settings.listen, app.server.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("router draining for up to %.0fs", settings.shutdown_grace)
+    await app.stop(settings.shutdown_grace)
+    log.info("router stopped")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = RouterSettings.from_env()
+        if settings.metrics_port:
+            start_http_server(settings.metrics_port, addr="0.0.0.0")
+        uvloop.run(serve(settings))
+    except ConfigError as exc:
+        print(f"xrouter-router: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The router's one composition root: settings in, a ready-to-start application out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from xrouter_router import catalog_file
+from xrouter_router.domain.auth import MasterKeyAuthenticator
+from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.health import ProviderHealth
+from xrouter_router.domain.ports import ChatProvider
+from xrouter_router.domain.service import ChatService
+from xrouter_router.providers.demo import DemoProvider
+from xrouter_router.providers.http import new_session
+from xrouter_router.providers.openai import OpenAIProvider
+from xrouter_router.settings import RouterSettings
+from xrouter_router.transport.server import GrpcServer
+from xrouter_router.transport.servicer import RouterServicer
+
+
+@dataclass(slots=True)
+class RouterApp:
+    server: GrpcServer
+    providers: Mapping[str, ChatProvider]
+    session: aiohttp.ClientSession
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self, grace: float) -> None:
+        await self.server.stop(grace)
+        for provider in self.providers.values():
+            await provider.close()
+        await self.session.close()
+
+
+def build_providers(config: catalog_file.CatalogConfig,
+                    session: aiohttp.ClientSession) -> dict[str, ChatProvider]:
+    providers: dict[str, ChatProvider] = {}
+    for p in config.providers:
+        if p.type == "demo":
+            providers[p.name] = DemoProvider(p.name, word_delay=float(p.options.get("word_delay", 0.02)))
+        else:
+            providers[p.name] = OpenAIProvider(
+                p.name, base_url=p.base_url, api_key=p.api_key, session=session,
+                headers=p.headers,
+                send_nonstandard_params=bool(p.options.get("send_nonstandard_params", False)),
+            )
+    return providers
+
+
+def build(settings: RouterSettings) -> RouterApp:
+    """Must run inside the event loop that will serve (aiohttp and grpc.aio bind to it)."""
+    config = catalog_file.load(settings.catalog_path)
+    session = new_session(connect_timeout=settings.connect_timeout, pool_size=settings.pool_size)
+    providers = build_providers(config, session)
+    health = ProviderHealth(list(providers))
+    failover = Failover(providers, FailoverPolicy(settings.attempt_timeout, settings.max_attempts),
+                        health)
+    service = ChatService(config.catalog, failover, MasterKeyAuthenticator(settings.master_key),
+                          idle_timeout=settings.stream_idle_timeout)
+    server = GrpcServer(RouterServicer(service, health), settings.listen)
+    return RouterApp(server, providers, session)

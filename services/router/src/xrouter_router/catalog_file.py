@@ -1,0 +1,139 @@
+"""Loads the catalog TOML file: provider definitions (credentials from environment variables
+only) and models with their deployments. Every mistake is a ConfigError naming its place."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from xrouter_common.env import ConfigError
+from xrouter_router.domain.catalog import CAPABILITIES, Catalog, Deployment, Model, Price
+
+PROVIDER_TYPES = frozenset({"demo", "openai"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One configured upstream; `api_key` was read from the variable `api_key_env` names."""
+
+    name: str
+    type: str
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogConfig:
+    providers: tuple[ProviderConfig, ...]
+    catalog: Catalog
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> CatalogConfig:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"catalog {path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"catalog {path}: invalid TOML: {exc}") from None
+    return parse(data, os.environ if env is None else env, where=str(path))
+
+
+def parse(data: Mapping[str, Any], env: Mapping[str, str], where: str = "catalog") -> CatalogConfig:
+    raw_providers = data.get("providers") or {}
+    if not isinstance(raw_providers, dict) or not raw_providers:
+        raise ConfigError(f"{where}: [providers] must define at least one provider")
+    providers = tuple(_provider(name, spec, env, where) for name, spec in raw_providers.items())
+    names = {p.name for p in providers}
+    raw_models = data.get("models") or []
+    if not isinstance(raw_models, list) or not raw_models:
+        raise ConfigError(f"{where}: [[models]] must define at least one model")
+    models = [_model(i, spec, names, where) for i, spec in enumerate(raw_models)]
+    try:
+        catalog = Catalog(models)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return CatalogConfig(providers, catalog)
+
+
+def _provider(name: str, spec: Any, env: Mapping[str, str], where: str) -> ProviderConfig:
+    here = f"{where}: providers.{name}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{here} must be a table")
+    kind = spec.get("type")
+    if kind not in PROVIDER_TYPES:
+        raise ConfigError(f"{here}.type must be one of {sorted(PROVIDER_TYPES)}, got {kind!r}")
+    api_key = ""
+    key_env = spec.get("api_key_env")
+    if key_env:
+        api_key = env.get(str(key_env), "")
+        if not api_key:
+            raise ConfigError(f"{here}: environment variable {key_env} is not set")
+    if "api_key" in spec:
+        raise ConfigError(f"{here}: put credentials in an environment variable (api_key_env)")
+    base_url = str(spec.get("base_url", ""))
+    if kind != "demo" and not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{here}.base_url must be an http(s) URL")
+    headers = spec.get("headers") or {}
+    options = {k: v for k, v in spec.items()
+               if k not in ("type", "api_key_env", "base_url", "headers")}
+    return ProviderConfig(name, kind, base_url, api_key, {str(k): str(v) for k, v in headers.items()},
+                          options)
+
+
+def _decimal(value: Any, here: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"{here} must be a decimal number, got {value!r}") from None
+    if not number.is_finite() or number < 0:
+        raise ConfigError(f"{here} must be a non-negative decimal, got {value!r}")
+    return number
+
+
+def _model(i: int, spec: Any, providers: set[str], where: str) -> Model:
+    here = f"{where}: models[{i}]"
+    if not isinstance(spec, dict) or not spec.get("id"):
+        raise ConfigError(f"{here} must be a table with an id")
+    model_id = str(spec["id"])
+    deployments = spec.get("deployments") or []
+    if not deployments:
+        raise ConfigError(f"{here} ({model_id}) has no [[models.deployments]]")
+    return Model(
+        id=model_id,
+        name=str(spec.get("name", model_id)),
+        description=str(spec.get("description", "")),
+        created=int(spec.get("created", 0)),
+        aliases=tuple(str(a) for a in spec.get("aliases", ())),
+        deployments=tuple(_deployment(f"{here}.deployments[{j}]", model_id, d, providers)
+                          for j, d in enumerate(deployments)),
+    )
+
+
+def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Deployment:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{here} must be a table")
+    provider = spec.get("provider")
+    if provider not in providers:
+        raise ConfigError(f"{here}.provider {provider!r} is not defined under [providers]")
+    caps = frozenset(spec.get("capabilities", ("streaming",)))
+    if not caps <= CAPABILITIES:
+        raise ConfigError(f"{here}.capabilities: unknown {sorted(caps - CAPABILITIES)}")
+    price = spec.get("price") or {}
+    return Deployment(
+        id=str(spec.get("id", f"{model_id}@{provider}")),
+        provider=str(provider),
+        upstream_model=str(spec.get("upstream_model", model_id)),
+        price=Price(_decimal(price.get("prompt", 0), f"{here}.price.prompt"),
+                    _decimal(price.get("completion", 0), f"{here}.price.completion")),
+        context_length=int(spec.get("context_length", 8192)),
+        max_completion_tokens=int(spec.get("max_completion_tokens", 4096)),
+        capabilities=caps,
+        weight=float(spec.get("weight", 1.0)),
+    )

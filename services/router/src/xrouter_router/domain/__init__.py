@@ -1,0 +1,1 @@
+"""The router's pure core: types, catalog, routing, failover, accounting. No I/O drivers."""

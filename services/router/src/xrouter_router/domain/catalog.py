@@ -1,0 +1,92 @@
+"""The model catalog: models, their aliases and deployments, with prices in RUB per million tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from xrouter_router.domain.errors import ModelNotFound
+
+CAPABILITIES = frozenset({"tools", "json_mode", "vision", "streaming"})
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """RUB per one million tokens."""
+
+    prompt: Decimal = Decimal(0)
+    completion: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One way to serve a model: a configured provider instance and the upstream's model name."""
+
+    id: str
+    provider: str
+    upstream_model: str
+    price: Price
+    context_length: int
+    max_completion_tokens: int
+    capabilities: frozenset[str]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    name: str
+    deployments: tuple[Deployment, ...]
+    description: str = ""
+    created: int = 0
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def context_length(self) -> int:
+        return max(d.context_length for d in self.deployments)
+
+    @property
+    def max_completion_tokens(self) -> int:
+        return max(d.max_completion_tokens for d in self.deployments)
+
+    @property
+    def price(self) -> Price:
+        """The price shown for the model: its cheapest deployment's."""
+        return min((d.price for d in self.deployments), key=lambda p: (p.prompt + p.completion))
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        caps: frozenset[str] = frozenset()
+        for d in self.deployments:
+            caps |= d.capabilities
+        return caps
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d.provider for d in self.deployments))
+
+
+class Catalog:
+    """Models indexed by id and by alias; ids and aliases are unique across the catalog."""
+
+    def __init__(self, models: Iterable[Model]) -> None:
+        self._models = tuple(models)
+        self._index: dict[str, Model] = {}
+        for model in self._models:
+            if not model.deployments:
+                raise ValueError(f"model {model.id!r} has no deployments")
+            for name in (model.id, *model.aliases):
+                if name in self._index:
+                    raise ValueError(f"model id or alias {name!r} is defined twice")
+                self._index[name] = model
+
+    @property
+    def models(self) -> tuple[Model, ...]:
+        return self._models
+
+    def resolve(self, name: str, *, param: str = "model") -> Model:
+        model = self._index.get(name)
+        if model is None:
+            raise ModelNotFound(f"Model {name!r} does not exist", param=param)
+        return model

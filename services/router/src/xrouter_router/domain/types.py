@@ -1,0 +1,168 @@
+"""Typed values that cross the router's layers: the canonical request, completions, stream parts.
+
+Frozen, slotted dataclasses; no transport or driver types. JSON-valued fields the router never
+inspects (tool schemas, response_format, pass-through parameters) stay as raw JSON bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPart:
+    type: str
+    text: str = ""
+    image_url: str = ""
+    detail: str = ""
+    raw_json: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str | None = None
+    parts: tuple[ContentPart, ...] = ()
+    name: str = ""
+    tool_call_id: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def text(self) -> str:
+        """The message's text, parts joined; images and other parts contribute nothing."""
+        if self.content is not None:
+            return self.content
+        return "".join(p.text for p in self.parts if p.type == "text")
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters_json: bytes = b""
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Generation parameters every adapter knows how to translate (None: provider default)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPreferences:
+    """OpenRouter's `provider` object."""
+
+    order: tuple[str, ...] = ()
+    allow_fallbacks: bool = True
+    require_parameters: bool = False
+    data_collection: str = ""
+    only: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    sort: str = ""
+    max_price_prompt: Decimal | None = None
+    max_price_completion: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """The canonical chat request, whatever API it arrived through."""
+
+    generation_id: str
+    model: str
+    messages: tuple[Message, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    fallback_models: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice_json: bytes = b""
+    response_format_json: bytes = b""
+    user: str = ""
+    provider: ProviderPreferences = field(default_factory=ProviderPreferences)
+    extra_json: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCounts:
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    reasoning: int = 0
+    estimated: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A provider's whole answer (one choice)."""
+
+    message: Message
+    finish_reason: str
+    usage: TokenCounts | None = None
+    system_fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One streamed chunk of choice `index`."""
+
+    index: int = 0
+    role: str = ""
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str = ""
+    reasoning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBatch:
+    """What a provider stream yields: the deltas already received, usage once known, and
+    done=True on the batch that carried the provider's end-of-stream marker."""
+
+    deltas: tuple[Delta, ...] = ()
+    usage: TokenCounts | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts priced: what a generation cost, in RUB."""
+
+    tokens: TokenCounts
+    cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Which model and provider served a request, after routing and failover."""
+
+    model: str
+    provider: str
+    deployment: str
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    served: Served
+    completion: Completion
+    usage: Usage

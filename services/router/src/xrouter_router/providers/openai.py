@@ -1,0 +1,258 @@
+"""Any OpenAI-compatible upstream (OpenAI, DeepSeek, Mistral, vLLM, Ollama, OpenRouter, ...):
+POST {base_url}/chat/completions, Bearer auth, SSE streams ending in `data: [DONE]`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from xrouter_router.domain.catalog import Deployment
+from xrouter_router.domain.errors import UpstreamBadResponse, UpstreamServerError
+from xrouter_router.domain.types import (
+    ChatRequest,
+    Completion,
+    ContentPart,
+    Delta,
+    Message,
+    StreamBatch,
+    TokenCounts,
+    ToolCall,
+)
+from xrouter_router.providers.http import error_for_status, not_json_object, upstream_errors
+from xrouter_router.providers.sse import SSEDecoder
+
+_DONE = b"[DONE]"
+
+
+class OpenAIProvider:
+    """Speaks the OpenAI Chat Completions wire format over a shared aiohttp session."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        api_key: str,
+        session: aiohttp.ClientSession,
+        headers: Mapping[str, str] | None = None,
+        send_nonstandard_params: bool = False,
+    ) -> None:
+        self._name = name
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._session = session
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._nonstandard = send_nonstandard_params
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def close(self) -> None:
+        return None
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
+        body = self.body(request, deployment, stream=False)
+        with upstream_errors(self._name):
+            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise error_for_status(self._name, resp.status, raw,
+                                           resp.headers.get("Retry-After"))
+            data = orjson.loads(raw)
+            if not isinstance(data, dict):
+                raise not_json_object(self._name)
+            return parse_completion(self._name, data)
+
+    async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
+        body = self.body(request, deployment, stream=True)
+        with upstream_errors(self._name):
+            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+                if resp.status != 200:
+                    raw = await resp.read()
+                    raise error_for_status(self._name, resp.status, raw,
+                                           resp.headers.get("Retry-After"))
+                if resp.content_type == "application/json":
+                    # Some upstreams ignore `stream` and answer whole: replay it as one batch.
+                    data = orjson.loads(await resp.read())
+                    if not isinstance(data, dict):
+                        raise not_json_object(self._name)
+                    yield completion_as_batch(parse_completion(self._name, data))
+                    return
+                async for batch in self._read_stream(resp):
+                    yield batch
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
+        decoder = SSEDecoder()
+        finished = False
+        while True:
+            # readany() returns everything already buffered: chunks that arrived together
+            # travel on as one batch, which is where per-message overhead is saved.
+            data = await resp.content.readany()
+            if not data:
+                break
+            events = decoder.feed(data)
+            if not events:
+                continue
+            batch = self._batch([e.data for e in events])
+            finished = finished or any(d.finish_reason for d in batch.deltas)
+            if batch.deltas or batch.usage or batch.done:
+                yield batch
+            if batch.done:
+                return
+        if not finished or decoder.pending():
+            raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
+                                      provider=self._name)
+
+    def _batch(self, payloads: list[bytes]) -> StreamBatch:
+        deltas: list[Delta] = []
+        usage: TokenCounts | None = None
+        done = False
+        for payload in payloads:
+            if payload == _DONE:
+                done = True
+                break
+            chunk = orjson.loads(payload)
+            if not isinstance(chunk, dict):
+                raise not_json_object(self._name)
+            if "error" in chunk:
+                err = chunk["error"]
+                message = err.get("message", "") if isinstance(err, dict) else str(err)
+                raise UpstreamServerError(f"{self._name} failed mid-stream: {message}",
+                                          provider=self._name, raw=err)
+            for choice in chunk.get("choices") or ():
+                deltas.append(parse_delta(choice))
+            if chunk.get("usage"):
+                usage = parse_usage(chunk["usage"])
+        return StreamBatch(tuple(deltas), usage, done)
+
+    def body(self, request: ChatRequest, deployment: Deployment, *, stream: bool) -> bytes:
+        """The upstream request body. Pass-through parameters go first, typed ones win."""
+        body: dict[str, Any] = orjson.loads(request.extra_json) if request.extra_json else {}
+        body["model"] = deployment.upstream_model
+        body["messages"] = [message_json(m) for m in request.messages]
+        s = request.sampling
+        for key, value in (
+            ("max_tokens", s.max_tokens), ("temperature", s.temperature), ("top_p", s.top_p),
+            ("frequency_penalty", s.frequency_penalty), ("presence_penalty", s.presence_penalty),
+            ("seed", s.seed),
+        ):
+            if value is not None:
+                body[key] = value
+        if self._nonstandard:
+            if s.top_k is not None:
+                body["top_k"] = s.top_k
+            if s.repetition_penalty is not None:
+                body["repetition_penalty"] = s.repetition_penalty
+        if s.stop:
+            body["stop"] = list(s.stop)
+        if request.tools:
+            body["tools"] = [tool_json(t.name, t.description, t.parameters_json, t.strict)
+                             for t in request.tools]
+        if request.tool_choice_json:
+            body["tool_choice"] = orjson.Fragment(request.tool_choice_json)
+        if request.response_format_json:
+            body["response_format"] = orjson.Fragment(request.response_format_json)
+        if request.user:
+            body["user"] = request.user
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return orjson.dumps(body)
+
+
+def tool_json(name: str, description: str, parameters: bytes, strict: bool | None) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": name}
+    if description:
+        fn["description"] = description
+    if parameters:
+        fn["parameters"] = orjson.Fragment(parameters)
+    if strict is not None:
+        fn["strict"] = strict
+    return {"type": "function", "function": fn}
+
+
+def _part_json(part: ContentPart) -> Any:
+    if part.type == "text":
+        return {"type": "text", "text": part.text}
+    if part.type == "image_url":
+        image: dict[str, str] = {"url": part.image_url}
+        if part.detail:
+            image["detail"] = part.detail
+        return {"type": "image_url", "image_url": image}
+    return orjson.Fragment(part.raw_json)
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role}
+    out["content"] = [_part_json(p) for p in m.parts] if m.parts else m.content
+    if m.name:
+        out["name"] = m.name
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+    return out
+
+
+def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:
+    calls = []
+    for i, call in enumerate(raw or ()):
+        fn = call.get("function") or {}
+        calls.append(ToolCall(index=call.get("index", i), id=call.get("id") or "",
+                              name=fn.get("name") or "", arguments=fn.get("arguments") or ""))
+    return tuple(calls)
+
+
+def parse_usage(raw: dict[str, Any]) -> TokenCounts:
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    return TokenCounts(
+        prompt=int(raw.get("prompt_tokens") or 0),
+        completion=int(raw.get("completion_tokens") or 0),
+        cached=int(prompt_details.get("cached_tokens") or 0),
+        reasoning=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+def parse_completion(provider: str, data: dict[str, Any]) -> Completion:
+    choices = data.get("choices")
+    if not choices:
+        raise UpstreamBadResponse(f"{provider} answered without choices", provider=provider,
+                                  raw=data)
+    choice = choices[0]
+    msg = choice.get("message") or {}
+    message = Message(role=msg.get("role") or "assistant", content=msg.get("content"),
+                      tool_calls=_tool_calls(msg.get("tool_calls")))
+    usage = parse_usage(data["usage"]) if data.get("usage") else None
+    return Completion(message, choice.get("finish_reason") or "stop", usage,
+                      data.get("system_fingerprint") or "")
+
+
+def parse_delta(choice: dict[str, Any]) -> Delta:
+    delta = choice.get("delta") or {}
+    reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+    return Delta(
+        index=choice.get("index") or 0,
+        role=delta.get("role") or "",
+        content=delta.get("content"),
+        tool_calls=_tool_calls(delta.get("tool_calls")),
+        finish_reason=choice.get("finish_reason") or "",
+        reasoning=reasoning,
+    )
+
+
+def completion_as_batch(c: Completion) -> StreamBatch:
+    delta = Delta(role="assistant", content=c.message.content, tool_calls=c.message.tool_calls,
+                  finish_reason=c.finish_reason)
+    return StreamBatch((delta,), c.usage, done=True)

@@ -1,0 +1,43 @@
+"""The router's settings, read once from the environment at startup."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from xrouter_common.env import ConfigError, env_float, env_int, env_str
+
+DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    listen: str
+    catalog_path: Path
+    master_key: str
+    attempt_timeout: float
+    stream_idle_timeout: float
+    connect_timeout: float
+    max_attempts: int
+    pool_size: int
+    shutdown_grace: float
+    metrics_port: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
+        master_key = env_str("XROUTER_MASTER_KEY", "", env)
+        if not master_key:
+            raise ConfigError("XROUTER_MASTER_KEY must be set (the API key the router accepts)")
+        return cls(
+            listen=env_str("XROUTER_ROUTER_LISTEN", "127.0.0.1:50051", env),
+            catalog_path=Path(env_str("XROUTER_CATALOG", str(DEFAULT_CATALOG), env)),
+            master_key=master_key,
+            attempt_timeout=env_float("XROUTER_ATTEMPT_TIMEOUT", 60.0, env, minimum=0.1),
+            stream_idle_timeout=env_float("XROUTER_STREAM_IDLE_TIMEOUT", 120.0, env, minimum=0.1),
+            connect_timeout=env_float("XROUTER_CONNECT_TIMEOUT", 5.0, env, minimum=0.1),
+            max_attempts=env_int("XROUTER_MAX_ATTEMPTS", 5, env, minimum=1),
+            pool_size=env_int("XROUTER_UPSTREAM_POOL_SIZE", 256, env, minimum=1),
+            shutdown_grace=env_float("XROUTER_SHUTDOWN_GRACE", 30.0, env),
+            metrics_port=env_int("XROUTER_ROUTER_METRICS_PORT", 9100, env),
+        )

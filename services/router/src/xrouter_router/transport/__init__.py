@@ -1,0 +1,1 @@
+"""The router's gRPC shell: proto <-> domain translation, the error table, the server."""

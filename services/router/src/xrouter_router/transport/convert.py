@@ -1,0 +1,169 @@
+"""Translation between xrouter.v1 protobuf messages and domain types, and nothing else."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter_router.domain.catalog import Model
+from xrouter_router.domain.errors import InvalidRequest
+from xrouter_router.domain.service import StreamEvent
+from xrouter_router.domain.types import (
+    ChatRequest,
+    ChatResult,
+    ContentPart,
+    Delta,
+    Message,
+    ProviderPreferences,
+    Sampling,
+    Tool,
+    ToolCall,
+    Usage,
+)
+
+_MILLION = Decimal(1_000_000)
+
+
+def _calls(calls: object) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(c.index, c.id, c.name, c.arguments) for c in calls)  # type: ignore[attr-defined]
+
+
+def _message(m: pb.Message) -> Message:
+    return Message(
+        role=m.role,
+        content=m.content if m.HasField("content") else None,
+        parts=tuple(ContentPart(p.type, p.text, p.image_url, p.detail, p.raw_json) for p in m.parts),
+        name=m.name,
+        tool_call_id=m.tool_call_id,
+        tool_calls=_calls(m.tool_calls) if m.tool_calls else (),
+    )
+
+
+def _price(value: str, param: str) -> Decimal | None:
+    if not value:
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise InvalidRequest(f"{param} must be a decimal number", param=param) from None
+
+
+def _preferences(p: pb.ProviderPreferences) -> ProviderPreferences:
+    return ProviderPreferences(
+        order=tuple(p.order),
+        allow_fallbacks=p.allow_fallbacks if p.HasField("allow_fallbacks") else True,
+        require_parameters=p.require_parameters,
+        data_collection=p.data_collection,
+        only=tuple(p.only),
+        ignore=tuple(p.ignore),
+        sort=p.sort,
+        max_price_prompt=_price(p.max_price_prompt, "provider.max_price.prompt"),
+        max_price_completion=_price(p.max_price_completion, "provider.max_price.completion"),
+    )
+
+
+def request_from_proto(r: pb.ChatRequest) -> ChatRequest:
+    if not r.model:
+        raise InvalidRequest("model is required", param="model")
+    if not r.messages:
+        raise InvalidRequest("messages must not be empty", param="messages")
+    return ChatRequest(
+        generation_id=r.generation_id,
+        model=r.model,
+        messages=tuple(_message(m) for m in r.messages),
+        sampling=Sampling(
+            max_tokens=r.max_tokens if r.HasField("max_tokens") else None,
+            temperature=r.temperature if r.HasField("temperature") else None,
+            top_p=r.top_p if r.HasField("top_p") else None,
+            top_k=r.top_k if r.HasField("top_k") else None,
+            frequency_penalty=r.frequency_penalty if r.HasField("frequency_penalty") else None,
+            presence_penalty=r.presence_penalty if r.HasField("presence_penalty") else None,
+            repetition_penalty=r.repetition_penalty if r.HasField("repetition_penalty") else None,
+            seed=r.seed if r.HasField("seed") else None,
+            stop=tuple(r.stop),
+        ),
+        fallback_models=tuple(r.models),
+        tools=tuple(Tool(t.name, t.description, t.parameters_json,
+                         t.strict if t.HasField("strict") else None) for t in r.tools),
+        tool_choice_json=r.tool_choice_json,
+        response_format_json=r.response_format_json,
+        user=r.user,
+        provider=_preferences(r.provider) if r.HasField("provider") else ProviderPreferences(),
+        extra_json=r.extra_json,
+    )
+
+
+def _tool_calls_pb(calls: tuple[ToolCall, ...]) -> list[pb.ToolCall]:
+    return [pb.ToolCall(index=c.index, id=c.id, name=c.name, arguments=c.arguments) for c in calls]
+
+
+def usage_to_proto(u: Usage) -> pb.Usage:
+    t = u.tokens
+    return pb.Usage(prompt_tokens=t.prompt, completion_tokens=t.completion, total_tokens=t.total,
+                    cached_tokens=t.cached, reasoning_tokens=t.reasoning,
+                    cost=format(u.cost.normalize(), "f"), estimated=t.estimated)
+
+
+def result_to_proto(generation_id: str, result: ChatResult) -> pb.ChatResponse:
+    c = result.completion
+    m = c.message
+    message = pb.Message(role=m.role or "assistant", tool_calls=_tool_calls_pb(m.tool_calls))
+    if m.content is not None:
+        message.content = m.content
+    return pb.ChatResponse(
+        id=generation_id,
+        model=result.served.model,
+        provider=result.served.provider,
+        created=result.served.created,
+        choices=[pb.Choice(index=0, message=message, finish_reason=c.finish_reason)],
+        usage=usage_to_proto(result.usage),
+        system_fingerprint=c.system_fingerprint,
+    )
+
+
+def _delta(d: Delta) -> pb.ChunkDelta:
+    out = pb.ChunkDelta(index=d.index, role=d.role, finish_reason=d.finish_reason)
+    if d.content is not None:
+        out.content = d.content
+    if d.reasoning is not None:
+        out.reasoning = d.reasoning
+    if d.tool_calls:
+        out.tool_calls.extend(_tool_calls_pb(d.tool_calls))
+    return out
+
+
+def event_to_proto(ev: StreamEvent, error: pb.ErrorDetail | None) -> pb.ChatStreamEvent:
+    out = pb.ChatStreamEvent(chunks=[_delta(d) for d in ev.deltas])
+    if ev.served is not None:
+        out.model = ev.served.model
+        out.provider = ev.served.provider
+        out.created = ev.served.created
+    if ev.end is not None:
+        out.end.usage.CopyFrom(usage_to_proto(ev.end.usage))
+        if error is not None:
+            out.end.error.CopyFrom(error)
+    return out
+
+
+def per_token(price_per_million: Decimal) -> str:
+    value = (price_per_million / _MILLION).normalize()
+    return format(value, "f")
+
+
+def model_to_proto(m: Model) -> pb.ModelInfo:
+    price = m.price
+    caps = m.capabilities
+    params = ["max_tokens", "temperature", "top_p", "stop", "seed", "frequency_penalty",
+              "presence_penalty"]
+    if "tools" in caps:
+        params += ["tools", "tool_choice"]
+    if "json_mode" in caps:
+        params += ["response_format"]
+    return pb.ModelInfo(
+        id=m.id, name=m.name, description=m.description, created=m.created,
+        context_length=m.context_length, max_completion_tokens=m.max_completion_tokens,
+        price_prompt=per_token(price.prompt), price_completion=per_token(price.completion),
+        providers=list(m.providers), supported_parameters=params,
+        input_modalities=["text", "image"] if "vision" in caps else ["text"],
+        aliases=list(m.aliases),
+    )

@@ -1,0 +1,48 @@
+"""The gRPC server: Router service plus grpc.health.v1, bound and stopped gracefully."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from xrouter.v1 import router_pb2_grpc as pb_grpc
+from xrouter_router.transport.servicer import RouterServicer
+
+SERVICE_NAME = "xrouter.v1.Router"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class GrpcServer:
+    """Owns the grpc.aio server and its health servicer."""
+
+    def __init__(self, servicer: RouterServicer, listen: str) -> None:
+        self._server = grpc.aio.server(options=_OPTIONS)
+        pb_grpc.add_RouterServicer_to_server(servicer, self._server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self.port = self._server.add_insecure_port(listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {listen}")
+
+    async def start(self) -> None:
+        await self._server.start()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, refuse new calls, give in-flight calls `grace` seconds."""
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.stop(grace)
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()

@@ -1,0 +1,206 @@
+"""A local stand-in for an OpenAI-compatible upstream, speaking the wire format of the OpenAI
+API reference: Bearer auth, `chat.completion` bodies, `chat.completion.chunk` SSE events with the
+usage chunk (`choices: []`) before `data: [DONE]`, and OpenAI's error bodies.
+
+The requested `model` picks the behaviour, so one server serves every scenario:
+  fake-echo (any unknown name) | fake-tools | fake-500 | fake-429 | fake-400 | fake-401-always
+  fake-slow | fake-garbage | fake-cut | fake-drip | fake-no-usage | fake-chunks-22 | fake-json-stream
+It runs on its own thread and event loop so tests in any loop, and services in other processes,
+can use it; what it saw is kept in `requests` and `disconnects`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+API_KEY = "sk-fake-upstream-key"
+TOOL_ARGS = '{"city": "Moscow", "unit": "celsius"}'
+
+
+def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+            return str(content or "")
+    return ""
+
+
+class FakeOpenAI:
+    def __init__(self, *, slow_seconds: float = 3.0, drip_interval: float = 0.05) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.disconnects: list[str] = []
+        self.slow_seconds = slow_seconds
+        self.drip_interval = drip_interval
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> FakeOpenAI:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake upstream did not start")
+        return self
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._loop is None or self._runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    def models_called(self) -> list[str]:
+        return [r.get("model", "") for r in self.requests]
+
+    # ---- the endpoint ----------------------------------------------------------------------
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.headers.append(dict(request.headers))
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error",
+                          "invalid_api_key")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "We could not parse the JSON body of your request.",
+                          "invalid_request_error", None)
+        self.requests.append(body)
+        model = str(body.get("model", ""))
+        if model == "fake-500":
+            return _error(500, "The server had an error while processing your request.",
+                          "server_error", None)
+        if model == "fake-429":
+            resp = _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded")
+            resp.headers["Retry-After"] = "7"
+            return resp
+        if model == "fake-400":
+            return _error(400, "This model's maximum context length is 8192 tokens.",
+                          "invalid_request_error", "context_length_exceeded")
+        if model == "fake-garbage":
+            return web.Response(status=200, text="<html>502 Bad Gateway</html>",
+                                content_type="text/html")
+        if model == "fake-slow":
+            await asyncio.sleep(self.slow_seconds)
+        if body.get("stream"):
+            return await self._stream(request, body, model)
+        return web.Response(body=orjson.dumps(self._completion(body, model)),
+                            content_type="application/json")
+
+    def _answer(self, body: dict[str, Any], model: str) -> tuple[list[str], list[dict[str, Any]]]:
+        if model == "fake-tools":
+            return [], [{"id": "call_abc123", "type": "function",
+                         "function": {"name": body["tools"][0]["function"]["name"],
+                                      "arguments": TOOL_ARGS}}]
+        if model == "fake-chunks-22":
+            return [f"w{i} " for i in range(22)], []
+        text = "echo: " + _last_user_text(body)
+        words = text.split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)], []
+
+    def _usage(self, body: dict[str, Any], completion: int) -> dict[str, Any]:
+        prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4 + 3
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0}}
+
+    def _completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        pieces, calls = self._answer(body, model)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces) or None}
+        if calls:
+            message["tool_calls"] = calls
+        return {
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "tool_calls" if calls else "stop"}],
+            "usage": self._usage(body, len(pieces) or 9),
+        }
+
+    async def _stream(self, request: web.Request, body: dict[str, Any],
+                      model: str) -> web.StreamResponse:
+        if model == "fake-json-stream":
+            return web.Response(body=orjson.dumps(self._completion(body, model)),
+                                content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake"}
+
+        async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
+            await resp.write(b"data: " + orjson.dumps({**head, "choices": choices, **extra})
+                             + b"\n\n")
+
+        pieces, calls = self._answer(body, model)
+        try:
+            await send([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                         "logprobs": None, "finish_reason": None}])
+            if model == "fake-drip":
+                for i in range(10_000):
+                    await asyncio.sleep(self.drip_interval)
+                    await send([{"index": 0, "delta": {"content": f" t{i}"}, "logprobs": None,
+                                 "finish_reason": None}])
+            for i, piece in enumerate(pieces):
+                await send([{"index": 0, "delta": {"content": piece}, "logprobs": None,
+                             "finish_reason": None}])
+                if model == "fake-cut" and i == 1:
+                    request.transport.close()  # type: ignore[union-attr]
+                    return resp
+            for i, call in enumerate(calls):
+                args = call["function"]["arguments"]
+                half = len(args) // 2
+                await send([{"index": 0, "delta": {"tool_calls": [{
+                    "index": i, "id": call["id"], "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": args[:half]}}]},
+                    "logprobs": None, "finish_reason": None}])
+                await send([{"index": 0, "delta": {"tool_calls": [{
+                    "index": i, "function": {"arguments": args[half:]}}]},
+                    "logprobs": None, "finish_reason": None}])
+            await send([{"index": 0, "delta": {}, "logprobs": None,
+                         "finish_reason": "tool_calls" if calls else "stop"}])
+            include = (body.get("stream_options") or {}).get("include_usage")
+            if include and model != "fake-no-usage":
+                await send([], usage=self._usage(body, len(pieces) or 9))
+            await resp.write(b"data: [DONE]\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.disconnects.append(model)
+            raise
+        return resp
