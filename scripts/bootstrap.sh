@@ -21,9 +21,15 @@ if [ -f "$venv/.installed" ] && [ "$(cat "$venv/.installed")" = "$inputs" ]; the
     exit 0
 fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -c "$root/constraints.txt" \
-    -e "$root/libs/common" -e "$root/services/gateway" -e "$root/services/router" \
-    -r "$root/requirements-dev.txt"
+log="$venv/install.log"
+echo "bootstrap: installing into .venv (log: $log)"
+if ! { "$venv/bin/python" -m pip install --upgrade pip &&
+       "$venv/bin/python" -m pip install -c "$root/constraints.txt" \
+           -e "$root/libs/common" -e "$root/services/gateway" -e "$root/services/router" \
+           -r "$root/requirements-dev.txt"; } > "$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "bootstrap: pip install failed (full log: $log)" >&2
+    exit 1
+fi
 echo "$inputs" > "$venv/.installed"
 echo "bootstrap: .venv ready"

@@ -4,7 +4,8 @@ usage chunk (`choices: []`) before `data: [DONE]`, and OpenAI's error bodies.
 
 The requested `model` picks the behaviour, so one server serves every scenario:
   fake-echo (any unknown name) | fake-tools | fake-500 | fake-429 | fake-400 | fake-401-always
-  fake-slow | fake-garbage | fake-cut | fake-drip | fake-no-usage | fake-chunks-22 | fake-json-stream
+  fake-slow | fake-delay | fake-garbage | fake-cut | fake-drip | fake-drip-short | fake-no-usage
+  fake-chunks-22 | fake-json-stream
 It runs on its own thread and event loop so tests in any loop, and services in other processes,
 can use it; what it saw is kept in `requests` and `disconnects`.
 """
@@ -118,6 +119,8 @@ class FakeOpenAI:
                                 content_type="text/html")
         if model == "fake-slow":
             await asyncio.sleep(self.slow_seconds)
+        if model == "fake-delay":
+            await asyncio.sleep(0.05)
         if body.get("stream"):
             return await self._stream(request, body, model)
         return web.Response(body=orjson.dumps(self._completion(body, model)),
@@ -173,8 +176,8 @@ class FakeOpenAI:
         try:
             await send([{"index": 0, "delta": {"role": "assistant", "content": ""},
                          "logprobs": None, "finish_reason": None}])
-            if model == "fake-drip":
-                for i in range(10_000):
+            if model in ("fake-drip", "fake-drip-short"):
+                for i in range(20 if model == "fake-drip-short" else 10_000):
                     await asyncio.sleep(self.drip_interval)
                     await send([{"index": 0, "delta": {"content": f" t{i}"}, "logprobs": None,
                                  "finish_reason": None}])

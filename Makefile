@@ -1,0 +1,52 @@
+# XRouter: every target is a thin wrapper around a script in scripts/. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help install run test test-unit test-integration test-e2e check lint typecheck imports \
+        proto proto-check bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: ## Create .venv and install the services and dev tools (idempotent)
+	@scripts/bootstrap.sh
+
+run: install ## Start router + gateway on 127.0.0.1 (embedded mode, demo model) and print a key
+	@scripts/run.sh
+
+test: install ## Everything CI runs: checks, then unit, integration and e2e tests
+	@scripts/test.sh
+
+test-unit: install ## Unit tests only (start nothing)
+	@$(PY) -m pytest tests/unit -q
+
+test-integration: install ## Integration tests (real gRPC/HTTP servers, fake upstreams)
+	@$(PY) -m pytest tests/integration -q
+
+test-e2e: install ## e2e tests (both services as processes, official SDKs)
+	@$(PY) -m pytest tests/e2e -q
+
+check: lint typecheck imports proto-check ## Static checks: ruff, mypy strict, import boundaries, proto drift
+
+lint: install ## ruff (style, complexity)
+	@$(VENV)/bin/ruff check .
+
+typecheck: install ## mypy --strict on hand-written code
+	@$(VENV)/bin/mypy
+
+imports: install ## Import boundaries (gateway never imports router; domain imports no driver)
+	@$(VENV)/bin/lint-imports
+
+proto: install ## Regenerate the gRPC stubs from protos/
+	@scripts/proto.sh
+
+proto-check: install ## Fail when generated stubs drift from protos/
+	@scripts/proto-check.sh
+
+bench: install ## Benchmark gateway+router against a fake upstream (nginx + wrk)
+	@scripts/bench.sh
+
+clean: ## Remove the venv, caches and local data
+	rm -rf $(VENV) .xrouter .pytest_cache .mypy_cache .ruff_cache bench-results

@@ -1,0 +1,269 @@
+"""`make bench`: gateway + router (one process each) against nginx serving fixed OpenAI bodies,
+loaded by wrk; reports requests/s, p50/p99, overhead over calling nginx directly, CPU per request
+of both processes, time to first token, and idle memory. Writes bench-results/latest.md."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = ROOT / ".venv" / "bin" / "python"
+KEY = "xr-bench-key"
+DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
+CHUNKS = 22
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def upstream_bodies() -> tuple[str, str]:
+    plain = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench",
+             "choices": [{"index": 0, "message": {"role": "assistant",
+                                                  "content": "Hello! How can I help you today?"},
+                          "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}}
+    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": "bench"}
+    events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                    "finish_reason": None}]}]
+    events += [{**head, "choices": [{"index": 0, "delta": {"content": f" word{i}"},
+                                     "finish_reason": None}]} for i in range(CHUNKS - 2)]
+    events += [{**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+               {**head, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 20,
+                                                 "total_tokens": 32}}]
+    sse = "".join(f"data: {json.dumps(e, separators=(',', ':'))}\n\n" for e in events)
+    sse += "data: [DONE]\n\n"
+    return json.dumps(plain, separators=(",", ":")), sse
+
+
+def start_nginx(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    plain, sse = upstream_bodies()
+    conf = (Path(__file__).with_name("nginx.conf.template").read_text()
+            .replace("@DIR@", str(tmp)).replace("@PORT@", str(port))
+            .replace("@PLAIN@", plain.replace("'", "\\'"))
+            .replace("@SSE@", sse.replace("\n", "\\n").replace("'", "\\'")))
+    (tmp / "nginx.conf").write_text(conf)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return subprocess.Popen([nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
+                            stderr=subprocess.DEVNULL)
+
+
+def write_catalog(tmp: Path, port: int) -> Path:
+    path = tmp / "catalog.toml"
+    path.write_text(f"""
+[providers.plain]
+type = "openai"
+base_url = "http://127.0.0.1:{port}/plain/v1"
+[providers.sse]
+type = "openai"
+base_url = "http://127.0.0.1:{port}/sse/v1"
+[[models]]
+id = "bench/plain"
+  [[models.deployments]]
+  provider = "plain"
+  upstream_model = "bench"
+  price = {{ prompt = "150", completion = "300" }}
+[[models]]
+id = "bench/sse"
+  [[models.deployments]]
+  provider = "sse"
+  upstream_model = "bench"
+  price = {{ prompt = "150", completion = "300" }}
+""")
+    return path
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_ready(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def lua_script(tmp: Path, name: str, body: dict[str, object], auth: bool) -> Path:
+    path = tmp / f"{name}.lua"
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
+             'wrk.headers["Content-Type"] = "application/json"']
+    if auth:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {KEY}"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, script: Path, conns: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
+                          str(script), url], capture_output=True, text=True, check=True).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+              "requests": float(re.search(r"(\d+) requests in", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        result[f"p{pct}"] = _ms(re.search(rf"\s{pct}%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} errors against {url}")
+    return result
+
+
+async def _ttft_once(port: int, path: str, body: bytes, auth: bool) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n")
+    if auth:
+        head += f"Authorization: Bearer {KEY}\r\n"
+    started = time.perf_counter()
+    writer.write(head.encode() + b"\r\n" + body)
+    buf = b""
+    while b"data: {" not in buf:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise RuntimeError("stream closed before the first token")
+        buf += chunk
+    elapsed = time.perf_counter() - started
+    writer.close()
+    return elapsed * 1000
+
+
+def ttft_p50(port: int, path: str, body: bytes, auth: bool, n: int = 400) -> float:
+    async def run() -> list[float]:
+        for _ in range(20):
+            await _ttft_once(port, path, body, auth)
+        return [await _ttft_once(port, path, body, auth) for _ in range(n)]
+    return statistics.median(asyncio.run(run()))
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        print("bench: wrk is missing (scripts/bench.sh installs it)", file=sys.stderr)
+        return 1
+    tmp = Path(tempfile.mkdtemp(prefix="xrouter-bench-"))
+    nginx_port, router_port, gw_port = free_port(), free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = [start_nginx(tmp, nginx_port)]
+    env = {**os.environ, "XROUTER_MASTER_KEY": KEY, "XROUTER_CATALOG": str(write_catalog(tmp, nginx_port)),
+           "XROUTER_ROUTER_LISTEN": f"127.0.0.1:{router_port}", "XROUTER_ROUTER_METRICS_PORT": "0",
+           "XROUTER_GATEWAY_PORT": str(gw_port), "XROUTER_ROUTER_TARGET": f"127.0.0.1:{router_port}"}
+    router = subprocess.Popen([str(PY), "-m", "xrouter_router"], env=env, stderr=subprocess.DEVNULL)
+    gateway = subprocess.Popen([str(PY), "-m", "xrouter_gateway"], env=env, stderr=subprocess.DEVNULL)
+    procs += [router, gateway]
+    try:
+        gw = f"http://127.0.0.1:{gw_port}"
+        wait_ready(f"{gw}/readyz")
+        time.sleep(1.0)
+        idle = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
+        messages = [{"role": "user", "content": "Hello! Please say hello back."}]
+        rows = []
+        for kind, model, path in (("non-streaming", "bench/plain", "/plain/v1/chat/completions"),
+                                  ("streaming", "bench/sse", "/sse/v1/chat/completions")):
+            stream = kind == "streaming"
+            via = lua_script(tmp, f"{kind}-gw", {"model": model, "messages": messages,
+                                                 "stream": stream}, auth=True)
+            direct = lua_script(tmp, f"{kind}-direct", {"model": "bench", "messages": messages,
+                                                        "stream": stream}, auth=False)
+            wrk(f"{gw}/v1/chat/completions", via, 16, 2)  # warm-up
+            for conns in (16, 64):
+                d = wrk(f"http://127.0.0.1:{nginx_port}{path}", direct, conns, DURATION)
+                c0 = cpu_seconds(router.pid) + cpu_seconds(gateway.pid)
+                r0, g0 = cpu_seconds(router.pid), cpu_seconds(gateway.pid)
+                g = wrk(f"{gw}/v1/chat/completions", via, conns, DURATION)
+                r1, g1 = cpu_seconds(router.pid), cpu_seconds(gateway.pid)
+                cpu = (r1 - r0 + g1 - g0) / g["requests"] * 1000
+                del c0
+                rows.append((kind, conns, g["rps"], g["p50"], g["p99"], d["rps"], d["p50"],
+                             g["p50"] - d["p50"], cpu, (g1 - g0) / g["requests"] * 1000,
+                             (r1 - r0) / g["requests"] * 1000))
+        single = {}
+        for kind, model, path in (("non-streaming", "bench/plain", "/plain/v1/chat/completions"),
+                                  ("streaming", "bench/sse", "/sse/v1/chat/completions")):
+            stream = kind == "streaming"
+            d = wrk(f"http://127.0.0.1:{nginx_port}{path}",
+                    tmp / f"{kind}-direct.lua", 1, max(3, DURATION // 2))
+            g = wrk(f"{gw}/v1/chat/completions", tmp / f"{kind}-gw.lua", 1, max(3, DURATION // 2))
+            single[kind] = (d["p50"], g["p50"])
+        ttft_direct = ttft_p50(nginx_port, "/sse/v1/chat/completions", json.dumps(
+            {"model": "bench", "messages": messages, "stream": True}).encode(), auth=False)
+        ttft_gw = ttft_p50(gw_port, "/v1/chat/completions", json.dumps(
+            {"model": "bench/sse", "messages": messages, "stream": True}).encode(), auth=True)
+        time.sleep(1.0)
+        after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
+        report = render(rows, single, ttft_direct, ttft_gw, idle, after)
+        print(report)
+        out = ROOT / "bench-results"
+        out.mkdir(exist_ok=True)
+        (out / "latest.md").write_text(report)
+        return 0
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def render(rows: list[tuple[object, ...]], single: dict[str, tuple[float, float]], ttft_d: float,
+           ttft_g: float, idle: dict[str, float], after: dict[str, float]) -> str:
+    lines = [
+        f"# make bench ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+        f"{DURATION}s per run, one gateway + one router process, nginx upstream)",
+        "",
+        "| mode | conns | req/s | p50 ms | p99 ms | direct req/s | direct p50 ms | added p50 ms "
+        "| CPU ms/req (both) | gateway | router |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append("| {} | {} | {:.0f} | {:.2f} | {:.2f} | {:.0f} | {:.2f} | {:.2f} | {:.3f} | "
+                     "{:.3f} | {:.3f} |".format(*r))
+    lines += ["", "| at one connection | direct p50 ms | via XRouter p50 ms | added ms |", "|---|---|---|---|"]
+    for kind, (d, g) in single.items():
+        lines.append(f"| {kind} (whole response) | {d:.3f} | {g:.3f} | {g - d:.3f} |")
+    lines.append(f"| streaming, time to first token | {ttft_d:.3f} | {ttft_g:.3f} | {ttft_g - ttft_d:.3f} |")
+    lines += ["", "| memory (RSS MB) | gateway | router |", "|---|---|---|",
+              f"| idle after start | {idle['gateway']:.1f} | {idle['router']:.1f} |",
+              f"| idle after the load | {after['gateway']:.1f} | {after['router']:.1f} |", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make test`: static checks, then the unit, integration and e2e suites in one pytest run.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+venv="$root/.venv/bin"
+echo "== static checks"
+"$venv/ruff" check .
+"$venv/mypy"
+"$venv/lint-imports" --no-cache > /tmp/xrouter-lint-imports.log || { cat /tmp/xrouter-lint-imports.log; exit 1; }
+echo "import boundaries: kept"
+scripts/proto-check.sh
+echo "== tests"
+exec "$venv/python" -m pytest tests -q -p no:cacheprovider "$@"
