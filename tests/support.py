@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+
+from tests.fakes.openai_upstream import API_KEY
 from xrouter_gateway.app import build_app
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_router.bootstrap import RouterApp, build
 from xrouter_router.settings import RouterSettings
-
-from tests.fakes.openai_upstream import API_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER_KEY = "xr-test-master-key"

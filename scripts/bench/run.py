@@ -212,9 +212,8 @@ def main() -> int:
                              g["p50"] - d["p50"], cpu, (g1 - g0) / g["requests"] * 1000,
                              (r1 - r0) / g["requests"] * 1000))
         single = {}
-        for kind, model, path in (("non-streaming", "bench/plain", "/plain/v1/chat/completions"),
-                                  ("streaming", "bench/sse", "/sse/v1/chat/completions")):
-            stream = kind == "streaming"
+        for kind, path in (("non-streaming", "/plain/v1/chat/completions"),
+                           ("streaming", "/sse/v1/chat/completions")):
             d = wrk(f"http://127.0.0.1:{nginx_port}{path}",
                     tmp / f"{kind}-direct.lua", 1, max(3, DURATION // 2))
             g = wrk(f"{gw}/v1/chat/completions", tmp / f"{kind}-gw.lua", 1, max(3, DURATION // 2))
@@ -225,7 +224,7 @@ def main() -> int:
             {"model": "bench/sse", "messages": messages, "stream": True}).encode(), auth=True)
         time.sleep(1.0)
         after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
-        report = render(rows, single, ttft_direct, ttft_gw, idle, after)
+        report = render(rows, single, ttft_d=ttft_direct, ttft_g=ttft_gw, idle=idle, after=after)
         print(report)
         out = ROOT / "bench-results"
         out.mkdir(exist_ok=True)
@@ -242,7 +241,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def render(rows: list[tuple[object, ...]], single: dict[str, tuple[float, float]], ttft_d: float,
+def render(rows: list[tuple[object, ...]], single: dict[str, tuple[float, float]], *, ttft_d: float,
            ttft_g: float, idle: dict[str, float], after: dict[str, float]) -> str:
     lines = [
         f"# make bench ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
@@ -255,7 +254,8 @@ def render(rows: list[tuple[object, ...]], single: dict[str, tuple[float, float]
     for r in rows:
         lines.append("| {} | {} | {:.0f} | {:.2f} | {:.2f} | {:.0f} | {:.2f} | {:.2f} | {:.3f} | "
                      "{:.3f} | {:.3f} |".format(*r))
-    lines += ["", "| at one connection | direct p50 ms | via XRouter p50 ms | added ms |", "|---|---|---|---|"]
+    lines += ["", "| at one connection | direct p50 ms | via XRouter p50 ms | added ms |",
+              "|---|---|---|---|"]
     for kind, (d, g) in single.items():
         lines.append(f"| {kind} (whole response) | {d:.3f} | {g:.3f} | {g - d:.3f} |")
     lines.append(f"| streaming, time to first token | {ttft_d:.3f} | {ttft_g:.3f} | {ttft_g - ttft_d:.3f} |")

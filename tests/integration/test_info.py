@@ -49,6 +49,7 @@ async def test_metrics_count_requests_by_route_and_status_class(stack: Stack) ->
 
 async def test_openapi_documents_exactly_the_routes_served(stack: Stack) -> None:
     from prometheus_client import CollectorRegistry
+
     from xrouter_gateway.app import build_app
 
     spec = (await stack.http.get(f"{stack.url}/openapi.json")).json()

@@ -87,12 +87,14 @@ async def test_processing_comments_while_waiting_for_the_first_byte(stack: Stack
 
 async def test_upstream_ignoring_stream_still_streams(stack: Stack) -> None:
     resp, lines = await stack.stream({"model": "test/json-stream", "messages": HELLO})
+    assert resp.status_code == 200
     assert content_of(lines) == "echo: hello there"
     assert lines[-1] == "data: [DONE]"
 
 
 async def test_missing_upstream_usage_is_estimated(stack: Stack) -> None:
     resp, lines = await stack.stream({"model": "test/no-usage", "messages": HELLO})
+    assert resp.status_code == 200
     usage = events(lines)[-1]["usage"]
     assert usage["is_estimated"] is True
     assert usage["completion_tokens"] == 5  # ceil(len("echo: hello there") / 4)

@@ -26,11 +26,10 @@ async def serve(settings: GatewaySettings) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        settings = GatewaySettings.from_env()
+        uvloop.run(serve(GatewaySettings.from_env()))
     except ConfigError as exc:
         print(f"xrouter-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    uvloop.run(serve(settings))
     return 0
 
 

@@ -4,6 +4,7 @@ with retries on another replica when a call fails UNAVAILABLE before any respons
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
+from xrouter_common.env import ConfigError
 
 Metadata = Sequence[tuple[str, str]]
 
@@ -35,18 +37,32 @@ _OPTIONS = [
 
 
 def channel_target(spec: str) -> str:
-    """`dns:///router:50051` and other URIs pass through; `h1:p1,h2:p2` becomes an ipv4/ipv6
-    list so one channel balances over every listed replica."""
-    if "://" in spec or spec.startswith(("ipv4:", "ipv6:", "unix:")):
+    """The gRPC target for XROUTER_ROUTER_TARGET. URIs (`dns:///router:50051`, `ipv4:...`)
+    pass through; one `host:port` becomes `dns:///host:port` (every address it resolves to is
+    balanced over); a comma-separated list must be IP literals, since gRPC's static lists
+    (`ipv4:`/`ipv6:`) take no names."""
+    if "://" in spec or spec.startswith(("ipv4:", "ipv6:", "unix:", "dns:")):
         return spec
     addresses = [a.strip() for a in spec.split(",") if a.strip()]
     if not addresses:
-        raise ValueError("router target is empty")
-    if all(a.startswith("[") for a in addresses):
-        return "ipv6:" + ",".join(addresses)
-    if len(addresses) == 1 and not addresses[0][0].isdigit():
+        raise ConfigError("XROUTER_ROUTER_TARGET is empty")
+    families = {_family(a) for a in addresses}
+    if len(addresses) == 1 and families == {"name"}:
         return "dns:///" + addresses[0]
-    return "ipv4:" + ",".join(addresses)
+    if families == {"ipv4"}:
+        return "ipv4:" + ",".join(addresses)
+    if families == {"ipv6"}:
+        return "ipv6:" + ",".join(addresses)
+    raise ConfigError("XROUTER_ROUTER_TARGET: a list must hold IP addresses of one family "
+                      f"(got {spec!r}); for host names use one name, e.g. dns:///router:50051")
+
+
+def _family(address: str) -> str:
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        return "ipv6" if ipaddress.ip_address(host).version == 6 else "ipv4"
+    except ValueError:
+        return "name"
 
 
 def retryable(exc: BaseException) -> bool:

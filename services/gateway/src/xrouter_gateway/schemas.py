@@ -120,7 +120,7 @@ class ChatCompletionRequest(Struct):
     repetition_penalty: Annotated[float, Meta(gt=0.0, le=2.0)] | None = None
     min_p: Unit | None = None
     top_a: Unit | None = None
-    seed: int | None = None
+    seed: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | None = None
     stop: str | Annotated[list[str], Meta(max_length=16)] | None = None
     n: Annotated[int, Meta(ge=1, le=1)] | None = None
     tools: list[ToolDef] | None = None

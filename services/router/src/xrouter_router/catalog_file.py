@@ -80,11 +80,35 @@ def _provider(name: str, spec: Any, env: Mapping[str, str], where: str) -> Provi
     base_url = str(spec.get("base_url", ""))
     if kind != "demo" and not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{here}.base_url must be an http(s) URL")
-    headers = spec.get("headers") or {}
+    headers = _table(spec.get("headers", {}), f"{here}.headers")
     options = {k: v for k, v in spec.items()
                if k not in ("type", "api_key_env", "base_url", "headers")}
     return ProviderConfig(name, kind, base_url, api_key, {str(k): str(v) for k, v in headers.items()},
                           options)
+
+
+def _int(value: Any, here: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{here} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _number(value: Any, here: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{here} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _strings(value: Any, here: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{here} must be a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def _table(value: Any, here: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{here} must be a table, got {value!r}")
+    return value
 
 
 def _decimal(value: Any, here: str) -> Decimal:
@@ -109,8 +133,8 @@ def _model(i: int, spec: Any, providers: set[str], where: str) -> Model:
         id=model_id,
         name=str(spec.get("name", model_id)),
         description=str(spec.get("description", "")),
-        created=int(spec.get("created", 0)),
-        aliases=tuple(str(a) for a in spec.get("aliases", ())),
+        created=_int(spec.get("created", 0), f"{here}.created"),
+        aliases=_strings(spec.get("aliases", []), f"{here}.aliases"),
         deployments=tuple(_deployment(f"{here}.deployments[{j}]", model_id, d, providers)
                           for j, d in enumerate(deployments)),
     )
@@ -122,18 +146,19 @@ def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Dep
     provider = spec.get("provider")
     if provider not in providers:
         raise ConfigError(f"{here}.provider {provider!r} is not defined under [providers]")
-    caps = frozenset(spec.get("capabilities", ("streaming",)))
+    caps = frozenset(_strings(spec.get("capabilities", ["streaming"]), f"{here}.capabilities"))
     if not caps <= CAPABILITIES:
         raise ConfigError(f"{here}.capabilities: unknown {sorted(caps - CAPABILITIES)}")
-    price = spec.get("price") or {}
+    price = _table(spec.get("price", {}), f"{here}.price")
     return Deployment(
         id=str(spec.get("id", f"{model_id}@{provider}")),
         provider=str(provider),
         upstream_model=str(spec.get("upstream_model", model_id)),
         price=Price(_decimal(price.get("prompt", 0), f"{here}.price.prompt"),
                     _decimal(price.get("completion", 0), f"{here}.price.completion")),
-        context_length=int(spec.get("context_length", 8192)),
-        max_completion_tokens=int(spec.get("max_completion_tokens", 4096)),
+        context_length=_int(spec.get("context_length", 8192), f"{here}.context_length", 1),
+        max_completion_tokens=_int(spec.get("max_completion_tokens", 4096),
+                                   f"{here}.max_completion_tokens", 1),
         capabilities=caps,
-        weight=float(spec.get("weight", 1.0)),
+        weight=_number(spec.get("weight", 1.0), f"{here}.weight"),
     )

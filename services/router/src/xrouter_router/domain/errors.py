@@ -141,6 +141,13 @@ class UpstreamAuthError(UpstreamError):
     reason = "auth"
 
 
+class UpstreamUnavailable(UpstreamError):
+    """The deployment cannot serve (402: our provider account is out of funds; 404: the
+    configured upstream model does not exist there)."""
+
+    reason = "unavailable"
+
+
 class UpstreamBadResponse(UpstreamError):
     """The provider answered something that is not its documented wire format."""
 

@@ -66,7 +66,8 @@ class Failover:
                 error: UpstreamError | None) -> None:
         ms = int((self._clock() - started) * 1000)
         dep = cand.deployment
-        self._health.record(dep.provider, error is None)
+        # A rejection of the request itself (not retryable) says nothing bad about the provider.
+        self._health.record(dep.provider, error is None or not error.retryable)
         if error is None:
             attempts.append(Attempt(cand.model.id, dep.provider, dep.id, "success", ms))
         else:
@@ -86,7 +87,7 @@ class Failover:
                 async with asyncio.timeout(timeout):
                     completion = await provider.chat(request, cand.deployment)
             except TimeoutError:
-                last = UpstreamTimeout(f"{provider.name} did not answer within {timeout:.1f}s",
+                last = UpstreamTimeout(f"{provider.name} did not answer within {timeout:g}s",
                                        provider=provider.name)
             except UpstreamError as exc:
                 last = exc
@@ -112,7 +113,7 @@ class Failover:
                 async with asyncio.timeout(timeout):
                     first = await anext(stream)
             except TimeoutError:
-                last = UpstreamTimeout(f"{provider.name} sent nothing within {timeout:.1f}s",
+                last = UpstreamTimeout(f"{provider.name} sent nothing within {timeout:g}s",
                                        provider=provider.name)
             except StopAsyncIteration:
                 last = UpstreamBadResponse(f"{provider.name} ended the stream without data",

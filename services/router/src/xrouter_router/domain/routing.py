@@ -7,6 +7,7 @@ images) and its `provider` preferences. The richer price/latency balancing build
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,11 +27,19 @@ def required_capabilities(request: ChatRequest) -> frozenset[str]:
     needs: set[str] = set()
     if request.tools:
         needs.add("tools")
-    if request.response_format_json and b'"text"' not in request.response_format_json:
+    if request.response_format_json and _format_type(request.response_format_json) != "text":
         needs.add("json_mode")
     if any(part.type == "image_url" for m in request.messages for part in m.parts):
         needs.add("vision")
     return frozenset(needs)
+
+
+def _format_type(response_format_json: bytes) -> str:
+    try:
+        value = json.loads(response_format_json)
+    except ValueError:
+        return ""
+    return str(value.get("type", "")) if isinstance(value, dict) else ""
 
 
 def _rejection(deployment: Deployment, needs: frozenset[str], prefs: ProviderPreferences) -> str:
@@ -65,7 +74,11 @@ def plan(catalog: Catalog, request: ChatRequest) -> list[Candidate]:
     candidates: list[Candidate] = []
     reasons: dict[str, str] = {}
     for model in models:
-        for deployment in _ordered(model.deployments, prefs):
+        ordered = _ordered(model.deployments, prefs)
+        for deployment in model.deployments:
+            if deployment not in ordered:
+                reasons[f"{model.id}@{deployment.provider}"] = "not in provider.order"
+        for deployment in ordered:
             why = _rejection(deployment, needs, prefs)
             if why:
                 reasons[f"{model.id}@{deployment.provider}"] = why

@@ -106,7 +106,7 @@ async def _next(stream: AsyncIterator[StreamBatch], idle: float, provider: str) 
     except StopAsyncIteration:
         return None
     except TimeoutError:
-        raise UpstreamTimeout(f"{provider} sent nothing for {idle:.0f}s", provider=provider) from None
+        raise UpstreamTimeout(f"{provider} sent nothing for {idle:g}s", provider=provider) from None
 
 
 def _served(cand: Candidate) -> Served:

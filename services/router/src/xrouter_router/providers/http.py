@@ -3,6 +3,7 @@ plus the pooled keep-alive client session every HTTP adapter shares."""
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import Any
 
@@ -18,6 +19,7 @@ from xrouter_router.domain.errors import (
     UpstreamRejected,
     UpstreamServerError,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
 
 _RAW_LIMIT = 2000
@@ -49,6 +51,10 @@ def error_for_status(provider: str, status: int, body: bytes, retry_after: str |
     cls: type[UpstreamError]
     if status in (401, 403):
         cls = UpstreamAuthError
+    elif status in (402, 404):
+        # Our account at the provider is out of money, or the configured model is gone there:
+        # a deployment problem, so another deployment may serve the request.
+        cls = UpstreamUnavailable
     elif status == 429:
         cls = UpstreamRateLimited
     elif status in (408, 504):
@@ -60,11 +66,15 @@ def error_for_status(provider: str, status: int, body: bytes, retry_after: str |
     return cls(text, provider=provider, status=status, raw=raw, retry_after=seconds)
 
 
+_MAX_RETRY_AFTER = 3600.0
+
+
 def _seconds(value: str | None) -> float:
     try:
-        return max(0.0, float(value)) if value else 0.0
+        seconds = float(value) if value else 0.0
     except ValueError:
         return 0.0
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER) if math.isfinite(seconds) else 0.0
 
 
 class upstream_errors:  # noqa: N801 - used as a context manager, reads like a statement

@@ -1,0 +1,291 @@
+"""Ordered failover before the first byte: retryable errors move on, others stop, attempts are
+recorded in order, timeouts and deadlines apply per attempt, provider health follows traffic."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.builders import catalog, deployment, model, request
+from tests.unit.fakes import HELLO, Clock, FakeProvider
+from xrouter_router.domain.errors import (
+    AllAttemptsFailed,
+    Attempt,
+    DeadlineExceeded,
+    ErrorKind,
+    UpstreamConnectError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamServerError,
+)
+from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.health import DOWN_AFTER_FAILURES, ProviderHealth
+from xrouter_router.domain.routing import Candidate, plan
+from xrouter_router.domain.types import Completion, Delta, Message, StreamBatch
+
+CATALOG = catalog(model("m", deployment("m", "a"), deployment("m", "b"), deployment("m", "c")))
+PLAN = plan(CATALOG, request("m"))
+REQ = request("m")
+B_ANSWER = Completion(Message(role="assistant", content="from b"), "stop")
+
+
+def _failover(*providers: FakeProvider, clock: Clock | None = None, timeout: float = 60.0,
+              max_attempts: int = 5, health: ProviderHealth | None = None) -> Failover:
+    return Failover({p.name: p for p in providers}, FailoverPolicy(timeout, max_attempts),
+                    health or ProviderHealth([p.name for p in providers]), clock or Clock())
+
+
+def _server_error(name: str) -> UpstreamServerError:
+    return UpstreamServerError(f"{name} answered HTTP 503", provider=name, status=503,
+                               raw={"error": {"message": "overloaded"}})
+
+
+def _ids(cand: Candidate) -> str:
+    return cand.deployment.id
+
+
+# ---- complete ----------------------------------------------------------------------------
+
+async def test_first_success_is_returned_with_one_attempt() -> None:
+    clock = Clock()
+    a = FakeProvider("a", clock=clock, elapsed=0.25)
+    b = FakeProvider("b")
+    cand, completion, attempts = await _failover(a, b, clock=clock).complete(PLAN, REQ, None)
+    assert _ids(cand) == "m@a"
+    assert completion == HELLO
+    assert attempts == [Attempt("m", "a", "m@a", "success", 250)]
+    assert b.calls == []
+
+
+async def test_a_retryable_failure_moves_on_to_the_next_deployment() -> None:
+    clock = Clock()
+    a = FakeProvider("a", error=_server_error("a"), clock=clock, elapsed=0.125)
+    b = FakeProvider("b", completion=B_ANSWER, clock=clock, elapsed=0.5)
+    cand, completion, attempts = await _failover(a, b, clock=clock).complete(PLAN, REQ, None)
+    assert _ids(cand) == "m@b"
+    assert completion == B_ANSWER
+    assert attempts == [
+        Attempt("m", "a", "m@a", "server_error", 125, "a answered HTTP 503", 503),
+        Attempt("m", "b", "m@b", "success", 500),
+    ]
+    assert (a.calls, b.calls) == (["m@a"], ["m@b"])
+
+
+async def test_a_non_retryable_rejection_ends_the_request_at_once() -> None:
+    rejected = UpstreamRejected("a answered HTTP 400", provider="a", status=400)
+    a = FakeProvider("a", error=rejected)
+    b = FakeProvider("b")
+    with pytest.raises(UpstreamRejected) as info:
+        await _failover(a, b).complete(PLAN, REQ, None)
+    assert info.value is rejected
+    assert b.calls == []
+
+
+async def test_all_failing_raises_all_attempts_failed_with_every_attempt_in_order() -> None:
+    a = FakeProvider("a", error=_server_error("a"))
+    b = FakeProvider("b", error=UpstreamConnectError("could not reach b: OSError", provider="b"))
+    c = FakeProvider("c", error=UpstreamRateLimited("c answered HTTP 429", provider="c", status=429,
+                                                    raw={"error": "slow down"}))
+    with pytest.raises(AllAttemptsFailed) as info:
+        await _failover(a, b, c).complete(PLAN, REQ, None)
+    err = info.value
+    assert err.message == "All providers failed: c answered HTTP 429"
+    assert err.kind is ErrorKind.UPSTREAM
+    assert err.retryable is False
+    assert err.attempts == (
+        Attempt("m", "a", "m@a", "server_error", 0, "a answered HTTP 503", 503),
+        Attempt("m", "b", "m@b", "connect", 0, "could not reach b: OSError", 0),
+        Attempt("m", "c", "m@c", "rate_limited", 0, "c answered HTTP 429", 429),
+    )
+    assert err.metadata == {
+        "attempts": [
+            {"provider_name": "a", "model": "m", "reason": "server_error", "status": 503,
+             "message": "a answered HTTP 503"},
+            {"provider_name": "b", "model": "m", "reason": "connect", "status": 0,
+             "message": "could not reach b: OSError"},
+            {"provider_name": "c", "model": "m", "reason": "rate_limited", "status": 429,
+             "message": "c answered HTTP 429"},
+        ],
+        "provider_name": "c",
+        "raw": {"error": "slow down"},
+    }
+
+
+async def test_an_attempt_slower_than_the_attempt_timeout_becomes_reason_timeout() -> None:
+    a = FakeProvider("a", delay=5.0)
+    b = FakeProvider("b", completion=B_ANSWER)
+    cand, completion, attempts = await _failover(a, b, timeout=0.05).complete(PLAN, REQ, None)
+    assert _ids(cand) == "m@b"
+    assert completion == B_ANSWER
+    assert attempts == [
+        Attempt("m", "a", "m@a", "timeout", 0, "a did not answer within 0.05s", 0),
+        Attempt("m", "b", "m@b", "success", 0),
+    ]
+
+
+async def test_the_deadline_shortens_the_attempt_timeout() -> None:
+    clock = Clock()
+    a = FakeProvider("a", delay=5.0)
+    with pytest.raises(AllAttemptsFailed) as info:
+        await _failover(a, clock=clock, timeout=60.0).complete(PLAN[:1], REQ, clock.now + 0.08)
+    assert [(x.outcome, x.error) for x in info.value.attempts] == [
+        ("timeout", "a did not answer within 0.08s")]
+
+
+async def test_a_deadline_already_passed_raises_deadline_exceeded_without_calling() -> None:
+    clock = Clock()
+    a = FakeProvider("a")
+    with pytest.raises(DeadlineExceeded) as info:
+        await _failover(a, clock=clock).complete(PLAN, REQ, clock.now)
+    assert info.value.message == "The request's deadline passed before a provider answered"
+    assert info.value.kind is ErrorKind.TIMEOUT
+    assert a.calls == []
+
+
+async def test_a_deadline_that_passes_during_an_attempt_stops_the_next_one() -> None:
+    clock = Clock()
+    a = FakeProvider("a", error=_server_error("a"), clock=clock, elapsed=2.0)
+    b = FakeProvider("b")
+    with pytest.raises(DeadlineExceeded):
+        await _failover(a, b, clock=clock).complete(PLAN, REQ, clock.now + 1.0)
+    assert (a.calls, b.calls) == (["m@a"], [])
+
+
+async def test_max_attempts_caps_how_many_deployments_are_tried() -> None:
+    providers = [FakeProvider(n, error=_server_error(n)) for n in ("a", "b", "c")]
+    with pytest.raises(AllAttemptsFailed) as info:
+        await _failover(*providers, max_attempts=2).complete(PLAN, REQ, None)
+    assert [x.deployment for x in info.value.attempts] == ["m@a", "m@b"]
+    assert [p.calls for p in providers] == [["m@a"], ["m@b"], []]
+
+
+async def test_an_empty_plan_fails_with_no_attempts() -> None:
+    with pytest.raises(AllAttemptsFailed) as info:
+        await _failover(FakeProvider("a")).complete([], REQ, None)
+    assert info.value.message == "All providers failed: no deployment could be tried"
+    assert info.value.metadata == {"attempts": []}
+    assert info.value.last is None
+
+
+# ---- open_stream -------------------------------------------------------------------------
+
+FIRST = StreamBatch((Delta(role="assistant", content="Hel"),))
+SECOND = StreamBatch((Delta(content="lo", finish_reason="stop"),), done=True)
+
+
+async def test_open_stream_returns_the_first_batch_and_the_rest() -> None:
+    a = FakeProvider("a", batches=[FIRST, SECOND])
+    opened = await _failover(a).open_stream(PLAN, REQ, None)
+    assert _ids(opened.candidate) == "m@a"
+    assert opened.first == FIRST
+    assert [b async for b in opened.rest] == [SECOND]
+    assert opened.attempts == [Attempt("m", "a", "m@a", "success", 0)]
+
+
+async def test_a_stream_that_ends_without_a_batch_is_a_bad_response_and_fails_over() -> None:
+    a = FakeProvider("a", batches=[])
+    b = FakeProvider("b", batches=[FIRST])
+    opened = await _failover(a, b).open_stream(PLAN, REQ, None)
+    assert _ids(opened.candidate) == "m@b"
+    assert opened.attempts == [
+        Attempt("m", "a", "m@a", "bad_response", 0, "a ended the stream without data", 0),
+        Attempt("m", "b", "m@b", "success", 0),
+    ]
+
+
+async def test_a_stream_failing_before_its_first_batch_fails_over() -> None:
+    a = FakeProvider("a", error=_server_error("a"))
+    b = FakeProvider("b", batches=[FIRST])
+    opened = await _failover(a, b).open_stream(PLAN, REQ, None)
+    assert opened.first == FIRST
+    assert [(x.provider, x.outcome) for x in opened.attempts] == [("a", "server_error"),
+                                                                   ("b", "success")]
+    assert a.streams_closed == 1
+
+
+async def test_a_stream_silent_past_the_attempt_timeout_fails_over_and_is_closed() -> None:
+    a = FakeProvider("a", delay=5.0, batches=[FIRST])
+    b = FakeProvider("b", batches=[SECOND])
+    opened = await _failover(a, b, timeout=0.05).open_stream(PLAN, REQ, None)
+    assert opened.first == SECOND
+    assert opened.attempts[0] == Attempt("m", "a", "m@a", "timeout", 0,
+                                         "a sent nothing within 0.05s", 0)
+    assert a.streams_closed == 1
+
+
+async def test_a_stream_rejected_before_its_first_batch_is_not_retried() -> None:
+    a = FakeProvider("a", error=UpstreamRejected("bad tool schema", provider="a", status=422))
+    b = FakeProvider("b", batches=[FIRST])
+    with pytest.raises(UpstreamRejected):
+        await _failover(a, b).open_stream(PLAN, REQ, None)
+    assert b.calls == []
+
+
+async def test_open_stream_with_every_deployment_failing() -> None:
+    providers = [FakeProvider(n, batches=[]) for n in ("a", "b", "c")]
+    with pytest.raises(AllAttemptsFailed) as info:
+        await _failover(*providers).open_stream(PLAN, REQ, None)
+    assert [(x.provider, x.outcome) for x in info.value.attempts] == [
+        ("a", "bad_response"), ("b", "bad_response"), ("c", "bad_response")]
+    assert info.value.message == "All providers failed: c ended the stream without data"
+    assert info.value.metadata["provider_name"] == "c"
+    assert "raw" not in info.value.metadata
+
+
+async def test_open_stream_respects_an_expired_deadline() -> None:
+    clock = Clock()
+    a = FakeProvider("a", batches=[FIRST])
+    with pytest.raises(DeadlineExceeded):
+        await _failover(a, clock=clock).open_stream(PLAN, REQ, clock.now - 1)
+    assert a.calls == []
+
+
+# ---- provider health ---------------------------------------------------------------------
+
+def test_health_is_unknown_until_traffic_then_up_then_down_after_repeated_failures() -> None:
+    health = ProviderHealth(["a", "b"])
+    assert health.snapshot() == {"a": "unknown", "b": "unknown"}
+    health.record("a", True)
+    assert health.status("a") == "up"
+    for _ in range(DOWN_AFTER_FAILURES - 1):
+        health.record("a", False)
+    assert health.status("a") == "up"
+    health.record("a", False)
+    assert health.status("a") == "down"
+    health.record("a", True)
+    assert health.snapshot() == {"a": "up", "b": "unknown"}
+
+
+def test_health_of_a_provider_never_listed() -> None:
+    health = ProviderHealth(["a"])
+    assert health.status("zzz") == "unknown"
+    health.record("zzz", False)
+    assert health.snapshot() == {"a": "unknown", "zzz": "up"}
+
+
+async def test_failover_records_each_attempt_in_provider_health() -> None:
+    health = ProviderHealth(["a", "b", "c"])
+    a = FakeProvider("a", error=_server_error("a"))
+    b = FakeProvider("b")
+    failover = _failover(a, b, FakeProvider("c"), health=health)
+    for _ in range(DOWN_AFTER_FAILURES):
+        await failover.complete(PLAN, REQ, None)
+    assert health.snapshot() == {"a": "down", "b": "up", "c": "unknown"}
+
+
+async def test_stream_attempts_update_provider_health() -> None:
+    health = ProviderHealth(["a", "b"])
+    failover = _failover(FakeProvider("a", batches=[]), FakeProvider("b", batches=[FIRST]),
+                         health=health)
+    for _ in range(DOWN_AFTER_FAILURES):
+        await failover.open_stream(PLAN, REQ, None)
+    assert health.snapshot() == {"a": "down", "b": "up"}
+
+
+async def test_client_rejections_do_not_mark_a_provider_down() -> None:
+    health = ProviderHealth(["a"])
+    a = FakeProvider("a", error=UpstreamRejected("a answered HTTP 400", provider="a", status=400))
+    failover = _failover(a, health=health)
+    for _ in range(DOWN_AFTER_FAILURES):
+        with pytest.raises(UpstreamRejected):
+            await failover.complete(PLAN, REQ, None)
+    assert health.status("a") != "down"
