@@ -19,6 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import uvloop
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = ROOT / ".venv" / "bin" / "python"
 KEY = "xr-bench-key"
@@ -145,31 +147,58 @@ def wrk(url: str, script: Path, conns: int, seconds: int) -> dict[str, float]:
     return result
 
 
-async def _ttft_once(port: int, path: str, body: bytes, auth: bool) -> float:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n")
-    if auth:
-        head += f"Authorization: Bearer {KEY}\r\n"
-    started = time.perf_counter()
-    writer.write(head.encode() + b"\r\n" + body)
-    buf = b""
-    while b"data: {" not in buf:
-        chunk = await reader.read(65536)
-        if not chunk:
-            raise RuntimeError("stream closed before the first token")
-        buf += chunk
-    elapsed = time.perf_counter() - started
-    writer.close()
-    return elapsed * 1000
+class _KeepAliveClient:
+    """A minimal HTTP/1.1 client on one kept-alive connection that notes when the first SSE
+    `data: {` arrives and then reads the response to its end (Content-Length or chunked)."""
+
+    def __init__(self, port: int, path: str, body: bytes, auth: bool) -> None:
+        self._port = port
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n")
+        if auth:
+            head += f"Authorization: Bearer {KEY}\r\n"
+        self._request = head.encode() + b"\r\n" + body
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def ttft_ms(self) -> float:
+        if self._reader is None:
+            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self._port)
+        reader, writer = self._reader, self._writer
+        assert writer is not None
+        started = time.perf_counter()
+        writer.write(self._request)
+        buf = b""
+        first = 0.0
+        while b"\r\n\r\n" not in buf:
+            buf += await reader.read(65536)
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        length = re.search(rb"(?i)content-length: (\d+)", head)
+        body = rest
+        while True:
+            if not first and b"data: {" in body:
+                first = time.perf_counter() - started
+            if chunked and body.endswith(b"0\r\n\r\n"):
+                break
+            if length and len(body) >= int(length.group(1)):
+                break
+            chunk = await reader.read(65536)
+            if not chunk:
+                raise RuntimeError("connection closed mid-response")
+            body += chunk
+        if not first:
+            raise RuntimeError("no SSE data in the response")
+        return first * 1000
 
 
-def ttft_p50(port: int, path: str, body: bytes, auth: bool, n: int = 400) -> float:
+def ttft_p50(port: int, path: str, body: bytes, auth: bool, n: int = 500) -> float:
     async def run() -> list[float]:
-        for _ in range(20):
-            await _ttft_once(port, path, body, auth)
-        return [await _ttft_once(port, path, body, auth) for _ in range(n)]
-    return statistics.median(asyncio.run(run()))
+        client = _KeepAliveClient(port, path, body, auth)
+        for _ in range(50):
+            await client.ttft_ms()
+        return [await client.ttft_ms() for _ in range(n)]
+    return statistics.median(uvloop.run(run()))
 
 
 def main() -> int:
@@ -224,7 +253,9 @@ def main() -> int:
             {"model": "bench/sse", "messages": messages, "stream": True}).encode(), auth=True)
         time.sleep(1.0)
         after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
-        report = render(rows, single, ttft_d=ttft_direct, ttft_g=ttft_gw, idle=idle, after=after)
+        floors = measure_floors(tmp, nginx_port, messages)
+        report = render(rows, single, ttft_d=ttft_direct, ttft_g=ttft_gw, idle=idle, after=after,
+                        floors=floors)
         print(report)
         out = ROOT / "bench-results"
         out.mkdir(exist_ok=True)
@@ -241,8 +272,52 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def measure_floors(tmp: Path, nginx_port: int, messages: list[dict[str, str]]) -> dict[str, float]:
+    """CPU per request of the bare building blocks, in this same run (see floor.py)."""
+    floor = str(Path(__file__).with_name("floor.py"))
+    port = free_port()
+    server = subprocess.Popen([str(PY), floor, "grpc-server", str(port)])
+    try:
+        time.sleep(1.0)
+        s0 = cpu_seconds(server.pid)
+        n = 10_000
+        client = subprocess.run([str(PY), floor, "grpc-client", str(port), str(n)],
+                                capture_output=True, text=True, check=True)
+        server_ms = (cpu_seconds(server.pid) - s0) / (n + 500) * 1000
+    finally:
+        server.terminate()
+        server.wait(10)
+    port = free_port()
+    proxy = subprocess.Popen([str(PY), floor, "passthrough", str(port),
+                              f"http://127.0.0.1:{nginx_port}/plain/v1/chat/completions"])
+    try:
+        wait_for_port(port)
+        script = lua_script(tmp, "floor", {"model": "bench", "messages": messages}, auth=False)
+        wrk(f"http://127.0.0.1:{port}/v1/chat/completions", script, 16, 2)
+        p0 = cpu_seconds(proxy.pid)
+        res = wrk(f"http://127.0.0.1:{port}/v1/chat/completions", script, 16, DURATION)
+        proxy_ms = (cpu_seconds(proxy.pid) - p0) / res["requests"] * 1000
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+    return {"grpc_client": float(client.stdout.strip()), "grpc_server": server_ms,
+            "passthrough": proxy_ms}
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port}")
+
+
 def render(rows: list[tuple[object, ...]], single: dict[str, tuple[float, float]], *, ttft_d: float,
-           ttft_g: float, idle: dict[str, float], after: dict[str, float]) -> str:
+           ttft_g: float, idle: dict[str, float], after: dict[str, float],
+           floors: dict[str, float]) -> str:
     lines = [
         f"# make bench ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
         f"{DURATION}s per run, one gateway + one router process, nginx upstream)",
@@ -261,7 +336,12 @@ def render(rows: list[tuple[object, ...]], single: dict[str, tuple[float, float]
     lines.append(f"| streaming, time to first token | {ttft_d:.3f} | {ttft_g:.3f} | {ttft_g - ttft_d:.3f} |")
     lines += ["", "| memory (RSS MB) | gateway | router |", "|---|---|---|",
               f"| idle after start | {idle['gateway']:.1f} | {idle['router']:.1f} |",
-              f"| idle after the load | {after['gateway']:.1f} | {after['router']:.1f} |", ""]
+              f"| idle after the load | {after['gateway']:.1f} | {after['router']:.1f} |", "",
+              "| floors, same run (CPU ms per request, 16 concurrent) | ms |", "|---|---|",
+              f"| bare grpc.aio unary echo: client | {floors['grpc_client']:.3f} |",
+              f"| bare grpc.aio unary echo: server | {floors['grpc_server']:.3f} |",
+              f"| bare Starlette + aiohttp pass-through (one process, no gRPC) | "
+              f"{floors['passthrough']:.3f} |", ""]
     return "\n".join(lines)
 
 

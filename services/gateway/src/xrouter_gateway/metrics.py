@@ -15,6 +15,7 @@ Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
                    Awaitable[None]]
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -34,6 +35,10 @@ class MetricsMiddleware:
         self._app = app
         self._m = metrics
         self._routes = routes
+        # Label lookups take a lock each; the label space is small and bounded, so the
+        # children are looked up once and kept.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
@@ -56,6 +61,14 @@ class MetricsMiddleware:
             await self._app(scope, receive, send_wrapper)
         finally:
             self._m.in_flight.dec()
-            method = scope["method"]
-            self._m.requests.labels(route, method, f"{status // 100}xx").inc()
-            self._m.duration.labels(route, method).observe(time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            key = (route, method, status // 100)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = self._m.requests.labels(
+                    route, method, f"{status // 100}xx")
+            counter.inc()
+            timer = self._timers.get(key[:2])
+            if timer is None:
+                timer = self._timers[key[:2]] = self._m.duration.labels(route, method)
+            timer.observe(time.perf_counter() - started)

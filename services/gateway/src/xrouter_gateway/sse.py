@@ -86,49 +86,61 @@ class SSEResponse:
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"), *self._headers]})
-        producer = asyncio.ensure_future(self._produce(send))
+        # The stream is produced in this task; a client disconnect cancels it (and so the
+        # router call, and so the upstream request).
+        task = asyncio.current_task()
+        assert task is not None
+        producing = True
+
+        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+            if producing and not watcher.cancelled():
+                task.cancel()
+
         watcher = asyncio.ensure_future(_disconnected(receive))
+        watcher.add_done_callback(on_disconnect)
         try:
-            await asyncio.wait((producer, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await self._produce(send)
+        except asyncio.CancelledError:
+            if not watcher.done() or watcher.cancelled():
+                raise
         finally:
-            if not producer.done():
-                producer.cancel()
-                self._stream.cancel()
+            producing = False
             watcher.cancel()
-        if producer.done() and not producer.cancelled():
-            producer.result()
+            self._stream.cancel()
 
     async def _produce(self, send: Send) -> None:
-        async def write(data: bytes) -> None:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-
         writer = self._writer
         usage: pb.Usage | None = None
+        tail = b""
         try:
             event = self._first
             while event is None:
                 event = await self._stream.first_event(self._keepalive)
                 if event is None:
-                    await write(PROCESSING)
+                    await _write(send, PROCESSING)
             writer.served(event)
             while event is not None:
                 if event.HasField("end"):
                     usage = event.end.usage
-                    data = writer.deltas(event)
+                    tail = writer.deltas(event)
                     if event.end.HasField("error"):
-                        data += writer.error(from_detail(event.end.error))
-                    if data:
-                        await write(data)
+                        tail += writer.error(from_detail(event.end.error))
                     break
-                await write(writer.deltas(event))
+                await _write(send, writer.deltas(event))
                 event = await self._stream.next_event()
             else:
-                await write(writer.error(APIError(502, "The router ended the stream early")))
+                tail = writer.error(APIError(502, "The router ended the stream early"))
         except grpc.aio.AioRpcError as exc:
-            await write(writer.error(from_rpc_error(exc)))
+            tail = writer.error(from_rpc_error(exc))
         except APIError as exc:
-            await write(writer.error(exc))
-        await send({"type": "http.response.body", "body": writer.usage(usage), "more_body": False})
+            tail = writer.error(exc)
+        # The last deltas, any error, the usage chunk and [DONE] leave in one write.
+        await send({"type": "http.response.body", "body": tail + writer.usage(usage),
+                    "more_body": False})
+
+
+async def _write(send: Send, data: bytes) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
 async def _disconnected(receive: Receive) -> None:
