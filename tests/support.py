@@ -92,8 +92,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def router_settings(catalog: Path, listen: str = "127.0.0.1:0", **overrides: float) -> RouterSettings:
-    values = dict(listen=listen, catalog_path=catalog, master_key=MASTER_KEY,
+def router_settings(catalog: Path, **overrides: object) -> RouterSettings:
+    values: dict[str, object] = dict(listen="127.0.0.1:0", catalog_path=catalog, master_key=MASTER_KEY,
                   attempt_timeout=2.0, stream_idle_timeout=5.0, connect_timeout=1.0,
                   max_attempts=5, pool_size=32, shutdown_grace=1.0, metrics_port=0)
     values.update(overrides)

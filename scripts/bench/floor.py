@@ -34,7 +34,7 @@ async def _grpc_server(port: int) -> None:
 
 async def _grpc_client(port: int, n: int) -> None:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.enable_retries", 0)])
-    echo = channel.unary_unary("/bench.Echo/Echo")
+    echo: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/bench.Echo/Echo")
     payload = b"x" * 300
     for _ in range(500):
         await echo(payload)

@@ -315,7 +315,10 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"port {port}")
 
 
-def render(rows: list[tuple[object, ...]], single: dict[str, tuple[float, float]], *, ttft_d: float,
+Row = tuple[str, int, float, float, float, float, float, float, float, float, float]
+
+
+def render(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: float,
            ttft_g: float, idle: dict[str, float], after: dict[str, float],
            floors: dict[str, float]) -> str:
     lines = [

@@ -6,10 +6,13 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Iterable
+from typing import cast
 
 import openai
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionChunk
 
 from tests.e2e.conftest import Deployment
 from tests.fakes.openai_upstream import TOOL_ARGS
@@ -55,9 +58,10 @@ def test_tool_call_round_trip(deployment: Deployment) -> None:
     assert reply.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather"  # type: ignore[union-attr]
     assert json.loads(call.function.arguments) == {"city": "Moscow", "unit": "celsius"}  # type: ignore[union-attr]
-    stream = c.chat.completions.create(model="test/tools", messages=messages, tools=tools,  # type: ignore[arg-type]
-                                       stream=True)
-    args = "".join(tc.function.arguments or "" for ch in stream if ch.choices
+    stream = c.chat.completions.create(model="test/tools", messages=messages,  # type: ignore[arg-type]
+                                       tools=tools, stream=True)  # type: ignore[arg-type]
+    args = "".join(tc.function.arguments or "" for ch in cast(Iterable[ChatCompletionChunk], stream)
+                   if ch.choices
                    for tc in (ch.choices[0].delta.tool_calls or []) if tc.function)
     assert args == TOOL_ARGS
     messages += [reply.choices[0].message.model_dump(exclude_none=True),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.conftest import AUTH, Stack
-from tests.support import gateway_settings, running_gateway
+from tests.support import gateway_settings, router_settings, running_gateway, running_router
 
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -108,3 +110,13 @@ async def test_no_router_means_503_and_not_ready() -> None:
         assert health.json() == {"status": "unhealthy", "components": {
             "api": "up", "router": "down", "providers": {}}}
         assert (await http.get(f"{url}/livez")).json() == {"status": "alive"}
+
+
+async def test_gateway_deadline_is_408(catalog: Path, upstream: FakeOpenAI) -> None:
+    async with running_router(router_settings(catalog, attempt_timeout=30.0)) as router:
+        settings = gateway_settings(f"127.0.0.1:{router.server.port}", request_timeout=1.0)
+        async with running_gateway(settings) as url, httpx.AsyncClient(timeout=10) as http:
+            resp = await http.post(f"{url}/v1/chat/completions", headers=AUTH,
+                                   json={"model": "test/slow-only", "messages": HELLO})
+            err = _err(resp, 408)
+            assert err["type"] == "timeout_error"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from starlette.applications import Starlette
 from starlette.routing import Route
 
 from tests.integration.conftest import Stack
@@ -54,7 +57,7 @@ async def test_openapi_documents_exactly_the_routes_served(stack: Stack) -> None
 
     spec = (await stack.http.get(f"{stack.url}/openapi.json")).json()
     app = build_app(gateway_settings("127.0.0.1:1"), registry=CollectorRegistry())
-    starlette = app._app  # the Starlette app inside the metrics middleware
+    starlette = cast(Starlette, app._app)  # the Starlette app inside the metrics middleware
     served = {(r.path, m.lower()) for r in starlette.routes if isinstance(r, Route)
               for m in (r.methods or ()) if m != "HEAD"}
     documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}

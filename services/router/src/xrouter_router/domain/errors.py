@@ -175,6 +175,15 @@ class Attempt:
     status: int = 0
 
 
+def attempts_metadata(attempts: Sequence[Attempt]) -> dict[str, Any]:
+    """error.metadata["attempts"]: what each provider attempt ended with."""
+    return {"attempts": [
+        {"provider_name": a.provider, "model": a.model, "reason": a.outcome, "status": a.status,
+         "message": a.error}
+        for a in attempts
+    ]}
+
+
 class AllAttemptsFailed(XRouterError):
     """Every deployment tried failed; carries each attempt for error.metadata."""
 
@@ -182,13 +191,7 @@ class AllAttemptsFailed(XRouterError):
 
     def __init__(self, attempts: Sequence[Attempt], last: UpstreamError | None) -> None:
         summary = last.message if last else "no deployment could be tried"
-        meta: dict[str, Any] = {
-            "attempts": [
-                {"provider_name": a.provider, "model": a.model, "reason": a.outcome,
-                 "status": a.status, "message": a.error}
-                for a in attempts
-            ]
-        }
+        meta = attempts_metadata(attempts)
         if last is not None:
             meta["provider_name"] = last.provider
             if "raw" in last.metadata:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from xrouter_router.domain.errors import (
     AllAttemptsFailed,
@@ -18,11 +19,14 @@ from xrouter_router.domain.errors import (
     UpstreamBadResponse,
     UpstreamError,
     UpstreamTimeout,
+    attempts_metadata,
 )
 from xrouter_router.domain.health import ProviderHealth
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.types import ChatRequest, Completion, StreamBatch
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +58,13 @@ class Failover:
         self._health = health
         self._clock = clock
 
-    def _timeout(self, deadline: float | None) -> float:
+    def _timeout(self, deadline: float | None, attempts: Sequence[Attempt]) -> float:
         if deadline is None:
             return self._policy.attempt_timeout
         left = deadline - self._clock()
         if left <= 0:
-            raise DeadlineExceeded("The request's deadline passed before a provider answered")
+            raise DeadlineExceeded("The request's deadline passed before a provider answered",
+                                   metadata=attempts_metadata(attempts))
         return min(self._policy.attempt_timeout, left)
 
     def _record(self, attempts: list[Attempt], cand: Candidate, started: float,
@@ -77,56 +82,60 @@ class Failover:
     async def complete(
         self, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None
     ) -> tuple[Candidate, Completion, list[Attempt]]:
-        attempts: list[Attempt] = []
-        last: UpstreamError | None = None
-        for cand in plan[: self._policy.max_attempts]:
-            timeout = self._timeout(deadline)
-            provider = self._providers[cand.deployment.provider]
-            started = self._clock()
-            try:
-                async with asyncio.timeout(timeout):
-                    completion = await provider.chat(request, cand.deployment)
-            except TimeoutError:
-                last = UpstreamTimeout(f"{provider.name} did not answer within {timeout:g}s",
-                                       provider=provider.name)
-            except UpstreamError as exc:
-                last = exc
-            else:
-                self._record(attempts, cand, started, None)
-                return cand, completion, attempts
-            self._record(attempts, cand, started, last)
-            if not last.retryable:
-                raise last
-        raise AllAttemptsFailed(attempts, last)
+        async def call(provider: ChatProvider, cand: Candidate) -> Completion:
+            return await provider.chat(request, cand.deployment)
+
+        return await self._run(plan, deadline, call, "did not answer")
 
     async def open_stream(
         self, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None
     ) -> OpenedStream:
+        async def call(provider: ChatProvider,
+                       cand: Candidate) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
+            stream = provider.stream(request, cand.deployment)
+            try:
+                return await anext(stream), stream
+            except StopAsyncIteration:
+                raise UpstreamBadResponse(f"{provider.name} ended the stream without data",
+                                          provider=provider.name) from None
+            except BaseException:
+                await close_stream(stream)
+                raise
+
+        cand, (first, rest), attempts = await self._run(plan, deadline, call, "sent nothing")
+        return OpenedStream(cand, first, rest, attempts)
+
+    async def _run(
+        self,
+        plan: Sequence[Candidate],
+        deadline: float | None,
+        call: Callable[[ChatProvider, Candidate], Awaitable[T]],
+        silence: str,
+    ) -> tuple[Candidate, T, list[Attempt]]:
+        """Try the candidates in order; the first success wins."""
         attempts: list[Attempt] = []
         last: UpstreamError | None = None
         for cand in plan[: self._policy.max_attempts]:
-            timeout = self._timeout(deadline)
+            timeout = self._timeout(deadline, attempts)
             provider = self._providers[cand.deployment.provider]
-            stream = provider.stream(request, cand.deployment)
             started = self._clock()
             try:
                 async with asyncio.timeout(timeout):
-                    first = await anext(stream)
+                    result = await call(provider, cand)
             except TimeoutError:
-                last = UpstreamTimeout(f"{provider.name} sent nothing within {timeout:g}s",
+                last = UpstreamTimeout(f"{provider.name} {silence} within {timeout:.3g}s",
                                        provider=provider.name)
-            except StopAsyncIteration:
-                last = UpstreamBadResponse(f"{provider.name} ended the stream without data",
-                                           provider=provider.name)
             except UpstreamError as exc:
                 last = exc
             else:
                 self._record(attempts, cand, started, None)
-                return OpenedStream(cand, first, stream, attempts)
-            await close_stream(stream)
+                return cand, result, attempts
             self._record(attempts, cand, started, last)
             if not last.retryable:
                 raise last
+            if deadline is not None and self._clock() >= deadline:
+                raise DeadlineExceeded("The request's deadline passed before a provider answered",
+                                       metadata=attempts_metadata(attempts))
         raise AllAttemptsFailed(attempts, last)
 
 
