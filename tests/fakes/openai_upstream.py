@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from xrouter_router.providers.config import ProviderConfig
+
 API_KEY = "sk-fake-upstream-key"
 TOOL_ARGS = '{"city": "Moscow", "unit": "celsius"}'
 
@@ -207,3 +209,36 @@ class FakeOpenAI:
             self.disconnects.append(model)
             raise
         return resp
+
+
+class _Harness:
+    type = "openai"
+    retry_after = True
+
+    def __init__(self) -> None:
+        self._fake = FakeOpenAI()
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self._fake.requests
+
+    @property
+    def disconnects(self) -> list[str]:
+        return ["drip" if m == "fake-drip" else m for m in self._fake.disconnects]
+
+    def start(self) -> None:
+        self._fake.start()
+
+    def stop(self) -> None:
+        self._fake.stop()
+
+    def config(self, *, wrong_key: bool = False) -> ProviderConfig:
+        return ProviderConfig("fake-openai", "openai", self._fake.base_url,
+                              "sk-wrong" if wrong_key else API_KEY)
+
+    def upstream_model(self, scenario: str) -> str:
+        return f"fake-{scenario}"
+
+
+def harness() -> _Harness:
+    return _Harness()

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from xrouter_common.env import ConfigError
-from xrouter_router.catalog_file import CatalogConfig, ProviderConfig, load, parse
+from xrouter_router.catalog_file import CatalogConfig, load, parse
 from xrouter_router.domain.catalog import Deployment, Model, Price
+from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.settings import DEFAULT_CATALOG
 
 ENV = {"OAI_KEY": "sk-oai"}
@@ -99,10 +100,12 @@ D0 = "models.0.deployments.0"
     (_set("providers", {}), "catalog: [providers] must define at least one provider"),
     (_set("providers", ["oai"]), "catalog: [providers] must define at least one provider"),
     (_set("providers.oai", "openai"), "catalog: providers.oai must be a table"),
-    (_set("providers.oai.type", "anthropic"),
-     "catalog: providers.oai.type must be one of ['demo', 'openai'], got 'anthropic'"),
+    (_set("providers.oai.type", "claude"),
+     "catalog: providers.oai.type must be one of ['anthropic', 'demo', 'gemini', 'gigachat', "
+     "'openai', 'yandexgpt'], got 'claude'"),
     (_delete("providers.oai.type"),
-     "catalog: providers.oai.type must be one of ['demo', 'openai'], got None"),
+     "catalog: providers.oai.type must be one of ['anthropic', 'demo', 'gemini', 'gigachat', "
+     "'openai', 'yandexgpt'], got None"),
     (_set("providers.oai.api_key_env", "MISSING_KEY"),
      "catalog: providers.oai: environment variable MISSING_KEY is not set"),
     (_set("providers.oai.api_key_env", "EMPTY_KEY"),
@@ -111,7 +114,6 @@ D0 = "models.0.deployments.0"
      "catalog: providers.demo: put credentials in an environment variable (api_key_env)"),
     (_set("providers.oai.base_url", "api.openai.com/v1"),
      "catalog: providers.oai.base_url must be an http(s) URL"),
-    (_delete("providers.oai.base_url"), "catalog: providers.oai.base_url must be an http(s) URL"),
     (_delete("models"), "catalog: [[models]] must define at least one model"),
     (_set("models", []), "catalog: [[models]] must define at least one model"),
     (_set("models.1", "xrouter/demo"), "catalog: models[1] must be a table with an id"),
@@ -216,3 +218,12 @@ def test_the_default_catalog_is_the_demo_model_alone() -> None:
     (demo,) = config.catalog.models
     assert (demo.id, demo.aliases, demo.price, demo.capabilities) == (
         "xrouter/demo", ("demo",), Price(), frozenset({"streaming"}))
+
+
+def test_a_provider_without_base_url_uses_its_public_default() -> None:
+    data = copy.deepcopy(VALID)
+    del data["providers"]["oai"]["base_url"]
+    config = parse(data, ENV)
+    oai = next(p for p in config.providers if p.name == "oai")
+    assert oai.base_url == ""
+    assert oai.url("https://api.openai.com/v1") == "https://api.openai.com/v1"

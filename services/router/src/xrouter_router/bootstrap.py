@@ -13,9 +13,8 @@ from xrouter_router.domain.failover import Failover, FailoverPolicy
 from xrouter_router.domain.health import ProviderHealth
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.service import ChatService
-from xrouter_router.providers.demo import DemoProvider
 from xrouter_router.providers.http import new_session
-from xrouter_router.providers.openai import OpenAIProvider
+from xrouter_router.providers.registry import build_provider
 from xrouter_router.settings import RouterSettings
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
@@ -39,17 +38,7 @@ class RouterApp:
 
 def build_providers(config: catalog_file.CatalogConfig,
                     session: aiohttp.ClientSession) -> dict[str, ChatProvider]:
-    providers: dict[str, ChatProvider] = {}
-    for p in config.providers:
-        if p.type == "demo":
-            providers[p.name] = DemoProvider(p.name, word_delay=float(p.options.get("word_delay", 0.02)))
-        else:
-            providers[p.name] = OpenAIProvider(
-                p.name, base_url=p.base_url, api_key=p.api_key, session=session,
-                headers=p.headers,
-                send_nonstandard_params=bool(p.options.get("send_nonstandard_params", False)),
-            )
-    return providers
+    return {p.name: build_provider(p, session) for p in config.providers}
 
 
 def build(settings: RouterSettings) -> RouterApp:

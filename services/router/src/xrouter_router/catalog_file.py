@@ -6,27 +6,15 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from xrouter_common.env import ConfigError
 from xrouter_router.domain.catalog import CAPABILITIES, Catalog, Deployment, Model, Price
-
-PROVIDER_TYPES = frozenset({"demo", "openai"})
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    """One configured upstream; `api_key` was read from the variable `api_key_env` names."""
-
-    name: str
-    type: str
-    base_url: str = ""
-    api_key: str = field(default="", repr=False)
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    options: Mapping[str, Any] = field(default_factory=dict)
+from xrouter_router.providers.config import ProviderConfig
+from xrouter_router.providers.registry import MODULES
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +55,8 @@ def _provider(name: str, spec: Any, env: Mapping[str, str], where: str) -> Provi
     if not isinstance(spec, dict):
         raise ConfigError(f"{here} must be a table")
     kind = spec.get("type")
-    if kind not in PROVIDER_TYPES:
-        raise ConfigError(f"{here}.type must be one of {sorted(PROVIDER_TYPES)}, got {kind!r}")
+    if kind not in MODULES:
+        raise ConfigError(f"{here}.type must be one of {sorted(MODULES)}, got {kind!r}")
     api_key = ""
     key_env = spec.get("api_key_env")
     if key_env:
@@ -78,7 +66,7 @@ def _provider(name: str, spec: Any, env: Mapping[str, str], where: str) -> Provi
     if "api_key" in spec:
         raise ConfigError(f"{here}: put credentials in an environment variable (api_key_env)")
     base_url = str(spec.get("base_url", ""))
-    if kind != "demo" and not base_url.startswith(("http://", "https://")):
+    if base_url and not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{here}.base_url must be an http(s) URL")
     headers = _table(spec.get("headers", {}), f"{here}.headers")
     options = {k: v for k, v in spec.items()

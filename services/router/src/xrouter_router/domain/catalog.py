@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from xrouter_router.domain.errors import ModelNotFound
 
-CAPABILITIES = frozenset({"tools", "json_mode", "vision", "streaming"})
+CAPABILITIES = frozenset({"tools", "json_mode", "vision", "streaming", "embeddings"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from xrouter_router.domain.auth import Principal
 from xrouter_router.domain.catalog import Deployment
-from xrouter_router.domain.types import ChatRequest, Completion, StreamBatch
+from xrouter_router.domain.types import (
+    ChatRequest,
+    Completion,
+    EmbeddingRequest,
+    Embeddings,
+    StreamBatch,
+)
 
 
 class ChatProvider(Protocol):
@@ -26,6 +32,13 @@ class ChatProvider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """An optional capability of a provider adapter: text embeddings."""
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings: ...
 
 
 class Authenticator(Protocol):

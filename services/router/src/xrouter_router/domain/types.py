@@ -166,3 +166,19 @@ class ChatResult:
     served: Served
     completion: Completion
     usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    model: str
+    inputs: tuple[str, ...]
+    dimensions: int | None = None
+    user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One vector per input, in input order."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    usage: TokenCounts | None = None

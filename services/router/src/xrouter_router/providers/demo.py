@@ -18,6 +18,7 @@ from xrouter_router.domain.types import (
     StreamBatch,
     TokenCounts,
 )
+from xrouter_router.providers.config import ProviderConfig
 
 _QUOTE_LIMIT = 200
 
@@ -66,3 +67,7 @@ class DemoProvider:
             text = word if i == 0 else " " + word
             yield StreamBatch((Delta(role="assistant" if i == 0 else "", content=text),))
         yield StreamBatch((Delta(finish_reason=finish),), usage, done=True)
+
+
+def build(config: ProviderConfig, session: object) -> DemoProvider:
+    return DemoProvider(config.name, word_delay=float(config.option("word_delay", 0.02, (int, float))))

@@ -21,6 +21,7 @@ from xrouter_router.domain.types import (
     TokenCounts,
     ToolCall,
 )
+from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import error_for_status, not_json_object, upstream_errors
 from xrouter_router.providers.sse import SSEDecoder
 
@@ -256,3 +257,11 @@ def completion_as_batch(c: Completion) -> StreamBatch:
     delta = Delta(role="assistant", content=c.message.content, tool_calls=c.message.tool_calls,
                   finish_reason=c.finish_reason)
     return StreamBatch((delta,), c.usage, done=True)
+
+
+def build(config: ProviderConfig, session: aiohttp.ClientSession) -> OpenAIProvider:
+    return OpenAIProvider(
+        config.name, base_url=config.url("https://api.openai.com/v1"), api_key=config.api_key,
+        session=session, headers=config.headers,
+        send_nonstandard_params=config.option("send_nonstandard_params", False, bool),
+    )

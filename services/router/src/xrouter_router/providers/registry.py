@@ -1,0 +1,29 @@
+"""Provider types the catalog may name, and the module that builds each one.
+
+Every adapter module exposes `build(config: ProviderConfig, session) -> ChatProvider`; modules
+are imported on first use, so a deployment pays only for the adapters it configures.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import aiohttp
+
+from xrouter_router.domain.ports import ChatProvider
+from xrouter_router.providers.config import ProviderConfig
+
+MODULES: dict[str, str] = {
+    "demo": "demo",
+    "openai": "openai",
+    "gigachat": "gigachat",
+    "yandexgpt": "yandexgpt",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+}
+
+
+def build_provider(config: ProviderConfig, session: aiohttp.ClientSession) -> ChatProvider:
+    module = importlib.import_module(f"xrouter_router.providers.{MODULES[config.type]}")
+    provider: ChatProvider = module.build(config, session)
+    return provider

@@ -1,0 +1,47 @@
+"""The contract every fake upstream offers to the shared provider scenario suite
+(tests/integration/test_provider_scenarios.py), so one suite runs against every adapter.
+
+A fake module `tests/fakes/<name>_upstream.py` that defines `harness() -> ScenarioHarness` is
+picked up by the suite automatically. Scenarios are chosen by the upstream model name that
+`upstream_model(scenario)` returns, and must behave like this, in the provider's own wire format:
+
+  echo      answer "echo: " + the text of the last user message; usage reported
+  tools     call the request's first tool with arguments {"city": "Moscow", "unit": "celsius"}
+            (streamed: the arguments split over at least two chunks where the format allows)
+  500       the provider's HTTP 500 error body
+  429       the provider's HTTP 429 error body, with `Retry-After: 7` where the provider sends it
+  slow      wait 3 s before answering
+  garbage   HTTP 200 with an HTML body
+  cut       stream: send "echo:" and part of the text, then close the connection
+  no-usage  stream: like echo but without any usage figures
+  drip      stream: one token every 50 ms, 10,000 of them; record a disconnect as `drip`
+A wrong credential (`config(wrong_key=True)`) gets the provider's 401 error body.
+Messages with tool calls and tool results must be checked against the provider's format (a
+malformed one is answered with the provider's 400 error body), then answered like `echo`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from xrouter_router.providers.config import ProviderConfig
+
+SCENARIOS = ("echo", "tools", "500", "429", "slow", "garbage", "cut", "no-usage", "drip")
+TOOL_ARGUMENTS = {"city": "Moscow", "unit": "celsius"}
+
+
+class ScenarioHarness(Protocol):
+    type: str
+    requests: list[dict[str, Any]]
+    disconnects: list[str]
+    retry_after: bool  # whether the provider's 429 carries Retry-After
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def config(self, *, wrong_key: bool = False) -> ProviderConfig:
+        """A ProviderConfig for this fake, as the catalog file would produce it."""
+        ...
+
+    def upstream_model(self, scenario: str) -> str: ...
