@@ -31,12 +31,14 @@ UPSTREAM_ENV = {"FAKE_UPSTREAM_KEY": API_KEY, "FAKE_WRONG_KEY": "sk-wrong"}
 def catalog_toml(upstream: str) -> str:
     """The test catalog: every scenario of the fake upstream as a model."""
     def model(mid: str, *deps: tuple[str, str], caps: str = '"streaming"',
-              price: str = '{ prompt = "100", completion = "200" }', aliases: str = "") -> str:
+              price: str = '{ prompt = "100", completion = "200" }', aliases: str = "",
+              price_list: tuple[str, ...] = ()) -> str:
         out = f'\n[[models]]\nid = "{mid}"\nname = "{mid}"\naliases = [{aliases}]\n'
-        for provider, upstream_model in deps:
+        for i, (provider, upstream_model) in enumerate(deps):
             out += (f'  [[models.deployments]]\n  provider = "{provider}"\n'
                     f'  upstream_model = "{upstream_model}"\n  capabilities = [{caps}]\n'
-                    f'  price = {price}\n  context_length = 16000\n')
+                    f'  price = {price_list[i] if price_list else price}\n'
+                    f'  context_length = 16000\n')
         return out
 
     text = f"""
@@ -77,6 +79,11 @@ word_delay = 0.001
     text += model("test/no-usage", ("fake", "fake-no-usage"))
     text += model("test/chunks22", ("fake", "fake-chunks-22"))
     text += model("test/json-stream", ("fake", "fake-json-stream"))
+    text += model("test/embed", ("fake", "fake-500"), ("fake2", "text-embedding-fake"),
+                  caps='"embeddings"', price='{ prompt = "10", completion = "0" }')
+    text += model("test/cheap-and-dear", ("fake", "fake-echo"), ("fake2", "fake-echo"),
+                  price_list=('{ prompt = "100", completion = "100" }',
+                              '{ prompt = "200", completion = "200" }'))
     return text
 
 

@@ -76,6 +76,7 @@ class FakeOpenAI:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -127,6 +128,28 @@ class FakeOpenAI:
             return await self._stream(request, body, model)
         return web.Response(body=orjson.dumps(self._completion(body, model)),
                             content_type="application/json")
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error",
+                          "invalid_api_key")
+        body = orjson.loads(await request.read())
+        self.requests.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if body.get("model") == "fake-500":
+            return _error(500, "The server had an error while processing your request.",
+                          "server_error", None)
+        dims = int(body.get("dimensions") or 4)
+        # A deterministic vector per input: its length, then its first characters' codes.
+        data = [{"object": "embedding", "index": i,
+                 "embedding": [float(len(text))] + [float(ord(c)) for c in text[: dims - 1]]
+                 + [0.0] * max(0, dims - 1 - len(text))}
+                for i, text in enumerate(inputs)]
+        tokens = sum(len(t) // 4 + 1 for t in inputs)
+        return web.Response(body=orjson.dumps({
+            "object": "list", "data": list(reversed(data)), "model": body.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+            content_type="application/json")
 
     def _answer(self, body: dict[str, Any], model: str) -> tuple[list[str], list[dict[str, Any]]]:
         if model == "fake-tools":

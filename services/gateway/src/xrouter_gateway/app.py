@@ -15,12 +15,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from xrouter_gateway.anthropic_api import MessagesEndpoint
 from xrouter_gateway.chat import ChatEndpoint
+from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.info import InfoEndpoints
 from xrouter_gateway.metrics import GatewayMetrics, MetricsMiddleware
 from xrouter_gateway.openapi import build_openapi
 from xrouter_gateway.router_client import RouterClient
+from xrouter_gateway.routing_api import RoutingEndpoints
 from xrouter_gateway.settings import GatewaySettings
 
 log = logging.getLogger("xrouter.gateway")
@@ -52,6 +55,9 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY)
         await client.close()
 
     chat = ChatEndpoint(client, settings)
+    messages = MessagesEndpoint(client, settings)
+    embeddings = EmbeddingsEndpoint(client, settings)
+    routing = RoutingEndpoints(client, settings)
     info = InfoEndpoints(client, registry)
     openapi = orjson.dumps(build_openapi())
 
@@ -60,7 +66,13 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY)
 
     routes = [
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
+        Route("/v1/messages", messages.handle, methods=["POST"]),
+        Route("/v1/embeddings", embeddings.handle, methods=["POST"]),
+        Route("/v1/route/explain", routing.explain, methods=["POST"]),
         Route("/v1/models", info.models, methods=["GET"]),
+        Route("/v1/parameters/{model:path}", routing.parameters, methods=["GET"]),
+        Route("/v1/providers/status", routing.providers_status, methods=["GET"]),
+        Route("/health/providers", routing.health_providers, methods=["GET"]),
         Route("/health", info.health, methods=["GET"]),
         Route("/livez", info.livez, methods=["GET"]),
         Route("/readyz", info.readyz, methods=["GET"]),

@@ -8,9 +8,17 @@ import grpc
 from starlette.requests import Request
 from starlette.responses import Response
 
+from xrouter.v1 import router_pb2 as pb
 from xrouter_common.tracing import child_traceparent
 from xrouter_common.wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
-from xrouter_gateway.convert import completion_json, parse_request, to_proto
+from xrouter_gateway.convert import (
+    ROUTE_HEADER,
+    ChunkWriter,
+    completion_json,
+    parse_request,
+    route_header,
+    to_proto,
+)
 from xrouter_gateway.errors import APIError, from_rpc_error
 from xrouter_gateway.router_client import Metadata, RouterClient
 from xrouter_gateway.settings import GatewaySettings
@@ -72,16 +80,20 @@ class ChatEndpoint:
             reply = await self._client.chat(proto, metadata, self._settings.request_timeout)
         except grpc.aio.AioRpcError as exc:
             return from_rpc_error(exc).response(headers)
+        headers[ROUTE_HEADER] = route_header(reply.deployment, reply.attempts)
         return Response(completion_json(reply), headers=headers, media_type="application/json")
 
-    async def _stream(self, proto: object, metadata: Metadata,
+    async def _stream(self, proto: pb.ChatRequest, metadata: Metadata,
                       headers: dict[str, str]) -> Response | SSEResponse:
         s = self._settings
-        stream = RouterStream(self._client, proto, metadata, s.request_timeout)  # type: ignore[arg-type]
+        stream = RouterStream(self._client, proto, metadata, s.request_timeout)
         try:
             first = await stream.first_event(s.sse_commit_after)
         except grpc.aio.AioRpcError as exc:
             return from_rpc_error(exc).response(headers)
         except APIError as exc:
             return exc.response(headers)
-        return SSEResponse(stream, first, headers["X-Generation-Id"], s.sse_keepalive, headers)
+        if first is not None:
+            headers[ROUTE_HEADER] = route_header(first.deployment, first.attempts)
+        writer = ChunkWriter(headers["X-Generation-Id"])
+        return SSEResponse(stream, first, writer, s.sse_keepalive, headers)

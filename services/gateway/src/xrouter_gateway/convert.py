@@ -3,6 +3,7 @@ SSE events out. No I/O here."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -160,6 +161,15 @@ def to_proto(req: ChatCompletionRequest, raw: dict[str, Any], generation_id: str
 
 # ---- responses ---------------------------------------------------------------------------
 
+ROUTE_HEADER = "X-XRouter-Route"
+
+
+def route_header(deployment: str, attempts: Iterable[pb.AttemptInfo]) -> str:
+    """Which deployment answered, then every attempt in order with its outcome."""
+    tried = ",".join(f"{a.deployment}:{a.outcome}" for a in attempts)
+    return f"{deployment}; attempts={tried}"
+
+
 def usage_json(u: pb.Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": u.prompt_tokens,
@@ -207,6 +217,7 @@ class ChunkWriter:
     """Turns router stream events into OpenAI `chat.completion.chunk` SSE events."""
 
     __slots__ = ("_head",)
+    keepalive = b": XROUTER PROCESSING\n\n"
 
     def __init__(self, generation_id: str) -> None:
         self._head: dict[str, Any] = {"id": generation_id, "object": "chat.completion.chunk",

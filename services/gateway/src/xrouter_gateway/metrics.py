@@ -34,7 +34,10 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics, routes: frozenset[str]) -> None:
         self._app = app
         self._m = metrics
-        self._routes = routes
+        self._routes = frozenset(r for r in routes if "{" not in r)
+        # Templated routes are labelled by their template, found by prefix.
+        self._prefixes = tuple((r.split("{", 1)[0], r.replace(":path}", "}"))
+                               for r in routes if "{" in r)
         # Label lookups take a lock each; the label space is small and bounded, so the
         # children are looked up once and kept.
         self._counters: dict[tuple[str, str, int], Any] = {}
@@ -46,7 +49,7 @@ class MetricsMiddleware:
             await self._app(scope, receive, send)
             return
         path = scope["path"]
-        route = path if path in self._routes else "other"
+        route = path if path in self._routes else self._template(path)
         status = 500
 
         async def send_wrapper(message: Message) -> None:
@@ -72,3 +75,9 @@ class MetricsMiddleware:
             if timer is None:
                 timer = self._timers[key[:2]] = self._m.duration.labels(route, method)
             timer.observe(time.perf_counter() - started)
+
+    def _template(self, path: str) -> str:
+        for prefix, template in self._prefixes:
+            if path.startswith(prefix):
+                return template
+        return "other"

@@ -58,6 +58,52 @@ def build_openapi() -> dict[str, Any]:
                  "description": "OpenAI-compatible LLM router (OpenRouter contract)."},
         "paths": {
             "/v1/chat/completions": chat,
+            "/v1/messages": {"post": {
+                "summary": "Anthropic Messages API (for Anthropic SDK clients; key in x-api-key "
+                           "or Authorization: Bearer); stream=true for Anthropic's SSE events",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["model", "messages", "max_tokens"]}}}},
+                "responses": {"200": {"description": "An Anthropic `message` object, or its SSE "
+                                                     "event stream (message_start ... message_stop)",
+                                      "content": {"application/json": {"schema": {"type": "object"}},
+                                                  "text/event-stream": {"schema": {"type": "string"}}}},
+                              **{str(s): {"description": "Anthropic error shape "
+                                                         "{type: error, error: {type, message}}"}
+                                 for s in (400, 401, 402, 403, 404, 408, 413, 429, 500, 502, 503)}},
+            }},
+            "/v1/embeddings": {"post": {
+                "summary": "Create embeddings (OpenAI-compatible; encoding_format float or base64)",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["model", "input"],
+                    "properties": {"model": {"type": "string"},
+                                   "input": {"oneOf": [{"type": "string"},
+                                                       {"type": "array", "items": {"type": "string"}}]},
+                                   "encoding_format": {"enum": ["float", "base64"]},
+                                   "dimensions": {"type": "integer"}, "user": {"type": "string"}}}}}},
+                "responses": {"200": _json("{object: list, data: [embedding], model, usage}"),
+                              **_errors(400, 401, 402, 404, 408, 413, 429, 502, 503)}}},
+            "/v1/route/explain": {"post": {
+                "summary": "Dry-run routing for a chat request: every candidate, the filter that "
+                           "removed it or its score, and the order the next request would try",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}}},
+                "responses": {"200": _json("{data: {strategy, order, candidates}}"),
+                              **_errors(400, 401, 404, 503)}}},
+            "/v1/parameters/{model}": {"get": {
+                "summary": "Parameters a model supports",
+                "parameters": [{"name": "model", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _json("{data: {model, supported_parameters}}"),
+                              **_errors(404)}}},
+            "/v1/providers/status": {"get": {
+                "summary": "Live provider status from real traffic (operational, degraded, down)",
+                "responses": {"200": _json("{data: {provider: {status, latency, success_rate, "
+                                           "last_updated}}}")}}},
+            "/health/providers": {"get": {
+                "summary": "Provider health (up, degraded, down, unknown), latency, error rate",
+                "responses": {"200": _json("{provider: {status, latency, error_rate, last_check}}")}}},
             "/v1/models": {"get": {"summary": "List models (OpenRouter shape, prices in RUB)",
                                    "parameters": [
                                        {"name": "provider", "in": "query", "schema": {"type": "string"}},

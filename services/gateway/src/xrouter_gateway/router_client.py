@@ -81,19 +81,38 @@ class RouterClient:
 
     async def chat(self, request: pb.ChatRequest, metadata: Metadata,
                    timeout: float) -> pb.ChatResponse:
+        reply: pb.ChatResponse = await self._unary(self._stub.Chat, request, metadata, timeout)
+        return reply
+
+    def chat_stream(self, request: pb.ChatRequest, metadata: Metadata,
+                    timeout: float) -> grpc.aio.UnaryStreamCall[pb.ChatRequest, pb.ChatStreamEvent]:
+        return self._stub.ChatStream(request, metadata=metadata, timeout=timeout)
+
+    async def _unary(self, method: Any, request: Any, metadata: Metadata, timeout: float) -> Any:
         attempt = 0
         while True:
             try:
-                return await self._stub.Chat(request, metadata=metadata, timeout=timeout)
+                return await method(request, metadata=metadata, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 if not retryable(exc) or attempt >= self.retries:
                     raise
                 attempt += 1
                 await asyncio.sleep(0.01 * attempt)
 
-    def chat_stream(self, request: pb.ChatRequest, metadata: Metadata,
-                    timeout: float) -> grpc.aio.UnaryStreamCall[pb.ChatRequest, pb.ChatStreamEvent]:
-        return self._stub.ChatStream(request, metadata=metadata, timeout=timeout)
+    async def explain(self, request: pb.ChatRequest, metadata: Metadata,
+                      timeout: float) -> pb.ExplainResponse:
+        reply: pb.ExplainResponse = await self._unary(self._stub.Explain, request, metadata, timeout)
+        return reply
+
+    async def embed(self, request: pb.EmbedRequest, metadata: Metadata,
+                    timeout: float) -> pb.EmbedResponse:
+        reply: pb.EmbedResponse = await self._unary(self._stub.Embed, request, metadata, timeout)
+        return reply
+
+    async def provider_status(self, timeout: float) -> pb.ProviderStatusResponse:
+        reply: pb.ProviderStatusResponse = await self._unary(
+            self._stub.ProviderStatus, pb.ProviderStatusRequest(), (), timeout)
+        return reply
 
     async def list_models(self, provider: str, timeout: float) -> pb.ListModelsResponse:
         return await self._stub.ListModels(pb.ListModelsRequest(provider=provider), timeout=timeout)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_gateway.convert import ChunkWriter
 from xrouter_gateway.errors import APIError, from_detail, from_rpc_error
 from xrouter_gateway.router_client import Metadata, RouterClient, retryable
 
@@ -25,8 +24,26 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-PROCESSING = b": XROUTER PROCESSING\n\n"
 _EOF: Any = grpc.aio.EOF
+
+
+class StreamWriter(Protocol):
+    """Frames router stream events in one client wire format (OpenAI chunks, Anthropic events)."""
+
+    @property
+    def keepalive(self) -> bytes:
+        """Written while waiting for the first event."""
+        ...
+
+    def served(self, ev: pb.ChatStreamEvent) -> None: ...
+
+    def deltas(self, ev: pb.ChatStreamEvent) -> bytes: ...
+
+    def error(self, err: APIError) -> bytes: ...
+
+    def usage(self, u: pb.Usage | None) -> bytes:
+        """The end of the stream (after an error, whatever the format wants there)."""
+        ...
 
 
 class RouterStream:
@@ -75,10 +92,10 @@ class SSEResponse:
     """ASGI response that streams one completion (see the module docstring)."""
 
     def __init__(self, stream: RouterStream, first: pb.ChatStreamEvent | None,
-                 generation_id: str, keepalive: float, headers: dict[str, str]) -> None:
+                 writer: StreamWriter, keepalive: float, headers: dict[str, str]) -> None:
         self._stream = stream
         self._first = first
-        self._writer = ChunkWriter(generation_id)
+        self._writer = writer
         self._keepalive = keepalive
         self._headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
@@ -117,7 +134,7 @@ class SSEResponse:
             while event is None:
                 event = await self._stream.first_event(self._keepalive)
                 if event is None:
-                    await _write(send, PROCESSING)
+                    await _write(send, writer.keepalive)
             writer.served(event)
             while event is not None:
                 if event.HasField("end"):

@@ -10,9 +10,9 @@ import aiohttp
 from xrouter_router import catalog_file
 from xrouter_router.domain.auth import MasterKeyAuthenticator
 from xrouter_router.domain.failover import Failover, FailoverPolicy
-from xrouter_router.domain.health import ProviderHealth
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.service import ChatService
+from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.providers.http import new_session
 from xrouter_router.providers.registry import build_provider
 from xrouter_router.settings import RouterSettings
@@ -46,10 +46,11 @@ def build(settings: RouterSettings) -> RouterApp:
     config = catalog_file.load(settings.catalog_path)
     session = new_session(connect_timeout=settings.connect_timeout, pool_size=settings.pool_size)
     providers = build_providers(config, session)
-    health = ProviderHealth(list(providers))
+    stats = InMemoryStats()
     failover = Failover(providers, FailoverPolicy(settings.attempt_timeout, settings.max_attempts),
-                        health)
+                        stats)
     service = ChatService(config.catalog, failover, MasterKeyAuthenticator(settings.master_key),
-                          idle_timeout=settings.stream_idle_timeout)
-    server = GrpcServer(RouterServicer(service, health), settings.listen)
+                          idle_timeout=settings.stream_idle_timeout, stats=stats)
+    server = GrpcServer(RouterServicer(service, [p.name for p in config.providers]),
+                        settings.listen)
     return RouterApp(server, providers, session)

@@ -81,6 +81,12 @@ def _int(value: Any, here: str, minimum: int = 0) -> int:
     return value
 
 
+def _bool(value: Any, here: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{here} must be true or false, got {value!r}")
+    return value
+
+
 def _number(value: Any, here: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{here} must be a non-negative number, got {value!r}")
@@ -149,4 +155,6 @@ def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Dep
                                    f"{here}.max_completion_tokens", 1),
         capabilities=caps,
         weight=_number(spec.get("weight", 1.0), f"{here}.weight"),
+        parameters=frozenset(_strings(spec.get("parameters", []), f"{here}.parameters")),
+        collects_data=_bool(spec.get("collects_data", False), f"{here}.collects_data"),
     )

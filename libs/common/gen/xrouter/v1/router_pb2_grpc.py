@@ -49,6 +49,21 @@ class RouterStub:
                 request_serializer=xrouter_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=xrouter_dot_v1_dot_router__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/xrouter.v1.Router/Explain',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.ChatRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.ExplainResponse.FromString,
+                _registered_method=True)
+        self.ProviderStatus = channel.unary_unary(
+                '/xrouter.v1.Router/ProviderStatus',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.ProviderStatusRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.ProviderStatusResponse.FromString,
+                _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/xrouter.v1.Router/Embed',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -75,6 +90,28 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """A dry run of routing: every candidate, the filter that removed it or its score, and the
+        order the next real request would try (the balancer is not moved).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProviderStatus(self, request, context):
+        """Live provider statistics (from real traffic).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Embed(self, request, context):
+        """Text embeddings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +129,21 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=xrouter_dot_v1_dot_router__pb2.ListModelsRequest.FromString,
                     response_serializer=xrouter_dot_v1_dot_router__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.ChatRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.ExplainResponse.SerializeToString,
+            ),
+            'ProviderStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProviderStatus,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.ProviderStatusRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.ProviderStatusResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.EmbedRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +227,87 @@ class Router:
             '/xrouter.v1.Router/ListModels',
             xrouter_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
             xrouter_dot_v1_dot_router__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Router/Explain',
+            xrouter_dot_v1_dot_router__pb2.ChatRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProviderStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Router/ProviderStatus',
+            xrouter_dot_v1_dot_router__pb2.ProviderStatusRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.ProviderStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Router/Embed',
+            xrouter_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

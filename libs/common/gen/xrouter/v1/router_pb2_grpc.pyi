@@ -47,6 +47,14 @@ class RouterStub:
     """One completion, streamed. The last event always carries StreamEnd."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]
     """The model catalog as this router replica serves it."""
+    Explain: _grpc.UnaryUnaryMultiCallable[_router_pb2.ChatRequest, _router_pb2.ExplainResponse]
+    """A dry run of routing: every candidate, the filter that removed it or its score, and the
+    order the next real request would try (the balancer is not moved).
+    """
+    ProviderStatus: _grpc.UnaryUnaryMultiCallable[_router_pb2.ProviderStatusRequest, _router_pb2.ProviderStatusResponse]
+    """Live provider statistics (from real traffic)."""
+    Embed: _grpc.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.EmbedResponse]
+    """Text embeddings."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -57,6 +65,14 @@ class RouterAsyncStub(RouterStub):
     """One completion, streamed. The last event always carries StreamEnd."""
     ListModels: _aio.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsResponse]  # type: ignore[assignment]
     """The model catalog as this router replica serves it."""
+    Explain: _aio.UnaryUnaryMultiCallable[_router_pb2.ChatRequest, _router_pb2.ExplainResponse]  # type: ignore[assignment]
+    """A dry run of routing: every candidate, the filter that removed it or its score, and the
+    order the next real request would try (the balancer is not moved).
+    """
+    ProviderStatus: _aio.UnaryUnaryMultiCallable[_router_pb2.ProviderStatusRequest, _router_pb2.ProviderStatusResponse]  # type: ignore[assignment]
+    """Live provider statistics (from real traffic)."""
+    Embed: _aio.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Text embeddings."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -82,5 +98,31 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.ListModelsResponse, _abc.Awaitable[_router_pb2.ListModelsResponse]]:
         """The model catalog as this router replica serves it."""
+
+    @_abc_1.abstractmethod
+    def Explain(
+        self,
+        request: _router_pb2.ChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.ExplainResponse, _abc.Awaitable[_router_pb2.ExplainResponse]]:
+        """A dry run of routing: every candidate, the filter that removed it or its score, and the
+        order the next real request would try (the balancer is not moved).
+        """
+
+    @_abc_1.abstractmethod
+    def ProviderStatus(
+        self,
+        request: _router_pb2.ProviderStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.ProviderStatusResponse, _abc.Awaitable[_router_pb2.ProviderStatusResponse]]:
+        """Live provider statistics (from real traffic)."""
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _router_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.EmbedResponse, _abc.Awaitable[_router_pb2.EmbedResponse]]:
+        """Text embeddings."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from xrouter_router.domain.errors import ModelNotFound
 
+_MILLION = Decimal(1_000_000)
 CAPABILITIES = frozenset({"tools", "json_mode", "vision", "streaming", "embeddings"})
 
 
@@ -31,6 +32,20 @@ class Deployment:
     max_completion_tokens: int
     capabilities: frozenset[str]
     weight: float = 1.0
+    # Generation parameters it honours (empty: routing.BASE_PARAMETERS), for require_parameters.
+    parameters: frozenset[str] = frozenset()
+    # Whether the provider may store prompts or train on them (for data_collection: deny).
+    collects_data: bool = False
+    # Derived once, for routing on the hot path: prompt + completion price per token, and the
+    # balancing weight (inverse square of that price, times `weight`).
+    unit_price: float = field(init=False, repr=False, compare=False, default=0.0)
+    balance_weight: float = field(init=False, repr=False, compare=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        unit = float((self.price.prompt + self.price.completion) / _MILLION)
+        object.__setattr__(self, "unit_price", unit)
+        floor = max(unit, 1e-9)
+        object.__setattr__(self, "balance_weight", self.weight / (floor * floor))
 
 
 @dataclass(frozen=True, slots=True)

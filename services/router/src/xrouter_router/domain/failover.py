@@ -21,10 +21,16 @@ from xrouter_router.domain.errors import (
     UpstreamTimeout,
     attempts_metadata,
 )
-from xrouter_router.domain.health import ProviderHealth
-from xrouter_router.domain.ports import ChatProvider
+from xrouter_router.domain.ports import ChatProvider, EmbeddingProvider
 from xrouter_router.domain.routing import Candidate
-from xrouter_router.domain.types import ChatRequest, Completion, StreamBatch
+from xrouter_router.domain.stats import StatsStore
+from xrouter_router.domain.types import (
+    ChatRequest,
+    Completion,
+    EmbeddingRequest,
+    Embeddings,
+    StreamBatch,
+)
 
 T = TypeVar("T")
 
@@ -50,13 +56,15 @@ class Failover:
         self,
         providers: Mapping[str, ChatProvider],
         policy: FailoverPolicy,
-        health: ProviderHealth,
+        stats: StatsStore,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._providers = providers
         self._policy = policy
-        self._health = health
+        self._stats = stats
         self._clock = clock
+        self._wall = wall
 
     def _timeout(self, deadline: float | None, attempts: Sequence[Attempt]) -> float:
         if deadline is None:
@@ -67,12 +75,14 @@ class Failover:
                                    metadata=attempts_metadata(attempts))
         return min(self._policy.attempt_timeout, left)
 
-    def _record(self, attempts: list[Attempt], cand: Candidate, started: float,
-                error: UpstreamError | None) -> None:
-        ms = int((self._clock() - started) * 1000)
+    async def _record(self, attempts: list[Attempt], cand: Candidate, started: float,
+                      error: UpstreamError | None) -> None:
+        elapsed = (self._clock() - started) * 1000
+        ms = int(elapsed)
         dep = cand.deployment
         # A rejection of the request itself (not retryable) says nothing bad about the provider.
-        self._health.record(dep.provider, error is None or not error.retryable)
+        await self._stats.record(dep.id, dep.provider, ok=error is None or not error.retryable,
+                                 latency_ms=elapsed if error is None else None, now=self._wall())
         if error is None:
             attempts.append(Attempt(cand.model.id, dep.provider, dep.id, "success", ms))
         else:
@@ -105,6 +115,17 @@ class Failover:
         cand, (first, rest), attempts = await self._run(plan, deadline, call, "sent nothing")
         return OpenedStream(cand, first, rest, attempts)
 
+    async def embed(
+        self, plan: Sequence[Candidate], request: EmbeddingRequest, deadline: float | None
+    ) -> tuple[Candidate, Embeddings, list[Attempt]]:
+        async def call(provider: ChatProvider, cand: Candidate) -> Embeddings:
+            if not isinstance(provider, EmbeddingProvider):
+                raise UpstreamBadResponse(f"{provider.name} has no embeddings API",
+                                          provider=provider.name)
+            return await provider.embed(request, cand.deployment)
+
+        return await self._run(plan, deadline, call, "did not answer")
+
     async def _run(
         self,
         plan: Sequence[Candidate],
@@ -128,9 +149,9 @@ class Failover:
             except UpstreamError as exc:
                 last = exc
             else:
-                self._record(attempts, cand, started, None)
+                await self._record(attempts, cand, started, None)
                 return cand, result, attempts
-            self._record(attempts, cand, started, last)
+            await self._record(attempts, cand, started, last)
             if not last.retryable:
                 raise last
             if deadline is not None and self._clock() >= deadline:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from xrouter_router.domain import accounting
 from xrouter_router.domain.catalog import Catalog
-from xrouter_router.domain.errors import UpstreamError, UpstreamTimeout, XRouterError
+from xrouter_router.domain.errors import Attempt, UpstreamError, UpstreamTimeout, XRouterError
 from xrouter_router.domain.failover import Failover, close_stream
 from xrouter_router.domain.ports import Authenticator
-from xrouter_router.domain.routing import Candidate, plan
+from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
+from xrouter_router.domain.stats import InMemoryStats, StatsStore
 from xrouter_router.domain.types import (
     ChatRequest,
     ChatResult,
     Delta,
+    EmbeddingRequest,
+    Embeddings,
     Served,
     StreamBatch,
     TokenCounts,
@@ -31,6 +34,7 @@ class StreamEvent:
     deltas: tuple[Delta, ...] = ()
     served: Served | None = None
     end: StreamEnd | None = None
+    attempts: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,26 +45,77 @@ class StreamEnd:
 
 class ChatService:
     def __init__(
-        self, catalog: Catalog, failover: Failover, auth: Authenticator, idle_timeout: float
+        self,
+        catalog: Catalog,
+        failover: Failover,
+        auth: Authenticator,
+        *,
+        idle_timeout: float,
+        stats: StatsStore | None = None,
+        balancer: Balancer | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._catalog = catalog
         self._failover = failover
         self._auth = auth
         self._idle_timeout = idle_timeout
+        self._stats: StatsStore = stats or InMemoryStats()
+        self._balancer = balancer or Balancer()
+        self._wall = wall
 
     @property
     def catalog(self) -> Catalog:
         return self._catalog
 
+    @property
+    def stats(self) -> StatsStore:
+        return self._stats
+
+    async def route(self, request: ChatRequest, *, commit: bool) -> Plan:
+        """The attempt plan for a request (commit=False: explain it without moving the
+        balancer, so the next real request takes the route shown)."""
+        ids = [d.id for name in (request.model, *request.fallback_models)
+               for d in self._catalog.resolve(name).deployments] if self._known(request) else []
+        snapshot = await self._stats.snapshot(ids)
+        return plan(self._catalog, request, snapshot, now=self._wall(), policy=self._stats.policy,
+                    balancer=self._balancer, commit=commit, explain=not commit)
+
+    def _known(self, request: ChatRequest) -> bool:
+        try:
+            for name in (request.model, *request.fallback_models):
+                self._catalog.resolve(name)
+        except XRouterError:
+            return False
+        return True
+
+    async def explain(self, api_key: str, request: ChatRequest) -> Plan:
+        await self._auth.authenticate(api_key)
+        return await self.route(request, commit=False)
+
+    async def embed(self, api_key: str, request: EmbeddingRequest,
+                    deadline: float | None) -> tuple[Served, Embeddings, Usage]:
+        await self._auth.authenticate(api_key)
+        model = self._catalog.resolve(request.model)
+        snapshot = await self._stats.snapshot(d.id for d in model.deployments)
+        candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
+                                    policy=self._stats.policy)
+        cand, result, _attempts = await self._failover.embed(candidates, request, deadline)
+        tokens = result.usage or TokenCounts(
+            prompt=sum(accounting.estimate_tokens(t) for t in request.inputs), estimated=True)
+        return (_served(cand), result,
+                Usage(tokens, accounting.price(tokens, cand.deployment.price)))
+
     async def chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
         await self._auth.authenticate(api_key)
-        candidates = plan(self._catalog, request)
-        cand, completion, _attempts = await self._failover.complete(candidates, request, deadline)
+        route = await self.route(request, commit=True)
+        cand, completion, attempts = await self._failover.complete(route.candidates, request,
+                                                                   deadline)
         tokens = completion.usage or _estimate(request, completion.message.text())
         return ChatResult(
             served=_served(cand),
             completion=completion,
             usage=Usage(tokens, accounting.price(tokens, cand.deployment.price)),
+            attempts=tuple(attempts),
         )
 
     async def stream(
@@ -69,13 +124,15 @@ class ChatService:
         """Raises before the first event (nothing sent yet); after it, errors end the stream
         in-band in StreamEnd.error and usage is always reported."""
         await self._auth.authenticate(api_key)
-        candidates = plan(self._catalog, request)
-        opened = await self._failover.open_stream(candidates, request, deadline)
+        route = await self.route(request, commit=True)
+        opened = await self._failover.open_stream(route.candidates, request, deadline)
+        started = time.monotonic()
         acc = accounting.StreamAccumulator()
         usage: TokenCounts | None = None
         error: XRouterError | None = None
         batch: StreamBatch | None = opened.first
         served: Served | None = _served(opened.candidate)
+        attempts: tuple[Attempt, ...] = tuple(opened.attempts)
         provider = opened.candidate.deployment.provider
         try:
             while batch is not None:
@@ -85,18 +142,23 @@ class ChatService:
                 if batch.done:
                     break
                 if batch.deltas:
-                    yield StreamEvent(deltas=batch.deltas, served=served)
-                    served = None
+                    yield StreamEvent(deltas=batch.deltas, served=served,
+                                      attempts=attempts)
+                    served, attempts = None, ()
                 batch = await _next(opened.rest, self._idle_timeout, provider)
         except UpstreamError as exc:
             error, batch = exc, None
         finally:
             await close_stream(opened.rest)
         tokens = usage or _estimate(request, acc.completion_text())
+        elapsed = time.monotonic() - started
+        if error is None and tokens.completion and elapsed > 0:
+            await self._stats.record_throughput(opened.candidate.deployment.id,
+                                                tokens.completion / elapsed)
         end = StreamEnd(Usage(tokens, accounting.price(tokens, opened.candidate.deployment.price)),
                         error)
         last = batch.deltas if batch is not None else ()
-        yield StreamEvent(deltas=last, served=served, end=end)
+        yield StreamEvent(deltas=last, served=served, end=end, attempts=attempts)
 
 
 async def _next(stream: AsyncIterator[StreamBatch], idle: float, provider: str) -> StreamBatch | None:

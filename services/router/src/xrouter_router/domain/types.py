@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from xrouter_router.domain.errors import Attempt
+
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
@@ -166,6 +168,8 @@ class ChatResult:
     served: Served
     completion: Completion
     usage: Usage
+    # Every provider attempt, in order; the last one served the answer.
+    attempts: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from xrouter_router.domain.types import (
     Completion,
     ContentPart,
     Delta,
+    EmbeddingRequest,
+    Embeddings,
     Message,
     StreamBatch,
     TokenCounts,
@@ -43,6 +45,7 @@ class OpenAIProvider:
     ) -> None:
         self._name = name
         self._url = base_url.rstrip("/") + "/chat/completions"
+        self._embeddings_url = base_url.rstrip("/") + "/embeddings"
         self._session = session
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
@@ -108,6 +111,22 @@ class OpenAIProvider:
         if not finished or decoder.pending():
             raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
                                       provider=self._name)
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:
+        body: dict[str, Any] = {"model": deployment.upstream_model, "input": list(request.inputs),
+                                "encoding_format": "float"}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        if request.user:
+            body["user"] = request.user
+        with upstream_errors(self._name):
+            async with self._session.post(self._embeddings_url, data=orjson.dumps(body),
+                                          headers=self._headers) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise error_for_status(self._name, resp.status, raw,
+                                           resp.headers.get("Retry-After"))
+            return parse_embeddings(self._name, orjson.loads(raw), len(request.inputs))
 
     def _batch(self, payloads: list[bytes]) -> StreamBatch:
         deltas: list[Delta] = []
@@ -251,6 +270,20 @@ def parse_delta(choice: dict[str, Any]) -> Delta:
         finish_reason=choice.get("finish_reason") or "",
         reasoning=reasoning,
     )
+
+
+def parse_embeddings(provider: str, data: Any, count: int) -> Embeddings:
+    """OpenAI's embeddings list, put back in input order (`index`)."""
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise not_json_object(provider)
+    items = sorted(data["data"], key=lambda item: item.get("index", 0))
+    if len(items) != count:
+        raise UpstreamBadResponse(f"{provider} returned {len(items)} embeddings for {count} inputs",
+                                  provider=provider)
+    vectors = tuple(tuple(float(x) for x in item["embedding"]) for item in items)
+    usage = data.get("usage") or {}
+    tokens = TokenCounts(prompt=int(usage.get("prompt_tokens") or 0)) if usage else None
+    return Embeddings(vectors, tokens)
 
 
 def completion_as_batch(c: Completion) -> StreamBatch:

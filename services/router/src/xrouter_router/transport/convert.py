@@ -6,16 +6,21 @@ from decimal import Decimal, InvalidOperation
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_router.domain.catalog import Model
-from xrouter_router.domain.errors import InvalidRequest
+from xrouter_router.domain.errors import Attempt, InvalidRequest
+from xrouter_router.domain.routing import Plan
 from xrouter_router.domain.service import StreamEvent
+from xrouter_router.domain.stats import ProviderStatus
 from xrouter_router.domain.types import (
     ChatRequest,
     ChatResult,
     ContentPart,
     Delta,
+    EmbeddingRequest,
+    Embeddings,
     Message,
     ProviderPreferences,
     Sampling,
+    Served,
     Tool,
     ToolCall,
     Usage,
@@ -104,6 +109,12 @@ def usage_to_proto(u: Usage) -> pb.Usage:
                     cost=format(u.cost.normalize(), "f"), estimated=t.estimated)
 
 
+def attempts_to_proto(attempts: tuple[Attempt, ...]) -> list[pb.AttemptInfo]:
+    return [pb.AttemptInfo(model=a.model, provider=a.provider, deployment=a.deployment,
+                           outcome=a.outcome, latency_ms=a.latency_ms, status=a.status)
+            for a in attempts]
+
+
 def result_to_proto(generation_id: str, result: ChatResult) -> pb.ChatResponse:
     c = result.completion
     m = c.message
@@ -118,6 +129,8 @@ def result_to_proto(generation_id: str, result: ChatResult) -> pb.ChatResponse:
         choices=[pb.Choice(index=0, message=message, finish_reason=c.finish_reason)],
         usage=usage_to_proto(result.usage),
         system_fingerprint=c.system_fingerprint,
+        deployment=result.served.deployment,
+        attempts=attempts_to_proto(result.attempts),
     )
 
 
@@ -138,6 +151,8 @@ def event_to_proto(ev: StreamEvent, error: pb.ErrorDetail | None) -> pb.ChatStre
         out.model = ev.served.model
         out.provider = ev.served.provider
         out.created = ev.served.created
+        out.deployment = ev.served.deployment
+        out.attempts.extend(attempts_to_proto(ev.attempts))
     if ev.end is not None:
         out.end.usage.CopyFrom(usage_to_proto(ev.end.usage))
         if error is not None:
@@ -167,3 +182,48 @@ def model_to_proto(m: Model) -> pb.ModelInfo:
         input_modalities=["text", "image"] if "vision" in caps else ["text"],
         aliases=list(m.aliases),
     )
+
+
+def explain_to_proto(route: Plan) -> pb.ExplainResponse:
+    out = pb.ExplainResponse(strategy=route.strategy,
+                             order=[c.deployment.id for c in route.candidates])
+    for s in route.scored:
+        item = pb.ExplainCandidate(
+            model=s.model, provider=s.deployment.provider, deployment=s.deployment.id,
+            price_prompt=format(s.deployment.price.prompt.normalize(), "f"),
+            price_completion=format(s.deployment.price.completion.normalize(), "f"),
+            rejected_by=s.rejected_by, score=s.score, health=s.health, position=s.position)
+        if s.latency_ms is not None:
+            item.latency_ms = s.latency_ms
+        if s.throughput is not None:
+            item.throughput = s.throughput
+        out.candidates.append(item)
+    return out
+
+
+def status_to_proto(statuses: list[ProviderStatus]) -> pb.ProviderStatusResponse:
+    out = pb.ProviderStatusResponse()
+    for st in statuses:
+        item = pb.ProviderStatusInfo(name=st.name, status=st.status, updated=st.updated)
+        if st.latency_ms is not None:
+            item.latency_ms = st.latency_ms
+        if st.success_rate is not None:
+            item.success_rate = st.success_rate
+        out.providers.append(item)
+    return out
+
+
+def embed_request_from_proto(r: pb.EmbedRequest) -> EmbeddingRequest:
+    if not r.model:
+        raise InvalidRequest("model is required", param="model")
+    if not r.input:
+        raise InvalidRequest("input must not be empty", param="input")
+    return EmbeddingRequest(model=r.model, inputs=tuple(r.input),
+                            dimensions=r.dimensions if r.HasField("dimensions") else None,
+                            user=r.user)
+
+
+def embeddings_to_proto(served: Served, result: Embeddings, usage: Usage) -> pb.EmbedResponse:
+    return pb.EmbedResponse(model=served.model, provider=served.provider,
+                            data=[pb.EmbeddingVector(values=v) for v in result.vectors],
+                            usage=usage_to_proto(usage))

@@ -12,8 +12,8 @@ from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY
 from xrouter_router.domain.errors import InternalError, XRouterError
-from xrouter_router.domain.health import ProviderHealth
 from xrouter_router.domain.service import ChatService
+from xrouter_router.domain.stats import ProviderStatus, provider_status
 from xrouter_router.transport import convert
 from xrouter_router.transport.errors import status_of, to_detail
 
@@ -46,9 +46,9 @@ def _internal(exc: BaseException) -> InternalError:
 
 
 class RouterServicer(pb_grpc.RouterServicer):
-    def __init__(self, service: ChatService, health: ProviderHealth) -> None:
+    def __init__(self, service: ChatService, providers: list[str]) -> None:
         self._service = service
-        self._health = health
+        self._providers = providers
 
     async def Chat(self, request: pb.ChatRequest,  # noqa: N802 - gRPC method name
                    context: grpc.aio.ServicerContext) -> pb.ChatResponse:  # type: ignore[type-arg]
@@ -85,6 +85,45 @@ class RouterServicer(pb_grpc.RouterServicer):
                          ) -> pb.ListModelsResponse:
         models = [convert.model_to_proto(m) for m in self._service.catalog.models
                   if not request.provider or request.provider in m.providers]
-        providers = [pb.ProviderState(name=name, status=status)
-                     for name, status in self._health.snapshot().items()]
+        providers = [pb.ProviderState(name=st.name, status=st.status)
+                     for st in await self._statuses()]
         return pb.ListModelsResponse(models=models, providers=providers)
+
+    async def _statuses(self) -> list[ProviderStatus]:
+        stats = self._service.stats
+        every = await stats.all()
+        now = time.time()
+        return [provider_status(name, [s for s in every.values() if s.provider == name], now,
+                                stats.policy)
+                for name in self._providers]
+
+    async def ProviderStatus(self, request: pb.ProviderStatusRequest,  # noqa: N802
+                             context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+                             ) -> pb.ProviderStatusResponse:
+        return convert.status_to_proto(await self._statuses())
+
+    async def Explain(self, request: pb.ChatRequest,  # noqa: N802
+                      context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+                      ) -> pb.ExplainResponse:
+        try:
+            route = await self._service.explain(_api_key(context),
+                                                convert.request_from_proto(request))
+            return convert.explain_to_proto(route)
+        except XRouterError as exc:
+            await _abort(context, exc)
+        except Exception as exc:  # noqa: BLE001
+            await _abort(context, _internal(exc))
+        raise AssertionError("unreachable: abort raises")
+
+    async def Embed(self, request: pb.EmbedRequest,  # noqa: N802
+                    context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+                    ) -> pb.EmbedResponse:
+        try:
+            served, result, usage = await self._service.embed(
+                _api_key(context), convert.embed_request_from_proto(request), _deadline(context))
+            return convert.embeddings_to_proto(served, result, usage)
+        except XRouterError as exc:
+            await _abort(context, exc)
+        except Exception as exc:  # noqa: BLE001
+            await _abort(context, _internal(exc))
+        raise AssertionError("unreachable: abort raises")

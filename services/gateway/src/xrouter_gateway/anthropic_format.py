@@ -1,0 +1,420 @@
+"""Anthropic Messages API JSON <-> xrouter.v1 protobuf: the request schema and its translation,
+the `message` body, the named SSE events of a streamed message, and the error shape. No I/O here.
+
+Field names, ranges and event order follow Anthropic's API reference and its official SDK.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+import orjson
+from msgspec import Meta, Struct
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.errors import APIError
+
+NonEmpty = Annotated[str, Meta(min_length=1)]
+
+
+# ---- request schema -----------------------------------------------------------------------
+
+class Base64Source(Struct, tag="base64", tag_field="type"):
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: NonEmpty
+
+
+class UrlSource(Struct, tag="url", tag_field="type"):
+    url: NonEmpty
+
+
+class TextBlock(Struct, tag="text", tag_field="type"):
+    text: str
+
+
+class ImageBlock(Struct, tag="image", tag_field="type"):
+    source: Base64Source | UrlSource
+
+
+class ToolUseBlock(Struct, tag="tool_use", tag_field="type"):
+    id: NonEmpty
+    name: NonEmpty
+    input: dict[str, Any]
+
+
+class ToolResultBlock(Struct, tag="tool_result", tag_field="type"):
+    tool_use_id: NonEmpty
+    content: str | list[TextBlock] = ""
+    is_error: bool = False
+
+
+Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+
+
+class InputMessage(Struct):
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class ToolDef(Struct):
+    """A client tool; Anthropic's server tools (web search, bash ...) have other types."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.]+$")]
+    input_schema: dict[str, Any]
+    description: str | None = None
+    type: Literal["custom"] | None = None
+
+
+class ToolChoiceAuto(Struct, tag="auto", tag_field="type"):
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceAny(Struct, tag="any", tag_field="type"):
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceTool(Struct, tag="tool", tag_field="type"):
+    name: NonEmpty
+    disable_parallel_tool_use: bool = False
+
+
+class ToolChoiceNone(Struct, tag="none", tag_field="type"):
+    disable_parallel_tool_use: bool = False
+
+
+ToolChoice = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
+
+
+class Metadata(Struct):
+    user_id: str | None = None
+
+
+class MessagesRequest(Struct):
+    """The body of POST /v1/messages. Unknown fields (thinking, service_tier ...) are ignored:
+    they have no meaning for the models behind the router."""
+
+    model: NonEmpty
+    max_tokens: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    messages: Annotated[list[InputMessage], Meta(min_length=1)]
+    system: str | list[TextBlock] | None = None
+    temperature: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    top_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    top_k: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
+    stop_sequences: Annotated[list[str], Meta(max_length=16)] | None = None
+    stream: bool = False
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoice | None = None
+    metadata: Metadata | None = None
+
+
+_DECODE_ERROR_PATH = " - at `$."
+_MISSING = "Object missing required field `"
+
+
+def _validation_error(exc: msgspec.ValidationError) -> APIError:
+    text, _, path = str(exc).partition(_DECODE_ERROR_PATH)
+    path = path.rstrip("`")
+    if text.startswith(_MISSING):
+        field = text[len(_MISSING):].rstrip("`")
+        path = f"{path}.{field}" if path else field
+    param = path or None
+    return APIError(400, f"Invalid request: {text}" + (f" (at {param})" if param else ""),
+                    param=param)
+
+
+def parse_messages(body: bytes) -> MessagesRequest:
+    """Decode and validate a Messages request body; raises APIError(400) with the field named."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, f"Invalid JSON in request body: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(raw, dict):
+        raise APIError(400, "Request body must be a JSON object")
+    try:
+        req = msgspec.convert(raw, MessagesRequest)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(exc) from None
+    _check(req)
+    return req
+
+
+_ALLOWED_BLOCKS = {"user": (TextBlock, ImageBlock, ToolResultBlock),
+                   "assistant": (TextBlock, ToolUseBlock)}
+
+
+def _check(req: MessagesRequest) -> None:
+    if isinstance(req.tool_choice, ToolChoiceAny | ToolChoiceTool) and not req.tools:
+        raise APIError(400, f"tool_choice of type '{req.tool_choice.__struct_config__.tag}' "
+                            "needs 'tools'", param="tool_choice")
+    for i, m in enumerate(req.messages):
+        if isinstance(m.content, str):
+            continue
+        for j, block in enumerate(m.content):
+            if not isinstance(block, _ALLOWED_BLOCKS[m.role]):
+                where = f"messages[{i}].content[{j}]"
+                kind = block.__struct_config__.tag
+                raise APIError(400, f"{where}: '{kind}' blocks are not allowed in {m.role} "
+                                    "messages", param=f"{where}.type")
+
+
+# ---- request translation ------------------------------------------------------------------
+
+def _image_url(block: ImageBlock) -> str:
+    source = block.source
+    if isinstance(source, UrlSource):
+        return source.url
+    return f"data:{source.media_type};base64,{source.data}"
+
+
+def _tool_result(block: ToolResultBlock) -> pb.Message:
+    content = block.content
+    text = content if isinstance(content, str) else "\n\n".join(b.text for b in content)
+    if block.is_error:
+        # OpenAI's tool message has no error flag: the model learns it from the text.
+        text = "Error: " + text
+    return pb.Message(role="tool", tool_call_id=block.tool_use_id, content=text)
+
+
+def _user(blocks: list[Block]) -> list[pb.Message]:
+    """Tool results first, as `tool` messages in order, then the rest as one user message."""
+    out = [_tool_result(b) for b in blocks if isinstance(b, ToolResultBlock)]
+    parts = []
+    for b in blocks:
+        if isinstance(b, TextBlock):
+            parts.append(pb.ContentPart(type="text", text=b.text))
+        elif isinstance(b, ImageBlock):
+            parts.append(pb.ContentPart(type="image_url", image_url=_image_url(b)))
+    if parts or not out:
+        out.append(pb.Message(role="user", parts=parts))
+    return out
+
+
+def _assistant(blocks: list[Block]) -> pb.Message:
+    texts = [b.text for b in blocks if isinstance(b, TextBlock)]
+    calls = [b for b in blocks if isinstance(b, ToolUseBlock)]
+    out = pb.Message(role="assistant", tool_calls=[
+        pb.ToolCall(index=k, id=c.id, name=c.name, arguments=orjson.dumps(c.input).decode())
+        for k, c in enumerate(calls)])
+    if texts or not calls:
+        # One stream of model output split into blocks: joined as the SDK's get_final_text does.
+        out.content = "".join(texts)
+    return out
+
+
+def _messages(req: MessagesRequest) -> list[pb.Message]:
+    out = []
+    if isinstance(req.system, str):
+        out.append(pb.Message(role="system", content=req.system))
+    elif req.system:
+        out.append(pb.Message(role="system", content="\n\n".join(b.text for b in req.system)))
+    for m in req.messages:
+        if isinstance(m.content, str):
+            out.append(pb.Message(role=m.role, content=m.content))
+        elif m.role == "user":
+            out.extend(_user(m.content))
+        else:
+            out.append(_assistant(m.content))
+    return out
+
+
+def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if isinstance(choice, ToolChoiceTool):
+        return {"type": "function", "function": {"name": choice.name}}
+    return {ToolChoiceAuto: "auto", ToolChoiceAny: "required", ToolChoiceNone: "none"}[type(choice)]
+
+
+def to_chat_request(req: MessagesRequest, generation_id: str) -> pb.ChatRequest:
+    out = pb.ChatRequest(generation_id=generation_id, model=req.model, messages=_messages(req),
+                         max_tokens=req.max_tokens, stop=req.stop_sequences or [],
+                         user=(req.metadata.user_id or "") if req.metadata else "")
+    for name, value in (("temperature", req.temperature), ("top_p", req.top_p),
+                        ("top_k", req.top_k)):
+        if value is not None:
+            setattr(out, name, value)
+    for tool in req.tools or ():
+        out.tools.append(pb.Tool(name=tool.name, description=tool.description or "",
+                                 parameters_json=orjson.dumps(tool.input_schema)))
+    # OpenAI upstreams reject tool_choice without tools; "auto" and "none" then mean nothing.
+    if req.tool_choice is not None and req.tools:
+        out.tool_choice_json = orjson.dumps(_tool_choice(req.tool_choice))
+        if req.tool_choice.disable_parallel_tool_use:
+            out.extra_json = orjson.dumps({"parallel_tool_calls": False})
+    return out
+
+
+# ---- responses ----------------------------------------------------------------------------
+
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "function_call": "tool_use", "content_filter": "end_turn"}
+
+
+def message_id(generation_id: str) -> str:
+    return "msg_" + generation_id.removeprefix("gen-")
+
+
+def stop_reason(finish_reason: str) -> str:
+    return STOP_REASONS.get(finish_reason, "end_turn")
+
+
+def usage_json(u: pb.Usage) -> dict[str, int]:
+    # Anthropic's input_tokens excludes cache reads; OpenAI's prompt_tokens includes them.
+    return {"input_tokens": u.prompt_tokens - u.cached_tokens,
+            "output_tokens": u.completion_tokens,
+            "cache_read_input_tokens": u.cached_tokens}
+
+
+def _tool_input(call: pb.ToolCall) -> dict[str, Any]:
+    try:
+        value = orjson.loads(call.arguments or "{}")
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise APIError(502, f"The model called tool '{call.name}' with arguments that are not "
+                            "a JSON object")
+    return value
+
+
+def message_json(r: pb.ChatResponse, message_id: str) -> bytes:
+    """The Anthropic `message` for a whole completion; APIError(502) when a tool call's
+    arguments are not a JSON object (Anthropic's `input` must be one)."""
+    content: list[dict[str, Any]] = []
+    finish = ""
+    if r.choices:
+        choice = r.choices[0]
+        finish = choice.finish_reason
+        m = choice.message
+        if m.HasField("content") and m.content:
+            content.append({"type": "text", "text": m.content})
+        content.extend({"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c)}
+                       for c in m.tool_calls)
+    return orjson.dumps({
+        "id": message_id, "type": "message", "role": "assistant", "model": r.model,
+        "content": content, "stop_reason": stop_reason(finish), "stop_sequence": None,
+        "usage": usage_json(r.usage),
+    })
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+    403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+    408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
+    500: "api_error", 502: "api_error", 503: "overloaded_error",
+}
+
+
+def error_type(status: int) -> str:
+    return ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def error_json(err: APIError) -> dict[str, Any]:
+    """An error in Anthropic's shape; the HTTP status stays the one of the gateway's table."""
+    return {"type": "error", "error": {"type": error_type(err.status), "message": err.message}}
+
+
+# ---- streaming ----------------------------------------------------------------------------
+
+def sse_event(data: dict[str, Any]) -> bytes:
+    """One named event; the name is the payload's `type`, as Anthropic sends it."""
+    name: str = data["type"]
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+PING = sse_event({"type": "ping"})
+
+
+class MessageStreamWriter:
+    """Turns router stream events into Anthropic's named SSE events: message_start, one content
+    block per text run or tool call (start, deltas, stop), message_delta, message_stop; or an
+    `error` event that ends the stream."""
+
+    keepalive = PING
+
+    def __init__(self, message_id: str, model: str) -> None:
+        self._id = message_id
+        self._model = model
+        self._started = False
+        self._failed = False
+        self._blocks = 0
+        self._open: int | None = None       # the block that has not been stopped yet
+        self._text: int | None = None       # the open block, when it is a text block
+        self._tools: dict[int, int] = {}    # tool call index -> block index
+        self._finish = ""
+
+    def served(self, ev: pb.ChatStreamEvent) -> None:
+        if ev.model:
+            self._model = ev.model
+
+    def deltas(self, ev: pb.ChatStreamEvent) -> bytes:
+        out = [] if self._started else [self._message_start()]
+        self._started = True
+        for d in ev.chunks:
+            if d.HasField("content") and d.content:
+                out.append(self._text_delta(d.content))
+            for call in d.tool_calls:
+                out.append(self._tool_delta(call))
+            if d.finish_reason:
+                self._finish = d.finish_reason
+        return b"".join(out)
+
+    def error(self, err: APIError) -> bytes:
+        self._failed = True
+        return sse_event(error_json(err))
+
+    def usage(self, u: pb.Usage | None) -> bytes:
+        """The end of the stream: nothing after an error event, else the last events."""
+        if self._failed:
+            return b""
+        out = [] if self._started else [self._message_start()]
+        out.append(self._stop_open())
+        out.append(sse_event({"type": "message_delta",
+                              "delta": {"stop_reason": stop_reason(self._finish),
+                                        "stop_sequence": None},
+                              "usage": usage_json(u or pb.Usage())}))
+        out.append(sse_event({"type": "message_stop"}))
+        return b"".join(out)
+
+    def _message_start(self) -> bytes:
+        # The router reports usage only at the end: the figures come in message_delta.
+        return sse_event({"type": "message_start", "message": {
+            "id": self._id, "type": "message", "role": "assistant", "model": self._model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}})
+
+    def _start_block(self, block: dict[str, Any]) -> tuple[int, bytes]:
+        stop = self._stop_open()
+        index = self._blocks
+        self._blocks += 1
+        self._open = index
+        return index, stop + sse_event({"type": "content_block_start", "index": index,
+                                        "content_block": block})
+
+    def _stop_open(self) -> bytes:
+        if self._open is None:
+            return b""
+        index, self._open, self._text = self._open, None, None
+        return sse_event({"type": "content_block_stop", "index": index})
+
+    def _text_delta(self, text: str) -> bytes:
+        head = b""
+        if self._text is None:
+            self._text, head = self._start_block({"type": "text", "text": ""})
+        return head + sse_event({"type": "content_block_delta", "index": self._text,
+                                 "delta": {"type": "text_delta", "text": text}})
+
+    def _tool_delta(self, call: pb.ToolCall) -> bytes:
+        head = b""
+        index = self._tools.get(call.index)
+        if index is None:
+            index, head = self._start_block({"type": "tool_use", "id": call.id,
+                                             "name": call.name, "input": {}})
+            self._tools[call.index] = index
+        # Upstreams stream tool calls one after another; should one interleave them, a late
+        # delta still goes to its own block so the arguments stay whole.
+        if not call.arguments:
+            return head
+        return head + sse_event({"type": "content_block_delta", "index": index,
+                                 "delta": {"type": "input_json_delta",
+                                           "partial_json": call.arguments}})

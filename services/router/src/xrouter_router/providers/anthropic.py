@@ -1,0 +1,415 @@
+"""Anthropic's Messages API: POST {base_url}/v1/messages with `x-api-key` auth, named SSE events.
+
+Options ([providers.NAME] keys): `version` (the `anthropic-version` header, default
+"2023-06-01"); `default_max_tokens` (sent when the request sets no max_tokens, which Anthropic
+requires; default 4096). max_tokens, asked for or default, is capped by the deployment's
+max_completion_tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from xrouter_router.domain.catalog import Deployment
+from xrouter_router.domain.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamServerError,
+)
+from xrouter_router.domain.types import (
+    ChatRequest,
+    Completion,
+    ContentPart,
+    Delta,
+    Message,
+    StreamBatch,
+    TokenCounts,
+    Tool,
+    ToolCall,
+)
+from xrouter_router.providers.config import ProviderConfig
+from xrouter_router.providers.http import (
+    error_for_status,
+    not_json_object,
+    raw_error,
+    upstream_errors,
+)
+from xrouter_router.providers.sse import SSEDecoder, SSEEvent
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+_SYSTEM_ROLES = ("system", "developer")
+_CHOICES = {"auto": "auto", "none": "none", "required": "any"}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
+           "max_tokens": "length", "model_context_window_exceeded": "length",
+           "tool_use": "tool_calls", "refusal": "content_filter"}
+
+
+class AnthropicProvider:
+    """Speaks the Anthropic Messages wire format over a shared aiohttp session."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        api_key: str,
+        session: aiohttp.ClientSession,
+        headers: Mapping[str, str] | None = None,
+        version: str = DEFAULT_VERSION,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
+        self._name = name
+        self._url = base_url.rstrip("/") + "/v1/messages"
+        self._session = session
+        self._headers = {"content-type": "application/json", "anthropic-version": version,
+                         **(headers or {})}
+        if api_key:
+            self._headers["x-api-key"] = api_key
+        self._default_max_tokens = default_max_tokens
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def close(self) -> None:
+        return None
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
+        body = self.body(request, deployment, stream=False)
+        with upstream_errors(self._name):
+            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise error_for_status(self._name, resp.status, raw,
+                                           resp.headers.get("Retry-After"))
+            data = orjson.loads(raw)
+            if not isinstance(data, dict):
+                raise not_json_object(self._name)
+            return parse_message(self._name, data)
+
+    async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
+        body = self.body(request, deployment, stream=True)
+        with upstream_errors(self._name):
+            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+                if resp.status != 200:
+                    raw = await resp.read()
+                    raise error_for_status(self._name, resp.status, raw,
+                                           resp.headers.get("Retry-After"))
+                if resp.content_type != "text/event-stream":
+                    raise UpstreamBadResponse(
+                        f"{self._name} answered a stream request with {resp.content_type}",
+                        provider=self._name, raw=raw_error(await resp.read()))
+                async for batch in self._read_stream(resp):
+                    yield batch
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
+        decoder = SSEDecoder()
+        state = StreamState(self._name)
+        while True:
+            # Everything already buffered becomes one batch (see the OpenAI adapter).
+            data = await resp.content.readany()
+            if not data:
+                break
+            events = decoder.feed(data)
+            if not events:
+                continue
+            batch = state.batch(events)
+            if batch.deltas or batch.usage or batch.done:
+                yield batch
+            if state.error is not None:
+                raise state.error
+            if batch.done:
+                return
+        if not state.finished or decoder.pending():
+            raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
+                                      provider=self._name)
+
+    def body(self, request: ChatRequest, deployment: Deployment, *, stream: bool) -> bytes:
+        return orjson.dumps(request_body(self._name, request, deployment,
+                                         default_max_tokens=self._default_max_tokens,
+                                         stream=stream))
+
+
+# ---- request --------------------------------------------------------------------------------
+
+def request_body(provider: str, request: ChatRequest, deployment: Deployment, *,
+                 default_max_tokens: int, stream: bool) -> dict[str, Any]:
+    """The Messages API body. Sampling Anthropic lacks (penalties, seed) is dropped."""
+    system, messages = messages_json(provider, request.messages)
+    s = request.sampling
+    max_tokens = s.max_tokens if s.max_tokens is not None else default_max_tokens
+    if deployment.max_completion_tokens > 0:
+        max_tokens = min(max_tokens, deployment.max_completion_tokens)
+    body: dict[str, Any] = {"model": deployment.upstream_model, "max_tokens": max_tokens}
+    if system:
+        body["system"] = system
+    body["messages"] = messages
+    if s.temperature is not None:
+        body["temperature"] = min(max(s.temperature, 0.0), 1.0)  # OpenAI allows up to 2
+    if s.top_p is not None:
+        body["top_p"] = s.top_p
+    if s.top_k is not None:
+        body["top_k"] = s.top_k
+    if s.stop:
+        body["stop_sequences"] = list(s.stop)
+    if request.tools:
+        body["tools"] = [tool_json(t) for t in request.tools]
+        choice = tool_choice_json(request.tool_choice_json)
+        if choice is not None:
+            body["tool_choice"] = choice
+    schema = _json_schema(request.response_format_json)
+    if schema is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def tool_json(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        out["description"] = tool.description
+    # input_schema is required; a tool without parameters takes an empty object.
+    out["input_schema"] = (orjson.Fragment(tool.parameters_json) if tool.parameters_json
+                           else {"type": "object", "properties": {}})
+    if tool.strict:
+        out["strict"] = True
+    return out
+
+
+def tool_choice_json(raw: bytes) -> dict[str, Any] | None:
+    """OpenAI's tool_choice ("auto" | "none" | "required" | a named function) in Anthropic's terms."""
+    if not raw:
+        return None
+    choice = orjson.loads(raw)
+    if isinstance(choice, str):
+        return {"type": _CHOICES[choice]} if choice in _CHOICES else None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if name:
+            return {"type": "tool", "name": name}
+    return None
+
+
+def _json_schema(raw: bytes) -> Any:
+    """The schema of a json_schema response_format (Anthropic has no plain JSON mode)."""
+    if not raw:
+        return None
+    fmt = orjson.loads(raw)
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        return spec.get("schema") if isinstance(spec, dict) else None
+    return None
+
+
+def messages_json(provider: str, messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
+    """The hoisted system prompt and the turns, consecutive same-role turns merged (tool results
+    travel in user turns, so a tool result and the user's next words become one turn)."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role in _SYSTEM_ROLES:
+            if m.text():
+                system.append(m.text())
+            continue
+        role = "assistant" if m.role == "assistant" else "user"
+        blocks = _blocks(provider, m)
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        content = turn["content"]
+        if len(content) == 1 and content[0]["type"] == "text":
+            turn["content"] = content[0]["text"]
+    return "\n\n".join(system), turns
+
+
+def _blocks(provider: str, m: Message) -> list[dict[str, Any]]:
+    if m.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text()}]
+    if m.role == "assistant":
+        text = m.text()
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+        blocks += [{"type": "tool_use", "id": c.id, "name": c.name,
+                    "input": tool_input(provider, c.arguments)} for c in m.tool_calls]
+        return blocks
+    if not m.parts:
+        return [{"type": "text", "text": m.content or ""}]
+    return [b for b in (_part_block(p) for p in m.parts) if b is not None]
+
+
+def _part_block(part: ContentPart) -> dict[str, Any] | None:
+    if part.type == "text":
+        return {"type": "text", "text": part.text}
+    if part.type == "image_url":
+        return {"type": "image", "source": image_source(part.image_url)}
+    return None  # audio, files: nothing Anthropic's Messages API takes
+
+
+def image_source(url: str) -> dict[str, str]:
+    """A data: URL becomes a base64 source, anything else a url source."""
+    if not url.startswith("data:"):
+        return {"type": "url", "url": url}
+    header, _, data = url[5:].partition(",")
+    media_type = header.split(";")[0] or "image/png"
+    if ";base64" not in header:
+        data = base64.b64encode(urllib.parse.unquote_to_bytes(data)).decode()
+    return {"type": "base64", "media_type": media_type, "data": data}
+
+
+def tool_input(provider: str, arguments: str) -> Any:
+    """OpenAI carries arguments as a JSON string; Anthropic wants the object itself."""
+    try:
+        value = orjson.loads(arguments) if arguments.strip() else {}
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise UpstreamRejected("tool call arguments must be a JSON object", provider=provider)
+    return value
+
+
+# ---- response -------------------------------------------------------------------------------
+
+def _dict(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object; a TypeError (a bad response, to upstream_errors) if not."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def finish_reason(stop_reason: Any) -> str:
+    return _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def parse_usage(raw: Mapping[str, Any]) -> TokenCounts:
+    """Anthropic's input_tokens excludes cache reads and writes; OpenAI's prompt includes them."""
+    cache_read = int(raw.get("cache_read_input_tokens") or 0)
+    cache_write = int(raw.get("cache_creation_input_tokens") or 0)
+    details = _dict(raw.get("output_tokens_details") or {})
+    return TokenCounts(
+        prompt=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
+        completion=int(raw.get("output_tokens") or 0),
+        cached=cache_read,
+        reasoning=int(details.get("thinking_tokens") or 0),
+    )
+
+
+def parse_message(provider: str, data: dict[str, Any]) -> Completion:
+    content = data.get("content")
+    if not isinstance(content, list):
+        raise UpstreamBadResponse(f"{provider} answered without content", provider=provider,
+                                  raw=data)
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in map(_dict, content):
+        if block.get("type") == "text":
+            texts.append(block.get("text") or "")
+        elif block.get("type") == "tool_use":
+            calls.append(ToolCall(len(calls), block["id"], block["name"],
+                                  orjson.dumps(block.get("input") or {}).decode()))
+    text = "".join(texts) if texts or not calls else None
+    usage = parse_usage(data["usage"]) if isinstance(data.get("usage"), dict) else None
+    return Completion(Message(role="assistant", content=text, tool_calls=tuple(calls)),
+                      finish_reason(data.get("stop_reason")), usage)
+
+
+def stream_error(provider: str, payload: dict[str, Any]) -> UpstreamError:
+    """An `error` event after the 200: rate_limit_error is a rate limit; anything else,
+    overloaded_error (HTTP 529 outside a stream) included, is the provider's failure."""
+    err: dict[str, Any] = payload["error"] if isinstance(payload.get("error"), dict) else {}
+    kind = str(err.get("type") or "error")
+    cls = UpstreamRateLimited if kind == "rate_limit_error" else UpstreamServerError
+    return cls(f"{provider} failed mid-stream: {kind}: {err.get('message') or ''}",
+               provider=provider, raw=payload)
+
+
+class StreamState:
+    """Follows one stream's events: tool_use blocks are numbered by their position among tool
+    calls (not the content block index), usage is reported once, on message_delta. An `error`
+    event ends the batch and is kept in `error`, so the deltas before it are still delivered."""
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._tools: dict[int, int] = {}
+        self._usage: dict[str, Any] = {}
+        self.finished = False
+        self.error: UpstreamError | None = None
+
+    def batch(self, events: list[SSEEvent]) -> StreamBatch:
+        deltas: list[Delta] = []
+        usage: TokenCounts | None = None
+        for event in events:
+            payload = orjson.loads(event.data)
+            if not isinstance(payload, dict):
+                raise not_json_object(self._provider)
+            kind = payload.get("type") or event.event
+            delta: Delta | None = None
+            if kind == "message_stop":
+                return StreamBatch(tuple(deltas), usage, done=True)
+            if kind == "error":
+                self.error = stream_error(self._provider, payload)
+                break
+            if kind == "message_delta":
+                delta, usage = self._message_delta(payload)
+            elif kind == "message_start":
+                self._usage.update(_dict(payload.get("message")).get("usage") or {})
+                delta = Delta(role="assistant")
+            elif kind == "content_block_start":
+                delta = self._block_start(payload)
+            elif kind == "content_block_delta":
+                delta = self._block_delta(payload)
+            # ping, content_block_stop and event types added later carry nothing for us
+            if delta is not None:
+                deltas.append(delta)
+        return StreamBatch(tuple(deltas), usage)
+
+    def _message_delta(self, payload: dict[str, Any]) -> tuple[Delta, TokenCounts | None]:
+        # message_delta's usage is cumulative: its figures replace message_start's.
+        self._usage.update(payload.get("usage") or {})
+        self.finished = True
+        stop = _dict(payload.get("delta") or {}).get("stop_reason")
+        return Delta(finish_reason=finish_reason(stop)), (
+            parse_usage(self._usage) if self._usage else None)
+
+    def _block_start(self, payload: dict[str, Any]) -> Delta | None:
+        block = _dict(payload["content_block"])
+        if block.get("type") == "tool_use":
+            index = self._tools[payload["index"]] = len(self._tools)
+            return Delta(tool_calls=(ToolCall(index, block["id"], block["name"], ""),))
+        if block.get("type") == "text" and block.get("text"):
+            return Delta(content=block["text"])
+        return None
+
+    def _block_delta(self, payload: dict[str, Any]) -> Delta | None:
+        delta = _dict(payload["delta"])
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return Delta(content=delta["text"])
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            call = ToolCall(self._tools[payload["index"]], "", "", delta["partial_json"])
+            return Delta(tool_calls=(call,))
+        if kind == "thinking_delta":
+            return Delta(reasoning=delta["thinking"])
+        return None
+
+
+def build(config: ProviderConfig, session: aiohttp.ClientSession) -> AnthropicProvider:
+    return AnthropicProvider(
+        config.name, base_url=config.url(DEFAULT_BASE_URL), api_key=config.api_key,
+        session=session, headers=config.headers,
+        version=config.option("version", DEFAULT_VERSION, str),
+        default_max_tokens=config.option("default_max_tokens", DEFAULT_MAX_TOKENS, int),
+    )

@@ -1,0 +1,156 @@
+"""The GigaChat adapter itself: chat, streams and embeddings over Bearer-token HTTP, with one
+retry on a fresh token when the API refuses the cached one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+import orjson
+
+from xrouter_router.domain.catalog import Deployment
+from xrouter_router.domain.errors import UpstreamBadResponse
+from xrouter_router.domain.types import (
+    ChatRequest,
+    Completion,
+    Delta,
+    EmbeddingRequest,
+    Embeddings,
+    StreamBatch,
+    TokenCounts,
+)
+from xrouter_router.providers.gigachat.auth import TokenSource
+from xrouter_router.providers.gigachat.wire import (
+    api_error,
+    chat_body,
+    embeddings_body,
+    parse_chunk,
+    parse_completion,
+    parse_embeddings,
+)
+from xrouter_router.providers.http import not_json_object, upstream_errors
+from xrouter_router.providers.sse import SSEDecoder
+
+_DONE = b"[DONE]"
+
+
+class GigaChatProvider:
+    """Speaks GigaChat's REST API; `owns_session` says close() must close the session too."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        tokens: TokenSource,
+        session: aiohttp.ClientSession,
+        owns_session: bool = False,
+        headers: Mapping[str, str] | None = None,
+        update_interval: float = 0.0,
+    ) -> None:
+        self._name = name
+        base = base_url.rstrip("/")
+        self._chat_url = base + "/chat/completions"
+        self._embeddings_url = base + "/embeddings"
+        self._tokens = tokens
+        self._session = session
+        self._owns_session = owns_session
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        self._update_interval = update_interval
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def close(self) -> None:
+        await self._tokens.close()
+        if self._owns_session:
+            await self._session.close()
+
+    def body(self, request: ChatRequest, deployment: Deployment, *, stream: bool) -> bytes:
+        return chat_body(self._name, request, deployment.upstream_model, stream=stream,
+                         update_interval=self._update_interval)
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
+        body = self.body(request, deployment, stream=False)
+        with upstream_errors(self._name):
+            async with await self._post(self._chat_url, body, request.generation_id) as resp:
+                raw = await resp.read()
+            data = orjson.loads(raw)
+            if not isinstance(data, dict):
+                raise not_json_object(self._name)
+            return parse_completion(self._name, data)
+
+    async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
+        body = self.body(request, deployment, stream=True)
+        with upstream_errors(self._name):
+            async with await self._post(self._chat_url, body, request.generation_id) as resp:
+                async for batch in self._read_stream(resp):
+                    yield batch
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:
+        body = embeddings_body(request.inputs, deployment.upstream_model)
+        with upstream_errors(self._name):
+            async with await self._post(self._embeddings_url, body, "") as resp:
+                raw = await resp.read()
+            data = orjson.loads(raw)
+            if not isinstance(data, dict):
+                raise not_json_object(self._name)
+            return parse_embeddings(self._name, data, len(request.inputs))
+
+    async def _post(self, url: str, body: bytes, request_id: str) -> aiohttp.ClientResponse:
+        """A 200 response to POST `url`, or the UpstreamError for the status. A 401 means the
+        cached token died early (revoked, clock skew): it is dropped and the request is sent
+        once more with a fresh token."""
+        token = await self._tokens.token()
+        resp = await self._send(url, body, token, request_id)
+        if resp.status == 401:
+            resp.release()
+            self._tokens.invalidate(token)
+            resp = await self._send(url, body, await self._tokens.token(), request_id)
+        if resp.status != 200:
+            async with resp:
+                raw = await resp.read()
+            raise api_error(self._name, resp.status, raw, resp.headers.get("Retry-After"))
+        return resp
+
+    async def _send(self, url: str, body: bytes, token: str, request_id: str) -> aiohttp.ClientResponse:
+        headers = {**self._headers, "Authorization": f"Bearer {token}"}
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        return await self._session.post(url, data=body, headers=headers)
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
+        decoder = SSEDecoder()
+        finished = False
+        while True:
+            # Everything already buffered travels on as one batch.
+            data = await resp.content.readany()
+            if not data:
+                break
+            events = decoder.feed(data)
+            if not events:
+                continue
+            batch = self._batch([e.data for e in events])
+            finished = finished or any(d.finish_reason for d in batch.deltas)
+            if batch.deltas or batch.usage or batch.done:
+                yield batch
+            if batch.done:
+                return
+        if not finished or decoder.pending():
+            raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
+                                      provider=self._name)
+
+    def _batch(self, payloads: list[bytes]) -> StreamBatch:
+        deltas: list[Delta] = []
+        usage: TokenCounts | None = None
+        for payload in payloads:
+            if payload == _DONE:
+                return StreamBatch(tuple(deltas), usage, done=True)
+            chunk = orjson.loads(payload)
+            if not isinstance(chunk, dict):
+                raise not_json_object(self._name)
+            got, chunk_usage = parse_chunk(self._name, chunk)
+            deltas.extend(got)
+            usage = chunk_usage or usage
+        return StreamBatch(tuple(deltas), usage)
