@@ -316,6 +316,9 @@ class FakeYandexGPT:
         final = _STATUSES.get(scenario, _FINAL)
         lines = [_line({"text": p}, final if i == len(prefixes) - 1 else _PARTIAL, usage(i + 1))
                  for i, p in enumerate(prefixes)]
+        if scenario == "cut":  # never the final message: at most the first two partial ones
+            lines = [_line({"text": p}, _PARTIAL, usage(i + 1))
+                     for i, p in enumerate(prefixes[: max(1, min(2, len(prefixes) - 1))])]
         if scenario == "unterminated":  # the last line without its newline
             lines[-1] = lines[-1].rstrip(b"\n")
         if scenario == "burst":
@@ -334,9 +337,8 @@ class FakeYandexGPT:
                 await asyncio.sleep(0.02)
                 continue
             await resp.write(line)
-            if scenario == "cut" and i == 1:
-                request.transport.close()  # type: ignore[union-attr]
-                return
+        if scenario == "cut":
+            request.transport.close()  # type: ignore[union-attr]
 
     # ---- embeddings ------------------------------------------------------------------------
     async def _embedding(self, request: web.Request) -> web.Response:

@@ -102,7 +102,8 @@ class upstream_errors:  # noqa: N801 - used as a context manager, reads like a s
                                        provider=p) from exc
         if isinstance(exc, aiohttp.ClientResponseError | aiohttp.InvalidURL):
             raise UpstreamBadResponse(f"{p} sent an invalid HTTP response", provider=p) from exc
-        if isinstance(exc, orjson.JSONDecodeError | KeyError | TypeError | ValueError):
+        if isinstance(exc, orjson.JSONDecodeError | KeyError | TypeError | ValueError
+                      | AttributeError):
             raise UpstreamBadResponse(f"{p} sent a body that is not its wire format",
                                       provider=p) from exc
 
