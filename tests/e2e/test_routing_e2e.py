@@ -7,12 +7,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from tests.fakes import gigachat_upstream, yandexgpt_upstream
 from tests.fakes.harness import ScenarioHarness
@@ -20,7 +21,7 @@ from tests.support import MASTER_KEY, Service, free_port, start_service, wait_ht
 from xrouter_router.providers.config import ProviderConfig
 
 pytestmark = pytest.mark.e2e
-HI = [{"role": "user", "content": "Привет"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Привет"}]
 
 
 def _provider_toml(config: ProviderConfig, key_env: str) -> str:
@@ -94,7 +95,7 @@ def _chat(ru: RuStack, **kw: Any) -> tuple[Any, str]:
 def test_gigachat_500_falls_over_to_yandexgpt_without_client_error(ru: RuStack) -> None:
     reply, route = _chat(ru, model="ru/pro")
     assert reply.choices[0].message.content == "echo: Привет"
-    assert reply.provider == "fake-yandexgpt"  # type: ignore[attr-defined]
+    assert reply.provider == "fake-yandexgpt"
     assert route == ("ru/pro@fake-yandexgpt; attempts=ru/pro@fake-gigachat:server_error,"
                      "ru/pro@fake-yandexgpt:success")
 
@@ -125,7 +126,7 @@ def test_a_stream_cut_after_some_tokens_ends_with_the_error_chunk(ru: RuStack) -
     stream = ru.client.chat.completions.create(model="ru/cut", messages=HI, stream=True)
     text = ""
     with pytest.raises(openai.APIError) as cut:
-        for chunk in stream:
+        for chunk in cast(Iterator[ChatCompletionChunk], stream):
             if chunk.choices:
                 text += chunk.choices[0].delta.content or ""
     assert text.startswith("echo:")

@@ -31,10 +31,19 @@ TOOL_ARGUMENTS = {"city": "Moscow", "unit": "celsius"}
 
 
 class ScenarioHarness(Protocol):
-    type: str
-    requests: list[dict[str, Any]]
-    disconnects: list[str]
-    retry_after: bool  # whether the provider's 429 carries Retry-After
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def requests(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def disconnects(self) -> list[str]: ...
+
+    @property
+    def retry_after(self) -> bool:
+        """Whether the provider's 429 carries Retry-After."""
+        ...
 
     def start(self) -> None: ...
 

@@ -12,7 +12,8 @@ ALL_CAPS = frozenset({"tools", "json_mode", "vision", "streaming"})
 
 
 def deployment(model_id: str, provider: str, *, caps: Iterable[str] = ("streaming",),
-               prompt: str = "0", completion: str = "0") -> Deployment:
+               prompt: str = "0", completion: str = "0", weight: float = 1.0,
+               parameters: Iterable[str] = (), collects_data: bool = False) -> Deployment:
     return Deployment(
         id=f"{model_id}@{provider}",
         provider=provider,
@@ -21,6 +22,9 @@ def deployment(model_id: str, provider: str, *, caps: Iterable[str] = ("streamin
         context_length=8192,
         max_completion_tokens=1024,
         capabilities=frozenset(caps),
+        weight=weight,
+        parameters=frozenset(parameters),
+        collects_data=collects_data,
     )
 
 

@@ -1,4 +1,5 @@
-"""In-memory ChatProvider fakes and a hand-driven clock for failover and service tests."""
+"""In-memory ChatProvider fakes (one with embeddings) and a hand-driven clock for failover and
+service tests."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from collections.abc import AsyncIterator, Sequence
 
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.errors import UpstreamError
-from xrouter_router.domain.types import ChatRequest, Completion, Message, StreamBatch
+from xrouter_router.domain.types import (
+    ChatRequest,
+    Completion,
+    EmbeddingRequest,
+    Embeddings,
+    Message,
+    StreamBatch,
+)
 
 HELLO = Completion(Message(role="assistant", content="hello there"), "stop")
+VECTORS = Embeddings(((0.5, -0.25), (1.0, 0.0)))
 
 
 class Clock:
@@ -86,3 +95,19 @@ class FakeProvider:
 
     async def close(self) -> None:
         return None
+
+
+class FakeEmbedder(FakeProvider):
+    """A FakeProvider that also offers embeddings: answers `embeddings`, or raises `error`."""
+
+    def __init__(self, name: str, *, embeddings: Embeddings = VECTORS, error: UpstreamError | None = None,
+                 clock: Clock | None = None, elapsed: float = 0.0) -> None:
+        super().__init__(name, error=error, clock=clock, elapsed=elapsed)
+        self._embeddings = embeddings
+
+    async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:
+        self.calls.append(deployment.id)
+        await self._wait()
+        if self._error is not None:
+            raise self._error
+        return self._embeddings

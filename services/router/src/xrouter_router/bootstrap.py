@@ -15,6 +15,7 @@ from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.providers.http import new_session
 from xrouter_router.providers.registry import build_provider
+from xrouter_router.providers.tokenizer import Cl100kCounter
 from xrouter_router.settings import RouterSettings
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
@@ -50,7 +51,8 @@ def build(settings: RouterSettings) -> RouterApp:
     failover = Failover(providers, FailoverPolicy(settings.attempt_timeout, settings.max_attempts),
                         stats)
     service = ChatService(config.catalog, failover, MasterKeyAuthenticator(settings.master_key),
-                          idle_timeout=settings.stream_idle_timeout, stats=stats)
+                          idle_timeout=settings.stream_idle_timeout, stats=stats,
+                          counter=Cl100kCounter())
     server = GrpcServer(RouterServicer(service, [p.name for p in config.providers]),
                         settings.listen)
     return RouterApp(server, providers, session)

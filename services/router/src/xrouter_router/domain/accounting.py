@@ -4,7 +4,7 @@ streamed deltas (content by choice, tool calls by index) into the whole answer."
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from xrouter_router.domain.catalog import Price
@@ -18,6 +18,17 @@ COST_QUANTUM = Decimal("0.00000001")
 def price(tokens: TokenCounts, rate: Price) -> Decimal:
     cost = (tokens.prompt * rate.prompt + tokens.completion * rate.completion) / _MILLION
     return cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+class RatioCounter:
+    """The fallback TokenCounter: about 4 characters per token (no data needed)."""
+
+    async def count(self, texts: Sequence[str]) -> int:
+        return sum(estimate_tokens(t) for t in texts)
+
+
+# Chat templates add role markers: a few tokens per message on top of its text.
+MESSAGE_OVERHEAD = 4
 
 
 def estimate_tokens(text: str) -> int:

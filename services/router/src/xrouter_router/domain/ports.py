@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from xrouter_router.domain.auth import Principal
@@ -39,6 +39,12 @@ class EmbeddingProvider(Protocol):
     """An optional capability of a provider adapter: text embeddings."""
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings: ...
+
+
+class TokenCounter(Protocol):
+    """Counts tokens locally, for providers that report no usage."""
+
+    async def count(self, texts: Sequence[str]) -> int: ...
 
 
 class Authenticator(Protocol):

@@ -11,7 +11,7 @@ from xrouter_router.domain import accounting
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.errors import Attempt, UpstreamError, UpstreamTimeout, XRouterError
 from xrouter_router.domain.failover import Failover, close_stream
-from xrouter_router.domain.ports import Authenticator
+from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
 from xrouter_router.domain.stats import InMemoryStats, StatsStore
 from xrouter_router.domain.types import (
@@ -53,6 +53,7 @@ class ChatService:
         idle_timeout: float,
         stats: StatsStore | None = None,
         balancer: Balancer | None = None,
+        counter: TokenCounter | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._catalog = catalog
@@ -61,6 +62,7 @@ class ChatService:
         self._idle_timeout = idle_timeout
         self._stats: StatsStore = stats or InMemoryStats()
         self._balancer = balancer or Balancer()
+        self._counter: TokenCounter = counter or accounting.RatioCounter()
         self._wall = wall
 
     @property
@@ -92,6 +94,14 @@ class ChatService:
         await self._auth.authenticate(api_key)
         return await self.route(request, commit=False)
 
+    async def _estimate(self, request: ChatRequest, completion_text: str) -> TokenCounts:
+        prompt = await self._counter.count([m.text() for m in request.messages])
+        return TokenCounts(
+            prompt=prompt + accounting.MESSAGE_OVERHEAD * len(request.messages),
+            completion=await self._counter.count([completion_text]),
+            estimated=True,
+        )
+
     async def embed(self, api_key: str, request: EmbeddingRequest,
                     deadline: float | None) -> tuple[Served, Embeddings, Usage]:
         await self._auth.authenticate(api_key)
@@ -100,8 +110,8 @@ class ChatService:
         candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
                                     policy=self._stats.policy)
         cand, result, _attempts = await self._failover.embed(candidates, request, deadline)
-        tokens = result.usage or TokenCounts(
-            prompt=sum(accounting.estimate_tokens(t) for t in request.inputs), estimated=True)
+        tokens = result.usage or TokenCounts(prompt=await self._counter.count(request.inputs),
+                                             estimated=True)
         return (_served(cand), result,
                 Usage(tokens, accounting.price(tokens, cand.deployment.price)))
 
@@ -110,7 +120,7 @@ class ChatService:
         route = await self.route(request, commit=True)
         cand, completion, attempts = await self._failover.complete(route.candidates, request,
                                                                    deadline)
-        tokens = completion.usage or _estimate(request, completion.message.text())
+        tokens = completion.usage or await self._estimate(request, completion.message.text())
         return ChatResult(
             served=_served(cand),
             completion=completion,
@@ -150,7 +160,7 @@ class ChatService:
             error, batch = exc, None
         finally:
             await close_stream(opened.rest)
-        tokens = usage or _estimate(request, acc.completion_text())
+        tokens = usage or await self._estimate(request, acc.completion_text())
         elapsed = time.monotonic() - started
         if error is None and tokens.completion and elapsed > 0:
             await self._stats.record_throughput(opened.candidate.deployment.id,
@@ -175,9 +185,3 @@ def _served(cand: Candidate) -> Served:
     return Served(cand.model.id, cand.deployment.provider, cand.deployment.id, int(time.time()))
 
 
-def _estimate(request: ChatRequest, completion_text: str) -> TokenCounts:
-    return TokenCounts(
-        prompt=accounting.estimate_prompt(request.messages),
-        completion=accounting.estimate_tokens(completion_text),
-        estimated=True,
-    )
