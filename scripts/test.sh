@@ -4,6 +4,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 venv="$root/.venv/bin"
+# Servers the integration tests start themselves (a Redis Cluster from the Debian binaries).
+scripts/apt-install.sh redis-server
 echo "== static checks"
 "$venv/ruff" check .
 "$venv/mypy"
