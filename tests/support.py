@@ -79,6 +79,8 @@ word_delay = 0.001
     text += model("test/no-usage", ("fake", "fake-no-usage"))
     text += model("test/chunks22", ("fake", "fake-chunks-22"))
     text += model("test/json-stream", ("fake", "fake-json-stream"))
+    text += model("test/openrouter", ("fake", "fake-openrouter"))
+    text += model("test/stream-error", ("fake", "fake-stream-error"))
     text += model("test/embed", ("fake", "fake-500"), ("fake2", "text-embedding-fake"),
                   caps='"embeddings"', price='{ prompt = "10", completion = "0" }')
     text += model("test/cheap-and-dear", ("fake", "fake-echo"), ("fake2", "fake-echo"),

@@ -254,6 +254,9 @@ def main() -> int:
         time.sleep(1.0)
         after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
         floors = measure_floors(tmp, nginx_port, messages)
+        floors["routing_20"] = float(subprocess.run(
+            [str(PY), str(Path(__file__).with_name("routing.py")), "20"],
+            capture_output=True, text=True, check=True).stdout)
         report = render(rows, single, ttft_d=ttft_direct, ttft_g=ttft_gw, idle=idle, after=after,
                         floors=floors)
         print(report)
@@ -344,7 +347,9 @@ def render(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: f
               f"| bare grpc.aio unary echo: client | {floors['grpc_client']:.3f} |",
               f"| bare grpc.aio unary echo: server | {floors['grpc_server']:.3f} |",
               f"| bare Starlette + aiohttp pass-through (one process, no gRPC) | "
-              f"{floors['passthrough']:.3f} |", ""]
+              f"{floors['passthrough']:.3f} |",
+              f"| routing per request, 20 deployments with live statistics (plan + record) | "
+              f"{floors['routing_20'] / 1000:.3f} |", ""]
     return "\n".join(lines)
 
 

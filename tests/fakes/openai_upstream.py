@@ -5,7 +5,8 @@ usage chunk (`choices: []`) before `data: [DONE]`, and OpenAI's error bodies.
 The requested `model` picks the behaviour, so one server serves every scenario:
   fake-echo (any unknown name) | fake-tools | fake-500 | fake-429 | fake-400 | fake-401-always
   fake-slow | fake-delay | fake-garbage | fake-cut | fake-drip | fake-drip-short | fake-no-usage
-  fake-chunks-22 | fake-json-stream
+  fake-chunks-22 | fake-json-stream | fake-openrouter (comment lines, a `choices: null` chunk)
+  fake-stream-error (an OpenRouter-style error object after two chunks)
 It runs on its own thread and event loop so tests in any loop, and services in other processes,
 can use it; what it saw is kept in `requests` and `disconnects`.
 """
@@ -199,6 +200,9 @@ class FakeOpenAI:
 
         pieces, calls = self._answer(body, model)
         try:
+            if model == "fake-openrouter":
+                await resp.write(b": OPENROUTER PROCESSING\n\n: OPENROUTER PROCESSING\n\n")
+                await resp.write(b"data: " + orjson.dumps({**head, "choices": None}) + b"\n\n")
             await send([{"index": 0, "delta": {"role": "assistant", "content": ""},
                          "logprobs": None, "finish_reason": None}])
             if model in ("fake-drip", "fake-drip-short"):
@@ -211,6 +215,11 @@ class FakeOpenAI:
                              "finish_reason": None}])
                 if model == "fake-cut" and i == 1:
                     request.transport.close()  # type: ignore[union-attr]
+                    return resp
+                if model == "fake-stream-error" and i == 1:
+                    await resp.write(b"data: " + orjson.dumps({**head, "error": {
+                        "code": 502, "message": "Upstream overloaded"}}) + b"\n\n")
+                    await resp.write(b"data: [DONE]\n\n")
                     return resp
             for i, call in enumerate(calls):
                 args = call["function"]["arguments"]

@@ -122,3 +122,23 @@ async def test_client_disconnect_cancels_the_upstream_request(stack: Stack) -> N
             break
         await asyncio.sleep(0.05)
     assert stack.upstream.disconnects == ["fake-drip"]
+
+
+async def test_openrouter_style_comments_and_null_choices_are_tolerated(stack: Stack) -> None:
+    resp, lines = await stack.stream({"model": "test/openrouter", "messages": HELLO})
+    assert resp.status_code == 200
+    assert content_of(lines) == "echo: hello there"
+    assert events(lines)[-1]["usage"]["is_estimated"] is False
+
+
+async def test_an_error_object_inside_the_upstream_stream_becomes_the_error_chunk(
+        stack: Stack) -> None:
+    resp, lines = await stack.stream({"model": "test/stream-error", "messages": HELLO})
+    assert resp.status_code == 200
+    evs = events(lines)
+    assert content_of(lines) == "echo: hello"
+    assert evs[-2]["error"]["code"] == 502
+    assert evs[-2]["error"]["message"] == "fake failed mid-stream: Upstream overloaded"
+    assert evs[-2]["error"]["metadata"] == {"provider_name": "fake", "reason": "server_error",
+                                            "raw": {"code": 502, "message": "Upstream overloaded"}}
+    assert lines[-1] == "data: [DONE]"

@@ -1,12 +1,13 @@
 """Ordered failover before the first byte: retryable errors move on, others stop, attempts are
-recorded in order, timeouts and deadlines apply per attempt, provider health follows traffic."""
+recorded in order, timeouts and deadlines apply per attempt, and every attempt lands in the
+deployment statistics."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.unit.builders import catalog, deployment, model, request
-from tests.unit.fakes import HELLO, Clock, FakeProvider
+from tests.unit.fakes import HELLO, VECTORS, Clock, FakeEmbedder, FakeProvider
 from xrouter_router.domain.errors import (
     AllAttemptsFailed,
     Attempt,
@@ -18,20 +19,23 @@ from xrouter_router.domain.errors import (
     UpstreamServerError,
 )
 from xrouter_router.domain.failover import Failover, FailoverPolicy
-from xrouter_router.domain.health import DOWN_AFTER_FAILURES, ProviderHealth
 from xrouter_router.domain.routing import Candidate, plan
-from xrouter_router.domain.types import Completion, Delta, Message, StreamBatch
+from xrouter_router.domain.stats import DeploymentStats, InMemoryStats
+from xrouter_router.domain.types import Completion, Delta, EmbeddingRequest, Message, StreamBatch
 
 CATALOG = catalog(model("m", deployment("m", "a"), deployment("m", "b"), deployment("m", "c")))
-PLAN = plan(CATALOG, request("m"))
+PLAN = plan(CATALOG, request("m")).candidates
 REQ = request("m")
 B_ANSWER = Completion(Message(role="assistant", content="from b"), "stop")
+WALL = 1_764_115_200.0
 
 
 def _failover(*providers: FakeProvider, clock: Clock | None = None, timeout: float = 60.0,
-              max_attempts: int = 5, health: ProviderHealth | None = None) -> Failover:
+              max_attempts: int = 5, stats: InMemoryStats | None = None,
+              wall: Clock | None = None) -> Failover:
     return Failover({p.name: p for p in providers}, FailoverPolicy(timeout, max_attempts),
-                    health or ProviderHealth([p.name for p in providers]), clock or Clock())
+                    InMemoryStats() if stats is None else stats, clock or Clock(),
+                    wall or Clock(WALL))
 
 
 def _server_error(name: str) -> UpstreamServerError:

@@ -228,7 +228,10 @@ def test_parse_delta_final_chunk() -> None:
 
 
 def _batch(*payloads: bytes) -> StreamBatch:
-    return _provider()._batch(list(payloads))
+    batch, failure = _provider()._batch(list(payloads))
+    if failure is not None:
+        raise failure
+    return batch
 
 
 def test_stream_chunks_parse_into_one_batch() -> None:
@@ -248,12 +251,15 @@ def test_a_usage_chunk_with_empty_choices_is_tolerated() -> None:
 
 
 def test_an_error_chunk_mid_stream_is_a_server_error_with_raw() -> None:
-    with pytest.raises(UpstreamServerError) as info:
-        _batch(b'{"choices":[{"delta":{"content":"a"}}]}',
-               b'{"error":{"message":"overloaded","code":529}}')
-    assert info.value.message == "up failed mid-stream: overloaded"
-    assert info.value.metadata == {"provider_name": "up", "reason": "server_error",
-                                   "raw": {"message": "overloaded", "code": 529}}
+    batch, failure = _provider()._batch([b'{"choices":[{"delta":{"content":"a"}}]}',
+                                         b'{"error":{"message":"overloaded","code":529}}',
+                                         b'{"choices":[{"delta":{"content":"never"}}]}'])
+    # The deltas before the error are kept; nothing after it is read.
+    assert batch == StreamBatch((Delta(content="a"),))
+    assert isinstance(failure, UpstreamServerError)
+    assert failure.message == "up failed mid-stream: overloaded"
+    assert failure.metadata == {"provider_name": "up", "reason": "server_error",
+                                "raw": {"message": "overloaded", "code": 529}}
 
 
 def test_a_chunk_that_is_not_an_object_is_a_bad_response() -> None:

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 
 from xrouter_router.domain.catalog import Deployment
-from xrouter_router.domain.errors import UpstreamBadResponse, UpstreamServerError
+from xrouter_router.domain.errors import UpstreamBadResponse, UpstreamError, UpstreamServerError
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
@@ -102,10 +102,13 @@ class OpenAIProvider:
             events = decoder.feed(data)
             if not events:
                 continue
-            batch = self._batch([e.data for e in events])
+            batch, failure = self._batch([e.data for e in events])
             finished = finished or any(d.finish_reason for d in batch.deltas)
             if batch.deltas or batch.usage or batch.done:
                 yield batch
+            if failure is not None:
+                # Raised after the deltas that came before it in the same read, so they count.
+                raise failure
             if batch.done:
                 return
         if not finished or decoder.pending():
@@ -128,10 +131,12 @@ class OpenAIProvider:
                                            resp.headers.get("Retry-After"))
             return parse_embeddings(self._name, orjson.loads(raw), len(request.inputs))
 
-    def _batch(self, payloads: list[bytes]) -> StreamBatch:
+    def _batch(self, payloads: list[bytes]) -> tuple[StreamBatch, UpstreamError | None]:
+        """The deltas of one read, and the in-stream error that ended it, if any."""
         deltas: list[Delta] = []
         usage: TokenCounts | None = None
         done = False
+        failure: UpstreamError | None = None
         for payload in payloads:
             if payload == _DONE:
                 done = True
@@ -142,13 +147,14 @@ class OpenAIProvider:
             if "error" in chunk:
                 err = chunk["error"]
                 message = err.get("message", "") if isinstance(err, dict) else str(err)
-                raise UpstreamServerError(f"{self._name} failed mid-stream: {message}",
-                                          provider=self._name, raw=err)
+                failure = UpstreamServerError(f"{self._name} failed mid-stream: {message}",
+                                              provider=self._name, raw=err)
+                break
             for choice in chunk.get("choices") or ():
                 deltas.append(parse_delta(choice))
             if chunk.get("usage"):
                 usage = parse_usage(chunk["usage"])
-        return StreamBatch(tuple(deltas), usage, done)
+        return StreamBatch(tuple(deltas), usage, done), failure
 
     def body(self, request: ChatRequest, deployment: Deployment, *, stream: bool) -> bytes:
         """The upstream request body. Pass-through parameters go first, typed ones win."""

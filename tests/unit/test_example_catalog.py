@@ -1,0 +1,39 @@
+"""config/catalog.example.toml stays loadable, builds every provider, and keeps the origin's
+model aliases (gigachat-pro, yandexgpt:latest, yandexgpt-lite:rc, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from xrouter_common.env import ConfigError
+from xrouter_router.catalog_file import load
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "catalog.example.toml"
+ENV = {"GIGACHAT_AUTH_KEY": "a2V5", "YANDEX_API_KEY": "y", "OPENAI_API_KEY": "o",
+       "ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g"}
+
+
+def test_the_example_catalog_loads_with_the_origin_aliases() -> None:
+    config = load(EXAMPLE, ENV)
+    assert [p.type for p in config.providers] == ["gigachat", "yandexgpt", "openai", "anthropic",
+                                                  "gemini"]
+    catalog = config.catalog
+    for alias, model_id in [("gigachat-pro", "gigachat/GigaChat-2-Pro"),
+                            ("gigachat-max", "gigachat/GigaChat-2-Max"),
+                            ("gigachat", "gigachat/GigaChat-2"),
+                            ("yandexgpt:latest", "yandexgpt/yandexgpt:latest"),
+                            ("yandexgpt:rc", "yandexgpt/yandexgpt:rc"),
+                            ("yandexgpt:deprecated", "yandexgpt/yandexgpt:deprecated"),
+                            ("yandexgpt-lite:latest", "yandexgpt/yandexgpt-lite:latest"),
+                            ("yandexgpt-lite:rc", "yandexgpt/yandexgpt-lite:rc"),
+                            ("yandexgpt-32k:latest", "yandexgpt/yandexgpt-32k:latest")]:
+        assert catalog.resolve(alias).id == model_id
+    pro = catalog.resolve("gigachat-pro")
+    assert [d.provider for d in pro.deployments] == ["gigachat", "yandex"]
+
+
+def test_the_example_catalog_names_every_credential_variable() -> None:
+    for name in ENV:
+        with pytest.raises(ConfigError, match=name):
+            load(EXAMPLE, {k: v for k, v in ENV.items() if k != name})
