@@ -254,9 +254,6 @@ def main() -> int:
         time.sleep(1.0)
         after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
         floors = measure_floors(tmp, nginx_port, messages)
-        floors["routing_20"] = float(subprocess.run(
-            [str(PY), str(Path(__file__).with_name("routing.py")), "20"],
-            capture_output=True, text=True, check=True).stdout)
         report = render(rows, single, ttft_d=ttft_direct, ttft_g=ttft_gw, idle=idle, after=after,
                         floors=floors)
         print(report)
@@ -303,8 +300,10 @@ def measure_floors(tmp: Path, nginx_port: int, messages: list[dict[str, str]]) -
     finally:
         proxy.terminate()
         proxy.wait(10)
+    routing = subprocess.run([str(PY), str(Path(__file__).with_name("routing.py")), "20"],
+                             capture_output=True, text=True, check=True)
     return {"grpc_client": float(client.stdout.strip()), "grpc_server": server_ms,
-            "passthrough": proxy_ms}
+            "passthrough": proxy_ms, "routing_20": float(routing.stdout)}
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:

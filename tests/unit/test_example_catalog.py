@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from xrouter_common.env import ConfigError
 from xrouter_router.catalog_file import load
 
