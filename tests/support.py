@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from tests.fakes.openai_upstream import API_KEY
 from xrouter_gateway.app import build_app
@@ -114,7 +115,7 @@ async def running_router(settings: RouterSettings) -> AsyncIterator[RouterApp]:
     previous = {k: os.environ.get(k) for k in UPSTREAM_ENV}
     os.environ.update(UPSTREAM_ENV)
     try:
-        app = build(settings)
+        app = build(settings, registry=CollectorRegistry())
     finally:
         for key, value in previous.items():
             if value is None:

@@ -67,3 +67,13 @@ async def test_openapi_documents_exactly_the_routes_served(stack: Stack) -> None
         "application/json"]["schema"]["$ref"]
     request = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert "temperature" in request["properties"] and "models" in request["properties"]
+
+
+async def test_stream_metrics_time_to_first_token_and_sizes(stack: Stack) -> None:
+    await stack.stream({"model": "test/echo", "messages": [{"role": "user", "content": "x"}]})
+    text = (await stack.http.get(f"{stack.url}/metrics")).text
+    assert 'xrouter_gateway_time_to_first_token_seconds_count{route="/v1/chat/completions"} 1.0' \
+        in text
+    assert "xrouter_gateway_open_streams 0.0" in text
+    assert 'xrouter_gateway_request_size_bytes_count{route="/v1/chat/completions"} 1.0' in text
+    assert 'xrouter_gateway_response_size_bytes_count{route="/v1/chat/completions"} 1.0' in text

@@ -34,8 +34,8 @@ def _failover(*providers: FakeProvider, clock: Clock | None = None, timeout: flo
               max_attempts: int = 5, stats: InMemoryStats | None = None,
               wall: Clock | None = None) -> Failover:
     return Failover({p.name: p for p in providers}, FailoverPolicy(timeout, max_attempts),
-                    InMemoryStats() if stats is None else stats, clock or Clock(),
-                    wall or Clock(WALL))
+                    InMemoryStats() if stats is None else stats, clock=clock or Clock(),
+                    wall=wall or Clock(WALL))
 
 
 def _server_error(name: str) -> UpstreamServerError:
@@ -142,6 +142,7 @@ async def test_a_deadline_already_passed_raises_deadline_exceeded_without_callin
         await _failover(a, clock=clock).complete(PLAN, REQ, clock.now)
     assert info.value.message == "The request's deadline passed before a provider answered"
     assert info.value.kind is ErrorKind.TIMEOUT
+    assert info.value.metadata == {"attempts": []}
     assert a.calls == []
 
 
@@ -149,9 +150,31 @@ async def test_a_deadline_that_passes_during_an_attempt_stops_the_next_one() -> 
     clock = Clock()
     a = FakeProvider("a", error=_server_error("a"), clock=clock, elapsed=2.0)
     b = FakeProvider("b")
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceeded) as info:
         await _failover(a, b, clock=clock).complete(PLAN, REQ, clock.now + 1.0)
+    assert info.value.metadata == {"attempts": [
+        {"provider_name": "a", "model": "m", "reason": "server_error", "status": 503,
+         "message": "a answered HTTP 503"}]}
     assert (a.calls, b.calls) == (["m@a"], [])
+
+
+async def test_a_timeout_cut_short_by_the_deadline_is_deadline_exceeded_with_the_attempts() -> None:
+    clock = Clock()
+    a = FakeProvider("a", error=_server_error("a"), clock=clock, elapsed=0.0625)
+    # b's attempt gets the 0.0625 s left; its clock reaches the deadline while it is silent
+    b = FakeProvider("b", delay=5.0, clock=clock, elapsed=0.0625)
+    c = FakeProvider("c")
+    with pytest.raises(DeadlineExceeded) as info:
+        await _failover(a, b, c, clock=clock).complete(PLAN, REQ, clock.now + 0.125)
+    assert info.value.message == "The request's deadline passed before a provider answered"
+    assert info.value.kind is ErrorKind.TIMEOUT
+    assert info.value.metadata == {"attempts": [
+        {"provider_name": "a", "model": "m", "reason": "server_error", "status": 503,
+         "message": "a answered HTTP 503"},
+        {"provider_name": "b", "model": "m", "reason": "timeout", "status": 0,
+         "message": "b did not answer within 0.0625s"},
+    ]}
+    assert c.calls == []
 
 
 async def test_max_attempts_caps_how_many_deployments_are_tried() -> None:
@@ -243,53 +266,119 @@ async def test_open_stream_respects_an_expired_deadline() -> None:
     assert a.calls == []
 
 
-# ---- provider health ---------------------------------------------------------------------
+# ---- deployment statistics ---------------------------------------------------------------
 
-def test_health_is_unknown_until_traffic_then_up_then_down_after_repeated_failures() -> None:
-    health = ProviderHealth(["a", "b"])
-    assert health.snapshot() == {"a": "unknown", "b": "unknown"}
-    health.record("a", True)
-    assert health.status("a") == "up"
-    for _ in range(DOWN_AFTER_FAILURES - 1):
-        health.record("a", False)
-    assert health.status("a") == "up"
-    health.record("a", False)
-    assert health.status("a") == "down"
-    health.record("a", True)
-    assert health.snapshot() == {"a": "up", "b": "unknown"}
+async def test_a_success_records_its_latency_in_milliseconds_at_wall_clock_time() -> None:
+    clock, stats = Clock(), InMemoryStats()
+    a = FakeProvider("a", clock=clock, elapsed=0.25)
+    await _failover(a, clock=clock, stats=stats, wall=Clock(WALL)).complete(PLAN, REQ, None)
+    assert await stats.all() == {"m@a": DeploymentStats(
+        provider="a", samples=1, latency_ms=250.0, success=1.0, updated=WALL)}
 
 
-def test_health_of_a_provider_never_listed() -> None:
-    health = ProviderHealth(["a"])
-    assert health.status("zzz") == "unknown"
-    health.record("zzz", False)
-    assert health.snapshot() == {"a": "unknown", "zzz": "up"}
+async def test_a_retryable_failure_is_recorded_as_a_failure_without_latency() -> None:
+    clock, stats = Clock(), InMemoryStats()
+    a = FakeProvider("a", error=_server_error("a"), clock=clock, elapsed=0.125)
+    b = FakeProvider("b", clock=clock, elapsed=0.5)
+    await _failover(a, b, clock=clock, stats=stats).complete(PLAN, REQ, None)
+    assert await stats.all() == {
+        "m@a": DeploymentStats(provider="a", samples=1, success=0.0, failures=1,
+                               last_failure=WALL, updated=WALL),
+        "m@b": DeploymentStats(provider="b", samples=1, latency_ms=500.0, success=1.0,
+                               updated=WALL),
+    }
 
 
-async def test_failover_records_each_attempt_in_provider_health() -> None:
-    health = ProviderHealth(["a", "b", "c"])
-    a = FakeProvider("a", error=_server_error("a"))
-    b = FakeProvider("b")
-    failover = _failover(a, b, FakeProvider("c"), health=health)
-    for _ in range(DOWN_AFTER_FAILURES):
+async def test_a_timeout_is_recorded_as_a_failure() -> None:
+    stats = InMemoryStats()
+    await _failover(FakeProvider("a", delay=5.0), FakeProvider("b"), timeout=0.05,
+                    stats=stats).complete(PLAN, REQ, None)
+    a = (await stats.all())["m@a"]
+    assert (a.samples, a.failures, a.success, a.latency_ms) == (1, 1, 0.0, None)
+
+
+async def test_three_failing_requests_open_the_deployments_breaker_at_the_third() -> None:
+    stats, wall = InMemoryStats(), Clock(WALL)
+    failover = _failover(FakeProvider("a", error=_server_error("a")), FakeProvider("b"),
+                         stats=stats, wall=wall)
+    for _ in range(3):
         await failover.complete(PLAN, REQ, None)
-    assert health.snapshot() == {"a": "down", "b": "up", "c": "unknown"}
+        wall.now += 1.0
+    a = (await stats.all())["m@a"]
+    assert (a.failures, a.open_since) == (3, WALL + 2.0)
+    assert a.breaker(WALL + 2.0, stats.policy) == "open"
+    assert (await stats.all())["m@b"].failures == 0
 
 
-async def test_stream_attempts_update_provider_health() -> None:
-    health = ProviderHealth(["a", "b"])
-    failover = _failover(FakeProvider("a", batches=[]), FakeProvider("b", batches=[FIRST]),
-                         health=health)
-    for _ in range(DOWN_AFTER_FAILURES):
-        await failover.open_stream(PLAN, REQ, None)
-    assert health.snapshot() == {"a": "down", "b": "up"}
+async def test_stream_attempts_are_recorded_too() -> None:
+    clock, stats = Clock(), InMemoryStats()
+    failover = _failover(FakeProvider("a", batches=[]),
+                         FakeProvider("b", batches=[FIRST], clock=clock, elapsed=0.125),
+                         clock=clock, stats=stats)
+    await failover.open_stream(PLAN, REQ, None)
+    assert await stats.all() == {
+        "m@a": DeploymentStats(provider="a", samples=1, success=0.0, failures=1,
+                               last_failure=WALL, updated=WALL),
+        "m@b": DeploymentStats(provider="b", samples=1, latency_ms=125.0, success=1.0,
+                               updated=WALL),
+    }
 
 
-async def test_client_rejections_do_not_mark_a_provider_down() -> None:
-    health = ProviderHealth(["a"])
+async def test_a_client_rejection_counts_as_a_success_without_latency() -> None:
+    stats = InMemoryStats()
     a = FakeProvider("a", error=UpstreamRejected("a answered HTTP 400", provider="a", status=400))
-    failover = _failover(a, health=health)
-    for _ in range(DOWN_AFTER_FAILURES):
+    failover = _failover(a, stats=stats)
+    for _ in range(3):
         with pytest.raises(UpstreamRejected):
             await failover.complete(PLAN, REQ, None)
-    assert health.status("a") != "down"
+    assert await stats.all() == {"m@a": DeploymentStats(provider="a", samples=3, success=1.0,
+                                                        updated=WALL)}
+
+
+async def test_statistics_are_kept_per_deployment_not_per_provider() -> None:
+    cat = catalog(model("m", deployment("m", "a")), model("f", deployment("f", "a")))
+    stats = InMemoryStats()
+    failover = _failover(FakeProvider("a", error=_server_error("a")), stats=stats)
+    with pytest.raises(AllAttemptsFailed):
+        await failover.complete(plan(cat, request("m", fallback=("f",))).candidates, REQ, None)
+    failed = DeploymentStats(provider="a", samples=1, success=0.0, failures=1, last_failure=WALL,
+                             updated=WALL)
+    assert await stats.all() == {"m@a": failed, "f@a": failed}
+
+
+# ---- embed -------------------------------------------------------------------------------
+
+EMBED_PLAN = plan(catalog(model("e", deployment("e", "a"), deployment("e", "b"))),
+                  request("e")).candidates
+EMBED_REQ = EmbeddingRequest(model="e", inputs=("one", "two"))
+
+
+async def test_embed_returns_the_first_embedders_vectors() -> None:
+    a = FakeEmbedder("a")
+    cand, result, attempts = await _failover(a, FakeEmbedder("b")).embed(EMBED_PLAN, EMBED_REQ,
+                                                                        None)
+    assert (_ids(cand), result) == ("e@a", VECTORS)
+    assert attempts == [Attempt("e", "a", "e@a", "success", 0)]
+    assert a.calls == ["e@a"]
+
+
+async def test_embed_fails_over_from_a_provider_without_an_embeddings_api() -> None:
+    stats = InMemoryStats()
+    cand, result, attempts = await _failover(FakeProvider("a"), FakeEmbedder("b"),
+                                             stats=stats).embed(EMBED_PLAN, EMBED_REQ, None)
+    assert (_ids(cand), result) == ("e@b", VECTORS)
+    assert attempts == [
+        Attempt("e", "a", "e@a", "bad_response", 0, "a has no embeddings API", 0),
+        Attempt("e", "b", "e@b", "success", 0),
+    ]
+    assert sorted(await stats.all()) == ["e@a", "e@b"]
+
+
+async def test_embed_with_every_embedder_failing() -> None:
+    with pytest.raises(AllAttemptsFailed) as info:
+        await _failover(FakeEmbedder("a", error=_server_error("a")),
+                        FakeEmbedder("b", error=_server_error("b"))).embed(EMBED_PLAN, EMBED_REQ,
+                                                                           None)
+    assert [(x.deployment, x.outcome) for x in info.value.attempts] == [
+        ("e@a", "server_error"), ("e@b", "server_error")]
+    assert info.value.message == "All providers failed: b answered HTTP 503"

@@ -133,7 +133,7 @@ def test_result_to_proto() -> None:
         choices=[pb.Choice(index=0, finish_reason="tool_calls", message=pb.Message(
             role="assistant", content="Sure",
             tool_calls=[pb.ToolCall(index=0, id="c1", name="f", arguments='{"a":1}')]))],
-        usage=USAGE_PB, system_fingerprint="fp_1")
+        usage=USAGE_PB, system_fingerprint="fp_1", deployment="openai/gpt-4o@oai")
 
 
 def test_result_without_content_leaves_content_unset() -> None:
@@ -165,7 +165,7 @@ def test_a_first_stream_event_carries_served_and_its_deltas() -> None:
             pb.ChunkDelta(index=0, reasoning="hmm",
                           tool_calls=[pb.ToolCall(index=1, id="c", name="f", arguments='{"')]),
             pb.ChunkDelta(index=1, content="x", finish_reason="stop"),
-        ])
+        ], deployment="openai/gpt-4o@oai")
 
 
 def test_a_middle_event_has_no_served_fields_and_no_end() -> None:

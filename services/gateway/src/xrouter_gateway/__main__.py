@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import tempfile
 
 import uvicorn
 import uvloop
@@ -23,10 +26,28 @@ async def serve(settings: GatewaySettings) -> None:
     await uvicorn.Server(config).serve()
 
 
+def serve_workers(settings: GatewaySettings) -> None:
+    """Several worker processes on one port; metrics are merged through files in a private
+    directory (prometheus_client's multiprocess mode)."""
+    directory = tempfile.mkdtemp(prefix="xrouter-gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        uvicorn.run("xrouter_gateway.app:create_app", factory=True, host=settings.host,
+                    port=settings.port, workers=settings.workers, loop="uvloop",
+                    http="httptools", access_log=False, log_level="info", server_header=False,
+                    timeout_graceful_shutdown=30)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        uvloop.run(serve(GatewaySettings.from_env()))
+        settings = GatewaySettings.from_env()
+        if settings.workers > 1:
+            serve_workers(settings)
+        else:
+            uvloop.run(serve(settings))
     except ConfigError as exc:
         print(f"xrouter-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from xrouter_common.loop_lag import watch_loop_lag
 from xrouter_gateway.anthropic_api import MessagesEndpoint
 from xrouter_gateway.chat import ChatEndpoint
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
@@ -48,10 +50,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY) -> MetricsMiddleware:
     """Call inside the event loop that will serve: grpc.aio binds its channel to that loop."""
     client = RouterClient(settings.router_target, retries=settings.router_retries)
+    metrics = GatewayMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        lag = asyncio.ensure_future(watch_loop_lag(metrics.loop_lag))
         yield
+        lag.cancel()
         await client.close()
 
     chat = ChatEndpoint(client, settings)
@@ -85,4 +90,10 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY)
         exception_handlers={APIError: _api_error, HTTPException: _http_error,
                             Exception: _unexpected},
     )
-    return MetricsMiddleware(app, GatewayMetrics(registry), frozenset(r.path for r in routes))
+    return MetricsMiddleware(app, metrics, frozenset(r.path for r in routes))
+
+
+def create_app() -> MetricsMiddleware:
+    """Factory for uvicorn (`xrouter_gateway.app:create_app`, factory=True) with several
+    workers: each worker builds its app inside its own event loop."""
+    return build_app(GatewaySettings.from_env())

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.metrics import registry_for_scrape
 from xrouter_gateway.router_client import RouterClient
 
 _PROBE_TIMEOUT = 2.0
@@ -88,4 +89,5 @@ class InfoEndpoints:
         raise APIError(503, "No router replica answers its health check", retry_after=1.0)
 
     async def metrics(self, request: Request) -> Response:
-        return Response(generate_latest(self._registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry_for_scrape(self._registry)),
+                        media_type=CONTENT_TYPE_LATEST)

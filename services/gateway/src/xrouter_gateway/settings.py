@@ -18,6 +18,7 @@ class GatewaySettings:
     request_timeout: float
     sse_commit_after: float
     sse_keepalive: float
+    workers: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -30,4 +31,5 @@ class GatewaySettings:
             request_timeout=env_float("XROUTER_REQUEST_TIMEOUT", 600.0, env, minimum=1.0),
             sse_commit_after=env_float("XROUTER_SSE_COMMIT_AFTER", 1.0, env),
             sse_keepalive=env_float("XROUTER_SSE_KEEPALIVE", 3.0, env, minimum=0.05),
+            workers=env_int("XROUTER_GATEWAY_WORKERS", 1, env, minimum=1),
         )

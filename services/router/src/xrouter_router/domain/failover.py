@@ -21,6 +21,7 @@ from xrouter_router.domain.errors import (
     UpstreamTimeout,
     attempts_metadata,
 )
+from xrouter_router.domain.observe import NullObserver, Observer
 from xrouter_router.domain.ports import ChatProvider, EmbeddingProvider
 from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.stats import StatsStore
@@ -57,14 +58,17 @@ class Failover:
         providers: Mapping[str, ChatProvider],
         policy: FailoverPolicy,
         stats: StatsStore,
+        *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        observer: Observer | None = None,
     ) -> None:
         self._providers = providers
         self._policy = policy
         self._stats = stats
         self._clock = clock
         self._wall = wall
+        self._observer: Observer = observer or NullObserver()
 
     def _timeout(self, deadline: float | None, attempts: Sequence[Attempt]) -> float:
         if deadline is None:
@@ -81,8 +85,12 @@ class Failover:
         ms = int(elapsed)
         dep = cand.deployment
         # A rejection of the request itself (not retryable) says nothing bad about the provider.
+        now = self._wall()
         await self._stats.record(dep.id, dep.provider, ok=error is None or not error.retryable,
-                                 latency_ms=elapsed if error is None else None, now=self._wall())
+                                 latency_ms=elapsed if error is None else None, now=now)
+        current = (await self._stats.snapshot((dep.id,))).get(dep.id)
+        self._observer.attempt(dep, "success" if error is None else error.reason, elapsed / 1000,
+                               current.health(now, self._stats.policy) if current else "healthy")
         if error is None:
             attempts.append(Attempt(cand.model.id, dep.provider, dep.id, "success", ms))
         else:

@@ -101,7 +101,7 @@ def requested_parameters(request: ChatRequest) -> frozenset[str]:
         names.add("tools")
     if request.tool_choice_json:
         names.add("tool_choice")
-    if request.response_format_json:
+    if request.response_format_json and _format_type(request.response_format_json) != "text":
         names.add("response_format")
     return frozenset(names)
 
@@ -231,8 +231,10 @@ def plan(
                 reasons[f"{model.id}@{d.provider}"] = why
             else:
                 eligible.append(d)
+        # Only the requested model's rotation moves: fallback models are rarely used, and moving
+        # theirs on every plan would starve their deployments when they are asked for directly.
         ordered, strategy = _order(model, eligible, stats=stats, health=health, prefs=prefs,
-                                   balancer=balancer, commit=commit)
+                                   balancer=balancer, commit=commit and model is models[0])
         if explain:
             positions = {d.id: len(candidates) + i for i, d in enumerate(ordered)}
             scored.extend(_scored(model, d, rejected.get(d.id, "") or (

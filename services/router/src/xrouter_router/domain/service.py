@@ -9,8 +9,15 @@ from dataclasses import dataclass
 
 from xrouter_router.domain import accounting
 from xrouter_router.domain.catalog import Catalog
-from xrouter_router.domain.errors import Attempt, UpstreamError, UpstreamTimeout, XRouterError
+from xrouter_router.domain.errors import (
+    AllAttemptsFailed,
+    Attempt,
+    UpstreamError,
+    UpstreamTimeout,
+    XRouterError,
+)
 from xrouter_router.domain.failover import Failover, close_stream
+from xrouter_router.domain.observe import NullObserver, Observer
 from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
 from xrouter_router.domain.stats import InMemoryStats, StatsStore
@@ -25,6 +32,8 @@ from xrouter_router.domain.types import (
     TokenCounts,
     Usage,
 )
+
+MIN_THROUGHPUT_WINDOW = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,7 @@ class ChatService:
         stats: StatsStore | None = None,
         balancer: Balancer | None = None,
         counter: TokenCounter | None = None,
+        observer: Observer | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._catalog = catalog
@@ -63,6 +73,7 @@ class ChatService:
         self._stats: StatsStore = stats or InMemoryStats()
         self._balancer = balancer or Balancer()
         self._counter: TokenCounter = counter or accounting.RatioCounter()
+        self._observer: Observer = observer or NullObserver()
         self._wall = wall
 
     @property
@@ -115,7 +126,27 @@ class ChatService:
         return (_served(cand), result,
                 Usage(tokens, accounting.price(tokens, cand.deployment.price)))
 
+    def _failed(self, request: ChatRequest, error: XRouterError, *, streamed: bool) -> None:
+        try:
+            model = self._catalog.resolve(request.model).id
+        except XRouterError:
+            model = "unknown"
+        attempts = len(error.attempts) if isinstance(error, AllAttemptsFailed) else 0
+        self._observer.generation(model, "none", outcome=error.kind.value, streamed=streamed,
+                                  attempts=attempts, usage=None)
+
     async def chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
+        try:
+            result = await self._chat(api_key, request, deadline)
+        except XRouterError as exc:
+            self._failed(request, exc, streamed=False)
+            raise
+        self._observer.generation(result.served.model, result.served.provider, outcome="success",
+                                  streamed=False, attempts=len(result.attempts),
+                                  usage=result.usage)
+        return result
+
+    async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
         await self._auth.authenticate(api_key)
         route = await self.route(request, commit=True)
         cand, completion, attempts = await self._failover.complete(route.candidates, request,
@@ -133,10 +164,15 @@ class ChatService:
     ) -> AsyncGenerator[StreamEvent, None]:
         """Raises before the first event (nothing sent yet); after it, errors end the stream
         in-band in StreamEnd.error and usage is always reported."""
-        await self._auth.authenticate(api_key)
-        route = await self.route(request, commit=True)
-        opened = await self._failover.open_stream(route.candidates, request, deadline)
+        try:
+            await self._auth.authenticate(api_key)
+            route = await self.route(request, commit=True)
+            opened = await self._failover.open_stream(route.candidates, request, deadline)
+        except XRouterError as exc:
+            self._failed(request, exc, streamed=True)
+            raise
         started = time.monotonic()
+        batches = 0
         acc = accounting.StreamAccumulator()
         usage: TokenCounts | None = None
         error: XRouterError | None = None
@@ -156,17 +192,27 @@ class ChatService:
                                       attempts=attempts)
                     served, attempts = None, ()
                 batch = await _next(opened.rest, self._idle_timeout, provider)
+                batches += 1
         except UpstreamError as exc:
             error, batch = exc, None
+            # A stream that breaks after its first byte is the deployment's failure too.
+            dep = opened.candidate.deployment
+            await self._stats.record(dep.id, dep.provider, ok=not exc.retryable, latency_ms=None,
+                                     now=self._wall())
         finally:
             await close_stream(opened.rest)
         tokens = usage or await self._estimate(request, acc.completion_text())
         elapsed = time.monotonic() - started
-        if error is None and tokens.completion and elapsed > 0:
+        # Throughput needs tokens spread over time: an answer that came in one read says nothing.
+        if error is None and tokens.completion and batches and elapsed >= MIN_THROUGHPUT_WINDOW:
             await self._stats.record_throughput(opened.candidate.deployment.id,
                                                 tokens.completion / elapsed)
         end = StreamEnd(Usage(tokens, accounting.price(tokens, opened.candidate.deployment.price)),
                         error)
+        served_by = opened.candidate
+        self._observer.generation(served_by.model.id, served_by.deployment.provider,
+                                  outcome="success" if error is None else "stream_error",
+                                  streamed=True, attempts=len(opened.attempts), usage=end.usage)
         last = batch.deltas if batch is not None else ()
         yield StreamEvent(deltas=last, served=served, end=end, attempts=attempts)
 

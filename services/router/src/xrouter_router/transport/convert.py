@@ -53,7 +53,13 @@ def _price(value: str, param: str) -> Decimal | None:
         raise InvalidRequest(f"{param} must be a decimal number", param=param) from None
 
 
+_SORTS = frozenset({"", "price", "latency", "throughput"})
+
+
 def _preferences(p: pb.ProviderPreferences) -> ProviderPreferences:
+    if p.sort not in _SORTS:
+        raise InvalidRequest("provider.sort must be price, latency or throughput",
+                             param="provider.sort")
     return ProviderPreferences(
         order=tuple(p.order),
         allow_fallbacks=p.allow_fallbacks if p.HasField("allow_fallbacks") else True,
