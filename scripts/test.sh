@@ -5,7 +5,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 venv="$root/.venv/bin"
 # Servers the integration tests start themselves (a Redis Cluster from the Debian binaries).
-scripts/apt-install.sh redis-server
+scripts/apt-install.sh redis-server prometheus
+scripts/apt-install.sh postgresql
 echo "== static checks"
 "$venv/ruff" check .
 "$venv/mypy"

@@ -103,7 +103,9 @@ def free_port() -> int:
 
 
 def router_settings(catalog: Path, **overrides: object) -> RouterSettings:
-    values: dict[str, object] = dict(listen="127.0.0.1:0", catalog_path=catalog, master_key=MASTER_KEY,
+    values: dict[str, object] = dict(listen="127.0.0.1:0", catalog_path=catalog,
+                                     data_dir=catalog.parent / "data", key_secret="test-secret",
+                                     master_key=MASTER_KEY,
                   attempt_timeout=2.0, stream_idle_timeout=5.0, connect_timeout=1.0,
                   max_attempts=5, pool_size=32, shutdown_grace=1.0, metrics_port=0)
     values.update(overrides)
@@ -111,11 +113,11 @@ def router_settings(catalog: Path, **overrides: object) -> RouterSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_router(settings: RouterSettings) -> AsyncIterator[RouterApp]:
+async def running_router(settings: RouterSettings, tracer: object = None) -> AsyncIterator[RouterApp]:
     previous = {k: os.environ.get(k) for k in UPSTREAM_ENV}
     os.environ.update(UPSTREAM_ENV)
     try:
-        app = build(settings, registry=CollectorRegistry())
+        app = build(settings, registry=CollectorRegistry(), tracer=tracer)
     finally:
         for key, value in previous.items():
             if value is None:
@@ -139,11 +141,9 @@ def gateway_settings(router_target: str, **overrides: object) -> GatewaySettings
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
+async def running_gateway(settings: GatewaySettings, tracer: object = None) -> AsyncIterator[str]:
     """A real uvicorn server in this loop; yields its base URL."""
-    from prometheus_client import CollectorRegistry
-
-    app = build_app(settings, registry=CollectorRegistry())
+    app = build_app(settings, registry=CollectorRegistry(), tracer=tracer)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="none", lifespan="on",
                             access_log=False, log_level="warning")
     server = uvicorn.Server(config)

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientConnectionError, web
 
 from xrouter_router.providers.config import ProviderConfig
 
@@ -237,7 +237,7 @@ class FakeOpenAI:
             if include and model != "fake-no-usage":
                 await send([], usage=self._usage(body, len(pieces) or 9))
             await resp.write(b"data: [DONE]\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
+        except (ConnectionError, ClientConnectionError, asyncio.CancelledError):
             self.disconnects.append(model)
             raise
         return resp

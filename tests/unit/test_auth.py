@@ -1,16 +1,19 @@
-"""The master-key authenticator: exactly one key, refused with the documented messages."""
+"""The authenticator: the master key, keys from the store by keyed hash (cached, forgotten on
+revocation, served from cache when the store fails), refused with the documented messages."""
 
 from __future__ import annotations
 
 import pytest
 
-from xrouter_router.domain.auth import MasterKeyAuthenticator, Principal
-from xrouter_router.domain.errors import ErrorKind, Unauthenticated
+from xrouter_common.apikeys import generate
+from xrouter_router.domain.auth import KeyAuthenticator, MasterKeyAuthenticator
+from xrouter_router.domain.errors import ErrorKind, Unauthenticated, Unavailable
+from xrouter_router.domain.keys import MASTER, ApiKey, key_hash
 
 
 async def test_the_master_key_is_accepted_as_the_master_principal() -> None:
     auth = MasterKeyAuthenticator("sk-master")
-    assert await auth.authenticate("sk-master") == Principal(key_id="master", account_id="master")
+    assert await auth.authenticate("sk-master") == MASTER
 
 
 @pytest.mark.parametrize(("key", "message"), [
@@ -32,3 +35,83 @@ async def test_any_other_key_is_unauthenticated(key: str, message: str) -> None:
 def test_an_empty_master_key_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match=r"^the master key must not be empty$"):
         MasterKeyAuthenticator("")
+
+
+
+class Store:
+    """A KeyStore with only what the authenticator uses, counting lookups."""
+
+    def __init__(self, keys: dict[str, ApiKey]) -> None:
+        self.keys = keys
+        self.lookups = 0
+        self.down = False
+
+    async def by_hash(self, hashed: str) -> ApiKey | None:
+        self.lookups += 1
+        if self.down:
+            raise ConnectionError("database unreachable")
+        return self.keys.get(hashed)
+
+
+SECRET = b"server-secret"
+
+
+def _auth(store: Store, now: list[float]) -> KeyAuthenticator:
+    return KeyAuthenticator(store, secret=SECRET, master_key="sk-master", ttl=30.0,  # type: ignore[arg-type]
+                            clock=lambda: now[0], wall=lambda: 1_000.0)
+
+
+async def test_store_keys_are_found_by_keyed_hash_and_cached() -> None:
+    plain = generate("pro")
+    key = ApiKey(id="key-1", account_id="acct", tier="pro", prefix="xr-pro-...")
+    store = Store({key_hash(SECRET, plain): key})
+    now = [0.0]
+    auth = _auth(store, now)
+    assert await auth.authenticate(plain) == key
+    assert await auth.authenticate(plain) == key
+    assert store.lookups == 1 and (auth.hits, auth.misses) == (1, 1)
+    now[0] = 31.0
+    await auth.authenticate(plain)
+    assert store.lookups == 2
+
+
+async def test_forget_drops_a_revoked_key_at_once() -> None:
+    plain = generate("free")
+    key = ApiKey(id="key-1", account_id="acct", tier="free", prefix="p")
+    store = Store({key_hash(SECRET, plain): key})
+    auth = _auth(store, [0.0])
+    await auth.authenticate(plain)
+    del store.keys[key_hash(SECRET, plain)]
+    auth.forget("key-1")
+    with pytest.raises(Unauthenticated, match=r"^Invalid API key$"):
+        await auth.authenticate(plain)
+
+
+async def test_disabled_expired_and_malformed_keys() -> None:
+    plain = generate("free")
+    store = Store({key_hash(SECRET, plain): ApiKey(id="k", account_id="a", tier="free", prefix="p",
+                                                    disabled=True)})
+    with pytest.raises(Unauthenticated, match=r"^This API key is disabled$"):
+        await _auth(store, [0.0]).authenticate(plain)
+    store.keys[key_hash(SECRET, plain)] = ApiKey(id="k", account_id="a", tier="free", prefix="p",
+                                                 expires_at=999.0)
+    with pytest.raises(Unauthenticated, match=r"^This API key has expired$"):
+        await _auth(store, [0.0]).authenticate(plain)
+    typo = plain[:-1] + ("0" if plain[-1] != "0" else "1")
+    with pytest.raises(Unauthenticated, match=r"^Invalid API key$"):
+        await _auth(store, [0.0]).authenticate(typo)
+    assert store.lookups == 2  # the mistyped key never reached the store
+
+
+async def test_a_failing_store_serves_cached_keys_and_refuses_unknown_ones() -> None:
+    plain, other = generate("pro"), generate("pro")
+    key = ApiKey(id="key-1", account_id="acct", tier="pro", prefix="p")
+    store = Store({key_hash(SECRET, plain): key})
+    now = [0.0]
+    auth = _auth(store, now)
+    await auth.authenticate(plain)
+    store.down = True
+    now[0] = 100.0  # the cache entry is stale, the store is down: the stale entry serves
+    assert await auth.authenticate(plain) == key
+    with pytest.raises(Unavailable):
+        await auth.authenticate(other)

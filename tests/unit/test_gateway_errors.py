@@ -21,6 +21,7 @@ KINDS = [
     (pb.ERROR_KIND_UPSTREAM, 502, "upstream_error"),
     (pb.ERROR_KIND_NO_PROVIDER, 503, "no_provider_available"),
     (pb.ERROR_KIND_INTERNAL, 500, "internal_error"),
+    (pb.ERROR_KIND_UNAVAILABLE, 503, "service_unavailable"),
     (pb.ERROR_KIND_UNSPECIFIED, 500, "internal_error"),
 ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -12,12 +11,14 @@ import uvicorn
 import uvloop
 
 from xrouter_common.env import ConfigError
+from xrouter_common.logs import setup_logging
+from xrouter_common.otel import configure_tracing
 from xrouter_gateway.app import build_app
 from xrouter_gateway.settings import GatewaySettings
 
 
 async def serve(settings: GatewaySettings) -> None:
-    app = build_app(settings)
+    app = build_app(settings, tracer=configure_tracing("xrouter-gateway"))
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="none", http="httptools",
         access_log=False, log_level="info", lifespan="on", server_header=False,
@@ -41,7 +42,7 @@ def serve_workers(settings: GatewaySettings) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging()
     try:
         settings = GatewaySettings.from_env()
         if settings.workers > 1:

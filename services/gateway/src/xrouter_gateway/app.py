@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -16,13 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from xrouter_common.logs import setup_logging
 from xrouter_common.loop_lag import watch_loop_lag
+from xrouter_common.otel import configure_tracing
+from xrouter_gateway.accounts_api import AccountsEndpoints
 from xrouter_gateway.anthropic_api import MessagesEndpoint
 from xrouter_gateway.chat import ChatEndpoint
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.info import InfoEndpoints
-from xrouter_gateway.metrics import GatewayMetrics, MetricsMiddleware
+from xrouter_gateway.metrics import ASGIApp, GatewayMetrics, MetricsMiddleware
+from xrouter_gateway.observability import AccessLogMiddleware, TracingMiddleware
 from xrouter_gateway.openapi import build_openapi
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.routing_api import RoutingEndpoints
@@ -47,8 +52,10 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return APIError(500, "Internal error in the gateway").response()
 
 
-def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY) -> MetricsMiddleware:
-    """Call inside the event loop that will serve: grpc.aio binds its channel to that loop."""
+def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
+              tracer: Any | None = None) -> MetricsMiddleware:
+    """Call inside the event loop that will serve: grpc.aio binds its channel to that loop.
+    `tracer` is an OpenTelemetry tracer, or None when tracing is off (then no span code runs)."""
     client = RouterClient(settings.router_target, retries=settings.router_retries)
     metrics = GatewayMetrics(registry)
 
@@ -63,6 +70,7 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY)
     messages = MessagesEndpoint(client, settings)
     embeddings = EmbeddingsEndpoint(client, settings)
     routing = RoutingEndpoints(client, settings)
+    accounts = AccountsEndpoints(client, settings)
     info = InfoEndpoints(client, registry)
     openapi = orjson.dumps(build_openapi())
 
@@ -75,6 +83,19 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY)
         Route("/v1/embeddings", embeddings.handle, methods=["POST"]),
         Route("/v1/route/explain", routing.explain, methods=["POST"]),
         Route("/v1/models", info.models, methods=["GET"]),
+        Route("/v1/key", accounts.key, methods=["GET"]),
+        Route("/v1/auth/key", accounts.auth_key, methods=["GET"]),
+        Route("/v1/auth/key", accounts.create_auth_key, methods=["POST"]),
+        Route("/v1/auth/key/{key_id}", accounts.delete_key, methods=["DELETE"]),
+        Route("/v1/keys", accounts.list_keys, methods=["GET"]),
+        Route("/v1/keys", accounts.create_key, methods=["POST"]),
+        Route("/v1/keys/{key_id}", accounts.get_key, methods=["GET"]),
+        Route("/v1/keys/{key_id}", accounts.update_key, methods=["PATCH"]),
+        Route("/v1/keys/{key_id}", accounts.delete_key, methods=["DELETE"]),
+        Route("/v1/credits", accounts.credits, methods=["GET"]),
+        Route("/v1/credits", accounts.top_up, methods=["POST"]),
+        Route("/v1/generation", accounts.generation, methods=["GET"]),
+        Route("/v1/usage", accounts.usage, methods=["GET"]),
         Route("/v1/parameters/{model:path}", routing.parameters, methods=["GET"]),
         Route("/v1/providers/status", routing.providers_status, methods=["GET"]),
         Route("/health/providers", routing.health_providers, methods=["GET"]),
@@ -90,10 +111,16 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY)
         exception_handlers={APIError: _api_error, HTTPException: _http_error,
                             Exception: _unexpected},
     )
-    return MetricsMiddleware(app, metrics, frozenset(r.path for r in routes))
+    inner: ASGIApp = app
+    if tracer is not None:
+        inner = TracingMiddleware(inner, tracer)
+    if settings.access_log:
+        inner = AccessLogMiddleware(inner)
+    return MetricsMiddleware(inner, metrics, frozenset(r.path for r in routes))
 
 
 def create_app() -> MetricsMiddleware:
     """Factory for uvicorn (`xrouter_gateway.app:create_app`, factory=True) with several
     workers: each worker builds its app inside its own event loop."""
-    return build_app(GatewaySettings.from_env())
+    setup_logging()
+    return build_app(GatewaySettings.from_env(), tracer=configure_tracing("xrouter-gateway"))

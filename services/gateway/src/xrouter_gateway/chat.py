@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
+from xrouter_common.apikeys import is_xrouter_key, well_formed
 from xrouter_common.tracing import child_traceparent
 from xrouter_common.wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
 from xrouter_gateway.convert import (
@@ -16,6 +17,7 @@ from xrouter_gateway.convert import (
     ChunkWriter,
     completion_json,
     parse_request,
+    rate_limit_headers,
     route_header,
     to_proto,
 )
@@ -49,15 +51,25 @@ def api_key(request: Request) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'")
+    if is_xrouter_key(token) and not well_formed(token):
+        # A mistyped key: refused here, without a round trip to the router.
+        raise APIError(401, "Invalid API key (the checksum does not match: check for typos)")
     return token
 
 
 def call_metadata(request: Request, key: str, generation_id: str) -> Metadata:
+    """Metadata of the router call. The traceparent is the gateway span's when tracing is on
+    (set by TracingMiddleware), else a new hop of the client's trace (or a new trace), kept in
+    the request state so that the access log names the same trace."""
     request_id = request.headers.get("x-request-id") or generation_id
+    state = request.scope.setdefault("state", {})
+    traceparent = state.get("traceparent")
+    if not traceparent:
+        traceparent = state["traceparent"] = child_traceparent(request.headers.get("traceparent"))
     return (
         (AUTHORIZATION_KEY, "Bearer " + key),
         (REQUEST_ID_KEY, request_id[:128]),
-        (TRACEPARENT_KEY, child_traceparent(request.headers.get("traceparent"))),
+        (TRACEPARENT_KEY, traceparent),
     )
 
 
@@ -81,6 +93,8 @@ class ChatEndpoint:
         except grpc.aio.AioRpcError as exc:
             return from_rpc_error(exc).response(headers)
         headers[ROUTE_HEADER] = route_header(reply.deployment, reply.attempts)
+        if reply.HasField("rate_limit"):
+            rate_limit_headers(reply.rate_limit, headers)
         return Response(completion_json(reply), headers=headers, media_type="application/json")
 
     async def _stream(self, proto: pb.ChatRequest, metadata: Metadata,

@@ -164,6 +164,14 @@ def to_proto(req: ChatCompletionRequest, raw: dict[str, Any], generation_id: str
 ROUTE_HEADER = "X-XRouter-Route"
 
 
+def rate_limit_headers(info: pb.RateLimitInfo, headers: dict[str, str]) -> None:
+    """X-RateLimit-Limit/Remaining/Reset from the router's view of the key's tightest window."""
+    if info.limit:
+        headers["X-RateLimit-Limit"] = str(info.limit)
+        headers["X-RateLimit-Remaining"] = str(info.remaining)
+        headers["X-RateLimit-Reset"] = str(info.reset)
+
+
 def route_header(deployment: str, attempts: Iterable[pb.AttemptInfo]) -> str:
     """Which deployment answered, then every attempt in order with its outcome."""
     tried = ",".join(f"{a.deployment}:{a.outcome}" for a in attempts)
@@ -248,8 +256,10 @@ class ChunkWriter:
         return b"".join(out)
 
     def error(self, err: APIError) -> bytes:
-        chunk = {**self._head, "error": {"code": err.status, "message": err.message,
-                                         "metadata": err.metadata},
+        metadata = dict(err.metadata)
+        code = metadata.pop("error_code", err.status)
+        chunk = {**self._head, "error": {"code": code, "message": err.message,
+                                         "metadata": metadata},
                  "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 

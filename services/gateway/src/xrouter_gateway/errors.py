@@ -28,6 +28,7 @@ _KINDS: dict[int, tuple[int, str]] = {
     pb.ERROR_KIND_UPSTREAM: (502, "upstream_error"),
     pb.ERROR_KIND_NO_PROVIDER: (503, "no_provider_available"),
     pb.ERROR_KIND_INTERNAL: (500, "internal_error"),
+    pb.ERROR_KIND_UNAVAILABLE: (503, "service_unavailable"),
 }
 
 TYPES_BY_STATUS: dict[int, str] = {
@@ -60,6 +61,10 @@ class APIError(Exception):
         extra = dict(headers or {})
         if self.retry_after > 0:
             extra["Retry-After"] = str(max(1, round(self.retry_after)))
+        if self.status == 429 and "limit" in self.metadata:
+            extra["X-RateLimit-Limit"] = str(self.metadata["limit"])
+            extra["X-RateLimit-Remaining"] = str(self.metadata.get("remaining", 0))
+            extra["X-RateLimit-Reset"] = str(self.metadata.get("reset", 0))
         return Response(orjson.dumps({"error": self.body()}), status_code=self.status,
                         headers=extra, media_type="application/json")
 

@@ -32,6 +32,56 @@ def _json(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
+def _op(summary: str, *errors: int, body: bool = False, management: bool = False,
+        status: int = 200) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary + (" (management: master key or a mgmt key)" if management else ""),
+        "security": [{"bearer": []}],
+        "responses": {str(status): _json("{data: ...}"), **_errors(401, *errors)},
+    }
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"type": "object"}}}}
+    return op
+
+
+def _accounts_paths() -> dict[str, Any]:
+    key_id = [{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/v1/key": {"get": _op("The calling key: limit, usage, rate limit (OpenRouter shape)")},
+        "/v1/auth/key": {
+            "get": _op("The calling key (the origin's shape)"),
+            "post": _op("Create a key; the plain key is shown once", 400, 403, body=True,
+                        management=True, status=201)},
+        "/v1/auth/key/{key_id}": {"delete": {**_op("Revoke a key", 403, 404, management=True),
+                                             "parameters": key_id}},
+        "/v1/keys": {
+            "get": _op("List keys", 403, management=True),
+            "post": _op("Create a key; the plain key is shown once", 400, 403, body=True,
+                        management=True, status=201)},
+        "/v1/keys/{key_id}": {
+            "get": {**_op("One key", 403, 404, management=True), "parameters": key_id},
+            "patch": {**_op("Change a key (name, disabled, limit, expiry, limits, models)", 400,
+                            403, 404, body=True, management=True), "parameters": key_id},
+            "delete": {**_op("Delete a key", 403, 404, management=True), "parameters": key_id}},
+        "/v1/credits": {
+            "get": _op("Credits of the key's account: total_credits, total_usage (RUB)"),
+            "post": _op("Top up an account (master key)", 400, 403, body=True,
+                        management=True)},
+        "/v1/generation": {"get": {**_op("A generation's stats, to the key that made it", 400,
+                                         404),
+                                   "parameters": [{"name": "id", "in": "query",
+                                                   "required": True,
+                                                   "schema": {"type": "string"}}]}},
+        "/v1/usage": {"get": {**_op("Usage report grouped by day, key, model, provider", 400,
+                                    403, management=True),
+                              "parameters": [{"name": n, "in": "query",
+                                              "schema": {"type": "string"}}
+                                             for n in ("group_by", "since", "until",
+                                                       "account_id")]}},
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     schema = request_json_schema()
     components = dict(schema["components"])
@@ -111,6 +161,7 @@ def build_openapi() -> dict[str, Any]:
                                         "schema": {"type": "string"}}],
                                    "responses": {"200": _json("{data: [model]}"),
                                                  **_errors(502, 503)}}},
+            **_accounts_paths(),
             "/health": {"get": {"summary": "Component health",
                                 "responses": {"200": _json("healthy or degraded"),
                                               "503": _json("unhealthy")}}},

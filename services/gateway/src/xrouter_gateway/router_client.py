@@ -73,6 +73,7 @@ class RouterClient:
     def __init__(self, target: str, *, retries: int) -> None:
         self._channel = grpc.aio.insecure_channel(channel_target(target), options=_OPTIONS)
         self._stub = pb_grpc.RouterStub(self._channel)
+        self.accounts = pb_grpc.AccountsStub(self._channel)
         self._health: Any = health_pb2_grpc.HealthStub(self._channel)
         self.retries = retries
 

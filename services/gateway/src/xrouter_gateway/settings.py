@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from xrouter_common.env import env_float, env_int, env_str
+from xrouter_common.env import env_bool, env_float, env_int, env_str
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,7 @@ class GatewaySettings:
     sse_commit_after: float
     sse_keepalive: float
     workers: int = 1
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -32,4 +33,5 @@ class GatewaySettings:
             sse_commit_after=env_float("XROUTER_SSE_COMMIT_AFTER", 1.0, env),
             sse_keepalive=env_float("XROUTER_SSE_KEEPALIVE", 3.0, env, minimum=0.05),
             workers=env_int("XROUTER_GATEWAY_WORKERS", 1, env, minimum=1),
+            access_log=env_bool("XROUTER_ACCESS_LOG", True, env),
         )

@@ -11,6 +11,8 @@ import uvloop
 from prometheus_client import start_http_server
 
 from xrouter_common.env import ConfigError
+from xrouter_common.logs import setup_logging
+from xrouter_common.otel import configure_tracing
 from xrouter_router.bootstrap import build
 from xrouter_router.settings import RouterSettings
 
@@ -18,7 +20,7 @@ log = logging.getLogger("xrouter.router")
 
 
 async def serve(settings: RouterSettings) -> None:
-    app = build(settings)
+    app = build(settings, tracer=configure_tracing("xrouter-router"))
     await app.start()
     log.info("router listening on %s (port %d)", settings.listen, app.server.port)
     stop = asyncio.Event()
@@ -32,7 +34,7 @@ async def serve(settings: RouterSettings) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging()
     try:
         settings = RouterSettings.from_env()
         if settings.metrics_port:

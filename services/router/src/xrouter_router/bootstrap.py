@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -12,7 +14,10 @@ from prometheus_client.registry import REGISTRY
 
 from xrouter_common.loop_lag import watch_loop_lag
 from xrouter_router import catalog_file
-from xrouter_router.domain.auth import MasterKeyAuthenticator
+from xrouter_router.domain.accounts_service import AccountsService
+from xrouter_router.domain.auth import KeyAuthenticator
+from xrouter_router.domain.billing import Billing
+from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.failover import Failover, FailoverPolicy
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.service import ChatService
@@ -21,7 +26,17 @@ from xrouter_router.providers.http import new_session
 from xrouter_router.providers.registry import build_provider
 from xrouter_router.providers.tokenizer import Cl100kCounter
 from xrouter_router.settings import RouterSettings
+from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
+from xrouter_router.storage.redis_stats import RedisStats, cluster_client
+from xrouter_router.storage.sqlite import (
+    SqliteAccountStore,
+    SqliteDatabase,
+    SqliteKeyStore,
+    SqliteUsageLedger,
+)
 from xrouter_router.telemetry import RouterMetrics
+from xrouter_router.tracing import OtelSpans
+from xrouter_router.transport.accounts_servicer import AccountsServicer
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
 
@@ -32,9 +47,12 @@ class RouterApp:
     providers: Mapping[str, ChatProvider]
     session: aiohttp.ClientSession
     metrics: RouterMetrics
+    database: SqliteDatabase
+    shared_stats: RedisStats | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
+        await self.database.open()
         await self.server.start()
         self._tasks.append(asyncio.ensure_future(watch_loop_lag(self.metrics.loop_lag)))
 
@@ -42,9 +60,12 @@ class RouterApp:
         for task in self._tasks:
             task.cancel()
         await self.server.stop(grace)
+        if self.shared_stats is not None:
+            await self.shared_stats.close()
         for provider in self.providers.values():
             await provider.close()
         await self.session.close()
+        await self.database.close()
 
 
 def build_providers(config: catalog_file.CatalogConfig,
@@ -52,18 +73,55 @@ def build_providers(config: catalog_file.CatalogConfig,
     return {p.name: build_provider(p, session) for p in config.providers}
 
 
-def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY) -> RouterApp:
-    """Must run inside the event loop that will serve (aiohttp and grpc.aio bind to it)."""
+def build_stats(redis_url: str, catalog: Catalog) -> InMemoryStats | RedisStats:
+    """Shared through Redis Cluster when it is configured, in-process otherwise."""
+    if not redis_url:
+        return InMemoryStats()
+    deployments = {d.id: d.provider for m in catalog.models for d in m.deployments}
+    return RedisStats(cluster_client(redis_url), deployments)
+
+
+def key_secret(settings: RouterSettings) -> bytes:
+    """The HMAC secret for key hashes: XROUTER_KEY_SECRET, or (embedded mode) one created once
+    in the data directory, readable by the owner only."""
+    if settings.key_secret:
+        return settings.key_secret.encode()
+    path = settings.data_dir / "key.secret"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32), encoding="ascii")
+    return path.read_text(encoding="ascii").strip().encode()
+
+
+def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
+          tracer: Any | None = None) -> RouterApp:
+    """Must run inside the event loop that will serve (aiohttp and grpc.aio bind to it).
+    `tracer` is an OpenTelemetry tracer, or None when tracing is off."""
     metrics = RouterMetrics(registry)
+    counter = Cl100kCounter()
     config = catalog_file.load(settings.catalog_path)
     session = new_session(connect_timeout=settings.connect_timeout, pool_size=settings.pool_size)
     providers = build_providers(config, session)
-    stats = InMemoryStats()
+    stats = build_stats(settings.redis_url, config.catalog)
     failover = Failover(providers, FailoverPolicy(settings.attempt_timeout, settings.max_attempts),
-                        stats, observer=metrics)
-    service = ChatService(config.catalog, failover, MasterKeyAuthenticator(settings.master_key),
+                        stats, observer=metrics,
+                        tracer=OtelSpans(tracer) if tracer is not None else None)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
+    keys, accounts = SqliteKeyStore(database), SqliteAccountStore(database)
+    ledger = SqliteUsageLedger(database)
+    secret = key_secret(settings)
+    auth = KeyAuthenticator(keys, secret=secret, master_key=settings.master_key,
+                            ttl=settings.key_cache_ttl)
+    billing = Billing(InProcessLimiter(), InProcessCreditGuard(accounts), ledger, counter)
+    service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
-                          counter=Cl100kCounter(), observer=metrics)
-    server = GrpcServer(RouterServicer(service, [p.name for p in config.providers]),
-                        settings.listen)
-    return RouterApp(server, providers, session, metrics)
+                          counter=counter, observer=metrics, billing=billing)
+    servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
+                              request_log=settings.request_log)
+    accounts_servicer = AccountsServicer(
+        AccountsService(keys, accounts, ledger, auth, secret=secret), auth)
+    server = GrpcServer(servicer, settings.listen, accounts_servicer)
+    return RouterApp(server, providers, session, metrics, database,
+                     shared_stats=stats if isinstance(stats, RedisStats) else None)

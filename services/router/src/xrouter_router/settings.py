@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from xrouter_common.env import ConfigError, env_float, env_int, env_str
+from xrouter_common.env import ConfigError, env_bool, env_float, env_int, env_str
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.toml")
 
@@ -23,6 +23,14 @@ class RouterSettings:
     pool_size: int
     shutdown_grace: float
     metrics_port: int
+    request_log: bool = True
+    # Redis Cluster shared by the replicas (deployment statistics); "" = in-process (embedded).
+    redis_url: str = ""
+    # Embedded mode: where the SQLite database (keys, accounts, ledger) and the key secret live.
+    data_dir: Path = Path(".xrouter")
+    # HMAC secret for key hashes; embedded mode creates one in data_dir when unset.
+    key_secret: str = field(default="", repr=False)
+    key_cache_ttl: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -40,4 +48,9 @@ class RouterSettings:
             pool_size=env_int("XROUTER_UPSTREAM_POOL_SIZE", 256, env, minimum=1),
             shutdown_grace=env_float("XROUTER_SHUTDOWN_GRACE", 30.0, env),
             metrics_port=env_int("XROUTER_ROUTER_METRICS_PORT", 9100, env),
+            request_log=env_bool("XROUTER_REQUEST_LOG", True, env),
+            redis_url=env_str("XROUTER_REDIS_URL", "", env),
+            data_dir=Path(env_str("XROUTER_DATA_DIR", ".xrouter", env)),
+            key_secret=env_str("XROUTER_KEY_SECRET", "", env),
+            key_cache_ttl=env_float("XROUTER_KEY_CACHE_TTL", 30.0, env, minimum=0.0),
         )

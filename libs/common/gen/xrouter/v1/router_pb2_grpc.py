@@ -317,3 +317,427 @@ class Router:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AccountsStub:
+    """Keys, credits, generations and usage. The caller's key travels in the `authorization`
+    metadata; management calls need the master key or a management key (tier "mgmt").
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetKey = channel.unary_unary(
+                '/xrouter.v1.Accounts/GetKey',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.KeyRef.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.KeyInfo.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/xrouter.v1.Accounts/ListKeys',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.CreateKey = channel.unary_unary(
+                '/xrouter.v1.Accounts/CreateKey',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.CreateKeyRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.CreatedKey.FromString,
+                _registered_method=True)
+        self.UpdateKey = channel.unary_unary(
+                '/xrouter.v1.Accounts/UpdateKey',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.UpdateKeyRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.KeyInfo.FromString,
+                _registered_method=True)
+        self.DeleteKey = channel.unary_unary(
+                '/xrouter.v1.Accounts/DeleteKey',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.KeyRef.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.DeleteKeyResponse.FromString,
+                _registered_method=True)
+        self.GetCredits = channel.unary_unary(
+                '/xrouter.v1.Accounts/GetCredits',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.AccountRef.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.Credits.FromString,
+                _registered_method=True)
+        self.TopUp = channel.unary_unary(
+                '/xrouter.v1.Accounts/TopUp',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.TopUpRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.Credits.FromString,
+                _registered_method=True)
+        self.GetGeneration = channel.unary_unary(
+                '/xrouter.v1.Accounts/GetGeneration',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.GenerationRef.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.GenerationInfo.FromString,
+                _registered_method=True)
+        self.Usage = channel.unary_unary(
+                '/xrouter.v1.Accounts/Usage',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.UsageRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.UsageReport.FromString,
+                _registered_method=True)
+
+
+class AccountsServicer:
+    """Keys, credits, generations and usage. The caller's key travels in the `authorization`
+    metadata; management calls need the master key or a management key (tier "mgmt").
+    """
+
+    def GetKey(self, request, context):
+        """The calling key (empty id), or any key for management.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateKey(self, request, context):
+        """The plain key is in the answer once and never again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCredits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TopUp(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGeneration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Usage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AccountsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKey,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.KeyRef.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.KeyInfo.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.ListKeysRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'CreateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKey,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.CreateKeyRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.CreatedKey.SerializeToString,
+            ),
+            'UpdateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKey,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.UpdateKeyRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.KeyInfo.SerializeToString,
+            ),
+            'DeleteKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteKey,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.KeyRef.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.DeleteKeyResponse.SerializeToString,
+            ),
+            'GetCredits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCredits,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.AccountRef.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.Credits.SerializeToString,
+            ),
+            'TopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopUp,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.TopUpRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.Credits.SerializeToString,
+            ),
+            'GetGeneration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGeneration,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.GenerationRef.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.GenerationInfo.SerializeToString,
+            ),
+            'Usage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Usage,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.UsageRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.UsageReport.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'xrouter.v1.Accounts', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('xrouter.v1.Accounts', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Accounts:
+    """Keys, credits, generations and usage. The caller's key travels in the `authorization`
+    metadata; management calls need the master key or a management key (tier "mgmt").
+    """
+
+    @staticmethod
+    def GetKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/GetKey',
+            xrouter_dot_v1_dot_router__pb2.KeyRef.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/ListKeys',
+            xrouter_dot_v1_dot_router__pb2.ListKeysRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/CreateKey',
+            xrouter_dot_v1_dot_router__pb2.CreateKeyRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.CreatedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/UpdateKey',
+            xrouter_dot_v1_dot_router__pb2.UpdateKeyRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/DeleteKey',
+            xrouter_dot_v1_dot_router__pb2.KeyRef.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.DeleteKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCredits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/GetCredits',
+            xrouter_dot_v1_dot_router__pb2.AccountRef.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.Credits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/TopUp',
+            xrouter_dot_v1_dot_router__pb2.TopUpRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.Credits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGeneration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/GetGeneration',
+            xrouter_dot_v1_dot_router__pb2.GenerationRef.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.GenerationInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Usage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/Usage',
+            xrouter_dot_v1_dot_router__pb2.UsageRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.UsageReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

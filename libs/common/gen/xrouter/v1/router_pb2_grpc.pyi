@@ -126,3 +126,115 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         """Text embeddings."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class AccountsStub:
+    """Keys, credits, generations and usage. The caller's key travels in the `authorization`
+    metadata; management calls need the master key or a management key (tier "mgmt").
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> AccountsAsyncStub: ...
+    GetKey: _grpc.UnaryUnaryMultiCallable[_router_pb2.KeyRef, _router_pb2.KeyInfo]
+    """The calling key (empty id), or any key for management."""
+    ListKeys: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListKeysRequest, _router_pb2.ListKeysResponse]
+    CreateKey: _grpc.UnaryUnaryMultiCallable[_router_pb2.CreateKeyRequest, _router_pb2.CreatedKey]
+    """The plain key is in the answer once and never again."""
+    UpdateKey: _grpc.UnaryUnaryMultiCallable[_router_pb2.UpdateKeyRequest, _router_pb2.KeyInfo]
+    DeleteKey: _grpc.UnaryUnaryMultiCallable[_router_pb2.KeyRef, _router_pb2.DeleteKeyResponse]
+    GetCredits: _grpc.UnaryUnaryMultiCallable[_router_pb2.AccountRef, _router_pb2.Credits]
+    TopUp: _grpc.UnaryUnaryMultiCallable[_router_pb2.TopUpRequest, _router_pb2.Credits]
+    GetGeneration: _grpc.UnaryUnaryMultiCallable[_router_pb2.GenerationRef, _router_pb2.GenerationInfo]
+    Usage: _grpc.UnaryUnaryMultiCallable[_router_pb2.UsageRequest, _router_pb2.UsageReport]
+
+@_typing.type_check_only
+class AccountsAsyncStub(AccountsStub):
+    """Keys, credits, generations and usage. The caller's key travels in the `authorization`
+    metadata; management calls need the master key or a management key (tier "mgmt").
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetKey: _aio.UnaryUnaryMultiCallable[_router_pb2.KeyRef, _router_pb2.KeyInfo]  # type: ignore[assignment]
+    """The calling key (empty id), or any key for management."""
+    ListKeys: _aio.UnaryUnaryMultiCallable[_router_pb2.ListKeysRequest, _router_pb2.ListKeysResponse]  # type: ignore[assignment]
+    CreateKey: _aio.UnaryUnaryMultiCallable[_router_pb2.CreateKeyRequest, _router_pb2.CreatedKey]  # type: ignore[assignment]
+    """The plain key is in the answer once and never again."""
+    UpdateKey: _aio.UnaryUnaryMultiCallable[_router_pb2.UpdateKeyRequest, _router_pb2.KeyInfo]  # type: ignore[assignment]
+    DeleteKey: _aio.UnaryUnaryMultiCallable[_router_pb2.KeyRef, _router_pb2.DeleteKeyResponse]  # type: ignore[assignment]
+    GetCredits: _aio.UnaryUnaryMultiCallable[_router_pb2.AccountRef, _router_pb2.Credits]  # type: ignore[assignment]
+    TopUp: _aio.UnaryUnaryMultiCallable[_router_pb2.TopUpRequest, _router_pb2.Credits]  # type: ignore[assignment]
+    GetGeneration: _aio.UnaryUnaryMultiCallable[_router_pb2.GenerationRef, _router_pb2.GenerationInfo]  # type: ignore[assignment]
+    Usage: _aio.UnaryUnaryMultiCallable[_router_pb2.UsageRequest, _router_pb2.UsageReport]  # type: ignore[assignment]
+
+class AccountsServicer(metaclass=_abc_1.ABCMeta):
+    """Keys, credits, generations and usage. The caller's key travels in the `authorization`
+    metadata; management calls need the master key or a management key (tier "mgmt").
+    """
+
+    @_abc_1.abstractmethod
+    def GetKey(
+        self,
+        request: _router_pb2.KeyRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.KeyInfo, _abc.Awaitable[_router_pb2.KeyInfo]]:
+        """The calling key (empty id), or any key for management."""
+
+    @_abc_1.abstractmethod
+    def ListKeys(
+        self,
+        request: _router_pb2.ListKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.ListKeysResponse, _abc.Awaitable[_router_pb2.ListKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateKey(
+        self,
+        request: _router_pb2.CreateKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.CreatedKey, _abc.Awaitable[_router_pb2.CreatedKey]]:
+        """The plain key is in the answer once and never again."""
+
+    @_abc_1.abstractmethod
+    def UpdateKey(
+        self,
+        request: _router_pb2.UpdateKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.KeyInfo, _abc.Awaitable[_router_pb2.KeyInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteKey(
+        self,
+        request: _router_pb2.KeyRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.DeleteKeyResponse, _abc.Awaitable[_router_pb2.DeleteKeyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCredits(
+        self,
+        request: _router_pb2.AccountRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.Credits, _abc.Awaitable[_router_pb2.Credits]]: ...
+
+    @_abc_1.abstractmethod
+    def TopUp(
+        self,
+        request: _router_pb2.TopUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.Credits, _abc.Awaitable[_router_pb2.Credits]]: ...
+
+    @_abc_1.abstractmethod
+    def GetGeneration(
+        self,
+        request: _router_pb2.GenerationRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.GenerationInfo, _abc.Awaitable[_router_pb2.GenerationInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def Usage(
+        self,
+        request: _router_pb2.UsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.UsageReport, _abc.Awaitable[_router_pb2.UsageReport]]: ...
+
+def add_AccountsServicer_to_server(servicer: AccountsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,6 +25,7 @@ class ErrorKind(enum.Enum):
     RATE_LIMITED = "rate_limited"
     UPSTREAM = "upstream"
     NO_PROVIDER = "no_provider"
+    UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
 
@@ -67,10 +68,40 @@ class ModelNotFound(XRouterError):
     kind = ErrorKind.MODEL_NOT_FOUND
 
 
+class Forbidden(XRouterError):
+    """The key may not do this (a model outside its allowed list, management without rights)."""
+
+    kind = ErrorKind.FORBIDDEN
+
+
+class RateLimited(XRouterError):
+    """A rate limit of the key ran out; retry_after says when to try again."""
+
+    kind = ErrorKind.RATE_LIMITED
+
+
+class InsufficientCredits(XRouterError):
+    """The worst-case cost does not fit; metadata.limit_source is "account" or "key"."""
+
+    kind = ErrorKind.INSUFFICIENT_CREDITS
+
+
+class NotFound(XRouterError):
+    """A key, account or generation that does not exist (or is not the caller's)."""
+
+    kind = ErrorKind.MODEL_NOT_FOUND
+
+
 class NoProvider(XRouterError):
     """The model exists, but no deployment satisfies the request's requirements."""
 
     kind = ErrorKind.NO_PROVIDER
+
+
+class Unavailable(XRouterError):
+    """A part of XRouter itself (key store, limiter) cannot serve right now: a 503."""
+
+    kind = ErrorKind.UNAVAILABLE
 
 
 class DeadlineExceeded(XRouterError):

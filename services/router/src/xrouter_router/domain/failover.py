@@ -21,7 +21,7 @@ from xrouter_router.domain.errors import (
     UpstreamTimeout,
     attempts_metadata,
 )
-from xrouter_router.domain.observe import NullObserver, Observer
+from xrouter_router.domain.observe import NullObserver, NullTracer, Observer, SpanLike, Tracer
 from xrouter_router.domain.ports import ChatProvider, EmbeddingProvider
 from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.stats import StatsStore
@@ -62,6 +62,7 @@ class Failover:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         observer: Observer | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._providers = providers
         self._policy = policy
@@ -69,6 +70,7 @@ class Failover:
         self._clock = clock
         self._wall = wall
         self._observer: Observer = observer or NullObserver()
+        self._tracer: Tracer = tracer or NullTracer()
 
     def _timeout(self, deadline: float | None, attempts: Sequence[Attempt]) -> float:
         if deadline is None:
@@ -147,25 +149,40 @@ class Failover:
         for cand in plan[: self._policy.max_attempts]:
             timeout = self._timeout(deadline, attempts)
             provider = self._providers[cand.deployment.provider]
-            started = self._clock()
-            try:
-                async with asyncio.timeout(timeout):
-                    result = await call(provider, cand)
-            except TimeoutError:
-                last = UpstreamTimeout(f"{provider.name} {silence} within {timeout:.3g}s",
-                                       provider=provider.name)
-            except UpstreamError as exc:
-                last = exc
-            else:
-                await self._record(attempts, cand, started, None)
-                return cand, result, attempts
-            await self._record(attempts, cand, started, last)
+            dep = cand.deployment
+            with self._tracer.span("provider.attempt", {
+                    "xrouter.model": cand.model.id, "xrouter.provider": dep.provider,
+                    "xrouter.deployment": dep.id, "xrouter.upstream_model": dep.upstream_model,
+            }) as span:
+                started = self._clock()
+                try:
+                    async with asyncio.timeout(timeout):
+                        result = await call(provider, cand)
+                except TimeoutError:
+                    last = UpstreamTimeout(f"{provider.name} {silence} within {timeout:.3g}s",
+                                           provider=provider.name)
+                except UpstreamError as exc:
+                    last = exc
+                else:
+                    span.set_attribute("xrouter.outcome", "success")
+                    _usage_attributes(span, result)
+                    await self._record(attempts, cand, started, None)
+                    return cand, result, attempts
+                span.set_attribute("xrouter.outcome", last.reason)
+                await self._record(attempts, cand, started, last)
             if not last.retryable:
                 raise last
             if deadline is not None and self._clock() >= deadline:
                 raise DeadlineExceeded("The request's deadline passed before a provider answered",
                                        metadata=attempts_metadata(attempts))
         raise AllAttemptsFailed(attempts, last)
+
+
+def _usage_attributes(span: SpanLike, result: object) -> None:
+    usage = result.usage if isinstance(result, Completion) else None
+    if usage is not None:
+        span.set_attribute("xrouter.tokens.prompt", usage.prompt)
+        span.set_attribute("xrouter.tokens.completion", usage.completion)
 
 
 async def close_stream(stream: AsyncIterator[StreamBatch]) -> None:

@@ -3,6 +3,8 @@ Observer; the composition root plugs in the Prometheus one, tests a recording on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from xrouter_router.domain.catalog import Deployment
@@ -25,3 +27,30 @@ class NullObserver:
     def generation(self, model: str, provider: str, *, outcome: str, streamed: bool,
                    attempts: int, usage: Usage | None) -> None:
         return None
+
+
+class SpanLike(Protocol):
+    def set_attribute(self, key: str, value: str | int | float | bool) -> None: ...
+
+
+class Tracer(Protocol):
+    """Spans around the core's units of work (provider attempts); the composition root plugs
+    in OpenTelemetry when tracing is on."""
+
+    def span(self, name: str,
+             attributes: Mapping[str, str | int | float | bool]) -> AbstractContextManager[SpanLike]:
+        ...
+
+
+class _NullSpan:
+    def set_attribute(self, key: str, value: str | int | float | bool) -> None:
+        return None
+
+
+_NULL = nullcontext(_NullSpan())
+
+
+class NullTracer:
+    def span(self, name: str,
+             attributes: Mapping[str, str | int | float | bool]) -> AbstractContextManager[SpanLike]:
+        return _NULL

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from xrouter_router.domain.auth import Principal
 from xrouter_router.domain.catalog import Deployment
+from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.ledger import Account, GenerationRecord, UsageRow, UsageTotals
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
     EmbeddingRequest,
     Embeddings,
+    RateWindow,
     StreamBatch,
 )
 
@@ -48,7 +52,106 @@ class TokenCounter(Protocol):
 
 
 class Authenticator(Protocol):
-    """Turns an API key into a principal, or raises Unauthenticated."""
+    """Turns an API key into the ApiKey it is, or raises Unauthenticated."""
 
-    async def authenticate(self, api_key: str) -> Principal: ...
+    async def authenticate(self, api_key: str) -> ApiKey: ...
 
+
+
+class KeyStore(Protocol):
+    """API keys by id and by keyed hash. Hashes are unique; the plain key is never stored."""
+
+    async def create(self, key: ApiKey, hashed: str) -> None: ...
+
+    async def by_hash(self, hashed: str) -> ApiKey | None: ...
+
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def list(self, account_id: str | None = None) -> list[ApiKey]: ...
+
+    async def update(self, key: ApiKey) -> None: ...
+
+    async def delete(self, key_id: str) -> bool: ...
+
+
+class AccountStore(Protocol):
+    """Accounts and their balances, moved only through credit-ledger entries: a top-up credits
+    the account, a generation's charge debits it exactly once (keyed by generation id)."""
+
+    async def create(self, account: Account) -> None: ...
+
+    async def get(self, account_id: str) -> Account | None: ...
+
+    async def top_up(self, account_id: str, amount: Decimal, reference: str) -> Decimal:
+        """Credit the account; returns the new balance."""
+        ...
+
+    async def charge(self, account_id: str, key_id: str, generation_id: str,
+                     amount: Decimal) -> bool:
+        """Debit the account for a generation made with the key; False (and nothing changes)
+        if that generation was already charged."""
+        ...
+
+    async def spent(self, key_id: str) -> Decimal:
+        """What the key's generations have cost so far (for its credit limit)."""
+        ...
+
+
+class UsageLedger(Protocol):
+    """Generation records, written exactly once (a repeated id is ignored), read back only by
+    the key or account that made them, and summed from rollups."""
+
+    async def record(self, record: GenerationRecord) -> None: ...
+
+    async def get(self, generation_id: str) -> GenerationRecord | None: ...
+
+    async def totals(self, *, key_id: str | None = None, account_id: str | None = None,
+                     since: float | None = None) -> UsageTotals: ...
+
+    async def report(self, *, account_id: str | None, group_by: Sequence[str], since: float,
+                     until: float) -> list[UsageRow]: ...
+
+
+class Limiter(Protocol):
+    """Rate limits and concurrency per key, exact across router replicas."""
+
+    async def acquire(self, key: ApiKey, now: float) -> RateWindow | None:
+        """Count one request and take a concurrency slot; raises RateLimited. None when the key
+        has no request limit."""
+        ...
+
+    async def release(self, key: ApiKey) -> None:
+        """Give the concurrency slot back."""
+        ...
+
+    async def add_tokens(self, key: ApiKey, tokens: int, now: float) -> None:
+        """Count tokens against tokens_per_minute (checked by the next acquire)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    generation_id: str
+    account_id: str
+    key_id: str
+    amount: Decimal
+
+
+class CreditGuard(Protocol):
+    """Reservations of worst-case cost against the account's balance and the key's credit
+    limit, so concurrent requests can never overspend; settled with the real cost."""
+
+    async def reserve(self, key: ApiKey, generation_id: str, amount: Decimal,
+                      *, partial_from: Decimal | None = None) -> Reservation:
+        """Reserve `amount`, or, when `partial_from` is given, as much as is available if that
+        is at least `partial_from`. Raises InsufficientCredits (metadata.limit_source)."""
+        ...
+
+    async def extend(self, key: ApiKey, reservation: Reservation,
+                     amount: Decimal) -> Reservation | None:
+        """Grow a reservation by `amount`; None when it does not fit."""
+        ...
+
+    async def settle(self, reservation: Reservation, cost: Decimal) -> None:
+        """Charge `cost` (exactly once per generation) and release the rest."""
+        ...

@@ -8,15 +8,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from xrouter_router.domain import accounting
+from xrouter_router.domain.billing import Admission, Billing
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.errors import (
     AllAttemptsFailed,
     Attempt,
+    ErrorKind,
     UpstreamError,
     UpstreamTimeout,
     XRouterError,
 )
-from xrouter_router.domain.failover import Failover, close_stream
+from xrouter_router.domain.failover import Failover, OpenedStream, close_stream
 from xrouter_router.domain.observe import NullObserver, Observer
 from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
@@ -27,6 +29,7 @@ from xrouter_router.domain.types import (
     Delta,
     EmbeddingRequest,
     Embeddings,
+    RateWindow,
     Served,
     StreamBatch,
     TokenCounts,
@@ -34,6 +37,17 @@ from xrouter_router.domain.types import (
 )
 
 MIN_THROUGHPUT_WINDOW = 0.05
+
+
+class BudgetExhausted(XRouterError):
+    """The account's money ran out in the middle of a stream: it ends with finish_reason
+    "length" and this error (code budget_exhausted) in the error chunk."""
+
+    kind = ErrorKind.INSUFFICIENT_CREDITS
+
+    def __init__(self) -> None:
+        super().__init__("The credit balance ran out during the stream",
+                         metadata={"error_code": "budget_exhausted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +58,7 @@ class StreamEvent:
     served: Served | None = None
     end: StreamEnd | None = None
     attempts: tuple[Attempt, ...] = ()
+    rate_limit: RateWindow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +79,7 @@ class ChatService:
         balancer: Balancer | None = None,
         counter: TokenCounter | None = None,
         observer: Observer | None = None,
+        billing: Billing | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._catalog = catalog
@@ -74,6 +90,7 @@ class ChatService:
         self._balancer = balancer or Balancer()
         self._counter: TokenCounter = counter or accounting.RatioCounter()
         self._observer: Observer = observer or NullObserver()
+        self._billing = billing
         self._wall = wall
 
     @property
@@ -147,50 +164,146 @@ class ChatService:
         return result
 
     async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
-        await self._auth.authenticate(api_key)
+        key = await self._auth.authenticate(api_key)
         route = await self.route(request, commit=True)
-        cand, completion, attempts = await self._failover.complete(route.candidates, request,
-                                                                   deadline)
+        key.may_use(route.candidates[0].model.id)
+        admission = None
+        if self._billing is not None:
+            admission = await self._billing.admit(key, request,
+                                                  [c.deployment for c in route.candidates],
+                                                  stream=False)
+        try:
+            cand, completion, attempts = await self._failover.complete(route.candidates, request,
+                                                                       deadline)
+        except XRouterError as exc:
+            if admission is not None and self._billing is not None:
+                await self._billing.finish(
+                    admission, request, served=None, usage=None, status=exc.kind.value,
+                    finish_reason="error", streamed=False, latency_ms=0,
+                    attempts=exc.attempts if isinstance(exc, AllAttemptsFailed) else ())
+            raise
         tokens = completion.usage or await self._estimate(request, completion.message.text())
-        return ChatResult(
+        result = ChatResult(
             served=_served(cand),
             completion=completion,
             usage=Usage(tokens, accounting.price(tokens, cand.deployment.price)),
             attempts=tuple(attempts),
+            rate_limit=admission.window if admission is not None else None,
         )
+        if admission is not None and self._billing is not None:
+            await self._billing.finish(
+                admission, request, served=result.served, usage=result.usage, status="success",
+                finish_reason=completion.finish_reason, attempts=attempts, streamed=False,
+                latency_ms=attempts[-1].latency_ms if attempts else 0)
+        return result
 
     async def stream(
         self, api_key: str, request: ChatRequest, deadline: float | None
     ) -> AsyncGenerator[StreamEvent, None]:
         """Raises before the first event (nothing sent yet); after it, errors end the stream
         in-band in StreamEnd.error and usage is always reported."""
+        admission: Admission | None = None
         try:
-            await self._auth.authenticate(api_key)
+            key = await self._auth.authenticate(api_key)
             route = await self.route(request, commit=True)
+            key.may_use(route.candidates[0].model.id)
+            if self._billing is not None:
+                admission = await self._billing.admit(
+                    key, request, [c.deployment for c in route.candidates], stream=True)
             opened = await self._failover.open_stream(route.candidates, request, deadline)
         except XRouterError as exc:
             self._failed(request, exc, streamed=True)
+            if admission is not None and self._billing is not None:
+                await self._billing.finish(
+                    admission, request, served=None, usage=None, status=exc.kind.value,
+                    finish_reason="error", streamed=True, latency_ms=0,
+                    attempts=exc.attempts if isinstance(exc, AllAttemptsFailed) else ())
             raise
+        relay = self._relay(request, opened, admission)
+        try:
+            async for event in relay:
+                yield event
+        finally:
+            await relay.aclose()  # closing early must close the upstream stream now
+
+    async def _conclude_cancelled(self, request: ChatRequest, opened: OpenedStream,
+                                  admission: Admission | None,
+                                  acc: accounting.StreamAccumulator,
+                                  usage: TokenCounts | None) -> None:
+        tokens = usage or await self._estimate(request, acc.completion_text())
+        cost = accounting.price(tokens, opened.candidate.deployment.price)
+        if admission is not None and admission.reservation is not None:
+            cost = min(cost, admission.reservation.amount)
+        cand = opened.candidate
+        self._observer.generation(cand.model.id, cand.deployment.provider, outcome="cancelled",
+                                  streamed=True, attempts=len(opened.attempts),
+                                  usage=Usage(tokens, cost))
+        if admission is not None and self._billing is not None:
+            await self._billing.finish(
+                admission, request, served=_served(cand), usage=Usage(tokens, cost),
+                status="cancelled", finish_reason="cancelled", attempts=opened.attempts,
+                streamed=True, latency_ms=opened.attempts[-1].latency_ms if opened.attempts else 0)
+
+    async def _conclude(self, request: ChatRequest, opened: OpenedStream,
+                        admission: Admission | None, acc: accounting.StreamAccumulator, *,
+                        usage: TokenCounts | None, error: XRouterError | None, spread: bool,
+                        elapsed: float) -> StreamEnd:
+        """Usage, statistics, metrics and billing of a stream that ended (not cancelled)."""
+        tokens = usage or await self._estimate(request, acc.completion_text())
+        cand = opened.candidate
+        # Throughput needs tokens spread over time: an answer that came in one read says nothing.
+        if error is None and tokens.completion and spread:
+            await self._stats.record_throughput(cand.deployment.id, tokens.completion / elapsed)
+        cost = accounting.price(tokens, cand.deployment.price)
+        if isinstance(error, BudgetExhausted) and admission is not None \
+                and admission.reservation is not None:
+            # Cut when the money ran out: it costs at most what was reserved.
+            cost = min(cost, admission.reservation.amount)
+        end = StreamEnd(Usage(tokens, cost), error)
+        status = "success" if error is None else (
+            "budget_exhausted" if isinstance(error, BudgetExhausted) else "stream_error")
+        self._observer.generation(cand.model.id, cand.deployment.provider, outcome=status,
+                                  streamed=True, attempts=len(opened.attempts), usage=end.usage)
+        if admission is not None and self._billing is not None:
+            await self._billing.finish(
+                admission, request, served=_served(cand), usage=end.usage, status=status,
+                finish_reason=next(iter(acc.finish_reason.values()), "length" if error else ""),
+                attempts=opened.attempts, streamed=True,
+                latency_ms=opened.attempts[-1].latency_ms if opened.attempts else 0)
+        return end
+
+    async def _relay(self, request: ChatRequest, opened: OpenedStream,
+                     admission: Admission | None) -> AsyncGenerator[StreamEvent, None]:
+        """Pass the opened stream on; account for it; end it in-band on errors or when the
+        money runs out; always end with usage."""
         started = time.monotonic()
-        batches = 0
+        batches = chars = 0
         acc = accounting.StreamAccumulator()
         usage: TokenCounts | None = None
         error: XRouterError | None = None
         batch: StreamBatch | None = opened.first
         served: Served | None = _served(opened.candidate)
         attempts: tuple[Attempt, ...] = tuple(opened.attempts)
+        window = admission.window if admission is not None else None
         provider = opened.candidate.deployment.provider
         try:
             while batch is not None:
                 for delta in batch.deltas:
                     acc.add(delta)
+                    chars += len(delta.content or "") + sum(len(c.arguments)
+                                                            for c in delta.tool_calls)
                 usage = batch.usage or usage
                 if batch.done:
                     break
                 if batch.deltas:
-                    yield StreamEvent(deltas=batch.deltas, served=served,
-                                      attempts=attempts)
-                    served, attempts = None, ()
+                    yield StreamEvent(deltas=batch.deltas, served=served, attempts=attempts,
+                                      rate_limit=window)
+                    served, attempts, window = None, (), None
+                if admission is not None and self._billing is not None and not \
+                        await self._billing.afford(admission, accounting.estimate_tokens("x" * chars)):
+                    error = BudgetExhausted()
+                    batch = StreamBatch((Delta(finish_reason="length"),))
+                    break
                 batch = await _next(opened.rest, self._idle_timeout, provider)
                 batches += 1
         except UpstreamError as exc:
@@ -199,22 +312,19 @@ class ChatService:
             dep = opened.candidate.deployment
             await self._stats.record(dep.id, dep.provider, ok=not exc.retryable, latency_ms=None,
                                      now=self._wall())
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client went away: close upstream, then bill what was generated so far.
+            await close_stream(opened.rest)
+            await self._conclude_cancelled(request, opened, admission, acc, usage)
+            raise
         finally:
             await close_stream(opened.rest)
-        tokens = usage or await self._estimate(request, acc.completion_text())
-        elapsed = time.monotonic() - started
-        # Throughput needs tokens spread over time: an answer that came in one read says nothing.
-        if error is None and tokens.completion and batches and elapsed >= MIN_THROUGHPUT_WINDOW:
-            await self._stats.record_throughput(opened.candidate.deployment.id,
-                                                tokens.completion / elapsed)
-        end = StreamEnd(Usage(tokens, accounting.price(tokens, opened.candidate.deployment.price)),
-                        error)
-        served_by = opened.candidate
-        self._observer.generation(served_by.model.id, served_by.deployment.provider,
-                                  outcome="success" if error is None else "stream_error",
-                                  streamed=True, attempts=len(opened.attempts), usage=end.usage)
+        end = await self._conclude(request, opened, admission, acc, usage=usage, error=error,
+                                   spread=batches > 0 and time.monotonic() - started >= MIN_THROUGHPUT_WINDOW,
+                                   elapsed=time.monotonic() - started)
         last = batch.deltas if batch is not None else ()
-        yield StreamEvent(deltas=last, served=served, end=end, attempts=attempts)
+        yield StreamEvent(deltas=last, served=served, end=end, attempts=attempts,
+                          rate_limit=window)
 
 
 async def _next(stream: AsyncIterator[StreamBatch], idle: float, provider: str) -> StreamBatch | None:

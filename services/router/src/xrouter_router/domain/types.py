@@ -164,12 +164,23 @@ class Served:
 
 
 @dataclass(frozen=True, slots=True)
+class RateWindow:
+    """What the X-RateLimit-* headers say: the tightest request limit and its window."""
+
+    limit: int
+    remaining: int
+    reset: float  # unix seconds when the window resets
+
+
+@dataclass(frozen=True, slots=True)
 class ChatResult:
     served: Served
     completion: Completion
     usage: Usage
     # Every provider attempt, in order; the last one served the answer.
     attempts: tuple[Attempt, ...] = ()
+    # The key's tightest request window after this request (None: unlimited).
+    rate_limit: RateWindow | None = None
 
 
 @dataclass(frozen=True, slots=True)

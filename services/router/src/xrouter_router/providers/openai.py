@@ -93,10 +93,16 @@ class OpenAIProvider:
     async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
         decoder = SSEDecoder()
         finished = False
-        while True:
+        cut = False
+        while not cut:
             # readany() returns everything already buffered: chunks that arrived together
             # travel on as one batch, which is where per-message overhead is saved.
-            data = await resp.content.readany()
+            try:
+                data = await resp.content.readany()
+            except aiohttp.ClientPayloadError:
+                # The connection broke mid-body. What arrived with the break is still in the
+                # reader's buffer: pass it on before reporting the cut.
+                data, cut = buffered_leftover(resp.content), True
             if not data:
                 break
             events = decoder.feed(data)
@@ -192,6 +198,16 @@ class OpenAIProvider:
             body.pop("stream", None)
             body.pop("stream_options", None)
         return orjson.dumps(body)
+
+
+def buffered_leftover(reader: aiohttp.StreamReader) -> bytes:
+    """Bytes aiohttp received but had not handed out when the payload failed (its reader
+    raises before returning them). Reads a private attribute, so it degrades to nothing."""
+    buffer = getattr(reader, "_buffer", None)
+    try:
+        return b"".join(bytes(chunk) for chunk in buffer) if buffer else b""
+    except TypeError:
+        return b""
 
 
 def tool_json(name: str, description: str, parameters: bytes, strict: bool | None) -> dict[str, Any]:

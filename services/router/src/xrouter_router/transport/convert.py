@@ -19,6 +19,7 @@ from xrouter_router.domain.types import (
     Embeddings,
     Message,
     ProviderPreferences,
+    RateWindow,
     Sampling,
     Served,
     Tool,
@@ -137,7 +138,15 @@ def result_to_proto(generation_id: str, result: ChatResult) -> pb.ChatResponse:
         system_fingerprint=c.system_fingerprint,
         deployment=result.served.deployment,
         attempts=attempts_to_proto(result.attempts),
+        rate_limit=rate_limit_to_proto(result.rate_limit),
     )
+
+
+def rate_limit_to_proto(window: RateWindow | None) -> pb.RateLimitInfo | None:
+    if window is None:
+        return None
+    return pb.RateLimitInfo(limit=window.limit, remaining=max(0, window.remaining),
+                            reset=int(window.reset))
 
 
 def _delta(d: Delta) -> pb.ChunkDelta:
@@ -159,6 +168,9 @@ def event_to_proto(ev: StreamEvent, error: pb.ErrorDetail | None) -> pb.ChatStre
         out.created = ev.served.created
         out.deployment = ev.served.deployment
         out.attempts.extend(attempts_to_proto(ev.attempts))
+    window = rate_limit_to_proto(ev.rate_limit)
+    if window is not None:
+        out.rate_limit.CopyFrom(window)
     if ev.end is not None:
         out.end.usage.CopyFrom(usage_to_proto(ev.end.usage))
         if error is not None:

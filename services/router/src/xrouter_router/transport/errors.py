@@ -21,6 +21,7 @@ _TABLE: dict[ErrorKind, tuple[grpc.StatusCode, pb.ErrorKind.ValueType]] = {
     ErrorKind.RATE_LIMITED: (grpc.StatusCode.RESOURCE_EXHAUSTED, pb.ERROR_KIND_RATE_LIMITED),
     ErrorKind.UPSTREAM: (grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_UPSTREAM),
     ErrorKind.NO_PROVIDER: (grpc.StatusCode.FAILED_PRECONDITION, pb.ERROR_KIND_NO_PROVIDER),
+    ErrorKind.UNAVAILABLE: (grpc.StatusCode.INTERNAL, pb.ERROR_KIND_UNAVAILABLE),
     ErrorKind.INTERNAL: (grpc.StatusCode.INTERNAL, pb.ERROR_KIND_INTERNAL),
 }
 

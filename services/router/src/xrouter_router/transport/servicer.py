@@ -5,28 +5,48 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
-from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY
+from xrouter_common.tracing import trace_id_of
+from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
 from xrouter_router.domain.errors import InternalError, XRouterError
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import ProviderStatus, provider_status
+from xrouter_router.tracing import server_span
 from xrouter_router.transport import convert
 from xrouter_router.transport.errors import status_of, to_detail
 
 log = logging.getLogger("xrouter.router")
 
 
-def _api_key(context: grpc.aio.ServicerContext) -> str:  # type: ignore[type-arg]
+@dataclass(slots=True)
+class _Meta:
+    api_key: str = ""
+    traceparent: str = ""
+    request_id: str = ""
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> _Meta:  # type: ignore[type-arg]
+    meta = _Meta()
     for key, value in context.invocation_metadata() or ():
+        text = value if isinstance(value, str) else value.decode()
         if key == AUTHORIZATION_KEY:
-            text = value if isinstance(value, str) else value.decode()
             scheme, _, token = text.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else text.strip()
-    return ""
+            meta.api_key = token.strip() if scheme.lower() == "bearer" else text.strip()
+        elif key == TRACEPARENT_KEY:
+            meta.traceparent = text
+        elif key == REQUEST_ID_KEY:
+            meta.request_id = text
+    return meta
+
+
+def _api_key(context: grpc.aio.ServicerContext) -> str:  # type: ignore[type-arg]
+    return _metadata(context).api_key
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:  # type: ignore[type-arg]
@@ -46,39 +66,79 @@ def _internal(exc: BaseException) -> InternalError:
 
 
 class RouterServicer(pb_grpc.RouterServicer):
-    def __init__(self, service: ChatService, providers: list[str]) -> None:
+    def __init__(self, service: ChatService, providers: list[str], *, tracer: Any | None = None,
+                 request_log: bool = True) -> None:
         self._service = service
         self._providers = providers
+        self._tracer = tracer
+        self._request_log = request_log
+
+    def _log(self, rpc: str, meta: _Meta, request: pb.ChatRequest, *, started: float,
+             outcome: str, served: tuple[str, str, int] | None) -> None:
+        """One line per request: ids, routing outcome, timing; never content or keys."""
+        if not self._request_log:
+            return
+        model, provider, attempts = served or (request.model, "", 0)
+        log.info("rpc", extra={"fields": {
+            "rpc": rpc, "generation_id": request.generation_id, "request_id": meta.request_id,
+            "trace_id": trace_id_of(meta.traceparent), "model": model, "provider": provider,
+            "attempts": attempts, "outcome": outcome,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2)}})
 
     async def Chat(self, request: pb.ChatRequest,  # noqa: N802 - gRPC method name
                    context: grpc.aio.ServicerContext) -> pb.ChatResponse:  # type: ignore[type-arg]
-        try:
-            req = convert.request_from_proto(request)
-            result = await self._service.chat(_api_key(context), req, _deadline(context))
-            return convert.result_to_proto(request.generation_id, result)
-        except XRouterError as exc:
-            await _abort(context, exc)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare 500
-            await _abort(context, _internal(exc))
+        started = time.perf_counter()
+        meta = _metadata(context)
+        outcome, served = "internal", None
+        with server_span(self._tracer, "xrouter.v1.Router/Chat", meta.traceparent,
+                         {"xrouter.generation_id": request.generation_id,
+                          "xrouter.model": request.model}):
+            try:
+                req = convert.request_from_proto(request)
+                result = await self._service.chat(meta.api_key, req, _deadline(context))
+                outcome = "success"
+                served = (result.served.model, result.served.provider, len(result.attempts))
+                return convert.result_to_proto(request.generation_id, result)
+            except XRouterError as exc:
+                outcome = exc.kind.value
+                await _abort(context, exc)
+            except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare 500
+                await _abort(context, _internal(exc))
+            finally:
+                self._log("Chat", meta, request, started=started, outcome=outcome, served=served)
         raise AssertionError("unreachable: abort raises")
 
     async def ChatStream(self, request: pb.ChatRequest,  # noqa: N802
                          context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                          ) -> AsyncIterator[pb.ChatStreamEvent]:
+        started = time.perf_counter()
+        meta = _metadata(context)
+        outcome, served = "cancelled", None
         events = None
-        try:
-            req = convert.request_from_proto(request)
-            events = self._service.stream(_api_key(context), req, _deadline(context))
-            async for event in events:
-                error = to_detail(event.end.error) if event.end and event.end.error else None
-                yield convert.event_to_proto(event, error)
-        except XRouterError as exc:
-            await _abort(context, exc)
-        except Exception as exc:  # noqa: BLE001
-            await _abort(context, _internal(exc))
-        finally:
-            if events is not None:
-                await events.aclose()
+        with server_span(self._tracer, "xrouter.v1.Router/ChatStream", meta.traceparent,
+                         {"xrouter.generation_id": request.generation_id,
+                          "xrouter.model": request.model}):
+            try:
+                req = convert.request_from_proto(request)
+                events = self._service.stream(meta.api_key, req, _deadline(context))
+                async for event in events:
+                    if event.served is not None:
+                        served = (event.served.model, event.served.provider, len(event.attempts))
+                    error = to_detail(event.end.error) if event.end and event.end.error else None
+                    if event.end is not None:
+                        outcome = "success" if error is None else "stream_error"
+                    yield convert.event_to_proto(event, error)
+            except XRouterError as exc:
+                outcome = exc.kind.value
+                await _abort(context, exc)
+            except Exception as exc:  # noqa: BLE001
+                outcome = "internal"
+                await _abort(context, _internal(exc))
+            finally:
+                if events is not None:
+                    await events.aclose()
+                self._log("ChatStream", meta, request, started=started, outcome=outcome,
+                          served=served)
 
     async def ListModels(self, request: pb.ListModelsRequest,  # noqa: N802
                          context: grpc.aio.ServicerContext,  # type: ignore[type-arg]

@@ -1,0 +1,273 @@
+"""Keys, credits, generations and usage over HTTP, in OpenRouter's shapes (and the origin's
+/v1/auth/key). The router decides who may see and change what; this module only translates."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import grpc
+import msgspec
+import orjson
+from msgspec import Meta, Struct
+from starlette.requests import Request
+from starlette.responses import Response
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.chat import api_key, call_metadata, read_body
+from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.router_client import RouterClient
+from xrouter_gateway.settings import GatewaySettings
+
+T = TypeVar("T")
+_TIMEOUT = 10.0
+_MAX_BODY = 64 * 1024
+
+
+def _num(text: str) -> Any:
+    """An exact decimal string as a JSON number, or null."""
+    return orjson.Fragment(text.encode()) if text else None
+
+
+def _iso(unix: float | None) -> str | None:
+    if not unix:
+        return None
+    return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def key_json(k: pb.KeyInfo) -> dict[str, Any]:
+    """OpenRouter's key object, plus XRouter's fields."""
+    return {
+        "id": k.id, "label": k.label, "name": k.label, "tier": k.tier, "prefix": k.prefix,
+        "account_id": k.account_id, "disabled": k.disabled,
+        "limit": _num(k.credit_limit), "limit_remaining": _num(k.limit_remaining),
+        "usage": _num(k.usage) or 0, "usage_daily": _num(k.usage_daily) or 0,
+        "usage_weekly": _num(k.usage_weekly) or 0, "usage_monthly": _num(k.usage_monthly) or 0,
+        "is_free_tier": k.tier == "free",
+        "created_at": _iso(k.created_at),
+        "expires_at": _iso(k.expires_at) if k.HasField("expires_at") else None,
+        "allowed_models": list(k.allowed_models) or None,
+        "rate_limit": {
+            "requests": k.requests_per_minute if k.HasField("requests_per_minute") else None,
+            "interval": "1m",
+            "requests_per_day": k.requests_per_day if k.HasField("requests_per_day") else None,
+            "tokens_per_minute": k.tokens_per_minute if k.HasField("tokens_per_minute") else None,
+            "concurrent": k.concurrent if k.HasField("concurrent") else None,
+        },
+    }
+
+
+class CreateKey(Struct):
+    name: str | None = None
+    label: str | None = None
+    tier: Annotated[str, Meta(pattern=r"^[a-z]{2,16}$")] = "free"
+    account_id: str = ""
+    limit: Annotated[float | str, Meta(description="credit limit, RUB")] | None = None
+    expires_at: str | float | None = None
+    allowed_models: list[str] | None = None
+    requests_per_minute: Annotated[int, Meta(ge=0)] | None = None
+    requests_per_day: Annotated[int, Meta(ge=0)] | None = None
+    tokens_per_minute: Annotated[int, Meta(ge=0)] | None = None
+    concurrent: Annotated[int, Meta(ge=0)] | None = None
+
+
+class UpdateKey(Struct, forbid_unknown_fields=True):
+    name: str | None = None
+    label: str | None = None
+    disabled: bool | None = None
+    limit: float | str | None = None
+    expires_at: str | float | None = None
+    allowed_models: list[str] | None = None
+    requests_per_minute: Annotated[int, Meta(ge=0)] | None = None
+    requests_per_day: Annotated[int, Meta(ge=0)] | None = None
+    tokens_per_minute: Annotated[int, Meta(ge=0)] | None = None
+    concurrent: Annotated[int, Meta(ge=0)] | None = None
+
+
+class TopUp(Struct, forbid_unknown_fields=True):
+    account_id: Annotated[str, Meta(min_length=1)]
+    amount: float | str
+    reference: str = ""
+
+
+def _decode(body: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(body or b"{}", type=kind)
+    except msgspec.ValidationError as exc:
+        text, _, path = str(exc).partition(" - at `$.")
+        raise APIError(400, f"Invalid request: {text}", param=path.rstrip("`") or None) from None
+    except msgspec.DecodeError as exc:
+        raise APIError(400, f"Invalid JSON in request body: {exc}") from None
+
+
+def _timestamp(value: str | float | None, param: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise APIError(400, f"{param} must be an ISO 8601 time or unix seconds",
+                       param=param) from None
+
+
+def _limits(req: CreateKey | UpdateKey, out: pb.CreateKeyRequest | pb.UpdateKeyRequest) -> None:
+    for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent"):
+        value = getattr(req, name)
+        if value is not None:
+            setattr(out, name, value)
+
+
+def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
+    """OpenRouter's generation stats, XRouter's extras after them."""
+    return {
+        "id": g.id, "model": g.model, "provider_name": g.provider, "streamed": g.streamed,
+        "created_at": _iso(g.created_at), "generation_time": g.generation_ms,
+        "latency": g.latency_ms, "tokens_prompt": g.prompt_tokens,
+        "tokens_completion": g.completion_tokens,
+        "native_tokens_prompt": g.prompt_tokens if g.counts_native else None,
+        "native_tokens_completion": g.completion_tokens if g.counts_native else None,
+        "native_tokens_cached": g.cached_tokens, "native_tokens_reasoning": g.reasoning_tokens,
+        "total_cost": _num(g.cost) or 0, "currency": "RUB", "finish_reason": g.finish_reason,
+        "status": g.status, "key_id": g.key_id,
+        "attempts": [{"provider_name": a.provider, "model": a.model, "deployment": a.deployment,
+                      "outcome": a.outcome, "latency_ms": a.latency_ms, "status": a.status}
+                     for a in g.attempts],
+    }
+
+
+class AccountsEndpoints:
+    def __init__(self, client: RouterClient, settings: GatewaySettings) -> None:
+        self._client = client
+        self._settings = settings
+
+    async def _call(self, request: Request, method: Callable[..., Awaitable[T]],
+                    message: Any) -> T:
+        key = api_key(request)
+        try:
+            return await method(message, metadata=call_metadata(request, key, ""),
+                                timeout=_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    async def key(self, request: Request) -> Response:
+        info = await self._call(request, self._client.accounts.GetKey, pb.KeyRef())
+        return _json({"data": key_json(info)})
+
+    async def auth_key(self, request: Request) -> Response:
+        info = await self._call(request, self._client.accounts.GetKey, pb.KeyRef())
+        full = key_json(info)
+        return _json({"data": {k: full[k] for k in ("label", "usage", "limit", "is_free_tier",
+                                                     "rate_limit")}})
+
+    async def credits(self, request: Request) -> Response:
+        ref = pb.AccountRef(account_id=request.query_params.get("account_id", ""))
+        c = await self._call(request, self._client.accounts.GetCredits, ref)
+        return _json({"data": {"total_credits": _num(c.total_credits) or 0,
+                               "total_usage": _num(c.total_usage) or 0,
+                               "balance": _num(c.balance) or 0, "currency": "RUB",
+                               "account_id": c.account_id}})
+
+    async def top_up(self, request: Request) -> Response:
+        req = _decode(await read_body(request, _MAX_BODY), TopUp)
+        c = await self._call(request, self._client.accounts.TopUp, pb.TopUpRequest(
+            account_id=req.account_id, amount=str(req.amount), reference=req.reference))
+        return _json({"data": {"total_credits": _num(c.total_credits) or 0,
+                               "total_usage": _num(c.total_usage) or 0,
+                               "balance": _num(c.balance) or 0, "currency": "RUB",
+                               "account_id": c.account_id}})
+
+    async def generation(self, request: Request) -> Response:
+        generation_id = request.query_params.get("id", "")
+        if not generation_id:
+            raise APIError(400, "The query parameter 'id' is required", param="id")
+        g = await self._call(request, self._client.accounts.GetGeneration,
+                             pb.GenerationRef(id=generation_id))
+        return _json({"data": generation_json(g)})
+
+    async def list_keys(self, request: Request) -> Response:
+        reply = await self._call(request, self._client.accounts.ListKeys, pb.ListKeysRequest(
+            account_id=request.query_params.get("account_id", "")))
+        return _json({"data": [key_json(k) for k in reply.keys]})
+
+    async def create_key(self, request: Request) -> Response:
+        req = _decode(await read_body(request, _MAX_BODY), CreateKey)
+        out = pb.CreateKeyRequest(label=req.label or req.name or "", tier=req.tier,
+                                  account_id=req.account_id,
+                                  allowed_models=req.allowed_models or [],
+                                  credit_limit="" if req.limit is None else str(req.limit))
+        expires = _timestamp(req.expires_at, "expires_at")
+        if expires is not None:
+            out.expires_at = expires
+        _limits(req, out)
+        created = await self._call(request, self._client.accounts.CreateKey, out)
+        return _json({"data": key_json(created.info), "key": created.key}, status=201)
+
+    async def create_auth_key(self, request: Request) -> Response:
+        """The origin's POST /v1/auth/key: {label, expires_at} -> {data: {key, label, ...}}."""
+        req = _decode(await read_body(request, _MAX_BODY), CreateKey)
+        out = pb.CreateKeyRequest(label=req.label or req.name or "", tier=req.tier,
+                                  account_id=req.account_id)
+        expires = _timestamp(req.expires_at, "expires_at")
+        if expires is not None:
+            out.expires_at = expires
+        created = await self._call(request, self._client.accounts.CreateKey, out)
+        info = key_json(created.info)
+        return _json({"data": {"key": created.key, "id": info["id"], "label": info["label"],
+                               "created_at": info["created_at"],
+                               "expires_at": info["expires_at"]}}, status=201)
+
+    async def get_key(self, request: Request) -> Response:
+        info = await self._call(request, self._client.accounts.GetKey,
+                                pb.KeyRef(id=request.path_params["key_id"]))
+        return _json({"data": key_json(info)})
+
+    async def update_key(self, request: Request) -> Response:
+        body = await read_body(request, _MAX_BODY)
+        req = _decode(body, UpdateKey)
+        out = pb.UpdateKeyRequest(id=request.path_params["key_id"])
+        if req.name is not None or req.label is not None:
+            out.label = req.label if req.label is not None else (req.name or "")
+        if req.disabled is not None:
+            out.disabled = req.disabled
+        if "limit" in orjson.loads(body or b"{}"):
+            out.credit_limit = "" if req.limit is None else str(req.limit)
+        expires = _timestamp(req.expires_at, "expires_at")
+        if expires is not None:
+            out.expires_at = expires
+        if req.allowed_models is not None:
+            out.allowed_models.extend(req.allowed_models)
+            out.replace_allowed_models = True
+        _limits(req, out)
+        info = await self._call(request, self._client.accounts.UpdateKey, out)
+        return _json({"data": key_json(info)})
+
+    async def delete_key(self, request: Request) -> Response:
+        reply = await self._call(request, self._client.accounts.DeleteKey,
+                                 pb.KeyRef(id=request.path_params["key_id"]))
+        return _json({"data": {"deleted": reply.deleted}})
+
+    async def usage(self, request: Request) -> Response:
+        params = request.query_params
+        groups = [g for g in params.get("group_by", "").split(",") if g]
+        out = pb.UsageRequest(account_id=params.get("account_id", ""), group_by=groups,
+                              since=_timestamp(params.get("since"), "since") or 0.0,
+                              until=_timestamp(params.get("until"), "until") or 0.0)
+        reply = await self._call(request, self._client.accounts.Usage, out)
+        rows = []
+        for r in reply.rows:
+            row: dict[str, Any] = {"requests": r.requests, "prompt_tokens": r.prompt_tokens,
+                                   "completion_tokens": r.completion_tokens,
+                                   "cost": _num(r.cost) or 0}
+            for group, value in (("day", r.day), ("key", r.key_id), ("model", r.model),
+                                 ("provider", r.provider)):
+                if group in groups:
+                    row[group] = value
+            rows.append(row)
+        return _json({"data": rows, "currency": "RUB"})

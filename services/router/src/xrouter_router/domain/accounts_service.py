@@ -1,0 +1,219 @@
+"""The key and credit use cases: who may see and change which keys, credits and generations.
+
+Any key may read itself, its account's credits and its own generations; management (the
+master key, or a key of tier "mgmt", within its own account) may create, list, change and
+revoke keys, top up accounts and read usage reports."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from xrouter_common.apikeys import display_prefix, generate
+from xrouter_router.domain.auth import KeyAuthenticator
+from xrouter_router.domain.errors import Forbidden, InvalidRequest, NotFound
+from xrouter_router.domain.keys import TIERS, ApiKey, Limits, key_hash, with_tier
+from xrouter_router.domain.ledger import (
+    REPORT_GROUPS,
+    Account,
+    GenerationRecord,
+    UsageRow,
+    UsageTotals,
+)
+from xrouter_router.domain.ports import AccountStore, KeyStore, UsageLedger
+
+MANAGEMENT_TIER = "mgmt"
+DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    key: ApiKey
+    total: Decimal
+    daily: Decimal
+    weekly: Decimal
+    monthly: Decimal
+    limit_remaining: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key as created: `plain` is shown once and never stored."""
+
+    info: KeyUsage
+    plain: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanges:
+    label: str | None = None
+    disabled: bool | None = None
+    credit_limit: Decimal | None = None
+    clear_credit_limit: bool = False
+    expires_at: float | None = None
+    limits: Limits | None = None
+    allowed_models: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreditsView:
+    account_id: str
+    total_credits: Decimal
+    total_usage: Decimal
+    balance: Decimal
+
+
+def is_manager(key: ApiKey) -> bool:
+    return key.master or key.tier == MANAGEMENT_TIER
+
+
+class AccountsService:
+    def __init__(self, keys: KeyStore, accounts: AccountStore, ledger: UsageLedger,
+                 auth: KeyAuthenticator, *, secret: bytes,
+                 wall: Callable[[], float] = time.time) -> None:
+        self._keys = keys
+        self._accounts = accounts
+        self._ledger = ledger
+        self._auth = auth
+        self._secret = secret
+        self._wall = wall
+
+    # ---- helpers -----------------------------------------------------------------------------
+    async def _ensure_account(self, account_id: str) -> None:
+        if await self._accounts.get(account_id) is None:
+            try:
+                await self._accounts.create(Account(id=account_id, name=account_id))
+            except InvalidRequest:
+                if await self._accounts.get(account_id) is None:  # not a lost race: a real error
+                    raise
+
+    def _manage(self, caller: ApiKey, account_id: str | None) -> None:
+        if not is_manager(caller):
+            raise Forbidden("This needs a management key")
+        if not caller.master and account_id not in (None, "", caller.account_id):
+            raise Forbidden("A management key may only manage its own account")
+
+    async def _key(self, caller: ApiKey, key_id: str) -> ApiKey:
+        key = await self._keys.get(key_id)
+        if key is None or (not caller.master and key.account_id != caller.account_id):
+            raise NotFound(f"Key {key_id!r} does not exist", param="id")
+        return key
+
+    async def usage_of(self, key: ApiKey) -> KeyUsage:
+        now = self._wall()
+        total = (await self._ledger.totals(key_id=key.id)).cost
+        daily = (await self._ledger.totals(key_id=key.id, since=now - DAY)).cost
+        weekly = (await self._ledger.totals(key_id=key.id, since=now - 7 * DAY)).cost
+        monthly = (await self._ledger.totals(key_id=key.id, since=now - 30 * DAY)).cost
+        remaining = None
+        if key.credit_limit is not None:
+            remaining = max(Decimal(0), key.credit_limit - await self._accounts.spent(key.id))
+        return KeyUsage(key, total, daily, weekly, monthly, remaining)
+
+    # ---- keys --------------------------------------------------------------------------------
+    async def key_info(self, caller: ApiKey, key_id: str = "") -> KeyUsage:
+        if not key_id or key_id == caller.id:
+            if caller.master:
+                return KeyUsage(caller, Decimal(0), Decimal(0), Decimal(0), Decimal(0), None)
+            return await self.usage_of(caller)
+        self._manage(caller, None)
+        return await self.usage_of(await self._key(caller, key_id))
+
+    async def list_keys(self, caller: ApiKey, account_id: str = "") -> list[KeyUsage]:
+        self._manage(caller, account_id)
+        scope = account_id or (None if caller.master else caller.account_id)
+        return [await self.usage_of(k) for k in await self._keys.list(scope)]
+
+    async def create_key(self, caller: ApiKey, *, tier: str, label: str = "",
+                         account_id: str = "", limits: Limits | None = None,
+                         credit_limit: Decimal | None = None, expires_at: float | None = None,
+                         allowed_models: Sequence[str] = ()) -> NewKey:
+        self._manage(caller, account_id)
+        if tier not in TIERS and tier != MANAGEMENT_TIER:
+            raise InvalidRequest(f"tier must be one of {sorted([*TIERS, MANAGEMENT_TIER])}",
+                                 param="tier")
+        account = account_id or (caller.account_id if not caller.master else "")
+        if not account:
+            raise InvalidRequest("account_id is required with the master key", param="account_id")
+        await self._ensure_account(account)
+        plain = generate(tier)
+        key = with_tier(ApiKey(id="key-" + secrets.token_hex(8), account_id=account, tier=tier,
+                               prefix=display_prefix(plain), label=label,
+                               credit_limit=credit_limit, allowed_models=tuple(allowed_models),
+                               expires_at=expires_at, created_at=self._wall()),
+                        tier, limits)
+        await self._keys.create(key, key_hash(self._secret, plain))
+        return NewKey(KeyUsage(key, Decimal(0), Decimal(0), Decimal(0), Decimal(0), credit_limit),
+                      plain)
+
+    async def update_key(self, caller: ApiKey, key_id: str, changes: KeyChanges) -> KeyUsage:
+        self._manage(caller, None)
+        key = await self._key(caller, key_id)
+        updated = replace(
+            key,
+            label=key.label if changes.label is None else changes.label,
+            disabled=key.disabled if changes.disabled is None else changes.disabled,
+            credit_limit=None if changes.clear_credit_limit else (
+                key.credit_limit if changes.credit_limit is None else changes.credit_limit),
+            expires_at=key.expires_at if changes.expires_at is None else changes.expires_at,
+            allowed_models=key.allowed_models if changes.allowed_models is None
+            else changes.allowed_models)
+        if changes.limits is not None:
+            updated = with_tier(updated, updated.tier, changes.limits)
+        await self._keys.update(updated)
+        self._auth.forget(key_id)
+        return await self.usage_of(updated)
+
+    async def delete_key(self, caller: ApiKey, key_id: str) -> bool:
+        self._manage(caller, None)
+        await self._key(caller, key_id)
+        deleted = await self._keys.delete(key_id)
+        self._auth.forget(key_id)
+        return deleted
+
+    # ---- credits -----------------------------------------------------------------------------
+    async def credits(self, caller: ApiKey, account_id: str = "") -> CreditsView:
+        if account_id and account_id != caller.account_id:
+            self._manage(caller, account_id)
+        target = account_id or caller.account_id
+        account = await self._accounts.get(target)
+        if account is None:
+            raise NotFound(f"Account {target!r} does not exist", param="account_id")
+        usage = (await self._ledger.totals(account_id=target)).cost
+        return CreditsView(target, account.balance + usage, usage, account.balance)
+
+    async def top_up(self, caller: ApiKey, account_id: str, amount: Decimal,
+                     reference: str) -> CreditsView:
+        if not caller.master:
+            raise Forbidden("Top-ups need the master key")
+        if amount <= 0:
+            raise InvalidRequest("amount must be positive", param="amount")
+        await self._ensure_account(account_id)
+        await self._accounts.top_up(account_id, amount, reference)
+        return await self.credits(caller, account_id)
+
+    # ---- generations and usage ---------------------------------------------------------------
+    async def generation(self, caller: ApiKey, generation_id: str) -> GenerationRecord:
+        record = await self._ledger.get(generation_id)
+        visible = record is not None and (
+            caller.master or record.key_id == caller.id
+            or (is_manager(caller) and record.account_id == caller.account_id))
+        if record is None or not visible:
+            raise NotFound(f"Generation {generation_id!r} does not exist", param="id")
+        return record
+
+    async def usage(self, caller: ApiKey, *, account_id: str, group_by: Sequence[str],
+                    since: float, until: float) -> list[UsageRow]:
+        self._manage(caller, account_id)
+        unknown = set(group_by) - REPORT_GROUPS
+        if unknown:
+            raise InvalidRequest(f"group_by accepts {sorted(REPORT_GROUPS)}", param="group_by")
+        scope = account_id or (None if caller.master else caller.account_id)
+        return await self._ledger.report(account_id=scope, group_by=group_by, since=since,
+                                         until=until)
+
+
+__all__ = ["AccountsService", "CreditsView", "KeyChanges", "KeyUsage", "NewKey", "UsageTotals"]

@@ -1,0 +1,129 @@
+"""Admission and accounting around one generation: rate limits and a concurrency slot, a
+credit reservation of the worst-case cost (partial for streams, then topped up as tokens
+arrive), settlement at the real cost, and the generation's ledger record, exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from xrouter_router.domain import accounting
+from xrouter_router.domain.catalog import Deployment, Price
+from xrouter_router.domain.errors import Attempt
+from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.ledger import GenerationRecord
+from xrouter_router.domain.ports import (
+    CreditGuard,
+    Limiter,
+    Reservation,
+    TokenCounter,
+    UsageLedger,
+)
+from xrouter_router.domain.types import ChatRequest, RateWindow, Served, TokenCounts, Usage
+
+# Tokens a stream must be able to afford before it starts, and how many more each top-up buys.
+MIN_STREAM_TOKENS = 16
+TOP_UP_TOKENS = 256
+
+
+@dataclass(slots=True)
+class Admission:
+    key: ApiKey
+    generation_id: str
+    window: RateWindow | None
+    reservation: Reservation | None
+    price: Price
+    prompt_tokens: int
+    started: float
+
+
+def worst_price(deployments: Sequence[Deployment]) -> Price:
+    """The dearest prompt and completion prices among the deployments that may serve."""
+    return Price(max(d.price.prompt for d in deployments),
+                 max(d.price.completion for d in deployments))
+
+
+def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
+    return accounting.price(TokenCounts(prompt=prompt, completion=completion), price)
+
+
+class Billing:
+    def __init__(self, limiter: Limiter, credits: CreditGuard, ledger: UsageLedger,
+                 counter: TokenCounter, *, wall: Callable[[], float] = time.time) -> None:
+        self._limiter = limiter
+        self._credits = credits
+        self._ledger = ledger
+        self._counter = counter
+        self._wall = wall
+
+    async def admit(self, key: ApiKey, request: ChatRequest, deployments: Sequence[Deployment],
+                    *, stream: bool) -> Admission:
+        """Raises RateLimited or InsufficientCredits; on success the caller must finish()."""
+        now = self._wall()
+        window = None if key.master else await self._limiter.acquire(key, now)
+        price = worst_price(deployments)
+        prompt = await self._counter.count([m.text() for m in request.messages])
+        prompt += accounting.MESSAGE_OVERHEAD * len(request.messages)
+        reservation = None
+        if not key.master:
+            cap = max(d.max_completion_tokens for d in deployments)
+            completion = min(request.sampling.max_tokens or cap, cap)
+            try:
+                reservation = await self._credits.reserve(
+                    key, request.generation_id, cost_of(prompt, completion, price),
+                    partial_from=cost_of(prompt, MIN_STREAM_TOKENS, price) if stream else None)
+            except BaseException:
+                await self._limiter.release(key)
+                raise
+        return Admission(key, request.generation_id, window, reservation, price, prompt, now)
+
+    async def afford(self, admission: Admission, completion_tokens: int) -> bool:
+        """For streams: True while the tokens so far are paid for, topping the reservation up
+        when they come close to it; False when the money has run out."""
+        held = admission.reservation
+        if held is None:
+            return True
+        spent = cost_of(admission.prompt_tokens, completion_tokens, admission.price)
+        if spent + cost_of(0, TOP_UP_TOKENS // 4, admission.price) <= held.amount:
+            return True
+        grown = await self._credits.extend(admission.key, held,
+                                           cost_of(0, TOP_UP_TOKENS, admission.price))
+        if grown is not None:
+            admission.reservation = grown
+            return True
+        return spent <= held.amount
+
+    async def finish(self, admission: Admission, request: ChatRequest, *,
+                     served: Served | None, usage: Usage | None, status: str,
+                     finish_reason: str, attempts: Sequence[Attempt], streamed: bool,
+                     latency_ms: int) -> None:
+        """Settle, count tokens, write the ledger record, release the concurrency slot."""
+        key = admission.key
+        cost = usage.cost if usage is not None else Decimal(0)
+        if admission.reservation is not None and cost > admission.reservation.amount \
+                and status == "budget_exhausted":
+            # The stream was cut when its reservation ran out: it cannot cost more than that.
+            cost = admission.reservation.amount
+        try:
+            if admission.reservation is not None:
+                await self._credits.settle(admission.reservation, cost)
+            if usage is not None and not key.master:
+                await self._limiter.add_tokens(key, usage.tokens.total, self._wall())
+            tokens = usage.tokens if usage is not None else None
+            await self._ledger.record(GenerationRecord(
+                id=admission.generation_id, created_at=admission.started, key_id=key.id,
+                account_id=key.account_id, model=served.model if served else request.model,
+                provider=served.provider if served else "", streamed=streamed,
+                prompt_tokens=tokens.prompt if tokens else 0,
+                completion_tokens=tokens.completion if tokens else 0,
+                cached_tokens=tokens.cached if tokens else 0,
+                reasoning_tokens=tokens.reasoning if tokens else 0,
+                counts_native=bool(tokens and not tokens.estimated), cost=cost,
+                latency_ms=latency_ms,
+                generation_ms=int((self._wall() - admission.started) * 1000),
+                finish_reason=finish_reason, status=status, attempts=tuple(attempts)))
+        finally:
+            if not key.master:
+                await self._limiter.release(key)

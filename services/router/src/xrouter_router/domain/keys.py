@@ -1,0 +1,79 @@
+"""API keys and what they may do: tiers with their limits, per-key overrides, expiry, allowed
+models, credit limit, and the keyed hash under which a key is stored (never the key itself)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from xrouter_router.domain.errors import Forbidden, Unauthenticated
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """None means unlimited."""
+
+    requests_per_minute: int | None = None
+    requests_per_day: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent: int | None = None
+
+
+# The origin's tiers (free: 20 req/min, 200 req/day; paid ("pro") up to 100/1000), with the
+# concurrency caps the issue sets. Keys may override any of them.
+TIERS: dict[str, Limits] = {
+    "free": Limits(requests_per_minute=20, requests_per_day=200, concurrent=5),
+    "pro": Limits(requests_per_minute=100, requests_per_day=1000, concurrent=20),
+    "max": Limits(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    account_id: str
+    tier: str
+    prefix: str
+    label: str = ""
+    limits: Limits = field(default_factory=Limits)
+    credit_limit: Decimal | None = None
+    allowed_models: tuple[str, ...] = ()
+    expires_at: float | None = None
+    disabled: bool = False
+    created_at: float = 0.0
+    # The operator's master key: no limits, no credits, management allowed.
+    master: bool = False
+
+    def usable(self, now: float) -> None:
+        """Raises Unauthenticated when the key may not be used at `now`."""
+        if self.disabled:
+            raise Unauthenticated("This API key is disabled")
+        if self.expires_at is not None and now >= self.expires_at:
+            raise Unauthenticated("This API key has expired")
+
+    def may_use(self, model_id: str) -> None:
+        if self.allowed_models and model_id not in self.allowed_models:
+            raise Forbidden(f"This API key may not use model {model_id!r}", param="model")
+
+
+def with_tier(key: ApiKey, tier: str, overrides: Limits | None = None) -> ApiKey:
+    """The key with its tier's limits, then any per-key override that is set."""
+    base = TIERS.get(tier, Limits())
+    if overrides is not None:
+        base = Limits(*(o if o is not None else b for o, b in zip(
+            (overrides.requests_per_minute, overrides.requests_per_day,
+             overrides.tokens_per_minute, overrides.concurrent),
+            (base.requests_per_minute, base.requests_per_day, base.tokens_per_minute,
+             base.concurrent), strict=True)))
+    return replace(key, tier=tier, limits=base)
+
+
+def key_hash(secret: bytes, plain: str) -> str:
+    """HMAC-SHA256 of the key under the server secret: what the store keeps and looks up."""
+    return hmac.new(secret, plain.encode(), hashlib.sha256).hexdigest()
+
+
+MASTER = ApiKey(id="master", account_id="master", tier="max", prefix="master", label="master key",
+                master=True)

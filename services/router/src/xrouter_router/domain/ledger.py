@@ -1,0 +1,60 @@
+"""What is recorded: one GenerationRecord per generation (exactly once), account balances moved
+by a double-entry credit ledger, and the usage totals and reports read back from rollups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from xrouter_router.domain.errors import Attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str = ""
+    balance: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRecord:
+    id: str
+    created_at: float
+    key_id: str
+    account_id: str
+    model: str
+    provider: str
+    streamed: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    counts_native: bool
+    cost: Decimal
+    latency_ms: int
+    generation_ms: int
+    finish_reason: str
+    status: str  # success | stream_error | error kind
+    attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One group of a usage report (the group's fields that were asked for are set)."""
+
+    day: str = ""
+    key_id: str = ""
+    model: str = ""
+    provider: str = ""
+    totals: UsageTotals = field(default_factory=UsageTotals)
+
+
+REPORT_GROUPS = frozenset({"day", "key", "model", "provider"})

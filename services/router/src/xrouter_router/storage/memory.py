@@ -1,0 +1,134 @@
+"""The embedded mode's rate limiter and credit guard: exact within one router process (asyncio
+is single-threaded; one lock per account serialises reservations). With Redis configured, the
+Redis implementations make the same guarantees across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict
+from decimal import Decimal
+
+from xrouter_router.domain.errors import InsufficientCredits, NotFound, RateLimited
+from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.ports import AccountStore, Reservation
+from xrouter_router.domain.types import RateWindow
+
+MINUTE = 60.0
+DAY = 86400.0
+
+
+class InProcessLimiter:
+    """Fixed windows (the minute and the UTC day) per key, plus a concurrency count."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, int], int] = defaultdict(int)
+        self._tokens: dict[tuple[str, int], int] = defaultdict(int)
+        self._running: dict[str, int] = defaultdict(int)
+
+    async def acquire(self, key: ApiKey, now: float) -> RateWindow | None:
+        lim = key.limits
+        minute, day = int(now // MINUTE), int(now // DAY)
+        checks = [(lim.requests_per_minute, ("m", minute), (minute + 1) * MINUTE),
+                  (lim.requests_per_day, ("d", day), (day + 1) * DAY)]
+        for limit, (kind, window), reset in checks:
+            if limit is not None and self._counts[(key.id, kind, window)] >= limit:
+                raise _limited(f"{limit} requests per {'minute' if kind == 'm' else 'day'}",
+                               limit, reset, now)
+        if lim.tokens_per_minute is not None and self._tokens[(key.id, minute)] >= lim.tokens_per_minute:
+            raise _limited(f"{lim.tokens_per_minute} tokens per minute", lim.tokens_per_minute,
+                           (minute + 1) * MINUTE, now)
+        if lim.concurrent is not None and self._running[key.id] >= lim.concurrent:
+            raise _limited(f"{lim.concurrent} concurrent requests", lim.concurrent, now + 1, now,
+                           retry_after=1.0)
+        for limit, (kind, window), _ in checks:
+            if limit is not None:
+                self._counts[(key.id, kind, window)] += 1
+        self._running[key.id] += 1
+        return _window(key, self._counts, minute, day)
+
+    async def release(self, key: ApiKey) -> None:
+        if self._running[key.id] > 0:
+            self._running[key.id] -= 1
+
+    async def add_tokens(self, key: ApiKey, tokens: int, now: float) -> None:
+        if key.limits.tokens_per_minute is not None:
+            self._tokens[(key.id, int(now // MINUTE))] += tokens
+
+
+def _window(key: ApiKey, counts: dict[tuple[str, str, int], int], minute: int,
+            day: int) -> RateWindow | None:
+    lim = key.limits
+    windows = []
+    if lim.requests_per_minute is not None:
+        windows.append(RateWindow(lim.requests_per_minute,
+                                  lim.requests_per_minute - counts[(key.id, "m", minute)],
+                                  (minute + 1) * MINUTE))
+    if lim.requests_per_day is not None:
+        windows.append(RateWindow(lim.requests_per_day,
+                                  lim.requests_per_day - counts[(key.id, "d", day)],
+                                  (day + 1) * DAY))
+    return min(windows, key=lambda w: w.remaining) if windows else None
+
+
+def _limited(what: str, limit: int, reset: float, now: float,
+             retry_after: float | None = None) -> RateLimited:
+    wait = retry_after if retry_after is not None else max(1.0, math.ceil(reset - now))
+    return RateLimited(f"Rate limit exceeded: {what}", retry_after=wait,
+                       metadata={"limit": limit, "remaining": 0, "reset": int(reset)})
+
+
+class InProcessCreditGuard:
+    def __init__(self, accounts: AccountStore) -> None:
+        self._accounts = accounts
+        self._reserved_account: dict[str, Decimal] = defaultdict(Decimal)
+        self._reserved_key: dict[str, Decimal] = defaultdict(Decimal)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def _available(self, key: ApiKey) -> tuple[Decimal, Decimal | None]:
+        account = await self._accounts.get(key.account_id)
+        if account is None:
+            raise NotFound(f"Account {key.account_id!r} does not exist")
+        for_account = account.balance - self._reserved_account[key.account_id]
+        for_key = None
+        if key.credit_limit is not None:
+            for_key = key.credit_limit - await self._accounts.spent(key.id) \
+                - self._reserved_key[key.id]
+        return for_account, for_key
+
+    async def reserve(self, key: ApiKey, generation_id: str, amount: Decimal,
+                      *, partial_from: Decimal | None = None) -> Reservation:
+        async with self._locks[key.account_id]:
+            for_account, for_key = await self._available(key)
+            available = for_account if for_key is None else min(for_account, for_key)
+            granted = amount if available >= amount else (
+                available if partial_from is not None and available >= partial_from else None)
+            if granted is None:
+                source = "key" if for_key is not None and for_key < for_account else "account"
+                raise InsufficientCredits(
+                    "Insufficient credits: the request's worst-case cost does not fit the "
+                    + ("key's credit limit" if source == "key" else "account balance"),
+                    metadata={"limit_source": source, "required": str(amount),
+                              "available": str(max(available, Decimal(0)))})
+            self._reserved_account[key.account_id] += granted
+            self._reserved_key[key.id] += granted
+            return Reservation(generation_id, key.account_id, key.id, granted)
+
+    async def extend(self, key: ApiKey, reservation: Reservation,
+                     amount: Decimal) -> Reservation | None:
+        async with self._locks[key.account_id]:
+            for_account, for_key = await self._available(key)
+            if min(for_account, for_key if for_key is not None else for_account) < amount:
+                return None
+            self._reserved_account[reservation.account_id] += amount
+            self._reserved_key[reservation.key_id] += amount
+            return Reservation(reservation.generation_id, reservation.account_id,
+                               reservation.key_id, reservation.amount + amount)
+
+    async def settle(self, reservation: Reservation, cost: Decimal) -> None:
+        async with self._locks[reservation.account_id]:
+            if cost > 0:
+                await self._accounts.charge(reservation.account_id, reservation.key_id,
+                                            reservation.generation_id, cost)
+            self._reserved_account[reservation.account_id] -= reservation.amount
+            self._reserved_key[reservation.key_id] -= reservation.amount

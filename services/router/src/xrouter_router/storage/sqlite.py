@@ -1,0 +1,499 @@
+"""The embedded mode's storage: API keys, accounts with their credit ledger, and the usage ledger in
+one SQLite file, with the tables of the PostgreSQL schema (migrations/0001_initial.sql) so that both
+behave the same under tests/integration/test_store_contracts.py."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+from xrouter_router.domain.errors import (
+    Attempt,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
+from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.ledger import (
+    REPORT_GROUPS,
+    Account,
+    GenerationRecord,
+    UsageRow,
+    UsageTotals,
+)
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], T]
+
+# Money is stored as INTEGER units of 1e-8 RUB: the scale of PostgreSQL's numeric(20, 8), summed
+# exactly by SQL (SUM over TEXT or REAL would go through doubles). Amounts finer than that are
+# rounded half away from zero, as numeric(20, 8) rounds them. The range is +-9.2e10 RUB (int64).
+_SCALE = 8
+_MAX_UNITS = 2**63 - 1
+_ONE = Decimal(1)
+# PRAGMA user_version of the files this code writes; a later schema change migrates from it.
+SCHEMA_VERSION = 1
+
+# Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
+# text). generations.id is a plain primary key: unpartitioned, it needs no generation_ids table.
+# Usage entries carry the key they were charged through; key_spent caches each key's sum of them
+# (as accounts.balance caches the account's), so spent() reads one row.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    balance INTEGER NOT NULL DEFAULT 0,  -- the sum of the account's credit_entries.amount
+    created_at REAL NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    tier TEXT NOT NULL,
+    expires_at REAL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    allowed_models TEXT NOT NULL DEFAULT '[]',
+    credit_limit INTEGER,
+    rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS api_keys_account_id_idx ON api_keys (account_id);
+CREATE TABLE IF NOT EXISTS credit_entries (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    amount INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('top_up', 'usage', 'adjustment')),
+    generation_id TEXT UNIQUE,
+    key_id TEXT,
+    reference TEXT,
+    CHECK (kind <> 'usage' OR generation_id IS NOT NULL)
+) STRICT;
+CREATE INDEX IF NOT EXISTS credit_entries_account_idx ON credit_entries (account_id, created_at);
+CREATE TABLE IF NOT EXISTS key_spent (
+    key_id TEXT PRIMARY KEY,
+    spent INTEGER NOT NULL  -- minus the sum of credit_entries.amount of the key's usage entries
+) STRICT;
+CREATE TABLE IF NOT EXISTS generations (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    key_id TEXT NOT NULL, account_id TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+    streamed INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+    counts_native INTEGER NOT NULL,
+    cost INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL, generation_ms INTEGER NOT NULL,
+    finish_reason TEXT NOT NULL, status TEXT NOT NULL,
+    attempts TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
+CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);
+CREATE TABLE IF NOT EXISTS usage_daily (
+    day TEXT NOT NULL,  -- the UTC date, YYYY-MM-DD
+    account_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, account_id, key_id, model, provider)
+) STRICT;
+CREATE INDEX IF NOT EXISTS usage_daily_account_idx ON usage_daily (account_id, day);
+CREATE INDEX IF NOT EXISTS usage_daily_key_idx ON usage_daily (key_id, day);
+"""
+
+
+def to_units(amount: Decimal) -> int:
+    """RUB as stored: an integer number of 1e-8 RUB. InvalidRequest when it cannot be stored."""
+    try:
+        units = int(amount.scaleb(_SCALE).quantize(_ONE, rounding=ROUND_HALF_UP))
+    except (InvalidOperation, ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"not an amount of money: {amount}") from exc
+    if abs(units) > _MAX_UNITS:
+        raise InvalidRequest(f"amount out of range: {amount}")
+    return units
+
+
+def from_units(units: int) -> Decimal:
+    return Decimal(units).scaleb(-_SCALE)
+
+
+def utc_day(ts: float) -> str:
+    """The UTC date of unix time `ts`, as the rollup keys it."""
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+class SqliteDatabase:
+    """One SQLite file shared by the three stores (WAL, synchronous=NORMAL: a commit survives a
+    process crash; the last ones may not survive a power loss). A sqlite3 connection must stay on
+    one thread, so every call runs in one dedicated worker thread, in arrival order: the event loop
+    never waits on the disk. The file and its schema are created on first use (or on open())."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xrouter-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        """Connect and create the schema now, so that a bad path fails at start-up."""
+        await self.read(lambda conn: None)
+
+    async def read(self, work: Work[T]) -> T:
+        """`work(connection)` in the worker thread."""
+        return await self._submit(work, write=False)
+
+    async def write(self, work: Work[T]) -> T:
+        """`work(connection)` in the worker thread, in one transaction that holds the write lock
+        from its start (BEGIN IMMEDIATE): committed when it returns, rolled back when it raises.
+        Cancelling the caller does not stop a write already running (every write here is
+        idempotent, so the caller may simply retry)."""
+        return await self._submit(work, write=True)
+
+    async def close(self) -> None:
+        """Finish the calls already submitted, then close the file. Later calls raise."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=False)
+
+    async def _submit(self, work: Work[T], *, write: bool) -> T:
+        if self._closed:
+            raise InternalError(f"the database {self.path} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, work, write)
+
+    def _run(self, work: Work[T], write: bool) -> T:
+        # The one place sqlite3 errors become the router's errors: the file is locked past the
+        # busy timeout, unreadable or full (Unavailable, worth a retry), or a bug (InternalError).
+        try:
+            conn = self._connection()
+            if not write:
+                return work(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"database {self.path}: {exc}", retry_after=1.0) from exc
+        except sqlite3.Error as exc:
+            raise InternalError(f"database {self.path}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # isolation_level=None: transactions are exactly the BEGIN/COMMIT written here.
+            # timeout is the busy timeout: how long a write waits for another writer's lock.
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+                _stamp(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _stamp(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    elif version != SCHEMA_VERSION:
+        raise InternalError(f"the database has schema version {version}; this XRouter knows "
+                            f"{SCHEMA_VERSION}")
+
+
+def _require_account(conn: sqlite3.Connection, account_id: str) -> None:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id!r}", param="account_id")
+
+
+def _post_credit(conn: sqlite3.Connection, account_id: str, units: int, kind: str, *,
+                 generation_id: str | None = None, key_id: str | None = None,
+                 reference: str | None = None) -> int | None:
+    """xrouter_post_credit: one entry and the balance it moves; None (and nothing written) when
+    the generation already has its usage entry, else the new balance."""
+    _require_account(conn, account_id)
+    entry = conn.execute(
+        "INSERT INTO credit_entries (created_at, account_id, amount, kind, generation_id, key_id,"
+        " reference) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (generation_id) DO NOTHING",
+        (time.time(), account_id, units, kind, generation_id, key_id, reference))
+    if entry.rowcount == 0:
+        return None
+    if key_id is not None:
+        conn.execute("INSERT INTO key_spent (key_id, spent) VALUES (?, ?)"
+                     " ON CONFLICT (key_id) DO UPDATE SET spent = spent + excluded.spent",
+                     (key_id, -units))
+    row = conn.execute("UPDATE accounts SET balance = balance + ? WHERE id = ? RETURNING balance",
+                       (units, account_id)).fetchone()
+    return int(row[0])
+
+
+_KEY_COLUMNS = ("id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, "
+                "allowed_models, expires_at, disabled, created_at")
+
+
+def _key(row: Sequence[Any]) -> ApiKey:
+    (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
+     expires_at, disabled, created_at) = row
+    return ApiKey(id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
+                  limits=Limits(rpm, rpd, tpm, concurrent),
+                  credit_limit=None if credit_limit is None else from_units(credit_limit),
+                  allowed_models=tuple(json.loads(models)), expires_at=expires_at,
+                  disabled=bool(disabled), created_at=created_at)
+
+
+def _mutable(key: ApiKey) -> tuple[Any, ...]:
+    """What update() may change, in _UPDATE_KEY's order (id, account_id, prefix and created_at are
+    fixed when the key is created)."""
+    limits = key.limits
+    return (key.tier, key.label, limits.requests_per_minute, limits.requests_per_day,
+            limits.tokens_per_minute, limits.concurrent,
+            None if key.credit_limit is None else to_units(key.credit_limit),
+            json.dumps(list(key.allowed_models)), key.expires_at, int(key.disabled))
+
+
+_UPDATE_KEY = ("UPDATE api_keys SET tier = ?, label = ?, rpm = ?, rpd = ?, tpm = ?, concurrent = ?, "
+               "credit_limit = ?, allowed_models = ?, expires_at = ?, disabled = ?, updated_at = ? "
+               "WHERE id = ?")
+
+
+class SqliteKeyStore:
+    """KeyStore over SqliteDatabase. The master key is configured, never stored."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def create(self, key: ApiKey, hashed: str) -> None:
+        if key.master:
+            raise InvalidRequest("the master key is not stored")
+        values = _mutable(key)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            _require_account(conn, key.account_id)
+            if conn.execute("SELECT 1 FROM api_keys WHERE id = ? OR key_hash = ?",
+                            (key.id, hashed)).fetchone() is not None:
+                raise InvalidRequest("an API key with this id or hash already exists")
+            conn.execute(
+                "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at, tier, label, rpm,"
+                " rpd, tpm, concurrent, credit_limit, allowed_models, expires_at, disabled,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.id, key.account_id, hashed, key.prefix, key.created_at, *values, time.time()))
+        await self._db.write(insert)
+
+    async def by_hash(self, hashed: str) -> ApiKey | None:
+        return await self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", hashed)
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        return await self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", key_id)
+
+    async def list(self, account_id: str | None = None) -> builtins.list[ApiKey]:
+        """Oldest first (by created_at, then id)."""
+        where, params = ("WHERE account_id = ?", (account_id,)) if account_id is not None else ("", ())
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys {where} ORDER BY created_at, id"
+        rows = await self._db.read(lambda conn: conn.execute(sql, params).fetchall())
+        return [_key(row) for row in rows]
+
+    async def update(self, key: ApiKey) -> None:
+        """NotFound when there is no key with this id."""
+        params = (*_mutable(key), time.time(), key.id)
+
+        def change(conn: sqlite3.Connection) -> None:
+            if conn.execute(_UPDATE_KEY, params).rowcount == 0:
+                raise NotFound(f"no API key {key.id!r}")
+        await self._db.write(change)
+
+    async def delete(self, key_id: str) -> bool:
+        def remove(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)).rowcount > 0
+        return await self._db.write(remove)
+
+    async def _one(self, sql: str, param: str) -> ApiKey | None:
+        row = await self._db.read(lambda conn: conn.execute(sql, (param,)).fetchone())
+        return None if row is None else _key(row)
+
+
+class SqliteAccountStore:
+    """AccountStore over SqliteDatabase: balances move only with credit_entries, in one
+    transaction; a balance may go below zero (the CreditGuard, not the ledger, prevents that)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def create(self, account: Account) -> None:
+        """A new account starts at zero (a balance is only ever the sum of its entries)."""
+        if account.balance != 0:
+            raise InvalidRequest("a new account starts with a zero balance; top it up")
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if conn.execute("INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)"
+                            " ON CONFLICT (id) DO NOTHING",
+                            (account.id, account.name, time.time())).rowcount == 0:
+                raise InvalidRequest(f"the account {account.id!r} already exists")
+        await self._db.write(insert)
+
+    async def get(self, account_id: str) -> Account | None:
+        row = await self._db.read(lambda conn: conn.execute(
+            "SELECT id, name, balance FROM accounts WHERE id = ?", (account_id,)).fetchone())
+        return None if row is None else Account(row[0], row[1], from_units(row[2]))
+
+    async def top_up(self, account_id: str, amount: Decimal, reference: str) -> Decimal:
+        units = to_units(amount)
+        if units <= 0:
+            raise InvalidRequest(f"a top-up must be positive, not {amount}", param="amount")
+
+        def post(conn: sqlite3.Connection) -> int | None:
+            return _post_credit(conn, account_id, units, "top_up", reference=reference)
+        balance = await self._db.write(post)
+        assert balance is not None  # a top-up has no generation id, so it is never a repeat
+        return from_units(balance)
+
+    async def charge(self, account_id: str, key_id: str, generation_id: str,
+                     amount: Decimal) -> bool:
+        units = to_units(amount)
+        if units < 0:
+            raise InvalidRequest(f"a charge cannot be negative: {amount}", param="amount")
+
+        def post(conn: sqlite3.Connection) -> int | None:
+            return _post_credit(conn, account_id, -units, "usage", generation_id=generation_id,
+                                key_id=key_id)
+        return await self._db.write(post) is not None
+
+    async def spent(self, key_id: str) -> Decimal:
+        """The sum of the key's charges."""
+        row = await self._db.read(lambda conn: conn.execute(
+            "SELECT spent FROM key_spent WHERE key_id = ?", (key_id,)).fetchone())
+        return from_units(0 if row is None else row[0])
+
+
+_GENERATION_COLUMNS = ("id, created_at, key_id, account_id, model, provider, streamed, prompt_tokens, "
+                       "completion_tokens, cached_tokens, reasoning_tokens, counts_native, cost, "
+                       "latency_ms, generation_ms, finish_reason, status, attempts")
+_INSERT_GENERATION = (f"INSERT INTO generations ({_GENERATION_COLUMNS}) VALUES "
+                      f"({', '.join('?' * 18)}) ON CONFLICT (id) DO NOTHING")
+_ADD_USAGE = """INSERT INTO usage_daily (day, account_id, key_id, model, provider, requests,
+    prompt_tokens, completion_tokens, cost) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
+ON CONFLICT (day, account_id, key_id, model, provider) DO UPDATE SET
+    requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = completion_tokens + excluded.completion_tokens,
+    cost = cost + excluded.cost"""
+_TOTALS = ("COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), "
+           "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0)")
+# The usage_daily column (named as UsageRow's field) for each name report() may group by.
+_GROUPS = {"day": "day", "key": "key_id", "model": "model", "provider": "provider"}
+assert set(_GROUPS) == REPORT_GROUPS
+
+
+def _generation_row(r: GenerationRecord, cost: int) -> tuple[Any, ...]:
+    attempts = json.dumps([
+        {"model": a.model, "provider": a.provider, "deployment": a.deployment, "outcome": a.outcome,
+         "latency_ms": a.latency_ms, "error": a.error, "status": a.status} for a in r.attempts])
+    return (r.id, r.created_at, r.key_id, r.account_id, r.model, r.provider, int(r.streamed),
+            r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
+            int(r.counts_native), cost, r.latency_ms, r.generation_ms, r.finish_reason, r.status,
+            attempts)
+
+
+def _generation(row: Sequence[Any]) -> GenerationRecord:
+    (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
+     reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts) = row
+    return GenerationRecord(
+        id=gen_id, created_at=created_at, key_id=key_id, account_id=account_id, model=model,
+        provider=provider, streamed=bool(streamed), prompt_tokens=prompt, completion_tokens=completion,
+        cached_tokens=cached, reasoning_tokens=reasoning, counts_native=bool(native),
+        cost=from_units(cost), latency_ms=latency_ms, generation_ms=generation_ms,
+        finish_reason=finish_reason, status=status,
+        attempts=tuple(Attempt(**a) for a in json.loads(attempts)))
+
+
+def _totals(row: Sequence[Any]) -> UsageTotals:
+    requests, prompt, completion, cost = row
+    return UsageTotals(requests, prompt, completion, from_units(cost))
+
+
+class SqliteUsageLedger:
+    """UsageLedger over SqliteDatabase: a generation and its rollup, in one transaction. Recording
+    moves no money (AccountStore.charge does), so generations of the master key, which has no
+    account row, are recorded like any other."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def record(self, record: GenerationRecord) -> None:
+        cost = to_units(record.cost)
+        row = _generation_row(record, cost)
+        usage = (utc_day(record.created_at), record.account_id, record.key_id, record.model,
+                 record.provider, record.prompt_tokens, record.completion_tokens, cost)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if conn.execute(_INSERT_GENERATION, row).rowcount > 0:  # else recorded before
+                conn.execute(_ADD_USAGE, usage)
+        await self._db.write(insert)
+
+    async def get(self, generation_id: str) -> GenerationRecord | None:
+        row = await self._db.read(lambda conn: conn.execute(
+            f"SELECT {_GENERATION_COLUMNS} FROM generations WHERE id = ?", (generation_id,)).fetchone())
+        return None if row is None else _generation(row)
+
+    async def totals(self, *, key_id: str | None = None, account_id: str | None = None,
+                     since: float | None = None) -> UsageTotals:
+        """Over the given key and/or account (everything when neither), from the UTC day of
+        `since` on (the rollup counts whole days)."""
+        filters = {"key_id = ?": key_id, "account_id = ?": account_id,
+                   "day >= ?": None if since is None else utc_day(since)}
+        where = [clause for clause, value in filters.items() if value is not None]
+        params = [value for value in filters.values() if value is not None]
+        sql = f"SELECT {_TOTALS} FROM usage_daily {_where(where)}"
+        return _totals(await self._db.read(lambda conn: conn.execute(sql, params).fetchone()))
+
+    async def report(self, *, account_id: str | None, group_by: Sequence[str], since: float,
+                     until: float) -> builtins.list[UsageRow]:
+        """One row per group over the UTC days from since's through until's (both included), of
+        one account or of all (None), ordered by the group's fields in the order given. With no
+        group, one row of totals (none when nothing was recorded)."""
+        unknown = set(group_by) - REPORT_GROUPS
+        if unknown:
+            raise InvalidRequest(f"cannot group usage by {sorted(unknown)}", param="group_by")
+        columns = [_GROUPS[g] for g in dict.fromkeys(group_by)]
+        where = ["day BETWEEN ? AND ?"]
+        params = [utc_day(since), utc_day(until)]
+        if account_id is not None:
+            where.append("account_id = ?")
+            params.append(account_id)
+        listed = ", ".join(columns)
+        tail = f"GROUP BY {listed} ORDER BY {listed}" if columns else "HAVING COUNT(*) > 0"
+        sql = f"SELECT {', '.join([*columns, _TOTALS])} FROM usage_daily {_where(where)} {tail}"
+        rows = await self._db.read(lambda conn: conn.execute(sql, params).fetchall())
+        return [UsageRow(**dict(zip(columns, row, strict=False)), totals=_totals(row[len(columns):]))
+                for row in rows]
+
+
+def _where(clauses: Sequence[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""

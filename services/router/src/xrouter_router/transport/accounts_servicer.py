@@ -1,0 +1,172 @@
+"""The Accounts gRPC servicer: keys, credits, generations and usage; translation only."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from typing import TypeVar
+
+import grpc
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter.v1 import router_pb2_grpc as pb_grpc
+from xrouter_router.domain.accounts_service import AccountsService, KeyChanges, KeyUsage
+from xrouter_router.domain.errors import InvalidRequest, XRouterError
+from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.ports import Authenticator
+from xrouter_router.transport.convert import attempts_to_proto
+from xrouter_router.transport.servicer import _abort, _api_key, _internal
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[object, object]
+
+
+def _money(value: Decimal | None) -> str:
+    return "" if value is None else format(value.normalize(), "f")
+
+
+def _decimal(text: str, param: str) -> Decimal | None:
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InvalidRequest(f"{param} must be a decimal number", param=param) from None
+    if not value.is_finite() or value < 0:
+        raise InvalidRequest(f"{param} must be a non-negative decimal", param=param)
+    return value
+
+
+def key_info(u: KeyUsage) -> pb.KeyInfo:
+    k = u.key
+    out = pb.KeyInfo(id=k.id, account_id=k.account_id, label=k.label, tier=k.tier, prefix=k.prefix,
+                     created_at=k.created_at, disabled=k.disabled,
+                     allowed_models=list(k.allowed_models), credit_limit=_money(k.credit_limit),
+                     usage=_money(u.total), usage_daily=_money(u.daily),
+                     usage_weekly=_money(u.weekly), usage_monthly=_money(u.monthly),
+                     limit_remaining=_money(u.limit_remaining))
+    if k.expires_at is not None:
+        out.expires_at = k.expires_at
+    for field, value in (("requests_per_minute", k.limits.requests_per_minute),
+                         ("requests_per_day", k.limits.requests_per_day),
+                         ("tokens_per_minute", k.limits.tokens_per_minute),
+                         ("concurrent", k.limits.concurrent)):
+        if value is not None:
+            setattr(out, field, value)
+    return out
+
+
+def _limits(r: pb.CreateKeyRequest | pb.UpdateKeyRequest) -> Limits | None:
+    values = [getattr(r, f) if r.HasField(f) else None
+              for f in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
+                        "concurrent")]
+    return Limits(*values) if any(v is not None for v in values) else None
+
+
+class AccountsServicer(pb_grpc.AccountsServicer):
+    def __init__(self, service: AccountsService, auth: Authenticator) -> None:
+        self._service = service
+        self._auth = auth
+
+    async def _run(self, context: Context, work: Callable[[ApiKey], Awaitable[T]]) -> T:
+        try:
+            caller = await self._auth.authenticate(_api_key(context))
+            return await work(caller)
+        except XRouterError as exc:
+            await _abort(context, exc)
+        except Exception as exc:  # noqa: BLE001 - never a bare 500
+            await _abort(context, _internal(exc))
+        raise AssertionError("unreachable: abort raises")
+
+    async def GetKey(self, request: pb.KeyRef, context: Context) -> pb.KeyInfo:  # noqa: N802
+        return await self._run(context, lambda c: self._key_info(c, request.id))
+
+    async def _key_info(self, caller: ApiKey, key_id: str) -> pb.KeyInfo:
+        return key_info(await self._service.key_info(caller, key_id))
+
+    async def ListKeys(self, request: pb.ListKeysRequest,  # noqa: N802
+                       context: Context) -> pb.ListKeysResponse:
+        async def work(caller: ApiKey) -> pb.ListKeysResponse:
+            keys = await self._service.list_keys(caller, request.account_id)
+            return pb.ListKeysResponse(keys=[key_info(k) for k in keys])
+        return await self._run(context, work)
+
+    async def CreateKey(self, request: pb.CreateKeyRequest,  # noqa: N802
+                        context: Context) -> pb.CreatedKey:
+        async def work(caller: ApiKey) -> pb.CreatedKey:
+            new = await self._service.create_key(
+                caller, tier=request.tier or "free", label=request.label,
+                account_id=request.account_id, limits=_limits(request),
+                credit_limit=_decimal(request.credit_limit, "limit"),
+                expires_at=request.expires_at if request.HasField("expires_at") else None,
+                allowed_models=tuple(request.allowed_models))
+            return pb.CreatedKey(info=key_info(new.info), key=new.plain)
+        return await self._run(context, work)
+
+    async def UpdateKey(self, request: pb.UpdateKeyRequest,  # noqa: N802
+                        context: Context) -> pb.KeyInfo:
+        async def work(caller: ApiKey) -> pb.KeyInfo:
+            limit_text = request.credit_limit if request.HasField("credit_limit") else None
+            changes = KeyChanges(
+                label=request.label if request.HasField("label") else None,
+                disabled=request.disabled if request.HasField("disabled") else None,
+                credit_limit=_decimal(limit_text, "limit") if limit_text else None,
+                clear_credit_limit=limit_text == "",
+                expires_at=request.expires_at if request.HasField("expires_at") else None,
+                limits=_limits(request),
+                allowed_models=tuple(request.allowed_models)
+                if request.replace_allowed_models else None)
+            return key_info(await self._service.update_key(caller, request.id, changes))
+        return await self._run(context, work)
+
+    async def DeleteKey(self, request: pb.KeyRef,  # noqa: N802
+                        context: Context) -> pb.DeleteKeyResponse:
+        async def work(caller: ApiKey) -> pb.DeleteKeyResponse:
+            return pb.DeleteKeyResponse(deleted=await self._service.delete_key(caller, request.id))
+        return await self._run(context, work)
+
+    async def GetCredits(self, request: pb.AccountRef,  # noqa: N802
+                         context: Context) -> pb.Credits:
+        async def work(caller: ApiKey) -> pb.Credits:
+            view = await self._service.credits(caller, request.account_id)
+            return pb.Credits(account_id=view.account_id, total_credits=_money(view.total_credits),
+                              total_usage=_money(view.total_usage), balance=_money(view.balance))
+        return await self._run(context, work)
+
+    async def TopUp(self, request: pb.TopUpRequest, context: Context) -> pb.Credits:  # noqa: N802
+        async def work(caller: ApiKey) -> pb.Credits:
+            amount = _decimal(request.amount, "amount")
+            if amount is None:
+                raise InvalidRequest("amount is required", param="amount")
+            view = await self._service.top_up(caller, request.account_id, amount,
+                                              request.reference)
+            return pb.Credits(account_id=view.account_id, total_credits=_money(view.total_credits),
+                              total_usage=_money(view.total_usage), balance=_money(view.balance))
+        return await self._run(context, work)
+
+    async def GetGeneration(self, request: pb.GenerationRef,  # noqa: N802
+                            context: Context) -> pb.GenerationInfo:
+        async def work(caller: ApiKey) -> pb.GenerationInfo:
+            r = await self._service.generation(caller, request.id)
+            return pb.GenerationInfo(
+                id=r.id, created_at=r.created_at, key_id=r.key_id, model=r.model,
+                provider=r.provider, streamed=r.streamed, prompt_tokens=r.prompt_tokens,
+                completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
+                reasoning_tokens=r.reasoning_tokens, counts_native=r.counts_native,
+                cost=_money(r.cost), latency_ms=r.latency_ms, generation_ms=r.generation_ms,
+                finish_reason=r.finish_reason, status=r.status,
+                attempts=attempts_to_proto(r.attempts))
+        return await self._run(context, work)
+
+    async def Usage(self, request: pb.UsageRequest,  # noqa: N802
+                    context: Context) -> pb.UsageReport:
+        async def work(caller: ApiKey) -> pb.UsageReport:
+            rows = await self._service.usage(caller, account_id=request.account_id,
+                                             group_by=tuple(request.group_by),
+                                             since=request.since, until=request.until or 4e9)
+            return pb.UsageReport(rows=[pb.UsageRow(
+                day=r.day, key_id=r.key_id, model=r.model, provider=r.provider,
+                requests=r.totals.requests, prompt_tokens=r.totals.prompt_tokens,
+                completion_tokens=r.totals.completion_tokens, cost=_money(r.totals.cost))
+                for r in rows])
+        return await self._run(context, work)

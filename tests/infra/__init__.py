@@ -1,0 +1,1 @@
+"""Real infrastructure started for tests from the Debian binaries (Redis Cluster)."""

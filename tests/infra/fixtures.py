@@ -1,0 +1,19 @@
+"""Session fixtures for real infrastructure; import them into a suite's conftest.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.infra.redis_cluster import RedisCluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """One 3-master, 3-replica Redis Cluster per test session, stopped at the end."""
+    cluster = RedisCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,259 @@
+"""A real PostgreSQL pair for tests: a primary and a synchronous streaming standby (`standby1`) on free
+loopback ports in a temporary directory, from the Debian server binaries, run as the `postgres` user."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+POLL = 0.05
+STANDBY_NAME = "standby1"
+DATABASE = "xrouter"
+ROLE = "xrouter"
+# Settings for the primary go on the command line, not in postgresql.conf: pg_basebackup copies the
+# config file, and a promoted standby that inherited synchronous_standby_names would hang on commit.
+PRIMARY_SETTINGS = {
+    "wal_level": "replica", "max_wal_senders": "5", "synchronous_commit": "on",
+    "synchronous_standby_names": STANDBY_NAME, "fsync": "off", "full_page_writes": "off",
+}
+STANDBY_SETTINGS = {"hot_standby": "on", "fsync": "off", "full_page_writes": "off"}
+PG_HBA = """\
+local all all trust
+local replication all trust
+host all all 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
+"""
+
+
+class PostgresError(RuntimeError):
+    """The cluster did not reach the expected state in time, or a server tool failed."""
+
+
+def bindir() -> Path:
+    """Where initdb, postgres and friends live: $XROUTER_PG_BIN, else the newest Debian server."""
+    if configured := os.environ.get("XROUTER_PG_BIN"):
+        return Path(configured)
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    if not found:
+        raise PostgresError("no PostgreSQL server binaries: install `postgresql` or set XROUTER_PG_BIN")
+    return Path(found[-1]).parent
+
+
+def _as_postgres() -> list[str]:
+    """Run as `postgres` when we are root (the server refuses root); setpriv execs in place, so the
+    Popen handle is the postmaster itself, and --pdeathsig kills it if the test process dies."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--reuid", "postgres", "--regid", "postgres", "--init-groups",
+            "--pdeathsig", "KILL", "--"]
+
+
+def free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _settings(values: dict[str, str]) -> list[str]:
+    return [arg for name, value in values.items() for arg in ("-c", f"{name}={value}")]
+
+
+class PostgresHA:
+    """Start with start(); always stop() (the pytest fixtures do). Node 0 starts as the primary,
+    node 1 as its synchronous standby."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        self._bin = bindir()
+        self._dir: Path | None = None
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- connection strings -------------------------------------------------------------------------
+
+    def conninfo(self, node: int, dbname: str = DATABASE, user: str = ROLE) -> str:
+        return f"host=127.0.0.1 port={self.ports[node]} dbname={dbname} user={user} connect_timeout=2"
+
+    @property
+    def primary(self) -> str:
+        return self.conninfo(0)
+
+    @property
+    def standby(self) -> str:
+        return self.conninfo(1)
+
+    def multi_host(self, dbname: str = DATABASE) -> str:
+        """Both nodes; libpq tries them in order and keeps the one that accepts writes."""
+        ports = ",".join(str(p) for p in self.ports)
+        return (f"host=127.0.0.1,127.0.0.1 port={ports} dbname={dbname} user={ROLE} "
+                "target_session_attrs=read-write connect_timeout=2")
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> PostgresHA:
+        deadline = time.monotonic() + timeout
+        self._dir = Path(tempfile.mkdtemp(prefix="xr-pg-ha-"))
+        if os.geteuid() == 0:
+            shutil.chown(self._dir, "postgres", "postgres")
+        self.ports = free_ports(2)
+        try:
+            self._initdb(self._data(0), deadline)
+            self._spawn(0, PRIMARY_SETTINGS)
+            self._wait_accepting(0, deadline)
+            self._run([self._tool("pg_basebackup"), "-D", str(self._data(1)), "-R", "-X", "stream",
+                       "-c", "fast", "--no-sync", "-d", self._replication_conninfo(0)], deadline)
+            self._spawn(1, STANDBY_SETTINGS)
+            self._wait_accepting(1, deadline)
+            self.wait_sync(deadline - time.monotonic())
+            self._create_database()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown of every node still running (SIGKILL after 10 s), then remove the files."""
+        for node in list(self._procs):
+            self._stop_node(node, kill=False)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def stop_primary(self, *, kill: bool = False) -> None:
+        """Stop node 0: a fast shutdown (SIGINT), or SIGKILL (a crash) with kill=True."""
+        self._stop_node(0, kill=kill)
+
+    def promote_standby(self, timeout: float = 30.0) -> None:
+        """`pg_ctl promote` node 1, then wait until it accepts writes."""
+        deadline = time.monotonic() + timeout
+        self._run([self._tool("pg_ctl"), "promote", "-D", str(self._data(1)), "-w",
+                   "-t", str(max(1, int(timeout)))], deadline)
+
+        def writable() -> bool:
+            try:
+                with self._admin(1) as conn:
+                    return conn.execute("SELECT txid_current()").fetchone() is not None
+            except psycopg.Error:
+                return False
+        self._wait(writable, deadline, "the promoted standby to accept writes")
+
+    def wait_sync(self, timeout: float = 30.0) -> None:
+        """Until the primary reports standby1 streaming with sync_state 'sync'."""
+        def synced() -> bool:
+            try:
+                with self._admin(0) as conn:
+                    row = conn.execute(
+                        "SELECT state, sync_state FROM pg_stat_replication WHERE application_name = %s",
+                        (STANDBY_NAME,)).fetchone()
+            except psycopg.Error:
+                return False
+            return row == ("streaming", "sync")
+        self._wait(synced, time.monotonic() + timeout, "a streaming synchronous standby")
+
+    def create_database(self, name: str) -> None:
+        """A fresh database owned by the xrouter role, already usable on the standby on return."""
+        with self._admin(0) as conn:
+            conn.execute("SET synchronous_commit = remote_apply")
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(ROLE)))
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _data(self, node: int) -> Path:
+        assert self._dir is not None
+        return self._dir / f"node{node}"
+
+    def _tool(self, name: str) -> str:
+        return str(self._bin / name)
+
+    def _replication_conninfo(self, node: int) -> str:
+        # -R writes this into the standby's primary_conninfo: application_name names it standby1.
+        return f"host=127.0.0.1 port={self.ports[node]} user=postgres application_name={STANDBY_NAME}"
+
+    def _admin(self, node: int, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.conninfo(node, dbname, "postgres"), autocommit=True)
+
+    def _run(self, argv: list[str], deadline: float) -> None:
+        remaining = max(1.0, deadline - time.monotonic())
+        try:
+            done = subprocess.run([*_as_postgres(), *argv], capture_output=True, timeout=remaining,
+                                  check=False, cwd=self._dir)
+        except subprocess.TimeoutExpired as exc:
+            raise PostgresError(f"{Path(argv[0]).name} took longer than {remaining:.0f}s") from exc
+        if done.returncode != 0:
+            raise PostgresError(f"{Path(argv[0]).name} failed ({done.returncode}): "
+                                f"{(done.stdout + done.stderr)[-2000:].decode(errors='replace')}")
+
+    def _initdb(self, data: Path, deadline: float) -> None:
+        self._run([self._tool("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                   "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"], deadline)
+        (data / "pg_hba.conf").write_text(PG_HBA)
+
+    def _spawn(self, node: int, settings: dict[str, str]) -> None:
+        assert self._dir is not None
+        log = (self._dir / f"node{node}.log").open("ab")
+        options = {"port": str(self.ports[node]), "listen_addresses": "127.0.0.1",
+                   "unix_socket_directories": str(self._dir), **settings}
+        self._procs[node] = subprocess.Popen(
+            [*_as_postgres(), self._tool("postgres"), "-D", str(self._data(node)), *_settings(options)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self._dir)
+        log.close()
+
+    def _wait_accepting(self, node: int, deadline: float) -> None:
+        def accepting() -> bool:
+            proc = self._procs[node]
+            if proc.poll() is not None:
+                raise PostgresError(f"node {node} exited with {proc.returncode}: {self._log_tail(node)}")
+            try:
+                with self._admin(node):
+                    return True
+            except psycopg.OperationalError:
+                return False
+        self._wait(accepting, deadline, f"node {node} to accept connections")
+
+    def _create_database(self) -> None:
+        with self._admin(0) as conn:
+            conn.execute("SET synchronous_commit = remote_apply")
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(ROLE)))
+        self.create_database(DATABASE)
+
+    def _stop_node(self, node: int, *, kill: bool) -> None:
+        proc = self._procs.pop(node, None)
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGINT)  # SIGINT: fast shutdown
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _log_tail(self, node: int) -> str:
+        assert self._dir is not None
+        path = self._dir / f"node{node}.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+    @staticmethod
+    def _wait(done: Callable[[], bool], deadline: float, what: str) -> None:
+        while not done():
+            if time.monotonic() > deadline:
+                raise PostgresError(f"timed out waiting for {what}")
+            time.sleep(POLL)

@@ -1,0 +1,215 @@
+"""A real Redis Cluster for tests: six `redis-server` processes (3 masters, 3 replicas) on free
+loopback ports in a temporary directory, joined with `redis-cli --cluster create`."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+NODES = 6
+POLL = 0.05
+# A killed test run must not leave Redis servers behind: they die with the test process.
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
+class ClusterError(RuntimeError):
+    """The cluster did not reach the expected state in time."""
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports P whose cluster bus port P + 10000 is free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + 10000 < 65536 and port not in ports and _bindable(port + 10000):
+            ports.append(port)
+    return ports
+
+
+class RedisCluster:
+    """Start with start(); always stop() (the pytest fixture does)."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        self._dir: Path | None = None
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._clients: dict[int, redis.Redis] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def start(self, timeout: float = 30.0) -> RedisCluster:
+        self._dir = Path(tempfile.mkdtemp(prefix="xr-redis-cluster-"))
+        self.ports = free_ports(NODES)
+        try:
+            for port in self.ports:
+                self._spawn(port)
+            self._wait(lambda: all(self._ping(p) for p in self.ports), timeout, "nodes to accept")
+            create = subprocess.run(
+                ["redis-cli", "--cluster", "create",
+                 *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "1", "--cluster-yes"],
+                capture_output=True, timeout=timeout, check=False)
+            if create.returncode != 0:
+                raise ClusterError(f"redis-cli --cluster create failed: {create.stdout[-2000:]!r}")
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        for proc in self._procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+        for proc in self._procs.values():
+            proc.wait()
+        self._procs.clear()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def master_ports(self) -> list[int]:
+        """Ports of the live masters, as a live node sees them."""
+        return sorted({port for _, _, port in self._slots()})
+
+    def master_of(self, key: str) -> int:
+        """Port of the master serving `key`."""
+        slot = int(self._client(self._live()[0]).cluster("KEYSLOT", key))
+        for start, end, port in self._slots():
+            if start <= slot <= end:
+                return port
+        raise ClusterError(f"slot {slot} is not served")
+
+    def kill_master(self, port: int) -> None:
+        if port not in self.master_ports():
+            raise ValueError(f"{port} is not a master")
+        proc = self._procs[port]
+        proc.kill()
+        proc.wait()
+
+    def wait_failover(self, timeout: float = 20.0) -> None:
+        """Until every live node reports cluster_state:ok and only live nodes serve slots."""
+        def done() -> bool:
+            live = set(self._live())
+            return self._all_ok() and all(port in live for _, _, port in self._slots())
+        self._wait(done, timeout, "failover")
+
+    def restart(self, port: int, timeout: float = 20.0) -> None:
+        """Restart a killed node (it rejoins as a replica) and wait until the cluster is whole."""
+        self._spawn(port)
+        self.wait_healthy(timeout)
+
+    def freeze(self) -> None:
+        """SIGSTOP every node: connections stay open, nothing answers (a hung Redis)."""
+        for proc in self._procs.values():
+            proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for proc in self._procs.values():
+            proc.send_signal(signal.SIGCONT)
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Until all six nodes report cluster_state:ok and every master has an online replica."""
+        def done() -> bool:
+            return len(self._live()) == NODES and self._all_ok() and self._replicated()
+        self._wait(done, timeout, "a healthy cluster")
+
+    def _spawn(self, port: int) -> None:
+        assert self._dir is not None
+        log = (self._dir / f"redis-{port}.log").open("ab")
+        self._procs[port] = subprocess.Popen(
+            [*_DIE_WITH_PARENT, "redis-server", "--cluster-enabled", "yes", "--cluster-node-timeout", "1500",
+             "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no",
+             "--protected-mode", "no", "--bind", "127.0.0.1", "--port", str(port),
+             "--cluster-config-file", f"nodes-{port}.conf", "--dir", str(self._dir),
+             "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def _client(self, port: int) -> redis.Redis:
+        client = self._clients.get(port)
+        if client is None:
+            client = redis.Redis(port=port, socket_timeout=1.0, socket_connect_timeout=1.0,
+                                 decode_responses=True)
+            self._clients[port] = client
+        return client
+
+    def _live(self) -> list[int]:
+        return [p for p in self.ports if p in self._procs and self._procs[p].poll() is None]
+
+    def _ping(self, port: int) -> bool:
+        try:
+            return bool(self._client(port).ping())
+        except redis.RedisError:
+            return False
+
+    def _cluster_state(self, port: int) -> str:
+        reply = self._client(port).cluster("INFO")
+        if isinstance(reply, dict):  # redis-py parses the reply, or not, depending on version
+            return str(reply.get("cluster_state"))
+        return "ok" if "cluster_state:ok" in str(reply) else "fail"
+
+    def _all_ok(self) -> bool:
+        try:
+            return all(self._cluster_state(p) == "ok" for p in self._live())
+        except redis.RedisError:
+            return False
+
+    def _replicated(self) -> bool:
+        try:
+            masters = self.master_ports()
+            if len(masters) != NODES // 2:
+                return False
+            for port in masters:
+                info = self._client(port).info("replication")
+                replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+                if not any(r.get("state") == "online" for r in replicas):
+                    return False
+        except redis.RedisError:
+            return False
+        return True
+
+    def _slots(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, master port) as the first live node sees them."""
+        for port in self._live():
+            try:
+                rows = self._client(port).cluster("SLOTS")
+            except redis.RedisError:
+                continue
+            if isinstance(rows, dict):  # redis-py may parse the reply into a mapping
+                return [(int(a), int(b), int(v["primary"][1])) for (a, b), v in rows.items()]
+            return [(int(r[0]), int(r[1]), int(r[2][1])) for r in rows]
+        raise ClusterError("no live node answers CLUSTER SLOTS")
+
+    def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise ClusterError(f"timed out after {timeout}s waiting for {what}; "
+                                   f"logs in {self._dir}")
+            time.sleep(POLL)

@@ -1,0 +1,253 @@
+"""The PostgreSQL schema on a real primary + synchronous standby: migrations (also concurrent and
+through the `xrouter` CLI), replication of schema and rows, the ledger invariant, exactly-once
+generations, and a pool that finds the promoted standby on its own after the primary dies."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from tests.infra.pg_fixtures import postgres_ha, postgres_ha_disposable  # noqa: F401 - fixtures
+from tests.infra.postgres_ha import PostgresHA, free_ports
+from xrouter_router.cli import main
+from xrouter_router.storage.migrate import migrate
+from xrouter_router.storage.postgres import pool
+
+TABLES = {"accounts", "api_keys", "credit_entries", "generations", "generation_ids", "usage_daily",
+          "schema_migrations"}
+FAILOVER_BOUND = 15.0  # seconds from promotion to the first write through the old pool
+
+
+@dataclass(frozen=True)
+class Database:
+    primary: str
+    standby: str
+
+
+@pytest.fixture
+def db(postgres_ha: PostgresHA) -> Iterator[Database]:  # noqa: F811
+    """A fresh, empty database on the session's pair."""
+    name = f"xr_{uuid.uuid4().hex[:12]}"
+    postgres_ha.create_database(name)
+    yield Database(postgres_ha.conninfo(0, name), postgres_ha.conninfo(1, name))
+
+
+async def query(conninfo: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        cursor = await conn.execute(sql, params or None)
+        return await cursor.fetchall() if cursor.description else []
+
+
+def generation(gen_id: str, *, account: str = "acct-1", cost: str = "0.25",
+               created_at: datetime | None = None) -> Jsonb:
+    return Jsonb({
+        "id": gen_id, "created_at": (created_at or datetime.now(UTC)).isoformat(), "key_id": "key-1",
+        "account_id": account, "model": "gpt-4o-mini", "provider": "openai", "streamed": True,
+        "prompt_tokens": 12, "completion_tokens": 30, "cached_tokens": 0, "reasoning_tokens": 0,
+        "counts_native": True, "cost": cost, "latency_ms": 120, "generation_ms": 900,
+        "finish_reason": "stop", "status": "ok", "attempts": [{"provider": "openai", "status": "ok"}],
+    })
+
+
+async def record(conn: psycopg.AsyncConnection[Any], gen: Jsonb) -> bool:
+    """The documented way to record a generation: exactly once per id."""
+    cursor = await conn.execute("SELECT xrouter_record_generation(%s)", (gen,))
+    row = await cursor.fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+def month_partitions(now: datetime, months: int) -> set[str]:
+    first = now.replace(day=1)
+    names = set()
+    for i in range(months):
+        year, month = divmod(first.month - 1 + i, 12)
+        names.add(f"generations_{first.year + year:04d}_{month + 1:02d}")
+    return names
+
+
+async def test_migrate_creates_the_schema(db: Database) -> None:
+    assert await migrate(db.primary) == [1]
+
+    tables = await query(db.primary, "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
+                                     "AND relnamespace = 'public'::regnamespace AND NOT relispartition")
+    assert {name for (name,) in tables} == TABLES
+    partitions = await query(db.primary, "SELECT inhrelid::regclass::text FROM pg_inherits "
+                                         "WHERE inhparent = 'generations'::regclass")
+    assert {name for (name,) in partitions} == month_partitions(datetime.now(UTC), 2)
+    assert await query(db.primary, "SELECT version FROM schema_migrations") == [(1,)]
+    assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(1,)]
+    assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(0,)]
+    assert await migrate(db.primary) == []
+
+
+async def test_concurrent_runners_apply_once(db: Database) -> None:
+    results = await asyncio.gather(migrate(db.primary), migrate(db.primary))
+    assert sorted(results) == [[], [1]]
+    assert await query(db.primary, "SELECT version FROM schema_migrations") == [(1,)]
+
+
+async def test_the_standby_has_the_schema_and_committed_rows(
+        db: Database, postgres_ha: PostgresHA) -> None:  # noqa: F811
+    await migrate(db.primary)
+    async with await psycopg.AsyncConnection.connect(db.primary, autocommit=True) as conn:
+        # `on` (the server's setting) makes a commit wait until the standby has flushed it, so a
+        # failover loses nothing; remote_apply also waits until it is visible to the standby's readers.
+        await conn.execute("SET synchronous_commit = remote_apply")
+        await conn.execute("INSERT INTO accounts (id, name) VALUES ('acct-1', 'Ada')")
+    assert await query(db.standby, "SELECT id, name, balance FROM accounts") == [
+        ("acct-1", "Ada", Decimal(0))]
+    assert await query(db.standby, "SELECT version FROM schema_migrations") == [(1,)]
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        await query(db.standby, "INSERT INTO accounts (id) VALUES ('acct-2')")
+    admin = postgres_ha.conninfo(0, "postgres", "postgres")  # replication state is for superusers
+    sync = await query(admin, "SELECT application_name, state, sync_state FROM pg_stat_replication")
+    assert sync == [("standby1", "streaming", "sync")]
+
+
+async def test_reconcile_finds_a_balance_written_around_the_ledger(db: Database) -> None:
+    await migrate(db.primary)
+    async with await psycopg.AsyncConnection.connect(db.primary, autocommit=True) as conn:
+        await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1'), ('acct-2')")
+        top_up = "SELECT xrouter_post_credit(%s, %s, 'top_up', NULL, 'invoice 7')"
+        cursor = await conn.execute(top_up, ("acct-1", Decimal(10)))
+        assert await cursor.fetchall() == [(Decimal("10.00000000"),)]  # the new balance
+        await conn.execute(top_up, ("acct-2", Decimal("2.5")))
+        assert await record(conn, generation("gen-a", cost="0.25"))
+        assert await record(conn, generation("gen-b", account="acct-2", cost="0.125"))
+        assert await query(db.primary, "SELECT * FROM xrouter_reconcile()") == []
+        assert await query(db.primary, "SELECT id, balance FROM accounts ORDER BY id") == [
+            ("acct-1", Decimal("9.75000000")), ("acct-2", Decimal("2.37500000"))]
+
+        await conn.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 'acct-2'")
+    assert await query(db.primary, "SELECT * FROM xrouter_reconcile()") == [
+        ("acct-2", Decimal("3.37500000"), Decimal("2.37500000"), Decimal("1.00000000"))]
+
+
+async def test_a_generation_is_recorded_once(db: Database) -> None:
+    await migrate(db.primary)
+    first = datetime.now(UTC)
+    async with await psycopg.AsyncConnection.connect(db.primary, autocommit=True) as conn:
+        await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
+        await conn.execute("SELECT xrouter_post_credit('acct-1', 5, 'top_up')")
+        assert await record(conn, generation("gen-dup", created_at=first))
+        assert not await record(conn, generation("gen-dup", created_at=first))
+        # A retry with another timestamp (another partition) is the same generation.
+        assert not await record(conn, generation("gen-dup", created_at=first + timedelta(days=31)))
+
+    async def racer() -> bool:
+        async with await psycopg.AsyncConnection.connect(db.primary) as conn:
+            recorded = await record(conn, generation("gen-race"))
+            await asyncio.sleep(0.1)  # both transactions open at once: the loser waits, then skips
+            await conn.commit()
+            return recorded
+    assert sorted(await asyncio.gather(racer(), racer())) == [False, True]
+
+    assert await query(db.primary, "SELECT id, count(*) FROM generations GROUP BY id ORDER BY id") == [
+        ("gen-dup", 1), ("gen-race", 1)]
+    assert await query(db.primary, "SELECT day, account_id, key_id, model, provider, requests, "
+                                   "prompt_tokens, completion_tokens, cost FROM usage_daily") == [
+        (first.date(), "acct-1", "key-1", "gpt-4o-mini", "openai", 2, 24, 60, Decimal("0.50000000"))]
+    assert await query(db.primary, "SELECT generation_id, amount FROM credit_entries WHERE kind = 'usage' "
+                                   "ORDER BY generation_id") == [
+        ("gen-dup", Decimal("-0.25000000")), ("gen-race", Decimal("-0.25000000"))]
+    assert await query(db.primary, "SELECT balance FROM accounts") == [(Decimal("4.50000000"),)]
+
+
+def test_cli_migrates_and_reports(db: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate", "--database-url", db.primary, "--wait", "5"]) == 0
+    assert main(["migrate", "--database-url", db.primary]) == 0
+    assert capsys.readouterr().out == "applied migrations: 1\nschema is up to date\n"
+
+
+def test_cli_gives_up_on_an_unreachable_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    (port,) = free_ports(1)
+    monkeypatch.setenv("XROUTER_DATABASE_URL", f"host=127.0.0.1 port={port} dbname=xrouter user=xrouter")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "xrouter_router.cli", "migrate", "--wait", "1.5"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("xrouter migrate: no database after 1.5s: ")
+    assert "Connection refused" in done.stderr
+    assert 1.5 <= time.monotonic() - started < 10
+
+
+def test_cli_needs_a_database_url(monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("XROUTER_DATABASE_URL", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["migrate"])
+    assert exit_info.value.code == 2
+    assert "no database: pass --database-url or set XROUTER_DATABASE_URL" in capsys.readouterr().err
+
+
+@dataclass
+class Writer:
+    """Records generations gen-0, gen-1, ... through a pool, one at a time, retrying each id until it
+    is acknowledged: the outcome of a commit cut off by the crash is unknown, and the retry of the same
+    id is what makes it exactly once either way."""
+
+    writes: AsyncConnectionPool
+    acked: list[int] = field(default_factory=list)  # the port that acknowledged each generation
+
+    async def run(self, until: asyncio.Event) -> None:
+        while not until.is_set():
+            gen_id = f"gen-{len(self.acked)}"
+            try:
+                async with self.writes.connection() as conn:  # commits on the way out
+                    await record(conn, generation(gen_id, cost="0.01"))
+                    port = int(conn.info.port)
+                self.acked.append(port)
+            except (psycopg.OperationalError, PoolTimeout):
+                await asyncio.sleep(0.02)
+
+    async def wait_acked(self, count: int, bound: float) -> None:
+        deadline = time.monotonic() + bound
+        while len(self.acked) < count:
+            assert time.monotonic() < deadline, f"{len(self.acked)} of {count} writes after {bound}s"
+            await asyncio.sleep(0.01)
+
+
+async def test_writes_survive_a_failover(postgres_ha_disposable: PostgresHA) -> None:  # noqa: F811
+    cluster = postgres_ha_disposable
+    assert await migrate(cluster.multi_host(), wait=5) == [1]
+    async with pool(cluster.multi_host(), min_size=2, max_size=4, timeout=2.0) as writes:
+        async with writes.connection() as conn:
+            await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
+            await conn.execute("SELECT xrouter_post_credit('acct-1', 5, 'top_up')")
+        writer, stop = Writer(writes), asyncio.Event()
+        task = asyncio.create_task(writer.run(stop))
+        try:
+            await writer.wait_acked(20, 5.0)
+            await asyncio.to_thread(cluster.stop_primary, kill=True)
+            killed = len(writer.acked)
+            await asyncio.to_thread(cluster.promote_standby)
+            await writer.wait_acked(killed + 1, FAILOVER_BOUND)
+            await writer.wait_acked(killed + 20, 5.0)
+        finally:
+            stop.set()
+            await task
+    assert set(writer.acked[:killed]) == {cluster.ports[0]}
+    assert set(writer.acked[killed:]) == {cluster.ports[1]}
+
+    # Every acknowledged commit had reached the standby; every retried id was recorded once.
+    total = len(writer.acked)
+    recorded = await query(cluster.standby, "SELECT id FROM generations")
+    assert sorted(gen_id for (gen_id,) in recorded) == sorted(f"gen-{i}" for i in range(total))
+    assert await query(cluster.standby, "SELECT requests FROM usage_daily") == [(total,)]
+    assert await query(cluster.standby, "SELECT * FROM xrouter_reconcile()") == []
+    assert await query(cluster.standby, "SELECT balance FROM accounts") == [
+        (Decimal(5) - Decimal("0.01") * total,)]
