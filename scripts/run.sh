@@ -20,6 +20,7 @@ export XROUTER_GATEWAY_PORT=$gw_port
 export XROUTER_ROUTER_LISTEN=${XROUTER_ROUTER_LISTEN:-127.0.0.1:$router_port}
 export XROUTER_ROUTER_TARGET=${XROUTER_ROUTER_TARGET:-127.0.0.1:$router_port}
 export XROUTER_ROUTER_METRICS_PORT=${XROUTER_ROUTER_METRICS_PORT:-9100}
+export XROUTER_DATA_DIR=$data
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -44,16 +45,29 @@ for _ in $(seq 1 100); do
 done
 curl -fs "$base/readyz" > /dev/null || { echo "xrouter: not ready after 10s" >&2; exit 1; }
 
+# First start: a demo account with credits and a key for it (shown here, stored owner-only).
+if [ ! -s "$data/demo.key" ]; then
+    .venv/bin/xrouter credits add demo 1000 --url "$base" --key "$XROUTER_MASTER_KEY" \
+        --reference "make run: demo credits" > /dev/null
+    .venv/bin/xrouter keys create --account demo --tier pro --name "demo key" \
+        --url "$base" --key "$XROUTER_MASTER_KEY" > "$data/demo.json"
+    (umask 077; .venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["key"])' \
+        "$data/demo.json" > "$data/demo.key")
+    rm -f "$data/demo.json"
+fi
+demo_key=$(cat "$data/demo.key")
+
 cat <<TXT
 
   XRouter is up (embedded mode, demo model).
 
-  Base URL : $base/v1
-  API key  : $XROUTER_MASTER_KEY
-  Logs     : $data/router.log, $data/gateway.log
+  Base URL   : $base/v1
+  API key    : $demo_key   (account "demo", 1000 RUB of credits)
+  Master key : $XROUTER_MASTER_KEY (management: .venv/bin/xrouter keys, credits, usage)
+  Logs       : $data/router.log, $data/gateway.log
 
   curl $base/v1/chat/completions \\
-    -H "Authorization: Bearer $XROUTER_MASTER_KEY" -H "Content-Type: application/json" \\
+    -H "Authorization: Bearer $demo_key" -H "Content-Type: application/json" \\
     -d '{"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]}'
 
   Press Ctrl-C to stop.

@@ -1,5 +1,6 @@
-"""`xrouter`: operator commands run against the router's database. Each subcommand is one function
-that declares its arguments and returns its handler; list it in COMMANDS."""
+"""`xrouter`: operator commands (migrate runs against the database; keys, credits and usage
+against the gateway's management API). Each subcommand is one function that declares its
+arguments and returns its handler; list it in COMMANDS."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from xrouter_router.cli_api import credits_command, keys_command, usage_command
 from xrouter_router.storage.migrate import MigrationError, migrate
 from xrouter_router.storage.postgres import DatabaseUnreachable
 
@@ -35,7 +37,12 @@ def migrate_command(parser: argparse.ArgumentParser) -> Handler:
     return run
 
 
-COMMANDS: Mapping[str, Subcommand] = {"migrate": migrate_command}
+COMMANDS: Mapping[str, Subcommand] = {
+    "migrate": migrate_command,
+    "keys": keys_command,
+    "credits": credits_command,
+    "usage": usage_command,
+}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,114 @@
+"""`xrouter keys|credits|usage`: the management API over HTTP (the gateway's /v1/keys,
+/v1/credits and /v1/usage), authenticated with the master key or a management key."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("XROUTER_URL", "http://127.0.0.1:8000"),
+                        help="the gateway's base URL (default: $XROUTER_URL or "
+                             "http://127.0.0.1:8000)")
+    parser.add_argument("--key", default=os.environ.get("XROUTER_MASTER_KEY", ""),
+                        help="master or management key (default: $XROUTER_MASTER_KEY)")
+
+
+def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
+         query: dict[str, str] | None = None) -> int:
+    """One API call; prints the JSON answer; exit code 0 on 2xx, 1 otherwise."""
+    url = args.url.rstrip("/") + path
+    if query:
+        url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {args.key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            print(json.dumps(json.loads(resp.read()), indent=2, ensure_ascii=False))
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode(errors="replace"), file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"xrouter: cannot reach {args.url}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
+def keys_command(parser: argparse.ArgumentParser) -> Handler:
+    """Create, list, disable, enable or delete API keys."""
+    _connection(parser)
+    parser.add_argument("action", choices=["create", "list", "disable", "enable", "delete"])
+    parser.add_argument("id", nargs="?", help="key id (disable, enable, delete)")
+    parser.add_argument("--name", default="")
+    parser.add_argument("--tier", default="free")
+    parser.add_argument("--account", default="")
+    parser.add_argument("--limit", default=None, help="credit limit in RUB")
+    parser.add_argument("--expires-at", default=None, help="ISO 8601 time")
+    parser.add_argument("--model", action="append", default=None, help="allowed model (repeat)")
+    for flag in ("requests-per-minute", "requests-per-day", "tokens-per-minute", "concurrent"):
+        parser.add_argument(f"--{flag}", type=int, default=None)
+
+    def run(args: argparse.Namespace) -> int:
+        if args.action == "list":
+            return call(args, "GET", "/v1/keys", query={"account_id": args.account})
+        if args.action == "create":
+            body: dict[str, Any] = {"name": args.name, "tier": args.tier,
+                                    "account_id": args.account, "limit": args.limit,
+                                    "expires_at": args.expires_at, "allowed_models": args.model}
+            for field in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
+                          "concurrent"):
+                body[field] = getattr(args, field)
+            return call(args, "POST", "/v1/keys", {k: v for k, v in body.items() if v is not None})
+        if not args.id:
+            print(f"xrouter keys {args.action}: a key id is required", file=sys.stderr)
+            return 2
+        if args.action == "delete":
+            return call(args, "DELETE", f"/v1/keys/{args.id}")
+        return call(args, "PATCH", f"/v1/keys/{args.id}", {"disabled": args.action == "disable"})
+    return run
+
+
+def credits_command(parser: argparse.ArgumentParser) -> Handler:
+    """Top up an account (`add ACCOUNT AMOUNT`) or show its credits (`show [ACCOUNT]`)."""
+    _connection(parser)
+    parser.add_argument("action", choices=["add", "show"])
+    parser.add_argument("account", nargs="?", default="")
+    parser.add_argument("amount", nargs="?", default="", help="RUB, an exact decimal")
+    parser.add_argument("--reference", default="")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.action == "show":
+            return call(args, "GET", "/v1/credits", query={"account_id": args.account})
+        if not args.account or not args.amount:
+            print("xrouter credits add: ACCOUNT and AMOUNT are required", file=sys.stderr)
+            return 2
+        return call(args, "POST", "/v1/credits", {"account_id": args.account,
+                                                  "amount": args.amount,
+                                                  "reference": args.reference})
+    return run
+
+
+def usage_command(parser: argparse.ArgumentParser) -> Handler:
+    """Usage report grouped by day, key, model and/or provider."""
+    _connection(parser)
+    parser.add_argument("--group-by", default="model", help="comma list of day,key,model,provider")
+    parser.add_argument("--account", default="")
+    parser.add_argument("--since", default="")
+    parser.add_argument("--until", default="")
+
+    def run(args: argparse.Namespace) -> int:
+        return call(args, "GET", "/v1/usage", query={"group_by": args.group_by,
+                                                      "account_id": args.account,
+                                                      "since": args.since, "until": args.until})
+    return run
