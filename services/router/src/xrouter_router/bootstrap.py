@@ -114,14 +114,16 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     secret = key_secret(settings)
     auth = KeyAuthenticator(keys, secret=secret, master_key=settings.master_key,
                             ttl=settings.key_cache_ttl)
-    billing = Billing(InProcessLimiter(), InProcessCreditGuard(accounts), ledger, counter)
+    guard = InProcessCreditGuard(accounts)
+    billing = Billing(InProcessLimiter(), guard, ledger, counter)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing)
     servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
                               request_log=settings.request_log)
     accounts_servicer = AccountsServicer(
-        AccountsService(keys, accounts, ledger, auth, secret=secret), auth)
+        AccountsService(keys, accounts, ledger, auth, secret=secret,
+                        balance_changed=guard.forget), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
     return RouterApp(server, providers, session, metrics, database,
                      shared_stats=stats if isinstance(stats, RedisStats) else None)

@@ -73,12 +73,14 @@ def is_manager(key: ApiKey) -> bool:
 class AccountsService:
     def __init__(self, keys: KeyStore, accounts: AccountStore, ledger: UsageLedger,
                  auth: KeyAuthenticator, *, secret: bytes,
+                 balance_changed: Callable[[str], None] | None = None,
                  wall: Callable[[], float] = time.time) -> None:
         self._keys = keys
         self._accounts = accounts
         self._ledger = ledger
         self._auth = auth
         self._secret = secret
+        self._balance_changed = balance_changed or (lambda account_id: None)
         self._wall = wall
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -193,6 +195,7 @@ class AccountsService:
             raise InvalidRequest("amount must be positive", param="amount")
         await self._ensure_account(account_id)
         await self._accounts.top_up(account_id, amount, reference)
+        self._balance_changed(account_id)
         return await self.credits(caller, account_id)
 
     # ---- generations and usage ---------------------------------------------------------------

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 
 from xrouter_router.domain.errors import InsufficientCredits, NotFound, RateLimited
@@ -79,20 +81,49 @@ def _limited(what: str, limit: int, reset: float, now: float,
 
 
 class InProcessCreditGuard:
-    def __init__(self, accounts: AccountStore) -> None:
+    """Balances and key spend are read from the AccountStore at most every `refresh` seconds
+    (this process's own charges are applied to the cached figures at once), so a request costs
+    no database read; a top-up shows within `refresh` seconds."""
+
+    def __init__(self, accounts: AccountStore, *, refresh: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._accounts = accounts
+        self._refresh = refresh
+        self._clock = clock
         self._reserved_account: dict[str, Decimal] = defaultdict(Decimal)
         self._reserved_key: dict[str, Decimal] = defaultdict(Decimal)
+        self._balance: dict[str, tuple[Decimal, float]] = {}
+        self._spent: dict[str, tuple[Decimal, float]] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def _available(self, key: ApiKey) -> tuple[Decimal, Decimal | None]:
-        account = await self._accounts.get(key.account_id)
+    def forget(self, account_id: str) -> None:
+        """The account's balance changed elsewhere (a top-up): read it again next time."""
+        self._balance.pop(account_id, None)
+
+    async def _cached_balance(self, account_id: str) -> Decimal:
+        cached = self._balance.get(account_id)
+        if cached is not None and cached[1] > self._clock():
+            return cached[0]
+        account = await self._accounts.get(account_id)
         if account is None:
-            raise NotFound(f"Account {key.account_id!r} does not exist")
-        for_account = account.balance - self._reserved_account[key.account_id]
+            raise NotFound(f"Account {account_id!r} does not exist")
+        self._balance[account_id] = (account.balance, self._clock() + self._refresh)
+        return account.balance
+
+    async def _cached_spent(self, key_id: str) -> Decimal:
+        cached = self._spent.get(key_id)
+        if cached is not None and cached[1] > self._clock():
+            return cached[0]
+        spent = await self._accounts.spent(key_id)
+        self._spent[key_id] = (spent, self._clock() + self._refresh)
+        return spent
+
+    async def _available(self, key: ApiKey) -> tuple[Decimal, Decimal | None]:
+        for_account = await self._cached_balance(key.account_id) \
+            - self._reserved_account[key.account_id]
         for_key = None
         if key.credit_limit is not None:
-            for_key = key.credit_limit - await self._accounts.spent(key.id) \
+            for_key = key.credit_limit - await self._cached_spent(key.id) \
                 - self._reserved_key[key.id]
         return for_account, for_key
 
@@ -127,8 +158,13 @@ class InProcessCreditGuard:
 
     async def settle(self, reservation: Reservation, cost: Decimal) -> None:
         async with self._locks[reservation.account_id]:
-            if cost > 0:
-                await self._accounts.charge(reservation.account_id, reservation.key_id,
-                                            reservation.generation_id, cost)
+            if cost > 0 and await self._accounts.charge(
+                    reservation.account_id, reservation.key_id, reservation.generation_id, cost):
+                balance = self._balance.get(reservation.account_id)
+                if balance is not None:
+                    self._balance[reservation.account_id] = (balance[0] - cost, balance[1])
+                spent = self._spent.get(reservation.key_id)
+                if spent is not None:
+                    self._spent[reservation.key_id] = (spent[0] + cost, spent[1])
             self._reserved_account[reservation.account_id] -= reservation.amount
             self._reserved_key[reservation.key_id] -= reservation.amount
