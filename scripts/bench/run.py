@@ -18,12 +18,13 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = ROOT / ".venv" / "bin" / "python"
-KEY = "xr-bench-key"
+MASTER_KEY = "xr-bench-master-key"
 DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
 CHUNKS = 22
 
@@ -114,12 +115,30 @@ def wait_ready(url: str, timeout: float = 20.0) -> None:
     raise TimeoutError(url)
 
 
-def lua_script(tmp: Path, name: str, body: dict[str, object], auth: bool) -> Path:
+def bench_key(gateway: str) -> str:
+    """A real key (tier max: no request limits) on an account with plenty of credits, so the
+    bench measures the full path: key lookup, limits, credit reservation and settlement, and
+    the ledger record."""
+    def post(path: str, body: dict[str, object]) -> dict[str, Any]:
+        request = urllib.request.Request(gateway + path, data=json.dumps(body).encode(),
+                                         method="POST", headers={
+                                             "Authorization": f"Bearer {MASTER_KEY}",
+                                             "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            answer: dict[str, Any] = json.loads(resp.read())
+            return answer
+
+    post("/v1/credits", {"account_id": "bench", "amount": "1000000"})
+    created = post("/v1/keys", {"account_id": "bench", "tier": "max", "name": "bench"})
+    return str(created["key"])
+
+
+def lua_script(tmp: Path, name: str, body: dict[str, object], key: str | None) -> Path:
     path = tmp / f"{name}.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
              'wrk.headers["Content-Type"] = "application/json"']
-    if auth:
-        lines.append(f'wrk.headers["Authorization"] = "Bearer {KEY}"')
+    if key:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -151,12 +170,12 @@ class _KeepAliveClient:
     """A minimal HTTP/1.1 client on one kept-alive connection that notes when the first SSE
     `data: {` arrives and then reads the response to its end (Content-Length or chunked)."""
 
-    def __init__(self, port: int, path: str, body: bytes, auth: bool) -> None:
+    def __init__(self, port: int, path: str, body: bytes, key: str | None) -> None:
         self._port = port
         head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n")
-        if auth:
-            head += f"Authorization: Bearer {KEY}\r\n"
+        if key:
+            head += f"Authorization: Bearer {key}\r\n"
         self._request = head.encode() + b"\r\n" + body
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -192,13 +211,27 @@ class _KeepAliveClient:
         return first * 1000
 
 
-def ttft_p50(port: int, path: str, body: bytes, auth: bool, n: int = 500) -> float:
+def ttft_p50(port: int, path: str, body: bytes, key: str | None, n: int = 500) -> float:
     async def run() -> list[float]:
-        client = _KeepAliveClient(port, path, body, auth)
+        client = _KeepAliveClient(port, path, body, key)
         for _ in range(50):
             await client.ttft_ms()
         return [await client.ttft_ms() for _ in range(n)]
     return statistics.median(uvloop.run(run()))
+
+
+def start_services(tmp: Path, nginx_port: int,
+                   gw_port: int) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """One router and one gateway process, embedded mode, default settings (logs included)."""
+    router_port = free_port()
+    env = {**os.environ, "XROUTER_MASTER_KEY": MASTER_KEY, "XROUTER_DATA_DIR": str(tmp / "data"),
+           "XROUTER_CATALOG": str(write_catalog(tmp, nginx_port)),
+           "XROUTER_ROUTER_LISTEN": f"127.0.0.1:{router_port}", "XROUTER_ROUTER_METRICS_PORT": "0",
+           "XROUTER_GATEWAY_PORT": str(gw_port), "XROUTER_ROUTER_TARGET": f"127.0.0.1:{router_port}"}
+    router = subprocess.Popen([str(PY), "-m", "xrouter_router"], env=env, stderr=subprocess.DEVNULL)
+    gateway = subprocess.Popen([str(PY), "-m", "xrouter_gateway"], env=env,
+                               stderr=subprocess.DEVNULL)
+    return router, gateway
 
 
 def main() -> int:
@@ -206,17 +239,14 @@ def main() -> int:
         print("bench: wrk is missing (scripts/bench.sh installs it)", file=sys.stderr)
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="xrouter-bench-"))
-    nginx_port, router_port, gw_port = free_port(), free_port(), free_port()
+    nginx_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = [start_nginx(tmp, nginx_port)]
-    env = {**os.environ, "XROUTER_MASTER_KEY": KEY, "XROUTER_CATALOG": str(write_catalog(tmp, nginx_port)),
-           "XROUTER_ROUTER_LISTEN": f"127.0.0.1:{router_port}", "XROUTER_ROUTER_METRICS_PORT": "0",
-           "XROUTER_GATEWAY_PORT": str(gw_port), "XROUTER_ROUTER_TARGET": f"127.0.0.1:{router_port}"}
-    router = subprocess.Popen([str(PY), "-m", "xrouter_router"], env=env, stderr=subprocess.DEVNULL)
-    gateway = subprocess.Popen([str(PY), "-m", "xrouter_gateway"], env=env, stderr=subprocess.DEVNULL)
+    router, gateway = start_services(tmp, nginx_port, gw_port)
     procs += [router, gateway]
     try:
         gw = f"http://127.0.0.1:{gw_port}"
         wait_ready(f"{gw}/readyz")
+        key = bench_key(gw)
         time.sleep(1.0)
         idle = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
         messages = [{"role": "user", "content": "Hello! Please say hello back."}]
@@ -225,9 +255,9 @@ def main() -> int:
                                   ("streaming", "bench/sse", "/sse/v1/chat/completions")):
             stream = kind == "streaming"
             via = lua_script(tmp, f"{kind}-gw", {"model": model, "messages": messages,
-                                                 "stream": stream}, auth=True)
+                                                 "stream": stream}, key)
             direct = lua_script(tmp, f"{kind}-direct", {"model": "bench", "messages": messages,
-                                                        "stream": stream}, auth=False)
+                                                        "stream": stream}, None)
             wrk(f"{gw}/v1/chat/completions", via, 16, 2)  # warm-up
             for conns in (16, 64):
                 d = wrk(f"http://127.0.0.1:{nginx_port}{path}", direct, conns, DURATION)
@@ -248,9 +278,9 @@ def main() -> int:
             g = wrk(f"{gw}/v1/chat/completions", tmp / f"{kind}-gw.lua", 1, max(3, DURATION // 2))
             single[kind] = (d["p50"], g["p50"])
         ttft_direct = ttft_p50(nginx_port, "/sse/v1/chat/completions", json.dumps(
-            {"model": "bench", "messages": messages, "stream": True}).encode(), auth=False)
+            {"model": "bench", "messages": messages, "stream": True}).encode(), None)
         ttft_gw = ttft_p50(gw_port, "/v1/chat/completions", json.dumps(
-            {"model": "bench/sse", "messages": messages, "stream": True}).encode(), auth=True)
+            {"model": "bench/sse", "messages": messages, "stream": True}).encode(), key)
         time.sleep(1.0)
         after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
         floors = measure_floors(tmp, nginx_port, messages)
@@ -292,7 +322,7 @@ def measure_floors(tmp: Path, nginx_port: int, messages: list[dict[str, str]]) -
                               f"http://127.0.0.1:{nginx_port}/plain/v1/chat/completions"])
     try:
         wait_for_port(port)
-        script = lua_script(tmp, "floor", {"model": "bench", "messages": messages}, auth=False)
+        script = lua_script(tmp, "floor", {"model": "bench", "messages": messages}, None)
         wrk(f"http://127.0.0.1:{port}/v1/chat/completions", script, 16, 2)
         p0 = cpu_seconds(proxy.pid)
         res = wrk(f"http://127.0.0.1:{port}/v1/chat/completions", script, 16, DURATION)

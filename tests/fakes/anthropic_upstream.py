@@ -13,12 +13,13 @@ some text). It runs on its own thread and loop; what it saw is kept in `requests
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from tests.fakes.harness import FakeHarness
+from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
 API_KEY = "sk-ant-fake-upstream-key"
@@ -35,8 +36,7 @@ class Invalid(Exception):
 def _error(status: int, type_: str, message: str) -> web.Response:
     body = {"type": "error", "error": {"type": type_, "message": message},
             "request_id": REQUEST_ID}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
-                        headers={"request-id": REQUEST_ID})
+    return json_response(status, body, headers={"request-id": REQUEST_ID})
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -112,54 +112,11 @@ def validate(body: dict[str, Any]) -> None:
         _check_tool_pairs(len(body["messages"]), [], previous)
 
 
-class FakeAnthropic:
-    def __init__(self, *, slow_seconds: float = 3.0, drip_interval: float = 0.05) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.disconnects: list[str] = []
-        self.slow_seconds = slow_seconds
-        self.drip_interval = drip_interval
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+class FakeAnthropic(FakeUpstream):
+    name = "fake-anthropic"
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> FakeAnthropic:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake upstream did not start")
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
 
     # ---- the endpoint ----------------------------------------------------------------------
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -184,8 +141,7 @@ class FakeAnthropic:
             return failure
         if body.get("stream"):
             return await self._stream(request, body, scenario)
-        return web.Response(body=orjson.dumps(self._message(body, scenario)),
-                            content_type="application/json", headers={"request-id": REQUEST_ID})
+        return json_response(200, self._message(body, scenario), headers={"request-id": REQUEST_ID})
 
     async def _failure(self, scenario: str) -> web.Response | None:
         if scenario == "500":
@@ -198,8 +154,7 @@ class FakeAnthropic:
             resp.headers["retry-after"] = "7"
             return resp
         if scenario == "garbage":
-            return web.Response(status=200, text="<html>502 Bad Gateway</html>",
-                                content_type="text/html")
+            return garbage()
         if scenario == "slow":
             await asyncio.sleep(self.slow_seconds)
         return None
@@ -317,29 +272,12 @@ class FakeAnthropic:
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
 
-class _Harness:
+class _Harness(FakeHarness[FakeAnthropic]):
     type = "anthropic"
     retry_after = True
 
-    def __init__(self) -> None:
-        self._fake = FakeAnthropic()
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        return self._fake.requests
-
-    @property
-    def disconnects(self) -> list[str]:
-        return self._fake.disconnects
-
-    def start(self) -> None:
-        self._fake.start()
-
-    def stop(self) -> None:
-        self._fake.stop()
-
     def config(self, *, wrong_key: bool = False) -> ProviderConfig:
-        return ProviderConfig("fake-anthropic", "anthropic", self._fake.base_url,
+        return ProviderConfig("fake-anthropic", "anthropic", self.fake.base_url,
                               "sk-ant-wrong" if wrong_key else API_KEY)
 
     def upstream_model(self, scenario: str) -> str:
@@ -347,4 +285,4 @@ class _Harness:
 
 
 def harness() -> _Harness:
-    return _Harness()
+    return _Harness(FakeAnthropic())

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from tests.fakes.harness import FakeHarness
+from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
 API_KEY = "AIzaFakeGeminiUpstreamKey"
@@ -117,55 +118,15 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-class FakeGemini:
+class FakeGemini(FakeUpstream):
+    name = "fake-gemini"
+
     def __init__(self, *, slow_seconds: float = 3.0, drip_interval: float = 0.05) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
+        super().__init__(slow_seconds=slow_seconds, drip_interval=drip_interval)
         self.paths: list[str] = []
-        self.disconnects: list[str] = []
-        self.slow_seconds = slow_seconds
-        self.drip_interval = drip_interval
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> FakeGemini:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-gemini", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake upstream did not start")
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{target}", self._generate)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
 
     # ---- the endpoint ----------------------------------------------------------------------
     async def _generate(self, request: web.Request) -> web.StreamResponse:
@@ -198,10 +159,8 @@ class FakeGemini:
             if request.query.get("alt") == "sse":
                 return await self._stream(request, body, model, scenario)
             # Without alt=sse Gemini streams one JSON array of the same chunks.
-            return web.Response(body=orjson.dumps(self._chunks(body, model, scenario)),
-                                content_type="application/json", charset="UTF-8")
-        return web.Response(body=orjson.dumps(self._whole(body, model, scenario)),
-                            content_type="application/json", charset="UTF-8")
+            return json_response(200, self._chunks(body, model, scenario), charset="UTF-8")
+        return json_response(200, self._whole(body, model, scenario), charset="UTF-8")
 
     async def _failure(self, scenario: str) -> web.Response | None:
         if scenario == "500":
@@ -221,8 +180,7 @@ class FakeGemini:
                               {"@type": "type.googleapis.com/google.rpc.RetryInfo",
                                "retryDelay": "7s"}])
         if scenario == "garbage":
-            return web.Response(status=200, text="<html>502 Bad Gateway</html>",
-                                content_type="text/html")
+            return garbage()
         if scenario == "slow":
             await asyncio.sleep(self.slow_seconds)
         return None
@@ -314,29 +272,12 @@ class FakeGemini:
         return chunks
 
 
-class _Harness:
+class _Harness(FakeHarness[FakeGemini]):
     type = "gemini"
     retry_after = True  # Gemini's 429 says when in a RetryInfo detail, which the adapter reads
 
-    def __init__(self) -> None:
-        self._fake = FakeGemini()
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        return self._fake.requests
-
-    @property
-    def disconnects(self) -> list[str]:
-        return self._fake.disconnects
-
-    def start(self) -> None:
-        self._fake.start()
-
-    def stop(self) -> None:
-        self._fake.stop()
-
     def config(self, *, wrong_key: bool = False) -> ProviderConfig:
-        return ProviderConfig("fake-gemini", "gemini", self._fake.base_url,
+        return ProviderConfig("fake-gemini", "gemini", self.fake.base_url,
                               "AIzaWrongKey" if wrong_key else API_KEY)
 
     def upstream_model(self, scenario: str) -> str:
@@ -344,4 +285,4 @@ class _Harness:
 
 
 def harness() -> _Harness:
-    return _Harness()
+    return _Harness(FakeGemini())

@@ -26,7 +26,6 @@ import asyncio
 import base64
 import secrets
 import ssl
-import threading
 import time
 import uuid
 from typing import Any
@@ -34,7 +33,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.harness import TOOL_ARGUMENTS
+from tests.fakes.harness import TOOL_ARGUMENTS, FakeHarness
+from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
 AUTH_KEY = base64.b64encode(b"fake-client-id:fake-client-secret").decode()
@@ -52,12 +52,8 @@ MESSAGE_FIELDS = {"role", "content", "name", "function_call", "functions_state_i
 VERSION = "2.0.28.2"
 
 
-def _json(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
-
-
 def _api_error(status: int, message: str) -> web.Response:
-    return _json(status, {"status": status, "message": message})
+    return json_response(status, {"status": status, "message": message})
 
 
 def _is_uuid4(value: str) -> bool:
@@ -152,39 +148,29 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-class FakeGigaChat:
+class FakeGigaChat(FakeUpstream):
+    name = "fake-gigachat"
+
     def __init__(self, *, scopes: tuple[str, ...] = ("GIGACHAT_API_PERS",),
                  token_ttl: float = 1800.0, token_delay: float = 0.0, slow_seconds: float = 3.0,
                  drip_interval: float = 0.05, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(slow_seconds=slow_seconds, drip_interval=drip_interval,
+                         ssl_context=ssl_context)
         self.scopes = scopes
         self.token_ttl = token_ttl
         self.token_delay = token_delay
-        self.slow_seconds = slow_seconds
-        self.drip_interval = drip_interval
-        self.requests: list[dict[str, Any]] = []
         self.embedding_requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
         self.token_requests: list[dict[str, Any]] = []
-        self.disconnects: list[str] = []
         self.issued = 0
-        self.port = 0
         self._tokens: dict[str, int] = {}
-        self._ssl = ssl_context
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def _origin(self) -> str:
-        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
-        return f"{self._origin}/api/v1"
+        return f"{self.origin}/api/v1"
 
     @property
     def auth_url(self) -> str:
-        return f"{self._origin}/api/v2/oauth"
+        return f"{self.origin}/api/v2/oauth"
 
     def revoke_tokens(self) -> None:
         """Forget every issued token, as if they had expired on the server's side."""
@@ -194,40 +180,10 @@ class FakeGigaChat:
         """The token each API request carried, in order."""
         return [h.get("Authorization", "").removeprefix("Bearer ") for h in self.headers]
 
-    # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> FakeGigaChat:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-gigachat", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake GigaChat did not start")
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/v2/oauth", self._oauth)
         app.router.add_post("/api/v1/chat/completions", self._chat)
         app.router.add_post("/api/v1/embeddings", self._embeddings)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
 
     # ---- the token endpoint ----------------------------------------------------------------
     async def _oauth(self, request: web.Request) -> web.Response:
@@ -236,23 +192,24 @@ class FakeGigaChat:
         self.token_requests.append({"headers": dict(request.headers), "form": form})
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Basic ") or not auth.removeprefix("Basic "):
-            return _json(400, {"code": 4, "message": "Can't decode 'Authorization' header"})
+            return json_response(400, {"code": 4, "message": "Can't decode 'Authorization' header"})
         if auth != f"Basic {AUTH_KEY}":
-            return _json(401, {"code": 6, "message": "credentials doesn't match db data"})
+            return json_response(401, {"code": 6, "message": "credentials doesn't match db data"})
         if not _is_uuid4(request.headers.get("RqUID", "")):
-            return _json(400, {"code": 5, "message": "RqUID header is missing or is not a uuid4"})
+            return json_response(400, {"code": 5, "message": "RqUID header is missing or is not a uuid4"})
         scope = form.get("scope")
         if scope not in SCOPES:
-            return _json(400, {"code": 5, "message": "scope is empty or unknown"})
+            return json_response(400, {"code": 5, "message": "scope is empty or unknown"})
         if scope not in self.scopes:
-            return _json(400, {"code": 7, "message": "scope from db not fully includes consumed scope"})
+            return json_response(400, {"code": 7,
+                                       "message": "scope from db not fully includes consumed scope"})
         if self.token_delay:
             await asyncio.sleep(self.token_delay)
         token = secrets.token_urlsafe(48)
         expires_at = int((time.time() + self.token_ttl) * 1000)
         self._tokens[token] = expires_at
         self.issued += 1
-        return _json(200, {"access_token": token, "expires_at": expires_at})
+        return json_response(200, {"access_token": token, "expires_at": expires_at})
 
     def _refused(self, request: web.Request) -> web.Response | None:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -276,7 +233,7 @@ class FakeGigaChat:
         data = [{"object": "embedding", "embedding": [float(len(text)), float(i), 0.25],
                  "index": i, "usage": {"prompt_tokens": len(text) // 4 + 1}}
                 for i, text in enumerate(inputs)]
-        return _json(200, {"object": "list", "data": data, "model": body["model"]})
+        return json_response(200, {"object": "list", "data": data, "model": body["model"]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.headers.append(dict(request.headers))
@@ -299,13 +256,12 @@ class FakeGigaChat:
         if model == "fake-429":
             return _api_error(429, "Too many requests")
         if model == "fake-garbage":
-            return web.Response(status=200, text="<html>502 Bad Gateway</html>",
-                                content_type="text/html")
+            return garbage()
         if model == "fake-slow":
             await asyncio.sleep(self.slow_seconds)
         if body.get("stream"):
             return await self._stream(request, body, model)
-        return _json(200, self._completion(body, model))
+        return json_response(200, self._completion(body, model))
 
     def _answer(self, body: dict[str, Any], model: str) -> tuple[list[str], dict[str, Any] | None]:
         if model == "fake-tools" and body.get("functions"):
@@ -370,35 +326,18 @@ class FakeGigaChat:
         return resp
 
 
-class _Harness:
+class _Harness(FakeHarness[FakeGigaChat]):
     type = "gigachat"
     retry_after = False  # GigaChat documents no Retry-After on its 429
 
-    def __init__(self) -> None:
-        self._fake = FakeGigaChat()
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        return self._fake.requests
-
-    @property
-    def disconnects(self) -> list[str]:
-        return ["drip" if m == "fake-drip" else m for m in self._fake.disconnects]
-
-    def start(self) -> None:
-        self._fake.start()
-
-    def stop(self) -> None:
-        self._fake.stop()
-
     def config(self, *, wrong_key: bool = False) -> ProviderConfig:
-        return ProviderConfig("fake-gigachat", "gigachat", self._fake.base_url,
+        return ProviderConfig("fake-gigachat", "gigachat", self.fake.base_url,
                               WRONG_KEY if wrong_key else AUTH_KEY,
-                              options={"auth_url": self._fake.auth_url})
+                              options={"auth_url": self.fake.auth_url})
 
     def upstream_model(self, scenario: str) -> str:
         return f"fake-{scenario}"
 
 
 def harness() -> _Harness:
-    return _Harness()
+    return _Harness(FakeGigaChat())

@@ -22,8 +22,9 @@ malformed one is answered with the provider's 400 error body), then answered lik
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
+from tests.fakes.server import FakeUpstream
 from xrouter_router.providers.config import ProviderConfig
 
 SCENARIOS = ("echo", "tools", "500", "429", "slow", "garbage", "cut", "no-usage", "drip")
@@ -54,3 +55,29 @@ class ScenarioHarness(Protocol):
         ...
 
     def upstream_model(self, scenario: str) -> str: ...
+
+
+FakeT = TypeVar("FakeT", bound=FakeUpstream)
+
+
+class FakeHarness(Generic[FakeT]):
+    """The part of a ScenarioHarness every fake shares: starting and stopping it, and what it
+    saw (a disconnect recorded under the model `fake-drip` is the scenario `drip`). Subclasses
+    give `type`, `retry_after`, `config` and `upstream_model`."""
+
+    def __init__(self, fake: FakeT) -> None:
+        self.fake = fake
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.fake.requests
+
+    @property
+    def disconnects(self) -> list[str]:
+        return ["drip" if m == "fake-drip" else m for m in self.fake.disconnects]
+
+    def start(self) -> None:
+        self.fake.start()
+
+    def stop(self) -> None:
+        self.fake.stop()

@@ -14,13 +14,14 @@ can use it; what it saw is kept in `requests` and `disconnects`.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
 import orjson
 from aiohttp import ClientConnectionError, web
 
+from tests.fakes.harness import FakeHarness
+from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
 API_KEY = "sk-fake-upstream-key"
@@ -29,7 +30,7 @@ TOOL_ARGS = '{"city": "Moscow", "unit": "celsius"}'
 
 def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    return json_response(status, body)
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -42,55 +43,16 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-class FakeOpenAI:
-    def __init__(self, *, slow_seconds: float = 3.0, drip_interval: float = 0.05) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.disconnects: list[str] = []
-        self.slow_seconds = slow_seconds
-        self.drip_interval = drip_interval
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+class FakeOpenAI(FakeUpstream):
+    name = "fake-openai"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.origin}/v1"
 
-    # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> FakeOpenAI:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake upstream did not start")
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
 
     def models_called(self) -> list[str]:
         return [r.get("model", "") for r in self.requests]
@@ -119,16 +81,14 @@ class FakeOpenAI:
             return _error(400, "This model's maximum context length is 8192 tokens.",
                           "invalid_request_error", "context_length_exceeded")
         if model == "fake-garbage":
-            return web.Response(status=200, text="<html>502 Bad Gateway</html>",
-                                content_type="text/html")
+            return garbage()
         if model == "fake-slow":
             await asyncio.sleep(self.slow_seconds)
         if model == "fake-delay":
             await asyncio.sleep(0.05)
         if body.get("stream"):
             return await self._stream(request, body, model)
-        return web.Response(body=orjson.dumps(self._completion(body, model)),
-                            content_type="application/json")
+        return json_response(200, self._completion(body, model))
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
@@ -147,10 +107,9 @@ class FakeOpenAI:
                  + [0.0] * max(0, dims - 1 - len(text))}
                 for i, text in enumerate(inputs)]
         tokens = sum(len(t) // 4 + 1 for t in inputs)
-        return web.Response(body=orjson.dumps({
+        return json_response(200, {
             "object": "list", "data": list(reversed(data)), "model": body.get("model"),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
-            content_type="application/json")
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     def _answer(self, body: dict[str, Any], model: str) -> tuple[list[str], list[dict[str, Any]]]:
         if model == "fake-tools":
@@ -186,8 +145,7 @@ class FakeOpenAI:
     async def _stream(self, request: web.Request, body: dict[str, Any],
                       model: str) -> web.StreamResponse:
         if model == "fake-json-stream":
-            return web.Response(body=orjson.dumps(self._completion(body, model)),
-                                content_type="application/json")
+            return json_response(200, self._completion(body, model))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -243,29 +201,12 @@ class FakeOpenAI:
         return resp
 
 
-class _Harness:
+class _Harness(FakeHarness[FakeOpenAI]):
     type = "openai"
     retry_after = True
 
-    def __init__(self) -> None:
-        self._fake = FakeOpenAI()
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        return self._fake.requests
-
-    @property
-    def disconnects(self) -> list[str]:
-        return ["drip" if m == "fake-drip" else m for m in self._fake.disconnects]
-
-    def start(self) -> None:
-        self._fake.start()
-
-    def stop(self) -> None:
-        self._fake.stop()
-
     def config(self, *, wrong_key: bool = False) -> ProviderConfig:
-        return ProviderConfig("fake-openai", "openai", self._fake.base_url,
+        return ProviderConfig("fake-openai", "openai", self.fake.base_url,
                               "sk-wrong" if wrong_key else API_KEY)
 
     def upstream_model(self, scenario: str) -> str:
@@ -273,4 +214,4 @@ class _Harness:
 
 
 def harness() -> _Harness:
-    return _Harness()
+    return _Harness(FakeOpenAI())

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tests.fakes.harness import TOOL_ARGUMENTS
+from tests.fakes.harness import TOOL_ARGUMENTS, FakeHarness
+from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
 FOLDER = "b1gfakefolder"
@@ -53,8 +53,7 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(error_body(status, message)),
-                        content_type="application/json")
+    return json_response(status, error_body(status, message))
 
 
 def _usage(body: dict[str, Any], completion: int) -> dict[str, Any]:
@@ -159,61 +158,21 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-class FakeYandexGPT:
+class FakeYandexGPT(FakeUpstream):
+    name = "fake-yandexgpt"
+
     def __init__(self, *, slow_seconds: float = 3.0, drip_interval: float = 0.05,
                  embed_delay: float = 0.05) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
+        super().__init__(slow_seconds=slow_seconds, drip_interval=drip_interval)
         self.model_uris: list[str] = []
         self.embedded: list[str] = []
-        self.disconnects: list[str] = []
         self.max_embeddings_in_flight = 0
-        self.slow_seconds = slow_seconds
-        self.drip_interval = drip_interval
         self.embed_delay = embed_delay
-        self.port = 0
         self._in_flight = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> FakeYandexGPT:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-yandexgpt", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake upstream did not start")
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/foundationModels/v1/completion", self._completion)
         app.router.add_post("/foundationModels/v1/textEmbedding", self._embedding)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
 
     # ---- shared checks ---------------------------------------------------------------------
     def _refuse(self, request: web.Request) -> web.Response | None:
@@ -257,14 +216,12 @@ class FakeYandexGPT:
             return _error(429, "ai.textGenerationCompletionSessionsCount.count gauge quota limit "
                                "exceed: allowed 10 requests")
         if scenario == "garbage":
-            return web.Response(status=200, text="<html>502 Bad Gateway</html>",
-                                content_type="text/html")
+            return garbage()
         if scenario == "slow":
             await asyncio.sleep(self.slow_seconds)
         if (body.get("completionOptions") or {}).get("stream"):
             return await self._stream(request, body, scenario)
-        return web.Response(body=orjson.dumps(self._whole(body, scenario)),
-                            content_type="application/json")
+        return json_response(200, self._whole(body, scenario))
 
     def _tool_call(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body["tools"][0]["function"]["name"]
@@ -363,9 +320,9 @@ class FakeYandexGPT:
             self._in_flight -= 1
         text: str = body["text"]
         self.embedded.append(text)
-        return web.Response(body=orjson.dumps({
+        return json_response(200, {
             "embedding": embedding_of(text), "numTokens": str(len(text.split()) + 1),
-            "modelVersion": "06.12.2023"}), content_type="application/json")
+            "modelVersion": "06.12.2023"})
 
 
 def _inside_a_character(line: bytes) -> int:
@@ -381,29 +338,12 @@ def embedding_of(text: str) -> list[float]:
     return [float(len(text)), (sum(map(ord, text)) % 1000) / 1000, 0.25, -0.5]
 
 
-class _Harness:
+class _Harness(FakeHarness[FakeYandexGPT]):
     type = "yandexgpt"
     retry_after = False  # Yandex's 429 carries no Retry-After
 
-    def __init__(self) -> None:
-        self._fake = FakeYandexGPT()
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        return self._fake.requests
-
-    @property
-    def disconnects(self) -> list[str]:
-        return self._fake.disconnects
-
-    def start(self) -> None:
-        self._fake.start()
-
-    def stop(self) -> None:
-        self._fake.stop()
-
     def config(self, *, wrong_key: bool = False) -> ProviderConfig:
-        return ProviderConfig("fake-yandexgpt", "yandexgpt", self._fake.base_url,
+        return ProviderConfig("fake-yandexgpt", "yandexgpt", self.fake.base_url,
                               "AQVN-wrong-key" if wrong_key else API_KEY,
                               options={"folder_id": FOLDER})
 
@@ -412,4 +352,4 @@ class _Harness:
 
 
 def harness() -> _Harness:
-    return _Harness()
+    return _Harness(FakeYandexGPT())

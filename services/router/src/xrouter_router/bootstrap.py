@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -27,7 +27,6 @@ from xrouter_router.providers.registry import build_provider
 from xrouter_router.providers.tokenizer import Cl100kCounter
 from xrouter_router.settings import RouterSettings
 from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
-from xrouter_router.storage.redis_stats import RedisStats, cluster_client
 from xrouter_router.storage.sqlite import (
     SqliteAccountStore,
     SqliteDatabase,
@@ -39,6 +38,9 @@ from xrouter_router.tracing import OtelSpans
 from xrouter_router.transport.accounts_servicer import AccountsServicer
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
+
+if TYPE_CHECKING:
+    from xrouter_router.storage.redis_stats import RedisStats
 
 
 @dataclass(slots=True)
@@ -74,9 +76,12 @@ def build_providers(config: catalog_file.CatalogConfig,
 
 
 def build_stats(redis_url: str, catalog: Catalog) -> InMemoryStats | RedisStats:
-    """Shared through Redis Cluster when it is configured, in-process otherwise."""
+    """Shared through Redis Cluster when it is configured, in-process otherwise (then the
+    Redis client is not even imported)."""
     if not redis_url:
         return InMemoryStats()
+    from xrouter_router.storage.redis_stats import RedisStats, cluster_client
+
     deployments = {d.id: d.provider for m in catalog.models for d in m.deployments}
     return RedisStats(cluster_client(redis_url), deployments)
 
@@ -115,7 +120,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     auth = KeyAuthenticator(keys, secret=secret, master_key=settings.master_key,
                             ttl=settings.key_cache_ttl)
     guard = InProcessCreditGuard(accounts)
-    billing = Billing(InProcessLimiter(), guard, ledger, counter)
+    billing = Billing(InProcessLimiter(), guard, ledger)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing)
@@ -126,4 +131,4 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                         balance_changed=guard.forget), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
     return RouterApp(server, providers, session, metrics, database,
-                     shared_stats=stats if isinstance(stats, RedisStats) else None)
+                     shared_stats=None if isinstance(stats, InMemoryStats) else stats)

@@ -18,7 +18,6 @@ from xrouter_router.domain.ports import (
     CreditGuard,
     Limiter,
     Reservation,
-    TokenCounter,
     UsageLedger,
 )
 from xrouter_router.domain.types import ChatRequest, RateWindow, Served, TokenCounts, Usage
@@ -39,6 +38,17 @@ class Admission:
     started: float
 
 
+def prompt_bound(request: ChatRequest) -> int:
+    """An upper bound of the prompt's tokens for the reservation, from its length alone: no
+    tokenizer on the hot path. Tokenizers give well over 2 characters per token for Russian
+    and English text; images and tool schemas get a fixed allowance."""
+    chars = sum(len(m.text()) + len(m.name) + sum(len(c.arguments) for c in m.tool_calls)
+                for m in request.messages)
+    chars += sum(len(t.parameters_json) + len(t.description) for t in request.tools)
+    images = sum(1 for m in request.messages for p in m.parts if p.type == "image_url")
+    return (chars + 1) // 2 + accounting.MESSAGE_OVERHEAD * len(request.messages) + 1500 * images
+
+
 def worst_price(deployments: Sequence[Deployment]) -> Price:
     """The dearest prompt and completion prices among the deployments that may serve."""
     return Price(max(d.price.prompt for d in deployments),
@@ -50,12 +60,11 @@ def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
 
 
 class Billing:
-    def __init__(self, limiter: Limiter, credits: CreditGuard, ledger: UsageLedger,
-                 counter: TokenCounter, *, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, limiter: Limiter, credits: CreditGuard, ledger: UsageLedger, *,
+                 wall: Callable[[], float] = time.time) -> None:
         self._limiter = limiter
         self._credits = credits
         self._ledger = ledger
-        self._counter = counter
         self._wall = wall
 
     async def admit(self, key: ApiKey, request: ChatRequest, deployments: Sequence[Deployment],
@@ -64,8 +73,7 @@ class Billing:
         now = self._wall()
         window = None if key.master else await self._limiter.acquire(key, now)
         price = worst_price(deployments)
-        prompt = await self._counter.count([m.text() for m in request.messages])
-        prompt += accounting.MESSAGE_OVERHEAD * len(request.messages)
+        prompt = prompt_bound(request)
         reservation = None
         if not key.master:
             cap = max(d.max_completion_tokens for d in deployments)

@@ -21,7 +21,6 @@ from xrouter_router.domain.errors import (
     UpstreamBadResponse,
     UpstreamError,
     UpstreamRateLimited,
-    UpstreamRejected,
     UpstreamServerError,
 )
 from xrouter_router.domain.types import (
@@ -37,12 +36,14 @@ from xrouter_router.domain.types import (
 )
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import (
-    error_for_status,
-    not_json_object,
-    raw_error,
-    upstream_errors,
+    Upstream,
+    incomplete_stream,
+    json_object,
+    nested_object,
+    read_events,
 )
-from xrouter_router.providers.sse import SSEDecoder, SSEEvent
+from xrouter_router.providers.openai import tool_arguments
+from xrouter_router.providers.sse import SSEEvent
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -70,11 +71,11 @@ class AnthropicProvider:
     ) -> None:
         self._name = name
         self._url = base_url.rstrip("/") + "/v1/messages"
-        self._session = session
         self._headers = {"content-type": "application/json", "anthropic-version": version,
                          **(headers or {})}
         if api_key:
             self._headers["x-api-key"] = api_key
+        self._http = Upstream(name, session, self._headers)
         self._default_max_tokens = default_max_tokens
 
     @property
@@ -85,54 +86,24 @@ class AnthropicProvider:
         return None
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
-        body = self.body(request, deployment, stream=False)
-        with upstream_errors(self._name):
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise error_for_status(self._name, resp.status, raw,
-                                           resp.headers.get("Retry-After"))
-            data = orjson.loads(raw)
-            if not isinstance(data, dict):
-                raise not_json_object(self._name)
-            return parse_message(self._name, data)
+        return await self._http.post_json(
+            self._url, self.body(request, deployment, stream=False),
+            lambda data: parse_message(self._name, json_object(self._name, data)))
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
-        body = self.body(request, deployment, stream=True)
-        with upstream_errors(self._name):
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
-                if resp.status != 200:
-                    raw = await resp.read()
-                    raise error_for_status(self._name, resp.status, raw,
-                                           resp.headers.get("Retry-After"))
-                if resp.content_type != "text/event-stream":
-                    raise UpstreamBadResponse(
-                        f"{self._name} answered a stream request with {resp.content_type}",
-                        provider=self._name, raw=raw_error(await resp.read()))
-                async for batch in self._read_stream(resp):
+        async with self._http.open(self._url, self.body(request, deployment, stream=True),
+                                   content_types=("text/event-stream",)) as resp:
+            state = StreamState(self._name)
+            async for events in read_events(resp, self._name):
+                batch = state.batch(events)
+                if batch.deltas or batch.usage or batch.done:
                     yield batch
-
-    async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
-        decoder = SSEDecoder()
-        state = StreamState(self._name)
-        while True:
-            # Everything already buffered becomes one batch (see the OpenAI adapter).
-            data = await resp.content.readany()
-            if not data:
-                break
-            events = decoder.feed(data)
-            if not events:
-                continue
-            batch = state.batch(events)
-            if batch.deltas or batch.usage or batch.done:
-                yield batch
-            if state.error is not None:
-                raise state.error
-            if batch.done:
-                return
-        if not state.finished or decoder.pending():
-            raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
-                                      provider=self._name)
+                if state.error is not None:
+                    raise state.error
+                if batch.done:
+                    return
+            if not state.finished:
+                raise incomplete_stream(self._name)
 
     def body(self, request: ChatRequest, deployment: Deployment, *, stream: bool) -> bytes:
         return orjson.dumps(request_body(self._name, request, deployment,
@@ -244,7 +215,7 @@ def _blocks(provider: str, m: Message) -> list[dict[str, Any]]:
         text = m.text()
         blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
         blocks += [{"type": "tool_use", "id": c.id, "name": c.name,
-                    "input": tool_input(provider, c.arguments)} for c in m.tool_calls]
+                    "input": tool_arguments(provider, c.arguments)} for c in m.tool_calls]
         return blocks
     if not m.parts:
         return [{"type": "text", "text": m.content or ""}]
@@ -270,25 +241,7 @@ def image_source(url: str) -> dict[str, str]:
     return {"type": "base64", "media_type": media_type, "data": data}
 
 
-def tool_input(provider: str, arguments: str) -> Any:
-    """OpenAI carries arguments as a JSON string; Anthropic wants the object itself."""
-    try:
-        value = orjson.loads(arguments) if arguments.strip() else {}
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise UpstreamRejected("tool call arguments must be a JSON object", provider=provider)
-    return value
-
-
 # ---- response -------------------------------------------------------------------------------
-
-def _dict(value: Any) -> dict[str, Any]:
-    """`value` if it is a JSON object; a TypeError (a bad response, to upstream_errors) if not."""
-    if not isinstance(value, dict):
-        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
 
 def finish_reason(stop_reason: Any) -> str:
     return _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
@@ -298,7 +251,7 @@ def parse_usage(raw: Mapping[str, Any]) -> TokenCounts:
     """Anthropic's input_tokens excludes cache reads and writes; OpenAI's prompt includes them."""
     cache_read = int(raw.get("cache_read_input_tokens") or 0)
     cache_write = int(raw.get("cache_creation_input_tokens") or 0)
-    details = _dict(raw.get("output_tokens_details") or {})
+    details = nested_object(raw.get("output_tokens_details") or {})
     return TokenCounts(
         prompt=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
         completion=int(raw.get("output_tokens") or 0),
@@ -314,7 +267,7 @@ def parse_message(provider: str, data: dict[str, Any]) -> Completion:
                                   raw=data)
     texts: list[str] = []
     calls: list[ToolCall] = []
-    for block in map(_dict, content):
+    for block in map(nested_object, content):
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
         elif block.get("type") == "tool_use":
@@ -352,9 +305,7 @@ class StreamState:
         deltas: list[Delta] = []
         usage: TokenCounts | None = None
         for event in events:
-            payload = orjson.loads(event.data)
-            if not isinstance(payload, dict):
-                raise not_json_object(self._provider)
+            payload = json_object(self._provider, orjson.loads(event.data))
             kind = payload.get("type") or event.event
             delta: Delta | None = None
             if kind == "message_stop":
@@ -365,7 +316,7 @@ class StreamState:
             if kind == "message_delta":
                 delta, usage = self._message_delta(payload)
             elif kind == "message_start":
-                self._usage.update(_dict(payload.get("message")).get("usage") or {})
+                self._usage.update(nested_object(payload.get("message")).get("usage") or {})
                 delta = Delta(role="assistant")
             elif kind == "content_block_start":
                 delta = self._block_start(payload)
@@ -380,12 +331,12 @@ class StreamState:
         # message_delta's usage is cumulative: its figures replace message_start's.
         self._usage.update(payload.get("usage") or {})
         self.finished = True
-        stop = _dict(payload.get("delta") or {}).get("stop_reason")
+        stop = nested_object(payload.get("delta") or {}).get("stop_reason")
         return Delta(finish_reason=finish_reason(stop)), (
             parse_usage(self._usage) if self._usage else None)
 
     def _block_start(self, payload: dict[str, Any]) -> Delta | None:
-        block = _dict(payload["content_block"])
+        block = nested_object(payload["content_block"])
         if block.get("type") == "tool_use":
             index = self._tools[payload["index"]] = len(self._tools)
             return Delta(tool_calls=(ToolCall(index, block["id"], block["name"], ""),))
@@ -394,7 +345,7 @@ class StreamState:
         return None
 
     def _block_delta(self, payload: dict[str, Any]) -> Delta | None:
-        delta = _dict(payload["delta"])
+        delta = nested_object(payload["delta"])
         kind = delta.get("type")
         if kind == "text_delta":
             return Delta(content=delta["text"])

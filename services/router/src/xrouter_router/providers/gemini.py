@@ -23,7 +23,6 @@ from xrouter_router.domain.errors import (
     UpstreamBadResponse,
     UpstreamError,
     UpstreamRateLimited,
-    UpstreamRejected,
     UpstreamServerError,
 )
 from xrouter_router.domain.types import (
@@ -40,12 +39,15 @@ from xrouter_router.domain.types import (
 )
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import (
+    Upstream,
     error_for_status,
-    not_json_object,
+    incomplete_stream,
+    json_object,
+    nested_object,
     raw_error,
-    upstream_errors,
+    read_events,
 )
-from xrouter_router.providers.sse import SSEDecoder
+from xrouter_router.providers.openai import tool_arguments
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1beta"
@@ -72,10 +74,10 @@ class GeminiProvider:
     ) -> None:
         self._name = name
         self._base = f"{base_url.rstrip('/')}/{api_version}/models/"
-        self._session = session
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self._headers["x-goog-api-key"] = api_key
+        self._http = Upstream(name, session, self._headers, status_error=status_error)
         self._signature = thought_signature
 
     @property
@@ -91,54 +93,24 @@ class GeminiProvider:
         return f"{self._base}{model}:{method}"
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
-        body = self.body(request, deployment)
-        url = self.url(deployment.upstream_model, stream=False)
-        with upstream_errors(self._name):
-            async with self._session.post(url, data=body, headers=self._headers) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise status_error(self._name, resp.status, raw,
-                                       resp.headers.get("Retry-After"))
-            data = orjson.loads(raw)
-            if not isinstance(data, dict):
-                raise not_json_object(self._name)
-            return parse_response(self._name, data)
+        return await self._http.post_json(
+            self.url(deployment.upstream_model, stream=False), self.body(request, deployment),
+            lambda data: parse_response(self._name, json_object(self._name, data)))
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
-        body = self.body(request, deployment)
         url = self.url(deployment.upstream_model, stream=True)
-        with upstream_errors(self._name):
-            async with self._session.post(url, data=body, headers=self._headers) as resp:
-                if resp.status != 200:
-                    raw = await resp.read()
-                    raise status_error(self._name, resp.status, raw,
-                                       resp.headers.get("Retry-After"))
-                if resp.content_type != "text/event-stream":
-                    raise UpstreamBadResponse(
-                        f"{self._name} answered a stream request with {resp.content_type}",
-                        provider=self._name, raw=raw_error(await resp.read()))
-                async for batch in self._read_stream(resp):
-                    yield batch
-
-    async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
-        decoder = SSEDecoder()
-        state = StreamState(self._name)
-        while True:
-            # Everything already buffered becomes one batch (see the OpenAI adapter).
-            data = await resp.content.readany()
-            if not data:
-                break
-            events = decoder.feed(data)
-            if events:
+        async with self._http.open(url, self.body(request, deployment),
+                                   content_types=("text/event-stream",)) as resp:
+            state = StreamState(self._name)
+            async for events in read_events(resp, self._name):
                 deltas = state.deltas([e.data for e in events])
                 if deltas:
                     yield StreamBatch(deltas)
                 if state.error is not None:
                     raise state.error
-        # No [DONE]: the stream is complete when the connection ends after a finishReason.
-        if not state.finished or decoder.pending():
-            raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
-                                      provider=self._name)
+            # No [DONE]: the stream is complete when the connection ends after a finishReason.
+            if not state.finished:
+                raise incomplete_stream(self._name)
         yield StreamBatch((), state.usage, done=True)
 
     def body(self, request: ChatRequest, deployment: Deployment) -> bytes:
@@ -247,7 +219,7 @@ def _model_parts(provider: str, m: Message, signature: str) -> list[dict[str, An
     parts: list[dict[str, Any]] = [{"text": text}] if text else []
     for i, call in enumerate(m.tool_calls):
         part: dict[str, Any] = {"functionCall": {"name": call.name,
-                                                 "args": _arguments(provider, call.arguments)}}
+                                                 "args": tool_arguments(provider, call.arguments)}}
         if i == 0 and signature:
             part["thoughtSignature"] = signature
         parts.append(part)
@@ -290,24 +262,7 @@ def image_part(url: str) -> dict[str, Any]:
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
 
-def _arguments(provider: str, arguments: str) -> Any:
-    try:
-        value = orjson.loads(arguments) if arguments.strip() else {}
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise UpstreamRejected("tool call arguments must be a JSON object", provider=provider)
-    return value
-
-
 # ---- response -------------------------------------------------------------------------------
-
-def _dict(value: Any) -> dict[str, Any]:
-    """`value` if it is a JSON object; a TypeError (a bad response, to upstream_errors) if not."""
-    if not isinstance(value, dict):
-        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
 
 def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
@@ -340,9 +295,9 @@ def split_parts(parts: Any, first_index: int = 0) -> tuple[list[str], list[str],
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[ToolCall] = []
-    for part in map(_dict, parts or ()):
+    for part in map(nested_object, parts or ()):
         if "functionCall" in part:
-            fn = _dict(part["functionCall"])
+            fn = nested_object(part["functionCall"])
             calls.append(ToolCall(first_index + len(calls), fn.get("id") or new_call_id(),
                                   fn["name"], orjson.dumps(fn.get("args") or {}).decode()))
         elif part.get("text"):
@@ -354,12 +309,12 @@ def parse_response(provider: str, data: dict[str, Any]) -> Completion:
     usage = parse_usage(data.get("usageMetadata"))
     candidates = data.get("candidates")
     if not candidates:
-        if _dict(data.get("promptFeedback") or {}).get("blockReason"):
+        if nested_object(data.get("promptFeedback") or {}).get("blockReason"):
             return Completion(Message(role="assistant", content=""), "content_filter", usage)
         raise UpstreamBadResponse(f"{provider} answered without candidates", provider=provider,
                                   raw=data)
-    candidate = _dict(candidates[0])
-    texts, _, calls = split_parts(_dict(candidate.get("content") or {}).get("parts"))
+    candidate = nested_object(candidates[0])
+    texts, _, calls = split_parts(nested_object(candidate.get("content") or {}).get("parts"))
     text = "".join(texts) if texts or not calls else None
     reason = finish_reason(candidate.get("finishReason") or "STOP", called=bool(calls))
     return Completion(Message(role="assistant", content=text, tool_calls=tuple(calls)),
@@ -389,9 +344,7 @@ class StreamState:
     def deltas(self, payloads: list[bytes]) -> tuple[Delta, ...]:
         out: list[Delta] = []
         for payload in payloads:
-            chunk = orjson.loads(payload)
-            if not isinstance(chunk, dict):
-                raise not_json_object(self._provider)
+            chunk = json_object(self._provider, orjson.loads(payload))
             if "error" in chunk:
                 self.error = stream_error(self._provider, chunk["error"])
                 break
@@ -404,12 +357,12 @@ class StreamState:
     def _delta(self, chunk: dict[str, Any]) -> Delta | None:
         candidates = chunk.get("candidates")
         if not candidates:
-            if _dict(chunk.get("promptFeedback") or {}).get("blockReason"):
+            if nested_object(chunk.get("promptFeedback") or {}).get("blockReason"):
                 self.finished = True
                 return Delta(role="assistant", finish_reason="content_filter")
             return None
-        candidate = _dict(candidates[0])
-        texts, thoughts, calls = split_parts(_dict(candidate.get("content") or {}).get("parts"),
+        candidate = nested_object(candidates[0])
+        texts, thoughts, calls = split_parts(nested_object(candidate.get("content") or {}).get("parts"),
                                              self._calls)
         self._calls += len(calls)
         reason = candidate.get("finishReason") or ""

@@ -1,11 +1,14 @@
 """The one boundary where aiohttp's exceptions and upstream HTTP statuses become UpstreamErrors,
-plus the pooled keep-alive client session every HTTP adapter shares."""
+the pooled keep-alive client session every HTTP adapter shares, and the request plumbing the
+adapters share: POST and check the status, read a body as it arrives."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -21,8 +24,13 @@ from xrouter_router.domain.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from xrouter_router.providers.sse import SSEDecoder, SSEEvent
 
 _RAW_LIMIT = 2000
+
+_T = TypeVar("_T")
+StatusError = Callable[[str, int, bytes, str | None], UpstreamError]
+"""What a non-200 answer means: (provider, status, body, Retry-After) -> the error to raise."""
 
 
 def new_session(*, connect_timeout: float, pool_size: int) -> aiohttp.ClientSession:
@@ -110,3 +118,101 @@ class upstream_errors:  # noqa: N801 - used as a context manager, reads like a s
 
 def not_json_object(provider: str) -> UpstreamBadResponse:
     return UpstreamBadResponse(f"{provider} sent a body that is not a JSON object", provider=provider)
+
+
+def json_object(provider: str, data: Any) -> dict[str, Any]:
+    """`data` if it is a JSON object, else the UpstreamBadResponse saying it is not."""
+    if not isinstance(data, dict):
+        raise not_json_object(provider)
+    return data
+
+
+def nested_object(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object; a TypeError, which the boundary reports as a body not in
+    the provider's wire format, if not."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def incomplete_stream(provider: str) -> UpstreamBadResponse:
+    return UpstreamBadResponse(f"{provider} stream ended before it was complete", provider=provider)
+
+
+class Upstream:
+    """One provider's HTTP side, for its adapter to compose: the shared session, the headers
+    every request carries, what a non-200 answer means, and the provider's name for errors."""
+
+    __slots__ = ("_headers", "_session", "_status_error", "provider")
+
+    def __init__(self, provider: str, session: aiohttp.ClientSession, headers: Mapping[str, str],
+                 *, status_error: StatusError = error_for_status) -> None:
+        self.provider = provider
+        self._session = session
+        self._headers = headers
+        self._status_error = status_error
+
+    @asynccontextmanager
+    async def open(self, url: str, body: bytes, *, headers: Mapping[str, str] | None = None,
+                   content_types: tuple[str, ...] = ()) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The 200 answer to POST `body` (with `headers` besides the usual ones), read inside
+        the `async with`, which is inside the boundary: what goes wrong while reading and
+        parsing becomes an UpstreamError too. Another status raises the status error; a content
+        type outside `content_types` (when given) is an UpstreamBadResponse."""
+        p = self.provider
+        sent = {**self._headers, **headers} if headers else self._headers
+        with upstream_errors(p):
+            async with self._session.post(url, data=body, headers=sent) as resp:
+                if resp.status != 200:
+                    raw = await resp.read()
+                    raise self._status_error(p, resp.status, raw, resp.headers.get("Retry-After"))
+                if content_types and resp.content_type not in content_types:
+                    raise UpstreamBadResponse(f"{p} answered a stream request with {resp.content_type}",
+                                              provider=p, raw=raw_error(await resp.read()))
+                yield resp
+
+    async def post_json(self, url: str, body: bytes, parse: Callable[[Any], _T], *,
+                        headers: Mapping[str, str] | None = None) -> _T:
+        """POST `body` and `parse` the JSON of the 200 answer, inside the boundary."""
+        async with self.open(url, body, headers=headers) as resp:
+            return parse(orjson.loads(await resp.read()))
+
+
+async def read_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body as it arrives: each chunk is all readany() had buffered, so what arrived
+    together travels on together (that is where per-message overhead is saved). When the
+    connection breaks mid-body, what came with the break is passed on before the
+    ClientPayloadError is raised again, for the boundary to report."""
+    while True:
+        try:
+            data = await resp.content.readany()
+        except aiohttp.ClientPayloadError:
+            leftover = _buffered_leftover(resp.content)
+            if leftover:
+                yield leftover
+            raise
+        if not data:
+            return
+        yield data
+
+
+async def read_events(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[list[SSEEvent]]:
+    """The SSE events of each chunk that completes any. A body that ends inside an event is an
+    incomplete stream."""
+    decoder = SSEDecoder()
+    async for data in read_chunks(resp):
+        events = decoder.feed(data)
+        if events:
+            yield events
+    if decoder.pending():
+        raise incomplete_stream(provider)
+
+
+def _buffered_leftover(reader: aiohttp.StreamReader) -> bytes:
+    """Bytes aiohttp received but had not handed out when the payload failed (its reader
+    raises before returning them). Reads a private attribute, so it degrades to nothing."""
+    buffer = getattr(reader, "_buffer", None)
+    try:
+        return b"".join(bytes(chunk) for chunk in buffer) if buffer else b""
+    except TypeError:
+        return b""

@@ -10,7 +10,12 @@ import aiohttp
 import orjson
 
 from xrouter_router.domain.catalog import Deployment
-from xrouter_router.domain.errors import UpstreamBadResponse, UpstreamError, UpstreamServerError
+from xrouter_router.domain.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamServerError,
+)
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
@@ -24,8 +29,13 @@ from xrouter_router.domain.types import (
     ToolCall,
 )
 from xrouter_router.providers.config import ProviderConfig
-from xrouter_router.providers.http import error_for_status, not_json_object, upstream_errors
-from xrouter_router.providers.sse import SSEDecoder
+from xrouter_router.providers.http import (
+    Upstream,
+    incomplete_stream,
+    json_object,
+    not_json_object,
+    read_events,
+)
 
 _DONE = b"[DONE]"
 
@@ -46,10 +56,10 @@ class OpenAIProvider:
         self._name = name
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._embeddings_url = base_url.rstrip("/") + "/embeddings"
-        self._session = session
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        self._http = Upstream(name, session, self._headers)
         self._nonstandard = send_nonstandard_params
 
     @property
@@ -60,54 +70,23 @@ class OpenAIProvider:
         return None
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
-        body = self.body(request, deployment, stream=False)
-        with upstream_errors(self._name):
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise error_for_status(self._name, resp.status, raw,
-                                           resp.headers.get("Retry-After"))
-            data = orjson.loads(raw)
-            if not isinstance(data, dict):
-                raise not_json_object(self._name)
-            return parse_completion(self._name, data)
+        return await self._http.post_json(
+            self._url, self.body(request, deployment, stream=False),
+            lambda data: parse_completion(self._name, json_object(self._name, data)))
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
-        body = self.body(request, deployment, stream=True)
-        with upstream_errors(self._name):
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
-                if resp.status != 200:
-                    raw = await resp.read()
-                    raise error_for_status(self._name, resp.status, raw,
-                                           resp.headers.get("Retry-After"))
-                if resp.content_type == "application/json":
-                    # Some upstreams ignore `stream` and answer whole: replay it as one batch.
-                    data = orjson.loads(await resp.read())
-                    if not isinstance(data, dict):
-                        raise not_json_object(self._name)
-                    yield completion_as_batch(parse_completion(self._name, data))
-                    return
-                async for batch in self._read_stream(resp):
-                    yield batch
+        async with self._http.open(self._url, self.body(request, deployment, stream=True)) as resp:
+            if resp.content_type == "application/json":
+                # Some upstreams ignore `stream` and answer whole: replay it as one batch.
+                data = json_object(self._name, orjson.loads(await resp.read()))
+                yield completion_as_batch(parse_completion(self._name, data))
+                return
+            async for batch in self._read_stream(resp):
+                yield batch
 
     async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
-        decoder = SSEDecoder()
         finished = False
-        cut = False
-        while not cut:
-            # readany() returns everything already buffered: chunks that arrived together
-            # travel on as one batch, which is where per-message overhead is saved.
-            try:
-                data = await resp.content.readany()
-            except aiohttp.ClientPayloadError:
-                # The connection broke mid-body. What arrived with the break is still in the
-                # reader's buffer: pass it on before reporting the cut.
-                data, cut = buffered_leftover(resp.content), True
-            if not data:
-                break
-            events = decoder.feed(data)
-            if not events:
-                continue
+        async for events in read_events(resp, self._name):
             batch, failure = self._batch([e.data for e in events])
             finished = finished or any(d.finish_reason for d in batch.deltas)
             if batch.deltas or batch.usage or batch.done:
@@ -117,9 +96,8 @@ class OpenAIProvider:
                 raise failure
             if batch.done:
                 return
-        if not finished or decoder.pending():
-            raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
-                                      provider=self._name)
+        if not finished:
+            raise incomplete_stream(self._name)
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:
         body: dict[str, Any] = {"model": deployment.upstream_model, "input": list(request.inputs),
@@ -128,14 +106,9 @@ class OpenAIProvider:
             body["dimensions"] = request.dimensions
         if request.user:
             body["user"] = request.user
-        with upstream_errors(self._name):
-            async with self._session.post(self._embeddings_url, data=orjson.dumps(body),
-                                          headers=self._headers) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise error_for_status(self._name, resp.status, raw,
-                                           resp.headers.get("Retry-After"))
-            return parse_embeddings(self._name, orjson.loads(raw), len(request.inputs))
+        return await self._http.post_json(
+            self._embeddings_url, orjson.dumps(body),
+            lambda data: parse_embeddings(self._name, data, len(request.inputs)))
 
     def _batch(self, payloads: list[bytes]) -> tuple[StreamBatch, UpstreamError | None]:
         """The deltas of one read, and the in-stream error that ended it, if any."""
@@ -147,9 +120,7 @@ class OpenAIProvider:
             if payload == _DONE:
                 done = True
                 break
-            chunk = orjson.loads(payload)
-            if not isinstance(chunk, dict):
-                raise not_json_object(self._name)
+            chunk = json_object(self._name, orjson.loads(payload))
             if "error" in chunk:
                 err = chunk["error"]
                 message = err.get("message", "") if isinstance(err, dict) else str(err)
@@ -200,16 +171,6 @@ class OpenAIProvider:
         return orjson.dumps(body)
 
 
-def buffered_leftover(reader: aiohttp.StreamReader) -> bytes:
-    """Bytes aiohttp received but had not handed out when the payload failed (its reader
-    raises before returning them). Reads a private attribute, so it degrades to nothing."""
-    buffer = getattr(reader, "_buffer", None)
-    try:
-        return b"".join(bytes(chunk) for chunk in buffer) if buffer else b""
-    except TypeError:
-        return b""
-
-
 def tool_json(name: str, description: str, parameters: bytes, strict: bool | None) -> dict[str, Any]:
     fn: dict[str, Any] = {"name": name}
     if description:
@@ -219,6 +180,17 @@ def tool_json(name: str, description: str, parameters: bytes, strict: bool | Non
     if strict is not None:
         fn["strict"] = strict
     return {"type": "function", "function": fn}
+
+
+def tool_arguments(provider: str, arguments: str) -> dict[str, Any]:
+    """Tool call arguments, a JSON string here, as the object other providers want."""
+    try:
+        value = orjson.loads(arguments) if arguments.strip() else {}
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise UpstreamRejected("tool call arguments must be a JSON object", provider=provider)
+    return value
 
 
 def _part_json(part: ContentPart) -> Any:

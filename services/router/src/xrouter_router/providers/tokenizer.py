@@ -13,9 +13,10 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tiktoken
-from tiktoken.load import load_tiktoken_bpe
+if TYPE_CHECKING:
+    import tiktoken
 
 RANKS = Path(__file__).resolve().parent.parent / "data" / "cl100k_base.tiktoken"
 RANKS_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
@@ -34,6 +35,9 @@ class Cl100kCounter:
         self._lock = threading.Lock()
 
     def _load(self) -> tiktoken.Encoding:
+        import tiktoken
+        from tiktoken.load import load_tiktoken_bpe
+
         with self._lock:
             if self._encoding is None:
                 ranks = load_tiktoken_bpe(str(self._ranks), expected_hash=RANKS_SHA256)

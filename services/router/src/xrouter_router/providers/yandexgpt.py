@@ -37,7 +37,13 @@ from xrouter_router.domain.types import (
     ToolCall,
 )
 from xrouter_router.providers.config import ProviderConfig
-from xrouter_router.providers.http import error_for_status, not_json_object, upstream_errors
+from xrouter_router.providers.http import (
+    Upstream,
+    error_for_status,
+    incomplete_stream,
+    not_json_object,
+    read_chunks,
+)
 
 DEFAULT_URL = "https://llm.api.cloud.yandex.net"
 _COMPLETION_PATH = "/foundationModels/v1/completion"
@@ -74,11 +80,11 @@ class YandexGPTProvider:
         self._embedding_url = base + _EMBEDDING_PATH
         self._folder = folder_id
         self._api_key = api_key
-        self._session = session
         self._headers = {"Content-Type": "application/json", "x-folder-id": folder_id,
                          **(headers or {})}
         if api_key:
             self._headers["Authorization"] = f"{_AUTH_SCHEMES[auth]} {api_key}"
+        self._http = Upstream(name, session, self._headers, status_error=self._status_error)
         self._embedding_concurrency = embedding_concurrency
 
     @property
@@ -89,45 +95,21 @@ class YandexGPTProvider:
         return None
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
-        body = self.body(request, deployment, stream=False)
-        with upstream_errors(self._name):
-            async with self._session.post(self._completion_url, data=body,
-                                          headers=self._headers) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise self._error(resp.status, raw, resp.headers.get("Retry-After"))
-            return parse_completion(self._name, orjson.loads(raw))
+        return await self._http.post_json(
+            self._completion_url, self.body(request, deployment, stream=False),
+            lambda data: parse_completion(self._name, data))
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
         body = self.body(request, deployment, stream=True)
-        with upstream_errors(self._name):
-            async with self._session.post(self._completion_url, data=body,
-                                          headers=self._headers) as resp:
-                if resp.status != 200:
-                    raw = await resp.read()
-                    raise self._error(resp.status, raw, resp.headers.get("Retry-After"))
-                async for batch in self._read_stream(resp):
+        async with self._http.open(self._completion_url, body) as resp:
+            state = CumulativeStream(self._name)
+            async for lines in _lines(resp):
+                batch = state.feed(lines)
+                if batch.deltas or batch.usage or batch.done:
                     yield batch
-
-    async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
-        state = CumulativeStream(self._name)
-        pending = b""
-        while True:
-            # readany() returns everything already buffered: every complete line in it becomes
-            # one batch. Lines are split as bytes, so a character cut between reads is whole
-            # again before it is decoded. At the end, an unterminated last line still counts.
-            data = await resp.content.readany()
-            lines = (pending + data).split(b"\n") if data else [pending]
-            pending = lines.pop() if data else b""
-            batch = state.feed(lines)
-            if batch.deltas or batch.usage or batch.done:
-                yield batch
-            if batch.done:
-                return
-            if not data:
-                break
-        raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
-                                  provider=self._name)
+                if batch.done:
+                    return
+            raise incomplete_stream(self._name)
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:
         """One textEmbedding call per input (the API takes one text), run concurrently."""
@@ -150,13 +132,12 @@ class YandexGPTProvider:
 
     async def _embed_one(self, uri: str, text: str) -> tuple[tuple[float, ...], int | None]:
         body = orjson.dumps({"modelUri": uri, "text": text})
-        with upstream_errors(self._name):
-            async with self._session.post(self._embedding_url, data=body,
-                                          headers=self._headers) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise self._error(resp.status, raw, resp.headers.get("Retry-After"))
-            return parse_embedding(self._name, orjson.loads(raw))
+        return await self._http.post_json(self._embedding_url, body,
+                                          lambda data: parse_embedding(self._name, data))
+
+    def _status_error(self, _provider: str, status: int, body: bytes,
+                      retry_after: str | None) -> UpstreamError:
+        return self._error(status, body, retry_after)
 
     def _error(self, status: int, body: bytes, retry_after: str | None) -> UpstreamError:
         if self._api_key:  # Yandex may quote the credential it refused
@@ -185,6 +166,17 @@ class YandexGPTProvider:
         if request.tools:
             body["tools"] = [tool_json(t) for t in request.tools]
         return orjson.dumps(body)
+
+
+async def _lines(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """The complete lines of each chunk, split as bytes, so a character cut between chunks is
+    whole again before it is decoded; at the end, an unterminated last line still counts."""
+    pending = b""
+    async for data in read_chunks(resp):
+        lines = (pending + data).split(b"\n")
+        pending = lines.pop()
+        yield lines
+    yield [pending]
 
 
 # ---- request mapping ---------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class InProcessCreditGuard:
         self._clock = clock
         self._reserved_account: dict[str, Decimal] = defaultdict(Decimal)
         self._reserved_key: dict[str, Decimal] = defaultdict(Decimal)
+        self._held: dict[str, Decimal] = {}
         self._balance: dict[str, tuple[Decimal, float]] = {}
         self._spent: dict[str, tuple[Decimal, float]] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -143,6 +144,7 @@ class InProcessCreditGuard:
                               "available": str(max(available, Decimal(0)))})
             self._reserved_account[key.account_id] += granted
             self._reserved_key[key.id] += granted
+            self._held[generation_id] = granted
             return Reservation(generation_id, key.account_id, key.id, granted)
 
     async def extend(self, key: ApiKey, reservation: Reservation,
@@ -153,6 +155,8 @@ class InProcessCreditGuard:
                 return None
             self._reserved_account[reservation.account_id] += amount
             self._reserved_key[reservation.key_id] += amount
+            self._held[reservation.generation_id] = self._held.get(
+                reservation.generation_id, Decimal(0)) + amount
             return Reservation(reservation.generation_id, reservation.account_id,
                                reservation.key_id, reservation.amount + amount)
 
@@ -166,5 +170,7 @@ class InProcessCreditGuard:
                 spent = self._spent.get(reservation.key_id)
                 if spent is not None:
                     self._spent[reservation.key_id] = (spent[0] + cost, spent[1])
-            self._reserved_account[reservation.account_id] -= reservation.amount
-            self._reserved_key[reservation.key_id] -= reservation.amount
+            # Release what is still held for this generation, once (a repeated settle is a no-op).
+            held = self._held.pop(reservation.generation_id, Decimal(0))
+            self._reserved_account[reservation.account_id] -= held
+            self._reserved_key[reservation.key_id] -= held

@@ -136,6 +136,17 @@ def utc_day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
+def _mapped(path: Path, exc: BaseException) -> BaseException:
+    """The one place sqlite3 errors become the router's errors: the file is locked past the busy
+    timeout, unreadable or full (Unavailable, worth a retry), or a bug (InternalError); the
+    stores' own errors pass through."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return Unavailable(f"database {path}: {exc}", retry_after=1.0)
+    if isinstance(exc, sqlite3.Error):
+        return InternalError(f"database {path}: {exc}")
+    return exc
+
+
 class SqliteDatabase:
     """One SQLite file shared by the three stores (WAL, synchronous=NORMAL: a commit survives a
     process crash; the last ones may not survive a power loss). A sqlite3 connection must stay on
@@ -148,6 +159,8 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xrouter-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._committing = False
 
     async def open(self) -> None:
         """Connect and create the schema now, so that a bad path fails at start-up."""
@@ -158,11 +171,63 @@ class SqliteDatabase:
         return await self._submit(work, write=False)
 
     async def write(self, work: Work[T]) -> T:
-        """`work(connection)` in the worker thread, in one transaction that holds the write lock
-        from its start (BEGIN IMMEDIATE): committed when it returns, rolled back when it raises.
-        Cancelling the caller does not stop a write already running (every write here is
-        idempotent, so the caller may simply retry)."""
-        return await self._submit(work, write=True)
+        """`work(connection)` in the worker thread, in a transaction that holds the write lock
+        from its start (BEGIN IMMEDIATE): committed before this returns, rolled back (to its
+        savepoint) when it raises. Writes that arrive while another batch is being committed
+        share the next transaction (group commit: one fsync for many requests). Cancelling the
+        caller does not stop a write already queued (every write here is idempotent, so the
+        caller may simply retry)."""
+        if self._closed:
+            raise InternalError(f"the database {self.path} is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        if not self._committing:
+            self._start_batch()
+        result: T = await future
+        return result
+
+    def _start_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        self._committing = True
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self._executor, self._run_batch, [w for w, _ in batch])
+
+        def finished(outcome: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+            self._committing = False
+            try:
+                results = outcome.result()
+            except BaseException as exc:  # noqa: BLE001 - the whole batch failed
+                results = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            if self._pending and not self._closed:
+                self._start_batch()
+
+        done.add_done_callback(finished)
+
+    def _run_batch(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+
+        def transaction(conn: sqlite3.Connection) -> None:
+            for work in works:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = work(conn)
+                except Exception as exc:  # noqa: BLE001 - this job's error, not the batch's
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((False, _mapped(self.path, exc)))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((True, value))
+
+        self._run(transaction, True)
+        return results
 
     async def close(self) -> None:
         """Finish the calls already submitted, then close the file. Later calls raise."""
@@ -193,10 +258,8 @@ class SqliteDatabase:
                 raise
             conn.execute("COMMIT")
             return result
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"database {self.path}: {exc}", retry_after=1.0) from exc
         except sqlite3.Error as exc:
-            raise InternalError(f"database {self.path}: {exc}") from exc
+            raise _mapped(self.path, exc) from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 import aiohttp
-import orjson
 
 from xrouter_router.providers.gigachat.wire import parse_token, token_error
-from xrouter_router.providers.http import upstream_errors
+from xrouter_router.providers.http import Upstream
 
 REFRESH_MARGIN = 60.0
 
@@ -35,11 +34,13 @@ class TokenSource:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._provider = provider
-        self._session = session
+        self._http = Upstream(provider, session, {
+            "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json",
+        }, status_error=token_error)
         self._url = url
         key = authorization_key.removeprefix("Basic ").strip()
         self._authorization = f"Basic {key}"
-        self._form = urlencode({"scope": scope})
+        self._form = urlencode({"scope": scope}).encode()
         self._margin = margin
         self._clock = clock
         self._token = ""
@@ -74,16 +75,7 @@ class TokenSource:
             self._pending = None
 
     async def _fetch(self) -> tuple[str, float]:
-        headers = {
-            "Authorization": self._authorization,
-            "RqUID": str(uuid.uuid4()),
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-        }
-        with upstream_errors(self._provider):
-            async with self._session.post(self._url, data=self._form, headers=headers) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise token_error(self._provider, resp.status, raw,
-                                      resp.headers.get("Retry-After"))
-            return parse_token(self._provider, orjson.loads(raw))
+        headers = {"Authorization": self._authorization, "RqUID": str(uuid.uuid4())}
+        return await self._http.post_json(self._url, self._form,
+                                          lambda data: parse_token(self._provider, data),
+                                          headers=headers)

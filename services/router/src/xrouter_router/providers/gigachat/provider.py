@@ -4,12 +4,13 @@ retry on a fresh token when the API refuses the cached one."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import aiohttp
 import orjson
 
 from xrouter_router.domain.catalog import Deployment
-from xrouter_router.domain.errors import UpstreamBadResponse
+from xrouter_router.domain.errors import UpstreamAuthError
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
@@ -28,8 +29,7 @@ from xrouter_router.providers.gigachat.wire import (
     parse_completion,
     parse_embeddings,
 )
-from xrouter_router.providers.http import not_json_object, upstream_errors
-from xrouter_router.providers.sse import SSEDecoder
+from xrouter_router.providers.http import Upstream, incomplete_stream, json_object, read_events
 
 _DONE = b"[DONE]"
 
@@ -55,7 +55,8 @@ class GigaChatProvider:
         self._tokens = tokens
         self._session = session
         self._owns_session = owns_session
-        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        self._http = Upstream(name, session, {"Content-Type": "application/json", **(headers or {})},
+                              status_error=api_error)
         self._update_interval = update_interval
 
     @property
@@ -73,73 +74,57 @@ class GigaChatProvider:
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
         body = self.body(request, deployment, stream=False)
-        with upstream_errors(self._name):
-            async with await self._post(self._chat_url, body, request.generation_id) as resp:
-                raw = await resp.read()
-            data = orjson.loads(raw)
-            if not isinstance(data, dict):
-                raise not_json_object(self._name)
+        async with self._open(self._chat_url, body, request.generation_id) as resp:
+            data = json_object(self._name, orjson.loads(await resp.read()))
             return parse_completion(self._name, data)
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
         body = self.body(request, deployment, stream=True)
-        with upstream_errors(self._name):
-            async with await self._post(self._chat_url, body, request.generation_id) as resp:
-                async for batch in self._read_stream(resp):
-                    yield batch
+        async with self._open(self._chat_url, body, request.generation_id) as resp:
+            async for batch in self._read_stream(resp):
+                yield batch
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:
         body = embeddings_body(request.inputs, deployment.upstream_model)
-        with upstream_errors(self._name):
-            async with await self._post(self._embeddings_url, body, "") as resp:
-                raw = await resp.read()
-            data = orjson.loads(raw)
-            if not isinstance(data, dict):
-                raise not_json_object(self._name)
+        async with self._open(self._embeddings_url, body, "") as resp:
+            data = json_object(self._name, orjson.loads(await resp.read()))
             return parse_embeddings(self._name, data, len(request.inputs))
 
-    async def _post(self, url: str, body: bytes, request_id: str) -> aiohttp.ClientResponse:
-        """A 200 response to POST `url`, or the UpstreamError for the status. A 401 means the
-        cached token died early (revoked, clock skew): it is dropped and the request is sent
-        once more with a fresh token."""
+    @asynccontextmanager
+    async def _open(self, url: str, body: bytes, request_id: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The 200 answer to POST `url`, read inside the boundary. A 401 means the cached token
+        died early (revoked, clock skew): it is dropped and the request is sent once more with a
+        fresh token."""
         token = await self._tokens.token()
-        resp = await self._send(url, body, token, request_id)
-        if resp.status == 401:
-            resp.release()
-            self._tokens.invalidate(token)
-            resp = await self._send(url, body, await self._tokens.token(), request_id)
-        if resp.status != 200:
-            async with resp:
-                raw = await resp.read()
-            raise api_error(self._name, resp.status, raw, resp.headers.get("Retry-After"))
-        return resp
+        async with AsyncExitStack() as stack:
+            try:
+                resp = await stack.enter_async_context(self._post(url, body, token, request_id))
+            except UpstreamAuthError as exc:
+                if exc.status != 401:
+                    raise
+                self._tokens.invalidate(token)
+                token = await self._tokens.token()
+                resp = await stack.enter_async_context(self._post(url, body, token, request_id))
+            yield resp
 
-    async def _send(self, url: str, body: bytes, token: str, request_id: str) -> aiohttp.ClientResponse:
-        headers = {**self._headers, "Authorization": f"Bearer {token}"}
+    def _post(self, url: str, body: bytes, token: str,
+              request_id: str) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        headers = {"Authorization": f"Bearer {token}"}
         if request_id:
             headers["X-Request-ID"] = request_id
-        return await self._session.post(url, data=body, headers=headers)
+        return self._http.open(url, body, headers=headers)
 
     async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
-        decoder = SSEDecoder()
         finished = False
-        while True:
-            # Everything already buffered travels on as one batch.
-            data = await resp.content.readany()
-            if not data:
-                break
-            events = decoder.feed(data)
-            if not events:
-                continue
+        async for events in read_events(resp, self._name):
             batch = self._batch([e.data for e in events])
             finished = finished or any(d.finish_reason for d in batch.deltas)
             if batch.deltas or batch.usage or batch.done:
                 yield batch
             if batch.done:
                 return
-        if not finished or decoder.pending():
-            raise UpstreamBadResponse(f"{self._name} stream ended before it was complete",
-                                      provider=self._name)
+        if not finished:
+            raise incomplete_stream(self._name)
 
     def _batch(self, payloads: list[bytes]) -> StreamBatch:
         deltas: list[Delta] = []
@@ -147,9 +132,7 @@ class GigaChatProvider:
         for payload in payloads:
             if payload == _DONE:
                 return StreamBatch(tuple(deltas), usage, done=True)
-            chunk = orjson.loads(payload)
-            if not isinstance(chunk, dict):
-                raise not_json_object(self._name)
+            chunk = json_object(self._name, orjson.loads(payload))
             got, chunk_usage = parse_chunk(self._name, chunk)
             deltas.extend(got)
             usage = chunk_usage or usage
