@@ -8,6 +8,7 @@ import itertools
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
+from tests.infra.postgres_ha import PostgresHA
 from xrouter_router.domain.errors import (
     Attempt,
     InternalError,
@@ -27,6 +30,9 @@ from xrouter_router.domain.errors import (
 from xrouter_router.domain.keys import MASTER, ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord, UsageRow, UsageTotals
 from xrouter_router.domain.ports import AccountStore, KeyStore, UsageLedger
+from xrouter_router.storage.migrate import migrate
+from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
+from xrouter_router.storage.postgres import pool
 from xrouter_router.storage.sqlite import (
     SqliteAccountStore,
     SqliteDatabase,
@@ -75,12 +81,30 @@ async def sqlite_stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]
         await db.close()
 
 
+@asynccontextmanager
+async def postgres_stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
+    """A fresh, migrated database on the session's primary + synchronous standby."""
+    cluster: PostgresHA = request.getfixturevalue("postgres_ha")
+    name = f"xr_{uuid.uuid4().hex[:12]}"
+    cluster.create_database(name)
+    conninfo = cluster.multi_host(name)
+    await migrate(conninfo)
+    async with pool(conninfo, min_size=1, max_size=8) as connections:
+        db = PgDatabase(connections)
+
+        async def entries_total(account_id: str) -> Decimal:
+            row = await db.fetchone("SELECT coalesce(sum(amount), 0) FROM credit_entries"
+                                    " WHERE account_id = %s", (account_id,))
+            assert row is not None
+            return Decimal(row[0])
+        yield Stores(PgKeyStore(db), PgAccountStore(db), PgUsageLedger(db), entries_total)
+
+
 # ---------------------------------------------------------------------------------------------
-# Every implementation the contracts run against. PostgreSQL joins here: "postgres": a factory
-# that takes a fresh database from tests.infra.pg_fixtures.postgres_ha (create_database),
-# migrates it, and yields the PostgreSQL stores (entries_total: SUM over credit_entries).
+# Every implementation the contracts run against.
 FACTORIES: dict[str, StoresFactory] = {
     "sqlite": sqlite_stores,
+    "postgres": postgres_stores,
 }
 # ---------------------------------------------------------------------------------------------
 

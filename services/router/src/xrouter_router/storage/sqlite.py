@@ -31,6 +31,7 @@ from xrouter_router.domain.ledger import (
     UsageRow,
     UsageTotals,
 )
+from xrouter_router.storage.usage_sql import report_groups, where
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
@@ -379,8 +380,8 @@ class SqliteKeyStore:
 
     async def list(self, account_id: str | None = None) -> builtins.list[ApiKey]:
         """Oldest first (by created_at, then id)."""
-        where, params = ("WHERE account_id = ?", (account_id,)) if account_id is not None else ("", ())
-        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys {where} ORDER BY created_at, id"
+        clause, params = where({"account_id = ?": account_id})
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys {clause} ORDER BY created_at, id"
         rows = await self._db.read(lambda conn: conn.execute(sql, params).fetchall())
         return [_key(row) for row in rows]
 
@@ -529,11 +530,9 @@ class SqliteUsageLedger:
                      since: float | None = None) -> UsageTotals:
         """Over the given key and/or account (everything when neither), from the UTC day of
         `since` on (the rollup counts whole days)."""
-        filters = {"key_id = ?": key_id, "account_id = ?": account_id,
-                   "day >= ?": None if since is None else utc_day(since)}
-        where = [clause for clause, value in filters.items() if value is not None]
-        params = [value for value in filters.values() if value is not None]
-        sql = f"SELECT {_TOTALS} FROM usage_daily {_where(where)}"
+        clause, params = where({"key_id = ?": key_id, "account_id = ?": account_id,
+                                "day >= ?": None if since is None else utc_day(since)})
+        sql = f"SELECT {_TOTALS} FROM usage_daily {clause}"
         return _totals(await self._db.read(lambda conn: conn.execute(sql, params).fetchone()))
 
     async def report(self, *, account_id: str | None, group_by: Sequence[str], since: float,
@@ -541,22 +540,12 @@ class SqliteUsageLedger:
         """One row per group over the UTC days from since's through until's (both included), of
         one account or of all (None), ordered by the group's fields in the order given. With no
         group, one row of totals (none when nothing was recorded)."""
-        unknown = set(group_by) - REPORT_GROUPS
-        if unknown:
-            raise InvalidRequest(f"cannot group usage by {sorted(unknown)}", param="group_by")
-        columns = [_GROUPS[g] for g in dict.fromkeys(group_by)]
-        where = ["day BETWEEN ? AND ?"]
-        params = [utc_day(since), utc_day(until)]
-        if account_id is not None:
-            where.append("account_id = ?")
-            params.append(account_id)
+        columns = [_GROUPS[g] for g in report_groups(group_by)]
+        clause, params = where({"day >= ?": utc_day(since), "day <= ?": utc_day(until),
+                                "account_id = ?": account_id})
         listed = ", ".join(columns)
         tail = f"GROUP BY {listed} ORDER BY {listed}" if columns else "HAVING COUNT(*) > 0"
-        sql = f"SELECT {', '.join([*columns, _TOTALS])} FROM usage_daily {_where(where)} {tail}"
+        sql = f"SELECT {', '.join([*columns, _TOTALS])} FROM usage_daily {clause} {tail}"
         rows = await self._db.read(lambda conn: conn.execute(sql, params).fetchall())
         return [UsageRow(**dict(zip(columns, row, strict=False)), totals=_totals(row[len(columns):]))
                 for row in rows]
-
-
-def _where(clauses: Sequence[str]) -> str:
-    return f"WHERE {' AND '.join(clauses)}" if clauses else ""

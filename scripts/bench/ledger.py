@@ -1,0 +1,180 @@
+"""The ledger's write path on this machine: generations through StreamLedger (Redis Cluster) into
+PostgreSQL (primary + synchronous standby, fsync on) by one LedgerConsumer. Measures the append
+rate, the flush rate and the two together, end to end; and, for comparison, one transaction per
+record straight into PostgreSQL. Starts its own Redis Cluster and PostgreSQL pair.
+
+    .venv/bin/python scripts/bench/ledger.py [generations]   (default 20000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import uvloop
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tests.infra: the same Redis Cluster and PostgreSQL pair as the tests
+
+from tests.infra.postgres_ha import PostgresHA  # noqa: E402
+from tests.infra.redis_cluster import RedisCluster  # noqa: E402
+from xrouter_router.domain.ledger import GenerationRecord  # noqa: E402
+from xrouter_router.storage.ledger_stream import (  # noqa: E402
+    LedgerConsumer,
+    StreamLayout,
+    StreamLedger,
+)
+from xrouter_router.storage.migrate import migrate  # noqa: E402
+from xrouter_router.storage.pg import PgDatabase, PgUsageLedger  # noqa: E402
+from xrouter_router.storage.postgres import pool  # noqa: E402
+from xrouter_router.storage.redis_stats import cluster_client  # noqa: E402
+
+TARGET = 2000.0  # generations/s into PostgreSQL (issue 3)
+CONCURRENCY = 64  # record() calls in flight, as concurrent requests would make them
+DIRECT = 2000  # records for the one-transaction-per-record comparison
+
+
+class DurablePostgresHA(PostgresHA):
+    """The test pair with production durability: fsync and full page writes on (the tests turn
+    them off for speed). Commits still wait for the synchronous standby."""
+
+    def _spawn(self, node: int, settings: dict[str, str]) -> None:
+        super()._spawn(node, {**settings, "fsync": "on", "full_page_writes": "on"})
+
+
+@dataclass(frozen=True)
+class Row:
+    phase: str
+    count: int
+    seconds: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+
+def generations(count: int, prefix: str) -> list[GenerationRecord]:
+    now = time.time()
+    return [GenerationRecord(
+        id=f"{prefix}-{i}", created_at=round(now + i * 1e-3, 6), key_id=f"key-{i % 50}",
+        account_id=f"acc-{i % 10}", model=("m/alpha", "m/beta", "m/gamma")[i % 3],
+        provider=("p1", "p2")[i % 2], streamed=i % 2 == 0, prompt_tokens=100 + i % 400,
+        completion_tokens=200 + i % 300, cached_tokens=0, reasoning_tokens=0, counts_native=True,
+        cost=Decimal("0.00123456"), latency_ms=120, generation_ms=900, finish_reason="stop",
+        status="success") for i in range(count)]
+
+
+async def timed_all(write: Callable[[GenerationRecord], Awaitable[None]],
+                    records: Sequence[GenerationRecord], concurrency: int) -> list[float]:
+    """Each record through `write`, `concurrency` at a time; the latency of each, in seconds."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(record: GenerationRecord) -> None:
+        async with gate:
+            started = time.perf_counter()
+            await write(record)
+            latencies.append(time.perf_counter() - started)
+    await asyncio.gather(*(one(r) for r in records))
+    return latencies
+
+
+def latency_note(latencies: list[float]) -> str:
+    cuts = statistics.quantiles(latencies, n=100)
+    return f"record() p50 {cuts[49] * 1e3:.1f} ms, p99 {cuts[98] * 1e3:.1f} ms"
+
+
+async def drained(consumer: LedgerConsumer) -> None:
+    while True:
+        if await consumer.backlog() == 0:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def count_rows(conninfo: str) -> int:
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        row = await (await conn.execute("SELECT count(*) FROM generation_ids")).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def measure(count: int, postgres: PostgresHA, redis: RedisCluster) -> list[Row]:
+    conninfo = postgres.multi_host()
+    await migrate(conninfo, wait=10)
+    client = cluster_client(redis.url)
+    rows: list[Row] = []
+    async with pool(conninfo, min_size=2, max_size=4) as connections:
+        pg = PgUsageLedger(PgDatabase(connections))
+        ledger = StreamLedger(client, pg, StreamLayout())
+        consumer = LedgerConsumer(client, pg, StreamLayout())
+        await ledger.record(generations(1, "warm-up")[0])
+
+        started = time.perf_counter()
+        latencies = await timed_all(ledger.record, generations(count, "a"), CONCURRENCY)
+        rows.append(Row(f"append: record() into Redis ({CONCURRENCY} in flight)", count,
+                        time.perf_counter() - started, latency_note(latencies)))
+
+        started = time.perf_counter()
+        await consumer.start()
+        await drained(consumer)
+        rows.append(Row("flush: backlog into PostgreSQL (1 consumer)", count + 1,
+                        time.perf_counter() - started,
+                        f"last batch {consumer.last_flush_seconds * 1e3:.0f} ms"))
+
+        started = time.perf_counter()
+        latencies = await timed_all(ledger.record, generations(count, "b"), CONCURRENCY)
+        appended = time.perf_counter() - started
+        await drained(consumer)
+        rows.append(Row("end to end: append + flush together", count, time.perf_counter() - started,
+                        f"appends done after {appended:.2f} s; {latency_note(latencies)}"))
+        await consumer.stop()
+
+        started = time.perf_counter()
+        latencies = await timed_all(pg.record, generations(DIRECT, "c"), 4)
+        rows.append(Row("for comparison: PgUsageLedger.record(), 1 transaction each (4 in flight)",
+                        DIRECT, time.perf_counter() - started, latency_note(latencies)))
+        assert ledger.direct_writes == 0, "Redis refused appends"
+    await client.aclose()
+    stored = await count_rows(conninfo)
+    assert stored == 2 * count + 1 + DIRECT, f"PostgreSQL has {stored} generations"
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    width = max(len(r.phase) for r in rows)
+    lines = [f"{'phase':<{width}}  {'generations':>11}  {'seconds':>7}  {'gen/s':>8}  notes",
+             f"{'-' * width}  {'-' * 11}  {'-' * 7}  {'-' * 8}  -----"]
+    lines += [f"{r.phase:<{width}}  {r.count:>11}  {r.seconds:>7.2f}  {r.rate:>8.0f}  {r.note}"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    redis = RedisCluster().start()
+    try:
+        postgres = DurablePostgresHA().start()
+        try:
+            rows = uvloop.run(measure(count, postgres, redis))
+        finally:
+            postgres.stop()
+    finally:
+        redis.stop()
+    print(table(rows))
+    end_to_end = rows[2].rate
+    verdict = "meets" if end_to_end >= TARGET else "MISSES"
+    print(f"\nend to end {end_to_end:.0f} generations/s {verdict} the target of {TARGET:.0f}/s "
+          "(PostgreSQL fsync on, synchronous standby; Redis Cluster 3+3; one process)")
+    return 0 if end_to_end >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

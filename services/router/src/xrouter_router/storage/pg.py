@@ -1,0 +1,356 @@
+"""The PostgreSQL stores: API keys, accounts with their credit ledger, and generation records, over
+one psycopg_pool.AsyncConnectionPool (storage/postgres.pool), through the functions of migrations
+0001 and 0002, behaving as the SQLite ones do under tests/integration/test_store_contracts.py."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import errors
+from psycopg_pool import AsyncConnectionPool
+
+from xrouter_router.domain.errors import (
+    Attempt,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+    XRouterError,
+)
+from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.ledger import (
+    REPORT_GROUPS,
+    Account,
+    GenerationRecord,
+    UsageRow,
+    UsageTotals,
+)
+from xrouter_router.storage.usage_sql import report_groups, where
+
+Row = tuple[Any, ...]
+
+# numeric(20, 8) rounds to 1e-8 half away from zero; the range is SQLite's (int64 units of 1e-8),
+# so that an amount one store accepts the other accepts too.
+_QUANTUM = Decimal("1E-8")
+_MAX_AMOUNT = Decimal(2**63 - 1).scaleb(-8)
+
+
+def money(amount: Decimal) -> Decimal:
+    """`amount` as numeric(20, 8) stores it. InvalidRequest when it cannot be stored."""
+    if not amount.is_finite():
+        raise InvalidRequest(f"not an amount of money: {amount}")
+    try:
+        rounded = amount.quantize(_QUANTUM, rounding=ROUND_HALF_UP)
+    except InvalidOperation as exc:  # more digits than the decimal context holds
+        raise InvalidRequest(f"amount out of range: {amount}") from exc
+    if abs(rounded) > _MAX_AMOUNT:
+        raise InvalidRequest(f"amount out of range: {amount}")
+    return rounded
+
+
+def _translate(exc: psycopg.Error) -> XRouterError:
+    """The one place psycopg's errors become the router's (see PgDatabase)."""
+    if isinstance(exc, errors.UniqueViolation):
+        return InvalidRequest(f"already exists ({exc.diag.constraint_name or 'unique'})")
+    if isinstance(exc, errors.ForeignKeyViolation):
+        return NotFound("no such account", param="account_id")
+    if isinstance(exc, psycopg.DataError):  # a value the column cannot hold
+        return InvalidRequest(f"a value cannot be stored: {exc.diag.message_primary}")
+    # Connections refused or broken, no node accepting writes (PoolTimeout), a failover in
+    # progress, deadlocks and serialization failures: all worth a retry.
+    if isinstance(exc, psycopg.OperationalError | errors.ReadOnlySqlTransaction):
+        reason = " ".join(str(exc).split())[:300]
+        return Unavailable(f"database: {type(exc).__name__}: {reason}", retry_after=1.0)
+    return InternalError(f"database: {type(exc).__name__}: {exc}")
+
+
+class PgDatabase:
+    """The pool the three stores share; each call is one transaction on one pooled connection
+    (committed when it returns, rolled back when it raises), and psycopg's errors leave it as the
+    router's: unique violations InvalidRequest, a missing account NotFound, connection trouble
+    Unavailable. The caller opens and closes the pool."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """The number of rows the statement changed."""
+        async with self.connection() as conn:
+            return (await conn.execute(sql, params)).rowcount
+
+
+def _time(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _unix(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
+
+
+def _day(ts: float) -> date:
+    """The UTC date of unix time `ts`, as the rollup keys it."""
+    return datetime.fromtimestamp(ts, UTC).date()
+
+
+_KEY_COLUMNS = ("id, account_id, tier, prefix, coalesce(label, ''), rpm, rpd, tpm, concurrent, "
+                "credit_limit, allowed_models, expires_at, disabled, created_at")
+_UPDATE_KEY = ("UPDATE api_keys SET tier = %s, label = %s, rpm = %s, rpd = %s, tpm = %s, "
+               "concurrent = %s, credit_limit = %s, allowed_models = %s, expires_at = %s, "
+               "disabled = %s, updated_at = now() WHERE id = %s")
+
+
+def _key(row: Row) -> ApiKey:
+    (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
+     expires_at, disabled, created_at) = row
+    return ApiKey(id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
+                  limits=Limits(rpm, rpd, tpm, concurrent), credit_limit=credit_limit,
+                  allowed_models=tuple(models), expires_at=_unix(expires_at), disabled=disabled,
+                  created_at=created_at.timestamp())
+
+
+def _mutable(key: ApiKey) -> tuple[Any, ...]:
+    """What update() may change, in _UPDATE_KEY's order."""
+    limits = key.limits
+    return (key.tier, key.label, limits.requests_per_minute, limits.requests_per_day,
+            limits.tokens_per_minute, limits.concurrent,
+            None if key.credit_limit is None else money(key.credit_limit),
+            list(key.allowed_models), _time(key.expires_at), key.disabled)
+
+
+class PgKeyStore:
+    """KeyStore over PgDatabase. The master key is configured, never stored."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def create(self, key: ApiKey, hashed: str) -> None:
+        if key.master:
+            raise InvalidRequest("the master key is not stored")
+        await self._db.execute(
+            "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at, tier, label, rpm, rpd,"
+            " tpm, concurrent, credit_limit, allowed_models, expires_at, disabled)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (key.id, key.account_id, hashed, key.prefix, _time(key.created_at), *_mutable(key)))
+
+    async def by_hash(self, hashed: str) -> ApiKey | None:
+        row = await self._db.fetchone(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = %s",
+                                      (hashed,))
+        return None if row is None else _key(row)
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        row = await self._db.fetchone(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
+        return None if row is None else _key(row)
+
+    async def list(self, account_id: str | None = None) -> builtins.list[ApiKey]:
+        """Oldest first (by created_at, then id, bytewise as SQLite compares)."""
+        clause, params = where({"account_id = %s": account_id})
+        rows = await self._db.fetchall(
+            f'SELECT {_KEY_COLUMNS} FROM api_keys {clause} ORDER BY created_at, id COLLATE "C"', params)
+        return [_key(row) for row in rows]
+
+    async def update(self, key: ApiKey) -> None:
+        """NotFound when there is no key with this id."""
+        if await self._db.execute(_UPDATE_KEY, (*_mutable(key), key.id)) == 0:
+            raise NotFound(f"no API key {key.id!r}")
+
+    async def delete(self, key_id: str) -> bool:
+        return await self._db.execute("DELETE FROM api_keys WHERE id = %s", (key_id,)) > 0
+
+
+class PgAccountStore:
+    """AccountStore over PgDatabase: balances move only with credit_entries, through
+    xrouter_post_credit; a balance may go below zero (the CreditGuard prevents that)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def create(self, account: Account) -> None:
+        """A new account starts at zero (a balance is only ever the sum of its entries)."""
+        if account.balance != 0:
+            raise InvalidRequest("a new account starts with a zero balance; top it up")
+        if await self._db.execute("INSERT INTO accounts (id, name) VALUES (%s, %s)"
+                                  " ON CONFLICT (id) DO NOTHING", (account.id, account.name)) == 0:
+            raise InvalidRequest(f"the account {account.id!r} already exists")
+
+    async def get(self, account_id: str) -> Account | None:
+        row = await self._db.fetchone(
+            "SELECT id, coalesce(name, ''), balance FROM accounts WHERE id = %s", (account_id,))
+        return None if row is None else Account(row[0], row[1], row[2])
+
+    async def top_up(self, account_id: str, amount: Decimal, reference: str) -> Decimal:
+        amount = money(amount)
+        if amount <= 0:
+            raise InvalidRequest(f"a top-up must be positive, not {amount}", param="amount")
+        balance = await self._post(account_id, amount, "top_up", reference=reference)
+        assert balance is not None  # a top-up has no generation id, so it is never a repeat
+        return balance
+
+    async def charge(self, account_id: str, key_id: str, generation_id: str,
+                     amount: Decimal) -> bool:
+        amount = money(amount)
+        if amount < 0:
+            raise InvalidRequest(f"a charge cannot be negative: {amount}", param="amount")
+        return await self._post(account_id, -amount, "usage", generation_id=generation_id,
+                                key_id=key_id) is not None
+
+    async def spent(self, key_id: str) -> Decimal:
+        """The sum of the key's charges."""
+        row = await self._db.fetchone("SELECT spent FROM key_spend WHERE key_id = %s", (key_id,))
+        return Decimal(0) if row is None else Decimal(row[0])
+
+    async def _post(self, account_id: str, amount: Decimal, kind: str, *,
+                    generation_id: str | None = None, key_id: str | None = None,
+                    reference: str | None = None) -> Decimal | None:
+        """xrouter_post_credit: the new balance, or None when the generation was charged before."""
+        row = await self._db.fetchone(
+            "SELECT xrouter_post_credit(%s::text, %s::numeric, %s::text, %s::text, %s::text, %s::text)",
+            (account_id, amount, kind, generation_id, key_id, reference))
+        return None if row is None else row[0]
+
+
+def generation_document(r: GenerationRecord) -> dict[str, Any]:
+    """The record as one element of xrouter_record_generations' batch (and of the ledger stream):
+    created_at in unix seconds and cost a decimal string, both already rounded as stored (to the
+    microsecond, to 1e-8), so that a record reads back the same from the stream and from the
+    table. InvalidRequest when the cost cannot be stored."""
+    return {
+        "id": r.id, "created_at": round(r.created_at, 6), "key_id": r.key_id, "account_id": r.account_id,
+        "model": r.model, "provider": r.provider, "streamed": r.streamed,
+        "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+        "cached_tokens": r.cached_tokens, "reasoning_tokens": r.reasoning_tokens,
+        "counts_native": r.counts_native, "cost": str(money(r.cost)), "latency_ms": r.latency_ms,
+        "generation_ms": r.generation_ms, "finish_reason": r.finish_reason, "status": r.status,
+        "attempts": [{"model": a.model, "provider": a.provider, "deployment": a.deployment,
+                      "outcome": a.outcome, "latency_ms": a.latency_ms, "error": a.error,
+                      "status": a.status} for a in r.attempts],
+    }
+
+
+def generation_from_document(doc: Mapping[str, Any]) -> GenerationRecord:
+    """generation_document's inverse; KeyError, TypeError or ValueError when it is not one."""
+    return GenerationRecord(
+        id=str(doc["id"]), created_at=float(doc["created_at"]), key_id=doc["key_id"],
+        account_id=doc["account_id"], model=doc["model"], provider=doc["provider"],
+        streamed=bool(doc["streamed"]), prompt_tokens=int(doc["prompt_tokens"]),
+        completion_tokens=int(doc["completion_tokens"]), cached_tokens=int(doc["cached_tokens"]),
+        reasoning_tokens=int(doc["reasoning_tokens"]), counts_native=bool(doc["counts_native"]),
+        cost=Decimal(doc["cost"]), latency_ms=int(doc["latency_ms"]),
+        generation_ms=int(doc["generation_ms"]), finish_reason=doc["finish_reason"],
+        status=doc["status"], attempts=tuple(Attempt(**a) for a in doc["attempts"]))
+
+
+_GENERATION_COLUMNS = ("g.id, g.created_at, g.key_id, g.account_id, g.model, g.provider, g.streamed, "
+                       "g.prompt_tokens, g.completion_tokens, g.cached_tokens, g.reasoning_tokens, "
+                       "g.counts_native, g.cost, g.latency_ms, g.generation_ms, g.finish_reason, "
+                       "g.status, g.attempts")
+_TOTALS = ("coalesce(sum(requests), 0)::bigint, coalesce(sum(prompt_tokens), 0)::bigint, "
+           "coalesce(sum(completion_tokens), 0)::bigint, coalesce(sum(cost), 0)")
+# What report() groups by for each name (bytewise, as SQLite orders), and UsageRow's field for it.
+_GROUPS = {"day": ("to_char(day, 'YYYY-MM-DD') COLLATE \"C\"", "day"),
+           "key": ('key_id COLLATE "C"', "key_id"),
+           "model": ('model COLLATE "C"', "model"),
+           "provider": ('provider COLLATE "C"', "provider")}
+assert set(_GROUPS) == REPORT_GROUPS
+
+
+def _generation(row: Row) -> GenerationRecord:
+    (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
+     reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts) = row
+    return GenerationRecord(
+        id=gen_id, created_at=created_at.timestamp(), key_id=key_id, account_id=account_id,
+        model=model, provider=provider, streamed=streamed, prompt_tokens=prompt,
+        completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning,
+        counts_native=native, cost=cost, latency_ms=latency_ms, generation_ms=generation_ms,
+        finish_reason=finish_reason, status=status,
+        attempts=tuple(Attempt(**a) for a in attempts or ()))
+
+
+def _totals(row: Row) -> UsageTotals:
+    requests, prompt, completion, cost = row
+    return UsageTotals(requests, prompt, completion, cost)
+
+
+class PgUsageLedger:
+    """UsageLedger over PgDatabase, through xrouter_record_generations: a generation, its rollup
+    and nothing else (recording moves no money; AccountStore.charge does), so generations of the
+    master key, whose account has no row, are recorded like any other. created_at is kept to the
+    microsecond (timestamptz)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def record(self, record: GenerationRecord) -> None:
+        await self.record_many((record,))
+
+    async def record_many(self, records: Iterable[GenerationRecord]) -> int:
+        """Records a batch in one transaction; returns how many were new (a repeated id, in the
+        batch or recorded before, is ignored: the first one wins)."""
+        batch: dict[str, dict[str, Any]] = {}
+        for record in records:
+            if record.id not in batch:
+                batch[record.id] = generation_document(record)
+        if not batch:
+            return 0
+        row = await self._db.fetchone("SELECT xrouter_record_generations(%s::jsonb)",
+                                      (orjson.dumps(list(batch.values())).decode(),))
+        assert row is not None
+        return int(row[0])
+
+    async def get(self, generation_id: str) -> GenerationRecord | None:
+        # Through generation_ids: its created_at prunes the scan to one partition.
+        row = await self._db.fetchone(
+            f"SELECT {_GENERATION_COLUMNS} FROM generation_ids i JOIN generations g"
+            " ON g.id = i.id AND g.created_at = i.created_at WHERE i.id = %s", (generation_id,))
+        return None if row is None else _generation(row)
+
+    async def totals(self, *, key_id: str | None = None, account_id: str | None = None,
+                     since: float | None = None) -> UsageTotals:
+        """Over the given key and/or account (everything when neither), from the UTC day of
+        `since` on (the rollup counts whole days)."""
+        clause, params = where({"key_id = %s": key_id, "account_id = %s": account_id,
+                                "day >= %s": None if since is None else _day(since)})
+        row = await self._db.fetchone(f"SELECT {_TOTALS} FROM usage_daily {clause}", params)
+        assert row is not None
+        return _totals(row)
+
+    async def report(self, *, account_id: str | None, group_by: Sequence[str], since: float,
+                     until: float) -> builtins.list[UsageRow]:
+        """One row per group over the UTC days from since's through until's (both included), of
+        one account or of all (None), ordered by the group's fields in the order given. With no
+        group, one row of totals (none when nothing was recorded)."""
+        groups = [_GROUPS[g] for g in report_groups(group_by)]
+        clause, params = where({"day >= %s": _day(since), "day <= %s": _day(until),
+                                "account_id = %s": account_id})
+        positions = ", ".join(str(i + 1) for i in range(len(groups)))
+        tail = f"GROUP BY {positions} ORDER BY {positions}" if groups else "HAVING count(*) > 0"
+        selected = ", ".join([*(expr for expr, _ in groups), _TOTALS])
+        rows = await self._db.fetchall(
+            f"SELECT {selected} FROM usage_daily {clause} {tail}", params)
+        fields = [field for _, field in groups]
+        return [UsageRow(**dict(zip(fields, row, strict=False)), totals=_totals(row[len(fields):]))
+                for row in rows]
