@@ -14,6 +14,7 @@ from prometheus_client.registry import REGISTRY
 
 from xrouter_common.loop_lag import watch_loop_lag
 from xrouter_router import catalog_file
+from xrouter_router.accounting_stack import AccountingStack, build_accounting
 from xrouter_router.domain.accounts_service import AccountsService
 from xrouter_router.domain.auth import KeyAuthenticator
 from xrouter_router.domain.billing import Billing
@@ -26,13 +27,6 @@ from xrouter_router.providers.http import new_session
 from xrouter_router.providers.registry import build_provider
 from xrouter_router.providers.tokenizer import Cl100kCounter
 from xrouter_router.settings import RouterSettings
-from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
-from xrouter_router.storage.sqlite import (
-    SqliteAccountStore,
-    SqliteDatabase,
-    SqliteKeyStore,
-    SqliteUsageLedger,
-)
 from xrouter_router.telemetry import RouterMetrics
 from xrouter_router.tracing import OtelSpans
 from xrouter_router.transport.accounts_servicer import AccountsServicer
@@ -49,12 +43,13 @@ class RouterApp:
     providers: Mapping[str, ChatProvider]
     session: aiohttp.ClientSession
     metrics: RouterMetrics
-    database: SqliteDatabase
+    accounting: AccountingStack
     shared_stats: RedisStats | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        await self.database.open()
+        for start in self.accounting.starts:
+            await start()
         await self.server.start()
         self._tasks.append(asyncio.ensure_future(watch_loop_lag(self.metrics.loop_lag)))
 
@@ -67,7 +62,8 @@ class RouterApp:
         for provider in self.providers.values():
             await provider.close()
         await self.session.close()
-        await self.database.close()
+        for stop in self.accounting.stops:
+            await stop()
 
 
 def build_providers(config: catalog_file.CatalogConfig,
@@ -112,23 +108,21 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     failover = Failover(providers, FailoverPolicy(settings.attempt_timeout, settings.max_attempts),
                         stats, observer=metrics,
                         tracer=OtelSpans(tracer) if tracer is not None else None)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
-    keys, accounts = SqliteKeyStore(database), SqliteAccountStore(database)
-    ledger = SqliteUsageLedger(database)
+    stack = build_accounting(settings)
     secret = key_secret(settings)
-    auth = KeyAuthenticator(keys, secret=secret, master_key=settings.master_key,
+    auth = KeyAuthenticator(stack.keys, secret=secret, master_key=settings.master_key,
                             ttl=settings.key_cache_ttl)
-    guard = InProcessCreditGuard(accounts)
-    billing = Billing(InProcessLimiter(), guard, ledger)
+    if stack.listen is not None:
+        stack.listen(auth.forget)
+    billing = Billing(stack.limiter, stack.guard, stack.ledger)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing)
     servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
                               request_log=settings.request_log)
     accounts_servicer = AccountsServicer(
-        AccountsService(keys, accounts, ledger, auth, secret=secret,
-                        balance_changed=guard.forget), auth)
+        AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
+                        balance_changed=stack.balance_changed, announce=stack.announce), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
-    return RouterApp(server, providers, session, metrics, database,
+    return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats)

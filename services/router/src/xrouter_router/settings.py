@@ -31,9 +31,18 @@ class RouterSettings:
     # HMAC secret for key hashes; embedded mode creates one in data_dir when unset.
     key_secret: str = field(default="", repr=False)
     key_cache_ttl: float = 30.0
+    # PostgreSQL (a multi-host conninfo for HA); "" = SQLite in data_dir (embedded).
+    database_url: str = field(default="", repr=False)
+    database_pool_size: int = 10
+    # Degraded modes when Redis fails: rate limits admit (fail open), credits refuse (fail closed).
+    limits_fail_open: bool = True
+    credits_fail_open: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
+        if env_str("XROUTER_DATABASE_URL", "", env) and not env_str("XROUTER_KEY_SECRET", "", env):
+            raise ConfigError("XROUTER_KEY_SECRET must be set with XROUTER_DATABASE_URL (the "
+                              "same on every replica: keys are stored as HMACs under it)")
         master_key = env_str("XROUTER_MASTER_KEY", "", env)
         if not master_key:
             raise ConfigError("XROUTER_MASTER_KEY must be set (the API key the router accepts)")
@@ -53,4 +62,8 @@ class RouterSettings:
             data_dir=Path(env_str("XROUTER_DATA_DIR", ".xrouter", env)),
             key_secret=env_str("XROUTER_KEY_SECRET", "", env),
             key_cache_ttl=env_float("XROUTER_KEY_CACHE_TTL", 30.0, env, minimum=0.0),
+            database_url=env_str("XROUTER_DATABASE_URL", "", env),
+            database_pool_size=env_int("XROUTER_DATABASE_POOL_SIZE", 10, env, minimum=1),
+            limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),
+            credits_fail_open=env_bool("XROUTER_CREDITS_FAIL_OPEN", False, env),
         )

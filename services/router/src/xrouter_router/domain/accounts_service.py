@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -74,6 +74,7 @@ class AccountsService:
     def __init__(self, keys: KeyStore, accounts: AccountStore, ledger: UsageLedger,
                  auth: KeyAuthenticator, *, secret: bytes,
                  balance_changed: Callable[[str], None] | None = None,
+                 announce: Callable[[str], Awaitable[object]] | None = None,
                  wall: Callable[[], float] = time.time) -> None:
         self._keys = keys
         self._accounts = accounts
@@ -81,6 +82,7 @@ class AccountsService:
         self._auth = auth
         self._secret = secret
         self._balance_changed = balance_changed or (lambda account_id: None)
+        self._announce = announce
         self._wall = wall
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -166,15 +168,22 @@ class AccountsService:
         if changes.limits is not None:
             updated = with_tier(updated, updated.tier, changes.limits)
         await self._keys.update(updated)
-        self._auth.forget(key_id)
+        await self._key_changed(key_id)
         return await self.usage_of(updated)
 
     async def delete_key(self, caller: ApiKey, key_id: str) -> bool:
         self._manage(caller, None)
         await self._key(caller, key_id)
         deleted = await self._keys.delete(key_id)
-        self._auth.forget(key_id)
+        await self._key_changed(key_id)
         return deleted
+
+    async def _key_changed(self, key_id: str) -> None:
+        """This replica forgets the key at once; the others when the announcement reaches them
+        (or, if it cannot be sent, when their cache entry expires)."""
+        self._auth.forget(key_id)
+        if self._announce is not None:
+            await self._announce(key_id)
 
     # ---- credits -----------------------------------------------------------------------------
     async def credits(self, caller: ApiKey, account_id: str = "") -> CreditsView:

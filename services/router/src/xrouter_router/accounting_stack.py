@@ -1,0 +1,100 @@
+"""The stores, limiter, credit guard and ledger the router runs with, chosen by its settings
+(part of the composition root, kept apart from bootstrap.py for size):
+
+- embedded (no XROUTER_DATABASE_URL): SQLite in the data directory, in-process limits;
+- XROUTER_DATABASE_URL: PostgreSQL (HA multi-host conninfo) for keys, accounts and the ledger;
+- plus XROUTER_REDIS_URL: Redis Cluster limits and credit reservations shared by every replica,
+  key revocations broadcast to every replica, and the ledger made durable in Redis Streams
+  before the answer completes, drained into PostgreSQL by a consumer group."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xrouter_router.domain.ports import AccountStore, CreditGuard, KeyStore, Limiter, UsageLedger
+from xrouter_router.settings import RouterSettings
+from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
+
+
+@dataclass(slots=True)
+class AccountingStack:
+    keys: KeyStore
+    accounts: AccountStore
+    ledger: UsageLedger
+    limiter: Limiter
+    guard: CreditGuard
+    balance_changed: Callable[[str], None]
+    # Tells the other replicas a key changed (None: this process is alone).
+    announce: Callable[[str], Awaitable[Any]] | None = None
+    # Wired once the authenticator exists: on_key_changed(forget).
+    listen: Callable[[Callable[[str], None]], None] | None = None
+    starts: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    stops: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # For metrics: the ledger's backlog in Redis (None in the embedded mode).
+    backlog: Callable[[], Awaitable[int]] | None = None
+
+
+def build_accounting(settings: RouterSettings) -> AccountingStack:
+    if not settings.database_url:
+        return _embedded(settings)
+    return _postgres(settings)
+
+
+def _embedded(settings: RouterSettings) -> AccountingStack:
+    from xrouter_router.storage.sqlite import (
+        SqliteAccountStore,
+        SqliteDatabase,
+        SqliteKeyStore,
+        SqliteUsageLedger,
+    )
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
+    accounts = SqliteAccountStore(database)
+    guard = InProcessCreditGuard(accounts)
+    return AccountingStack(SqliteKeyStore(database), accounts, SqliteUsageLedger(database),
+                           InProcessLimiter(), guard, guard.forget,
+                           starts=[database.open], stops=[database.close])
+
+
+def _postgres(settings: RouterSettings) -> AccountingStack:
+    from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
+    from xrouter_router.storage.postgres import pool
+
+    connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
+    database = PgDatabase(connections)
+    keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
+
+    async def open_pool() -> None:
+        await connections.open(wait=False)
+
+    if not settings.redis_url:
+        guard = InProcessCreditGuard(accounts)
+        return AccountingStack(keys, accounts, pg_ledger, InProcessLimiter(), guard, guard.forget,
+                               starts=[open_pool], stops=[connections.close])
+    from xrouter_router.storage.ledger_stream import LedgerConsumer, StreamLedger
+    from xrouter_router.storage.redis_limits import KeyRevocations, RedisCreditGuard, RedisLimiter
+    from xrouter_router.storage.redis_stats import cluster_client
+
+    # One client per component: each bounds its own commands in flight, and redis-py's cluster
+    # client does not queue beyond its per-node pool.
+    clients = {name: cluster_client(settings.redis_url)
+               for name in ("limits", "credits", "ledger", "consumer", "revocations")}
+    revocations = KeyRevocations(clients["revocations"])
+    consumer = LedgerConsumer(clients["consumer"], pg_ledger)
+
+    async def close_clients() -> None:
+        for client in clients.values():
+            await client.aclose()
+
+    return AccountingStack(
+        keys, accounts, StreamLedger(clients["ledger"], pg_ledger),
+        RedisLimiter(clients["limits"], fail_open=settings.limits_fail_open),
+        RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open),
+        balance_changed=lambda account_id: None,
+        announce=revocations.publish, listen=revocations.listen,
+        starts=[open_pool, consumer.start],
+        stops=[consumer.stop, revocations.close, close_clients, connections.close],
+        backlog=consumer.backlog)
