@@ -26,11 +26,8 @@ sys.path.insert(0, str(ROOT))  # tests.infra: the same Redis Cluster and Postgre
 from tests.infra.postgres_ha import PostgresHA  # noqa: E402
 from tests.infra.redis_cluster import RedisCluster  # noqa: E402
 from xrouter_router.domain.ledger import GenerationRecord  # noqa: E402
-from xrouter_router.storage.ledger_stream import (  # noqa: E402
-    LedgerConsumer,
-    StreamLayout,
-    StreamLedger,
-)
+from xrouter_router.storage.ledger_consumer import LedgerConsumer  # noqa: E402
+from xrouter_router.storage.ledger_stream import StreamLayout, StreamLedger  # noqa: E402
 from xrouter_router.storage.migrate import migrate  # noqa: E402
 from xrouter_router.storage.pg import PgDatabase, PgUsageLedger  # noqa: E402
 from xrouter_router.storage.postgres import pool  # noqa: E402

@@ -26,12 +26,8 @@ from tests.infra.postgres_ha import PostgresHA, free_ports
 from tests.infra.redis_cluster import RedisCluster
 from xrouter_router.domain.errors import Attempt, Unavailable
 from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
-from xrouter_router.storage.ledger_stream import (
-    GROUP,
-    LedgerConsumer,
-    StreamLayout,
-    StreamLedger,
-)
+from xrouter_router.storage.ledger_consumer import LedgerConsumer
+from xrouter_router.storage.ledger_stream import GROUP, StreamLayout, StreamLedger
 from xrouter_router.storage.migrate import migrate
 from xrouter_router.storage.pg import PgDatabase, PgUsageLedger
 from xrouter_router.storage.postgres import pool
@@ -223,7 +219,8 @@ REPLICA = """
 import asyncio, sys, time
 from decimal import Decimal
 from xrouter_router.domain.ledger import GenerationRecord
-from xrouter_router.storage.ledger_stream import LedgerConsumer, StreamLayout, StreamLedger
+from xrouter_router.storage.ledger_consumer import LedgerConsumer
+from xrouter_router.storage.ledger_stream import StreamLayout, StreamLedger
 from xrouter_router.storage.pg import PgDatabase, PgUsageLedger
 from xrouter_router.storage.postgres import pool
 from xrouter_router.storage.redis_stats import cluster_client

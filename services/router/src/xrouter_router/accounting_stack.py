@@ -45,10 +45,10 @@ def build_accounting(settings: RouterSettings) -> AccountingStack:
 def _embedded(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sqlite import (
         SqliteAccountStore,
-        SqliteDatabase,
         SqliteKeyStore,
         SqliteUsageLedger,
     )
+    from xrouter_router.storage.sqlite_db import SqliteDatabase
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
@@ -74,8 +74,11 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         guard = InProcessCreditGuard(accounts)
         return AccountingStack(keys, accounts, pg_ledger, InProcessLimiter(), guard, guard.forget,
                                starts=[open_pool], stops=[connections.close])
-    from xrouter_router.storage.ledger_stream import LedgerConsumer, StreamLedger
-    from xrouter_router.storage.redis_limits import KeyRevocations, RedisCreditGuard, RedisLimiter
+    from xrouter_router.storage.ledger_consumer import LedgerConsumer
+    from xrouter_router.storage.ledger_stream import StreamLedger
+    from xrouter_router.storage.redis_credits import RedisCreditGuard
+    from xrouter_router.storage.redis_limits import RedisLimiter
+    from xrouter_router.storage.redis_revocations import KeyRevocations
     from xrouter_router.storage.redis_stats import cluster_client
 
     # One client per component: each bounds its own commands in flight, and redis-py's cluster

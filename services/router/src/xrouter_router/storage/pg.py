@@ -1,6 +1,6 @@
 """The PostgreSQL stores: API keys, accounts with their credit ledger, and generation records, over
 one psycopg_pool.AsyncConnectionPool (storage/postgres.pool), through the functions of migrations
-0001 and 0002, behaving as the SQLite ones do under tests/integration/test_store_contracts.py."""
+0001 and 0002, behaving as the SQLite ones do under the tests/integration/test_*_contract.py suites."""
 
 from __future__ import annotations
 

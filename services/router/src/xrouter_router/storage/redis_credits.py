@@ -1,0 +1,271 @@
+"""Credit reservations shared by every router replica through Redis Cluster: one versioned Lua
+script per call, whose keys share the account's id as {hash tag}, so each check is atomic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from decimal import ROUND_HALF_UP, Decimal
+
+from redis.asyncio.cluster import RedisCluster
+
+from xrouter_router.domain.errors import InsufficientCredits, InternalError, NotFound, Unavailable
+from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.ports import AccountStore, Reservation
+from xrouter_router.storage.redis_link import VERSION, Link, RedisDown
+from xrouter_router.storage.redis_stats import Script
+
+# KEYS: the account's hash (balance and spent snapshots with the server time they were taken,
+# reserved sums, the cumulative 'charged' counter), its reservations (generation id ->
+# "<units> <key id>") and their expiries (a sorted set, server seconds). Money is in integer
+# units of 1e-8 RUB; Lua's doubles keep them exact up to 2^53 units (about 90 million RUB).
+# ARGV: mode, key id, generation id, amount, partial_from, credit limit ('' = none), held
+# (extend: the reservation's amount, re-reserved if it lapsed), snapshot TTL, reservation TTL,
+# keys' TTL, then the snapshot read from the AccountStore: 'charged' as it was before the
+# read, balance, spent ('' = none given).
+# A snapshot taken while settlements ran subtracts every charge settled meanwhile, which some
+# already include: the balance it installs may be low for a moment, never high.
+_CREDITS = f"""-- xrouter credits {VERSION}
+local acct, gens, exps = KEYS[1], KEYS[2], KEYS[3]
+local mode, key, gen = ARGV[1], ARGV[2], ARGV[3]
+local amount, partial, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local snapshot_ttl, reservation_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function int(x) return string.format('%.0f', x) end
+local function field(name) return tonumber(redis.call('HGET', acct, name)) end
+local function add(of_key, units)
+  redis.call('HINCRBY', acct, 'reserved', int(units))
+  if redis.call('HINCRBY', acct, 'reserved:' .. of_key, int(units)) == 0 then
+    redis.call('HDEL', acct, 'reserved:' .. of_key)
+  end
+end
+local function drop(g)
+  local entry = redis.call('HGET', gens, g)
+  redis.call('ZREM', exps, g)
+  if not entry then return nil end
+  local sep = string.find(entry, ' ', 1, true)
+  local units = tonumber(string.sub(entry, 1, sep - 1))
+  add(string.sub(entry, sep + 1), -units)
+  redis.call('HDEL', gens, g)
+  return units
+end
+local function hold(units)
+  redis.call('HSET', gens, gen, int(units) .. ' ' .. key)
+  redis.call('ZADD', exps, string.format('%.6f', now + reservation_ttl), gen)
+end
+local function expire_all()
+  for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, ARGV[10]) end
+end
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', exps, '-inf', string.format('%.6f', now), 'LIMIT', 0, 64)) do
+  drop(g)
+end
+if mode == 'settle' then
+  drop(gen)
+  if amount > 0 then
+    redis.call('HINCRBY', acct, 'charged', int(amount))
+    if field('balance') then redis.call('HINCRBY', acct, 'balance', int(-amount)) end
+    if field('spent:' .. key) then redis.call('HINCRBY', acct, 'spent:' .. key, int(amount)) end
+  end
+  expire_all()
+  return {{'ok', '0'}}
+end
+local function fresh(name)
+  local at = field(name .. '_at')
+  if at == nil or now - at >= snapshot_ttl then return nil end
+  return field(name)
+end
+local balance, spent = fresh('balance'), limit and fresh('spent:' .. key)
+local charged = field('charged') or 0
+if ARGV[11] ~= '' then
+  local before = tonumber(ARGV[11])
+  local since = charged >= before and charged - before or charged
+  local at = string.format('%.6f', now)
+  if balance == nil then
+    balance = tonumber(ARGV[12]) - since
+    redis.call('HSET', acct, 'balance', int(balance), 'balance_at', at)
+  end
+  if limit and spent == nil and ARGV[13] ~= '' then
+    spent = tonumber(ARGV[13]) + since
+    redis.call('HSET', acct, 'spent:' .. key, int(spent), 'spent:' .. key .. '_at', at)
+  end
+end
+if balance == nil or (limit and spent == nil) then return {{'miss', int(charged)}} end
+local existing = nil
+if mode == 'reserve' then
+  drop(gen)  -- a repeated reserve replaces the generation's reservation
+else
+  existing = tonumber((redis.call('HGET', gens, gen) or ' '):match('^(%d+) '))
+end
+local for_account = balance - (field('reserved') or 0)
+local for_key = limit and limit - spent - (field('reserved:' .. key) or 0)
+local available = for_account
+if for_key and for_key < available then available = for_key end
+local granted
+if mode == 'extend' then
+  local need = amount
+  if existing == nil then need = amount + tonumber(ARGV[7]) end  -- it lapsed: hold it again
+  if available < need then return {{'no', int(for_account), for_key and int(for_key) or ''}} end
+  add(key, need)
+  hold((existing or 0) + need)
+  expire_all()
+  return {{'ok', int(need)}}
+end
+if available >= amount then granted = amount
+elseif partial and available >= partial then granted = available
+else return {{'no', int(for_account), for_key and int(for_key) or ''}} end
+add(key, granted)
+hold(granted)
+expire_all()
+return {{'ok', int(granted)}}
+"""
+
+CREDITS_SCRIPT = Script(_CREDITS)
+
+
+def _units(amount: Decimal) -> int:
+    """RUB as Redis keeps them: integer units of 1e-8 RUB (rounded as the stores round)."""
+    return int(amount.scaleb(8).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _rub(units: int) -> Decimal:
+    return Decimal(units).scaleb(-8)
+
+
+_Snapshot = tuple[int, int, int | None]  # 'charged' before the read, balance, spent (units)
+
+
+class RedisCreditGuard:
+    """The CreditGuard port over Redis Cluster, for balances kept by the AccountStore.
+
+    Redis holds, under the account's hash tag (`xr:v1:cr:{<account id>}`), what is reserved
+    for the account and for each of its keys, every reservation by generation id with an
+    expiry (`reservation_ttl`: a dead replica's reservations lapse; extend() renews it), and
+    snapshots of the balance and of each key's spending, read from the AccountStore when
+    older than `snapshot_ttl` (so a top-up shows within that) and adjusted by every
+    settlement. A check and its reservation are one script, so concurrent requests on any
+    replicas can never overspend.
+
+    When Redis fails, reserve() raises Unavailable (503) unless `fail_open`, which lets the
+    request through unchecked; extend() then answers None (or, open, grows the reservation)
+    and settle() still charges the account, leaving the reservation to lapse.
+    """
+
+    def __init__(self, client: RedisCluster, accounts: AccountStore, *, prefix: str = "xr",
+                 fail_open: bool = False, snapshot_ttl: float = 5.0,
+                 reservation_ttl: float = 900.0, timeout: float = 0.5,
+                 retry_after: float = 1.0) -> None:
+        policy = "admitting requests unchecked" if fail_open else "refusing paid requests (503)"
+        self._link = Link(client, "credits", policy, timeout=timeout, retry_after=retry_after)
+        self._accounts = accounts
+        self._prefix = f"{prefix}:{VERSION}:cr:"
+        self._fail_open = fail_open
+        # Snapshot TTL, reservation TTL, and the TTL of the account's keys (idle accounts vanish).
+        self._ttls: list[str | int] = [repr(float(snapshot_ttl)), repr(float(reservation_ttl)),
+                                       max(1, round(max(snapshot_ttl, reservation_ttl))) + 60]
+        self._loading: dict[tuple[str, str], asyncio.Task[_Snapshot]] = {}
+
+    @property
+    def errors(self) -> int:
+        return self._link.errors
+
+    @property
+    def degraded(self) -> int:
+        return self._link.degraded
+
+    def keys(self, account_id: str) -> tuple[str, str, str]:
+        """The account's sums and snapshots, its reservations, their expiries."""
+        base = f"{self._prefix}{{{account_id}}}"
+        return base, f"{base}:gen", f"{base}:exp"
+
+    async def reserve(self, key: ApiKey, generation_id: str, amount: Decimal,
+                      *, partial_from: Decimal | None = None) -> Reservation:
+        partial = "" if partial_from is None else str(_units(partial_from))
+        try:
+            reply = await self._ask(key, "reserve", generation_id, _units(amount), partial=partial)
+        except RedisDown:
+            self._link.degraded += 1
+            if self._fail_open:
+                return Reservation(generation_id, key.account_id, key.id, amount)
+            raise Unavailable("Credit checks are unavailable; retry shortly",
+                              retry_after=1.0) from None
+        if reply[0] == "ok":
+            granted = int(reply[1])
+            return Reservation(generation_id, key.account_id, key.id,
+                               amount if granted == _units(amount) else _rub(granted))
+        for_account = _rub(int(reply[1]))
+        for_key = _rub(int(reply[2])) if reply[2] else None
+        available = for_account if for_key is None else min(for_account, for_key)
+        source = "key" if for_key is not None and for_key < for_account else "account"
+        raise InsufficientCredits(
+            "Insufficient credits: the request's worst-case cost does not fit the "
+            + ("key's credit limit" if source == "key" else "account balance"),
+            metadata={"limit_source": source, "required": str(amount),
+                      "available": str(max(available, Decimal(0)))})
+
+    async def extend(self, key: ApiKey, reservation: Reservation,
+                     amount: Decimal) -> Reservation | None:
+        try:
+            reply = await self._ask(key, "extend", reservation.generation_id, _units(amount),
+                                     held=_units(reservation.amount))
+        except RedisDown:
+            self._link.degraded += 1
+            reply = ["ok"] if self._fail_open else ["no"]
+        if reply[0] != "ok":
+            return None
+        return Reservation(reservation.generation_id, reservation.account_id,
+                           reservation.key_id, reservation.amount + amount)
+
+    async def settle(self, reservation: Reservation, cost: Decimal) -> None:
+        """Charges through the AccountStore (its errors propagate), then releases; a release
+        Redis could not make lapses after reservation_ttl."""
+        charged = 0
+        if cost > 0 and await self._accounts.charge(reservation.account_id, reservation.key_id,
+                                                    reservation.generation_id, cost):
+            charged = _units(cost)
+        args: list[str | int] = ["settle", reservation.key_id, reservation.generation_id,
+                                 charged, "", "", 0, *self._ttls, "", "", ""]
+        with contextlib.suppress(RedisDown):
+            await self._link.script(CREDITS_SCRIPT, self.keys(reservation.account_id), args)
+
+    async def _ask(self, key: ApiKey, mode: str, generation_id: str, amount: int, *,
+                    partial: str = "", held: int = 0) -> list[str]:
+        """The script's reply to reserve or extend, reading the snapshots it misses once."""
+        limit = "" if key.credit_limit is None else str(_units(key.credit_limit))
+        base: list[str | int] = [mode, key.id, generation_id, amount, partial, limit, held,
+                                 *self._ttls]
+        snapshot: list[str | int] = ["", "", ""]
+        for _ in range(2):
+            raw = await self._link.script(CREDITS_SCRIPT, self.keys(key.account_id),
+                                          [*base, *snapshot])
+            reply = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
+            if reply[0] != "miss":
+                return reply
+            before, balance, spent = await self._snapshot(key, int(reply[1]))
+            snapshot = [before, balance, "" if spent is None else spent]
+        raise InternalError("the credit script ignored the snapshot it was given")
+
+    async def _snapshot(self, key: ApiKey, charged: int) -> _Snapshot:
+        """One AccountStore read per account (and key) at a time, shared by its callers."""
+        ident = (key.account_id, key.id if key.credit_limit is not None else "")
+        task = self._loading.get(ident)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._read(key, charged))
+            self._loading[ident] = task
+
+            def done(finished: asyncio.Task[_Snapshot]) -> None:
+                if self._loading.get(ident) is finished:
+                    del self._loading[ident]
+                if not finished.cancelled():
+                    finished.exception()  # retrieved: every caller may have gone
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _read(self, key: ApiKey, charged: int) -> _Snapshot:
+        account = await self._accounts.get(key.account_id)
+        if account is None:
+            raise NotFound(f"Account {key.account_id!r} does not exist")
+        spent = None
+        if key.credit_limit is not None:
+            spent = _units(await self._accounts.spent(key.id))
+        return charged, _units(account.balance), spent

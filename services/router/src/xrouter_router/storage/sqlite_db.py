@@ -1,0 +1,277 @@
+"""The embedded mode's SQLite file: its schema (the tables of the PostgreSQL one), how money and
+days are stored in it, and SqliteDatabase, the worker thread that runs every call and group-commits
+the writes. The stores over it are in sqlite.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+from xrouter_router.domain.errors import InternalError, InvalidRequest, Unavailable
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], T]
+
+# Money is stored as INTEGER units of 1e-8 RUB: the scale of PostgreSQL's numeric(20, 8), summed
+# exactly by SQL (SUM over TEXT or REAL would go through doubles). Amounts finer than that are
+# rounded half away from zero, as numeric(20, 8) rounds them. The range is +-9.2e10 RUB (int64).
+_SCALE = 8
+_MAX_UNITS = 2**63 - 1
+_ONE = Decimal(1)
+# PRAGMA user_version of the files this code writes; a later schema change migrates from it.
+SCHEMA_VERSION = 1
+
+# Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
+# text). generations.id is a plain primary key: unpartitioned, it needs no generation_ids table.
+# Usage entries carry the key they were charged through; key_spent caches each key's sum of them
+# (as accounts.balance caches the account's), so spent() reads one row.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    balance INTEGER NOT NULL DEFAULT 0,  -- the sum of the account's credit_entries.amount
+    created_at REAL NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    tier TEXT NOT NULL,
+    expires_at REAL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    allowed_models TEXT NOT NULL DEFAULT '[]',
+    credit_limit INTEGER,
+    rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS api_keys_account_id_idx ON api_keys (account_id);
+CREATE TABLE IF NOT EXISTS credit_entries (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    amount INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('top_up', 'usage', 'adjustment')),
+    generation_id TEXT UNIQUE,
+    key_id TEXT,
+    reference TEXT,
+    CHECK (kind <> 'usage' OR generation_id IS NOT NULL)
+) STRICT;
+CREATE INDEX IF NOT EXISTS credit_entries_account_idx ON credit_entries (account_id, created_at);
+CREATE TABLE IF NOT EXISTS key_spent (
+    key_id TEXT PRIMARY KEY,
+    spent INTEGER NOT NULL  -- minus the sum of credit_entries.amount of the key's usage entries
+) STRICT;
+CREATE TABLE IF NOT EXISTS generations (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    key_id TEXT NOT NULL, account_id TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+    streamed INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+    counts_native INTEGER NOT NULL,
+    cost INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL, generation_ms INTEGER NOT NULL,
+    finish_reason TEXT NOT NULL, status TEXT NOT NULL,
+    attempts TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
+CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);
+CREATE TABLE IF NOT EXISTS usage_daily (
+    day TEXT NOT NULL,  -- the UTC date, YYYY-MM-DD
+    account_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, account_id, key_id, model, provider)
+) STRICT;
+CREATE INDEX IF NOT EXISTS usage_daily_account_idx ON usage_daily (account_id, day);
+CREATE INDEX IF NOT EXISTS usage_daily_key_idx ON usage_daily (key_id, day);
+"""
+
+
+def to_units(amount: Decimal) -> int:
+    """RUB as stored: an integer number of 1e-8 RUB. InvalidRequest when it cannot be stored."""
+    try:
+        units = int(amount.scaleb(_SCALE).quantize(_ONE, rounding=ROUND_HALF_UP))
+    except (InvalidOperation, ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"not an amount of money: {amount}") from exc
+    if abs(units) > _MAX_UNITS:
+        raise InvalidRequest(f"amount out of range: {amount}")
+    return units
+
+
+def from_units(units: int) -> Decimal:
+    return Decimal(units).scaleb(-_SCALE)
+
+
+def utc_day(ts: float) -> str:
+    """The UTC date of unix time `ts`, as the rollup keys it."""
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def _mapped(path: Path, exc: BaseException) -> BaseException:
+    """The one place sqlite3 errors become the router's errors: the file is locked past the busy
+    timeout, unreadable or full (Unavailable, worth a retry), or a bug (InternalError); the
+    stores' own errors pass through."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return Unavailable(f"database {path}: {exc}", retry_after=1.0)
+    if isinstance(exc, sqlite3.Error):
+        return InternalError(f"database {path}: {exc}")
+    return exc
+
+
+class SqliteDatabase:
+    """One SQLite file shared by the three stores (WAL, synchronous=NORMAL: a commit survives a
+    process crash; the last ones may not survive a power loss). A sqlite3 connection must stay on
+    one thread, so every call runs in one dedicated worker thread, in arrival order: the event loop
+    never waits on the disk. The file and its schema are created on first use (or on open())."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xrouter-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._committing = False
+
+    async def open(self) -> None:
+        """Connect and create the schema now, so that a bad path fails at start-up."""
+        await self.read(lambda conn: None)
+
+    async def read(self, work: Work[T]) -> T:
+        """`work(connection)` in the worker thread."""
+        return await self._submit(work, write=False)
+
+    async def write(self, work: Work[T]) -> T:
+        """`work(connection)` in the worker thread, in a transaction that holds the write lock
+        from its start (BEGIN IMMEDIATE): committed before this returns, rolled back (to its
+        savepoint) when it raises. Writes that arrive while another batch is being committed
+        share the next transaction (group commit: one fsync for many requests). Cancelling the
+        caller does not stop a write already queued (every write here is idempotent, so the
+        caller may simply retry)."""
+        if self._closed:
+            raise InternalError(f"the database {self.path} is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        if not self._committing:
+            self._start_batch()
+        result: T = await future
+        return result
+
+    def _start_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        self._committing = True
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self._executor, self._run_batch, [w for w, _ in batch])
+
+        def finished(outcome: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+            self._committing = False
+            try:
+                results = outcome.result()
+            except BaseException as exc:  # noqa: BLE001 - the whole batch failed
+                results = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            if self._pending and not self._closed:
+                self._start_batch()
+
+        done.add_done_callback(finished)
+
+    def _run_batch(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+
+        def transaction(conn: sqlite3.Connection) -> None:
+            for work in works:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = work(conn)
+                except Exception as exc:  # noqa: BLE001 - this job's error, not the batch's
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((False, _mapped(self.path, exc)))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((True, value))
+
+        self._run(transaction, True)
+        return results
+
+    async def close(self) -> None:
+        """Finish the calls already submitted, then close the file. Later calls raise."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown(wait=False)
+
+    async def _submit(self, work: Work[T], *, write: bool) -> T:
+        if self._closed:
+            raise InternalError(f"the database {self.path} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, work, write)
+
+    def _run(self, work: Work[T], write: bool) -> T:
+        # The one place sqlite3 errors become the router's errors: the file is locked past the
+        # busy timeout, unreadable or full (Unavailable, worth a retry), or a bug (InternalError).
+        try:
+            conn = self._connection()
+            if not write:
+                return work(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            raise _mapped(self.path, exc) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # isolation_level=None: transactions are exactly the BEGIN/COMMIT written here.
+            # timeout is the busy timeout: how long a write waits for another writer's lock.
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+                _stamp(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _stamp(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    elif version != SCHEMA_VERSION:
+        raise InternalError(f"the database has schema version {version}; this XRouter knows "
+                            f"{SCHEMA_VERSION}")

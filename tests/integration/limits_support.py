@@ -1,0 +1,98 @@
+"""What the Limiter, CreditGuard and Redis Cluster limit tests share: the fixed clock, the keys
+and accounts they build, and the `closer` fixture (import closer_fixture into each test module)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+
+from tests.infra.redis_cluster import RedisCluster
+from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.ledger import Account
+from xrouter_router.storage.redis_credits import RedisCreditGuard
+from xrouter_router.storage.redis_limits import RedisLimiter
+from xrouter_router.storage.redis_revocations import KeyRevocations
+from xrouter_router.storage.redis_stats import cluster_client
+from xrouter_router.storage.sqlite import SqliteAccountStore
+from xrouter_router.storage.sqlite_db import SqliteDatabase
+
+T = TypeVar("T")
+
+# 15 s into a minute: that minute ends at 1_700_000_040, the UTC day at 1_700_006_400.
+NOW = 1_699_999_995.0
+MINUTE_END, DAY_END = 1_700_000_040.0, 1_700_006_400.0
+NEXT_MINUTE = NOW + 60.0
+D = Decimal
+WAIT = 10.0
+
+
+def _id(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def api_key(account_id: str = "acct", *, credit_limit: Decimal | None = None,
+            **limits: int) -> ApiKey:
+    return ApiKey(id=_id("key"), account_id=account_id, tier="free", prefix="xr-test",
+                  limits=Limits(**limits), credit_limit=credit_limit)
+
+
+def client(cluster: RedisCluster, **options: Any) -> ClusterClient:
+    return cluster_client(cluster.url, **options)
+
+
+@dataclass
+class Closer:
+    """Clients to close when the test ends; the Redis objects must have seen no Redis error
+    (a CROSSSLOT or a script error would hide behind a fail-open policy)."""
+
+    clients: list[ClusterClient] = field(default_factory=list)
+    checked: list[RedisLimiter | RedisCreditGuard | KeyRevocations] = field(default_factory=list)
+    closing: list[KeyRevocations | SqliteDatabase] = field(default_factory=list)
+
+    def client(self, cluster: RedisCluster, **options: Any) -> ClusterClient:
+        made = client(cluster, **options)
+        self.clients.append(made)
+        return made
+
+    async def close(self) -> None:
+        for item in self.closing:
+            await item.close()
+        for made in self.clients:
+            await made.aclose()
+
+
+@pytest.fixture(name="closer")
+async def closer_fixture() -> AsyncIterator[Closer]:
+    done = Closer()
+    try:
+        yield done
+        assert [x.errors for x in done.checked] == [0] * len(done.checked)
+    finally:
+        await done.close()
+
+
+async def _accounts(tmp_path: Path, closer: Closer, name: str = "accounts.sqlite"
+                    ) -> SqliteAccountStore:
+    db = SqliteDatabase(tmp_path / name)
+    await db.open()
+    closer.closing.append(db)
+    return SqliteAccountStore(db)
+
+
+async def _account(accounts: SqliteAccountStore, balance: str) -> str:
+    account_id = _id("acct")
+    await accounts.create(Account(account_id))
+    await accounts.top_up(account_id, D(balance), "test")
+    return account_id
+
+
+async def _gather(calls: Sequence[Awaitable[T]]) -> list[T | BaseException]:
+    return list(await asyncio.gather(*calls, return_exceptions=True))

@@ -1,0 +1,439 @@
+"""What only the Redis Cluster limits and credits do: exact across replicas, slots and
+reservations that lapse, scripts loaded again after a failover, degraded modes, key revocations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.redis_cluster import RedisCluster
+from tests.integration.limits_support import (
+    DAY_END,
+    MINUTE_END,
+    NOW,
+    WAIT,
+    Closer,
+    D,
+    T,
+    _account,
+    _accounts,
+    _gather,
+    _id,
+    api_key,
+    closer_fixture,  # noqa: F401 - the `closer` fixture
+)
+from xrouter_router.domain.errors import (
+    InsufficientCredits,
+    RateLimited,
+    Unavailable,
+    XRouterError,
+)
+from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.ledger import Account
+from xrouter_router.domain.ports import Reservation
+from xrouter_router.domain.types import RateWindow
+from xrouter_router.storage.redis_credits import CREDITS_SCRIPT, RedisCreditGuard
+from xrouter_router.storage.redis_limits import ACQUIRE_SCRIPT, RedisLimiter
+from xrouter_router.storage.redis_revocations import KeyRevocations
+from xrouter_router.storage.sqlite import SqliteAccountStore
+
+# -- only the Redis implementations: across replicas -----------------------------------------
+
+
+class Heard:
+    """The on_revoked callback of a listener: the key ids it was given, in order."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, key_id: str) -> None:
+        self.keys.append(key_id)
+        self._changed.set()
+
+    async def wait_for(self, key_id: str, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while key_id not in self.keys:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def test_two_replicas_admit_exactly_the_limit(redis_cluster: RedisCluster,  # noqa: F811
+                                                    closer: Closer) -> None:
+    one, two = (RedisLimiter(closer.client(redis_cluster)) for _ in range(2))
+    closer.checked += [one, two]
+    key = api_key(requests_per_minute=20)
+    now = time.time()
+    results = await _gather([(one if i % 2 else two).acquire(key, now) for i in range(100)])
+    windows = [r for r in results if isinstance(r, RateWindow)]
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert (len(windows), len(refused)) == (20, 80)
+    assert sorted(w.remaining for w in windows) == list(range(20))
+    assert {r.message for r in refused} == {"Rate limit exceeded: 20 requests per minute"}
+
+
+async def test_every_key_of_a_call_shares_one_slot(redis_cluster: RedisCluster,  # noqa: F811
+                                                   tmp_path: Path, closer: Closer) -> None:
+    limiter = RedisLimiter(closer.client(redis_cluster))
+    guard = RedisCreditGuard(closer.client(redis_cluster), await _accounts(tmp_path, closer))
+    for keys in (limiter.keys("k-1", NOW), limiter.keys("k-1", DAY_END), guard.keys("a-1")):
+        assert len({key_slot(k.encode()) for k in keys}) == 1, keys
+    assert limiter.keys("k-1", NOW)[0] == "xr:v1:rl:{k-1}:m:28333333"
+    assert guard.keys("a-1")[0] == "xr:v1:cr:{a-1}"
+
+
+async def test_a_slot_of_a_dead_replica_lapses(redis_cluster: RedisCluster,  # noqa: F811
+                                               closer: Closer) -> None:
+    dead, alive = (RedisLimiter(closer.client(redis_cluster), slot_ttl=0.3) for _ in range(2))
+    closer.checked += [dead, alive]
+    key = api_key(concurrent=1)
+    await dead.acquire(key, time.time())  # never released
+    with pytest.raises(RateLimited):
+        await alive.acquire(key, time.time())
+    await alive.release(key)  # it holds no slot: frees nothing
+    with pytest.raises(RateLimited):
+        await alive.acquire(key, time.time())
+    await asyncio.sleep(0.35)
+    assert await alive.acquire(key, time.time()) is None
+
+
+async def test_two_guards_sharing_an_account_never_overspend(
+        redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
+    first = await _accounts(tmp_path, closer)
+    account_id = await _account(first, "1.00")
+    second = await _accounts(tmp_path, closer)  # the other replica's own connection
+    guards = [RedisCreditGuard(closer.client(redis_cluster), accounts)
+              for accounts in (first, second)]
+    closer.checked += guards
+    key = api_key(account_id)
+    amounts = [D(f"0.0{1 + i % 5}") for i in range(200)]
+    results = await _gather([guards[i % 2].reserve(key, f"g{i}", amount)
+                             for i, amount in enumerate(amounts)])
+    held = [r for r in results if isinstance(r, Reservation)]
+    assert all(isinstance(r, Reservation | InsufficientCredits) for r in results), results
+    total = sum((r.amount for r in held), D(0))
+    assert D("0.95") < total <= D("1.00")
+    # Settle at random costs while the other replica keeps reserving.
+
+    async def cycle(i: int) -> Decimal:
+        guard = guards[i % 2]
+        try:
+            got = await guard.reserve(key, f"c{i}", D("0.02"), partial_from=D("0.01"))
+        except InsufficientCredits:
+            return D(0)
+        await guard.settle(got, got.amount)
+        return got.amount
+
+    spent = await asyncio.gather(*(guards[i % 2].settle(r, r.amount / 2) for i, r in enumerate(held)),
+                                 *(cycle(i) for i in range(100)))
+    paid = total / 2 + sum((s for s in spent if isinstance(s, Decimal)), D(0))
+    account = await first.get(account_id)
+    assert account is not None
+    assert account.balance == D("1.00") - paid
+    assert account.balance >= 0
+
+
+async def test_a_reservation_of_a_dead_replica_lapses(
+        redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
+    accounts = await _accounts(tmp_path, closer)
+    account_id = await _account(accounts, "1.00")
+    dead, alive = (RedisCreditGuard(closer.client(redis_cluster), accounts, reservation_ttl=0.3)
+                   for _ in range(2))
+    closer.checked += [dead, alive]
+    key = api_key(account_id)
+    await dead.reserve(key, "g1", D("1.00"))  # never settled
+    with pytest.raises(InsufficientCredits):
+        await alive.reserve(key, "g2", D("0.01"))
+    await asyncio.sleep(0.35)
+    assert (await alive.reserve(key, "g3", D("1.00"))).amount == D("1.00")
+    # A stream's reservation that lapsed is held again when it grows, if it still fits.
+    assert await alive.extend(key, Reservation("g1", account_id, key.id, D("0.50")),
+                              D("0.10")) is None
+    await asyncio.sleep(0.35)
+    grown = await alive.extend(key, Reservation("g1", account_id, key.id, D("0.50")), D("0.10"))
+    assert grown is not None and grown.amount == D("0.60")
+    with pytest.raises(InsufficientCredits) as exc:
+        await alive.reserve(key, "g4", D("0.41"))
+    assert exc.value.metadata["available"] == "0.40000000"
+
+
+async def test_a_repeated_settle_charges_and_releases_once(
+        redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
+    accounts = await _accounts(tmp_path, closer)
+    account_id = await _account(accounts, "1.00")
+    guard = RedisCreditGuard(closer.client(redis_cluster), accounts)
+    closer.checked.append(guard)
+    key = api_key(account_id)
+    held = await guard.reserve(key, "g1", D("0.50"))
+    other = await guard.reserve(key, "g2", D("0.30"))
+    await guard.settle(held, D("0.20"))
+    await guard.settle(held, D("0.20"))
+    assert (await accounts.get(account_id)) == Account(account_id, "", D("0.80"))
+    with pytest.raises(InsufficientCredits) as exc:  # g2 is still held
+        await guard.reserve(key, "g3", D("0.51"))
+    assert exc.value.metadata["available"] == "0.50000000"
+    await guard.settle(other, D(0))
+
+
+async def test_a_top_up_shows_once_the_snapshot_expires(
+        redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
+    accounts = await _accounts(tmp_path, closer)
+    account_id = await _account(accounts, "0.10")
+    guard = RedisCreditGuard(closer.client(redis_cluster), accounts, snapshot_ttl=0.3)
+    closer.checked.append(guard)
+    key = api_key(account_id)
+    with pytest.raises(InsufficientCredits):
+        await guard.reserve(key, "g1", D("1.00"))
+    await accounts.top_up(account_id, D("1.00"), "later")
+    await asyncio.sleep(0.35)
+    assert (await guard.reserve(key, "g2", D("1.00"))).amount == D("1.00")
+
+
+async def test_scripts_lost_by_the_nodes_are_loaded_again(
+        redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
+    accounts = await _accounts(tmp_path, closer)
+    account_id = await _account(accounts, "1.00")
+    limiter = RedisLimiter(closer.client(redis_cluster))
+    guard = RedisCreditGuard(closer.client(redis_cluster), accounts)
+    closer.checked += [limiter, guard]
+    key = api_key(account_id, requests_per_minute=5)
+    await limiter.acquire(key, NOW)
+    for port in redis_cluster.master_ports():  # as on a promoted replica or a restarted node
+        with redis.Redis(port=port) as node:
+            node.script_flush()
+    assert await limiter.acquire(key, NOW) == RateWindow(5, 3, MINUTE_END)
+    held = await guard.reserve(key, "g1", D("0.40"))
+    await guard.settle(held, D("0.40"))
+    assert await accounts.get(account_id) == Account(account_id, "", D("0.60"))
+    with redis.Redis(port=redis_cluster.master_of(limiter.keys(key.id, NOW)[0])) as node:
+        assert node.script_exists(ACQUIRE_SCRIPT.sha) == [True]
+    with redis.Redis(port=redis_cluster.master_of(guard.keys(account_id)[0])) as node:
+        assert node.script_exists(CREDITS_SCRIPT.sha) == [True]
+
+
+async def test_a_revocation_reaches_another_replica_within_a_second(
+        redis_cluster: RedisCluster, closer: Closer) -> None:  # noqa: F811
+    sender, receiver = (KeyRevocations(closer.client(redis_cluster)) for _ in range(2))
+    closer.checked += [sender, receiver]
+    closer.closing += [sender, receiver]
+    heard = Heard()
+    receiver.listen(heard)
+    assert await receiver.subscribed(WAIT)
+    assert await sender.publish("key-1") is True
+    await heard.wait_for("key-1", 1.0)
+    assert heard.keys == ["key-1"]
+
+
+# -- only the Redis implementations: failures ------------------------------------------------
+
+
+@pytest.fixture
+def killed(redis_cluster: RedisCluster) -> Iterator[list[int]]:  # noqa: F811
+    """Masters the test kills; restarted afterwards so the session's cluster is whole again."""
+    ports: list[int] = []
+    try:
+        yield ports
+    finally:
+        for port in ports:
+            redis_cluster.restart(port)
+
+
+def _id_on(cluster: RedisCluster, port: int, key_of: Callable[[str], str]) -> str:
+    """A fresh id whose Redis key (key_of(id)) lives on the master at `port`."""
+    while True:
+        made = _id("on")
+        if cluster.master_of(key_of(made)) == port:
+            return made
+
+
+async def _listener_on_a_master(cluster: RedisCluster, closer: Closer,
+                                forget: Heard) -> KeyRevocations:
+    for _ in range(30):
+        listener = KeyRevocations(closer.client(cluster), ping_every=0.3, timeout=0.3)
+        closer.closing.append(listener)
+        listener.listen(forget)
+        assert await listener.subscribed(WAIT)
+        if int(listener.node.rsplit(":", 1)[1]) in cluster.master_ports():
+            return listener
+        await listener.close()
+    raise AssertionError("the listener never chose a master")
+
+
+async def test_a_master_failover_mid_load(redis_cluster: RedisCluster, tmp_path: Path,  # noqa: F811
+                                          closer: Closer, killed: list[int]) -> None:
+    heard = Heard()
+    listener = await _listener_on_a_master(redis_cluster, closer, heard)
+    port = int(listener.node.rsplit(":", 1)[1])
+    fast = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+    limiter = RedisLimiter(closer.client(redis_cluster, **fast), timeout=1.0, retry_after=0.2)
+    accounts = await _accounts(tmp_path, closer)
+    guard = RedisCreditGuard(closer.client(redis_cluster, **fast), accounts, timeout=1.0,
+                             retry_after=0.2)
+    key_id = _id_on(redis_cluster, port, lambda i: limiter.keys(i, NOW)[0])
+    account_id = _id_on(redis_cluster, port, lambda i: guard.keys(i)[0])
+    await accounts.create(Account(account_id))
+    await accounts.top_up(account_id, D("1000"), "load")
+    key = ApiKey(id=key_id, account_id=account_id, tier="pro", prefix="xr-test",
+                 limits=Limits(requests_per_minute=10**6, concurrent=50))
+    # A client's only startup node may be the one killed: every client exists before the kill.
+    sender = KeyRevocations(closer.client(redis_cluster))
+    assert await sender.publish("warm-up")
+    load = Load(limiter, guard, key)
+    loading = [asyncio.create_task(load.run(w)) for w in range(4)]
+    await asyncio.sleep(0.3)
+    redis_cluster.kill_master(port)
+    killed.append(port)
+    await asyncio.to_thread(redis_cluster.wait_failover)
+    await asyncio.sleep(0.5)
+    load.stop.set()
+    await asyncio.gather(*loading)  # only the policies' answers reached the load
+    assert load.served > 20
+    assert limiter.errors > 0 and guard.errors > 0
+
+    # After the failover, exact again, with the scripts loaded on the promoted master.
+    promoted = redis_cluster.master_of(limiter.keys(key.id, NOW)[0])
+    assert promoted != port
+    await _exact_after_failover(limiter, guard, key, accounts)
+    with redis.Redis(port=promoted) as node:
+        assert node.script_exists(ACQUIRE_SCRIPT.sha, CREDITS_SCRIPT.sha) == [True, True]
+    # The listener moved to another node on its own.
+    assert await listener.subscribed(WAIT) and listener.reconnects >= 1
+    assert await sender.publish("key-after-failover")
+    await heard.wait_for("key-after-failover", 1.0)
+
+
+@dataclass
+class Load:
+    """Requests until `stop`: a slot, a reservation settled at its cost, the slot back."""
+
+    limiter: RedisLimiter
+    guard: RedisCreditGuard
+    key: ApiKey
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    served: int = 0
+    unavailable: int = 0
+
+    async def run(self, worker: int) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            await self.limiter.acquire(self.key, time.time())
+            try:
+                held = await self.guard.reserve(self.key, f"w{worker}-{i}", D("0.01"))
+            except Unavailable:
+                self.unavailable += 1
+            else:
+                await self.guard.settle(held, D("0.01"))
+                self.served += 1
+            finally:
+                await self.limiter.release(self.key)
+            await asyncio.sleep(0.002)
+
+
+async def _exact_after_failover(limiter: RedisLimiter, guard: RedisCreditGuard, key: ApiKey,
+                                accounts: SqliteAccountStore) -> None:
+    exact = ApiKey(id=key.id, account_id=key.account_id, tier="free", prefix="xr-test",
+                   limits=Limits(requests_per_minute=20))
+    windows = await _gather([limiter.acquire(exact, NOW) for _ in range(30)])
+    assert sorted(w.remaining for w in windows if isinstance(w, RateWindow)) == list(range(20))
+    fresh = api_key(await _account(accounts, "1.00"))
+    held = await _gather([guard.reserve(fresh, f"f{i}", D("0.01")) for i in range(150)])
+    assert sum(isinstance(r, Reservation) for r in held) == 100
+
+
+async def _bounded(call: Awaitable[T], limit: float = 1.0) -> T:
+    started = time.monotonic()
+    try:
+        return await call
+    finally:
+        assert time.monotonic() - started < limit
+
+
+async def test_a_hung_then_stopped_cluster(tmp_path: Path, closer: Closer,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    cluster = await asyncio.to_thread(RedisCluster().start)
+    try:
+        await _degraded_modes(cluster, tmp_path, closer)
+    finally:
+        cluster.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # At most one warning a minute per component (two limiters, two guards), however many errors.
+    assert sum(w.startswith("rate limits: Redis unavailable") for w in warnings) == 2
+    assert sum(w.startswith("credits: Redis unavailable") for w in warnings) == 2
+    assert sum(w.startswith("key revocations: Redis unavailable") for w in warnings) == 2
+
+
+async def _degraded_modes(cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:
+    fast = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
+    accounts = await _accounts(tmp_path, closer)
+    account_id = await _account(accounts, "1.00")
+    limiter = RedisLimiter(closer.client(cluster, **fast), timeout=0.3, retry_after=0.2)
+    strict = RedisLimiter(closer.client(cluster, **fast), fail_open=False, timeout=0.3,
+                          retry_after=0.2)
+    guard = RedisCreditGuard(closer.client(cluster, **fast), accounts, timeout=0.3,
+                             retry_after=0.2)
+    lenient = RedisCreditGuard(closer.client(cluster, **fast), accounts, fail_open=True,
+                               timeout=0.3, retry_after=0.2)
+    revocations = KeyRevocations(closer.client(cluster, **fast), timeout=0.3)
+    listener = KeyRevocations(closer.client(cluster, **fast), ping_every=0.3, timeout=0.3)
+    closer.closing.append(listener)
+    heard = Heard()
+    listener.listen(heard)
+    assert await listener.subscribed(WAIT)
+    key = api_key(account_id, requests_per_minute=100, concurrent=10)
+    assert await limiter.acquire(key, NOW) == RateWindow(100, 99, MINUTE_END)
+    assert await strict.acquire(key, NOW) == RateWindow(100, 98, MINUTE_END)
+    held = await guard.reserve(key, "before", D("0.50"))
+    assert (await lenient.reserve(key, "lenient", D("0.10"))).amount == D("0.10")
+
+    for outage in (cluster.freeze, cluster.stop):
+        outage()
+        errors = (limiter.errors, strict.errors, guard.errors, lenient.errors)
+        for _ in range(3):  # the first call waits for Redis, the next ones do not
+            assert await _bounded(limiter.acquire(key, NOW)) is None
+            with pytest.raises(Unavailable) as unavailable:
+                await _bounded(strict.acquire(key, NOW))
+            assert unavailable.value.retry_after == 1.0
+            await _bounded(limiter.release(key))
+            await _bounded(limiter.add_tokens(key, 10, NOW))
+            with pytest.raises(Unavailable) as unavailable:
+                await _bounded(guard.reserve(key, "during", D("0.01")))
+            assert unavailable.value.message == "Credit checks are unavailable; retry shortly"
+            assert await _bounded(guard.extend(key, held, D("0.01"))) is None
+            assert (await _bounded(lenient.reserve(key, "open", D("5")))).amount == D("5")
+            assert await _bounded(revocations.publish("key-1")) is False
+        assert (limiter.errors, strict.errors, guard.errors, lenient.errors) > errors
+        assert limiter.degraded > 0 and strict.degraded > 0 and guard.degraded > 0
+        if outage == cluster.stop:
+            break
+        cluster.thaw()
+        await asyncio.sleep(0.25)  # past retry_after: Redis is asked again
+        # Calls that timed out reached Redis when it woke up: counted late, never lost.
+        woken = await limiter.acquire(key, NOW)
+        assert woken is not None and woken.remaining <= 97
+        # The listener noticed the silence (no answer to its ping) and subscribed again.
+        assert listener.reconnects >= 1 and await listener.subscribed(WAIT)
+        assert await revocations.publish("key-2")
+        await heard.wait_for("key-2", 1.0)
+        assert heard.keys == ["key-2"]
+        fresh = api_key(account_id, requests_per_minute=100)
+        assert await strict.acquire(fresh, NOW) == RateWindow(100, 99, MINUTE_END)
+        assert (await guard.reserve(key, "after", D("0.10"))).amount == D("0.10")
+
+    # The money is charged even when Redis cannot release the reservation.
+    await _bounded(guard.settle(held, D("0.25")), limit=2.0)
+    assert await accounts.get(account_id) == Account(account_id, "", D("0.75"))
+
+
+def test_degraded_answers_are_errors_of_the_tree() -> None:
+    assert issubclass(Unavailable, XRouterError) and Unavailable.kind.value == "unavailable"

@@ -1,0 +1,171 @@
+"""What only the SQLite file does, beyond the store contracts: it survives a reopen, never blocks
+the loop, maps lock and open failures to Unavailable and stores money as integers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.integration.store_factories import (
+    ATTEMPTS,
+    HASH_1,
+    balance,
+    full_key,
+    generation,
+    sqlite_stores_over,
+    with_accounts,
+)
+from xrouter_router.domain.errors import (
+    InternalError,
+    Unavailable,
+)
+from xrouter_router.domain.ledger import UsageTotals
+from xrouter_router.storage.sqlite_db import SqliteDatabase
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    db = SqliteDatabase(tmp_path / "xrouter.db")
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+class TestSqliteDatabase:
+    async def test_everything_survives_a_reopen(self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        db = SqliteDatabase(path)
+        before = sqlite_stores_over(db)
+        await with_accounts(before, "acc-a")
+        await before.keys.create(full_key(), HASH_1)
+        await before.accounts.top_up("acc-a", Decimal("3.5"), "r")
+        await before.accounts.charge("acc-a", "key-1", "gen-1", Decimal("0.25"))
+        record = replace(generation("gen-1", cost="0.25"), attempts=ATTEMPTS)
+        await before.ledger.record(record)
+        await db.close()
+
+        db = SqliteDatabase(path)
+        try:
+            after = sqlite_stores_over(db)
+            assert await after.keys.by_hash(HASH_1) == full_key()
+            assert await balance(after, "acc-a") == Decimal("3.25")
+            assert await after.ledger.get("gen-1") == record
+            assert await after.accounts.spent("key-1") == Decimal("0.25")
+            assert await after.ledger.totals() == UsageTotals(1, 10, 20, Decimal("0.25"))
+            await after.ledger.record(record)
+            assert await after.accounts.charge("acc-a", "key-1", "gen-1", Decimal("0.25")) is False
+            assert await balance(after, "acc-a") == Decimal("3.25")
+            assert await after.ledger.totals() == UsageTotals(1, 10, 20, Decimal("0.25"))
+        finally:
+            await db.close()
+
+    async def test_the_loop_keeps_ticking_while_500_records_wait_for_the_disk(
+            self, sqlite_db: SqliteDatabase) -> None:
+        stores = sqlite_stores_over(sqlite_db)
+        await with_accounts(stores, "acc-a")
+        # Another writer (the operator's CLI, say) holds the write lock for 300 ms: every record
+        # waits for it (busy_timeout), and must do so off the loop.
+        locked = threading.Event()
+
+        def hold_the_lock() -> None:
+            other = sqlite3.connect(sqlite_db.path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(0.3)
+            other.execute("COMMIT")
+            other.close()
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        locked.wait()
+        ticks: list[float] = []
+        done = asyncio.Event()
+
+        async def heartbeat() -> None:
+            while not done.is_set():
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.01)
+        beating = asyncio.create_task(heartbeat())
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.gather(*(stores.ledger.record(generation(f"gen-{i}", cost="0.01"))
+                                       for i in range(500)))
+        finally:
+            elapsed = time.perf_counter() - start
+            done.set()
+            await beating
+            holder.join()
+        assert elapsed >= 0.3
+        assert await stores.ledger.totals() == UsageTotals(500, 5000, 10000, Decimal(5))
+        beats = [start, *ticks, start + elapsed]
+        assert max(b - a for a, b in itertools.pairwise(beats)) < 0.1
+
+    async def test_a_lock_held_past_the_busy_timeout_is_unavailable(self, tmp_path: Path) -> None:
+        db = SqliteDatabase(tmp_path / "xrouter.db", busy_timeout=0.05)
+        try:
+            stores = sqlite_stores_over(db)
+            await with_accounts(stores, "acc-a")
+            other = sqlite3.connect(db.path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(Unavailable):
+                await stores.accounts.charge("acc-a", "key-1", "gen-1", Decimal(1))
+            assert await balance(stores, "acc-a") == 0  # readers are not blocked (WAL)
+            other.execute("COMMIT")
+            other.close()
+            assert await stores.accounts.charge("acc-a", "key-1", "gen-1", Decimal(1)) is True
+        finally:
+            await db.close()
+
+    async def test_an_unopenable_file_is_unavailable(self, tmp_path: Path) -> None:
+        db = SqliteDatabase(tmp_path / "no-such-directory" / "xrouter.db")
+        try:
+            with pytest.raises(Unavailable):
+                await db.open()
+        finally:
+            await db.close()
+
+    async def test_every_call_runs_on_one_worker_thread(self, sqlite_db: SqliteDatabase) -> None:
+        threads = await asyncio.gather(*(sqlite_db.read(lambda conn: threading.get_ident())
+                                         for _ in range(20)))
+        assert len(set(threads)) == 1
+        assert threads[0] != threading.get_ident()
+
+    async def test_the_connection_uses_wal_and_synchronous_normal(
+            self, sqlite_db: SqliteDatabase) -> None:
+        def pragmas(conn: sqlite3.Connection) -> tuple[object, ...]:
+            return tuple(conn.execute(f"PRAGMA {name}").fetchone()[0] for name in (
+                "journal_mode", "synchronous", "busy_timeout", "foreign_keys"))
+        assert await sqlite_db.read(pragmas) == ("wal", 1, 5000, 1)
+
+    async def test_money_is_stored_as_integers_never_as_real(self, sqlite_db: SqliteDatabase) -> None:
+        stores = sqlite_stores_over(sqlite_db)
+        await with_accounts(stores, "acc-a")
+        await stores.keys.create(full_key(), HASH_1)
+        await stores.accounts.top_up("acc-a", Decimal("0.1"), "r")
+        await stores.accounts.charge("acc-a", "key-1", "gen-1", Decimal("0.2"))
+        await stores.ledger.record(generation("gen-1", cost="0.2"))
+        types = await sqlite_db.read(lambda conn: conn.execute(
+            "SELECT (SELECT typeof(balance) FROM accounts), (SELECT typeof(credit_limit) FROM api_keys),"
+            " (SELECT group_concat(DISTINCT typeof(amount)) FROM credit_entries),"
+            " (SELECT typeof(cost) FROM generations), (SELECT typeof(cost) FROM usage_daily),"
+            " (SELECT typeof(spent) FROM key_spent)"
+        ).fetchone())
+        assert types == ("integer",) * 6
+
+    async def test_a_closed_database_refuses_calls(self, sqlite_db: SqliteDatabase) -> None:
+        stores = sqlite_stores_over(sqlite_db)
+        await with_accounts(stores, "acc-a")
+        await sqlite_db.close()
+        await sqlite_db.close()
+        with pytest.raises(InternalError):
+            await stores.accounts.get("acc-a")
