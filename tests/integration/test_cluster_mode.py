@@ -35,6 +35,7 @@ class Cluster:
     url: str
     http: httpx.AsyncClient
     database: str
+    account: str  # one per test: the Redis Cluster, and the balances it holds, outlive a test
 
     async def chat(self, key: str, **body: object) -> httpx.Response:
         return await self.http.post(f"{self.url}/v1/chat/completions",
@@ -43,13 +44,13 @@ class Cluster:
 
     async def key(self, **body: object) -> tuple[str, str]:
         resp = await self.http.post(f"{self.url}/v1/keys", headers=AUTH,
-                                    json={"account_id": "acme", "tier": "pro", **body})
+                                    json={"account_id": self.account, "tier": "pro", **body})
         assert resp.status_code == 201, resp.text
         return resp.json()["key"], resp.json()["data"]["id"]
 
     async def top_up(self, amount: str) -> None:
         resp = await self.http.post(f"{self.url}/v1/credits", headers=AUTH,
-                                    json={"account_id": "acme", "amount": amount})
+                                    json={"account_id": self.account, "amount": amount})
         assert resp.status_code == 200, resp.text
 
 
@@ -69,7 +70,7 @@ async def cluster(tmp_path: Path, catalog: Path, upstream: FakeOpenAI,
         target = ",".join(f"127.0.0.1:{r.server.port}" for r in routers)
         url = await stack.enter_async_context(running_gateway(gateway_settings(target)))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
-        yield Cluster(url, http, database)
+        yield Cluster(url, http, database, account=name)
 
 
 async def test_limits_are_exact_across_two_replicas(cluster: Cluster) -> None:
@@ -87,7 +88,7 @@ async def test_concurrent_spending_never_exceeds_the_balance(cluster: Cluster) -
     assert {r.status_code for r in results} <= {200, 402} and ok
     spent = sum(Decimal(str(r.json()["usage"]["cost"])) for r in ok)
     credits = (await cluster.http.get(f"{cluster.url}/v1/credits", headers=AUTH,
-                                      params={"account_id": "acme"})).json()["data"]
+                                      params={"account_id": cluster.account})).json()["data"]
     assert Decimal(str(credits["balance"])) == Decimal("0.1") - spent >= 0
 
 

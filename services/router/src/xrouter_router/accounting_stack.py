@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +90,18 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     revocations = KeyRevocations(clients["revocations"])
     consumer = LedgerConsumer(clients["consumer"], pg_ledger)
 
+    async def initialize_clients() -> None:
+        # Slot discovery at start, not inside the first requests: lazily, under a burst it outlasts
+        # the limiter's per-call timeout, and redis-py 8.1 misroutes commands sent meanwhile.
+        # Redis down at start is not fatal: each component's own policy covers it.
+        try:
+            async with asyncio.timeout(5.0):
+                await asyncio.gather(*(client.initialize() for client in clients.values()))
+        except Exception as exc:  # noqa: BLE001 - any failure here only means "not yet"
+            logging.getLogger(__name__).warning(
+                "Redis Cluster not reachable at start (%s); its components degrade until it is",
+                type(exc).__name__)
+
     async def close_clients() -> None:
         for client in clients.values():
             await client.aclose()
@@ -98,6 +112,6 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open),
         balance_changed=lambda account_id: None,
         announce=revocations.publish, listen=revocations.listen,
-        starts=[open_pool, consumer.start],
+        starts=[initialize_clients, open_pool, consumer.start],
         stops=[consumer.stop, revocations.close, close_clients, connections.close],
         backlog=consumer.backlog)
