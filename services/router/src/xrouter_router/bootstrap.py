@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
 from xrouter_common.loop_lag import watch_loop_lag
-from xrouter_router import catalog_file
+from xrouter_router import catalog_file, provider_keys
 from xrouter_router.accounting_stack import AccountingStack, build_accounting
 from xrouter_router.domain.accounts_service import AccountsService
 from xrouter_router.domain.auth import KeyAuthenticator
@@ -101,7 +101,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     `tracer` is an OpenTelemetry tracer, or None when tracing is off."""
     metrics = RouterMetrics(registry)
     counter = Cl100kCounter()
-    config = catalog_file.load(settings.catalog_path)
+    config = catalog_file.load(settings.catalog_path,
+                               provider_keys.environment(settings.provider_keys_file))
     session = new_session(connect_timeout=settings.connect_timeout, pool_size=settings.pool_size)
     providers = build_providers(config, session)
     stats = build_stats(settings.redis_url, config.catalog)

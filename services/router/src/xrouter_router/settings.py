@@ -37,6 +37,8 @@ class RouterSettings:
     # Degraded modes when Redis fails: rate limits admit (fail open), credits refuse (fail closed).
     limits_fail_open: bool = True
     credits_fail_open: bool = False
+    # A dotenv file of provider credentials (the `provider-keys` secret); None = environment only.
+    provider_keys_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -66,4 +68,6 @@ class RouterSettings:
             database_pool_size=env_int("XROUTER_DATABASE_POOL_SIZE", 10, env, minimum=1),
             limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),
             credits_fail_open=env_bool("XROUTER_CREDITS_FAIL_OPEN", False, env),
+            provider_keys_file=Path(keys_file) if (keys_file := env_str(
+                "XROUTER_PROVIDER_KEYS_FILE", "", env)) else None,
         )
