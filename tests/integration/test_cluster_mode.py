@@ -7,14 +7,10 @@ exactly once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
@@ -23,54 +19,16 @@ from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixtu
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
 from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
+from tests.integration.cluster_support import Cluster, running_cluster
 from tests.integration.conftest import AUTH
-from tests.support import gateway_settings, router_settings, running_gateway, running_router
-from xrouter_router.storage.migrate import migrate
-
-HELLO = [{"role": "user", "content": "hello there"}]
-
-
-@dataclass
-class Cluster:
-    url: str
-    http: httpx.AsyncClient
-    database: str
-    account: str  # one per test: the Redis Cluster, and the balances it holds, outlive a test
-
-    async def chat(self, key: str, **body: object) -> httpx.Response:
-        return await self.http.post(f"{self.url}/v1/chat/completions",
-                                    headers={"Authorization": f"Bearer {key}"},
-                                    json={"model": "test/echo", "messages": HELLO, **body})
-
-    async def key(self, **body: object) -> tuple[str, str]:
-        resp = await self.http.post(f"{self.url}/v1/keys", headers=AUTH,
-                                    json={"account_id": self.account, "tier": "pro", **body})
-        assert resp.status_code == 201, resp.text
-        return resp.json()["key"], resp.json()["data"]["id"]
-
-    async def top_up(self, amount: str) -> None:
-        resp = await self.http.post(f"{self.url}/v1/credits", headers=AUTH,
-                                    json={"account_id": self.account, "amount": amount})
-        assert resp.status_code == 200, resp.text
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path, catalog: Path, upstream: FakeOpenAI,
                   postgres_ha: PostgresHA,  # noqa: F811
                   redis_cluster: RedisCluster) -> AsyncIterator[Cluster]:  # noqa: F811
-    name = "x" + uuid.uuid4().hex[:12]
-    postgres_ha.create_database(name)
-    database = postgres_ha.multi_host(name)
-    await migrate(database, wait=10)
-    base = router_settings(catalog)
-    settings = [replace(base, database_url=database, redis_url=redis_cluster.url,
-                        data_dir=tmp_path / f"r{i}", key_cache_ttl=30.0) for i in range(2)]
-    async with contextlib.AsyncExitStack() as stack:
-        routers = [await stack.enter_async_context(running_router(s)) for s in settings]
-        target = ",".join(f"127.0.0.1:{r.server.port}" for r in routers)
-        url = await stack.enter_async_context(running_gateway(gateway_settings(target)))
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
-        yield Cluster(url, http, database, account=name)
+    async with running_cluster(tmp_path, catalog, postgres_ha, redis_cluster) as cluster:
+        yield cluster
 
 
 async def test_limits_are_exact_across_two_replicas(cluster: Cluster) -> None:
@@ -90,6 +48,15 @@ async def test_concurrent_spending_never_exceeds_the_balance(cluster: Cluster) -
     credits = (await cluster.http.get(f"{cluster.url}/v1/credits", headers=AUTH,
                                       params={"account_id": cluster.account})).json()["data"]
     assert Decimal(str(credits["balance"])) == Decimal("0.1") - spent >= 0
+
+
+async def test_a_top_up_counts_at_once_on_every_replica(cluster: Cluster) -> None:
+    await cluster.top_up("0.01")
+    key, _ = await cluster.key(concurrent=100)
+    # Both replicas refuse, from the balance snapshot in Redis (kept for 5 s).
+    assert [(await cluster.chat(key, max_tokens=100)).status_code for _ in range(4)] == [402] * 4
+    await cluster.top_up("10")
+    assert [(await cluster.chat(key, max_tokens=100)).status_code for _ in range(4)] == [200] * 4
 
 
 async def test_a_revoked_key_is_refused_on_every_replica_within_a_second(cluster: Cluster) -> None:

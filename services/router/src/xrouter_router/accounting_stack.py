@@ -27,7 +27,8 @@ class AccountingStack:
     ledger: UsageLedger
     limiter: Limiter
     guard: CreditGuard
-    balance_changed: Callable[[str], None]
+    # A top-up committed: the guard reads the account's balance again (every replica).
+    balance_changed: Callable[[str], Awaitable[None]]
     # Tells the other replicas a key changed (None: this process is alone).
     announce: Callable[[str], Awaitable[Any]] | None = None
     # Wired once the authenticator exists: on_key_changed(forget).
@@ -106,11 +107,11 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         for client in clients.values():
             await client.aclose()
 
+    shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open)
     return AccountingStack(
         keys, accounts, StreamLedger(clients["ledger"], pg_ledger),
         RedisLimiter(clients["limits"], fail_open=settings.limits_fail_open),
-        RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open),
-        balance_changed=lambda account_id: None,
+        shared, balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
         stops=[consumer.stop, revocations.close, close_clients, connections.close],

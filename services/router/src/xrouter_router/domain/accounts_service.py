@@ -73,7 +73,7 @@ def is_manager(key: ApiKey) -> bool:
 class AccountsService:
     def __init__(self, keys: KeyStore, accounts: AccountStore, ledger: UsageLedger,
                  auth: KeyAuthenticator, *, secret: bytes,
-                 balance_changed: Callable[[str], None] | None = None,
+                 balance_changed: Callable[[str], Awaitable[None]] | None = None,
                  announce: Callable[[str], Awaitable[object]] | None = None,
                  wall: Callable[[], float] = time.time) -> None:
         self._keys = keys
@@ -81,7 +81,7 @@ class AccountsService:
         self._ledger = ledger
         self._auth = auth
         self._secret = secret
-        self._balance_changed = balance_changed or (lambda account_id: None)
+        self._balance_changed = balance_changed
         self._announce = announce
         self._wall = wall
 
@@ -204,7 +204,8 @@ class AccountsService:
             raise InvalidRequest("amount must be positive", param="amount")
         await self._ensure_account(account_id)
         await self._accounts.top_up(account_id, amount, reference)
-        self._balance_changed(account_id)
+        if self._balance_changed is not None:
+            await self._balance_changed(account_id)
         return await self.credits(caller, account_id)
 
     # ---- generations and usage ---------------------------------------------------------------

@@ -97,7 +97,7 @@ class InProcessCreditGuard:
         self._spent: dict[str, tuple[Decimal, float]] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    def forget(self, account_id: str) -> None:
+    async def forget(self, account_id: str) -> None:
         """The account's balance changed elsewhere (a top-up): read it again next time."""
         self._balance.pop(account_id, None)
 

@@ -142,7 +142,7 @@ class RedisCreditGuard:
     for the account and for each of its keys, every reservation by generation id with an
     expiry (`reservation_ttl`: a dead replica's reservations lapse; extend() renews it), and
     snapshots of the balance and of each key's spending, read from the AccountStore when
-    older than `snapshot_ttl` (so a top-up shows within that) and adjusted by every
+    older than `snapshot_ttl` or dropped by forget() after a top-up, and adjusted by every
     settlement. A check and its reservation are one script, so concurrent requests on any
     replicas can never overspend.
 
@@ -172,6 +172,14 @@ class RedisCreditGuard:
     @property
     def degraded(self) -> int:
         return self._link.degraded
+
+    async def forget(self, account_id: str) -> None:
+        """A top-up committed: every replica reads the balance again at its next reservation
+        (the snapshot's time stamp goes, so the script asks for a fresh one). Redis down: the
+        snapshot expires on its own within snapshot_ttl."""
+        base = self.keys(account_id)[0]
+        with contextlib.suppress(RedisDown):
+            await self._link.call(lambda: self._link.client.hdel(base, "balance_at"))
 
     def keys(self, account_id: str) -> tuple[str, str, str]:
         """The account's sums and snapshots, its reservations, their expiries."""

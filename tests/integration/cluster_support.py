@@ -1,0 +1,62 @@
+"""The cluster mode's rig: router replicas on PostgreSQL HA and the Redis Cluster, behind one
+gateway whose channel balances over all of them."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from tests.infra.postgres_ha import PostgresHA
+from tests.infra.redis_cluster import RedisCluster
+from tests.integration.conftest import AUTH
+from tests.support import gateway_settings, router_settings, running_gateway, running_router
+from xrouter_router.storage.migrate import migrate
+
+HELLO = [{"role": "user", "content": "hello there"}]
+
+
+@dataclass
+class Cluster:
+    url: str
+    http: httpx.AsyncClient
+    database: str
+    account: str  # one per test: the Redis Cluster, and the balances it holds, outlive a test
+
+    async def chat(self, key: str, **body: object) -> httpx.Response:
+        return await self.http.post(f"{self.url}/v1/chat/completions",
+                                    headers={"Authorization": f"Bearer {key}"},
+                                    json={"model": "test/echo", "messages": HELLO, **body})
+
+    async def key(self, **body: object) -> tuple[str, str]:
+        resp = await self.http.post(f"{self.url}/v1/keys", headers=AUTH,
+                                    json={"account_id": self.account, "tier": "pro", **body})
+        assert resp.status_code == 201, resp.text
+        return resp.json()["key"], resp.json()["data"]["id"]
+
+    async def top_up(self, amount: str) -> None:
+        resp = await self.http.post(f"{self.url}/v1/credits", headers=AUTH,
+                                    json={"account_id": self.account, "amount": amount})
+        assert resp.status_code == 200, resp.text
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
+                          redis: RedisCluster, *, replicas: int = 2) -> AsyncIterator[Cluster]:
+    name = "x" + uuid.uuid4().hex[:12]
+    postgres.create_database(name)
+    database = postgres.multi_host(name)
+    await migrate(database, wait=10)
+    base = router_settings(catalog)
+    settings = [replace(base, database_url=database, redis_url=redis.url,
+                        data_dir=tmp_path / f"r{i}", key_cache_ttl=30.0) for i in range(replicas)]
+    async with contextlib.AsyncExitStack() as stack:
+        routers = [await stack.enter_async_context(running_router(s)) for s in settings]
+        target = ",".join(f"127.0.0.1:{r.server.port}" for r in routers)
+        url = await stack.enter_async_context(running_gateway(gateway_settings(target)))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
+        yield Cluster(url, http, database, account=name)
