@@ -114,5 +114,5 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         shared, balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
-        stops=[consumer.stop, revocations.close, close_clients, connections.close],
+        stops=[consumer.stop, shared.close, revocations.close, close_clients, connections.close],
         backlog=consumer.backlog)

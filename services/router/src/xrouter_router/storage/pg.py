@@ -5,6 +5,7 @@ one psycopg_pool.AsyncConnectionPool (storage/postgres.pool), through the functi
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import errors
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from xrouter_router.domain.errors import (
     Attempt,
@@ -75,18 +76,32 @@ class PgDatabase:
     """The pool the three stores share; each call is one transaction on one pooled connection
     (committed when it returns, rolled back when it raises), and psycopg's errors leave it as the
     router's: unique violations InvalidRequest, a missing account NotFound, connection trouble
-    Unavailable. The caller opens and closes the pool."""
+    Unavailable. The caller opens and closes the pool.
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    When no connection could be had (PostgreSQL down, no primary), callers fail fast for
+    `pause` seconds instead of each waiting out the pool's timeout: the degraded paths (key
+    cache, deferred charges, the stream ledger) answer at once."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *, pause: float = 1.0) -> None:
         self._pool = pool
+        self._pause = pause
+        self._down_until = 0.0
+        self._down_reason = ""
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        if self._down_until and time.monotonic() < self._down_until:
+            raise Unavailable(f"database unavailable: {self._down_reason}", retry_after=1.0)
         try:
             async with self._pool.connection() as conn:
                 yield conn
         except psycopg.Error as exc:
-            raise _translate(exc) from exc
+            translated = _translate(exc)
+            if isinstance(exc, PoolTimeout):
+                self._down_until = time.monotonic() + self._pause
+                self._down_reason = str(translated)
+            raise translated from exc
+        self._down_until = 0.0
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self.connection() as conn:

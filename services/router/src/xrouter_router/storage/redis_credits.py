@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from decimal import ROUND_HALF_UP, Decimal
 
 from redis.asyncio.cluster import RedisCluster
@@ -15,6 +16,8 @@ from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.storage.redis_link import VERSION, Link, RedisDown
 from xrouter_router.storage.redis_stats import Script
 
+log = logging.getLogger(__name__)
+
 # KEYS: the account's hash (balance and spent snapshots with the server time they were taken,
 # reserved sums, the cumulative 'charged' counter), its reservations (generation id ->
 # "<units> <key id>") and their expiries (a sorted set, server seconds). Money is in integer
@@ -22,7 +25,11 @@ from xrouter_router.storage.redis_stats import Script
 # ARGV: mode, key id, generation id, amount, partial_from, credit limit ('' = none), held
 # (extend: the reservation's amount, re-reserved if it lapsed), snapshot TTL, reservation TTL,
 # keys' TTL, then the snapshot read from the AccountStore: 'charged' as it was before the
-# read, balance, spent ('' = none given).
+# read, balance, spent ('' = none given), or 'stale' (the store is down: use what Redis has,
+# however old); then, for settle, 'deferred' when the store could not take the charge.
+# A deferred charge is settled in Redis as usual and kept in 'deferred' (and 'deferred:<key>',
+# and the reservations hash as 'd:<generation id>') until mode 'applied' says the store has it:
+# a snapshot read meanwhile subtracts it, as the store does not show it yet.
 # A snapshot taken while settlements ran subtracts every charge settled meanwhile, which some
 # already include: the balance it installs may be low for a moment, never high.
 _CREDITS = f"""-- xrouter credits {VERSION}
@@ -60,12 +67,28 @@ end
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', exps, '-inf', string.format('%.6f', now), 'LIMIT', 0, 64)) do
   drop(g)
 end
+if mode == 'applied' then
+  local entry = redis.call('HGET', gens, 'd:' .. gen)
+  if entry then
+    redis.call('HDEL', gens, 'd:' .. gen)
+    redis.call('HINCRBY', acct, 'deferred', -tonumber(entry))
+    redis.call('HINCRBY', acct, 'deferred:' .. key, -tonumber(entry))
+    -- a snapshot being read now may or may not include it: count it as a charge made now
+    redis.call('HINCRBY', acct, 'charged', entry)
+  end
+  return {{'ok', '0'}}
+end
 if mode == 'settle' then
   drop(gen)
   if amount > 0 then
     redis.call('HINCRBY', acct, 'charged', int(amount))
     if field('balance') then redis.call('HINCRBY', acct, 'balance', int(-amount)) end
     if field('spent:' .. key) then redis.call('HINCRBY', acct, 'spent:' .. key, int(amount)) end
+    if ARGV[14] == 'deferred' and not redis.call('HGET', gens, 'd:' .. gen) then
+      redis.call('HSET', gens, 'd:' .. gen, int(amount))
+      redis.call('HINCRBY', acct, 'deferred', int(amount))
+      redis.call('HINCRBY', acct, 'deferred:' .. key, int(amount))
+    end
   end
   expire_all()
   return {{'ok', '0'}}
@@ -77,16 +100,19 @@ local function fresh(name)
 end
 local balance, spent = fresh('balance'), limit and fresh('spent:' .. key)
 local charged = field('charged') or 0
-if ARGV[11] ~= '' then
+if ARGV[11] == 'stale' then
+  balance = balance or field('balance')
+  if limit then spent = spent or field('spent:' .. key) end
+elseif ARGV[11] ~= '' then
   local before = tonumber(ARGV[11])
   local since = charged >= before and charged - before or charged
   local at = string.format('%.6f', now)
   if balance == nil then
-    balance = tonumber(ARGV[12]) - since
+    balance = tonumber(ARGV[12]) - since - (field('deferred') or 0)
     redis.call('HSET', acct, 'balance', int(balance), 'balance_at', at)
   end
   if limit and spent == nil and ARGV[13] ~= '' then
-    spent = tonumber(ARGV[13]) + since
+    spent = tonumber(ARGV[13]) + since + (field('deferred:' .. key) or 0)
     redis.call('HSET', acct, 'spent:' .. key, int(spent), 'spent:' .. key .. '_at', at)
   end
 end
@@ -154,7 +180,7 @@ class RedisCreditGuard:
     def __init__(self, client: RedisCluster, accounts: AccountStore, *, prefix: str = "xr",
                  fail_open: bool = False, snapshot_ttl: float = 5.0,
                  reservation_ttl: float = 900.0, timeout: float = 0.5,
-                 retry_after: float = 1.0) -> None:
+                 retry_after: float = 1.0, retry_every: float = 1.0) -> None:
         policy = "admitting requests unchecked" if fail_open else "refusing paid requests (503)"
         self._link = Link(client, "credits", policy, timeout=timeout, retry_after=retry_after)
         self._accounts = accounts
@@ -164,6 +190,9 @@ class RedisCreditGuard:
         self._ttls: list[str | int] = [repr(float(snapshot_ttl)), repr(float(reservation_ttl)),
                                        max(1, round(max(snapshot_ttl, reservation_ttl))) + 60]
         self._loading: dict[tuple[str, str], asyncio.Task[_Snapshot]] = {}
+        self._deferred: dict[str, tuple[Reservation, Decimal]] = {}
+        self._retrying: asyncio.Task[None] | None = None
+        self._retry_every = retry_every
 
     @property
     def errors(self) -> int:
@@ -225,16 +254,62 @@ class RedisCreditGuard:
                            reservation.key_id, reservation.amount + amount)
 
     async def settle(self, reservation: Reservation, cost: Decimal) -> None:
-        """Charges through the AccountStore (its errors propagate), then releases; a release
-        Redis could not make lapses after reservation_ttl."""
-        charged = 0
-        if cost > 0 and await self._accounts.charge(reservation.account_id, reservation.key_id,
-                                                    reservation.generation_id, cost):
-            charged = _units(cost)
+        """Charges through the AccountStore, then releases; a release Redis could not make
+        lapses after reservation_ttl. When the store is unavailable (PostgreSQL down) the
+        charge is deferred: Redis counts it at once (so the balance it checks stays exact) and
+        this replica retries the store every `retry_every` seconds until it takes it."""
+        charged, deferred = 0, False
+        if cost > 0:
+            try:
+                if await self._accounts.charge(reservation.account_id, reservation.key_id,
+                                               reservation.generation_id, cost):
+                    charged = _units(cost)
+            except Unavailable as exc:
+                charged, deferred = _units(cost), True
+                self._defer(reservation, cost, exc)
         args: list[str | int] = ["settle", reservation.key_id, reservation.generation_id,
-                                 charged, "", "", 0, *self._ttls, "", "", ""]
+                                 charged, "", "", 0, *self._ttls, "", "", "",
+                                 "deferred" if deferred else ""]
         with contextlib.suppress(RedisDown):
             await self._link.script(CREDITS_SCRIPT, self.keys(reservation.account_id), args)
+
+    @property
+    def deferred(self) -> int:
+        """Charges waiting for the AccountStore (for metrics)."""
+        return len(self._deferred)
+
+    def _defer(self, reservation: Reservation, cost: Decimal, exc: Exception) -> None:
+        if not self._deferred:
+            log.warning("credits: the account store is unavailable (%s); charges are deferred "
+                        "and retried every %.1f s", exc, self._retry_every)
+        self._deferred[reservation.generation_id] = (reservation, cost)
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.get_running_loop().create_task(self._retry_deferred())
+
+    async def _retry_deferred(self) -> None:
+        while self._deferred:
+            await asyncio.sleep(self._retry_every)
+            for generation_id, (reservation, cost) in list(self._deferred.items()):
+                try:
+                    await self._accounts.charge(reservation.account_id, reservation.key_id,
+                                                generation_id, cost)
+                except Unavailable:
+                    break  # still down: try them all again later
+                args: list[str | int] = ["applied", reservation.key_id, generation_id, 0, "", "",
+                                         0, *self._ttls, "", "", "", ""]
+                with contextlib.suppress(RedisDown):
+                    await self._link.script(CREDITS_SCRIPT, self.keys(reservation.account_id),
+                                            args)
+                del self._deferred[generation_id]
+            if not self._deferred:
+                log.info("credits: every deferred charge reached the account store")
+
+    async def close(self) -> None:
+        """Stops retrying deferred charges (they stay counted in Redis until they lapse)."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
 
     async def _ask(self, key: ApiKey, mode: str, generation_id: str, amount: int, *,
                     partial: str = "", held: int = 0) -> list[str]:
@@ -243,13 +318,22 @@ class RedisCreditGuard:
         base: list[str | int] = [mode, key.id, generation_id, amount, partial, limit, held,
                                  *self._ttls]
         snapshot: list[str | int] = ["", "", ""]
-        for _ in range(2):
+        for _ in range(3):
             raw = await self._link.script(CREDITS_SCRIPT, self.keys(key.account_id),
                                           [*base, *snapshot])
             reply = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
             if reply[0] != "miss":
                 return reply
-            before, balance, spent = await self._snapshot(key, int(reply[1]))
+            if snapshot[0] == "stale":
+                raise Unavailable("Credit checks are unavailable (no balance known while the "
+                                  "account store is down); retry shortly", retry_after=1.0)
+            try:
+                before, balance, spent = await self._snapshot(key, int(reply[1]))
+            except Unavailable:
+                if snapshot[0] == "stale":
+                    raise
+                snapshot = ["stale", "", ""]  # the store is down: what Redis has, however old
+                continue
             snapshot = [before, balance, "" if spent is None else spent]
         raise InternalError("the credit script ignored the snapshot it was given")
 

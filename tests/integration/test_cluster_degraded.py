@@ -1,0 +1,74 @@
+"""The cluster mode while PostgreSQL is down: keys already known keep working from the cache,
+generations are buffered in the Redis stream ledger, and every one lands exactly once when a
+primary is back (here: the standby, promoted)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.pg_fixtures import postgres_ha_disposable  # noqa: F401 - the fixture
+from tests.infra.postgres_ha import PostgresHA
+from tests.infra.redis_cluster import RedisCluster
+from tests.integration.cluster_support import Cluster, running_cluster
+from tests.integration.conftest import AUTH
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, catalog: Path, upstream: FakeOpenAI,
+                  postgres_ha_disposable: PostgresHA,  # noqa: F811
+                  redis_cluster: RedisCluster) -> AsyncIterator[Cluster]:  # noqa: F811
+    async with running_cluster(tmp_path, catalog, postgres_ha_disposable, redis_cluster) as cluster:
+        yield cluster
+
+
+async def _ledger_rows(cluster: Cluster, ids: set[str]) -> tuple[list[tuple[str, int]], Decimal]:
+    """(generation id, records) for `ids`, and what the account's usage entries add up to."""
+    async with await psycopg.AsyncConnection.connect(cluster.database) as conn:
+        cur = await conn.execute("select id, count(*) from generations where id = any(%s) "
+                                 "group by id", (list(ids),))
+        rows = await cur.fetchall()
+        cur = await conn.execute("select coalesce(-sum(amount), 0) from credit_entries "
+                                 "where account_id = %s and kind = 'usage'", (cluster.account,))
+        charged = (await cur.fetchone() or (Decimal(0),))[0]
+    return rows, Decimal(charged)
+
+
+async def test_known_keys_keep_working_while_postgres_is_down(
+        cluster: Cluster, postgres_ha_disposable: PostgresHA) -> None:  # noqa: F811
+    await cluster.top_up("10")
+    key, _ = await cluster.key(concurrent=100)
+    answers = [await cluster.chat(key) for _ in range(4)]  # the key is cached on both replicas
+    assert [r.status_code for r in answers] == [200] * 4
+    postgres_ha_disposable.stop_primary()  # the standby refuses writes: no database at all
+    during = [await cluster.chat(key) for _ in range(6)]
+    assert [r.status_code for r in during] == [200] * 6
+    await asyncio.sleep(5.5)  # past the balance snapshot's 5 s: Redis's balance still decides
+    late = [await cluster.chat(key) for _ in range(4)]
+    assert [r.status_code for r in late] == [200] * 4
+    answers += during + late
+
+    postgres_ha_disposable.promote_standby()
+    ids = {r.json()["id"] for r in answers}
+    cost = sum(Decimal(str(r.json()["usage"]["cost"])) for r in answers)
+    assert len(ids) == 14 and cost > 0
+    rows: list[tuple[str, int]] = []
+    charged = Decimal(0)
+    for _ in range(300):  # the ledger's backlog and the deferred charges drain
+        rows, charged = await _ledger_rows(cluster, ids)
+        if len(rows) == 14 and charged == cost:
+            break
+        await asyncio.sleep(0.1)
+    assert len(rows) == 14 and {n for _, n in rows} == {1}
+    assert charged == cost
+    credits = (await cluster.http.get(f"{cluster.url}/v1/credits", headers=AUTH,
+                                      params={"account_id": cluster.account})).json()["data"]
+    assert Decimal(str(credits["balance"])) == Decimal(10) - cost
+    assert (await cluster.chat(key)).status_code == 200
