@@ -15,6 +15,7 @@ from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.conftest import AUTH
 from tests.support import gateway_settings, router_settings, running_gateway, running_router
+from xrouter_router.bootstrap import RouterApp
 from xrouter_router.storage.migrate import migrate
 
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -26,6 +27,11 @@ class Cluster:
     http: httpx.AsyncClient
     database: str
     account: str  # one per test: the Redis Cluster, and the balances it holds, outlive a test
+    routers: list[RouterApp]
+
+    def metric(self, name: str) -> float:
+        """A sample summed over the replicas (0 where a replica has none)."""
+        return sum(r.metrics.registry.get_sample_value(name) or 0.0 for r in self.routers)
 
     async def chat(self, key: str, **body: object) -> httpx.Response:
         return await self.http.post(f"{self.url}/v1/chat/completions",
@@ -59,4 +65,4 @@ async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
         target = ",".join(f"127.0.0.1:{r.server.port}" for r in routers)
         url = await stack.enter_async_context(running_gateway(gateway_settings(target)))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
-        yield Cluster(url, http, database, account=name)
+        yield Cluster(url, http, database, account=name, routers=routers)

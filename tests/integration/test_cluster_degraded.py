@@ -50,6 +50,7 @@ async def test_known_keys_keep_working_while_postgres_is_down(
     postgres_ha_disposable.stop_primary()  # the standby refuses writes: no database at all
     during = [await cluster.chat(key) for _ in range(6)]
     assert [r.status_code for r in during] == [200] * 6
+    assert cluster.metric("xrouter_router_deferred_charges") == 6  # waiting for PostgreSQL
     await asyncio.sleep(5.5)  # past the balance snapshot's 5 s: Redis's balance still decides
     late = [await cluster.chat(key) for _ in range(4)]
     assert [r.status_code for r in late] == [200] * 4
@@ -68,6 +69,7 @@ async def test_known_keys_keep_working_while_postgres_is_down(
         await asyncio.sleep(0.1)
     assert len(rows) == 14 and {n for _, n in rows} == {1}
     assert charged == cost
+    assert cluster.metric("xrouter_router_deferred_charges") == 0
     credits = (await cluster.http.get(f"{cluster.url}/v1/credits", headers=AUTH,
                                       params={"account_id": cluster.account})).json()["data"]
     assert Decimal(str(credits["balance"])) == Decimal(10) - cost

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
 from xrouter_common.loop_lag import watch_loop_lag
-from xrouter_router import catalog_file, provider_keys
+from xrouter_router import accounting_metrics, catalog_file, provider_keys
+from xrouter_router.accounting_metrics import AccountingCollector, sample_backlog
 from xrouter_router.accounting_stack import AccountingStack, build_accounting
 from xrouter_router.domain.accounts_service import AccountsService
 from xrouter_router.domain.auth import KeyAuthenticator
@@ -45,6 +46,7 @@ class RouterApp:
     metrics: RouterMetrics
     accounting: AccountingStack
     shared_stats: RedisStats | None = None
+    accounting_metrics: AccountingCollector | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -52,6 +54,9 @@ class RouterApp:
             await start()
         await self.server.start()
         self._tasks.append(asyncio.ensure_future(watch_loop_lag(self.metrics.loop_lag)))
+        if self.accounting.backlog is not None and self.accounting_metrics is not None:
+            self._tasks.append(asyncio.ensure_future(
+                sample_backlog(self.accounting_metrics, self.accounting.backlog)))
 
     async def stop(self, grace: float) -> None:
         for task in self._tasks:
@@ -125,5 +130,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
         AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
                         balance_changed=stack.balance_changed, announce=stack.announce), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
+    collector = accounting_metrics.register(registry, {"limits": stack.limiter,
+                                                       "credits": stack.guard})
     return RouterApp(server, providers, session, metrics, stack,
-                     shared_stats=None if isinstance(stats, InMemoryStats) else stats)
+                     shared_stats=None if isinstance(stats, InMemoryStats) else stats,
+                     accounting_metrics=collector)

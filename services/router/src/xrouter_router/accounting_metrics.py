@@ -1,0 +1,79 @@
+"""Degraded-mode metrics of the accounting stack: Redis errors and the policy answers given
+instead (rate limits failing open, credit checks failing closed), charges deferred while the
+account store is down, and the ledger's backlog in Redis. Read when Prometheus scrapes,
+except the backlog, which needs Redis and is sampled in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Protocol, runtime_checkable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Degradable(Protocol):
+    """A Redis-backed component: `errors` Redis failures, `degraded` answers by its policy."""
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def degraded(self) -> int: ...
+
+
+@runtime_checkable
+class Deferring(Protocol):
+    @property
+    def deferred(self) -> int: ...
+
+
+class AccountingCollector(Collector):
+    def __init__(self, components: dict[str, object]) -> None:
+        self._components = {name: c for name, c in components.items() if isinstance(c, Degradable)}
+        self._deferring = [c for c in components.values() if isinstance(c, Deferring)]
+        self.backlog: int | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily("xrouter_router_redis_errors",
+                                     "Redis calls that failed or timed out, by component",
+                                     labels=["component"])
+        degraded = CounterMetricFamily(
+            "xrouter_router_degraded_decisions",
+            "Answers given by the degraded-mode policy while Redis failed (limits: admitted "
+            "uncounted when failing open; credits: refused with 503 when failing closed)",
+            labels=["component"])
+        for name, component in sorted(self._components.items()):
+            errors.add_metric([name], component.errors)
+            degraded.add_metric([name], component.degraded)
+        yield errors
+        yield degraded
+        yield GaugeMetricFamily("xrouter_router_deferred_charges",
+                                "Charges waiting for the account store (PostgreSQL down)",
+                                value=sum(c.deferred for c in self._deferring))
+        if self.backlog is not None:
+            yield GaugeMetricFamily("xrouter_router_ledger_backlog",
+                                    "Generation records in the Redis stream ledger not yet "
+                                    "written to PostgreSQL", value=self.backlog)
+
+
+def register(registry: CollectorRegistry, components: dict[str, object]) -> AccountingCollector:
+    collector = AccountingCollector(components)
+    registry.register(collector)
+    return collector
+
+
+async def sample_backlog(collector: AccountingCollector, backlog: Callable[[], Awaitable[int]],
+                         every: float = 5.0) -> None:
+    """Keeps collector.backlog current; an unreachable Redis leaves the last value."""
+    while True:
+        with contextlib.suppress(Exception):
+            collector.backlog = await backlog()
+        await asyncio.sleep(every)
