@@ -19,6 +19,11 @@ _OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # Gateways re-resolve the headless Service only when a connection closes: ending each
+    # connection after 5 minutes spreads them over router replicas added since. The grace lets
+    # calls in flight (streams up to XROUTER_REQUEST_TIMEOUT, 600 s) finish first.
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 630_000),
 ]
 
 
