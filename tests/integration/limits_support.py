@@ -62,6 +62,13 @@ class Closer:
         self.clients.append(made)
         return made
 
+    async def started(self, cluster: RedisCluster, **options: Any) -> ClusterClient:
+        """A client that knows the slots already, as the router's composition root starts them
+        (a burst of first calls would otherwise race the discovery against their timeouts)."""
+        made = self.client(cluster, **options)
+        await made.initialize()
+        return made
+
     async def close(self) -> None:
         for item in self.closing:
             await item.close()
