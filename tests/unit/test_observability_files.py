@@ -21,6 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from xrouter_gateway.metrics import GatewayMetrics
+from xrouter_router import accounting_metrics
 from xrouter_router.telemetry import RouterMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,11 +244,20 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
 
 # ---- dashboards --------------------------------------------------------------------------------
 
+@dataclass
+class _Degradable:
+    errors: int = 0
+    degraded: int = 0
+    deferred: int = 0
+
+
 def exported_metric_names() -> frozenset[str]:
     """The series names XRouter's two tiers expose on /metrics."""
     registry = CollectorRegistry()
     GatewayMetrics(registry)
     RouterMetrics(registry)
+    accounting = accounting_metrics.register(registry, {"limits": _Degradable()})
+    accounting.backlog = 0
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     PlatformCollector(registry=registry)
