@@ -23,7 +23,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.infra: the same Redis Cluster and PostgreSQL pair as the tests
 
-from tests.infra.postgres_ha import PostgresHA  # noqa: E402
+from tests.infra.postgres_ha import DurablePostgresHA, PostgresHA  # noqa: E402
 from tests.infra.redis_cluster import RedisCluster  # noqa: E402
 from xrouter_router.domain.ledger import GenerationRecord  # noqa: E402
 from xrouter_router.storage.ledger_consumer import LedgerConsumer  # noqa: E402
@@ -36,14 +36,6 @@ from xrouter_router.storage.redis_stats import cluster_client  # noqa: E402
 TARGET = 2000.0  # generations/s into PostgreSQL (issue 3)
 CONCURRENCY = 64  # record() calls in flight, as concurrent requests would make them
 DIRECT = 2000  # records for the one-transaction-per-record comparison
-
-
-class DurablePostgresHA(PostgresHA):
-    """The test pair with production durability: fsync and full page writes on (the tests turn
-    them off for speed). Commits still wait for the synchronous standby."""
-
-    def _spawn(self, node: int, settings: dict[str, str]) -> None:
-        super()._spawn(node, {**settings, "fsync": "on", "full_page_writes": "on"})
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ of both processes, time to first token, and idle memory. Writes bench-results/la
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PY = ROOT / ".venv" / "bin" / "python"
 MASTER_KEY = "xr-bench-master-key"
 DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
+# embedded (SQLite, in-process limits) or cluster (PostgreSQL pair + Redis Cluster, started here)
+MODE = os.environ.get("BENCH_MODE", "embedded")
 CHUNKS = 22
 
 
@@ -220,11 +224,12 @@ def ttft_p50(port: int, path: str, body: bytes, key: str | None, n: int = 500) -
     return statistics.median(uvloop.run(run()))
 
 
-def start_services(tmp: Path, nginx_port: int,
-                   gw_port: int) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
-    """One router and one gateway process, embedded mode, default settings (logs included)."""
+def start_services(tmp: Path, nginx_port: int, gw_port: int,
+                   cluster: dict[str, str]) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """One router and one gateway process, default settings (logs included): embedded mode, or
+    cluster mode when `cluster` holds the database and Redis settings."""
     router_port = free_port()
-    env = {**os.environ, "XROUTER_MASTER_KEY": MASTER_KEY, "XROUTER_DATA_DIR": str(tmp / "data"),
+    env = {**os.environ, **cluster, "XROUTER_MASTER_KEY": MASTER_KEY, "XROUTER_DATA_DIR": str(tmp / "data"),
            "XROUTER_CATALOG": str(write_catalog(tmp, nginx_port)),
            "XROUTER_ROUTER_LISTEN": f"127.0.0.1:{router_port}", "XROUTER_ROUTER_METRICS_PORT": "0",
            "XROUTER_GATEWAY_PORT": str(gw_port), "XROUTER_ROUTER_TARGET": f"127.0.0.1:{router_port}"}
@@ -238,10 +243,38 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk is missing (scripts/bench.sh installs it)", file=sys.stderr)
         return 1
+    with contextlib.ExitStack() as servers:
+        cluster = servers.enter_context(cluster_servers()) if MODE == "cluster" else {}
+        return run(cluster)
+
+
+@contextlib.contextmanager
+def cluster_servers() -> Iterator[dict[str, str]]:
+    """BENCH_MODE=cluster: the tests' Redis Cluster (3+3) and PostgreSQL pair (fsync on,
+    synchronous standby), migrated; yields the router's settings for them."""
+    sys.path.insert(0, str(ROOT))  # tests.infra: the same servers as the tests
+    from tests.infra.postgres_ha import DurablePostgresHA
+    from tests.infra.redis_cluster import RedisCluster
+    from xrouter_router.storage.migrate import migrate
+
+    redis = RedisCluster().start()
+    try:
+        postgres = DurablePostgresHA().start()
+        try:
+            asyncio.run(migrate(postgres.multi_host(), wait=10))
+            yield {"XROUTER_DATABASE_URL": postgres.multi_host(), "XROUTER_REDIS_URL": redis.url,
+                   "XROUTER_KEY_SECRET": "bench-key-secret"}
+        finally:
+            postgres.stop()
+    finally:
+        redis.stop()
+
+
+def run(cluster: dict[str, str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="xrouter-bench-"))
     nginx_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = [start_nginx(tmp, nginx_port)]
-    router, gateway = start_services(tmp, nginx_port, gw_port)
+    router, gateway = start_services(tmp, nginx_port, gw_port, cluster)
     procs += [router, gateway]
     try:
         gw = f"http://127.0.0.1:{gw_port}"
@@ -289,7 +322,7 @@ def main() -> int:
         print(report)
         out = ROOT / "bench-results"
         out.mkdir(exist_ok=True)
-        (out / "latest.md").write_text(report)
+        (out / ("latest-cluster.md" if cluster else "latest.md")).write_text(report)
         return 0
     finally:
         for p in procs:

@@ -257,3 +257,11 @@ class PostgresHA:
             if time.monotonic() > deadline:
                 raise PostgresError(f"timed out waiting for {what}")
             time.sleep(POLL)
+
+
+class DurablePostgresHA(PostgresHA):
+    """The pair with production durability, for benchmarks: fsync and full page writes on (the
+    tests turn them off for speed). Commits still wait for the synchronous standby."""
+
+    def _spawn(self, node: int, settings: dict[str, str]) -> None:
+        super()._spawn(node, {**settings, "fsync": "on", "full_page_writes": "on"})
