@@ -4,7 +4,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/libs/common/gen}
 py=${PYTHON:-$root/.venv/bin/python}
-export PATH="$(dirname "$py"):$PATH"
+PATH="$(dirname "$py"):$PATH"
+export PATH
 mkdir -p "$out"
 rm -rf "$out/xrouter"
 protos=$(cd "$root/protos" && find . -name '*.proto' | sort)

@@ -23,6 +23,7 @@ export XROUTER_ROUTER_METRICS_PORT=${XROUTER_ROUTER_METRICS_PORT:-9100}
 export XROUTER_DATA_DIR=$data
 
 pids=()
+# shellcheck disable=SC2329  # invoked by the trap on the next line
 cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 

@@ -7,6 +7,8 @@ venv="$root/.venv/bin"
 # Servers the integration tests start themselves (a Redis Cluster from the Debian binaries).
 scripts/apt-install.sh redis-server prometheus
 scripts/apt-install.sh postgresql
+# The deployment checks run the real nginx (TLS with a throw-away certificate) and systemd-analyze.
+scripts/apt-install.sh nginx systemd openssl
 echo "== static checks"
 "$venv/ruff" check .
 "$venv/mypy"
