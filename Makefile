@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: help install run test test-unit test-integration test-e2e check lint typecheck imports \
-        proto proto-check bench clean
+        proto proto-check bench deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ proto: install ## Regenerate the gRPC stubs from protos/
 
 proto-check: install ## Fail when generated stubs drift from protos/
 	@scripts/proto-check.sh
+
+deploy-check: install ## Offline checks of docker/, k8s/, helm/, terraform/, deploy/ (also in make test)
+	@scripts/deploy-check.sh
 
 bench: install ## Benchmark gateway+router against a fake upstream (nginx + wrk)
 	@scripts/bench.sh
