@@ -28,6 +28,7 @@ from xrouter_router.providers.http import new_session
 from xrouter_router.providers.registry import build_provider
 from xrouter_router.providers.tokenizer import Cl100kCounter
 from xrouter_router.settings import RouterSettings
+from xrouter_router.storage import tasks
 from xrouter_router.telemetry import RouterMetrics
 from xrouter_router.tracing import OtelSpans
 from xrouter_router.transport.accounts_servicer import AccountsServicer
@@ -59,8 +60,7 @@ class RouterApp:
                 sample_backlog(self.accounting_metrics, self.accounting.backlog)))
 
     async def stop(self, grace: float) -> None:
-        for task in self._tasks:
-            task.cancel()
+        await tasks.stop(self._tasks)
         await self.server.stop(grace)
         if self.shared_stats is not None:
             await self.shared_stats.close()

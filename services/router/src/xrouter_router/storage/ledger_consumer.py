@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 
 from xrouter_router.domain.errors import InvalidRequest, Unavailable, XRouterError
 from xrouter_router.domain.ledger import GenerationRecord
+from xrouter_router.storage import tasks
 from xrouter_router.storage.ledger_stream import FIELD, GROUP, StreamLayout, Warnings
 from xrouter_router.storage.pg import generation_from_document
 
@@ -104,6 +105,7 @@ class LedgerConsumer:
         self._forget_ms = int(forget_consumers_after * 1000)
         self._queue: asyncio.Queue[_Chunk] = asyncio.Queue()
         self._readers: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._flusher: asyncio.Task[None] | None = None
         self._redis_warnings = Warnings("ledger consumer: Redis unavailable")
         self._pg_warnings = Warnings("ledger consumer: PostgreSQL refused a batch; retrying")
@@ -120,6 +122,7 @@ class LedgerConsumer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._stopping = False
         self._flusher = loop.create_task(self._flush_loop(), name="ledger-flusher")
         self._readers = [loop.create_task(self._read_loop(shard), name=f"ledger-reader-{shard}")
                          for shard in range(self._layout.shards)]
@@ -128,15 +131,14 @@ class LedgerConsumer:
     async def stop(self) -> None:
         """Stop reading; write what was taken within the grace period. Whatever is left stays
         pending, for another replica to claim."""
-        for task in self._readers:
-            task.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
+        # A cancellation can be lost inside redis-py (see tasks.stop): the loops check a flag too.
+        self._stopping = True
+        await tasks.stop(self._readers)
         self._readers = []
         if self._flusher is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), self._grace)
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+            await tasks.stop([self._flusher])
             self._flusher = None
         left = sum(len(chunk.entries) for chunk in self._drain_queue())
         if left:
@@ -159,7 +161,7 @@ class LedgerConsumer:
         stream = self._layout.stream(shard)
         grouped = False
         delay = self._backoff[0]
-        while True:
+        while not self._stopping:
             try:
                 # Before any command: redis-py's cluster client misroutes commands issued while
                 # it is not initialized (MOVED, then it resets every connection).
@@ -196,7 +198,7 @@ class LedgerConsumer:
 
     async def _claim_loop(self) -> None:
         """Every claim_idle / 2 seconds, take over what dead consumers left pending."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._claim_idle_ms / 2000)
             for shard in range(self._layout.shards):
                 try:

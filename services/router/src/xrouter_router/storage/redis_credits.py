@@ -13,6 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 from xrouter_router.domain.errors import InsufficientCredits, InternalError, NotFound, Unavailable
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ports import AccountStore, Reservation
+from xrouter_router.storage import tasks
 from xrouter_router.storage.redis_link import VERSION, Link, RedisDown
 from xrouter_router.storage.redis_stats import Script
 
@@ -306,10 +307,7 @@ class RedisCreditGuard:
 
     async def close(self) -> None:
         """Stops retrying deferred charges (they stay counted in Redis until they lapse)."""
-        if self._retrying is not None:
-            self._retrying.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retrying
+        await tasks.stop([self._retrying])
 
     async def _ask(self, key: ApiKey, mode: str, generation_id: str, amount: int, *,
                     partial: str = "", held: int = 0) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
+from xrouter_router.storage import tasks
 from xrouter_router.storage.redis_link import VERSION, Link, RedisDown
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,8 @@ class KeyRevocations:
         return True
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await tasks.stop([self._task])
+        self._task = None
 
     async def _run(self, on_revoked: Callable[[str], None]) -> None:
         avoid = ""

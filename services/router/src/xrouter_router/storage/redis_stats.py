@@ -32,6 +32,7 @@ from xrouter_router.domain.stats import (
     updated,
     with_throughput,
 )
+from xrouter_router.storage import tasks
 
 log = logging.getLogger(__name__)
 
@@ -269,10 +270,7 @@ class RedisStats:
                 await asyncio.wait_for(self._queue.join(), self._drain_timeout)
             except TimeoutError:
                 log.warning("stats: %d updates not written to Redis at shutdown", self._queue.qsize())
-        tasks = [*self._inflight.values(), *([self._writer] if self._writer else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await tasks.stop([*self._inflight.values(), self._writer])
         await self._client.aclose()
 
     # -- writes ----------------------------------------------------------------------------
