@@ -76,7 +76,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     if not settings.redis_url:
         guard = InProcessCreditGuard(accounts)
         return AccountingStack(keys, accounts, pg_ledger, InProcessLimiter(), guard, guard.forget,
-                               starts=[open_pool], stops=[connections.close])
+                               starts=[open_pool], stops=[database.close, connections.close])
     from xrouter_router.storage.ledger_consumer import LedgerConsumer
     from xrouter_router.storage.ledger_stream import StreamLedger
     from xrouter_router.storage.redis_credits import RedisCreditGuard
@@ -114,5 +114,6 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         shared, balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
-        stops=[consumer.stop, shared.close, revocations.close, close_clients, connections.close],
+        stops=[consumer.stop, shared.close, revocations.close, close_clients, database.close,
+               connections.close],
         backlog=consumer.backlog)

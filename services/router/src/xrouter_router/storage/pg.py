@@ -4,8 +4,9 @@ one psycopg_pool.AsyncConnectionPool (storage/postgres.pool), through the functi
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-import time
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
@@ -33,7 +34,10 @@ from xrouter_router.domain.ledger import (
     UsageRow,
     UsageTotals,
 )
+from xrouter_router.storage import tasks
 from xrouter_router.storage.usage_sql import report_groups, where
+
+log = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
 
@@ -78,30 +82,57 @@ class PgDatabase:
     router's: unique violations InvalidRequest, a missing account NotFound, connection trouble
     Unavailable. The caller opens and closes the pool.
 
-    When no connection could be had (PostgreSQL down, no primary), callers fail fast for
-    `pause` seconds instead of each waiting out the pool's timeout: the degraded paths (key
-    cache, deferred charges, the stream ledger) answer at once."""
+    When no connection could be had (PostgreSQL down, no primary), every caller fails fast
+    until a background probe gets a connection again (every `probe_every` seconds), instead
+    of each waiting out the pool's timeout: the degraded paths (key cache, deferred charges,
+    the stream ledger) answer at once. close() stops the probe."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], *, pause: float = 1.0) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], *, probe_every: float = 0.5,
+                 probe_timeout: float = 2.0) -> None:
         self._pool = pool
-        self._pause = pause
-        self._down_until = 0.0
-        self._down_reason = ""
+        self._probe_every = probe_every
+        self._probe_timeout = probe_timeout
+        self._down: str | None = None
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def down(self) -> bool:
+        return self._down is not None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
-        if self._down_until and time.monotonic() < self._down_until:
-            raise Unavailable(f"database unavailable: {self._down_reason}", retry_after=1.0)
+        if self._down is not None:
+            raise Unavailable(f"database unavailable: {self._down}", retry_after=1.0)
         try:
             async with self._pool.connection() as conn:
                 yield conn
         except psycopg.Error as exc:
             translated = _translate(exc)
             if isinstance(exc, PoolTimeout):
-                self._down_until = time.monotonic() + self._pause
-                self._down_reason = str(translated)
+                self._went_down(str(translated))
             raise translated from exc
-        self._down_until = 0.0
+
+    def _went_down(self, reason: str) -> None:
+        if self._down is None:
+            log.warning("%s; failing fast until a connection succeeds again", reason)
+        self._down = reason
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._wait_until_up())
+
+    async def _wait_until_up(self) -> None:
+        while True:
+            await asyncio.sleep(self._probe_every)
+            try:
+                async with self._pool.connection(timeout=self._probe_timeout) as conn:
+                    await conn.execute("SELECT 1")
+            except psycopg.Error:
+                continue
+            self._down = None
+            log.info("database reachable again")
+            return
+
+    async def close(self) -> None:
+        await tasks.stop([self._probe])
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self.connection() as conn:
