@@ -52,6 +52,7 @@ async def test_known_keys_keep_working_while_postgres_is_down(
     during = [await cluster.chat(key) for _ in range(6)]
     assert [r.status_code for r in during] == [200] * 6
     assert cluster.metric("xrouter_router_deferred_charges") == 6  # waiting for PostgreSQL
+    assert cluster.metric("xrouter_router_database_up") == 0  # both replicas fail fast
     await asyncio.sleep(5.5)  # past the balance snapshot's 5 s: Redis's balance still decides
     started = time.monotonic()
     late = [await cluster.chat(key) for _ in range(4)]
@@ -74,6 +75,7 @@ async def test_known_keys_keep_working_while_postgres_is_down(
     assert len(rows) == 14 and {n for _, n in rows} == {1}
     assert charged == cost
     assert cluster.metric("xrouter_router_deferred_charges") == 0
+    assert cluster.metric("xrouter_router_database_up") == 2
     credits = (await cluster.http.get(f"{cluster.url}/v1/credits", headers=AUTH,
                                       params={"account_id": cluster.account})).json()["data"]
     assert Decimal(str(credits["balance"])) == Decimal(10) - cost

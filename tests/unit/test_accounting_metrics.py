@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from xrouter_router import accounting_metrics
+from xrouter_router.bootstrap import build
+from xrouter_router.settings import RouterSettings
 
 
 @dataclass
@@ -35,3 +38,46 @@ def test_counts_and_gauges_per_component() -> None:
     assert value("xrouter_router_degraded_decisions_total", {"component": "limits"}) == 7
     assert value("xrouter_router_deferred_charges") == 0
     assert value("xrouter_router_ledger_backlog") == 12
+
+
+@dataclass
+class Cache:
+    hits: int = 0
+    misses: int = 0
+
+
+@dataclass
+class Consumer:
+    last_flush_seconds: float = 0.0
+
+
+@dataclass
+class Database:
+    down: bool = False
+
+
+def test_key_cache_ledger_flush_and_database_state() -> None:
+    registry = CollectorRegistry()
+    cache, consumer, database = Cache(hits=40, misses=2), Consumer(0.012), Database()
+    accounting_metrics.register(registry, {"keys": cache, "consumer": consumer,
+                                           "database": database})
+    value = registry.get_sample_value
+    assert value("xrouter_router_key_cache_lookups_total", {"result": "hit"}) == 40
+    assert value("xrouter_router_key_cache_lookups_total", {"result": "miss"}) == 2
+    assert value("xrouter_router_ledger_flush_seconds") == 0.012
+    assert value("xrouter_router_database_up") == 1.0
+    database.down, cache.hits = True, 41
+    assert value("xrouter_router_database_up") == 0.0
+    assert value("xrouter_router_key_cache_lookups_total", {"result": "hit"}) == 41
+    assert value("xrouter_router_redis_errors_total", {"component": "keys"}) is None
+
+
+async def test_an_embedded_router_exports_its_key_cache(tmp_path: Path) -> None:
+    settings = RouterSettings.from_env({"XROUTER_MASTER_KEY": "m", "XROUTER_DATA_DIR": str(tmp_path)})
+    registry = CollectorRegistry()
+    app = build(settings, registry=registry)
+    await app.session.close()
+    value = registry.get_sample_value
+    assert value("xrouter_router_key_cache_lookups_total", {"result": "miss"}) == 0
+    assert value("xrouter_router_deferred_charges") == 0
+    assert value("xrouter_router_database_up") is None  # SQLite: no such gauge

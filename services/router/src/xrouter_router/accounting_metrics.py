@@ -35,10 +35,30 @@ class Deferring(Protocol):
     def deferred(self) -> int: ...
 
 
+@runtime_checkable
+class KeyCache(Protocol):
+    hits: int
+    misses: int
+
+
+@runtime_checkable
+class Flushing(Protocol):
+    last_flush_seconds: float
+
+
+@runtime_checkable
+class Database(Protocol):
+    @property
+    def down(self) -> bool: ...
+
+
 class AccountingCollector(Collector):
     def __init__(self, components: dict[str, object]) -> None:
         self._components = {name: c for name, c in components.items() if isinstance(c, Degradable)}
         self._deferring = [c for c in components.values() if isinstance(c, Deferring)]
+        self._caches = [c for c in components.values() if isinstance(c, KeyCache)]
+        self._flushing = [c for c in components.values() if isinstance(c, Flushing)]
+        self._databases = [c for c in components.values() if isinstance(c, Database)]
         self.backlog: int | None = None
 
     def collect(self) -> Iterator[Metric]:
@@ -58,6 +78,22 @@ class AccountingCollector(Collector):
         yield GaugeMetricFamily("xrouter_router_deferred_charges",
                                 "Charges waiting for the account store (PostgreSQL down)",
                                 value=sum(c.deferred for c in self._deferring))
+        if self._caches:
+            lookups = CounterMetricFamily(
+                "xrouter_router_key_cache_lookups",
+                "API key lookups by the router's cache: hit, or miss (a database read)",
+                labels=["result"])
+            lookups.add_metric(["hit"], sum(c.hits for c in self._caches))
+            lookups.add_metric(["miss"], sum(c.misses for c in self._caches))
+            yield lookups
+        for consumer in self._flushing:
+            yield GaugeMetricFamily("xrouter_router_ledger_flush_seconds",
+                                    "How long the ledger consumer's last batch took to write "
+                                    "to PostgreSQL and acknowledge", value=consumer.last_flush_seconds)
+        for database in self._databases:
+            yield GaugeMetricFamily("xrouter_router_database_up",
+                                    "1 while PostgreSQL answers, 0 while calls fail fast "
+                                    "because it does not", value=0.0 if database.down else 1.0)
         if self.backlog is not None:
             yield GaugeMetricFamily("xrouter_router_ledger_backlog",
                                     "Generation records in the Redis stream ledger not yet "

@@ -37,6 +37,8 @@ class AccountingStack:
     stops: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # For metrics: the ledger's backlog in Redis (None in the embedded mode).
     backlog: Callable[[], Awaitable[int]] | None = None
+    # More components whose state the metrics read (ledger consumer, database).
+    observed: dict[str, object] = field(default_factory=dict)
 
 
 def build_accounting(settings: RouterSettings) -> AccountingStack:
@@ -76,7 +78,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     if not settings.redis_url:
         guard = InProcessCreditGuard(accounts)
         return AccountingStack(keys, accounts, pg_ledger, InProcessLimiter(), guard, guard.forget,
-                               starts=[open_pool], stops=[database.close, connections.close])
+                               starts=[open_pool], stops=[database.close, connections.close],
+                               observed={"database": database})
     from xrouter_router.storage.ledger_consumer import LedgerConsumer
     from xrouter_router.storage.ledger_stream import StreamLedger
     from xrouter_router.storage.redis_credits import RedisCreditGuard
@@ -116,4 +119,4 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         starts=[initialize_clients, open_pool, consumer.start],
         stops=[consumer.stop, shared.close, revocations.close, close_clients, database.close,
                connections.close],
-        backlog=consumer.backlog)
+        backlog=consumer.backlog, observed={"consumer": consumer, "database": database})

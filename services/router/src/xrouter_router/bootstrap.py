@@ -131,7 +131,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                         balance_changed=stack.balance_changed, announce=stack.announce), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
     collector = accounting_metrics.register(registry, {"limits": stack.limiter,
-                                                       "credits": stack.guard})
+                                                       "credits": stack.guard, "keys": auth,
+                                                       **stack.observed})
     return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats,
                      accounting_metrics=collector)
