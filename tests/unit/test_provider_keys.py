@@ -64,3 +64,10 @@ def test_settings_read_the_path() -> None:
                                         "XROUTER_PROVIDER_KEYS_FILE": "/etc/xrouter/secrets/provider-keys"})
     assert settings.provider_keys_file == Path("/etc/xrouter/secrets/provider-keys")
     assert RouterSettings.from_env({"XROUTER_MASTER_KEY": "m"}).provider_keys_file is None
+
+
+def test_settings_read_the_metrics_address() -> None:
+    assert RouterSettings.from_env({"XROUTER_MASTER_KEY": "m"}).metrics_host == "0.0.0.0"
+    local = RouterSettings.from_env({"XROUTER_MASTER_KEY": "m",
+                                     "XROUTER_ROUTER_METRICS_HOST": "127.0.0.1"})
+    assert local.metrics_host == "127.0.0.1"

@@ -38,7 +38,7 @@ def main() -> int:
     try:
         settings = RouterSettings.from_env()
         if settings.metrics_port:
-            start_http_server(settings.metrics_port, addr="0.0.0.0")
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
         uvloop.run(serve(settings))
     except ConfigError as exc:
         print(f"xrouter-router: configuration error: {exc}", file=sys.stderr)

@@ -39,6 +39,9 @@ class RouterSettings:
     credits_fail_open: bool = False
     # A dotenv file of provider credentials (the `provider-keys` secret); None = environment only.
     provider_keys_file: Path | None = None
+    # The address /metrics listens on: every interface (containers, scraped by Prometheus), or
+    # 127.0.0.1 on a single server whose Prometheus runs on the same host.
+    metrics_host: str = "0.0.0.0"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -59,6 +62,7 @@ class RouterSettings:
             pool_size=env_int("XROUTER_UPSTREAM_POOL_SIZE", 256, env, minimum=1),
             shutdown_grace=env_float("XROUTER_SHUTDOWN_GRACE", 30.0, env),
             metrics_port=env_int("XROUTER_ROUTER_METRICS_PORT", 9100, env),
+            metrics_host=env_str("XROUTER_ROUTER_METRICS_HOST", "0.0.0.0", env),
             request_log=env_bool("XROUTER_REQUEST_LOG", True, env),
             redis_url=env_str("XROUTER_REDIS_URL", "", env),
             data_dir=Path(env_str("XROUTER_DATA_DIR", ".xrouter", env)),
