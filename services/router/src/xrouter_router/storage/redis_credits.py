@@ -14,7 +14,7 @@ from xrouter_router.domain.errors import InsufficientCredits, InternalError, Not
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.storage import tasks
-from xrouter_router.storage.redis_link import VERSION, Link, RedisDown
+from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
 from xrouter_router.storage.redis_stats import Script
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def _rub(units: int) -> Decimal:
 _Snapshot = tuple[int, int, int | None]  # 'charged' before the read, balance, spent (units)
 
 
-class RedisCreditGuard:
+class RedisCreditGuard(LinkCounters):
     """The CreditGuard port over Redis Cluster, for balances kept by the AccountStore.
 
     Redis holds, under the account's hash tag (`xr:v1:cr:{<account id>}`), what is reserved
@@ -194,14 +194,6 @@ class RedisCreditGuard:
         self._deferred: dict[str, tuple[Reservation, Decimal]] = {}
         self._retrying: asyncio.Task[None] | None = None
         self._retry_every = retry_every
-
-    @property
-    def errors(self) -> int:
-        return self._link.errors
-
-    @property
-    def degraded(self) -> int:
-        return self._link.degraded
 
     async def forget(self, account_id: str) -> None:
         """A top-up committed: every replica reads the balance again at its next reservation

@@ -13,7 +13,7 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.types import RateWindow
 from xrouter_router.storage.memory import DAY, MINUTE
 from xrouter_router.storage.memory import _limited as limited  # one wording for both limiters
-from xrouter_router.storage.redis_link import VERSION, Link, RedisDown
+from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
 from xrouter_router.storage.redis_stats import Script
 
 # KEYS: requests this minute, requests today, tokens this minute, the concurrency slots (a sorted
@@ -65,7 +65,7 @@ def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-class RedisLimiter:
+class RedisLimiter(LinkCounters):
     """The Limiter port over Redis Cluster: the same fixed windows (the minute, the UTC day),
     tokens per minute and concurrency as InProcessLimiter, exact across replicas.
 
@@ -85,14 +85,6 @@ class RedisLimiter:
         self._fail_open = fail_open
         self._slot_ms = max(1, round(slot_ttl * 1000))
         self._held: dict[str, list[str]] = {}  # slot ids this replica holds, per key id
-
-    @property
-    def errors(self) -> int:
-        return self._link.errors
-
-    @property
-    def degraded(self) -> int:
-        return self._link.degraded
 
     def keys(self, key_id: str, now: float) -> tuple[str, str, str, str]:
         """Requests this minute, requests today, tokens this minute, concurrency slots."""

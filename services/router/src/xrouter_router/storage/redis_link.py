@@ -100,3 +100,18 @@ class Link:
             self._failing = True
             log.warning("%s: Redis unavailable (%s: %s); %s; %d errors so far", self._what,
                         type(exc).__name__, str(exc)[:200], self._degraded, self.errors)
+
+
+class LinkCounters:
+    """`errors` (Redis failures) and `degraded` (answers given by the policy instead) of a
+    component that talks to Redis through its `_link`; read by the metrics."""
+
+    _link: Link
+
+    @property
+    def errors(self) -> int:
+        return self._link.errors
+
+    @property
+    def degraded(self) -> int:
+        return self._link.degraded

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 
-async def stop(tasks: Iterable[asyncio.Task[object] | asyncio.Task[None] | None], *,
+async def stop(tasks: Iterable[asyncio.Task[Any] | None], *,
                every: float = 1.0) -> None:
     """Cancel the tasks (None entries are skipped) and wait until all have ended, cancelling
     again every `every` seconds those that swallowed it. Their exceptions are discarded."""
