@@ -3,10 +3,13 @@ gateway whose channel balances over all of them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -43,6 +46,19 @@ class Cluster:
                                     json={"account_id": self.account, "tier": "pro", **body})
         assert resp.status_code == 201, resp.text
         return resp.json()["key"], resp.json()["data"]["id"]
+
+    async def balance(self, expected: Decimal, within: float = 5.0) -> Decimal:
+        """The account's balance from /v1/credits, once it is `expected` (or `within` seconds
+        have passed): in the cluster mode charges reach PostgreSQL with the generation records,
+        through the ledger consumer, a fraction of a second after the answers."""
+        deadline = time.monotonic() + within
+        while True:
+            resp = await self.http.get(f"{self.url}/v1/credits", headers=AUTH,
+                                       params={"account_id": self.account})
+            balance = Decimal(str(resp.json()["data"]["balance"]))
+            if balance == expected or time.monotonic() > deadline:
+                return balance
+            await asyncio.sleep(0.05)
 
     async def top_up(self, amount: str) -> None:
         resp = await self.http.post(f"{self.url}/v1/credits", headers=AUTH,

@@ -16,7 +16,8 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from tests.infra.redis_cluster import RedisCluster
 from xrouter_router.domain.keys import ApiKey, Limits
-from xrouter_router.domain.ledger import Account
+from xrouter_router.domain.ledger import Account, GenerationRecord
+from xrouter_router.domain.ports import Reservation
 from xrouter_router.storage.redis_credits import RedisCreditGuard
 from xrouter_router.storage.redis_limits import RedisLimiter
 from xrouter_router.storage.redis_revocations import KeyRevocations
@@ -42,6 +43,30 @@ def api_key(account_id: str = "acct", *, credit_limit: Decimal | None = None,
             **limits: int) -> ApiKey:
     return ApiKey(id=_id("key"), account_id=account_id, tier="free", prefix="xr-test",
                   limits=Limits(**limits), credit_limit=credit_limit)
+
+
+def record_of(held: Reservation, cost: Decimal) -> GenerationRecord:
+    """The ledger record of a settled reservation (what RedisCreditGuard.applied reads)."""
+    return GenerationRecord(
+        id=held.generation_id, created_at=NOW, key_id=held.key_id, account_id=held.account_id,
+        model="m", provider="p", streamed=False, prompt_tokens=1, completion_tokens=1,
+        cached_tokens=0, reasoning_tokens=0, counts_native=True, cost=cost, latency_ms=1,
+        generation_ms=1, finish_reason="stop", status="success")
+
+
+async def post(guard: RedisCreditGuard, accounts: SqliteAccountStore, held: Reservation,
+               cost: Decimal) -> None:
+    """What the ledger consumer does once a generation's record is written: the store takes
+    the charge (with the record, in the cluster mode), then the guard is told."""
+    if cost > 0:
+        await accounts.charge(held.account_id, held.key_id, held.generation_id, cost)
+        await guard.applied([record_of(held, cost)])
+
+
+async def settle_and_post(guard: RedisCreditGuard, accounts: SqliteAccountStore,
+                          held: Reservation, cost: Decimal) -> None:
+    await guard.settle(held, cost)
+    await post(guard, accounts, held, cost)
 
 
 def client(cluster: RedisCluster, **options: Any) -> ClusterClient:

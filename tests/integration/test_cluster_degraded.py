@@ -51,13 +51,14 @@ async def test_known_keys_keep_working_while_postgres_is_down(
     postgres_ha_disposable.stop_primary()  # the standby refuses writes: no database at all
     during = [await cluster.chat(key) for _ in range(6)]
     assert [r.status_code for r in during] == [200] * 6
-    assert cluster.metric("xrouter_router_deferred_charges") == 6  # waiting for PostgreSQL
-    assert cluster.metric("xrouter_router_database_up") == 0  # both replicas fail fast
     await asyncio.sleep(5.5)  # past the balance snapshot's 5 s: Redis's balance still decides
+    # The request path does not touch PostgreSQL for a known key (charges travel with the
+    # records): the consumers noticed, their batches waiting on the pool's 5 s.
+    assert cluster.metric("xrouter_router_database_up") < 2
     started = time.monotonic()
     late = [await cluster.chat(key) for _ in range(4)]
     assert [r.status_code for r in late] == [200] * 4
-    # No request waits for the database's pool while it is known to be down.
+    # No request waits for the database.
     assert time.monotonic() - started < 2.0
     answers += during + late
 
@@ -67,14 +68,13 @@ async def test_known_keys_keep_working_while_postgres_is_down(
     assert len(ids) == 14 and cost > 0
     rows: list[tuple[str, int]] = []
     charged = Decimal(0)
-    for _ in range(300):  # the ledger's backlog and the deferred charges drain
+    for _ in range(300):  # the ledger's backlog drains, each record with its charge
         rows, charged = await _ledger_rows(cluster, ids)
         if len(rows) == 14 and charged == cost:
             break
         await asyncio.sleep(0.1)
     assert len(rows) == 14 and {n for _, n in rows} == {1}
     assert charged == cost
-    assert cluster.metric("xrouter_router_deferred_charges") == 0
     assert cluster.metric("xrouter_router_database_up") == 2
     credits = (await cluster.http.get(f"{cluster.url}/v1/credits", headers=AUTH,
                                       params={"account_id": cluster.account})).json()["data"]

@@ -45,9 +45,7 @@ async def test_concurrent_spending_never_exceeds_the_balance(cluster: Cluster) -
     ok = [r for r in results if r.status_code == 200]
     assert {r.status_code for r in results} <= {200, 402} and ok
     spent = sum(Decimal(str(r.json()["usage"]["cost"])) for r in ok)
-    credits = (await cluster.http.get(f"{cluster.url}/v1/credits", headers=AUTH,
-                                      params={"account_id": cluster.account})).json()["data"]
-    assert Decimal(str(credits["balance"])) == Decimal("0.1") - spent >= 0
+    assert await cluster.balance(Decimal("0.1") - spent) == Decimal("0.1") - spent >= 0
 
 
 async def test_a_top_up_counts_at_once_on_every_replica(cluster: Cluster) -> None:

@@ -21,6 +21,7 @@ from tests.integration.limits_support import (
     _gather,
     api_key,
     closer_fixture,  # noqa: F401 - the `closer` fixture
+    settle_and_post,
 )
 from xrouter_router.domain.errors import InsufficientCredits, NotFound
 from xrouter_router.domain.keys import ApiKey
@@ -34,11 +35,20 @@ from xrouter_router.storage.sqlite import SqliteAccountStore
 
 @dataclass
 class Wallet:
-    """A guard over an account in a fresh SQLite file."""
+    """A guard over an account in a fresh SQLite file. With the Redis guard the charge travels
+    with the generation's record: settle() then does what the ledger consumer does after it,
+    charge the store and tell the guard (applied)."""
 
     guard: CreditGuard
     accounts: SqliteAccountStore
     account_id: str
+    redis: RedisCreditGuard | None = None
+
+    async def settle(self, held: Reservation, cost: Decimal) -> None:
+        if self.redis is None:
+            await self.guard.settle(held, cost)
+        else:
+            await settle_and_post(self.redis, self.accounts, held, cost)
 
     def key(self, credit_limit: Decimal | None = None) -> ApiKey:
         return api_key(self.account_id, credit_limit=credit_limit)
@@ -58,7 +68,7 @@ async def wallet(request: pytest.FixtureRequest, tmp_path: Path, closer: Closer)
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
     guard = RedisCreditGuard(closer.client(cluster), accounts)
     closer.checked.append(guard)
-    return Wallet(guard, accounts, account_id)
+    return Wallet(guard, accounts, account_id, guard)
 
 
 def _refused(exc: pytest.ExceptionInfo[InsufficientCredits]) -> tuple[str, dict[str, Any]]:
@@ -91,7 +101,7 @@ async def test_partial_reservations(wallet: Wallet) -> None:
         await wallet.guard.reserve(key, "g3", D("0.10"), partial_from=D("0.05"))
     assert exc.value.metadata["limit_source"] == "account"
     assert D(exc.value.metadata["available"]) == 0
-    await wallet.guard.settle(partial, D(0))
+    await wallet.settle(partial, D(0))
     with pytest.raises(InsufficientCredits) as exc:  # 0.70 is left, less than partial_from
         await wallet.guard.reserve(key, "g4", D("0.90"), partial_from=D("0.75"))
     assert exc.value.metadata == {"limit_source": "account", "required": "0.90",
@@ -105,7 +115,7 @@ async def test_the_key_credit_limit_and_its_spending(wallet: Wallet) -> None:
     assert _refused(exc) == (KEY_MESSAGE, {"limit_source": "key", "required": "0.60",
                                            "available": "0.50000000"})
     held = await wallet.guard.reserve(limited, "g2", D("0.40"))
-    await wallet.guard.settle(held, D("0.40"))
+    await wallet.settle(held, D("0.40"))
     assert await wallet.balance() == D("0.60")
     with pytest.raises(InsufficientCredits) as exc:
         await wallet.guard.reserve(limited, "g3", D("0.11"))
@@ -124,13 +134,13 @@ async def test_the_key_credit_limit_and_its_spending(wallet: Wallet) -> None:
 async def test_settle_charges_the_cost_and_releases_the_rest(wallet: Wallet) -> None:
     key = wallet.key()
     held = await wallet.guard.reserve(key, "g1", D("0.50"))
-    await wallet.guard.settle(held, D("0.20"))
+    await wallet.settle(held, D("0.20"))
     assert await wallet.balance() == D("0.80")
     with pytest.raises(InsufficientCredits) as exc:
         await wallet.guard.reserve(key, "g2", D("0.80000001"))
     assert exc.value.metadata["available"] == "0.80000000"
     free = await wallet.guard.reserve(key, "g3", D("0.80"))
-    await wallet.guard.settle(free, D(0))  # a failed generation costs nothing
+    await wallet.settle(free, D(0))  # a failed generation costs nothing
     assert await wallet.balance() == D("0.80")
     assert (await wallet.guard.reserve(key, "g4", D("0.80"))).amount == D("0.80")
 
@@ -142,8 +152,8 @@ async def test_extend_grows_a_reservation_while_it_fits(wallet: Wallet) -> None:
     assert grown == Reservation("g1", wallet.account_id, key.id, D("0.80"))
     assert await wallet.guard.extend(key, grown, D("0.30")) is None
     other = await wallet.guard.reserve(key, "g2", D("0.20"))
-    await wallet.guard.settle(grown, D("0.75"))
-    await wallet.guard.settle(other, D("0.20"))
+    await wallet.settle(grown, D("0.75"))
+    await wallet.settle(other, D("0.20"))
     assert await wallet.balance() == D("0.05")
     await wallet.guard.reserve(key, "g3", D("0.05"))
     with pytest.raises(InsufficientCredits):
@@ -157,7 +167,7 @@ async def test_200_concurrent_reservations_never_overspend(wallet: Wallet) -> No
     refused = [r for r in results if isinstance(r, InsufficientCredits)]
     assert (len(held), len(refused)) == (100, 100)
     assert {r.metadata["limit_source"] for r in refused} == {"account"}
-    await asyncio.gather(*(wallet.guard.settle(r, D("0.01")) for r in held))
+    await asyncio.gather(*(wallet.settle(r, D("0.01")) for r in held))
     assert await wallet.balance() == D("0.00")
     with pytest.raises(InsufficientCredits):
         await wallet.guard.reserve(key, "last", D("0.01"))

@@ -31,6 +31,8 @@ from tests.integration.limits_support import (
     _id,
     api_key,
     closer_fixture,  # noqa: F401 - the `closer` fixture
+    post,
+    settle_and_post,
 )
 from xrouter_router.domain.errors import (
     InsufficientCredits,
@@ -42,7 +44,7 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account
 from xrouter_router.domain.ports import Reservation
 from xrouter_router.domain.types import RateWindow
-from xrouter_router.storage.redis_credits import CREDITS_SCRIPT, RedisCreditGuard
+from xrouter_router.storage.redis_credits import APPLIED_SCRIPT, CREDITS_SCRIPT, RedisCreditGuard
 from xrouter_router.storage.redis_limits import ACQUIRE_SCRIPT, RedisLimiter
 from xrouter_router.storage.redis_revocations import KeyRevocations
 from xrouter_router.storage.sqlite import SqliteAccountStore
@@ -88,8 +90,8 @@ async def test_every_key_of_a_call_shares_one_slot(redis_cluster: RedisCluster, 
     guard = RedisCreditGuard(closer.client(redis_cluster), await _accounts(tmp_path, closer))
     for keys in (limiter.keys("k-1", NOW), limiter.keys("k-1", DAY_END), guard.keys("a-1")):
         assert len({key_slot(k.encode()) for k in keys}) == 1, keys
-    assert limiter.keys("k-1", NOW)[0] == "xr:v1:rl:{k-1}:m:28333333"
-    assert guard.keys("a-1")[0] == "xr:v1:cr:{a-1}"
+    assert limiter.keys("k-1", NOW)[0] == "xr:v2:rl:{k-1}:m:28333333"
+    assert guard.keys("a-1")[0] == "xr:v2:cr:{a-1}"
 
 
 async def test_a_slot_of_a_dead_replica_lapses(redis_cluster: RedisCluster,  # noqa: F811
@@ -112,8 +114,9 @@ async def test_two_guards_sharing_an_account_never_overspend(
     first = await _accounts(tmp_path, closer)
     account_id = await _account(first, "1.00")
     second = await _accounts(tmp_path, closer)  # the other replica's own connection
+    stores = (first, second)
     guards = [RedisCreditGuard(await closer.started(redis_cluster), accounts)
-              for accounts in (first, second)]
+              for accounts in stores]
     closer.checked += guards
     key = api_key(account_id)
     amounts = [D(f"0.0{1 + i % 5}") for i in range(200)]
@@ -131,10 +134,11 @@ async def test_two_guards_sharing_an_account_never_overspend(
             got = await guard.reserve(key, f"c{i}", D("0.02"), partial_from=D("0.01"))
         except InsufficientCredits:
             return D(0)
-        await guard.settle(got, got.amount)
+        await settle_and_post(guard, stores[i % 2], got, got.amount)
         return got.amount
 
-    spent = await asyncio.gather(*(guards[i % 2].settle(r, r.amount / 2) for i, r in enumerate(held)),
+    spent = await asyncio.gather(*(settle_and_post(guards[i % 2], stores[i % 2], r, r.amount / 2)
+                                   for i, r in enumerate(held)),
                                  *(cycle(i) for i in range(100)))
     paid = total / 2 + sum((s for s in spent if isinstance(s, Decimal)), D(0))
     account = await first.get(account_id)
@@ -167,22 +171,44 @@ async def test_a_reservation_of_a_dead_replica_lapses(
     assert exc.value.metadata["available"] == "0.40000000"
 
 
-async def test_a_repeated_settle_charges_and_releases_once(
+async def test_a_charge_counts_once_whichever_comes_first(
         redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
+    """The settlement and the ledger's notice (applied) may come in either order, and either
+    may be repeated (a retried settle, a claimed batch): each charge counts exactly once, both
+    before the store has it (deferred) and after."""
     accounts = await _accounts(tmp_path, closer)
     account_id = await _account(accounts, "1.00")
-    guard = RedisCreditGuard(closer.client(redis_cluster), accounts)
+    guard = RedisCreditGuard(closer.client(redis_cluster), accounts, snapshot_ttl=0.3)
     closer.checked.append(guard)
     key = api_key(account_id)
     held = await guard.reserve(key, "g1", D("0.50"))
     other = await guard.reserve(key, "g2", D("0.30"))
     await guard.settle(held, D("0.20"))
-    await guard.settle(held, D("0.20"))
+    await guard.settle(held, D("0.20"))  # counted once; the store does not have it yet
+
+    async def available() -> str:
+        with pytest.raises(InsufficientCredits) as exc:
+            await guard.reserve(key, "probe", D("5"))
+        return str(exc.value.metadata["available"])
+
+    assert await available() == "0.50000000"  # 1.00 - 0.20 settled - 0.30 held
+    await asyncio.sleep(0.35)  # a fresh snapshot: the store's 1.00 less the deferred 0.20
+    assert await available() == "0.50000000"
+    await post(guard, accounts, held, D("0.20"))
+    await post(guard, accounts, held, D("0.20"))
     assert (await accounts.get(account_id)) == Account(account_id, "", D("0.80"))
-    with pytest.raises(InsufficientCredits) as exc:  # g2 is still held
-        await guard.reserve(key, "g3", D("0.51"))
-    assert exc.value.metadata["available"] == "0.50000000"
+    await asyncio.sleep(0.35)
+    assert await available() == "0.50000000"
+    # The ledger first (its consumer can be quicker than the request's own settlement).
+    third = await guard.reserve(key, "g3", D("0.10"))
+    await post(guard, accounts, third, D("0.05"))
+    await guard.settle(third, D("0.05"))
+    await guard.settle(third, D("0.05"))
+    assert await available() == "0.45000000"
+    await asyncio.sleep(0.35)
+    assert await available() == "0.45000000"
     await guard.settle(other, D(0))
+    assert await available() == "0.75000000"
 
 
 async def test_a_top_up_shows_once_the_snapshot_expires(
@@ -213,12 +239,12 @@ async def test_scripts_lost_by_the_nodes_are_loaded_again(
             node.script_flush()
     assert await limiter.acquire(key, NOW) == RateWindow(5, 3, MINUTE_END)
     held = await guard.reserve(key, "g1", D("0.40"))
-    await guard.settle(held, D("0.40"))
+    await settle_and_post(guard, accounts, held, D("0.40"))
     assert await accounts.get(account_id) == Account(account_id, "", D("0.60"))
     with redis.Redis(port=redis_cluster.master_of(limiter.keys(key.id, NOW)[0])) as node:
         assert node.script_exists(ACQUIRE_SCRIPT.sha) == [True]
     with redis.Redis(port=redis_cluster.master_of(guard.keys(account_id)[0])) as node:
-        assert node.script_exists(CREDITS_SCRIPT.sha) == [True]
+        assert node.script_exists(CREDITS_SCRIPT.sha, APPLIED_SCRIPT.sha) == [True, True]
 
 
 async def test_a_revocation_reaches_another_replica_within_a_second(
@@ -444,9 +470,10 @@ async def _degraded_modes(cluster: RedisCluster, tmp_path: Path, closer: Closer)
         # longer than one 0.3 s call), so the guard gets a few tries.
         assert (await _recovered(lambda: guard.reserve(key, "after", D("0.10")))).amount == D("0.10")
 
-    # The money is charged even when Redis cannot release the reservation.
+    # Settling neither raises nor hangs while Redis is down (the reservation lapses); the charge
+    # travels with the generation's record, not through the guard.
     await _bounded(guard.settle(held, D("0.25")), limit=2.0)
-    assert await accounts.get(account_id) == Account(account_id, "", D("0.75"))
+    assert await accounts.get(account_id) == Account(account_id, "", D("1.00"))
 
 
 def test_degraded_answers_are_errors_of_the_tree() -> None:

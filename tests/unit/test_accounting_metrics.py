@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from xrouter_router import accounting_metrics
 from xrouter_router.bootstrap import build
 from xrouter_router.settings import RouterSettings
+from xrouter_router.storage.timing import Latency
 
 
 @dataclass
@@ -18,25 +19,18 @@ class Component:
     degraded: int = 0
 
 
-@dataclass
-class Guard(Component):
-    deferred: int = 0
-
-
 def test_counts_and_gauges_per_component() -> None:
     registry = CollectorRegistry()
-    limits, credits = Component(errors=3, degraded=2), Guard(errors=1, degraded=1, deferred=4)
+    limits, credits = Component(errors=3, degraded=2), Component(errors=1, degraded=1)
     collector = accounting_metrics.register(registry, {"limits": limits, "credits": credits,
                                                        "plain": object()})
     value = registry.get_sample_value
     assert value("xrouter_router_redis_errors_total", {"component": "limits"}) == 3
     assert value("xrouter_router_degraded_decisions_total", {"component": "credits"}) == 1
     assert value("xrouter_router_redis_errors_total", {"component": "plain"}) is None
-    assert value("xrouter_router_deferred_charges") == 4
     assert value("xrouter_router_ledger_backlog") is None  # embedded mode: no stream ledger
-    limits.degraded, credits.deferred, collector.backlog = 7, 0, 12
+    limits.degraded, collector.backlog = 7, 12
     assert value("xrouter_router_degraded_decisions_total", {"component": "limits"}) == 7
-    assert value("xrouter_router_deferred_charges") == 0
     assert value("xrouter_router_ledger_backlog") == 12
 
 
@@ -79,5 +73,38 @@ async def test_an_embedded_router_exports_its_key_cache(tmp_path: Path) -> None:
     await app.session.close()
     value = registry.get_sample_value
     assert value("xrouter_router_key_cache_lookups_total", {"result": "miss"}) == 0
-    assert value("xrouter_router_deferred_charges") == 0
     assert value("xrouter_router_database_up") is None  # SQLite: no such gauge
+
+
+@dataclass
+class TimedComponent(Component):
+    latency: Latency = field(default_factory=Latency)
+
+
+@dataclass
+class TimedDatabase(Database):
+    latency: Latency = field(default_factory=Latency)
+
+
+def test_redis_and_database_call_latencies_as_histograms() -> None:
+    registry = CollectorRegistry()
+    credits, database = TimedComponent(), TimedDatabase()
+    accounting_metrics.register(registry, {"credits": credits, "database": database})
+    value = registry.get_sample_value
+    assert value("xrouter_router_redis_call_seconds_count", {"component": "credits"}) == 0
+    for seconds in (0.0002, 0.0004, 0.003, 7.0):
+        credits.latency.observe(seconds)
+    database.latency.observe(0.001)  # on a bound: counted in that bucket (le)
+    redis = {"component": "credits"}
+    assert value("xrouter_router_redis_call_seconds_bucket", {**redis, "le": "0.0001"}) == 0
+    assert value("xrouter_router_redis_call_seconds_bucket", {**redis, "le": "0.00025"}) == 1
+    assert value("xrouter_router_redis_call_seconds_bucket", {**redis, "le": "0.0005"}) == 2
+    assert value("xrouter_router_redis_call_seconds_bucket", {**redis, "le": "0.005"}) == 3
+    assert value("xrouter_router_redis_call_seconds_bucket", {**redis, "le": "5.0"}) == 3
+    assert value("xrouter_router_redis_call_seconds_bucket", {**redis, "le": "+Inf"}) == 4
+    assert value("xrouter_router_redis_call_seconds_count", redis) == 4
+    assert value("xrouter_router_redis_call_seconds_sum", redis) == 0.0002 + 0.0004 + 0.003 + 7.0
+    assert value("xrouter_router_database_call_seconds_bucket", {"le": "0.00025"}) == 0
+    assert value("xrouter_router_database_call_seconds_bucket", {"le": "0.001"}) == 1
+    assert value("xrouter_router_database_call_seconds_count") == 1
+    assert value("xrouter_router_redis_call_seconds_count", {"component": "database"}) is None

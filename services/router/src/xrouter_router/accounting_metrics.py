@@ -1,6 +1,7 @@
 """Degraded-mode metrics of the accounting stack: Redis errors and the policy answers given
-instead (rate limits failing open, credit checks failing closed), charges deferred while the
-account store is down, and the ledger's backlog in Redis. Read when Prometheus scrapes,
+instead (rate limits failing open, credit checks failing closed), whether PostgreSQL answers,
+and the ledger's backlog in Redis (generation records, with their charges, not yet in
+PostgreSQL). Read when Prometheus scrapes,
 except the backlog, which needs Redis and is sampled in the background."""
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +38,6 @@ class Degradable(Protocol):
 
 
 @runtime_checkable
-class Deferring(Protocol):
-    @property
-    def deferred(self) -> int: ...
-
-
-@runtime_checkable
 class KeyCache(Protocol):
     hits: int
     misses: int
@@ -47,6 +49,11 @@ class Flushing(Protocol):
 
 
 @runtime_checkable
+class Timed(Protocol):
+    latency: Latency
+
+
+@runtime_checkable
 class Database(Protocol):
     @property
     def down(self) -> bool: ...
@@ -55,10 +62,11 @@ class Database(Protocol):
 class AccountingCollector(Collector):
     def __init__(self, components: dict[str, object]) -> None:
         self._components = {name: c for name, c in components.items() if isinstance(c, Degradable)}
-        self._deferring = [c for c in components.values() if isinstance(c, Deferring)]
         self._caches = [c for c in components.values() if isinstance(c, KeyCache)]
         self._flushing = [c for c in components.values() if isinstance(c, Flushing)]
         self._databases = [c for c in components.values() if isinstance(c, Database)]
+        self._timed = {name: c for name, c in components.items()
+                       if isinstance(c, Timed) and isinstance(c.latency, Latency)}
         self.backlog: int | None = None
 
     def collect(self) -> Iterator[Metric]:
@@ -75,9 +83,6 @@ class AccountingCollector(Collector):
             degraded.add_metric([name], component.degraded)
         yield errors
         yield degraded
-        yield GaugeMetricFamily("xrouter_router_deferred_charges",
-                                "Charges waiting for the account store (PostgreSQL down)",
-                                value=sum(c.deferred for c in self._deferring))
         if self._caches:
             lookups = CounterMetricFamily(
                 "xrouter_router_key_cache_lookups",
@@ -94,10 +99,27 @@ class AccountingCollector(Collector):
             yield GaugeMetricFamily("xrouter_router_database_up",
                                     "1 while PostgreSQL answers, 0 while calls fail fast "
                                     "because it does not", value=0.0 if database.down else 1.0)
+        redis = HistogramMetricFamily(
+            "xrouter_router_redis_call_seconds",
+            "Redis calls by component (limits and credits: one script each; ledger: an append "
+            "with its replication wait; consumer: a batch's acknowledgement)",
+            labels=["component"])
+        postgres = HistogramMetricFamily(
+            "xrouter_router_database_call_seconds",
+            "PostgreSQL calls: a pooled connection (waiting for one included) and its transaction")
+        for name, timed in sorted(self._timed.items()):
+            if isinstance(timed, Database):
+                postgres.add_metric([], timed.latency.buckets(), timed.latency.total)
+            else:
+                redis.add_metric([name], timed.latency.buckets(), timed.latency.total)
+        if redis.samples:
+            yield redis
+        if postgres.samples:
+            yield postgres
         if self.backlog is not None:
             yield GaugeMetricFamily("xrouter_router_ledger_backlog",
                                     "Generation records in the Redis stream ledger not yet "
-                                    "written to PostgreSQL", value=self.backlog)
+                                    "written to PostgreSQL (nor their charges)", value=self.backlog)
 
 
 def register(registry: CollectorRegistry, components: dict[str, object]) -> AccountingCollector:

@@ -5,7 +5,8 @@
 - XROUTER_DATABASE_URL: PostgreSQL (HA multi-host conninfo) for keys, accounts and the ledger;
 - plus XROUTER_REDIS_URL: Redis Cluster limits and credit reservations shared by every replica,
   key revocations broadcast to every replica, and the ledger made durable in Redis Streams
-  before the answer completes, drained into PostgreSQL by a consumer group."""
+  before the answer completes, drained into PostgreSQL by a consumer group, each record with
+  its charge."""
 
 from __future__ import annotations
 
@@ -92,7 +93,11 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     clients = {name: cluster_client(settings.redis_url)
                for name in ("limits", "credits", "ledger", "consumer", "revocations")}
     revocations = KeyRevocations(clients["revocations"])
-    consumer = LedgerConsumer(clients["consumer"], pg_ledger)
+    shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open)
+    # Charges travel with the records: the consumer writes both in one transaction, then tells
+    # the credit guard (no database call on the request path).
+    charging = PgUsageLedger(database, charge=True)
+    consumer = LedgerConsumer(clients["consumer"], charging, on_stored=shared.applied)
 
     async def initialize_clients() -> None:
         # Slot discovery at start, not inside the first requests: lazily, under a burst it outlasts
@@ -110,13 +115,13 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         for client in clients.values():
             await client.aclose()
 
-    shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open)
+    ledger = StreamLedger(clients["ledger"], charging, on_stored=shared.applied)
     return AccountingStack(
-        keys, accounts, StreamLedger(clients["ledger"], pg_ledger),
+        keys, accounts, ledger,
         RedisLimiter(clients["limits"], fail_open=settings.limits_fail_open),
         shared, balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
-        stops=[consumer.stop, shared.close, revocations.close, close_clients, database.close,
+        stops=[consumer.stop, revocations.close, close_clients, database.close,
                connections.close],
-        backlog=consumer.backlog, observed={"consumer": consumer, "database": database})
+        backlog=consumer.backlog, observed={"consumer": consumer, "database": database, "ledger": ledger})

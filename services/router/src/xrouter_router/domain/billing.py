@@ -107,31 +107,38 @@ class Billing:
                      served: Served | None, usage: Usage | None, status: str,
                      finish_reason: str, attempts: Sequence[Attempt], streamed: bool,
                      latency_ms: int) -> None:
-        """Settle, count tokens, write the ledger record, release the concurrency slot."""
+        """Write the ledger record, settle, count tokens, release the concurrency slot. The
+        record comes first: in the cluster mode the charge travels with it (see
+        RedisCreditGuard), and a generation that could not be recorded is not charged."""
         key = admission.key
         cost = usage.cost if usage is not None else Decimal(0)
         if admission.reservation is not None and cost > admission.reservation.amount \
                 and status == "budget_exhausted":
             # The stream was cut when its reservation ran out: it cannot cost more than that.
             cost = admission.reservation.amount
+        tokens = usage.tokens if usage is not None else None
+        record = GenerationRecord(
+            id=admission.generation_id, created_at=admission.started, key_id=key.id,
+            account_id=key.account_id, model=served.model if served else request.model,
+            provider=served.provider if served else "", streamed=streamed,
+            prompt_tokens=tokens.prompt if tokens else 0,
+            completion_tokens=tokens.completion if tokens else 0,
+            cached_tokens=tokens.cached if tokens else 0,
+            reasoning_tokens=tokens.reasoning if tokens else 0,
+            counts_native=bool(tokens and not tokens.estimated), cost=cost,
+            latency_ms=latency_ms, generation_ms=int((self._wall() - admission.started) * 1000),
+            finish_reason=finish_reason, status=status, attempts=tuple(attempts))
         try:
+            try:
+                await self._ledger.record(record)
+            except Exception:
+                if admission.reservation is not None:
+                    await self._credits.settle(admission.reservation, Decimal(0))
+                raise
             if admission.reservation is not None:
                 await self._credits.settle(admission.reservation, cost)
             if usage is not None and not key.master:
                 await self._limiter.add_tokens(key, usage.tokens.total, self._wall())
-            tokens = usage.tokens if usage is not None else None
-            await self._ledger.record(GenerationRecord(
-                id=admission.generation_id, created_at=admission.started, key_id=key.id,
-                account_id=key.account_id, model=served.model if served else request.model,
-                provider=served.provider if served else "", streamed=streamed,
-                prompt_tokens=tokens.prompt if tokens else 0,
-                completion_tokens=tokens.completion if tokens else 0,
-                cached_tokens=tokens.cached if tokens else 0,
-                reasoning_tokens=tokens.reasoning if tokens else 0,
-                counts_native=bool(tokens and not tokens.estimated), cost=cost,
-                latency_ms=latency_ms,
-                generation_ms=int((self._wall() - admission.started) * 1000),
-                finish_reason=finish_reason, status=status, attempts=tuple(attempts)))
         finally:
             if not key.master:
                 await self._limiter.release(key)

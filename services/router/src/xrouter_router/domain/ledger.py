@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from xrouter_router.domain.errors import Attempt
+from xrouter_router.domain.keys import MASTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,12 @@ class GenerationRecord:
     finish_reason: str
     status: str  # success | stream_error | error kind
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+
+
+def charge_of(record: GenerationRecord) -> Decimal:
+    """What the generation debits its account: its cost, except for the operator's master key,
+    which spends no credits (its account has no balance)."""
+    return Decimal(0) if record.key_id == MASTER.id or record.cost <= 0 else record.cost
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,5 +153,7 @@ class CreditGuard(Protocol):
         ...
 
     async def settle(self, reservation: Reservation, cost: Decimal) -> None:
-        """Charge `cost` (exactly once per generation) and release the rest."""
+        """Count `cost` as spent (exactly once per generation) and release the rest. Called once
+        the generation's record is written. The charge reaches the AccountStore here
+        (InProcessCreditGuard) or with that record (RedisCreditGuard, with the stream ledger)."""
         ...

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from xrouter_router.domain.ledger import GenerationRecord
 from xrouter_router.storage import tasks
 from xrouter_router.storage.ledger_stream import FIELD, GROUP, StreamLayout, Warnings
 from xrouter_router.storage.pg import generation_from_document
+from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ class BatchLedger(Protocol):
     idempotently; how many records were new. InvalidRequest when a record cannot be stored."""
 
     async def record_many(self, records: Sequence[GenerationRecord]) -> int: ...
+
+
+# Told which records PostgreSQL now holds (RedisCreditGuard.applied); raises when it failed.
+Stored = Callable[[Sequence[GenerationRecord]], Awaitable[None]]
 
 
 def _text(value: bytes | str) -> str:
@@ -79,9 +84,14 @@ def _entry(entry_id: bytes | str, fields: dict[Any, Any]) -> _Entry:
 class LedgerConsumer:
     """Moves records from every shard's stream into PostgreSQL, as consumer `name` of the group
     GROUP: one reader per shard (XREADGROUP with BLOCK), one flusher that writes what the readers
-    took in batches of about `batch` (PgUsageLedger.record_many, idempotent), then acknowledges and
-    deletes them. While PostgreSQL fails, the flusher retries with backoff and the entries stay
-    pending (the backlog grows, and drains when it returns); a flusher's pending entries are kept
+    took in batches of about `batch` (PgUsageLedger.record_many, idempotent: with the records'
+    charges in the cluster mode), tells `on_stored` (the credit guard: those charges are in the
+    store now), then acknowledges and deletes them. A reader whose read returned under a quarter
+    of `batch` waits `pause` seconds before the next: records reach PostgreSQL up to that much
+    later, in fewer round trips. While PostgreSQL fails, the flusher retries with backoff and
+    the entries stay pending (the backlog grows, and drains when it returns); so they do while
+    `on_stored` fails (Redis: a claim later repeats both, which changes nothing). A flusher's
+    pending entries are kept
     fresh meanwhile, so that nobody claims them. Entries pending for `claim_idle` seconds (a
     consumer that died) are claimed (XAUTOCLAIM) and written again, which writes nothing twice.
 
@@ -89,16 +99,19 @@ class LedgerConsumer:
 
     def __init__(self, client: RedisCluster, pg: BatchLedger, layout: StreamLayout | None = None,
                  *, name: str | None = None, batch: int = 500, block: float = 0.5,
-                 linger: float = 0.02, claim_idle: float = 30.0, grace: float = 5.0,
+                 linger: float = 0.05, pause: float = 0.5, claim_idle: float = 30.0,
+                 grace: float = 5.0,
                  backoff: float = 0.2, max_backoff: float = 5.0,
-                 forget_consumers_after: float = 3600.0) -> None:
+                 forget_consumers_after: float = 3600.0, on_stored: Stored | None = None) -> None:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._client = client
         self._pg = pg
+        self._on_stored = on_stored
         self._layout = layout or StreamLayout()
         self._batch = batch
         self._block_ms = int(block * 1000)
         self._linger = linger
+        self._pause = pause
         self._claim_idle_ms = int(claim_idle * 1000)
         self._grace = grace
         self._backoff = (backoff, max_backoff)
@@ -115,6 +128,7 @@ class LedgerConsumer:
         self.dead_lettered = 0
         self.last_flush_seconds = 0.0  # how long the last batch took, write and acknowledgement
         self.last_flush_at = 0.0  # unix time of the last batch written
+        self.latency = Latency()  # of the acknowledgements (one pipeline per batch)
 
     @property
     def failures(self) -> int:
@@ -179,6 +193,10 @@ class LedgerConsumer:
             delay = self._backoff[0]
             if entries:
                 await self._submit(shard, entries)
+            if len(entries) < self._batch // 4 and not self._stopping:
+                # A short read: wait for more, so that under moderate load a read (and a
+                # batch) carries several records rather than one round trip each.
+                await asyncio.sleep(self._pause)
 
     async def _read(self, stream: str) -> list[Any]:
         # With the node given, redis-py does not ask a node for XREADGROUP's keys (COMMAND
@@ -293,6 +311,13 @@ class LedgerConsumer:
                 if time.monotonic() - touched > self._claim_idle_ms / 3000:
                     await self._touch(chunks)
                     touched = time.monotonic()
+        if self._on_stored is not None:
+            try:
+                await self._on_stored([entry.record for entry in entries
+                                       if entry.record is not None and not entry.error])
+            except Exception as exc:  # noqa: BLE001 - left pending: a claim repeats the batch
+                self._redis_warnings.failed(exc)
+                return
         if await self._acknowledge(chunks):
             dead = sum(entry.record is None or bool(entry.error) for entry in entries)
             self.written += new
@@ -349,9 +374,12 @@ class LedgerConsumer:
             pipe.xdel(stream, *ids)
             if recents:
                 pipe.execute_command("UNLINK", *recents)
+        started = time.perf_counter()
         try:
             await pipe.execute()
         except Exception as exc:  # noqa: BLE001 - the entries stay pending, to be claimed
             self._redis_warnings.failed(exc)
             return False
+        finally:
+            self.latency.observe(time.perf_counter() - started)
         return True

@@ -9,7 +9,7 @@ import builtins
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -22,11 +22,12 @@ from xrouter_router.storage.pg import (
     generation_document,
     generation_from_document,
 )
+from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
 
 # Part of every key: bump it with any change of the entry format or of the key layout.
-VERSION = "v1"
+VERSION = "v2"  # v2: the consumer also posts each record's charge
 GROUP = "xrouter-ledger"
 FIELD = b"r"  # the entry's one field: the record as generation_document's JSON
 WARN_EVERY = 60.0
@@ -82,13 +83,18 @@ class StreamLedger:
     that fails too); when only the replication is not confirmed, it writes there as well (the
     stream's copy is then a harmless repeat). Reads go to PostgreSQL, except that get() first looks
     for a record still on its way; totals and reports lag by the consumer's flush interval.
-    The caller owns `client`."""
+    Records carry their charges when `pg` charges (PgUsageLedger(charge=True)); `on_stored` is
+    told of a record written to PostgreSQL here (RedisCreditGuard.applied). The caller owns
+    `client`."""
 
     def __init__(self, client: RedisCluster, pg: PgUsageLedger, layout: StreamLayout | None = None,
                  *, max_len: int = 500_000, recent_ttl: int = 3600, replicas: int = 1,
-                 replica_timeout: float = 0.1, timeout: float = 2.0) -> None:
+                 replica_timeout: float = 0.1, timeout: float = 2.0,
+                 on_stored: Callable[[Sequence[GenerationRecord]], Awaitable[None]] | None = None,
+                 ) -> None:
         self._client = client
         self._pg = pg
+        self._on_stored = on_stored
         self._layout = layout or StreamLayout()
         # Per shard. The consumer deletes what it has written, so this bounds the backlog of a
         # long PostgreSQL outage: past it, XADD trims the oldest records (loss). Size it to the
@@ -100,22 +106,33 @@ class StreamLedger:
         self._timeout = timeout
         self._warnings = Warnings("ledger: Redis did not take a record; written to PostgreSQL")
         self.direct_writes = 0  # records written to PostgreSQL by record() itself
+        self.latency = Latency()  # of the appends (XADD, recent record, WAIT: one round trip)
 
     async def record(self, record: GenerationRecord) -> None:
         payload = orjson.dumps(generation_document(record))  # InvalidRequest before any write
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
                 replicated = await self._append(record.id, payload)
         except Exception as exc:  # noqa: BLE001 - any failure of Redis: write to PostgreSQL
+            self.latency.observe(time.perf_counter() - started)
             self._warnings.failed(exc)
-            self.direct_writes += 1
-            await self._pg.record(record)
+            await self._write_directly(record)
             return
+        self.latency.observe(time.perf_counter() - started)
         if not replicated:
-            self.direct_writes += 1
             try:
-                await self._pg.record(record)
+                await self._write_directly(record)
             except XRouterError as exc:  # the shard's master has it; the consumer will write it
+                self._warnings.failed(exc)
+
+    async def _write_directly(self, record: GenerationRecord) -> None:
+        self.direct_writes += 1
+        await self._pg.record(record)
+        if self._on_stored is not None:
+            try:
+                await self._on_stored((record,))
+            except Exception as exc:  # noqa: BLE001 - Redis counts the charge as deferred
                 self._warnings.failed(exc)
 
     async def _append(self, generation_id: str, payload: bytes) -> bool:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -33,8 +34,10 @@ from xrouter_router.domain.ledger import (
     GenerationRecord,
     UsageRow,
     UsageTotals,
+    charge_of,
 )
 from xrouter_router.storage import tasks
+from xrouter_router.storage.timing import Latency
 from xrouter_router.storage.usage_sql import report_groups, where
 
 log = logging.getLogger(__name__)
@@ -84,8 +87,8 @@ class PgDatabase:
 
     When no connection could be had (PostgreSQL down, no primary), every caller fails fast
     until a background probe gets a connection again (every `probe_every` seconds), instead
-    of each waiting out the pool's timeout: the degraded paths (key cache, deferred charges,
-    the stream ledger) answer at once. close() stops the probe."""
+    of each waiting out the pool's timeout: the degraded paths (key cache, the stream
+    ledger) answer at once. close() stops the probe."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, probe_every: float = 0.5,
                  probe_timeout: float = 2.0) -> None:
@@ -94,6 +97,7 @@ class PgDatabase:
         self._probe_timeout = probe_timeout
         self._down: str | None = None
         self._probe: asyncio.Task[None] | None = None
+        self.latency = Latency()  # of each call: a pooled connection and its transaction
 
     @property
     def down(self) -> bool:
@@ -103,6 +107,7 @@ class PgDatabase:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
         if self._down is not None:
             raise Unavailable(f"database unavailable: {self._down}", retry_after=1.0)
+        started = time.perf_counter()
         try:
             async with self._pool.connection() as conn:
                 yield conn
@@ -111,6 +116,8 @@ class PgDatabase:
             if isinstance(exc, PoolTimeout):
                 self._went_down(str(translated))
             raise translated from exc
+        finally:
+            self.latency.observe(time.perf_counter() - started)
 
     def _went_down(self, reason: str) -> None:
         if self._down is None:
@@ -345,15 +352,21 @@ class PgUsageLedger:
     """UsageLedger over PgDatabase, through xrouter_record_generations: a generation, its rollup
     and nothing else (recording moves no money; AccountStore.charge does), so generations of the
     master key, whose account has no row, are recorded like any other. created_at is kept to the
-    microsecond (timestamptz)."""
+    microsecond (timestamptz).
 
-    def __init__(self, db: PgDatabase) -> None:
+    With `charge`, through xrouter_record_and_charge: each record also debits its account by
+    charge_of(record), once per generation id, in the record's transaction (the cluster mode,
+    where the charge travels with the record; see RedisCreditGuard). A charge to an account
+    that does not exist refuses the batch (InvalidRequest)."""
+
+    def __init__(self, db: PgDatabase, *, charge: bool = False) -> None:
         self._db = db
+        self._charge = charge
 
     async def record(self, record: GenerationRecord) -> None:
         await self.record_many((record,))
 
-    async def record_many(self, records: Iterable[GenerationRecord]) -> int:
+    async def record_many(self, records: Sequence[GenerationRecord]) -> int:
         """Records a batch in one transaction; returns how many were new (a repeated id, in the
         batch or recorded before, is ignored: the first one wins)."""
         batch: dict[str, dict[str, Any]] = {}
@@ -362,8 +375,14 @@ class PgUsageLedger:
                 batch[record.id] = generation_document(record)
         if not batch:
             return 0
-        row = await self._db.fetchone("SELECT xrouter_record_generations(%s::jsonb)",
-                                      (orjson.dumps(list(batch.values())).decode(),))
+        documents = orjson.dumps(list(batch.values())).decode()
+        if self._charge:
+            due = [r.id for r in records if charge_of(r) > 0]
+            row = await self._db.fetchone("SELECT xrouter_record_and_charge(%s::jsonb, %s::text[])",
+                                          (documents, due))
+        else:
+            row = await self._db.fetchone("SELECT xrouter_record_generations(%s::jsonb)",
+                                          (documents,))
         assert row is not None
         return int(row[0])
 

@@ -5,34 +5,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
 from redis.asyncio.cluster import RedisCluster
 
 from xrouter_router.domain.errors import InsufficientCredits, InternalError, NotFound, Unavailable
 from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.ledger import GenerationRecord, charge_of
 from xrouter_router.domain.ports import AccountStore, Reservation
-from xrouter_router.storage import tasks
 from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
 from xrouter_router.storage.redis_stats import Script
 
-log = logging.getLogger(__name__)
-
 # KEYS: the account's hash (balance and spent snapshots with the server time they were taken,
-# reserved sums, the cumulative 'charged' counter), its reservations (generation id ->
-# "<units> <key id>") and their expiries (a sorted set, server seconds). Money is in integer
-# units of 1e-8 RUB; Lua's doubles keep them exact up to 2^53 units (about 90 million RUB).
-# ARGV: mode, key id, generation id, amount, partial_from, credit limit ('' = none), held
+# reserved sums, pending sums, the cumulative 'charged' counter), its reservations and the state
+# of its generations' charges (a hash: generation id -> "<units> <key id>", and 's:<generation
+# id>' -> 'p', 'a' or 'x'), and their expiries (a sorted set, server seconds). Money is in
+# integer units of 1e-8 RUB; Lua's doubles keep them exact up to 2^53 units (about 90 million
+# RUB). ARGV: mode, key id, generation id, amount, partial_from, credit limit ('' = none), held
 # (extend: the reservation's amount, re-reserved if it lapsed), snapshot TTL, reservation TTL,
-# keys' TTL, then the snapshot read from the AccountStore: 'charged' as it was before the
-# read, balance, spent ('' = none given), or 'stale' (the store is down: use what Redis has,
-# however old); then, for settle, 'deferred' when the store could not take the charge.
-# A deferred charge is settled in Redis as usual and kept in 'deferred' (and 'deferred:<key>',
-# and the reservations hash as 'd:<generation id>') until mode 'applied' says the store has it:
-# a snapshot read meanwhile subtracts it, as the store does not show it yet.
-# A snapshot taken while settlements ran subtracts every charge settled meanwhile, which some
-# already include: the balance it installs may be low for a moment, never high.
+# keys' TTL, then the snapshot read from the AccountStore: 'charged' as it was before the read,
+# balance, spent ('' = none given), or 'stale' (the store is down: use what Redis has, however
+# old).
+# A charge reaches the AccountStore with the generation's record (the ledger consumer), not
+# here. Settling it counts it in the snapshots at once and, until the store has it, in
+# 'deferred' (and 'deferred:<key>'): state 'p'. _APPLIED says the store has it: 'p' becomes 'x',
+# or, when the store was first, 'a', which the settlement then makes 'x' ('a' and 'x' lapse
+# after the reservation TTL; a repeated settlement or notice changes nothing). A snapshot read
+# from the store subtracts what is deferred, and every charge the store took while it was read
+# (some of which it may include: the balance it installs may be low for a moment, never high).
 _CREDITS = f"""-- xrouter credits {VERSION}
 local acct, gens, exps = KEYS[1], KEYS[2], KEYS[3]
 local mode, key, gen = ARGV[1], ARGV[2], ARGV[3]
@@ -52,6 +53,10 @@ local function drop(g)
   local entry = redis.call('HGET', gens, g)
   redis.call('ZREM', exps, g)
   if not entry then return nil end
+  if string.sub(g, 1, 2) == 's:' then  -- a charge's state lapsed
+    redis.call('HDEL', gens, g)
+    return nil
+  end
   local sep = string.find(entry, ' ', 1, true)
   local units = tonumber(string.sub(entry, 1, sep - 1))
   add(string.sub(entry, sep + 1), -units)
@@ -68,28 +73,19 @@ end
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', exps, '-inf', string.format('%.6f', now), 'LIMIT', 0, 64)) do
   drop(g)
 end
-if mode == 'applied' then
-  local entry = redis.call('HGET', gens, 'd:' .. gen)
-  if entry then
-    redis.call('HDEL', gens, 'd:' .. gen)
-    redis.call('HINCRBY', acct, 'deferred', -tonumber(entry))
-    redis.call('HINCRBY', acct, 'deferred:' .. key, -tonumber(entry))
-    -- a snapshot being read now may or may not include it: count it as a charge made now
-    redis.call('HINCRBY', acct, 'charged', entry)
-  end
-  return {{'ok', '0'}}
-end
 if mode == 'settle' then
   drop(gen)
-  if amount > 0 then
-    redis.call('HINCRBY', acct, 'charged', int(amount))
-    if field('balance') then redis.call('HINCRBY', acct, 'balance', int(-amount)) end
-    if field('spent:' .. key) then redis.call('HINCRBY', acct, 'spent:' .. key, int(amount)) end
-    if ARGV[14] == 'deferred' and not redis.call('HGET', gens, 'd:' .. gen) then
-      redis.call('HSET', gens, 'd:' .. gen, int(amount))
+  local state = redis.call('HGET', gens, 's:' .. gen)
+  if amount > 0 and state ~= 'p' and state ~= 'x' then
+    if state == 'a' then
+      redis.call('HSET', gens, 's:' .. gen, 'x')
+    else
+      redis.call('HSET', gens, 's:' .. gen, 'p')
       redis.call('HINCRBY', acct, 'deferred', int(amount))
       redis.call('HINCRBY', acct, 'deferred:' .. key, int(amount))
     end
+    if field('balance') then redis.call('HINCRBY', acct, 'balance', int(-amount)) end
+    if field('spent:' .. key) then redis.call('HINCRBY', acct, 'spent:' .. key, int(amount)) end
   end
   expire_all()
   return {{'ok', '0'}}
@@ -147,7 +143,35 @@ expire_all()
 return {{'ok', int(granted)}}
 """
 
+# The AccountStore took these charges. KEYS as above; ARGV: the states' TTL, the keys' TTL, then
+# (generation id, units, key id) for each charge.
+_APPLIED = f"""-- xrouter credits applied {VERSION}
+local acct, gens, exps = KEYS[1], KEYS[2], KEYS[3]
+local t = redis.call('TIME')
+local lapse = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1]))
+for i = 3, #ARGV, 3 do
+  -- units: an integer in decimal, passed through as it is (no float formatting)
+  local gen, units, key = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local state = redis.call('HGET', gens, 's:' .. gen)
+  if state == 'p' or not state then
+    if state == 'p' then
+      redis.call('HINCRBY', acct, 'deferred', '-' .. units)
+      if redis.call('HINCRBY', acct, 'deferred:' .. key, '-' .. units) == 0 then
+        redis.call('HDEL', acct, 'deferred:' .. key)
+      end
+    end
+    -- a snapshot being read now may or may not include it: count it as a charge made now
+    redis.call('HINCRBY', acct, 'charged', units)
+    redis.call('HSET', gens, 's:' .. gen, state == 'p' and 'x' or 'a')
+    redis.call('ZADD', exps, lapse, 's:' .. gen)
+  end
+end
+for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, ARGV[2]) end
+return 1
+"""
+
 CREDITS_SCRIPT = Script(_CREDITS)
+APPLIED_SCRIPT = Script(_APPLIED)
 
 
 def _units(amount: Decimal) -> int:
@@ -165,7 +189,7 @@ _Snapshot = tuple[int, int, int | None]  # 'charged' before the read, balance, s
 class RedisCreditGuard(LinkCounters):
     """The CreditGuard port over Redis Cluster, for balances kept by the AccountStore.
 
-    Redis holds, under the account's hash tag (`xr:v1:cr:{<account id>}`), what is reserved
+    Redis holds, under the account's hash tag (`xr:v2:cr:{<account id>}`), what is reserved
     for the account and for each of its keys, every reservation by generation id with an
     expiry (`reservation_ttl`: a dead replica's reservations lapse; extend() renews it), and
     snapshots of the balance and of each key's spending, read from the AccountStore when
@@ -173,15 +197,20 @@ class RedisCreditGuard(LinkCounters):
     settlement. A check and its reservation are one script, so concurrent requests on any
     replicas can never overspend.
 
+    Charges do not go through this guard: each travels with its generation record (the
+    StreamLedger, then the ledger consumer, which writes record and charge in one PostgreSQL
+    transaction), so the request path makes no database call. Until the store has a charge
+    (applied()), Redis counts it as deferred and subtracts it from any snapshot it reads.
+
     When Redis fails, reserve() raises Unavailable (503) unless `fail_open`, which lets the
-    request through unchecked; extend() then answers None (or, open, grows the reservation)
-    and settle() still charges the account, leaving the reservation to lapse.
+    request through unchecked; extend() then answers None (or, open, grows the reservation);
+    the reservation lapses and the charge reaches the store with the record all the same.
     """
 
     def __init__(self, client: RedisCluster, accounts: AccountStore, *, prefix: str = "xr",
                  fail_open: bool = False, snapshot_ttl: float = 5.0,
                  reservation_ttl: float = 900.0, timeout: float = 0.5,
-                 retry_after: float = 1.0, retry_every: float = 1.0) -> None:
+                 retry_after: float = 1.0) -> None:
         policy = "admitting requests unchecked" if fail_open else "refusing paid requests (503)"
         self._link = Link(client, "credits", policy, timeout=timeout, retry_after=retry_after)
         self._accounts = accounts
@@ -191,9 +220,6 @@ class RedisCreditGuard(LinkCounters):
         self._ttls: list[str | int] = [repr(float(snapshot_ttl)), repr(float(reservation_ttl)),
                                        max(1, round(max(snapshot_ttl, reservation_ttl))) + 60]
         self._loading: dict[tuple[str, str], asyncio.Task[_Snapshot]] = {}
-        self._deferred: dict[str, tuple[Reservation, Decimal]] = {}
-        self._retrying: asyncio.Task[None] | None = None
-        self._retry_every = retry_every
 
     async def forget(self, account_id: str) -> None:
         """A top-up committed: every replica reads the balance again at its next reservation
@@ -247,59 +273,29 @@ class RedisCreditGuard(LinkCounters):
                            reservation.key_id, reservation.amount + amount)
 
     async def settle(self, reservation: Reservation, cost: Decimal) -> None:
-        """Charges through the AccountStore, then releases; a release Redis could not make
-        lapses after reservation_ttl. When the store is unavailable (PostgreSQL down) the
-        charge is deferred: Redis counts it at once (so the balance it checks stays exact) and
-        this replica retries the store every `retry_every` seconds until it takes it."""
-        charged, deferred = 0, False
-        if cost > 0:
-            try:
-                if await self._accounts.charge(reservation.account_id, reservation.key_id,
-                                               reservation.generation_id, cost):
-                    charged = _units(cost)
-            except Unavailable as exc:
-                charged, deferred = _units(cost), True
-                self._defer(reservation, cost, exc)
+        """Releases the reservation and counts the cost in Redis at once; the charge itself
+        reaches the AccountStore with the generation's record, and applied() says so. Never
+        raises: a release Redis could not make lapses after reservation_ttl (and the charge
+        still reaches the store with the record)."""
         args: list[str | int] = ["settle", reservation.key_id, reservation.generation_id,
-                                 charged, "", "", 0, *self._ttls, "", "", "",
-                                 "deferred" if deferred else ""]
+                                 _units(cost) if cost > 0 else 0, "", "", 0, *self._ttls,
+                                 "", "", ""]
         with contextlib.suppress(RedisDown):
             await self._link.script(CREDITS_SCRIPT, self.keys(reservation.account_id), args)
 
-    @property
-    def deferred(self) -> int:
-        """Charges waiting for the AccountStore (for metrics)."""
-        return len(self._deferred)
-
-    def _defer(self, reservation: Reservation, cost: Decimal, exc: Exception) -> None:
-        if not self._deferred:
-            log.warning("credits: the account store is unavailable (%s); charges are deferred "
-                        "and retried every %.1f s", exc, self._retry_every)
-        self._deferred[reservation.generation_id] = (reservation, cost)
-        if self._retrying is None or self._retrying.done():
-            self._retrying = asyncio.get_running_loop().create_task(self._retry_deferred())
-
-    async def _retry_deferred(self) -> None:
-        while self._deferred:
-            await asyncio.sleep(self._retry_every)
-            for generation_id, (reservation, cost) in list(self._deferred.items()):
-                try:
-                    await self._accounts.charge(reservation.account_id, reservation.key_id,
-                                                generation_id, cost)
-                except Unavailable:
-                    break  # still down: try them all again later
-                args: list[str | int] = ["applied", reservation.key_id, generation_id, 0, "", "",
-                                         0, *self._ttls, "", "", "", ""]
-                with contextlib.suppress(RedisDown):
-                    await self._link.script(CREDITS_SCRIPT, self.keys(reservation.account_id),
-                                            args)
-                del self._deferred[generation_id]
-            if not self._deferred:
-                log.info("credits: every deferred charge reached the account store")
-
-    async def close(self) -> None:
-        """Stops retrying deferred charges (they stay counted in Redis until they lapse)."""
-        await tasks.stop([self._retrying])
+    async def applied(self, records: Sequence[GenerationRecord]) -> None:
+        """The AccountStore took these records' charges (the ledger wrote them): they stop
+        counting as deferred. One script call per account. Raises RedisDown, so that the
+        caller tries again (a repeated notice changes nothing)."""
+        by_account: dict[str, list[str | int]] = {}
+        for record in records:
+            charge = charge_of(record)
+            if charge > 0:
+                by_account.setdefault(record.account_id, []).extend(
+                    (record.id, _units(charge), record.key_id))
+        await asyncio.gather(*(
+            self._link.script(APPLIED_SCRIPT, self.keys(account_id), [*self._ttls[1:], *args])
+            for account_id, args in by_account.items()))
 
     async def _ask(self, key: ApiKey, mode: str, generation_id: str, amount: int, *,
                     partial: str = "", held: int = 0) -> list[str]:

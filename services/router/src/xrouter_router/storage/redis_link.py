@@ -13,13 +13,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from xrouter_router.storage.redis_stats import Script
+from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Part of every key and script: bump it with any change of a script or of the key layout, so
 # that replicas of two releases never apply two versions to the same data.
-VERSION = "v1"
+VERSION = "v2"  # v2: charges travel with the ledger records (credit script states)
 WARN_EVERY = 60.0
 INFLIGHT = 32  # commands of one component at once: well inside the client's 100 per node
 _NEVER = float("-inf")
@@ -53,6 +54,7 @@ class Link:
         self._failing = False
         self.errors = 0
         self.degraded = 0
+        self.latency = Latency()  # of the calls that reached the client
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         async def run() -> Any:
@@ -70,7 +72,11 @@ class Link:
                     raise RedisDown(f"{self._what}: Redis marked unavailable")
                 if not self._ready:
                     await self._initialize()
-                reply = await command()
+                started = time.perf_counter()
+                try:
+                    reply = await command()
+                finally:
+                    self.latency.observe(time.perf_counter() - started)
         except RedisDown:
             raise
         except Exception as exc:  # whatever fails inside the client is Redis failing
@@ -103,10 +109,15 @@ class Link:
 
 
 class LinkCounters:
-    """`errors` (Redis failures) and `degraded` (answers given by the policy instead) of a
-    component that talks to Redis through its `_link`; read by the metrics."""
+    """`errors` (Redis failures), `degraded` (answers given by the policy instead) and the
+    `latency` of the calls of a component that talks to Redis through its `_link`; read by the
+    metrics."""
 
     _link: Link
+
+    @property
+    def latency(self) -> Latency:
+        return self._link.latency
 
     @property
     def errors(self) -> int:

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -102,10 +102,11 @@ return out
 @dataclass(frozen=True, slots=True)
 class Script:
     text: str
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.text.encode()).hexdigest()
+    def __post_init__(self) -> None:
+        # Computed once: every call sends it.
+        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
 
 
 UPDATE_SCRIPT = Script(_UPDATE)
@@ -200,13 +201,16 @@ class RedisStats:
     Reads come from a local cache, refreshed from Redis at most every `cache_ttl` seconds per
     deployment, and wait at most `read_timeout` for Redis. Writes apply to the local cache at
     once and reach Redis through a bounded queue and one background writer, in order, retried
-    while Redis is unreachable. The store owns `client` and closes it in close().
+    while Redis is unreachable; the writer gathers what arrives within `linger` seconds, so
+    that under load one script call carries many outcomes of a deployment. The store owns
+    `client` and closes it in close().
     """
 
     def __init__(self, client: RedisCluster, deployments: Mapping[str, str],
                  policy: BreakerPolicy | None = None, *, prefix: str = "xr",
                  cache_ttl: float = 0.25, read_timeout: float = 0.1, retry_after: float = 1.0,
-                 queue_size: int = 10_000, drain_timeout: float = 5.0) -> None:
+                 queue_size: int = 10_000, drain_timeout: float = 5.0,
+                 linger: float = 0.02) -> None:
         self._client = client
         self._providers = dict(deployments)
         self._policy = policy or BreakerPolicy()
@@ -215,6 +219,7 @@ class RedisStats:
         self._read_timeout = read_timeout
         self._retry_after = retry_after
         self._drain_timeout = drain_timeout
+        self._linger = linger
         self._local: dict[str, DeploymentStats] = {}
         self._fetched: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -292,6 +297,9 @@ class RedisStats:
     async def _write_loop(self) -> None:
         while True:
             items = [await self._queue.get()]
+            if self._linger > 0 and not self._closed:
+                # Under load, one script call then carries many outcomes (per deployment).
+                await asyncio.sleep(self._linger)
             while len(items) < BATCH and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             grouped: dict[str, list[_Op]] = {}
