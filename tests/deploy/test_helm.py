@@ -392,14 +392,14 @@ def test_service_monitor_is_optional_and_matches_the_scrape_job(production: Rend
 
 def test_dashboard_copies_are_byte_identical_to_observability() -> None:
     originals = sorted(p.name for p in DASHBOARDS.glob("*.json"))
-    assert len(originals) == 5
+    assert len(originals) == 6
     assert sorted(p.name for p in CHART_DASHBOARDS.iterdir()) == originals
     for file in originals:
         assert (CHART_DASHBOARDS / file).read_bytes() == (DASHBOARDS / file).read_bytes(), (
             f"cp observability/grafana/dashboards/{file} helm/xrouter/dashboards/")
 
 
-def test_dashboards_configmap_holds_the_five_dashboards(managed: Rendered) -> None:
+def test_dashboards_configmap_holds_the_six_dashboards(managed: Rendered) -> None:
     configmap = managed.get("ConfigMap", "xrouter-dashboards")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert {key: value.encode() for key, value in configmap["data"].items()} == {

@@ -25,12 +25,12 @@ def read(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def test_there_are_five_dashboards() -> None:
-    assert len(DASHBOARDS) == 5
+def test_there_are_six_dashboards() -> None:
+    assert len(DASHBOARDS) == 6
 
 
 @pytest.mark.parametrize("overlay", PROD)
-def test_the_dashboards_configmap_holds_the_five_dashboards_byte_for_byte(overlay: str) -> None:
+def test_the_dashboards_configmap_holds_the_six_dashboards_byte_for_byte(overlay: str) -> None:
     configmap = find(render(overlay), "ConfigMap", "xrouter-dashboards")
     assert configmap["metadata"]["namespace"] == "monitoring"
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"

@@ -1,139 +1,117 @@
 """The shipped monitoring against a real Prometheus: both services as processes in front of the
 fake OpenAI upstream, scraped through prometheus.yml's own relabelling (static targets carrying
 the labels Kubernetes discovery would set) with alerts.yml loaded. After real traffic every
-panel of every dashboard returns data and every rule evaluates cleanly."""
+panel of every dashboard returns data and every rule evaluates cleanly.
+
+Two legs: the router in the embedded mode (SQLite, in-process limits), and in the cluster mode
+(the session's PostgreSQL primary + standby and 3 + 3 Redis Cluster). The panels of metrics only
+the cluster mode exports are named in CLUSTER_ONLY: the embedded leg must find exactly those
+empty, the cluster leg must find every panel with data."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import subprocess
+import asyncio
+import os
 import time
-from collections.abc import Callable, Iterator
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.fakes.openai_upstream import FakeOpenAI
-from tests.support import (
-    UPSTREAM_ENV,
-    Service,
-    free_port,
-    start_service,
-    wait_http,
-    wait_port,
-    write_catalog,
+from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
+from tests.infra.postgres_ha import PostgresHA
+from tests.infra.redis_cluster import RedisCluster
+from tests.integration.prometheus_support import (
+    MASTER_KEY,
+    api,
+    eventually,
+    has_data,
+    render_dashboards,
+    running_stack,
+    scraped_since,
 )
 from tests.unit.test_observability_files import (
-    PROMETHEUS_DIR,
+    TITLES,
+    Query,
     alert_names,
     dashboard_queries,
     find_tool,
-    scrape_config_copy,
     variable_queries,
 )
+from xrouter_router.storage.migrate import migrate
 
 pytestmark = pytest.mark.slow
-MASTER_KEY = "prometheus-live-master-key"
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 HELLO = [{"role": "user", "content": "hello there"}]
 # Grafana computes $__rate_interval from the scrape interval (1 s here) and the panel width;
 # 30 s keeps every window within the test's data.
 BUILTINS = {"__rate_interval": "30s", "__range": "5m"}
-POD = "__meta_kubernetes_pod_"
+# A directory: the cluster leg then draws every dashboard there as <uid>.svg (`make dashboards`).
+RENDER_ENV = "XROUTER_RENDER_DASHBOARDS"
+RENDER_ROUNDS = 4
+# (dashboard, panel) of the series only a router on PostgreSQL and the Redis Cluster exports:
+# the database probe, the Redis-backed limiter and credit guard, the stream ledger, and the
+# timings of Redis and PostgreSQL calls.
+CLUSTER_ONLY = frozenset(("credits-and-limits.json", panel) for panel in (
+    "Database up", "Redis errors by component", "Degraded decisions by component",
+    "Redis call latency p50 / p99", "Database call latency p50 / p99", "Ledger backlog",
+    "Ledger backlog over time", "Ledger flush time"))
 
 
 @dataclass(frozen=True)
-class Ports:
-    grpc: int
-    router_metrics: int
-    gateway: int
-    prometheus: int
+class Backend:
+    """The router's stores, as its environment; `cluster`: PostgreSQL and the Redis Cluster."""
+
+    cluster: bool
+    env: dict[str, str]
 
 
-@dataclass
-class Stack:
-    gateway: str
-    router_metrics: str
-    prometheus: str
+@pytest.fixture(params=["embedded", "cluster"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    env = {"XROUTER_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "embedded":
+        return Backend(False, env)
+    # Only this leg starts PostgreSQL and the Redis Cluster (session fixtures, shared).
+    postgres: PostgresHA = request.getfixturevalue("postgres_ha")
+    redis: RedisCluster = request.getfixturevalue("redis_cluster")
+    name = "p" + uuid.uuid4().hex[:12]
+    postgres.create_database(name)
+    database = postgres.multi_host(name)
+    assert asyncio.run(migrate(database, wait=10))
+    return Backend(True, {**env, "XROUTER_DATABASE_URL": database, "XROUTER_REDIS_URL": redis.url,
+                          "XROUTER_KEY_SECRET": "prometheus-live-key-secret"})
 
 
-def pod(address: str, app: str, **extra: str) -> dict[str, Any]:
-    """A static target labelled like a pod found by Kubernetes discovery."""
-    labels = {f"{POD}label_app_kubernetes_io_part_of": "xrouter", f"{POD}label_app": app,
-              f"{POD}name": f"{app}-0", f"{POD}phase": "Running",
-              "__meta_kubernetes_namespace": "xrouter"}
-    labels.update({POD + k: v for k, v in extra.items()})
-    return {"targets": [address], "labels": labels}
+def send_accounting_traffic(http: httpx.Client, base: str) -> None:
+    """Real keys (not the master key): a first use (a key cache miss) and more (hits), a 429 from
+    a tiny rate limit and a 402 from an account without credits. Fresh accounts every round: the
+    Redis Cluster outlives a test, and the limited key gets one request per minute."""
+    account = "prom-" + uuid.uuid4().hex[:12]
 
+    def key(account_id: str, **limits: int) -> dict[str, str]:
+        resp = http.post(f"{base}/v1/keys", headers=AUTH,
+                         json={"account_id": account_id, "tier": "pro", **limits})
+        assert resp.status_code == 201, resp.text
+        return {"Authorization": f"Bearer {resp.json()['key']}"}
 
-def start_prometheus(binary: str, tmp: Path, ports: Ports) -> Service:
-    targets = [
-        pod(f"127.0.0.1:{ports.gateway}", "api-gateway"),
-        # Discovered on its gRPC port; the annotation moves the scrape to the metrics port.
-        pod(f"127.0.0.1:{ports.grpc}", "router-service",
-            annotation_prometheus_io_port=str(ports.router_metrics)),
-        # Pods Prometheus must leave alone: not part of XRouter, finished, opted out.
-        {"targets": ["127.0.0.1:1"], "labels": {f"{POD}label_app": "redis"}},
-        pod("127.0.0.1:2", "router-service", phase="Succeeded"),
-        pod("127.0.0.1:3", "api-gateway", annotation_prometheus_io_scrape="false"),
-    ]
-    config = tmp / "prometheus.yml"
-    config.write_text(scrape_config_copy(targets, PROMETHEUS_DIR / "alerts.yml", interval="1s"),
-                      encoding="utf-8")
-    log = tmp / "prometheus.log"
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{ports.prometheus}", "--log.level=warn"],
-            stdout=handle, stderr=subprocess.STDOUT)
-    return Service("prometheus", proc, log)
+    def post(headers: dict[str, str]) -> int:
+        return http.post(f"{base}/v1/chat/completions", headers=headers,
+                         json={"model": "test/echo", "messages": HELLO}).status_code
 
-
-def stop(service: Service) -> None:
-    try:
-        service.kill(signal.SIGTERM)
-    except subprocess.TimeoutExpired:
-        service.kill(signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def running_stack(tmp: Path, prometheus_binary: str) -> Iterator[Stack]:
-    upstream = FakeOpenAI(drip_interval=0.05).start()
-    started: list[Service] = []
-    try:
-        catalog = write_catalog(tmp, upstream.base_url)
-        ports = Ports(free_port(), free_port(), free_port(), free_port())
-        router = start_service("xrouter_router", {
-            **UPSTREAM_ENV, "XROUTER_MASTER_KEY": MASTER_KEY, "XROUTER_CATALOG": str(catalog),
-            "XROUTER_ROUTER_LISTEN": f"127.0.0.1:{ports.grpc}",
-            "XROUTER_ROUTER_METRICS_PORT": str(ports.router_metrics),
-            "XROUTER_SHUTDOWN_GRACE": "1", "XROUTER_ATTEMPT_TIMEOUT": "5"}, tmp / "router.log")
-        started.append(router)
-        prometheus = start_prometheus(prometheus_binary, tmp, ports)
-        started.append(prometheus)
-        wait_port(ports.grpc, service=router)
-        gateway = start_service("xrouter_gateway", {
-            "XROUTER_GATEWAY_PORT": str(ports.gateway),
-            "XROUTER_ROUTER_TARGET": f"127.0.0.1:{ports.grpc}",
-            "XROUTER_SSE_COMMIT_AFTER": "0.2", "XROUTER_SSE_KEEPALIVE": "0.5"}, tmp / "gateway.log")
-        started.append(gateway)
-        base = f"http://127.0.0.1:{ports.gateway}"
-        wait_http(f"{base}/readyz", service=gateway)
-        prom = f"http://127.0.0.1:{ports.prometheus}"
-        wait_http(f"{prom}/-/ready", service=prometheus)
-        yield Stack(base, f"127.0.0.1:{ports.router_metrics}", prom)
-    finally:
-        for service in reversed(started):
-            stop(service)
-        upstream.stop()
+    resp = http.post(f"{base}/v1/credits", headers=AUTH, json={"account_id": account, "amount": "10"})
+    assert resp.status_code == 200, resp.text
+    paying, limited, broke = key(account), key(account, requests_per_minute=1), key(account + "-0")
+    assert [post(paying) for _ in range(3)] == [200] * 3
+    assert [post(limited) for _ in range(2)] == [200, 429]
+    assert post(broke) == 402
 
 
 def send_traffic(base: str) -> None:
-    """Successes, streams, failovers, failures, an estimate, a disconnect, a 404 and a 401."""
+    """Successes, streams, failovers, failures, an estimate, a disconnect, a 404, a 401, and the
+    accounting's answers (a 402 and a 429)."""
     chat = f"{base}/v1/chat/completions"
     with httpx.Client(timeout=15) as http:
         def post(model: str) -> int:
@@ -165,54 +143,39 @@ def send_traffic(base: str) -> None:
                 next(lines)
         assert http.post(f"{base}/v1/embeddings", headers=AUTH, json={
             "model": "test/embed", "input": "hi"}).status_code == 200
+        send_accounting_traffic(http, base)
 
 
-def scraped_since(prom: str, moment: float) -> Callable[[], list[str]]:
-    """A check for `eventually`: the tiers not scraped since `moment` (Unix time). Discovery
-    hands Prometheus its first targets up to 5 s after it starts."""
-    def check() -> list[str]:
-        result = api(prom, "query", query='timestamp(up{job="xrouter"})')["result"]
-        done = {r["metric"]["app"] for r in result if float(r["value"][1]) > moment}
-        return sorted({"api-gateway", "router-service"} - done)
-    return check
-
-
-def api(prom: str, path: str, **params: str) -> Any:
-    resp = httpx.get(f"{prom}/api/v1/{path}", params=params, timeout=10)
-    resp.raise_for_status()
-    body = resp.json()
-    assert body["status"] == "success", body
-    return body["data"]
-
-
-def eventually(check: Callable[[], list[str]], seconds: float) -> list[str]:
-    """Re-run `check` (which returns what is still wrong) until it passes or time is up."""
-    deadline = time.monotonic() + seconds
-    problems = check()
-    while problems and time.monotonic() < deadline:
-        time.sleep(0.5)
-        problems = check()
+def panel_problems(prom: str, queries: list[Query], exempt: frozenset[tuple[str, str]]) -> list[str]:
+    """Queries without data outside `exempt` panels, and `exempt` panels with any data."""
+    problems: list[str] = []
+    with_data: set[tuple[str, str]] = set()
+    for q in queries:
+        ok, values = has_data(prom, q.expr)
+        if ok:
+            with_data.add((q.dashboard, q.panel))
+        elif (q.dashboard, q.panel) not in exempt:
+            problems.append(f"{q.label()}: {values or 'no series'}: {q.expr}")
+    problems += [f"{d} / {p}: listed in CLUSTER_ONLY but has data in the embedded mode"
+                 for d, p in sorted(exempt & with_data)]
     return problems
 
 
-def test_dashboards_and_alerts_on_a_live_prometheus(tmp_path: Path) -> None:
-    with running_stack(tmp_path, find_tool("prometheus")) as stack:
+def test_dashboards_and_alerts_on_a_live_prometheus(tmp_path: Path, backend: Backend) -> None:
+    queries = list(dashboard_queries(BUILTINS))
+    unknown = CLUSTER_ONLY - {(q.dashboard, q.panel) for q in queries}
+    assert not unknown, f"CLUSTER_ONLY names panels that do not exist: {sorted(unknown)}"
+    with running_stack(tmp_path, find_tool("prometheus"), backend.env) as stack:
+        started = time.time()
         # Two rounds with a scrape between them, so that counters born in the first round
         # have a rate in the second: every panel should show a number, not just a series.
         send_traffic(stack.gateway)
         assert not eventually(scraped_since(stack.prometheus, time.time()), 10)
         send_traffic(stack.gateway)
-        queries = list(dashboard_queries(BUILTINS))
 
-        def empty_panels() -> list[str]:
-            empty = []
-            for q in queries:
-                values = [r["value"][1] for r in api(stack.prometheus, "query", query=q.expr)["result"]]
-                if not any(v not in ("NaN", "+Inf", "-Inf") for v in values):
-                    empty.append(f"{q.label()}: {values or 'no series'}: {q.expr}")
-            return empty
-
-        empty = eventually(empty_panels, 20)
+        # The cluster leg exempts nothing: the cluster-only panels must have data there.
+        exempt = frozenset[tuple[str, str]]() if backend.cluster else CLUSTER_ONLY
+        empty = eventually(lambda: panel_problems(stack.prometheus, queries, exempt), 20)
         assert not empty, "panels without data:\n" + "\n".join(empty)
 
         for dashboard, var, selector, label in variable_queries(BUILTINS):
@@ -238,7 +201,7 @@ def test_dashboards_and_alerts_on_a_live_prometheus(tmp_path: Path) -> None:
         assert len(targets["droppedTargets"]) == 3
 
         # The traffic earns some alerts (pending: they all have a `for`), and only those: both
-        # breakers of test/all-fail are open, a fifth of the /v1 requests end in 502, and the
+        # breakers of test/all-fail are open, a tenth of the /v1 requests end in 502, and the
         # providers may or may not have made the 10 attempts their error-rate alert needs.
         required = {"XRouterModelAllDeploymentsDown test/all-fail", "XRouterGateway5xxRateHigh"}
         allowed = required | {"XRouterProviderErrorRateHigh"}
@@ -249,3 +212,16 @@ def test_dashboards_and_alerts_on_a_live_prometheus(tmp_path: Path) -> None:
             return sorted((required - found) | (found - allowed))
 
         assert not eventually(unexpected_alerts, 5)
+
+        # `make dashboards`: pictures of every dashboard over this test's traffic (docs/).
+        out_dir = os.environ.get(RENDER_ENV)
+        if out_dir and backend.cluster:
+            # More rounds a few seconds apart, then a quiet spell: pictures of rates that rise
+            # and fall, not only of the first seconds of a step.
+            for _ in range(RENDER_ROUNDS):
+                time.sleep(4)
+                send_traffic(stack.gateway)
+            time.sleep(10)
+            written = render_dashboards(stack.prometheus, Path(out_dir), BUILTINS, started,
+                                        time.time())
+            assert len(written) == len(TITLES), written

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from xrouter_gateway.metrics import GatewayMetrics
 from xrouter_router import accounting_metrics
+from xrouter_router.storage.timing import Latency
 from xrouter_router.telemetry import RouterMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ TITLES = {
     "token-usage.json": "Token Usage",
     "resource-utilization.json": "Resource Utilization",
     "routing-and-failover.json": "Routing and Failover",
+    "credits-and-limits.json": "Credits and Limits",
 }
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's built-in variables, as a test substitutes them: a range window, a dashboard range.
@@ -245,10 +247,22 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
 # ---- dashboards --------------------------------------------------------------------------------
 
 @dataclass
-class _Degradable:
+class _Redis:
+    """A Redis-backed component as the accounting collector reads it (errors, degraded answers,
+    call latency), standing in for the key cache and the ledger consumer too."""
+
     errors: int = 0
     degraded: int = 0
-    deferred: int = 0
+    hits: int = 0
+    misses: int = 0
+    last_flush_seconds: float = 0.0
+    latency: Latency = field(default_factory=Latency)
+
+
+@dataclass
+class _Database:
+    down: bool = False
+    latency: Latency = field(default_factory=Latency)
 
 
 def exported_metric_names() -> frozenset[str]:
@@ -256,7 +270,7 @@ def exported_metric_names() -> frozenset[str]:
     registry = CollectorRegistry()
     GatewayMetrics(registry)
     RouterMetrics(registry)
-    accounting = accounting_metrics.register(registry, {"limits": _Degradable()})
+    accounting = accounting_metrics.register(registry, {"limits": _Redis(), "database": _Database()})
     accounting.backlog = 0
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
