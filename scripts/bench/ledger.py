@@ -1,7 +1,10 @@
-"""The ledger's write path on this machine: generations through StreamLedger (Redis Cluster) into
-PostgreSQL (primary + synchronous standby, fsync on) by one LedgerConsumer. Measures the append
-rate, the flush rate and the two together, end to end; and, for comparison, one transaction per
-record straight into PostgreSQL. Starts its own Redis Cluster and PostgreSQL pair.
+"""The ledger's write path on this machine, as the cluster mode runs it: generations through
+StreamLedger (Redis Cluster) into PostgreSQL (primary + synchronous standby, fsync on) by one
+LedgerConsumer, each record with its charge (PgUsageLedger(charge=True)) and the credit guard
+told after each batch (RedisCreditGuard.applied). Measures the append rate, the flush rate and
+the two together, end to end; and, for comparison, one transaction per record straight into
+PostgreSQL. Checks at the end that every account was debited by exactly its records' costs.
+Starts its own Redis Cluster and PostgreSQL pair.
 
     .venv/bin/python scripts/bench/ledger.py [generations]   (default 20000)
 """
@@ -25,17 +28,21 @@ sys.path.insert(0, str(ROOT))  # tests.infra: the same Redis Cluster and Postgre
 
 from tests.infra.postgres_ha import DurablePostgresHA, PostgresHA  # noqa: E402
 from tests.infra.redis_cluster import RedisCluster  # noqa: E402
-from xrouter_router.domain.ledger import GenerationRecord  # noqa: E402
+from xrouter_router.domain.ledger import Account, GenerationRecord  # noqa: E402
 from xrouter_router.storage.ledger_consumer import LedgerConsumer  # noqa: E402
 from xrouter_router.storage.ledger_stream import StreamLayout, StreamLedger  # noqa: E402
 from xrouter_router.storage.migrate import migrate  # noqa: E402
-from xrouter_router.storage.pg import PgDatabase, PgUsageLedger  # noqa: E402
+from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgUsageLedger  # noqa: E402
 from xrouter_router.storage.postgres import pool  # noqa: E402
+from xrouter_router.storage.redis_credits import RedisCreditGuard  # noqa: E402
 from xrouter_router.storage.redis_stats import cluster_client  # noqa: E402
 
 TARGET = 2000.0  # generations/s into PostgreSQL (issue 3)
 CONCURRENCY = 64  # record() calls in flight, as concurrent requests would make them
 DIRECT = 2000  # records for the one-transaction-per-record comparison
+ACCOUNTS = 10
+COST = Decimal("0.00123456")
+START = Decimal(1_000_000)
 
 
 @dataclass(frozen=True)
@@ -54,10 +61,10 @@ def generations(count: int, prefix: str) -> list[GenerationRecord]:
     now = time.time()
     return [GenerationRecord(
         id=f"{prefix}-{i}", created_at=round(now + i * 1e-3, 6), key_id=f"key-{i % 50}",
-        account_id=f"acc-{i % 10}", model=("m/alpha", "m/beta", "m/gamma")[i % 3],
+        account_id=f"acc-{i % ACCOUNTS}", model=("m/alpha", "m/beta", "m/gamma")[i % 3],
         provider=("p1", "p2")[i % 2], streamed=i % 2 == 0, prompt_tokens=100 + i % 400,
         completion_tokens=200 + i % 300, cached_tokens=0, reasoning_tokens=0, counts_native=True,
-        cost=Decimal("0.00123456"), latency_ms=120, generation_ms=900, finish_reason="stop",
+        cost=COST, latency_ms=120, generation_ms=900, finish_reason="stop",
         status="success") for i in range(count)]
 
 
@@ -101,9 +108,15 @@ async def measure(count: int, postgres: PostgresHA, redis: RedisCluster) -> list
     client = cluster_client(redis.url)
     rows: list[Row] = []
     async with pool(conninfo, min_size=2, max_size=4) as connections:
-        pg = PgUsageLedger(PgDatabase(connections))
-        ledger = StreamLedger(client, pg, StreamLayout())
-        consumer = LedgerConsumer(client, pg, StreamLayout())
+        database = PgDatabase(connections)
+        accounts = PgAccountStore(database)
+        for i in range(ACCOUNTS):
+            await accounts.create(Account(f"acc-{i}"))
+            await accounts.top_up(f"acc-{i}", START, "bench")
+        pg = PgUsageLedger(database, charge=True)
+        guard = RedisCreditGuard(client, accounts)
+        ledger = StreamLedger(client, pg, StreamLayout(), on_stored=guard.applied)
+        consumer = LedgerConsumer(client, pg, StreamLayout(), on_stored=guard.applied)
         await ledger.record(generations(1, "warm-up")[0])
 
         started = time.perf_counter()
@@ -131,9 +144,13 @@ async def measure(count: int, postgres: PostgresHA, redis: RedisCluster) -> list
         rows.append(Row("for comparison: PgUsageLedger.record(), 1 transaction each (4 in flight)",
                         DIRECT, time.perf_counter() - started, latency_note(latencies)))
         assert ledger.direct_writes == 0, "Redis refused appends"
+        charged = [START - (await accounts.get(f"acc-{i}") or Account("")).balance
+                   for i in range(ACCOUNTS)]
     await client.aclose()
     stored = await count_rows(conninfo)
-    assert stored == 2 * count + 1 + DIRECT, f"PostgreSQL has {stored} generations"
+    total = 2 * count + 1 + DIRECT
+    assert stored == total, f"PostgreSQL has {stored} generations"
+    assert sum(charged) == COST * total, f"charged {sum(charged)}, not {COST * total}"
     return rows
 
 

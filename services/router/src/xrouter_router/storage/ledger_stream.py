@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 VERSION = "v2"  # v2: the consumer also posts each record's charge
 GROUP = "xrouter-ledger"
 FIELD = b"r"  # the entry's one field: the record as generation_document's JSON
+# The entry and the recent record in one atomic step (their keys share the shard's hash tag).
+# EVAL, not EVALSHA: redis-py refuses EVALSHA in cluster pipelines, and the node caches the
+# compiled script. Cheaper than XADD and SET as two pipelined commands (about 60 µs of CPU).
+# KEYS: stream, recent record; ARGV: the stream's approximate cap, the record, its TTL.
+APPEND_SCRIPT = f"""-- xrouter ledger append {VERSION}
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', '{FIELD.decode()}', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
 WARN_EVERY = 60.0
 # Calls to Redis catch every Exception, not only RedisError: under connection churn redis-py's
 # cluster client also raises RedisClusterException, OSError, even AttributeError.
@@ -136,14 +145,14 @@ class StreamLedger:
                 self._warnings.failed(exc)
 
     async def _append(self, generation_id: str, payload: bytes) -> bool:
-        """XADD (and the recent record, and WAIT) in one round trip; whether enough replicas
-        confirmed. Raises when the stream did not take the record."""
+        """The entry and the recent record (APPEND_SCRIPT), and WAIT, in one round trip;
+        whether enough replicas confirmed. Raises when the stream did not take the record."""
         shard = self._layout.shard(generation_id)
         stream = self._layout.stream(shard)
         await self._client.initialize()  # a no-op once done; get_node_from_key needs the slots
         pipe = self._client.pipeline()
-        pipe.xadd(stream, {FIELD: payload}, maxlen=self._max_len, approximate=True)
-        pipe.set(self._layout.recent(shard, generation_id), payload, ex=self._recent_ttl)
+        pipe.eval(APPEND_SCRIPT, 2, stream, self._layout.recent(shard, generation_id),
+                  self._max_len, payload, self._recent_ttl)
         node = self._client.get_node_from_key(stream) if self._replicas > 0 else None
         if node is not None:
             # On the pipeline's connection to the stream's node: WAIT covers that connection's
@@ -154,7 +163,7 @@ class StreamLedger:
             raise replies[0]
         if self._replicas <= 0:
             return True
-        return node is not None and isinstance(replies[2], int) and replies[2] >= self._replicas
+        return node is not None and isinstance(replies[1], int) and replies[1] >= self._replicas
 
     async def get(self, generation_id: str) -> GenerationRecord | None:
         # Redis first: the consumer deletes the recent record only after PostgreSQL committed it,
