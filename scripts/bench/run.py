@@ -119,10 +119,17 @@ def wait_ready(url: str, timeout: float = 20.0) -> None:
     raise TimeoutError(url)
 
 
-def bench_key(gateway: str) -> str:
-    """A real key (tier max: no request limits) on an account with plenty of credits, so the
-    bench measures the full path: key lookup, limits, credit reservation and settlement, and
-    the ledger record."""
+# With BENCH_LIMITS=1 (compare.py's default): a key whose every limit is on but never reached, so
+# that each request is also counted against requests per minute and per day, tokens per minute,
+# and a concurrency slot.
+LIMITS = {"requests_per_minute": 10**8, "requests_per_day": 10**9, "tokens_per_minute": 10**9,
+          "concurrent": 10**4}
+
+
+def bench_key(gateway: str, *, limited: bool = False) -> str:
+    """A real key on an account with plenty of credits, so the bench measures the full path: key
+    lookup, credit reservation and settlement, and the ledger record; tier max (no request
+    limits), or, `limited`, LIMITS on top."""
     def post(path: str, body: dict[str, object]) -> dict[str, Any]:
         request = urllib.request.Request(gateway + path, data=json.dumps(body).encode(),
                                          method="POST", headers={
@@ -133,7 +140,10 @@ def bench_key(gateway: str) -> str:
             return answer
 
     post("/v1/credits", {"account_id": "bench", "amount": "1000000"})
-    created = post("/v1/keys", {"account_id": "bench", "tier": "max", "name": "bench"})
+    body: dict[str, object] = {"account_id": "bench", "tier": "max", "name": "bench"}
+    if limited:
+        body.update(LIMITS)
+    created = post("/v1/keys", body)
     return str(created["key"])
 
 
@@ -279,7 +289,7 @@ def run(cluster: dict[str, str]) -> int:
     try:
         gw = f"http://127.0.0.1:{gw_port}"
         wait_ready(f"{gw}/readyz")
-        key = bench_key(gw)
+        key = bench_key(gw, limited=os.environ.get("BENCH_LIMITS") == "1")
         time.sleep(1.0)
         idle = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
         messages = [{"role": "user", "content": "Hello! Please say hello back."}]

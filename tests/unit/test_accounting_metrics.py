@@ -48,6 +48,7 @@ class Consumer:
 @dataclass
 class Database:
     down: bool = False
+    errors: int = 0
 
 
 def test_key_cache_ledger_flush_and_database_state() -> None:
@@ -60,8 +61,10 @@ def test_key_cache_ledger_flush_and_database_state() -> None:
     assert value("xrouter_router_key_cache_lookups_total", {"result": "miss"}) == 2
     assert value("xrouter_router_ledger_flush_seconds") == 0.012
     assert value("xrouter_router_database_up") == 1.0
-    database.down, cache.hits = True, 41
+    assert value("xrouter_router_database_errors_total") == 0
+    database.down, database.errors, cache.hits = True, 3, 41
     assert value("xrouter_router_database_up") == 0.0
+    assert value("xrouter_router_database_errors_total") == 3
     assert value("xrouter_router_key_cache_lookups_total", {"result": "hit"}) == 41
     assert value("xrouter_router_redis_errors_total", {"component": "keys"}) is None
 

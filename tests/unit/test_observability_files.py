@@ -262,6 +262,7 @@ class _Redis:
 @dataclass
 class _Database:
     down: bool = False
+    errors: int = 0
     latency: Latency = field(default_factory=Latency)
 
 

@@ -55,6 +55,8 @@ class Timed(Protocol):
 
 @runtime_checkable
 class Database(Protocol):
+    errors: int
+
     @property
     def down(self) -> bool: ...
 
@@ -99,6 +101,10 @@ class AccountingCollector(Collector):
             yield GaugeMetricFamily("xrouter_router_database_up",
                                     "1 while PostgreSQL answers, 0 while calls fail fast "
                                     "because it does not", value=0.0 if database.down else 1.0)
+            yield CounterMetricFamily("xrouter_router_database_errors",
+                                      "PostgreSQL calls that failed (connection, failover, "
+                                      "timeout, server error; not requests refused as invalid)",
+                                      value=database.errors)
         redis = HistogramMetricFamily(
             "xrouter_router_redis_call_seconds",
             "Redis calls by component (limits and credits: one script each; ledger: an append "

@@ -98,6 +98,7 @@ class PgDatabase:
         self._down: str | None = None
         self._probe: asyncio.Task[None] | None = None
         self.latency = Latency()  # of each call: a pooled connection and its transaction
+        self.errors = 0  # calls failed by the database itself (not refused as invalid)
 
     @property
     def down(self) -> bool:
@@ -113,6 +114,8 @@ class PgDatabase:
                 yield conn
         except psycopg.Error as exc:
             translated = _translate(exc)
+            if not isinstance(translated, InvalidRequest | NotFound):
+                self.errors += 1
             if isinstance(exc, PoolTimeout):
                 self._went_down(str(translated))
             raise translated from exc
