@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 import uvicorn
 import uvloop
@@ -17,13 +18,18 @@ from xrouter_gateway.app import build_app
 from xrouter_gateway.settings import GatewaySettings
 
 
+def uvicorn_options(settings: GatewaySettings) -> dict[str, Any]:
+    """What both ways of serving share. On SIGTERM uvicorn stops accepting, then waits up to
+    drain_seconds for requests and streams in flight (keep the orchestrator's grace period
+    above it: the manifests give 60 s for the default 30)."""
+    return {"host": settings.host, "port": settings.port, "http": "httptools",
+            "access_log": False, "log_level": "info", "server_header": False,
+            "timeout_graceful_shutdown": settings.drain_seconds}
+
+
 async def serve(settings: GatewaySettings) -> None:
     app = build_app(settings, tracer=configure_tracing("xrouter-gateway"))
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="none", http="httptools",
-        access_log=False, log_level="info", lifespan="on", server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    config = uvicorn.Config(app, loop="none", lifespan="on", **uvicorn_options(settings))
     await uvicorn.Server(config).serve()
 
 
@@ -33,10 +39,8 @@ def serve_workers(settings: GatewaySettings) -> None:
     directory = tempfile.mkdtemp(prefix="xrouter-gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     try:
-        uvicorn.run("xrouter_gateway.app:create_app", factory=True, host=settings.host,
-                    port=settings.port, workers=settings.workers, loop="uvloop",
-                    http="httptools", access_log=False, log_level="info", server_header=False,
-                    timeout_graceful_shutdown=30)
+        uvicorn.run("xrouter_gateway.app:create_app", factory=True, workers=settings.workers,
+                    loop="uvloop", **uvicorn_options(settings))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

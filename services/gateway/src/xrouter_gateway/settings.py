@@ -20,6 +20,7 @@ class GatewaySettings:
     sse_keepalive: float
     workers: int = 1
     access_log: bool = True
+    drain_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -34,4 +35,5 @@ class GatewaySettings:
             sse_keepalive=env_float("XROUTER_SSE_KEEPALIVE", 3.0, env, minimum=0.05),
             workers=env_int("XROUTER_GATEWAY_WORKERS", 1, env, minimum=1),
             access_log=env_bool("XROUTER_ACCESS_LOG", True, env),
+            drain_seconds=env_int("XROUTER_GATEWAY_DRAIN_SECONDS", 30, env, minimum=0),
         )
