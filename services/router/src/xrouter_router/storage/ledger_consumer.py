@@ -91,17 +91,16 @@ class LedgerConsumer:
     later, in fewer round trips. While PostgreSQL fails, the flusher retries with backoff and
     the entries stay pending (the backlog grows, and drains when it returns); so they do while
     `on_stored` fails (Redis: a claim later repeats both, which changes nothing). A flusher's
-    pending entries are kept
-    fresh meanwhile, so that nobody claims them. Entries pending for `claim_idle` seconds (a
-    consumer that died) are claimed (XAUTOCLAIM) and written again, which writes nothing twice.
+    pending entries are kept fresh meanwhile, so that nobody claims them. Entries pending for
+    `claim_idle` seconds (a consumer that died) are claimed (XAUTOCLAIM) and written again, which
+    writes nothing twice.
 
     `block` must stay below the client's socket timeout. The caller owns `client`."""
 
     def __init__(self, client: RedisCluster, pg: BatchLedger, layout: StreamLayout | None = None,
                  *, name: str | None = None, batch: int = 500, block: float = 0.5,
                  linger: float = 0.05, pause: float = 0.5, claim_idle: float = 30.0,
-                 grace: float = 5.0,
-                 backoff: float = 0.2, max_backoff: float = 5.0,
+                 grace: float = 5.0, backoff: float = 0.2, max_backoff: float = 5.0,
                  forget_consumers_after: float = 3600.0, on_stored: Stored | None = None) -> None:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._client = client
