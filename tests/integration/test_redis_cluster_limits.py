@@ -88,9 +88,11 @@ async def test_every_key_of_a_call_shares_one_slot(redis_cluster: RedisCluster, 
                                                    tmp_path: Path, closer: Closer) -> None:
     limiter = RedisLimiter(closer.client(redis_cluster))
     guard = RedisCreditGuard(closer.client(redis_cluster), await _accounts(tmp_path, closer))
-    for keys in (limiter.keys("k-1", NOW), limiter.keys("k-1", DAY_END), guard.keys("a-1")):
-        assert len({key_slot(k.encode()) for k in keys}) == 1, keys
-    assert limiter.keys("k-1", NOW)[0] == "xr:v2:rl:{k-1}:m:28333333"
+    key = ApiKey(id="k-1", account_id="a-1", tier="free", prefix="xr-test")
+    # A key's limits and its account's credits share one slot (RedisMeter: one script).
+    every = (*limiter.keys(key, NOW), *limiter.keys(key, DAY_END), *guard.keys("a-1"))
+    assert len({key_slot(k.encode()) for k in every}) == 1, every
+    assert limiter.keys(key, NOW)[0] == "xr:v2:rl:{a-1}:k-1:m:28333333"
     assert guard.keys("a-1")[0] == "xr:v2:cr:{a-1}"
 
 
@@ -241,7 +243,7 @@ async def test_scripts_lost_by_the_nodes_are_loaded_again(
     held = await guard.reserve(key, "g1", D("0.40"))
     await settle_and_post(guard, accounts, held, D("0.40"))
     assert await accounts.get(account_id) == Account(account_id, "", D("0.60"))
-    with redis.Redis(port=redis_cluster.master_of(limiter.keys(key.id, NOW)[0])) as node:
+    with redis.Redis(port=redis_cluster.master_of(limiter.keys(key, NOW)[0])) as node:
         assert node.script_exists(ACQUIRE_SCRIPT.sha) == [True]
     with redis.Redis(port=redis_cluster.master_of(guard.keys(account_id)[0])) as node:
         assert node.script_exists(CREDITS_SCRIPT.sha, APPLIED_SCRIPT.sha) == [True, True]
@@ -305,8 +307,8 @@ async def test_a_master_failover_mid_load(redis_cluster: RedisCluster, tmp_path:
     accounts = await _accounts(tmp_path, closer)
     guard = RedisCreditGuard(closer.client(redis_cluster, **fast), accounts, timeout=1.0,
                              retry_after=0.2)
-    key_id = _id_on(redis_cluster, port, lambda i: limiter.keys(i, NOW)[0])
-    account_id = _id_on(redis_cluster, port, lambda i: guard.keys(i)[0])
+    key_id = "key-failover"
+    account_id = _id_on(redis_cluster, port, lambda i: guard.keys(i)[0])  # limits follow it
     await accounts.create(Account(account_id))
     await accounts.top_up(account_id, D("1000"), "load")
     key = ApiKey(id=key_id, account_id=account_id, tier="pro", prefix="xr-test",
@@ -327,7 +329,7 @@ async def test_a_master_failover_mid_load(redis_cluster: RedisCluster, tmp_path:
     assert limiter.errors > 0 and guard.errors > 0
 
     # After the failover, exact again, with the scripts loaded on the promoted master.
-    promoted = redis_cluster.master_of(limiter.keys(key.id, NOW)[0])
+    promoted = redis_cluster.master_of(limiter.keys(key, NOW)[0])
     assert promoted != port
     await _exact_after_failover(limiter, guard, key, accounts)
     with redis.Redis(port=promoted) as node:

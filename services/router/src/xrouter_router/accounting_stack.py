@@ -16,7 +16,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from xrouter_router.domain.ports import AccountStore, CreditGuard, KeyStore, Limiter, UsageLedger
+from xrouter_router.domain.ports import (
+    AccountStore,
+    CreditGuard,
+    KeyStore,
+    Limiter,
+    Meter,
+    UsageLedger,
+)
 from xrouter_router.settings import RouterSettings
 from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
 
@@ -36,6 +43,8 @@ class AccountingStack:
     listen: Callable[[Callable[[str], None]], None] | None = None
     starts: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     stops: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # Limits and credits in one call at each end of a generation (None: one call each).
+    meter: Meter | None = None
     # For metrics: the ledger's backlog in Redis (None in the embedded mode).
     backlog: Callable[[], Awaitable[int]] | None = None
     # More components whose state the metrics read (ledger consumer, database).
@@ -85,6 +94,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.ledger_stream import StreamLedger
     from xrouter_router.storage.redis_credits import RedisCreditGuard
     from xrouter_router.storage.redis_limits import RedisLimiter
+    from xrouter_router.storage.redis_meter import RedisMeter
     from xrouter_router.storage.redis_revocations import KeyRevocations
     from xrouter_router.storage.redis_stats import cluster_client
 
@@ -116,10 +126,10 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
             await client.aclose()
 
     ledger = StreamLedger(clients["ledger"], charging, on_stored=shared.applied)
+    limiter = RedisLimiter(clients["limits"], fail_open=settings.limits_fail_open)
     return AccountingStack(
-        keys, accounts, ledger,
-        RedisLimiter(clients["limits"], fail_open=settings.limits_fail_open),
-        shared, balance_changed=shared.forget,
+        keys, accounts, ledger, limiter, shared, balance_changed=shared.forget,
+        meter=RedisMeter(limiter, shared),
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
         stops=[consumer.stop, revocations.close, close_clients, database.close,

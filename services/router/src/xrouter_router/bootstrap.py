@@ -120,7 +120,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                             ttl=settings.key_cache_ttl)
     if stack.listen is not None:
         stack.listen(auth.forget)
-    billing = Billing(stack.limiter, stack.guard, stack.ledger)
+    billing = Billing(stack.limiter, stack.guard, stack.ledger, meter=stack.meter)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing)

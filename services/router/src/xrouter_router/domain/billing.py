@@ -17,6 +17,7 @@ from xrouter_router.domain.ledger import GenerationRecord
 from xrouter_router.domain.ports import (
     CreditGuard,
     Limiter,
+    Meter,
     Reservation,
     UsageLedger,
 )
@@ -61,30 +62,36 @@ def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
 
 class Billing:
     def __init__(self, limiter: Limiter, credits: CreditGuard, ledger: UsageLedger, *,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, meter: Meter | None = None) -> None:
         self._limiter = limiter
         self._credits = credits
         self._ledger = ledger
         self._wall = wall
+        self._meter = meter  # limits and credits in one call at each end, when the stores can
 
     async def admit(self, key: ApiKey, request: ChatRequest, deployments: Sequence[Deployment],
                     *, stream: bool) -> Admission:
         """Raises RateLimited or InsufficientCredits; on success the caller must finish()."""
         now = self._wall()
-        window = None if key.master else await self._limiter.acquire(key, now)
         price = worst_price(deployments)
         prompt = prompt_bound(request)
-        reservation = None
-        if not key.master:
-            cap = max(d.max_completion_tokens for d in deployments)
-            completion = min(request.sampling.max_tokens or cap, cap)
-            try:
-                reservation = await self._credits.reserve(
-                    key, request.generation_id, cost_of(prompt, completion, price),
-                    partial_from=cost_of(prompt, MIN_STREAM_TOKENS, price) if stream else None)
-            except BaseException:
-                await self._limiter.release(key)
-                raise
+        if key.master:
+            return Admission(key, request.generation_id, None, None, price, prompt, now)
+        cap = max(d.max_completion_tokens for d in deployments)
+        completion = min(request.sampling.max_tokens or cap, cap)
+        amount = cost_of(prompt, completion, price)
+        partial = cost_of(prompt, MIN_STREAM_TOKENS, price) if stream else None
+        if self._meter is not None:
+            window, reservation = await self._meter.admit(
+                key, request.generation_id, amount, partial_from=partial, now=now)
+            return Admission(key, request.generation_id, window, reservation, price, prompt, now)
+        window = await self._limiter.acquire(key, now)
+        try:
+            reservation = await self._credits.reserve(key, request.generation_id, amount,
+                                                      partial_from=partial)
+        except BaseException:
+            await self._limiter.release(key)
+            raise
         return Admission(key, request.generation_id, window, reservation, price, prompt, now)
 
     async def afford(self, admission: Admission, completion_tokens: int) -> bool:
@@ -129,16 +136,24 @@ class Billing:
             latency_ms=latency_ms, generation_ms=int((self._wall() - admission.started) * 1000),
             finish_reason=finish_reason, status=status, attempts=tuple(attempts))
         try:
-            try:
-                await self._ledger.record(record)
-            except Exception:
-                if admission.reservation is not None:
-                    await self._credits.settle(admission.reservation, Decimal(0))
-                raise
+            await self._ledger.record(record)
+        except BaseException:  # cancelled too: the slot and the reservation go back
+            await self._conclude(admission, Decimal(0), 0)
+            raise
+        await self._conclude(admission, cost, usage.tokens.total if usage is not None else 0)
+
+    async def _conclude(self, admission: Admission, cost: Decimal, tokens: int) -> None:
+        """Settle, count the tokens, give the concurrency slot back (nothing for the master key)."""
+        key = admission.key
+        if key.master:
+            return
+        if self._meter is not None and admission.reservation is not None:
+            await self._meter.conclude(key, admission.reservation, cost, tokens, self._wall())
+            return
+        try:
             if admission.reservation is not None:
                 await self._credits.settle(admission.reservation, cost)
-            if usage is not None and not key.master:
-                await self._limiter.add_tokens(key, usage.tokens.total, self._wall())
+            if tokens > 0:
+                await self._limiter.add_tokens(key, tokens, self._wall())
         finally:
-            if not key.master:
-                await self._limiter.release(key)
+            await self._limiter.release(key)

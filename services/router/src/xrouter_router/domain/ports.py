@@ -157,3 +157,23 @@ class CreditGuard(Protocol):
         the generation's record is written. The charge reaches the AccountStore here
         (InProcessCreditGuard) or with that record (RedisCreditGuard, with the stream ledger)."""
         ...
+
+
+class Meter(Protocol):
+    """A key's limits and its account's credits in one call at each end of a generation (the
+    Redis adapter: one script each). Without one, Billing calls the Limiter and the CreditGuard
+    one after the other."""
+
+    async def admit(self, key: ApiKey, generation_id: str, amount: Decimal, *,
+                    partial_from: Decimal | None, now: float) -> tuple[RateWindow | None,
+                                                                       Reservation]:
+        """Count the request against the key's limits, then reserve as CreditGuard.reserve
+        does. Raises RateLimited (limits are checked first) or InsufficientCredits (the request
+        still counts, its concurrency slot goes back)."""
+        ...
+
+    async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
+                       now: float) -> None:
+        """Settle as CreditGuard.settle does, count the tokens, give the concurrency slot back.
+        Never raises."""
+        ...

@@ -14,6 +14,7 @@ from xrouter_router.domain.errors import InsufficientCredits, InternalError, Not
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord, charge_of
 from xrouter_router.domain.ports import AccountStore, Reservation
+from xrouter_router.storage.redis_limits import limits_lua
 from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
 from xrouter_router.storage.redis_stats import Script
 
@@ -35,7 +36,7 @@ from xrouter_router.storage.redis_stats import Script
 # from the store subtracts what is deferred, and every charge the store took while it was read
 # (some of which it may include: the balance it installs may be low for a moment, never high).
 _CREDITS = f"""-- xrouter credits {VERSION}
-local acct, gens, exps = KEYS[1], KEYS[2], KEYS[3]
+{limits_lua(3, 13)}local acct, gens, exps = KEYS[1], KEYS[2], KEYS[3]
 local mode, key, gen = ARGV[1], ARGV[2], ARGV[3]
 local amount, partial, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local snapshot_ttl, reservation_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -68,7 +69,7 @@ local function hold(units)
   redis.call('ZADD', exps, string.format('%.6f', now + reservation_ttl), gen)
 end
 local function expire_all()
-  for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, ARGV[10]) end
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[10]) end
 end
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', exps, '-inf', string.format('%.6f', now), 'LIMIT', 0, 64)) do
   drop(g)
@@ -86,6 +87,13 @@ if mode == 'settle' then
     end
     if field('balance') then redis.call('HINCRBY', acct, 'balance', int(-amount)) end
     if field('spent:' .. key) then redis.call('HINCRBY', acct, 'spent:' .. key, int(amount)) end
+  end
+  if KEYS[7] then  -- RedisMeter: the key's tokens this minute and its concurrency slot
+    if ARGV[20] ~= '' then
+      redis.call('INCRBY', KEYS[6], ARGV[20])
+      redis.call('EXPIRE', KEYS[6], 120)
+    end
+    if ARGV[18] ~= '' then redis.call('ZREM', KEYS[7], ARGV[18]) end
   end
   expire_all()
   return {{'ok', '0'}}
@@ -114,6 +122,18 @@ elseif ARGV[11] ~= '' then
   end
 end
 if balance == nil or (limit and spent == nil) then return {{'miss', int(charged)}} end
+-- RedisMeter's admission: the key's limits first (a refusal for credits still counts the
+-- request, as InProcessLimiter does; only its slot goes back)
+local lm, ld = '', ''
+if mode == 'reserve' and KEYS[7] then
+  local code, m, d = limits()
+  if code ~= 0 then return {{'limited', tostring(code), tostring(m), tostring(d)}} end
+  lm, ld = tostring(m), tostring(d)
+end
+local function refused(...)
+  if lm ~= '' and ARGV[18] ~= '' then redis.call('ZREM', KEYS[7], ARGV[18]) end
+  return {{'no', ...}}
+end
 local existing = nil
 if mode == 'reserve' then
   drop(gen)  -- a repeated reserve replaces the generation's reservation
@@ -136,11 +156,11 @@ if mode == 'extend' then
 end
 if available >= amount then granted = amount
 elseif partial and available >= partial then granted = available
-else return {{'no', int(for_account), for_key and int(for_key) or ''}} end
+else return refused(int(for_account), for_key and int(for_key) or '') end
 add(key, granted)
 hold(granted)
 expire_all()
-return {{'ok', int(granted)}}
+return {{'ok', int(granted), lm, ld}}
 """
 
 # The AccountStore took these charges. KEYS as above; ARGV: the states' TTL, the keys' TTL, then
@@ -236,15 +256,32 @@ class RedisCreditGuard(LinkCounters):
 
     async def reserve(self, key: ApiKey, generation_id: str, amount: Decimal,
                       *, partial_from: Decimal | None = None) -> Reservation:
-        partial = "" if partial_from is None else str(_units(partial_from))
         try:
-            reply = await self._ask(key, "reserve", generation_id, _units(amount), partial=partial)
+            reply = await self.ask_reserve(key, generation_id, amount, partial_from=partial_from)
         except RedisDown:
-            self._link.degraded += 1
-            if self._fail_open:
-                return Reservation(generation_id, key.account_id, key.id, amount)
-            raise Unavailable("Credit checks are unavailable; retry shortly",
-                              retry_after=1.0) from None
+            return self.reserve_degraded(key, generation_id, amount)
+        return self.granted(key, generation_id, amount, reply)
+
+    async def ask_reserve(self, key: ApiKey, generation_id: str, amount: Decimal, *,
+                          partial_from: Decimal | None, extra_keys: Sequence[str] = (),
+                          extra_args: Sequence[str | int] = ()) -> list[str]:
+        """The script's reply to a reservation (with RedisMeter's limit keys and arguments
+        appended, if given). Raises RedisDown."""
+        partial = "" if partial_from is None else str(_units(partial_from))
+        return await self._ask(key, "reserve", generation_id, _units(amount), partial=partial,
+                               extra_keys=extra_keys, extra_args=extra_args)
+
+    def reserve_degraded(self, key: ApiKey, generation_id: str, amount: Decimal) -> Reservation:
+        """Redis failed: the policy's answer (the whole amount when failing open)."""
+        self._link.degraded += 1
+        if self._fail_open:
+            return Reservation(generation_id, key.account_id, key.id, amount)
+        raise Unavailable("Credit checks are unavailable; retry shortly",
+                          retry_after=1.0) from None
+
+    def granted(self, key: ApiKey, generation_id: str, amount: Decimal,
+                reply: list[str]) -> Reservation:
+        """The reservation an 'ok' reply grants, or InsufficientCredits for a 'no'."""
         if reply[0] == "ok":
             granted = int(reply[1])
             return Reservation(generation_id, key.account_id, key.id,
@@ -272,16 +309,19 @@ class RedisCreditGuard(LinkCounters):
         return Reservation(reservation.generation_id, reservation.account_id,
                            reservation.key_id, reservation.amount + amount)
 
-    async def settle(self, reservation: Reservation, cost: Decimal) -> None:
+    async def settle(self, reservation: Reservation, cost: Decimal, *,
+                     extra_keys: Sequence[str] = (), extra_args: Sequence[str | int] = ()) -> None:
         """Releases the reservation and counts the cost in Redis at once; the charge itself
         reaches the AccountStore with the generation's record, and applied() says so. Never
         raises: a release Redis could not make lapses after reservation_ttl (and the charge
-        still reaches the store with the record)."""
+        still reaches the store with the record). RedisMeter appends the key's limit keys and
+        arguments (its tokens and its slot's release)."""
         args: list[str | int] = ["settle", reservation.key_id, reservation.generation_id,
                                  _units(cost) if cost > 0 else 0, "", "", 0, *self._ttls,
-                                 "", "", ""]
+                                 "", "", "", *extra_args]
         with contextlib.suppress(RedisDown):
-            await self._link.script(CREDITS_SCRIPT, self.keys(reservation.account_id), args)
+            await self._link.script(CREDITS_SCRIPT,
+                                    (*self.keys(reservation.account_id), *extra_keys), args)
 
     async def applied(self, records: Sequence[GenerationRecord]) -> None:
         """The AccountStore took these records' charges (the ledger wrote them): they stop
@@ -298,15 +338,17 @@ class RedisCreditGuard(LinkCounters):
             for account_id, args in by_account.items()))
 
     async def _ask(self, key: ApiKey, mode: str, generation_id: str, amount: int, *,
-                    partial: str = "", held: int = 0) -> list[str]:
+                    partial: str = "", held: int = 0, extra_keys: Sequence[str] = (),
+                    extra_args: Sequence[str | int] = ()) -> list[str]:
         """The script's reply to reserve or extend, reading the snapshots it misses once."""
         limit = "" if key.credit_limit is None else str(_units(key.credit_limit))
         base: list[str | int] = [mode, key.id, generation_id, amount, partial, limit, held,
                                  *self._ttls]
         snapshot: list[str | int] = ["", "", ""]
         for _ in range(3):
-            raw = await self._link.script(CREDITS_SCRIPT, self.keys(key.account_id),
-                                          [*base, *snapshot])
+            raw = await self._link.script(CREDITS_SCRIPT,
+                                          (*self.keys(key.account_id), *extra_keys),
+                                          [*base, *snapshot, *extra_args])
             reply = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
             if reply[0] != "miss":
                 return reply

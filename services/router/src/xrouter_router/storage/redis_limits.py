@@ -1,10 +1,12 @@
 """Rate limits shared by every router replica through Redis Cluster: one versioned Lua script
-per call, whose keys share the API key's id as {hash tag}, so each check-and-count is atomic."""
+per call, whose keys share the account's id as {hash tag} (with its credit keys), so each
+check-and-count is atomic."""
 
 from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Sequence
 
 from redis.asyncio.cluster import RedisCluster
 
@@ -16,39 +18,53 @@ from xrouter_router.storage.memory import _limited as limited  # one wording for
 from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
 from xrouter_router.storage.redis_stats import Script
 
-# KEYS: requests this minute, requests today, tokens this minute, the concurrency slots (a sorted
-# set of slot ids scored by their expiry in server milliseconds, so a crashed replica's slots
-# lapse). ARGV: rpm, rpd, tpm, concurrent ('' = unlimited), slot id, slot TTL in ms.
-# Replies {code, requests this minute, requests today}: code 0 counted, 1-4 which limit ran out.
+
+def limits_lua(k: int, a: int) -> str:
+    """The Lua function `limits()`: checks every limit, then counts the request and takes a
+    concurrency slot; returns code (0 counted, 1-4 which limit ran out), requests this minute,
+    requests today. KEYS[k+1..k+4]: requests this minute, requests today, tokens this minute,
+    the concurrency slots (a sorted set of slot ids scored by their expiry in server
+    milliseconds, so a crashed replica's slots lapse). ARGV[a+1..a+6]: rpm, rpd, tpm, concurrent
+    ('' = unlimited), slot id, slot TTL in ms. Shared by ACQUIRE_SCRIPT and the credit script's
+    admission (RedisMeter)."""
+    return f"""local function limits()
+  local rpm, rpd = tonumber(ARGV[{a + 1}]), tonumber(ARGV[{a + 2}])
+  local tpm, conc = tonumber(ARGV[{a + 3}]), tonumber(ARGV[{a + 4}])
+  local m, d = 0, 0
+  if rpm then
+    m = tonumber(redis.call('GET', KEYS[{k + 1}]) or '0')
+    if m >= rpm then return 1, m, d end
+  end
+  if rpd then
+    d = tonumber(redis.call('GET', KEYS[{k + 2}]) or '0')
+    if d >= rpd then return 2, m, d end
+  end
+  if tpm and tonumber(redis.call('GET', KEYS[{k + 3}]) or '0') >= tpm then return 3, m, d end
+  if conc then
+    local t = redis.call('TIME')
+    local now, ttl = t[1] * 1000 + math.floor(t[2] / 1000), tonumber(ARGV[{a + 6}])
+    redis.call('ZREMRANGEBYSCORE', KEYS[{k + 4}], '-inf', string.format('%.0f', now))
+    if redis.call('ZCARD', KEYS[{k + 4}]) >= conc then return 4, m, d end
+    redis.call('ZADD', KEYS[{k + 4}], string.format('%.0f', now + ttl), ARGV[{a + 5}])
+    redis.call('PEXPIRE', KEYS[{k + 4}], ARGV[{a + 6}])
+  end
+  if rpm then
+    m = redis.call('INCR', KEYS[{k + 1}])
+    if m == 1 then redis.call('EXPIRE', KEYS[{k + 1}], 120) end
+  end
+  if rpd then
+    d = redis.call('INCR', KEYS[{k + 2}])
+    if d == 1 then redis.call('EXPIRE', KEYS[{k + 2}], 90000) end
+  end
+  return 0, m, d
+end
+"""
+
+
+# Replies {code, requests this minute, requests today}.
 _ACQUIRE = f"""-- xrouter rate limits {VERSION}: acquire
-local rpm, rpd, tpm, conc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local m, d = 0, 0
-if rpm then
-  m = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if m >= rpm then return {{1, m, d}} end
-end
-if rpd then
-  d = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if d >= rpd then return {{2, m, d}} end
-end
-if tpm and tonumber(redis.call('GET', KEYS[3]) or '0') >= tpm then return {{3, m, d}} end
-if conc then
-  local t = redis.call('TIME')
-  local now, ttl = t[1] * 1000 + math.floor(t[2] / 1000), tonumber(ARGV[6])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', string.format('%.0f', now))
-  if redis.call('ZCARD', KEYS[4]) >= conc then return {{4, m, d}} end
-  redis.call('ZADD', KEYS[4], string.format('%.0f', now + ttl), ARGV[5])
-  redis.call('PEXPIRE', KEYS[4], ARGV[6])
-end
-if rpm then
-  m = redis.call('INCR', KEYS[1])
-  if m == 1 then redis.call('EXPIRE', KEYS[1], 120) end
-end
-if rpd then
-  d = redis.call('INCR', KEYS[2])
-  if d == 1 then redis.call('EXPIRE', KEYS[2], 90000) end
-end
-return {{0, m, d}}
+{limits_lua(0, 0)}local code, m, d = limits()
+return {{code, m, d}}
 """
 
 _ADD_TOKENS = f"""-- xrouter rate limits {VERSION}: tokens
@@ -61,6 +77,11 @@ ACQUIRE_SCRIPT = Script(_ACQUIRE)
 TOKENS_SCRIPT = Script(_ADD_TOKENS)
 
 
+def new_slot(lim: Limits) -> str:
+    """A concurrency slot's id, when the key has a concurrency limit."""
+    return uuid.uuid4().hex if lim.concurrent is not None else ""
+
+
 def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
 
@@ -69,7 +90,7 @@ class RedisLimiter(LinkCounters):
     """The Limiter port over Redis Cluster: the same fixed windows (the minute, the UTC day),
     tokens per minute and concurrency as InProcessLimiter, exact across replicas.
 
-    Keys are `xr:v1:rl:{<key id>}:...`. A concurrency slot lapses `slot_ttl` seconds after it
+    Keys are `xr:v2:rl:{<account id>}:<key id>:...`. A concurrency slot lapses `slot_ttl` seconds after it
     was taken, so a replica that dies mid-request frees its slots; a request running longer
     than that stops counting against the cap. When Redis fails, `fail_open` (the default)
     admits requests uncounted (acquire returns None); otherwise acquire raises Unavailable.
@@ -86,44 +107,54 @@ class RedisLimiter(LinkCounters):
         self._slot_ms = max(1, round(slot_ttl * 1000))
         self._held: dict[str, list[str]] = {}  # slot ids this replica holds, per key id
 
-    def keys(self, key_id: str, now: float) -> tuple[str, str, str, str]:
-        """Requests this minute, requests today, tokens this minute, concurrency slots."""
+    def keys(self, key: ApiKey, now: float) -> tuple[str, str, str, str]:
+        """Requests this minute, requests today, tokens this minute, concurrency slots: under the
+        account's hash tag, the slot of its credit keys (so RedisMeter runs both in one script)."""
         minute, day = int(now // MINUTE), int(now // DAY)
-        base = f"{self._prefix}{{{key_id}}}:"
+        base = f"{self._prefix}{{{key.account_id}}}:{key.id}:"
         return f"{base}m:{minute}", f"{base}d:{day}", f"{base}t:{minute}", f"{base}c"
 
     async def acquire(self, key: ApiKey, now: float) -> RateWindow | None:
         lim = key.limits
         if lim == Limits():
             return None
-        slot = uuid.uuid4().hex if lim.concurrent is not None else ""
-        args: list[str | int] = [_opt(lim.requests_per_minute), _opt(lim.requests_per_day),
-                                 _opt(lim.tokens_per_minute), _opt(lim.concurrent), slot,
-                                 self._slot_ms]
+        slot = new_slot(lim)
         try:
-            reply = await self._link.script(ACQUIRE_SCRIPT, self.keys(key.id, now), args)
+            reply = await self._link.script(ACQUIRE_SCRIPT, self.keys(key, now),
+                                            self.arguments(lim, slot))
         except RedisDown:
-            self._link.degraded += 1
-            if not self._fail_open:
-                raise Unavailable("Rate limiting is unavailable; retry shortly",
-                                  retry_after=1.0) from None
-            self._hold(key.id, slot)  # it may have been taken: release() removes it if so
-            return None
-        code, in_minute, in_day = (int(x) for x in reply)
+            return self.degraded_acquire(key, slot)
+        return self.counted(key, slot, [int(x) for x in reply], now)
+
+    def arguments(self, lim: Limits, slot: str) -> list[str | int]:
+        """The script's arguments for the key's limits (limits_lua's ARGV)."""
+        return [_opt(lim.requests_per_minute), _opt(lim.requests_per_day),
+                _opt(lim.tokens_per_minute), _opt(lim.concurrent), slot, self._slot_ms]
+
+    def degraded_acquire(self, key: ApiKey, slot: str) -> RateWindow | None:
+        """Redis failed: admitted uncounted (failing open) or Unavailable."""
+        self._link.degraded += 1
+        if not self._fail_open:
+            raise Unavailable("Rate limiting is unavailable; retry shortly",
+                              retry_after=1.0) from None
+        self.hold(key.id, slot)  # it may have been taken: release() removes it if so
+        return None
+
+    def counted(self, key: ApiKey, slot: str, reply: Sequence[int], now: float) -> RateWindow | None:
+        """limits()'s answer (code, requests this minute, requests today): the window, or
+        RateLimited."""
+        code, in_minute, in_day = reply
         if code:
-            raise _exceeded(code, lim, now)
-        self._hold(key.id, slot)
-        return _window(lim, in_minute, in_day, now)
+            raise _exceeded(code, key.limits, now)
+        self.hold(key.id, slot)
+        return _window(key.limits, in_minute, in_day, now)
 
     async def release(self, key: ApiKey) -> None:
         """Never raises: a slot Redis could not free lapses after slot_ttl."""
-        held = self._held.get(key.id)
-        if not held:
+        slot = self.take(key.id)
+        if not slot:
             return
-        slot = held.pop()
-        if not held:
-            del self._held[key.id]
-        zset = self.keys(key.id, 0.0)[3]
+        zset = self.keys(key, 0.0)[3]
         with contextlib.suppress(RedisDown):
             await self._link.call(lambda: self._link.client.zrem(zset, slot))
 
@@ -132,13 +163,23 @@ class RedisLimiter(LinkCounters):
         if key.limits.tokens_per_minute is None or tokens <= 0:
             return
         with contextlib.suppress(RedisDown):
-            await self._link.script(TOKENS_SCRIPT, self.keys(key.id, now)[2:3], [tokens])
+            await self._link.script(TOKENS_SCRIPT, self.keys(key, now)[2:3], [tokens])
 
-    def _hold(self, key_id: str, slot: str) -> None:
-        # Only once the script answered: a release() meanwhile must not take a slot id that
-        # Redis has not added yet.
+    def hold(self, key_id: str, slot: str) -> None:
+        """Only once the script answered: a release() meanwhile must not take a slot id that
+        Redis has not added yet."""
         if slot:
             self._held.setdefault(key_id, []).append(slot)
+
+    def take(self, key_id: str) -> str:
+        """A slot this replica holds for the key, forgotten here ('' when none)."""
+        held = self._held.get(key_id)
+        if not held:
+            return ""
+        slot = held.pop()
+        if not held:
+            del self._held[key_id]
+        return slot
 
 
 def _exceeded(code: int, lim: Limits, now: float) -> Exception:
