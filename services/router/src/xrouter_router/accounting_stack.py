@@ -101,7 +101,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     # One client per component: each bounds its own commands in flight, and redis-py's cluster
     # client does not queue beyond its per-node pool.
     clients = {name: cluster_client(settings.redis_url)
-               for name in ("limits", "credits", "ledger", "consumer", "revocations")}
+               for name in ("credits", "ledger", "consumer", "revocations")}
     revocations = KeyRevocations(clients["revocations"])
     shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open)
     # Charges travel with the records: the consumer writes both in one transaction, then tells
@@ -126,7 +126,9 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
             await client.aclose()
 
     ledger = StreamLedger(clients["ledger"], charging, on_stored=shared.applied)
-    limiter = RedisLimiter(clients["limits"], fail_open=settings.limits_fail_open)
+    # The meter runs the limits inside the credit script: the limiter (its policy, its slots)
+    # shares the credit guard's client rather than holding a connection pool of its own.
+    limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open)
     return AccountingStack(
         keys, accounts, ledger, limiter, shared, balance_changed=shared.forget,
         meter=RedisMeter(limiter, shared),

@@ -140,7 +140,7 @@ class Billing:
         except BaseException:  # cancelled too: the slot and the reservation go back
             await self._conclude(admission, Decimal(0), 0)
             raise
-        await self._conclude(admission, cost, usage.tokens.total if usage is not None else 0)
+        await self._conclude(admission, cost, tokens.total if tokens is not None else 0)
 
     async def _conclude(self, admission: Admission, cost: Decimal, tokens: int) -> None:
         """Settle, count the tokens, give the concurrency slot back (nothing for the master key)."""
