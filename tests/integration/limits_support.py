@@ -19,6 +19,7 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
 from xrouter_router.domain.ports import Reservation
 from xrouter_router.storage.redis_credits import RedisCreditGuard
+from xrouter_router.storage.redis_lane import Lane
 from xrouter_router.storage.redis_limits import RedisLimiter
 from xrouter_router.storage.redis_revocations import KeyRevocations
 from xrouter_router.storage.redis_stats import cluster_client
@@ -80,7 +81,7 @@ class Closer:
 
     clients: list[ClusterClient] = field(default_factory=list)
     checked: list[RedisLimiter | RedisCreditGuard | KeyRevocations] = field(default_factory=list)
-    closing: list[KeyRevocations | SqliteDatabase] = field(default_factory=list)
+    closing: list[KeyRevocations | SqliteDatabase | Lane] = field(default_factory=list)
 
     def client(self, cluster: RedisCluster, **options: Any) -> ClusterClient:
         made = client(cluster, **options)
@@ -92,6 +93,12 @@ class Closer:
         (a burst of first calls would otherwise race the discovery against their timeouts)."""
         made = self.client(cluster, **options)
         await made.initialize()
+        return made
+
+    def lane(self, client: ClusterClient) -> Lane:
+        """The request path's way to Redis (storage/redis_lane.py), closed at the end."""
+        made = Lane(client)
+        self.closing.append(made)
         return made
 
     async def close(self) -> None:

@@ -4,6 +4,7 @@ one (what only Redis does is in test_redis_cluster_limits.py)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -59,16 +60,23 @@ class Wallet:
         return account.balance
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def wallet(request: pytest.FixtureRequest, tmp_path: Path, closer: Closer) -> Wallet:
+@pytest.fixture(params=["memory", "redis", "redis-lane"])
+async def wallet(request: pytest.FixtureRequest, tmp_path: Path,
+                 closer: Closer) -> AsyncIterator[Wallet]:
+    """The Redis guard through the cluster client, and through the lane as the router runs it
+    (every script of the test then went the lane's way)."""
     accounts = await _accounts(tmp_path, closer)
     account_id = await _account(accounts, "1.00")
     if request.param == "memory":
-        return Wallet(InProcessCreditGuard(accounts), accounts, account_id)
+        yield Wallet(InProcessCreditGuard(accounts), accounts, account_id)
+        return
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    guard = RedisCreditGuard(closer.client(cluster), accounts)
+    client = closer.client(cluster)
+    lane = closer.lane(client) if request.param == "redis-lane" else None
+    guard = RedisCreditGuard(client, accounts, lane=lane)
     closer.checked.append(guard)
-    return Wallet(guard, accounts, account_id, guard)
+    yield Wallet(guard, accounts, account_id, guard)
+    assert lane is None or (lane.fallbacks, len(lane.connected())) == (0, 1)
 
 
 def _refused(exc: pytest.ExceptionInfo[InsufficientCredits]) -> tuple[str, dict[str, Any]]:

@@ -31,6 +31,7 @@ from xrouter_router.storage.ledger_stream import GROUP, StreamLayout, StreamLedg
 from xrouter_router.storage.migrate import migrate
 from xrouter_router.storage.pg import PgDatabase, PgUsageLedger
 from xrouter_router.storage.postgres import pool
+from xrouter_router.storage.redis_lane import Lane
 from xrouter_router.storage.redis_stats import cluster_client
 
 SHARDS = 8
@@ -62,11 +63,14 @@ class Rig:
     conninfo: str
     client_url: str
     consumers: list[LedgerConsumer]
+    lane: Lane
 
     def ledger(self, **options: Any) -> StreamLedger:
+        """Appending through the lane, as the router does, unless `lane` says otherwise."""
         # A generous WAIT: on a loaded CI machine a 100 ms replica timeout sends some records
         # straight to PostgreSQL, which is correct but would make the exact counts below timing-bound.
-        return StreamLedger(self.client, self.pg, self.layout, **{"replica_timeout": 5.0, **options})
+        return StreamLedger(self.client, self.pg, self.layout,
+                            **{"replica_timeout": 5.0, "lane": self.lane, **options})
 
     async def consumer(self, pg: Any = None, **options: Any) -> LedgerConsumer:
         settings: dict[str, Any] = {"block": 0.2, "linger": 0.01, "backoff": 0.05,
@@ -123,12 +127,13 @@ async def rig_on(conninfo: str, redis_url: str) -> AsyncIterator[Rig]:
     async with pool(conninfo, min_size=1, max_size=4, timeout=2.0) as connections:
         rig = Rig(client, PgUsageLedger(PgDatabase(connections)),
                   StreamLayout(shards=SHARDS, prefix=f"t{uuid.uuid4().hex[:10]}"), conninfo,
-                  redis_url, [])
+                  redis_url, [], Lane(client))
         try:
             yield rig
         finally:
             for consumer in rig.consumers:
                 await consumer.stop()
+            await rig.lane.close()
             await client.aclose()
 
 
@@ -156,8 +161,9 @@ class HangsAfterWriting:
         raise AssertionError("unreachable")
 
 
-async def test_records_reach_postgres_exactly_once(rig: Rig) -> None:
-    ledger = rig.ledger()
+@pytest.mark.parametrize("through", ["lane", "client"])
+async def test_records_reach_postgres_exactly_once(rig: Rig, through: str) -> None:
+    ledger = rig.ledger() if through == "lane" else rig.ledger(lane=None)
     records = generations(300)
     await append_all(ledger, records)
     await append_all(ledger, records[:50])  # repeats: appended again, never stored twice
@@ -169,6 +175,7 @@ async def test_records_reach_postgres_exactly_once(rig: Rig) -> None:
     assert await ledger.get("gen-7") == await rig.pg.get("gen-7") == records[7]
     assert consumer.last_flush_at > 0 and consumer.last_flush_seconds > 0
     assert ledger.direct_writes == 0
+    assert (rig.lane.fallbacks, bool(rig.lane.connected())) == (0, through == "lane")
 
 
 async def test_get_finds_a_record_as_soon_as_record_returns(rig: Rig) -> None:

@@ -305,8 +305,9 @@ async def test_a_master_failover_mid_load(redis_cluster: RedisCluster, tmp_path:
     fast = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
     limiter = RedisLimiter(closer.client(redis_cluster, **fast), timeout=1.0, retry_after=0.2)
     accounts = await _accounts(tmp_path, closer)
-    guard = RedisCreditGuard(closer.client(redis_cluster, **fast), accounts, timeout=1.0,
-                             retry_after=0.2)
+    guarded = closer.client(redis_cluster, **fast)
+    lane = closer.lane(guarded)  # as the router runs it
+    guard = RedisCreditGuard(guarded, accounts, timeout=1.0, retry_after=0.2, lane=lane)
     key_id = "key-failover"
     account_id = _id_on(redis_cluster, port, lambda i: guard.keys(i)[0])  # limits follow it
     await accounts.create(Account(account_id))
@@ -332,6 +333,8 @@ async def test_a_master_failover_mid_load(redis_cluster: RedisCluster, tmp_path:
     promoted = redis_cluster.master_of(limiter.keys(key, NOW)[0])
     assert promoted != port
     await _exact_after_failover(limiter, guard, key, accounts)
+    # The lane lost the killed master, went through the client, then straight to the promoted one.
+    assert lane.fallbacks > 0 and f"127.0.0.1:{promoted}" in lane.connected()
     with redis.Redis(port=promoted) as node:
         assert node.script_exists(ACQUIRE_SCRIPT.sha, CREDITS_SCRIPT.sha) == [True, True]
     # The listener moved to another node on its own.

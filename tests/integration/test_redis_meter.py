@@ -33,8 +33,10 @@ from xrouter_router.storage.sqlite import SqliteAccountStore
 
 
 async def _meter(cluster: RedisCluster, closer: Closer, accounts: SqliteAccountStore) -> RedisMeter:
+    """As the router builds it: the credit guard's scripts through the lane."""
     limiter = RedisLimiter(await closer.started(cluster))
-    guard = RedisCreditGuard(await closer.started(cluster), accounts)
+    client = await closer.started(cluster)
+    guard = RedisCreditGuard(client, accounts, lane=closer.lane(client))
     closer.checked += [limiter, guard]
     return RedisMeter(limiter, guard)
 
@@ -103,7 +105,8 @@ async def test_redis_down_the_credit_policy_answers_then_the_limits(
         clients = [cluster_client(closed_port, **nowhere) for _ in range(2)]
         closer.clients += clients
         limiter = RedisLimiter(clients[0], fail_open=limits_open, timeout=0.3)
-        guard = RedisCreditGuard(clients[1], accounts, fail_open=credits_open, timeout=0.3)
+        guard = RedisCreditGuard(clients[1], accounts, fail_open=credits_open, timeout=0.3,
+                                 lane=closer.lane(clients[1]))
         return RedisMeter(limiter, guard)
 
     with pytest.raises(Unavailable, match="Credit checks are unavailable"):

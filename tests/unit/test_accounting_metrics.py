@@ -35,6 +35,30 @@ def test_counts_and_gauges_per_component() -> None:
 
 
 @dataclass
+class Laned:
+    lane_fallbacks: int = 0
+
+
+def test_lane_fallbacks_per_component() -> None:
+    registry = CollectorRegistry()
+    credits, ledger = Laned(4), Laned()
+    accounting_metrics.register(registry, {"credits": credits, "ledger": ledger, "plain": object()})
+    value = registry.get_sample_value
+    assert value("xrouter_router_redis_lane_fallbacks_total", {"component": "credits"}) == 4
+    assert value("xrouter_router_redis_lane_fallbacks_total", {"component": "ledger"}) == 0
+    assert value("xrouter_router_redis_lane_fallbacks_total", {"component": "plain"}) is None
+    ledger.lane_fallbacks = 2
+    assert value("xrouter_router_redis_lane_fallbacks_total", {"component": "ledger"}) == 2
+
+
+def test_no_lane_no_fallback_metric() -> None:
+    registry = CollectorRegistry()
+    accounting_metrics.register(registry, {"limits": Component()})
+    assert registry.get_sample_value("xrouter_router_redis_lane_fallbacks_total",
+                                     {"component": "limits"}) is None
+
+
+@dataclass
 class Cache:
     hits: int = 0
     misses: int = 0

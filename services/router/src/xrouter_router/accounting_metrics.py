@@ -38,6 +38,14 @@ class Degradable(Protocol):
 
 
 @runtime_checkable
+class Laned(Protocol):
+    """A component whose request-path commands take the lane (storage/redis_lane.py)."""
+
+    @property
+    def lane_fallbacks(self) -> int: ...
+
+
+@runtime_checkable
 class KeyCache(Protocol):
     hits: int
     misses: int
@@ -64,6 +72,7 @@ class Database(Protocol):
 class AccountingCollector(Collector):
     def __init__(self, components: dict[str, object]) -> None:
         self._components = {name: c for name, c in components.items() if isinstance(c, Degradable)}
+        self._laned = {name: c for name, c in components.items() if isinstance(c, Laned)}
         self._caches = [c for c in components.values() if isinstance(c, KeyCache)]
         self._flushing = [c for c in components.values() if isinstance(c, Flushing)]
         self._databases = [c for c in components.values() if isinstance(c, Database)]
@@ -85,6 +94,14 @@ class AccountingCollector(Collector):
             degraded.add_metric([name], component.degraded)
         yield errors
         yield degraded
+        if self._laned:
+            fallbacks = CounterMetricFamily(
+                "xrouter_router_redis_lane_fallbacks",
+                "Request-path Redis commands the lane left to redis-py's cluster client (a moved "
+                "slot, a failover, a lost connection), by component", labels=["component"])
+            for name, laned in sorted(self._laned.items()):
+                fallbacks.add_metric([name], laned.lane_fallbacks)
+            yield fallbacks
         if self._caches:
             lookups = CounterMetricFamily(
                 "xrouter_router_key_cache_lookups",

@@ -93,6 +93,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.ledger_consumer import LedgerConsumer
     from xrouter_router.storage.ledger_stream import StreamLedger
     from xrouter_router.storage.redis_credits import RedisCreditGuard
+    from xrouter_router.storage.redis_lane import Lane
     from xrouter_router.storage.redis_limits import RedisLimiter
     from xrouter_router.storage.redis_meter import RedisMeter
     from xrouter_router.storage.redis_revocations import KeyRevocations
@@ -103,7 +104,10 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     clients = {name: cluster_client(settings.redis_url)
                for name in ("credits", "ledger", "consumer", "revocations")}
     revocations = KeyRevocations(clients["revocations"])
-    shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open)
+    # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md).
+    lanes = [Lane(clients["credits"]), Lane(clients["ledger"])]
+    shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open,
+                              lane=lanes[0])
     # Charges travel with the records: the consumer writes both in one transaction, then tells
     # the credit guard (no database call on the request path).
     charging = PgUsageLedger(database, charge=True)
@@ -122,10 +126,12 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
                 type(exc).__name__)
 
     async def close_clients() -> None:
+        for lane in lanes:
+            await lane.close()
         for client in clients.values():
             await client.aclose()
 
-    ledger = StreamLedger(clients["ledger"], charging, on_stored=shared.applied)
+    ledger = StreamLedger(clients["ledger"], charging, lane=lanes[1], on_stored=shared.applied)
     # The meter runs the limits inside the credit script: the limiter (its policy, its slots)
     # shares the credit guard's client rather than holding a connection pool of its own.
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open)

@@ -11,9 +11,11 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 from xrouter_router.domain.errors import XRouterError
 from xrouter_router.domain.ledger import GenerationRecord, UsageRow, UsageTotals
@@ -22,6 +24,7 @@ from xrouter_router.storage.pg import (
     generation_document,
     generation_from_document,
 )
+from xrouter_router.storage.redis_lane import Lane, LaneMiss
 from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
@@ -94,14 +97,16 @@ class StreamLedger:
     for a record still on its way; totals and reports lag by the consumer's flush interval.
     Records carry their charges when `pg` charges (PgUsageLedger(charge=True)); `on_stored` is
     told of a record written to PostgreSQL here (RedisCreditGuard.applied). The caller owns
-    `client`."""
+    `client`. Appends go through `lane` when given (storage/redis_lane.py)."""
 
     def __init__(self, client: RedisCluster, pg: PgUsageLedger, layout: StreamLayout | None = None,
-                 *, max_len: int = 500_000, recent_ttl: int = 3600, replicas: int = 1,
+                 *, lane: Lane | None = None, max_len: int = 500_000, recent_ttl: int = 3600,
+                 replicas: int = 1,
                  replica_timeout: float = 0.1, timeout: float = 2.0,
                  on_stored: Callable[[Sequence[GenerationRecord]], Awaitable[None]] | None = None,
                  ) -> None:
         self._client = client
+        self._lane = lane or Lane(client, enabled=False)
         self._pg = pg
         self._on_stored = on_stored
         self._layout = layout or StreamLayout()
@@ -149,21 +154,39 @@ class StreamLedger:
         whether enough replicas confirmed. Raises when the stream did not take the record."""
         shard = self._layout.shard(generation_id)
         stream = self._layout.stream(shard)
-        await self._client.initialize()  # a no-op once done; get_node_from_key needs the slots
-        pipe = self._client.pipeline()
-        pipe.eval(APPEND_SCRIPT, 2, stream, self._layout.recent(shard, generation_id),
+        append = ("EVAL", APPEND_SCRIPT, 2, stream, self._layout.recent(shard, generation_id),
                   self._max_len, payload, self._recent_ttl)
-        node = self._client.get_node_from_key(stream) if self._replicas > 0 else None
-        if node is not None:
-            # On the pipeline's connection to the stream's node: WAIT covers that connection's
-            # writes only.
-            pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms, target_nodes=node)
-        replies = await pipe.execute(raise_on_error=False)
-        if isinstance(replies[0], BaseException):
-            raise replies[0]
+        wait = ("WAIT", self._replicas, self._replica_timeout_ms)
+        try:
+            replies = await self._lane.send(stream, [append, wait] if self._replicas > 0
+                                            else [append])
+        except LaneMiss:
+            replies = await self._pipeline(stream, append)
+            self._lane.resume()
+        return self._replicated(replies)
+
+    def _replicated(self, replies: list[Any]) -> bool:
+        if isinstance(replies[0], BaseException):  # an error reply (the lane's or redis-py's)
+            raise ResponseError(str(replies[0]))
         if self._replicas <= 0:
             return True
-        return node is not None and isinstance(replies[1], int) and replies[1] >= self._replicas
+        return len(replies) > 1 and isinstance(replies[1], int) and replies[1] >= self._replicas
+
+    async def _pipeline(self, stream: str, append: tuple[str | int | bytes, ...]) -> list[Any]:
+        """_append through the cluster client: a pipeline of the same commands."""
+        await self._client.initialize()  # a no-op once done; get_node_from_key needs the slots
+        pipe = self._client.pipeline()
+        pipe.execute_command(*append)
+        if self._replicas > 0:
+            # On the pipeline's connection to the stream's node: WAIT covers that connection's
+            # writes only.
+            node = self._client.get_node_from_key(stream)
+            pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms, target_nodes=node)
+        return list(await pipe.execute(raise_on_error=False))
+
+    @property
+    def lane_fallbacks(self) -> int:
+        return self._lane.fallbacks
 
     async def get(self, generation_id: str) -> GenerationRecord | None:
         # Redis first: the consumer deletes the recent record only after PostgreSQL committed it,

@@ -14,6 +14,7 @@ from xrouter_router.domain.errors import InsufficientCredits, InternalError, Not
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord, charge_of
 from xrouter_router.domain.ports import AccountStore, Reservation
+from xrouter_router.storage.redis_lane import Lane
 from xrouter_router.storage.redis_limits import limits_lua
 from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
 from xrouter_router.storage.redis_stats import Script
@@ -230,9 +231,10 @@ class RedisCreditGuard(LinkCounters):
     def __init__(self, client: RedisCluster, accounts: AccountStore, *, prefix: str = "xr",
                  fail_open: bool = False, snapshot_ttl: float = 5.0,
                  reservation_ttl: float = 900.0, timeout: float = 0.5,
-                 retry_after: float = 1.0) -> None:
+                 retry_after: float = 1.0, lane: Lane | None = None) -> None:
         policy = "admitting requests unchecked" if fail_open else "refusing paid requests (503)"
-        self._link = Link(client, "credits", policy, timeout=timeout, retry_after=retry_after)
+        self._link = Link(client, "credits", policy, timeout=timeout, retry_after=retry_after,
+                          lane=lane)
         self._accounts = accounts
         self._prefix = f"{prefix}:{VERSION}:cr:"
         self._fail_open = fail_open

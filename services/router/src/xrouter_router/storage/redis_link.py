@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
+from xrouter_router.storage.redis_lane import Lane
 from xrouter_router.storage.redis_stats import Script
 from xrouter_router.storage.timing import Latency
 
@@ -37,11 +37,12 @@ class Link:
     way at once (the cluster client refuses, rather than queues, a command beyond its pool of
     connections per node); the others queue within their timeout. Scripts lost by a node (a
     promoted replica, a restarted node: script caches are not replicated) are loaded again
-    with EVAL."""
+    with EVAL. Scripts go through `lane` when given (storage/redis_lane.py), else the client."""
 
     def __init__(self, client: RedisCluster, what: str, degraded: str, *, timeout: float,
-                 retry_after: float, inflight: int = INFLIGHT) -> None:
+                 retry_after: float, inflight: int = INFLIGHT, lane: Lane | None = None) -> None:
         self.client = client
+        self.lane = lane or Lane(client, enabled=False)
         self._slots = asyncio.Semaphore(inflight)
         self._init_lock = asyncio.Lock()
         self._ready = False
@@ -57,12 +58,7 @@ class Link:
         self.latency = Latency()  # of the calls that reached the client
 
     async def script(self, script: Script, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        async def run() -> Any:
-            try:
-                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                return await self.client.eval(script.text, len(keys), *keys, *args)
-        return await self.call(run)
+        return await self.call(lambda: self.lane.script(script, keys, args))
 
     async def call(self, command: Callable[[], Awaitable[T]]) -> T:
         """The command's reply, or RedisDown (lower-layer errors are translated here only)."""
@@ -109,9 +105,9 @@ class Link:
 
 
 class LinkCounters:
-    """`errors` (Redis failures), `degraded` (answers given by the policy instead) and the
-    `latency` of the calls of a component that talks to Redis through its `_link`; read by the
-    metrics."""
+    """`errors` (Redis failures), `degraded` (answers given by the policy instead), the
+    `latency` of the calls and the `lane_fallbacks` of a component that talks to Redis through
+    its `_link`; read by the metrics."""
 
     _link: Link
 
@@ -126,3 +122,7 @@ class LinkCounters:
     @property
     def degraded(self) -> int:
         return self._link.degraded
+
+    @property
+    def lane_fallbacks(self) -> int:
+        return self._link.lane.fallbacks

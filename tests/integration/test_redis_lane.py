@@ -1,0 +1,244 @@
+"""Lane (storage/redis_lane.py) on real Redis Cluster nodes: the request path's commands go
+straight to their slot's master and answer as the cluster client would; what the lane cannot
+finish (a moved slot, a lost script cache, a hung node) ends through the client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+import redis
+import uvloop
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, ResponseError
+
+from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.redis_cluster import _DIE_WITH_PARENT, RedisCluster, free_ports
+from xrouter_router.storage.redis_lane import Lane
+from xrouter_router.storage.redis_stats import Script, cluster_client
+
+ECHO = Script("return {KEYS[1], ARGV[1]}")
+FAILING = Script("return redis.error_reply('XRTEST refused ' .. ARGV[1])")
+# Busy for ARGV[1] microseconds, then answers ARGV[2]: a reply that is still on its way.
+SLOW = Script("""local t = redis.call('TIME')
+local started = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - started > tonumber(ARGV[1])
+return ARGV[2]""")
+
+
+Run = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Each scenario on both loops: the router runs on uvloop, whose transports are not
+    asyncio's classes."""
+    if request.param == "uvloop":
+        return uvloop.run
+    return asyncio.run
+
+
+@contextlib.asynccontextmanager
+async def lane_on(url: str, **options: float) -> AsyncIterator[Lane]:
+    client = cluster_client(url, **options)
+    await client.initialize()
+    lane = Lane(client, stall=options.get("socket_timeout", 1.0))
+    try:
+        yield lane
+    finally:
+        await lane.close()
+        await client.aclose()
+
+
+def keys_on_each_master(cluster: RedisCluster) -> dict[int, str]:
+    """A fresh key per master port."""
+    found: dict[int, str] = {}
+    while len(found) < len(cluster.master_ports()):
+        key = f"xrtest:{{{uuid.uuid4().hex[:8]}}}:k"
+        found.setdefault(cluster.master_of(key), key)
+    return found
+
+
+async def _scripts_go_straight_to_each_master_one_connection_each(cluster: RedisCluster) -> None:
+    keys = keys_on_each_master(cluster)
+    async with lane_on(cluster.url) as lane:
+        calls = [(key, str(i)) for i in range(100) for key in keys.values()]
+        replies = await asyncio.gather(*(lane.script(ECHO, [k], [a]) for k, a in calls))
+        assert replies == [[k.encode(), a.encode()] for k, a in calls]
+        assert lane.fallbacks == 0
+        assert sorted(lane.connected()) == sorted(f"127.0.0.1:{p}" for p in keys)
+
+
+async def _a_node_that_lost_its_scripts_gets_them_again(cluster: RedisCluster) -> None:
+    port, key = next(iter(keys_on_each_master(cluster).items()))
+    async with lane_on(cluster.url) as lane:
+        assert await lane.script(ECHO, [key], ["a"]) == [key.encode(), b"a"]
+        with redis.Redis(port=port) as node:
+            node.script_flush()
+            assert await lane.script(ECHO, [key], ["b"]) == [key.encode(), b"b"]
+            assert node.script_exists(ECHO.sha) == [True]
+        assert lane.fallbacks == 0
+
+
+async def _an_error_the_script_raises_is_a_response_error(cluster: RedisCluster) -> None:
+    key = next(iter(keys_on_each_master(cluster).values()))
+    async with lane_on(cluster.url) as lane:
+        with pytest.raises(ResponseError, match=r"^XRTEST refused now$"):
+            await lane.script(FAILING, [key], ["now"])
+        assert await lane.script(ECHO, [key], ["after"]) == [key.encode(), b"after"]
+        assert lane.fallbacks == 0
+
+
+async def _a_caller_that_gives_up_leaves_the_next_reply_to_the_next_caller(
+        cluster: RedisCluster) -> None:
+    key = next(iter(keys_on_each_master(cluster).values()))
+    async with lane_on(cluster.url) as lane:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await lane.script(SLOW, [key], [300_000, "late"])
+        assert await lane.script(ECHO, [key], ["mine"]) == [key.encode(), b"mine"]
+        assert lane.fallbacks == 0
+
+
+async def _a_moved_slot_goes_through_the_client_once_then_to_its_new_master(
+        cluster: RedisCluster) -> None:
+    keys = keys_on_each_master(cluster)
+    (source, key), (target, _) = list(keys.items())[:2]
+    slot = key_slot(key.encode())
+    async with lane_on(cluster.url) as lane:
+        assert await lane.script(ECHO, [key], ["before"]) == [key.encode(), b"before"]
+        await asyncio.to_thread(move_slot, cluster, slot, source, target)
+        try:
+            assert await lane.script(ECHO, [key], ["moved"]) == [key.encode(), b"moved"]
+            assert lane.fallbacks == 1  # MOVED: the client followed it and learned the new owner
+            assert await lane.script(ECHO, [key], ["direct"]) == [key.encode(), b"direct"]
+            assert lane.fallbacks == 1
+            assert f"127.0.0.1:{target}" in lane.connected()
+        finally:
+            await asyncio.to_thread(move_slot, cluster, slot, target, source)
+
+
+def move_slot(cluster: RedisCluster, slot: int, source: int, target: int) -> None:
+    """An empty slot's resharding, as `redis-cli --cluster reshard` does it."""
+    with redis.Redis(port=source, decode_responses=True) as src, \
+            redis.Redis(port=target, decode_responses=True) as dst:
+        source_id, target_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        assert src.execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 0
+        dst.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+    deadline = time.monotonic() + 10
+    while not all(owner(port, slot) == target for port in cluster.master_ports()):
+        assert time.monotonic() < deadline, f"slot {slot} never moved to {target}"
+        time.sleep(0.05)
+
+
+def owner(port: int, slot: int) -> int:
+    with redis.Redis(port=port) as node:
+        for first, last, master, *_ in node.execute_command("CLUSTER SLOTS"):
+            if first <= slot <= last:
+                return int(master[1])
+    raise AssertionError(f"slot {slot} not served")
+
+
+# -- a node of our own: a password, and a node that stops answering ----------------------------
+
+
+@contextlib.contextmanager
+def lone_node(password: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A one-node cluster (every slot on one master) that wants a password."""
+    port = free_ports(1)[0]
+    with tempfile.TemporaryDirectory(prefix="xr-lane-") as folder:
+        proc = subprocess.Popen(
+            [*_DIE_WITH_PARENT, "redis-server", "--cluster-enabled", "yes", "--save", "",
+             "--appendonly", "no", "--bind", "127.0.0.1", "--port", str(port), "--dir", folder,
+             "--requirepass", password], stdout=subprocess.DEVNULL)
+        try:
+            node = redis.Redis(port=port, password=password, decode_responses=True)
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(redis.ConnectionError):
+                    node.cluster("ADDSLOTSRANGE", 0, 16383)
+                    break
+                assert time.monotonic() < deadline, "the lone node never started"
+                time.sleep(0.05)
+            while node.cluster("INFO").get("cluster_state") != "ok":
+                assert time.monotonic() < deadline, "the lone node's cluster never came up"
+                time.sleep(0.05)
+            node.close()
+            yield port, proc
+        finally:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+
+
+async def _a_node_with_a_password_and_a_node_that_stops_answering() -> None:
+    with lone_node("s3cret-lane") as (port, proc):
+        url = f"redis://:s3cret-lane@127.0.0.1:{port}"
+        async with lane_on(url, socket_timeout=0.3, socket_connect_timeout=0.3) as lane:
+            assert await lane.script(ECHO, ["a"], ["1"]) == [b"a", b"1"]
+            assert lane.fallbacks == 0 and lane.connected() == [f"127.0.0.1:{port}"]
+
+            proc.send_signal(signal.SIGSTOP)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await lane.script(ECHO, ["a"], ["2"])
+            await asyncio.sleep(0.35)  # past the lane's stall bound: the next call gives up on it
+            with pytest.raises((redis.RedisError, RedisClusterException)):  # the client, in its time
+                await lane.script(ECHO, ["a"], ["3"])
+            assert lane.fallbacks == 1 and lane.connected() == []
+            proc.send_signal(signal.SIGCONT)
+
+            # Through the client until it succeeds, then the lane again, on a new connection.
+            assert await lane.script(ECHO, ["a"], ["4"]) == [b"a", b"4"]
+            assert lane.fallbacks == 2
+            assert await lane.script(ECHO, ["a"], ["5"]) == [b"a", b"5"]
+            assert lane.fallbacks == 2 and lane.connected() == [f"127.0.0.1:{port}"]
+
+
+async def _a_password_changed_under_a_running_client_leaves_the_lane_for_the_client() -> None:
+    with lone_node("old") as (port, _):
+        async with lane_on(f"redis://:old@127.0.0.1:{port}") as lane:
+            assert await lane.client.ping() is True  # the client's pooled, authenticated connection
+            with redis.Redis(port=port, password="old") as node:
+                node.config_set("requirepass", "new")
+            # The lane's connection must authenticate again and cannot: the client still can.
+            await lane.close()
+            assert await lane.script(ECHO, ["a"], ["1"]) == [b"a", b"1"]
+            assert lane.fallbacks == 1 and lane.connected() == []
+
+
+ON_THE_CLUSTER = [_scripts_go_straight_to_each_master_one_connection_each,
+                  _a_node_that_lost_its_scripts_gets_them_again,
+                  _an_error_the_script_raises_is_a_response_error,
+                  _a_caller_that_gives_up_leaves_the_next_reply_to_the_next_caller,
+                  _a_moved_slot_goes_through_the_client_once_then_to_its_new_master]
+ON_A_LONE_NODE = [_a_node_with_a_password_and_a_node_that_stops_answering,
+                  _a_password_changed_under_a_running_client_leaves_the_lane_for_the_client]
+
+
+@pytest.mark.parametrize("scenario", ON_THE_CLUSTER, ids=lambda f: f.__name__.strip("_"))
+def test_on_the_cluster(run: Run, redis_cluster: RedisCluster,  # noqa: F811
+                        scenario: Callable[[RedisCluster], Coroutine[Any, Any, None]]) -> None:
+    run(scenario(redis_cluster))
+
+
+@pytest.mark.parametrize("scenario", ON_A_LONE_NODE, ids=lambda f: f.__name__.strip("_"))
+def test_on_a_lone_node(run: Run, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    run(scenario())
+
+
+def test_tls_and_credential_providers_stay_with_the_client() -> None:
+    assert Lane(cluster_client("redis://127.0.0.1:7000")).enabled
+    assert not Lane(cluster_client("rediss://127.0.0.1:7000")).enabled
+    assert not Lane(cluster_client("redis://127.0.0.1:7000"), enabled=False).enabled
