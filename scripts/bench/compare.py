@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import run as bench
@@ -37,6 +38,8 @@ class Stack:
         self.port = bench.free_port()
         self.router, self.gateway = bench.start_services(self.tmp, nginx_port, self.port, cluster)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.answered = 0  # requests wrk counted as answered
+        self.cut_off = 0  # at most this many more: in flight when wrk stopped, answered after
 
     def ready(self) -> None:
         bench.wait_ready(f"{self.url}/readyz")
@@ -53,7 +56,28 @@ class Stack:
         result = bench.wrk(f"{self.url}/v1/chat/completions", self.script(kind), conns, seconds)
         r1, g1 = bench.cpu_seconds(self.router.pid), bench.cpu_seconds(self.gateway.pid)
         n = result["requests"]
+        self.answered += int(n)
+        self.cut_off += conns
         return result["rps"], (r1 - r0) / n * 1000, (g1 - g0) / n * 1000
+
+    def recorded(self, bound: float = 30.0) -> str:
+        """That every answered request left one generation record, charged to the account: the
+        usage report's count, once the ledger has drained, within what wrk may have cut off, and
+        the account's usage equal to the records' cost. A bench of a stack that skips its
+        accounting would measure nothing."""
+        deadline = time.monotonic() + bound
+        while True:
+            rows = bench.get(f"{self.url}/v1/usage?account_id=bench", bench.MASTER_KEY)["data"]
+            records, cost = sum(r["requests"] for r in rows), sum(Decimal(str(r["cost"])) for r in rows)
+            spent = Decimal(str(bench.get(f"{self.url}/v1/credits", self.key)["data"]["total_usage"]))
+            if self.answered <= records <= self.answered + self.cut_off and cost == spent:
+                return (f"{self.name}: {records} generation records for {self.answered} answered "
+                        f"requests (+{records - self.answered} answered after wrk stopped), "
+                        f"{spent} RUB charged, equal to their cost")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: {records} records ({cost} RUB) for "
+                                   f"{self.answered} answered requests, {spent} RUB charged")
+            time.sleep(0.5)
 
     def stop(self) -> None:
         for p in (self.router, self.gateway):
@@ -79,6 +103,7 @@ def main() -> int:
             for stack in stacks:
                 stack.ready()
             report = compare(stacks)
+            report += "\n" + "\n".join(f"- {stack.recorded()}" for stack in stacks) + "\n"
         finally:
             for stack in stacks:
                 stack.stop()

@@ -35,6 +35,7 @@ from xrouter_router.storage.migrate import migrate  # noqa: E402
 from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgUsageLedger  # noqa: E402
 from xrouter_router.storage.postgres import pool  # noqa: E402
 from xrouter_router.storage.redis_credits import RedisCreditGuard  # noqa: E402
+from xrouter_router.storage.redis_lane import Lane  # noqa: E402
 from xrouter_router.storage.redis_stats import cluster_client  # noqa: E402
 
 TARGET = 2000.0  # generations/s into PostgreSQL (issue 3)
@@ -115,7 +116,8 @@ async def measure(count: int, postgres: PostgresHA, redis: RedisCluster) -> list
             await accounts.top_up(f"acc-{i}", START, "bench")
         pg = PgUsageLedger(database, charge=True)
         guard = RedisCreditGuard(client, accounts)
-        ledger = StreamLedger(client, pg, StreamLayout(), on_stored=guard.applied)
+        lane = Lane(client)  # the appends take it, as in the router
+        ledger = StreamLedger(client, pg, StreamLayout(), lane=lane, on_stored=guard.applied)
         consumer = LedgerConsumer(client, pg, StreamLayout(), on_stored=guard.applied)
         await ledger.record(generations(1, "warm-up")[0])
 
@@ -138,6 +140,8 @@ async def measure(count: int, postgres: PostgresHA, redis: RedisCluster) -> list
         rows.append(Row("end to end: append + flush together", count, time.perf_counter() - started,
                         f"appends done after {appended:.2f} s; {latency_note(latencies)}"))
         await consumer.stop()
+        await lane.close()
+        assert lane.fallbacks == 0, f"{lane.fallbacks} appends went through redis-py"
 
         started = time.perf_counter()
         latencies = await timed_all(pg.record, generations(DIRECT, "c"), 4)

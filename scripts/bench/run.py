@@ -147,6 +147,13 @@ def bench_key(gateway: str, *, limited: bool = False) -> str:
     return str(created["key"])
 
 
+def get(url: str, key: str) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        answer: dict[str, Any] = json.loads(resp.read())
+        return answer
+
+
 def lua_script(tmp: Path, name: str, body: dict[str, object], key: str | None) -> Path:
     path = tmp / f"{name}.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
