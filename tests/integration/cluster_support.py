@@ -74,7 +74,9 @@ async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
     database = postgres.multi_host(name)
     await migrate(database, wait=10)
     base = router_settings(catalog)
-    settings = [replace(base, database_url=database, redis_url=redis.url,
+    # The first replica sends its request-path commands through the lane, the others through
+    # redis-py (XROUTER_REDIS_LANE=false): the two paths must agree, to the request.
+    settings = [replace(base, database_url=database, redis_url=redis.url, redis_lane=i == 0,
                         data_dir=tmp_path / f"r{i}", key_cache_ttl=30.0) for i in range(replicas)]
     async with contextlib.AsyncExitStack() as stack:
         routers = [await stack.enter_async_context(running_router(s)) for s in settings]

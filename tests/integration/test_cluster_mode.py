@@ -89,3 +89,7 @@ async def test_every_generation_lands_in_postgres_exactly_once(cluster: Cluster)
             break
         await asyncio.sleep(0.1)
     assert len(rows) == 30 and {n for _, n in rows} == {1}
+    lane, client = (r.metrics.registry.get_sample_value for r in cluster.routers)
+    name = "xrouter_router_redis_lane_fallbacks_total"
+    assert [lane(name, {"component": c}) for c in ("credits", "ledger")] == [0.0, 0.0]
+    assert [client(name, {"component": c}) for c in ("credits", "ledger")] == [0.0, 0.0]

@@ -105,7 +105,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
                for name in ("credits", "ledger", "consumer", "revocations")}
     revocations = KeyRevocations(clients["revocations"])
     # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md).
-    lanes = [Lane(clients["credits"]), Lane(clients["ledger"])]
+    lanes = [Lane(clients[name], enabled=settings.redis_lane) for name in ("credits", "ledger")]
     shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open,
                               lane=lanes[0])
     # Charges travel with the records: the consumer writes both in one transaction, then tells

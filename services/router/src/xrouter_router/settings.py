@@ -37,6 +37,9 @@ class RouterSettings:
     # Degraded modes when Redis fails: rate limits admit (fail open), credits refuse (fail closed).
     limits_fail_open: bool = True
     credits_fail_open: bool = False
+    # The request path's Redis commands on the router's own connections (storage/redis_lane.py);
+    # off: every command through redis-py's cluster client.
+    redis_lane: bool = True
     # A dotenv file of provider credentials (the `provider-keys` secret); None = environment only.
     provider_keys_file: Path | None = None
     # The address /metrics listens on: every interface (containers, scraped by Prometheus), or
@@ -72,6 +75,7 @@ class RouterSettings:
             database_pool_size=env_int("XROUTER_DATABASE_POOL_SIZE", 10, env, minimum=1),
             limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),
             credits_fail_open=env_bool("XROUTER_CREDITS_FAIL_OPEN", False, env),
+            redis_lane=env_bool("XROUTER_REDIS_LANE", True, env),
             provider_keys_file=Path(keys_file) if (keys_file := env_str(
                 "XROUTER_PROVIDER_KEYS_FILE", "", env)) else None,
         )

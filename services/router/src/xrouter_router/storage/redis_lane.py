@@ -128,8 +128,8 @@ class Lane:
     commands in flight on it (the caller's policy answers, as it does for redis-py's errors), and
     the next commands go through the client, which re-learns the topology, until one succeeds
     there. A command that was never written (no connection to the node, a node that stopped
-answering the commands before it) goes through the client at once. Disabled (every call to the
-client) when built with enabled=False or when not lane_supported(client)."""
+    answering the commands before it) goes through the client at once. Disabled (every call to
+    the client) when built with enabled=False or when not lane_supported(client)."""
 
     def __init__(self, client: RedisCluster, *, enabled: bool = True,
                  connect_timeout: float = 1.0, stall: float = 1.0) -> None:
@@ -165,6 +165,8 @@ client) when built with enabled=False or when not lane_supported(client)."""
         connection (so a WAIT among them covers the writes before it). Error replies come back
         as hiredis.ReplyError values, except that LaneMiss is raised when the first command did
         not run: the caller sends the batch through the client."""
+        if not self.enabled:
+            raise LaneMiss("the lane is off")  # by choice: not a fallback
         try:
             return await self._send(key, commands)
         except LaneMiss:
@@ -172,7 +174,7 @@ client) when built with enabled=False or when not lane_supported(client)."""
             raise
 
     async def _send(self, key: str, commands: Sequence[Command]) -> list[Any]:
-        if not self.enabled or self._through_client:
+        if self._through_client:
             raise LaneMiss("through the cluster client")
         slot = key_slot(key.encode())
         try:
