@@ -101,8 +101,7 @@ class StreamLedger:
 
     def __init__(self, client: RedisCluster, pg: PgUsageLedger, layout: StreamLayout | None = None,
                  *, lane: Lane | None = None, max_len: int = 500_000, recent_ttl: int = 3600,
-                 replicas: int = 1,
-                 replica_timeout: float = 0.1, timeout: float = 2.0,
+                 replicas: int = 1, replica_timeout: float = 0.1, timeout: float = 2.0,
                  on_stored: Callable[[Sequence[GenerationRecord]], Awaitable[None]] | None = None,
                  ) -> None:
         self._client = client
