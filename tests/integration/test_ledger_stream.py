@@ -325,25 +325,38 @@ async def test_a_failover_under_load_loses_and_duplicates_nothing(
         consumers = [await rig.consumer(), await rig.consumer()]
         ledger = rig.ledger()
         records = generations(2000)
-        appended = 0
-
-        async def load() -> None:
-            nonlocal appended
-            for start in range(0, len(records), 50):
-                await append_all(ledger, records[start:start + 50])
-                appended = start + 50
-                await asyncio.sleep(0.01)
-        loading = asyncio.create_task(load())
-        await until(lambda: as_true(appended >= 500), 20, "500 records appended")
-        await until(lambda: written_at_least(consumers, 200), 20, "200 records written")
+        load = Load(ledger, records)
+        loading = await load.started(consumers)
         await asyncio.to_thread(cluster.stop_primary, kill=True)
-        killed_at = appended
+        killed_at = load.appended
         await asyncio.to_thread(cluster.promote_standby)
         await loading
         assert killed_at < len(records)  # the primary died mid-load
         await rig.drained(consumers[0])
         assert await rig.rows() == (2000, 2000, 2000, 2000)
         assert ledger.direct_writes == 0
+
+
+@dataclass
+class Load:
+    """`records` appended 50 at a time, `appended` so far."""
+
+    ledger: StreamLedger
+    records: Sequence[GenerationRecord]
+    appended: int = 0
+
+    async def started(self, consumers: Sequence[LedgerConsumer]) -> asyncio.Task[None]:
+        """The load's task, once 500 records are appended and 200 written."""
+        loading = asyncio.create_task(self._run())
+        await until(lambda: as_true(self.appended >= 500), 20, "500 records appended")
+        await until(lambda: written_at_least(consumers, 200), 20, "200 records written")
+        return loading
+
+    async def _run(self) -> None:
+        for start in range(0, len(self.records), 50):
+            await append_all(self.ledger, self.records[start:start + 50])
+            self.appended = start + 50
+            await asyncio.sleep(0.01)
 
 
 async def as_true(value: bool) -> bool:

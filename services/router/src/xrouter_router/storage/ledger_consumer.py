@@ -65,11 +65,11 @@ class _Entry:
 @dataclass(slots=True)
 class _Chunk:
     """Entries of one shard, handed to the flusher; `done` resolves once they are acknowledged
-    (or left pending for a later claim)."""
+    (True) or left pending (False: Redis failed after the write; read again or claimed)."""
 
     shard: int
     entries: list[_Entry]
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 def _entry(entry_id: bytes | str, fields: dict[Any, Any]) -> _Entry:
@@ -93,7 +93,9 @@ class LedgerConsumer:
     `on_stored` fails (Redis: a claim later repeats both, which changes nothing). A flusher's
     pending entries are kept fresh meanwhile, so that nobody claims them. Entries pending for
     `claim_idle` seconds (a consumer that died) are claimed (XAUTOCLAIM) and written again, which
-    writes nothing twice.
+    writes nothing twice. A live consumer does not wait for that with its own: after Redis
+    failed under a reader (a lost reply, a failover that lost acknowledgements) or a batch, that
+    reader reads the entries pending to it first.
 
     `block` must stay below the client's socket timeout. The caller owns `client`."""
 
@@ -174,6 +176,10 @@ class LedgerConsumer:
         stream = self._layout.stream(shard)
         grouped = False
         delay = self._backoff[0]
+        # After a failure, this consumer's own pending entries first: a read whose reply was
+        # lost, a batch written but not acknowledged, an acknowledgement a failover lost. Without
+        # this they would wait for the claimer (claim_idle).
+        own = False
         while not self._stopping:
             try:
                 # Before any command: redis-py's cluster client misroutes commands issued while
@@ -182,28 +188,42 @@ class LedgerConsumer:
                 if not grouped:
                     await self._create_group(stream)
                     grouped = True
-                entries = await self._read(stream)
+                entries = await self._read(stream, own)
             except Exception as exc:  # noqa: BLE001 - a reader outlives any failure of Redis
                 grouped = grouped and "NOGROUP" not in str(exc)
+                own = True
                 self._redis_warnings.failed(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
                 continue
             delay = self._backoff[0]
-            if entries:
-                await self._submit(shard, entries)
+            if own and not entries:
+                own = False
+                continue
+            if entries and not await self._submit(shard, entries):
+                own = True  # written, not acknowledged: Redis is failing, give it a moment
+                await asyncio.sleep(self._backoff[0])
+                continue
             if len(entries) < self._batch // 4 and not self._stopping:
                 # A short read: wait for more, so that under moderate load a read (and a
                 # batch) carries several records rather than one round trip each.
                 await asyncio.sleep(self._pause)
 
-    async def _read(self, stream: str) -> list[Any]:
+    async def _read(self, stream: str, own: bool) -> list[Any]:
+        """New entries, or (`own`) those pending to this consumer, which come back at once.
+        Entries deleted while pending (their record was written) are acknowledged here."""
         # With the node given, redis-py does not ask a node for XREADGROUP's keys (COMMAND
         # GETKEYS) on every call.
+        node = self._client.get_node_from_key(stream)
         reply = await self._client.execute_command(
             "XREADGROUP", "GROUP", GROUP, self.name, "COUNT", self._batch, "BLOCK", self._block_ms,
-            "STREAMS", stream, ">", target_nodes=self._client.get_node_from_key(stream))
-        return _read_entries(reply)
+            "STREAMS", stream, "0" if own else ">", target_nodes=node)
+        entries = _read_entries(reply)
+        deleted = [entry_id for entry_id, fields in entries if fields is None]
+        if deleted:
+            await self._client.execute_command("XACK", stream, GROUP, *deleted, target_nodes=node)
+            entries = [entry for entry in entries if entry[1] is not None]
+        return entries
 
     async def _create_group(self, stream: str) -> None:
         # From the stream's first entry: records appended before any consumer ran are read too.
@@ -242,12 +262,12 @@ class LedgerConsumer:
             if name != self.name and consumer["pending"] == 0 and consumer["idle"] > self._forget_ms:
                 await self._client.xgroup_delconsumer(stream, GROUP, name)
 
-    async def _submit(self, shard: int, entries: Sequence[Any]) -> None:
+    async def _submit(self, shard: int, entries: Sequence[Any]) -> bool:
         """Hands the entries to the flusher and waits until they are done: a reader takes no
-        more than one batch ahead of PostgreSQL."""
+        more than one batch ahead of PostgreSQL. Whether they were acknowledged."""
         chunk = _Chunk(shard, [_entry(entry_id, fields) for entry_id, fields in entries])
         self._queue.put_nowait(chunk)
-        await asyncio.shield(chunk.done)
+        return await asyncio.shield(chunk.done)
 
     def _drain_queue(self) -> list[_Chunk]:
         chunks = []
@@ -256,7 +276,7 @@ class LedgerConsumer:
             self._queue.task_done()
         for chunk in chunks:
             if not chunk.done.done():
-                chunk.done.set_result(None)
+                chunk.done.set_result(False)
         return chunks
 
     # -- writing -------------------------------------------------------------------------------
@@ -264,14 +284,15 @@ class LedgerConsumer:
     async def _flush_loop(self) -> None:
         while True:
             chunks = await self._take()
+            acknowledged = False
             try:
-                await self._flush(chunks)
+                acknowledged = await self._flush(chunks)
             except Exception:  # a bug here must not stop every later batch; the entries stay pending
                 log.exception("ledger consumer: a batch of %d chunks failed", len(chunks))
             finally:
                 for chunk in chunks:
                     if not chunk.done.done():
-                        chunk.done.set_result(None)
+                        chunk.done.set_result(acknowledged)
                     self._queue.task_done()
 
     async def _take(self) -> list[_Chunk]:
@@ -295,7 +316,8 @@ class LedgerConsumer:
             size += len(chunk.entries)
         return chunks
 
-    async def _flush(self, chunks: list[_Chunk]) -> None:
+    async def _flush(self, chunks: list[_Chunk]) -> bool:
+        """Whether the entries were acknowledged (False: they stay pending)."""
         started = time.monotonic()
         entries = [entry for chunk in chunks for entry in chunk.entries]
         delay, touched = self._backoff[0], started
@@ -316,14 +338,16 @@ class LedgerConsumer:
                                        if entry.record is not None and not entry.error])
             except Exception as exc:  # noqa: BLE001 - left pending: a claim repeats the batch
                 self._redis_warnings.failed(exc)
-                return
-        if await self._acknowledge(chunks):
-            dead = sum(entry.record is None or bool(entry.error) for entry in entries)
-            self.written += new
-            self.repeated += len(entries) - dead - new
-            self.dead_lettered += dead
-            self.last_flush_seconds = time.monotonic() - started
-            self.last_flush_at = time.time()
+                return False
+        if not await self._acknowledge(chunks):
+            return False
+        dead = sum(entry.record is None or bool(entry.error) for entry in entries)
+        self.written += new
+        self.repeated += len(entries) - dead - new
+        self.dead_lettered += dead
+        self.last_flush_seconds = time.monotonic() - started
+        self.last_flush_at = time.time()
+        return True
 
     async def _write(self, entries: list[_Entry]) -> int:
         """The records into PostgreSQL in one transaction; when PostgreSQL refuses the batch as

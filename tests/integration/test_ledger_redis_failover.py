@@ -1,0 +1,41 @@
+"""The stream ledger through a Redis master's death: appends through the lane, as the router
+makes them, two consumers, and the master of some shards killed mid-load."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from tests.infra.fixtures import killed, redis_cluster  # noqa: F401 - fixtures
+from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
+from tests.infra.postgres_ha import PostgresHA
+from tests.infra.redis_cluster import RedisCluster
+from tests.integration.test_ledger_stream import Load, append_all, generations, rig_on
+
+
+async def test_a_redis_master_killed_under_load_loses_and_duplicates_nothing(
+        postgres_ha: PostgresHA, redis_cluster: RedisCluster,  # noqa: F811
+        killed: list[int]) -> None:  # noqa: F811
+    name = f"xr_{uuid.uuid4().hex[:12]}"
+    postgres_ha.create_database(name)
+    async with rig_on(postgres_ha.multi_host(name), redis_cluster.url) as rig:
+        consumers = [await rig.consumer(), await rig.consumer()]
+        ledger = rig.ledger()
+        records = generations(2100)
+        load = Load(ledger, records[:2000])
+        loading = await load.started(consumers)
+        port = redis_cluster.master_of(rig.layout.stream(0))
+        redis_cluster.kill_master(port)
+        killed.append(port)
+        killed_at = load.appended
+        await asyncio.to_thread(redis_cluster.wait_failover)
+        await loading
+        assert killed_at < 2000  # the master died mid-load
+        await append_all(ledger, records[2000:])  # after the failover, every shard has a master
+        await rig.drained(consumers[0])
+        assert await rig.rows() == (2100, 2100, 2100, 2100)
+        # The lane lost the master (its appends then went through redis-py, or straight to
+        # PostgreSQL while the shard had no master), and came back to the promoted one.
+        assert rig.lane.fallbacks > 0 and ledger.direct_writes > 0
+        promoted = redis_cluster.master_of(rig.layout.stream(0))
+        assert f"127.0.0.1:{promoted}" in rig.lane.connected()
