@@ -17,3 +17,14 @@ def redis_cluster() -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def killed(redis_cluster: RedisCluster) -> Iterator[list[int]]:
+    """Masters the test kills; restarted afterwards so the session's cluster is whole again."""
+    ports: list[int] = []
+    try:
+        yield ports
+    finally:
+        for port in ports:
+            redis_cluster.restart(port)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +15,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.fixtures import killed, redis_cluster  # noqa: F401 - fixtures
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.limits_support import (
     DAY_END,
@@ -265,17 +265,6 @@ async def test_a_revocation_reaches_another_replica_within_a_second(
 # -- only the Redis implementations: failures ------------------------------------------------
 
 
-@pytest.fixture
-def killed(redis_cluster: RedisCluster) -> Iterator[list[int]]:  # noqa: F811
-    """Masters the test kills; restarted afterwards so the session's cluster is whole again."""
-    ports: list[int] = []
-    try:
-        yield ports
-    finally:
-        for port in ports:
-            redis_cluster.restart(port)
-
-
 def _id_on(cluster: RedisCluster, port: int, key_of: Callable[[str], str]) -> str:
     """A fresh id whose Redis key (key_of(id)) lives on the master at `port`."""
     while True:
@@ -298,7 +287,7 @@ async def _listener_on_a_master(cluster: RedisCluster, closer: Closer,
 
 
 async def test_a_master_failover_mid_load(redis_cluster: RedisCluster, tmp_path: Path,  # noqa: F811
-                                          closer: Closer, killed: list[int]) -> None:
+                                          closer: Closer, killed: list[int]) -> None:  # noqa: F811
     heard = Heard()
     listener = await _listener_on_a_master(redis_cluster, closer, heard)
     port = int(listener.node.rsplit(":", 1)[1])

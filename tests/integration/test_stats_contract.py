@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.fixtures import killed, redis_cluster  # noqa: F401 - fixtures
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.conftest import Stack
 from tests.support import UPSTREAM_ENV
@@ -245,19 +245,8 @@ async def test_scripts_lost_by_the_nodes_are_loaded_again(redis_cluster: RedisCl
         assert node.script_exists(UPDATE_SCRIPT.sha) == [True]
 
 
-@pytest.fixture
-def killed(redis_cluster: RedisCluster) -> Iterator[list[int]]:  # noqa: F811
-    """Masters the test kills; restarted afterwards so the session's cluster is whole again."""
-    ports: list[int] = []
-    try:
-        yield ports
-    finally:
-        for port in ports:
-            redis_cluster.restart(port)
-
-
 async def test_master_failover_mid_load(redis_cluster: RedisCluster, prefix: str,  # noqa: F811
-                                        killed: list[int]) -> None:
+                                        killed: list[int]) -> None:  # noqa: F811
     store = redis_stats(redis_cluster, prefix, cache_ttl=0.05, read_timeout=0.1, retry_after=0.2,
                         socket_timeout=0.5, socket_connect_timeout=0.5)
     reader = redis_stats(redis_cluster, prefix, cache_ttl=0.0)
