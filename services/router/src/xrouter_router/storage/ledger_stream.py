@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ResponseError
 
 from xrouter_router.domain.errors import XRouterError
 from xrouter_router.domain.ledger import GenerationRecord, UsageRow, UsageTotals
@@ -165,8 +164,8 @@ class StreamLedger:
         return self._replicated(replies)
 
     def _replicated(self, replies: list[Any]) -> bool:
-        if isinstance(replies[0], BaseException):  # an error reply (the lane's or redis-py's)
-            raise ResponseError(str(replies[0]))
+        if isinstance(replies[0], BaseException):  # an error reply, or redis-py's failure
+            raise replies[0]
         if self._replicas <= 0:
             return True
         return len(replies) > 1 and isinstance(replies[1], int) and replies[1] >= self._replicas

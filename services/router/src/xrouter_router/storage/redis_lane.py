@@ -47,7 +47,7 @@ class _NodeConnection(asyncio.Protocol):
     cancelled request) leaves it done, and its replies are read and dropped when they come."""
 
     def __init__(self) -> None:
-        self._reader = hiredis.Reader()
+        self._reader = hiredis.Reader(replyError=ResponseError)  # error replies: redis-py's type
         self._waiting: deque[_Waiting] = deque()
         self._transport: asyncio.Transport | None = None
         self._unsent: list[bytes] = []  # written together at the end of this loop iteration
@@ -150,21 +150,21 @@ class Lane:
             return await self._client_script(script, keys, args)
         try:
             reply = await self._first(keys[0], ("EVALSHA", script.sha, len(keys), *keys, *args))
-            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
                 reply = await self._first(keys[0], ("EVAL", script.text, len(keys), *keys, *args))
         except LaneMiss:
             reply = await self._client_script(script, keys, args)
             self._through_client = False
             return reply
-        if isinstance(reply, hiredis.ReplyError):
-            raise ResponseError(str(reply))
+        if isinstance(reply, ResponseError):
+            raise reply
         return reply
 
     async def send(self, key: str, commands: Sequence[Command]) -> list[Any]:
         """The replies of `commands`, sent together to the master of `key`'s slot, on one
         connection (so a WAIT among them covers the writes before it). Error replies come back
-        as hiredis.ReplyError values, except that LaneMiss is raised when the first command did
-        not run: the caller sends the batch through the client."""
+        as ResponseError values, as in redis-py's pipelines, except that LaneMiss is raised when
+        the first command did not run: the caller sends the batch through the client."""
         if not self.enabled:
             raise LaneMiss("the lane is off")  # by choice: not a fallback
         try:
@@ -195,7 +195,7 @@ class Lane:
             self._through_client = True
             raise
         first = replies[0]
-        if isinstance(first, hiredis.ReplyError) and str(first).split(" ", 1)[0] in NOT_RUN:
+        if isinstance(first, ResponseError) and str(first).split(" ", 1)[0] in NOT_RUN:
             raise LaneMiss(str(first))
         return replies
 
@@ -252,7 +252,7 @@ class Lane:
                 username = self._options.get("username")
                 auth = ("AUTH", username, password) if username else ("AUTH", password)
                 (reply,) = await connection.send(_pack(auth), 1, self._stall)
-                if isinstance(reply, hiredis.ReplyError):
+                if isinstance(reply, ResponseError):
                     connection.close()
                     raise RedisConnectionError(f"Redis node {node.name} refused AUTH: {reply}")
         return connection
