@@ -249,10 +249,11 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
 @dataclass
 class _Redis:
     """A Redis-backed component as the accounting collector reads it (errors, degraded answers,
-    call latency), standing in for the key cache and the ledger consumer too."""
+    call latency, lane fallbacks), standing in for the key cache and the ledger consumer too."""
 
     errors: int = 0
     degraded: int = 0
+    lane_fallbacks: int = 0
     hits: int = 0
     misses: int = 0
     last_flush_seconds: float = 0.0
