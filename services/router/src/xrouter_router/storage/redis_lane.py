@@ -16,9 +16,9 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
-from xrouter_router.storage.redis_stats import Script
+from xrouter_router.storage.redis_stats import Script, run_script
 
 Command = Sequence[str | int | bytes]
 # Error replies of commands that did not run: a redirect, a cluster or node in transition.
@@ -147,14 +147,14 @@ class Lane:
         """The script's reply (EVALSHA, EVAL when the node lost its script cache); ResponseError
         for an error the script raised."""
         if not self.enabled:
-            return await self._client_script(script, keys, args)
+            return await run_script(self.client, script, keys, args)
         try:
             reply = await self._first(keys[0], ("EVALSHA", script.sha, len(keys), *keys, *args))
             if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
                 reply = await self._first(keys[0], ("EVAL", script.text, len(keys), *keys, *args))
         except LaneMiss:
-            reply = await self._client_script(script, keys, args)
-            self._through_client = False
+            reply = await run_script(self.client, script, keys, args)
+            self.resume()
             return reply
         if isinstance(reply, ResponseError):
             raise reply
@@ -216,13 +216,6 @@ class Lane:
 
     async def _first(self, key: str, command: Command) -> Any:
         return (await self.send(key, (command,)))[0]
-
-    async def _client_script(self, script: Script, keys: Sequence[str],
-                             args: Sequence[str | int]) -> Any:
-        try:
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await self.client.eval(script.text, len(keys), *keys, *args)
 
     async def _connect(self, node: ClusterNode) -> _NodeConnection:
         """One connection per node, however many commands ask for it at once."""

@@ -9,7 +9,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,17 @@ class Script:
     def __post_init__(self) -> None:
         # Computed once: every call sends it.
         object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+
+
+async def run_script(client: RedisCluster, script: Script, keys: Sequence[str],
+                     args: Sequence[str | int]) -> Any:
+    """EVALSHA through the cluster client; EVAL when the node lacks the script (script caches
+    are per node and not replicated: a promoted replica, a restarted node), which also caches
+    it there."""
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.eval(script.text, len(keys), *keys, *args)
 
 
 UPDATE_SCRIPT = Script(_UPDATE)
@@ -360,13 +371,7 @@ class RedisStats:
             return [exc] * len(calls)
 
     async def _eval(self, call: _Call) -> Any:
-        keys, args = self._keys(call), self._args(call)
-        try:
-            return await self._client.evalsha(UPDATE_SCRIPT.sha, 2, *keys, *args)
-        except NoScriptError:
-            # Script caches are per node and not replicated (a promoted replica, a restarted
-            # node): EVAL runs the script and caches it on that node.
-            return await self._client.eval(UPDATE_SCRIPT.text, 2, *keys, *args)
+        return await run_script(self._client, UPDATE_SCRIPT, self._keys(call), self._args(call))
 
     def _keys(self, call: _Call) -> tuple[str, str]:
         return self.key(call.deployment), f"{self._prefix}seen:{{{call.deployment}}}:{self._writer_id}"
