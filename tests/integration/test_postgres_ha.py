@@ -234,12 +234,12 @@ async def test_writes_survive_a_failover(postgres_ha_disposable: PostgresHA) -> 
         writer, stop = Writer(writes), asyncio.Event()
         task = asyncio.create_task(writer.run(stop))
         try:
-            await writer.wait_acked(20, 5.0)
+            await writer.wait_acked(20, 60.0)
             await asyncio.to_thread(cluster.stop_primary, kill=True)
             killed = len(writer.acked)
             await asyncio.to_thread(cluster.promote_standby)
             await writer.wait_acked(killed + 1, FAILOVER_BOUND)
-            await writer.wait_acked(killed + 20, 5.0)
+            await writer.wait_acked(killed + 20, 60.0)
         finally:
             stop.set()
             await task
