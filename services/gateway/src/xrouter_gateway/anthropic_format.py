@@ -13,6 +13,7 @@ import orjson
 from msgspec import Meta, Struct
 
 from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.convert import json_object
 from xrouter_gateway.errors import APIError
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
@@ -125,12 +126,7 @@ def _validation_error(exc: msgspec.ValidationError) -> APIError:
 
 def parse_messages(body: bytes) -> MessagesRequest:
     """Decode and validate a Messages request body; raises APIError(400) with the field named."""
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, f"Invalid JSON in request body: {exc.msg} at position {exc.pos}") from None
-    if not isinstance(raw, dict):
-        raise APIError(400, "Request body must be a JSON object")
+    raw = json_object(body)
     try:
         req = msgspec.convert(raw, MessagesRequest)
     except msgspec.ValidationError as exc:

@@ -21,10 +21,11 @@ from xrouter_common.logs import setup_logging
 from xrouter_common.loop_lag import watch_loop_lag
 from xrouter_common.otel import configure_tracing
 from xrouter_gateway.accounts_api import AccountsEndpoints
-from xrouter_gateway.anthropic_api import MessagesEndpoint
-from xrouter_gateway.chat import ChatEndpoint
+from xrouter_gateway.anthropic_api import MessagesFormat
+from xrouter_gateway.chat import ChatFormat
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
+from xrouter_gateway.inbound import InboundEndpoint
 from xrouter_gateway.info import InfoEndpoints
 from xrouter_gateway.metrics import ASGIApp, GatewayMetrics, MetricsMiddleware
 from xrouter_gateway.observability import AccessLogMiddleware, TracingMiddleware
@@ -66,8 +67,8 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         lag.cancel()
         await client.close()
 
-    chat = ChatEndpoint(client, settings)
-    messages = MessagesEndpoint(client, settings)
+    chat = InboundEndpoint(ChatFormat(), client, settings)
+    messages = InboundEndpoint(MessagesFormat(), client, settings)
     embeddings = EmbeddingsEndpoint(client, settings)
     routing = RoutingEndpoints(client, settings)
     accounts = AccountsEndpoints(client, settings)

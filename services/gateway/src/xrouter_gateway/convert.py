@@ -4,19 +4,27 @@ SSE events out. No I/O here."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.errors import APIError
-from xrouter_gateway.schemas import TYPED_FIELDS, ChatCompletionRequest, ChatMessage, ContentPart
+from xrouter_gateway.schemas import (
+    TYPED_FIELDS,
+    ChatCompletionRequest,
+    ChatMessage,
+    ContentPart,
+    ProviderPreferences,
+)
 
 _DECODE_ERROR_PATH = " - at `$."
+T = TypeVar("T")
 
 
-def _validation_error(exc: msgspec.ValidationError) -> APIError:
+def validation_error(exc: msgspec.ValidationError) -> APIError:
+    """A 400 naming the field msgspec found wrong."""
     text = str(exc)
     param = None
     if _DECODE_ERROR_PATH in text:
@@ -26,18 +34,29 @@ def _validation_error(exc: msgspec.ValidationError) -> APIError:
                     param=param)
 
 
-def parse_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
-    """Decode and validate a chat request body; raises APIError(400) with the field named."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object; raises APIError(400) saying what is wrong."""
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise APIError(400, f"Invalid JSON in request body: {exc.msg} at position {exc.pos}") from None
     if not isinstance(raw, dict):
         raise APIError(400, "Request body must be a JSON object")
+    return raw
+
+
+def typed(raw: dict[str, Any], schema: type[T]) -> T:
+    """`raw` validated as `schema` in one msgspec pass; a 400 naming the field otherwise."""
     try:
-        req = msgspec.convert(raw, ChatCompletionRequest)
+        return msgspec.convert(raw, schema)
     except msgspec.ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise validation_error(exc) from None
+
+
+def parse_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """Decode and validate a chat request body; raises APIError(400) with the field named."""
+    raw = json_object(body)
+    req = typed(raw, ChatCompletionRequest)
     _check(req)
     return req, raw
 
@@ -101,10 +120,8 @@ def _message(m: ChatMessage, raw: dict[str, Any]) -> pb.Message:
     return out
 
 
-def _provider(req: ChatCompletionRequest) -> pb.ProviderPreferences | None:
-    p = req.provider
-    if p is None:
-        return None
+def provider_to_proto(p: ProviderPreferences) -> pb.ProviderPreferences:
+    """OpenRouter's `provider` preferences, for every inbound format that takes them."""
     out = pb.ProviderPreferences(order=p.order or [], only=p.only or [], ignore=p.ignore or [],
                                  data_collection=p.data_collection or "", sort=p.sort or "")
     if p.allow_fallbacks is not None:
@@ -150,9 +167,8 @@ def to_proto(req: ChatCompletionRequest, raw: dict[str, Any], generation_id: str
         out.tool_choice_json = orjson.dumps(raw["tool_choice"])
     if req.response_format is not None:
         out.response_format_json = orjson.dumps(raw["response_format"])
-    provider = _provider(req)
-    if provider is not None:
-        out.provider.CopyFrom(provider)
+    if req.provider is not None:
+        out.provider.CopyFrom(provider_to_proto(req.provider))
     extra = {k: v for k, v in raw.items() if k not in TYPED_FIELDS}
     if extra:
         out.extra_json = orjson.dumps(extra)
