@@ -63,7 +63,7 @@ type = "demo"
 word_delay = 0.001
 """
     text += model("xrouter/demo", ("demo", "demo"), price='{ prompt = "0", completion = "0" }',
-                  aliases='"demo"')
+                  aliases='"demo"', caps='"streaming", "tools", "json_mode"')
     text += model("test/echo", ("fake", "fake-echo"))
     text += model("test/failover", ("fake", "fake-500"), ("fake2", "fake-echo"))
     text += model("test/all-fail", ("fake", "fake-500"), ("fake2", "fake-429"))

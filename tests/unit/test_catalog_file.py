@@ -217,7 +217,7 @@ def test_the_default_catalog_is_the_demo_model_alone() -> None:
         (ProviderConfig("demo", "demo", options={"word_delay": 0.02}),), config.catalog)
     (demo,) = config.catalog.models
     assert (demo.id, demo.aliases, demo.price, demo.capabilities) == (
-        "xrouter/demo", ("demo",), Price(), frozenset({"streaming"}))
+        "xrouter/demo", ("demo",), Price(), frozenset({"streaming", "tools", "json_mode"}))
 
 
 def test_a_provider_without_base_url_uses_its_public_default() -> None:

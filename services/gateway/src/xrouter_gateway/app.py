@@ -23,6 +23,7 @@ from xrouter_common.otel import configure_tracing
 from xrouter_gateway.accounts_api import AccountsEndpoints
 from xrouter_gateway.anthropic_api import MessagesFormat
 from xrouter_gateway.chat import ChatFormat
+from xrouter_gateway.completions_api import CompletionsFormat
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.inbound import InboundEndpoint
@@ -30,6 +31,7 @@ from xrouter_gateway.info import InfoEndpoints
 from xrouter_gateway.metrics import ASGIApp, GatewayMetrics, MetricsMiddleware
 from xrouter_gateway.observability import AccessLogMiddleware, TracingMiddleware
 from xrouter_gateway.openapi import build_openapi
+from xrouter_gateway.responses_api import ResponsesFormat
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.routing_api import RoutingEndpoints
 from xrouter_gateway.settings import GatewaySettings
@@ -69,6 +71,8 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
 
     chat = InboundEndpoint(ChatFormat(), client, settings)
     messages = InboundEndpoint(MessagesFormat(), client, settings)
+    responses = InboundEndpoint(ResponsesFormat(), client, settings)
+    completions = InboundEndpoint(CompletionsFormat(), client, settings)
     embeddings = EmbeddingsEndpoint(client, settings)
     routing = RoutingEndpoints(client, settings)
     accounts = AccountsEndpoints(client, settings)
@@ -81,9 +85,12 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     routes = [
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
         Route("/v1/messages", messages.handle, methods=["POST"]),
+        Route("/v1/responses", responses.handle, methods=["POST"]),
+        Route("/v1/completions", completions.handle, methods=["POST"]),
         Route("/v1/embeddings", embeddings.handle, methods=["POST"]),
         Route("/v1/route/explain", routing.explain, methods=["POST"]),
         Route("/v1/models", info.models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", info.model, methods=["GET"]),
         Route("/v1/key", accounts.key, methods=["GET"]),
         Route("/v1/auth/key", accounts.auth_key, methods=["GET"]),
         Route("/v1/auth/key", accounts.create_auth_key, methods=["POST"]),

@@ -224,6 +224,8 @@ def completion_json(r: pb.ChatResponse) -> bytes:
         m = ch.message
         message: dict[str, Any] = {"role": m.role or "assistant",
                                    "content": m.content if m.HasField("content") else None}
+        if m.HasField("reasoning"):
+            message["reasoning"] = m.reasoning
         if m.tool_calls:
             message["tool_calls"] = _tool_calls_json(m.tool_calls, with_index=False)
         choices.append({"index": ch.index, "message": message,

@@ -37,6 +37,7 @@ class Message:
     name: str = ""
     tool_call_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None  # an answer's reasoning, where the model shows it
 
     def text(self) -> str:
         """The message's text, parts joined; images and other parts contribute nothing."""

@@ -128,6 +128,8 @@ def result_to_proto(generation_id: str, result: ChatResult) -> pb.ChatResponse:
     message = pb.Message(role=m.role or "assistant", tool_calls=_tool_calls_pb(m.tool_calls))
     if m.content is not None:
         message.content = m.content
+    if m.reasoning is not None:
+        message.reasoning = m.reasoning
     return pb.ChatResponse(
         id=generation_id,
         model=result.served.model,
