@@ -132,9 +132,12 @@ async def running_router(settings: RouterSettings, tracer: object = None) -> Asy
 
 
 def gateway_settings(router_target: str, **overrides: object) -> GatewaySettings:
+    # A stream that fails before its first token must fail within the commit window to be a
+    # plain HTTP error, and one that answers must not see keep-alives, however loaded the
+    # machine: the window is 5 s here. Tests of the keep-alives set a short one.
     values: dict[str, object] = dict(host="127.0.0.1", port=0, router_target=router_target,
                                      router_retries=2, max_body_bytes=64 * 1024,
-                                     request_timeout=10.0, sse_commit_after=0.3,
+                                     request_timeout=10.0, sse_commit_after=5.0,
                                      sse_keepalive=0.2)
     values.update(overrides)
     return GatewaySettings(**values)  # type: ignore[arg-type]
