@@ -129,3 +129,21 @@ async def test_connections_above_the_cap_get_503_and_close(gateway: str) -> None
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("overrides", [{"header_timeout": 0.5}])
+async def test_a_pipelined_request_waits_without_its_deadline_running(gateway: str) -> None:
+    """While the first request is answered (the upstream sleeps 3 s, the router gives up at 2 s)
+    uvicorn reads nothing more; the second request's header deadline starts after that."""
+    conn = await connect(gateway)
+    try:
+        slow = orjson.dumps({"model": "test/slow-only", "messages": HELLO})
+        second = request_bytes(CHAT, VALID, GOOD)
+        await conn.send(request_bytes(CHAT, slow, GOOD) + second[:20])
+        first = await conn.response()
+        assert first.headers["content-type"] == "application/json"
+        assert "did not arrive" not in first.json()["error"]["message"]
+        err = error_of(await conn.response(), 408)
+        assert err["message"] == "The request headers did not arrive within 0.5 seconds"
+    finally:
+        await conn.close()

@@ -94,7 +94,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._header_bytes = 0
         self._in_headers = True
-        if self._deadline is None:
+        if self._deadline is None and self._idle():
             self._arm(self.limits.header_timeout, self._headers_late)
 
     def on_url(self, url: bytes) -> None:
@@ -107,14 +107,32 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        self._arm(self.limits.body_timeout, self._body_late)
+        idle = self._idle()
+        self._disarm()
         super().on_headers_complete()
+        if idle:
+            self._arm(self.limits.body_timeout, self._body_late)
 
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        """A pipelined request waits while an earlier one is answered (uvicorn stops reading):
+        its deadlines start only now, when its slowness is the client's again."""
+        super().on_response_complete()
+        if self._deadline is not None or self.transport.is_closing():
+            return
+        if self._in_headers:
+            self._arm(self.limits.header_timeout, self._headers_late)
+        elif self.cycle is not None and self.cycle.more_body and not self.cycle.response_complete:
+            self._arm(self.limits.body_timeout, self._body_late)
+
     # ---- limits -----------------------------------------------------------------------------
+
+    def _idle(self) -> bool:
+        """No earlier request on this connection is still being answered."""
+        return self.cycle is None or self.cycle.response_complete
 
     def _count(self, size: int) -> None:
         self._header_bytes += size
