@@ -194,3 +194,4 @@ async def test_a_request_line_that_is_not_ascii_is_400_json(stack: Stack) -> Non
         assert await conn.closed_by_server()
     finally:
         await conn.close()
+

@@ -59,6 +59,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._in_headers = False
         self._too_large = False
+        self._messages = 0
+        self._streamed = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -74,25 +76,33 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
+        messages = self._messages
         try:
             self.parser.feed_data(data)
+            if self._in_headers and messages == self._messages:
+                # Still in the same request's headers: these bytes were all header bytes, even
+                # those httptools holds until a header line ends (one huge line stays bounded).
+                self._streamed += len(data)
+                if self._streamed > self.limits.max_header_bytes:
+                    self._too_large = True
+                    raise _HeadersTooLarge
+        except _HeadersTooLarge:
+            self._refuse(self._too_large_answer())
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
         except httptools.HttpParserError:
-            if self._too_large:
-                self._refuse(raw_error(431, "The request headers are larger than "
-                                            f"{self.limits.max_header_bytes} bytes"))
-            else:
-                self._refuse(raw_error(400, "Invalid HTTP request"))
+            self._refuse(self._too_large_answer() if self._too_large
+                         else raw_error(400, "Invalid HTTP request"))
 
     # ---- parser callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_bytes = 0
+        self._messages += 1
+        self._header_bytes = self._streamed = 0
         self._in_headers = True
         if self._deadline is None and self._idle():
             self._arm(self.limits.header_timeout, self._headers_late)
@@ -129,6 +139,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self._arm(self.limits.body_timeout, self._body_late)
 
     # ---- limits -----------------------------------------------------------------------------
+
+    def _too_large_answer(self) -> bytes:
+        return raw_error(431, f"The request headers are larger than "
+                              f"{self.limits.max_header_bytes} bytes")
 
     def _idle(self) -> bool:
         """No earlier request on this connection is still being answered."""
