@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -49,18 +48,21 @@ def raw_error(status: int, message: str, retry_after: int = 0) -> bytes:
 class GuardedProtocol(HttpToolsProtocol):
     """One connection. The header deadline runs from the connection's start (or the first byte
     of a later request) to the end of the headers; the body deadline from there to the end of
-    the body. Keep-alive idleness stays uvicorn's (timeout_keep_alive)."""
+    the body. Deadlines are (re)considered after each read, so a request that arrives in one
+    read sets no timer; a request waiting behind an earlier one's answer (uvicorn reads nothing
+    meanwhile) has none running. Keep-alive idleness stays uvicorn's (timeout_keep_alive)."""
 
     limits: ClassVar[ConnectionLimits]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_for = ""  # "headers" or "body" while a deadline runs
+        self._phase = ""  # "headers" or "body" while a request is being received
         self._header_bytes = 0
-        self._in_headers = False
-        self._too_large = False
-        self._messages = 0
         self._streamed = 0
+        self._messages = 0
+        self._too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -68,7 +70,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._refuse(raw_error(503, "The gateway has too many open connections; retry "
                                         "shortly", retry_after=1))
             return
-        self._arm(self.limits.header_timeout, self._headers_late)
+        self._arm("headers")  # a connection that sends nothing is closed after it
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -79,7 +81,7 @@ class GuardedProtocol(HttpToolsProtocol):
         messages = self._messages
         try:
             self.parser.feed_data(data)
-            if self._in_headers and messages == self._messages:
+            if self._phase == "headers" and messages == self._messages:
                 # Still in the same request's headers: these bytes were all header bytes, even
                 # those httptools holds until a header line ends (one huge line stays bounded).
                 self._streamed += len(data)
@@ -96,6 +98,8 @@ class GuardedProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             self._refuse(self._too_large_answer() if self._too_large
                          else raw_error(400, "Invalid HTTP request"))
+        else:
+            self._schedule()
 
     # ---- parser callbacks -------------------------------------------------------------------
 
@@ -103,76 +107,75 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._messages += 1
         self._header_bytes = self._streamed = 0
-        self._in_headers = True
-        if self._deadline is None and self._idle():
-            self._arm(self.limits.header_timeout, self._headers_late)
+        self._phase = "headers"
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._in_headers = False
-        idle = self._idle()
-        self._disarm()
-        super().on_headers_complete()
-        if idle:
-            self._arm(self.limits.body_timeout, self._body_late)
-
-    def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        """A pipelined request waits while an earlier one is answered (uvicorn stops reading):
-        its deadlines start only now, when its slowness is the client's again."""
-        super().on_response_complete()
-        if self._deadline is not None or self.transport.is_closing():
-            return
-        if self._in_headers:
-            self._arm(self.limits.header_timeout, self._headers_late)
-        elif self.cycle is not None and self.cycle.more_body and not self.cycle.response_complete:
-            self._arm(self.limits.body_timeout, self._body_late)
-
-    # ---- limits -----------------------------------------------------------------------------
-
-    def _too_large_answer(self) -> bytes:
-        return raw_error(431, f"The request headers are larger than "
-                              f"{self.limits.max_header_bytes} bytes")
-
-    def _idle(self) -> bool:
-        """No earlier request on this connection is still being answered."""
-        return self.cycle is None or self.cycle.response_complete
-
-    def _count(self, size: int) -> None:
-        self._header_bytes += size
+        self._header_bytes += len(url)
         if self._header_bytes > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadersTooLarge
+        super().on_url(url)
 
-    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            self._too_large = True
+            raise _HeadersTooLarge
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._phase = "body"
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._phase = ""
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._schedule()  # a request that waited behind this answer is the client's again
+
+    # ---- deadlines --------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Which deadline should run now: the current phase's, unless the request waits for an
+        earlier answer on this connection."""
+        phase = self._phase
+        if phase == "headers":
+            waiting = self.cycle is not None and not self.cycle.response_complete
+        elif phase == "body":
+            waiting = any(cycle is self.cycle for cycle, _ in self.pipeline)
+        else:
+            waiting = True  # nothing is being received: nothing to time
+        if waiting:
+            self._disarm()
+        elif self._deadline_for != phase:
+            self._arm(phase)
+
+    def _arm(self, phase: str) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(seconds, callback)
+        late = self._headers_late if phase == "headers" else self._body_late
+        seconds = self.limits.header_timeout if phase == "headers" else self.limits.body_timeout
+        self._deadline = self.loop.call_later(seconds, late)
+        self._deadline_for = phase
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+            self._deadline_for = ""
 
     def _headers_late(self) -> None:
-        self._deadline = None
-        if self._in_headers:
+        self._deadline, self._deadline_for = None, ""
+        if self._phase == "headers":
             self._refuse(raw_error(408, "The request headers did not arrive within "
                                         f"{self.limits.header_timeout:g} seconds"))
         elif not self.transport.is_closing():
             self.transport.close()  # a connection that never sent a byte
 
     def _body_late(self) -> None:
-        self._deadline = None
+        self._deadline, self._deadline_for = None, ""
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
             # The handler waiting for the body sees a disconnect; what it answers is dropped.
@@ -183,6 +186,10 @@ class GuardedProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _too_large_answer(self) -> bytes:
+        return raw_error(431, f"The request headers are larger than "
+                              f"{self.limits.max_header_bytes} bytes")
 
     def _refuse(self, response: bytes) -> None:
         self._disarm()
