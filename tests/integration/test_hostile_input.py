@@ -3,6 +3,7 @@ field, and the kept-alive connection serves the next request (a 500 used to drop
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -195,3 +196,24 @@ async def test_a_request_line_that_is_not_ascii_is_400_json(stack: Stack) -> Non
     finally:
         await conn.close()
 
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"tools": [{"name": "f", "input_schema": nested(300)}]}, "tools"),
+    ({"messages": [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t1", "name": "f", "input": nested(300)}]}]}, "messages"),
+])
+async def test_deep_json_in_messages_api_is_400_in_anthropic_shape(
+        stack: Stack, extra: dict[str, Any], param: str) -> None:
+    conn = await RawConnection.open(stack.url)
+    try:
+        # json, not orjson: orjson refuses to write JSON this deep (which was the 500).
+        body = json.dumps({"model": "demo", "max_tokens": 5, "messages": HELLO, **extra})
+        resp = await conn.exchange(request_bytes("/v1/messages", body.encode(), AUTH))
+        assert resp.status == 400, resp.body
+        assert resp.json() == {"type": "error", "error": {
+            "type": "invalid_request_error",
+            "message": f"{param}: JSON is nested deeper than {MAX_JSON_DEPTH} levels"}}
+        await assert_connection_still_serves(conn)
+    finally:
+        await conn.close()
