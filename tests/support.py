@@ -19,6 +19,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from tests.fakes.openai_upstream import API_KEY
+from xrouter_gateway.__main__ import client_options
 from xrouter_gateway.app import build_app
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_router.bootstrap import RouterApp, build
@@ -148,7 +149,7 @@ async def running_gateway(settings: GatewaySettings, tracer: object = None) -> A
     """A real uvicorn server in this loop; yields its base URL."""
     app = build_app(settings, registry=CollectorRegistry(), tracer=tracer)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="none", lifespan="on",
-                            access_log=False, log_level="warning")
+                            access_log=False, log_level="warning", **client_options(settings))
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
     while not server.started:

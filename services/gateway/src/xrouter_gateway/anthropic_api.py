@@ -26,6 +26,7 @@ from xrouter_gateway.anthropic_format import (
 from xrouter_gateway.chat import api_key, call_metadata, new_generation_id, read_body
 from xrouter_gateway.convert import ROUTE_HEADER, route_header
 from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.guards import header_token
 from xrouter_gateway.router_client import Metadata, RouterClient
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_gateway.sse import RouterStream, SSEResponse
@@ -37,7 +38,7 @@ def anthropic_key(request: Request) -> str:
     """`x-api-key` (what the Anthropic SDK sends), else `Authorization: Bearer`."""
     key = request.headers.get("x-api-key", "").strip()
     if key:
-        return key
+        return header_token(key, "x-api-key", 401)
     try:
         return api_key(request)
     except APIError:
