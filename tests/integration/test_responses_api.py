@@ -19,6 +19,9 @@ WEATHER: Any = {"type": "function", "name": "get_weather", "description": "The w
                "city": {"type": "string"}, "days": {"type": "integer"},
                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
                "required": ["city"]}}
+DEEP: dict[str, Any] = {}
+for _ in range(100):
+    DEEP = {"a": DEEP}
 GREETING = "Hello from the XRouter demo model! You said: \u00abПривет!\u00bb"
 
 
@@ -141,6 +144,9 @@ async def test_a_json_schema_answer_conforms(client: AsyncOpenAI) -> None:
     ({"tools": [{"type": "web_search"}]}, "tools[0].type", "web_search"),
     ({"input": None}, "input", "'input' is required"),
     ({"temperature": 3}, "temperature", "<= 2.0"),
+    ({"provider": {"max_price": {"prompt": "NaN"}}}, "provider.max_price.prompt", "finite"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": DEEP}]}, "tools", "nested"),
+    ({"metadata": {"k": "v" * 513}}, "metadata[...]", "length"),
 ])
 async def test_what_the_stateless_api_refuses(stack: Stack, body: dict[str, Any], param: str,
                                               says: str) -> None:

@@ -58,7 +58,8 @@ def test_a_body_that_is_not_an_object_is_a_400(body: bytes) -> None:
     ({"model": "", "messages": HI},
      "Invalid request: Expected `str` of length >= 1 (at model)", "model"),
     ({"model": "m", "messages": HI, "provider": {"sortt": "price"}},
-     "Invalid request: Object contains unknown field `sortt` (at provider)", "provider"),
+     "Invalid request: Object contains unknown field `sortt` (at provider.sortt)",
+     "provider.sortt"),
     ({"model": "m", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://x", "detail": "huge"}}]}]},
      "Invalid request: Invalid enum value 'huge' (at messages[0].content[0].image_url.detail)",
@@ -240,7 +241,7 @@ def test_empty_provider_preferences_leave_optional_flags_unset() -> None:
     assert r.HasField("provider") is True
     assert r.provider.HasField("allow_fallbacks") is False
     assert r.provider.HasField("require_parameters") is False
-    assert (r.provider.max_price_prompt, r.provider.max_price_completion) == ("", "3.0")
+    assert (r.provider.max_price_prompt, r.provider.max_price_completion) == ("", "3")
 
 
 def test_a_seed_outside_int64_is_a_400_naming_seed() -> None:

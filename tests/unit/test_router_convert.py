@@ -108,6 +108,17 @@ def test_an_invalid_max_price_is_an_invalid_request(field: str) -> None:
     assert (info.value.message, info.value.param) == (f"{param} must be a decimal number", param)
 
 
+@pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-Infinity", "-1",
+                                   "1e999999999", "1000000000001"])
+def test_a_non_finite_or_out_of_range_max_price_is_an_invalid_request(value: str) -> None:
+    prefs = pb.ProviderPreferences(max_price_prompt=value)
+    with pytest.raises(InvalidRequest) as info:
+        request_from_proto(pb.ChatRequest(model="m", messages=[HI], provider=prefs))
+    assert (info.value.message, info.value.param) == (
+        "provider.max_price.prompt must be a finite decimal from 0 to 1000000000000",
+        "provider.max_price.prompt")
+
+
 @pytest.mark.parametrize(("r", "message", "param"), [
     (pb.ChatRequest(messages=[HI]), "model is required", "model"),
     (pb.ChatRequest(model="m"), "messages must not be empty", "messages"),

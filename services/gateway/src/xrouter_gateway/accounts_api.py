@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.guards import decimal_text, validation_error
 from xrouter_gateway.inbound import api_key, call_metadata, read_body
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.settings import GatewaySettings
@@ -62,7 +63,9 @@ def key_json(k: pb.KeyInfo) -> dict[str, Any]:
     }
 
 
-class CreateKey(Struct):
+class CreateKey(Struct, forbid_unknown_fields=True):
+    """POST /v1/keys and the origin's POST /v1/auth/key; an unknown field is a 400 naming it."""
+
     name: str | None = None
     label: str | None = None
     tier: Annotated[str, Meta(pattern=r"^[a-z]{2,16}$")] = "free"
@@ -99,10 +102,13 @@ def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body or b"{}", type=kind)
     except msgspec.ValidationError as exc:
-        text, _, path = str(exc).partition(" - at `$.")
-        raise APIError(400, f"Invalid request: {text}", param=path.rstrip("`") or None) from None
+        raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise APIError(400, f"Invalid JSON in request body: {exc}") from None
+
+
+def _limit(value: float | str | None) -> str:
+    return "" if value is None else decimal_text(value, "limit")
 
 
 def _timestamp(value: str | float | None, param: str) -> float | None:
@@ -177,7 +183,8 @@ class AccountsEndpoints:
     async def top_up(self, request: Request) -> Response:
         req = _decode(await read_body(request, _MAX_BODY), TopUp)
         c = await self._call(request, self._client.accounts.TopUp, pb.TopUpRequest(
-            account_id=req.account_id, amount=str(req.amount), reference=req.reference))
+            account_id=req.account_id, amount=decimal_text(req.amount, "amount", positive=True),
+            reference=req.reference))
         return _json({"data": {"total_credits": _num(c.total_credits) or 0,
                                "total_usage": _num(c.total_usage) or 0,
                                "balance": _num(c.balance) or 0, "currency": "RUB",
@@ -201,7 +208,7 @@ class AccountsEndpoints:
         out = pb.CreateKeyRequest(label=req.label or req.name or "", tier=req.tier,
                                   account_id=req.account_id,
                                   allowed_models=req.allowed_models or [],
-                                  credit_limit="" if req.limit is None else str(req.limit))
+                                  credit_limit=_limit(req.limit))
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires
@@ -237,7 +244,7 @@ class AccountsEndpoints:
         if req.disabled is not None:
             out.disabled = req.disabled
         if "limit" in orjson.loads(body or b"{}"):
-            out.credit_limit = "" if req.limit is None else str(req.limit)
+            out.credit_limit = _limit(req.limit)
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires

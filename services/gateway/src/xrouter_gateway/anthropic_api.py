@@ -22,6 +22,7 @@ from xrouter_gateway.anthropic_format import (
     to_chat_request,
 )
 from xrouter_gateway.errors import APIError
+from xrouter_gateway.guards import header_token
 from xrouter_gateway.inbound import Call, api_key
 from xrouter_gateway.sse import StreamWriter
 
@@ -30,7 +31,7 @@ def anthropic_key(request: Request) -> str:
     """`x-api-key` (what the Anthropic SDK sends), else `Authorization: Bearer`."""
     key = request.headers.get("x-api-key", "").strip()
     if key:
-        return key
+        return header_token(key, "x-api-key", 401)
     try:
         return api_key(request)
     except APIError:

@@ -35,6 +35,7 @@ from xrouter_gateway.responses_api import ResponsesFormat
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.routing_api import RoutingEndpoints
 from xrouter_gateway.settings import GatewaySettings
+from xrouter_gateway.throttle import AuthThrottle, FailureTable
 
 log = logging.getLogger("xrouter.gateway")
 
@@ -120,6 +121,9 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
                             Exception: _unexpected},
     )
     inner: ASGIApp = app
+    if settings.auth_failures_per_minute > 0:
+        inner = AuthThrottle(inner, FailureTable(settings.auth_failures_per_minute,
+                                                 settings.auth_throttle_addresses))
     if tracer is not None:
         inner = TracingMiddleware(inner, tracer)
     if settings.access_log:

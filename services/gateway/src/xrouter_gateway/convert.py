@@ -11,6 +11,7 @@ import orjson
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.errors import APIError
+from xrouter_gateway.guards import check_depth, decimal_text, validation_error
 from xrouter_gateway.schemas import (
     TYPED_FIELDS,
     ChatCompletionRequest,
@@ -19,19 +20,7 @@ from xrouter_gateway.schemas import (
     ProviderPreferences,
 )
 
-_DECODE_ERROR_PATH = " - at `$."
 T = TypeVar("T")
-
-
-def validation_error(exc: msgspec.ValidationError) -> APIError:
-    """A 400 naming the field msgspec found wrong."""
-    text = str(exc)
-    param = None
-    if _DECODE_ERROR_PATH in text:
-        text, _, path = text.partition(_DECODE_ERROR_PATH)
-        param = path.rstrip("`")
-    return APIError(400, f"Invalid request: {text}" + (f" (at {param})" if param else ""),
-                    param=param)
 
 
 def json_object(body: bytes) -> dict[str, Any]:
@@ -58,7 +47,24 @@ def parse_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
     raw = json_object(body)
     req = typed(raw, ChatCompletionRequest)
     _check(req)
+    _check_forwarded(req, raw)
     return req, raw
+
+
+def _check_forwarded(req: ChatCompletionRequest, raw: dict[str, Any]) -> None:
+    """Depth of the free-form JSON that travels on as raw JSON (typed fields are bounded by
+    the schema; unknown keys inside typed objects are dropped, not forwarded)."""
+    for name, value in raw.items():
+        if name not in TYPED_FIELDS or name in ("tool_choice", "response_format"):
+            check_depth(value, name, 2)
+    for i, tool in enumerate(raw.get("tools") or ()):
+        check_depth(tool, f"tools[{i}]", 3)
+    for i, m in enumerate(req.messages or ()):
+        if isinstance(m.content, list):
+            parts = raw["messages"][i]["content"]
+            for j, part in enumerate(m.content):
+                if part.type not in ("text", "image_url"):
+                    check_depth(parts[j], f"messages[{i}].content[{j}]", 5)
 
 
 def _check(req: ChatCompletionRequest) -> None:
@@ -129,9 +135,10 @@ def provider_to_proto(p: ProviderPreferences) -> pb.ProviderPreferences:
     if p.require_parameters is not None:
         out.require_parameters = p.require_parameters
     if p.max_price is not None:
-        out.max_price_prompt = "" if p.max_price.prompt is None else str(p.max_price.prompt)
-        out.max_price_completion = ("" if p.max_price.completion is None
-                                    else str(p.max_price.completion))
+        prices = {name: "" if value is None else decimal_text(value, f"provider.max_price.{name}")
+                  for name, value in msgspec.structs.asdict(p.max_price).items()}
+        out.max_price_prompt = prices["prompt"]
+        out.max_price_completion = prices["completion"]
     return out
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
@@ -19,6 +19,7 @@ from xrouter_common.tracing import child_traceparent
 from xrouter_common.wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
 from xrouter_gateway.convert import ROUTE_HEADER, rate_limit_headers, route_header
 from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.guards import header_token
 from xrouter_gateway.router_client import Metadata, RouterClient
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_gateway.sse import RouterStream, SSEResponse, StreamWriter
@@ -36,11 +37,15 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise APIError(413, f"Request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"Request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(413, f"Request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Gone, or cut off by the body deadline (http_protocol); no one reads this answer.
+        raise APIError(408, "The request body was not received") from None
     return b"".join(chunks)
 
 
@@ -50,6 +55,7 @@ def api_key(request: Request) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'")
+    header_token(token, "Authorization", 401)
     if is_xrouter_key(token) and not well_formed(token):
         # A mistyped key: refused here, without a round trip to the router.
         raise APIError(401, "Invalid API key (the checksum does not match: check for typos)")
@@ -60,7 +66,8 @@ def call_metadata(request: Request, key: str, generation_id: str) -> Metadata:
     """Metadata of the router call. The traceparent is the gateway span's when tracing is on
     (set by TracingMiddleware), else a new hop of the client's trace (or a new trace), kept in
     the request state so that the access log names the same trace."""
-    request_id = request.headers.get("x-request-id") or generation_id
+    request_id = header_token(request.headers.get("x-request-id", ""), "X-Request-Id") \
+        or generation_id
     state = request.scope.setdefault("state", {})
     traceparent = state.get("traceparent")
     if not traceparent:

@@ -139,7 +139,7 @@ def build_openapi() -> dict[str, Any]:
                         "headers": {"X-Generation-Id": {"schema": {"type": "string"}}},
                         "content": {"application/json": {"schema": {"type": "object"}},
                                     "text/event-stream": {"schema": {"type": "string"}}}},
-                **_errors(400, 401, 402, 403, 404, 408, 413, 429, 500, 502, 503),
+                **_errors(400, 401, 402, 403, 404, 408, 413, 429, 431, 500, 502, 503),
             },
         }
     }
@@ -173,7 +173,7 @@ def build_openapi() -> dict[str, Any]:
                                    "encoding_format": {"enum": ["float", "base64"]},
                                    "dimensions": {"type": "integer"}, "user": {"type": "string"}}}}}},
                 "responses": {"200": _json("{object: list, data: [embedding], model, usage}"),
-                              **_errors(400, 401, 402, 404, 408, 413, 429, 502, 503)}}},
+                              **_errors(400, 401, 402, 404, 408, 413, 429, 431, 502, 503)}}},
             "/v1/route/explain": {"post": {
                 "summary": "Dry-run routing for a chat request: every candidate, the filter that "
                            "removed it or its score, and the order the next request would try",

@@ -16,6 +16,7 @@ from msgspec import Meta, Struct
 from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.convert import json_object, provider_to_proto, typed
 from xrouter_gateway.errors import APIError
+from xrouter_gateway.guards import check_depth
 from xrouter_gateway.schemas import ProviderPreferences
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
@@ -153,6 +154,8 @@ def _normalise(raw: dict[str, Any]) -> None:
 
 def parse_responses(body: bytes) -> ResponsesRequest:
     raw = json_object(body)
+    for name, value in raw.items():  # tool schemas and text.format travel on as raw JSON
+        check_depth(value, name, 2)
     _normalise(raw)
     req = typed(raw, ResponsesRequest)
     _check(req)

@@ -28,6 +28,7 @@ from xrouter_router.domain.types import (
 )
 
 _MILLION = Decimal(1_000_000)
+_MAX_PRICE = Decimal(10) ** 12
 
 
 def _calls(calls: object) -> tuple[ToolCall, ...]:
@@ -49,9 +50,15 @@ def _price(value: str, param: str) -> Decimal | None:
     if not value:
         return None
     try:
-        return Decimal(value)
+        price = Decimal(value)
     except InvalidOperation:
         raise InvalidRequest(f"{param} must be a decimal number", param=param) from None
+    # The gateway sends only plain decimals; a caller of the gRPC API directly might not, and
+    # NaN or a 10^999999999 exponent would fail in the routing arithmetic.
+    if not price.is_finite() or price < 0 or price > _MAX_PRICE:
+        raise InvalidRequest(f"{param} must be a finite decimal from 0 to {_MAX_PRICE:f}",
+                             param=param)
+    return price
 
 
 _SORTS = frozenset({"", "price", "latency", "throughput"})
