@@ -51,8 +51,9 @@ class DemoProvider:
         limit = request.sampling.max_tokens
         if limit is not None and len(words) > limit:
             words, finish = words[:limit], "length"
-        usage = TokenCounts(prompt=accounting.estimate_prompt(request.messages),
-                            completion=len(words))
+        # The demo's "tokenizer" counts words, as its answer is counted.
+        prompt = sum(accounting.MESSAGE_OVERHEAD + len(m.text().split()) for m in request.messages)
+        usage = TokenCounts(prompt=prompt, completion=len(words))
         return words, finish, usage
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:

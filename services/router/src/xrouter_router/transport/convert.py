@@ -111,9 +111,13 @@ def _tool_calls_pb(calls: tuple[ToolCall, ...]) -> list[pb.ToolCall]:
 
 def usage_to_proto(u: Usage) -> pb.Usage:
     t = u.tokens
-    return pb.Usage(prompt_tokens=t.prompt, completion_tokens=t.completion, total_tokens=t.total,
-                    cached_tokens=t.cached, reasoning_tokens=t.reasoning,
-                    cost=format(u.cost.normalize(), "f"), estimated=t.estimated)
+    out = pb.Usage(prompt_tokens=t.prompt, completion_tokens=t.completion, total_tokens=t.total,
+                   cached_tokens=t.cached, reasoning_tokens=t.reasoning,
+                   cache_write_tokens=t.cache_write, cost=format(u.cost.normalize(), "f"),
+                   estimated=t.estimated)
+    if u.prompt_cost is not None:
+        out.prompt_cost = format(u.prompt_share.normalize(), "f")
+    return out
 
 
 def attempts_to_proto(attempts: tuple[Attempt, ...]) -> list[pb.AttemptInfo]:
