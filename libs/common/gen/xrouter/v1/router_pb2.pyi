@@ -1347,6 +1347,9 @@ class ModelInfo(_message.Message):
     SUPPORTED_PARAMETERS_FIELD_NUMBER: _builtins.int
     INPUT_MODALITIES_FIELD_NUMBER: _builtins.int
     ALIASES_FIELD_NUMBER: _builtins.int
+    PRICE_CACHE_READ_FIELD_NUMBER: _builtins.int
+    PRICE_CACHE_WRITE_FIELD_NUMBER: _builtins.int
+    PRICE_REASONING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -1356,6 +1359,12 @@ class ModelInfo(_message.Message):
     price_prompt: _builtins.str
     """Decimal strings, RUB per token."""
     price_completion: _builtins.str
+    price_cache_read: _builtins.str
+    """The bucket prices in effect (Decimal strings, RUB per token): cache reads and writes default
+    to price_prompt, reasoning to price_completion.
+    """
+    price_cache_write: _builtins.str
+    price_reasoning: _builtins.str
     @_builtins.property
     def providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -1379,10 +1388,13 @@ class ModelInfo(_message.Message):
         supported_parameters: _abc.Iterable[_builtins.str] | None = ...,
         input_modalities: _abc.Iterable[_builtins.str] | None = ...,
         aliases: _abc.Iterable[_builtins.str] | None = ...,
+        price_cache_read: _builtins.str = ...,
+        price_cache_write: _builtins.str = ...,
+        price_reasoning: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "context_length", b"context_length", "created", b"created", "description", b"description", "id", b"id", "input_modalities", b"input_modalities", "max_completion_tokens", b"max_completion_tokens", "name", b"name", "price_completion", b"price_completion", "price_prompt", b"price_prompt", "providers", b"providers", "supported_parameters", b"supported_parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "context_length", b"context_length", "created", b"created", "description", b"description", "id", b"id", "input_modalities", b"input_modalities", "max_completion_tokens", b"max_completion_tokens", "name", b"name", "price_cache_read", b"price_cache_read", "price_cache_write", b"price_cache_write", "price_completion", b"price_completion", "price_prompt", b"price_prompt", "price_reasoning", b"price_reasoning", "providers", b"providers", "supported_parameters", b"supported_parameters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
