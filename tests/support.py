@@ -83,6 +83,12 @@ word_delay = 0.001
     text += model("test/json-stream", ("fake", "fake-json-stream"))
     text += model("test/openrouter", ("fake", "fake-openrouter"))
     text += model("test/stream-error", ("fake", "fake-stream-error"))
+    text += model("test/buckets", ("fake", "fake-buckets"),
+                  price='{ prompt = "100", completion = "200", cache_read = "10", '
+                        'cache_write = "125", reasoning = "300" }')
+    text += model("test/negative", ("fake", "fake-negative"))
+    text += model("test/reasoning", ("fake", "fake-reasoning"))
+    text += model("test/drip-reasoning", ("fake", "fake-drip-reasoning"))
     text += model("test/embed", ("fake", "fake-500"), ("fake2", "text-embedding-fake"),
                   caps='"embeddings"', price='{ prompt = "10", completion = "0" }')
     text += model("test/cheap-and-dear", ("fake", "fake-echo"), ("fake2", "fake-echo"),

@@ -12,10 +12,11 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from redis.asyncio.cluster import RedisCluster as Client
@@ -27,9 +28,9 @@ from tests.infra.redis_cluster import RedisCluster
 from xrouter_router.domain.errors import Attempt, Unavailable
 from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
 from xrouter_router.storage.ledger_consumer import LedgerConsumer
-from xrouter_router.storage.ledger_stream import GROUP, StreamLayout, StreamLedger
+from xrouter_router.storage.ledger_stream import FIELD, GROUP, StreamLayout, StreamLedger
 from xrouter_router.storage.migrate import migrate
-from xrouter_router.storage.pg import PgDatabase, PgUsageLedger
+from xrouter_router.storage.pg import PgDatabase, PgUsageLedger, generation_document
 from xrouter_router.storage.postgres import pool
 from xrouter_router.storage.redis_lane import Lane
 from xrouter_router.storage.redis_stats import cluster_client
@@ -43,8 +44,9 @@ def generation(gen_id: str, *, at: float | None = None, cost: str = "0.01") -> G
     return GenerationRecord(
         id=gen_id, created_at=round(time.time(), 6) if at is None else at, key_id="key-1",
         account_id="acc-a", model="m/alpha", provider="p1", streamed=False, prompt_tokens=10,
-        completion_tokens=20, cached_tokens=0, reasoning_tokens=0, counts_native=True,
-        cost=Decimal(cost), latency_ms=5, generation_ms=50, finish_reason="stop", status="success",
+        completion_tokens=20, cached_tokens=3, reasoning_tokens=4, cache_write_tokens=5,
+        counts_native=True, cost=Decimal(cost), latency_ms=5, generation_ms=50,
+        finish_reason="stop", status="success",
         attempts=(Attempt(model="m/alpha", provider="p1", deployment="m/alpha@p1",
                           outcome="success", latency_ms=5),))
 
@@ -171,7 +173,8 @@ async def test_records_reach_postgres_exactly_once(rig: Rig, through: str) -> No
     await rig.drained(consumer)
     assert await rig.rows() == (300, 300, 300, 300)
     assert (consumer.written, consumer.repeated) == (300, 50)
-    assert await ledger.totals(key_id="key-1") == UsageTotals(300, 3000, 6000, Decimal(3))
+    assert await ledger.totals(key_id="key-1") == UsageTotals(300, 3000, 6000, Decimal(3),
+                                                              900, 1500, 1200)
     assert await ledger.get("gen-7") == await rig.pg.get("gen-7") == records[7]
     assert consumer.last_flush_at > 0 and consumer.last_flush_seconds > 0
     assert ledger.direct_writes == 0
@@ -297,6 +300,19 @@ async def test_an_entry_that_is_not_a_record_is_dead_lettered_and_blocks_nothing
     assert consumer.dead_lettered == 1
     dead: Any = await rig.client.xrange(rig.layout.dead(3))
     assert [fields[b"r"] for _, fields in dead] == [b"{not json"]
+
+
+async def test_a_document_written_before_the_cache_write_bucket_is_recorded_with_zero(
+        rig: Rig) -> None:
+    record = generation("gen-old")
+    old = generation_document(record)
+    del old["cache_write_tokens"]  # what a router of the previous release appended
+    stream = rig.layout.stream(rig.layout.shard("gen-old"))
+    await rig.client.xadd(stream, {FIELD: orjson.dumps(old)})
+    consumer = await rig.consumer()
+    await rig.drained(consumer)
+    assert (consumer.written, consumer.dead_lettered) == (1, 0)
+    assert await rig.pg.get("gen-old") == replace(record, cache_write_tokens=0)
 
 
 async def test_postgres_down_for_seconds_loses_nothing(

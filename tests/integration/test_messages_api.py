@@ -81,7 +81,8 @@ async def test_a_text_message(stack: Stack) -> None:
         "id": "msg_" + gen_id[4:], "type": "message", "role": "assistant", "model": "test/echo",
         "content": [{"type": "text", "text": "echo: hello there"}],
         "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": 5, "output_tokens": 3, "cache_read_input_tokens": 0},
+        "usage": {"input_tokens": 5, "output_tokens": 3, "cache_read_input_tokens": 0,
+                  "cache_creation_input_tokens": 0},
     }
     assert stack.upstream.requests[-1] == {"model": "fake-echo", "messages": HELLO,
                                            "max_tokens": 64, "temperature": 0.5}
@@ -222,7 +223,8 @@ async def test_a_streamed_text_message(stack: Stack) -> None:
     assert events[-2][1] == {"type": "message_delta",
                              "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                              "usage": {"input_tokens": 5, "output_tokens": 3,
-                                       "cache_read_input_tokens": 0}}
+                                       "cache_read_input_tokens": 0,
+                                       "cache_creation_input_tokens": 0}}
     sent = stack.upstream.requests[-1]
     assert sent["stream"] is True and sent["max_tokens"] == 64
 

@@ -69,6 +69,34 @@ class TestSqliteDatabase:
         finally:
             await db.close()
 
+    async def test_a_file_of_schema_version_1_is_migrated_and_keeps_its_records(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        db = SqliteDatabase(path)
+        before = sqlite_stores_over(db)
+        await with_accounts(before, "acc-a")
+        await before.ledger.record(generation("gen-1", cost="0.25"))
+        await db.close()
+        # Make it the file the previous release wrote: no bucket columns, user_version 1.
+        with sqlite3.connect(path) as conn:
+            conn.execute("ALTER TABLE generations DROP COLUMN cache_write_tokens")
+            for column in ("cached_tokens", "cache_write_tokens", "reasoning_tokens"):
+                conn.execute(f"ALTER TABLE usage_daily DROP COLUMN {column}")
+            conn.execute("PRAGMA user_version = 1")
+        conn.close()
+
+        db = SqliteDatabase(path)
+        try:
+            after = sqlite_stores_over(db)
+            assert await after.ledger.get("gen-1") == generation("gen-1", cost="0.25")
+            await after.ledger.record(replace(generation("gen-2", cost="0.5"), cached_tokens=3,
+                                              cache_write_tokens=2, reasoning_tokens=7))
+            assert await after.ledger.totals() == UsageTotals(2, 20, 40, Decimal("0.75"), 3, 2, 7)
+            version = await db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+            assert version == 2
+        finally:
+            await db.close()
+
     async def test_the_loop_keeps_ticking_while_500_records_wait_for_the_disk(
             self, sqlite_db: SqliteDatabase) -> None:
         stores = sqlite_stores_over(sqlite_db)

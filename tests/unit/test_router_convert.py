@@ -214,7 +214,8 @@ def test_model_to_proto() -> None:
               aliases=("gpt-4o",))
     assert model_to_proto(m) == pb.ModelInfo(
         id="openai/gpt-4o", name="openai/gpt-4o", context_length=8192, max_completion_tokens=1024,
-        price_prompt="0.00015", price_completion="0.0006", providers=["b", "a"],
+        price_prompt="0.00015", price_completion="0.0006", price_cache_read="0.00015",
+        price_cache_write="0.00015", price_reasoning="0.0006", providers=["b", "a"],
         supported_parameters=["max_tokens", "temperature", "top_p", "stop", "seed",
                               "frequency_penalty", "presence_penalty", "tools", "tool_choice",
                               "response_format"],

@@ -140,6 +140,7 @@ def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
         "native_tokens_prompt": g.prompt_tokens if g.counts_native else None,
         "native_tokens_completion": g.completion_tokens if g.counts_native else None,
         "native_tokens_cached": g.cached_tokens, "native_tokens_reasoning": g.reasoning_tokens,
+        "native_tokens_cache_write": g.cache_write_tokens,
         "total_cost": _num(g.cost) or 0, "currency": "RUB", "finish_reason": g.finish_reason,
         "status": g.status, "key_id": g.key_id,
         "attempts": [{"provider_name": a.provider, "model": a.model, "deployment": a.deployment,
@@ -271,6 +272,9 @@ class AccountsEndpoints:
         for r in reply.rows:
             row: dict[str, Any] = {"requests": r.requests, "prompt_tokens": r.prompt_tokens,
                                    "completion_tokens": r.completion_tokens,
+                                   "cached_tokens": r.cached_tokens,
+                                   "cache_write_tokens": r.cache_write_tokens,
+                                   "reasoning_tokens": r.reasoning_tokens,
                                    "cost": _num(r.cost) or 0}
             for group, value in (("day", r.day), ("key", r.key_id), ("model", r.model),
                                  ("provider", r.provider)):

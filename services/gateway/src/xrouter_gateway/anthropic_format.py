@@ -242,10 +242,12 @@ def stop_reason(finish_reason: str) -> str:
 
 
 def usage_json(u: pb.Usage) -> dict[str, int]:
-    # Anthropic's input_tokens excludes cache reads; OpenAI's prompt_tokens includes them.
-    return {"input_tokens": u.prompt_tokens - u.cached_tokens,
+    # Anthropic's input_tokens excludes cache reads and writes; OpenAI's prompt_tokens includes
+    # them.
+    return {"input_tokens": u.prompt_tokens - u.cached_tokens - u.cache_write_tokens,
             "output_tokens": u.completion_tokens,
-            "cache_read_input_tokens": u.cached_tokens}
+            "cache_read_input_tokens": u.cached_tokens,
+            "cache_creation_input_tokens": u.cache_write_tokens}
 
 
 def _tool_input(call: pb.ToolCall) -> dict[str, Any]:

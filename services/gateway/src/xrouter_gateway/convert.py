@@ -4,6 +4,7 @@ SSE events out. No I/O here."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
@@ -209,9 +210,25 @@ def usage_json(u: pb.Usage) -> dict[str, Any]:
         # The exact decimal the router computed, written as a JSON number without float rounding.
         "cost": orjson.Fragment(u.cost or "0"),
         "is_estimated": u.estimated,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens,
+                                  "cache_write_tokens": u.cache_write_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "cost_details": _cost_details(u),
     }
+
+
+def _cost_details(u: pb.Usage) -> dict[str, Any]:
+    """OpenRouter's cost_details: what the prompt's and the completion's buckets cost (exact
+    decimals, summing to `cost`); upstream_inference_cost is for BYOK, which XRouter has not."""
+    cost = Decimal(u.cost or "0")
+    prompt = Decimal(u.prompt_cost or "0")
+    return {"upstream_inference_cost": None,
+            "upstream_inference_prompt_cost": orjson.Fragment(_plain(prompt)),
+            "upstream_inference_completions_cost": orjson.Fragment(_plain(cost - prompt))}
+
+
+def _plain(amount: Decimal) -> str:
+    return format(amount.normalize(), "f") if amount else "0"
 
 
 def _tool_calls_json(calls: Any, with_index: bool) -> list[dict[str, Any]]:

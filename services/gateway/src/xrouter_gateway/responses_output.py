@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.convert import usage_json as chat_usage_json
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.responses_request import Echo
 
@@ -16,14 +17,16 @@ _KEEPALIVE = b": XROUTER PROCESSING\n\n"
 
 
 def usage_json(u: pb.Usage) -> dict[str, Any]:
+    chat = chat_usage_json(u)
     return {
         "input_tokens": u.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": u.cached_tokens,
+                                 "cache_write_tokens": u.cache_write_tokens},
         "output_tokens": u.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
         "total_tokens": u.total_tokens,
-        "cost": orjson.Fragment(u.cost or "0"),  # XRouter's: RUB, the exact decimal
-        "is_estimated": u.estimated,
+        # XRouter's: RUB, exact decimals, as in chat completions.
+        "cost": chat["cost"], "cost_details": chat["cost_details"], "is_estimated": u.estimated,
     }
 
 

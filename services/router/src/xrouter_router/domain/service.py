@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from xrouter_router.domain import accounting
-from xrouter_router.domain.billing import Admission, Billing
+from xrouter_router.domain.billing import Admission, Billing, prompt_bound
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.errors import (
     AllAttemptsFailed,
@@ -37,6 +38,7 @@ from xrouter_router.domain.types import (
 )
 
 MIN_THROUGHPUT_WINDOW = 0.05
+log = logging.getLogger("xrouter.router.usage")
 
 
 class BudgetExhausted(XRouterError):
@@ -88,7 +90,7 @@ class ChatService:
         self._idle_timeout = idle_timeout
         self._stats: StatsStore = stats or InMemoryStats()
         self._balancer = balancer or Balancer()
-        self._counter: TokenCounter = counter or accounting.RatioCounter()
+        self._counter: TokenCounter = counter or accounting.Utf8BoundCounter()
         self._observer: Observer = observer or NullObserver()
         self._billing = billing
         self._wall = wall
@@ -130,6 +132,27 @@ class ChatService:
             estimated=True,
         )
 
+    def _vetted(self, reported: TokenCounts | None, cand: Candidate, *, bound: int,
+                max_completion: int) -> TokenCounts | None:
+        """The provider's counts when they can be true; None when there are none or when they
+        cannot (a provider error: counted, logged, and the caller charges its estimate)."""
+        if reported is None:
+            return None
+        flaw = accounting.implausible(reported, prompt_bound=bound, max_completion=max_completion)
+        if not flaw:
+            return reported
+        provider = cand.deployment.provider
+        log.warning("provider %s reported implausible usage (%s): %s; charging the estimate",
+                    provider, flaw, reported)
+        self._observer.implausible_usage(provider, flaw)
+        return None
+
+    async def _tokens(self, request: ChatRequest, cand: Candidate, reported: TokenCounts | None,
+                      completion_text: str) -> TokenCounts:
+        vetted = self._vetted(reported, cand, bound=prompt_bound(request),
+                              max_completion=cand.deployment.max_completion_tokens)
+        return vetted or await self._estimate(request, completion_text)
+
     async def embed(self, api_key: str, request: EmbeddingRequest,
                     deadline: float | None) -> tuple[Served, Embeddings, Usage]:
         await self._auth.authenticate(api_key)
@@ -138,10 +161,10 @@ class ChatService:
         candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
                                     policy=self._stats.policy)
         cand, result, _attempts = await self._failover.embed(candidates, request, deadline)
-        tokens = result.usage or TokenCounts(prompt=await self._counter.count(request.inputs),
-                                             estimated=True)
-        return (_served(cand), result,
-                Usage(tokens, accounting.price(tokens, cand.deployment.price)))
+        bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD for i in request.inputs)
+        tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or TokenCounts(
+            prompt=await self._counter.count(request.inputs), estimated=True)
+        return _served(cand), result, accounting.usage(tokens, cand.deployment.price)
 
     def _failed(self, request: ChatRequest, error: XRouterError, *, streamed: bool) -> None:
         try:
@@ -182,11 +205,11 @@ class ChatService:
                     finish_reason="error", streamed=False, latency_ms=0,
                     attempts=exc.attempts if isinstance(exc, AllAttemptsFailed) else ())
             raise
-        tokens = completion.usage or await self._estimate(request, completion.message.text())
+        tokens = await self._tokens(request, cand, completion.usage, completion.message.text())
         result = ChatResult(
             served=_served(cand),
             completion=completion,
-            usage=Usage(tokens, accounting.price(tokens, cand.deployment.price)),
+            usage=accounting.usage(tokens, cand.deployment.price),
             attempts=tuple(attempts),
             rate_limit=admission.window if admission is not None else None,
         )
@@ -230,17 +253,16 @@ class ChatService:
                                   admission: Admission | None,
                                   acc: accounting.StreamAccumulator,
                                   usage: TokenCounts | None) -> None:
-        tokens = usage or await self._estimate(request, acc.completion_text())
-        cost = accounting.price(tokens, opened.candidate.deployment.price)
+        tokens = await self._tokens(request, opened.candidate, usage, acc.completion_text())
+        priced = accounting.usage(tokens, opened.candidate.deployment.price)
         if admission is not None and admission.reservation is not None:
-            cost = min(cost, admission.reservation.amount)
+            priced = priced.capped(admission.reservation.amount)
         cand = opened.candidate
         self._observer.generation(cand.model.id, cand.deployment.provider, outcome="cancelled",
-                                  streamed=True, attempts=len(opened.attempts),
-                                  usage=Usage(tokens, cost))
+                                  streamed=True, attempts=len(opened.attempts), usage=priced)
         if admission is not None and self._billing is not None:
             await self._billing.finish(
-                admission, request, served=_served(cand), usage=Usage(tokens, cost),
+                admission, request, served=_served(cand), usage=priced,
                 status="cancelled", finish_reason="cancelled", attempts=opened.attempts,
                 streamed=True, latency_ms=opened.attempts[-1].latency_ms if opened.attempts else 0)
 
@@ -249,17 +271,17 @@ class ChatService:
                         usage: TokenCounts | None, error: XRouterError | None, spread: bool,
                         elapsed: float) -> StreamEnd:
         """Usage, statistics, metrics and billing of a stream that ended (not cancelled)."""
-        tokens = usage or await self._estimate(request, acc.completion_text())
+        tokens = await self._tokens(request, opened.candidate, usage, acc.completion_text())
         cand = opened.candidate
         # Throughput needs tokens spread over time: an answer that came in one read says nothing.
         if error is None and tokens.completion and spread:
             await self._stats.record_throughput(cand.deployment.id, tokens.completion / elapsed)
-        cost = accounting.price(tokens, cand.deployment.price)
+        priced = accounting.usage(tokens, cand.deployment.price)
         if isinstance(error, BudgetExhausted) and admission is not None \
                 and admission.reservation is not None:
             # Cut when the money ran out: it costs at most what was reserved.
-            cost = min(cost, admission.reservation.amount)
-        end = StreamEnd(Usage(tokens, cost), error)
+            priced = priced.capped(admission.reservation.amount)
+        end = StreamEnd(priced, error)
         status = "success" if error is None else (
             "budget_exhausted" if isinstance(error, BudgetExhausted) else "stream_error")
         self._observer.generation(cand.model.id, cand.deployment.provider, outcome=status,
@@ -277,7 +299,7 @@ class ChatService:
         """Pass the opened stream on; account for it; end it in-band on errors or when the
         money runs out; always end with usage."""
         started = time.monotonic()
-        batches = chars = 0
+        batches = 0
         acc = accounting.StreamAccumulator()
         usage: TokenCounts | None = None
         error: XRouterError | None = None
@@ -290,8 +312,6 @@ class ChatService:
             while batch is not None:
                 for delta in batch.deltas:
                     acc.add(delta)
-                    chars += len(delta.content or "") + sum(len(c.arguments)
-                                                            for c in delta.tool_calls)
                 usage = batch.usage or usage
                 if batch.done:
                     break
@@ -300,7 +320,7 @@ class ChatService:
                                       rate_limit=window)
                     served, attempts, window = None, (), None
                 if admission is not None and self._billing is not None and not \
-                        await self._billing.afford(admission, accounting.estimate_tokens("x" * chars)):
+                        await self._billing.afford(admission, acc.bytes):
                     error = BudgetExhausted()
                     batch = StreamBatch((Delta(finish_reason="length"),))
                     break

@@ -132,10 +132,6 @@ class _Answer:
     usage: TokenCounts
 
 
-def _tokens(text: str) -> int:
-    return max(1, accounting.estimate_tokens(text)) if text else 0
-
-
 class DemoProvider:
     def __init__(self, name: str, *, word_delay: float = 0.02) -> None:
         self._name = name
@@ -165,9 +161,10 @@ class DemoProvider:
             limit = request.sampling.max_tokens
             if limit is not None and len(words) > limit:
                 words, finish = words[:limit], "length"
-        completion = len(words) + _tokens(call.arguments if call else "") + len(reasoning)
-        usage = TokenCounts(prompt=accounting.estimate_prompt(request.messages),
-                            completion=completion, reasoning=len(reasoning))
+        completion = len(words) + len((call.arguments if call else "").split()) + len(reasoning)
+        # The demo's "tokenizer" counts words, as its answer is counted.
+        prompt = sum(accounting.MESSAGE_OVERHEAD + len(m.text().split()) for m in request.messages)
+        usage = TokenCounts(prompt=prompt, completion=completion, reasoning=len(reasoning))
         return _Answer(words, reasoning, shown, call, finish, usage)
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:

@@ -118,9 +118,13 @@ def _tool_calls_pb(calls: tuple[ToolCall, ...]) -> list[pb.ToolCall]:
 
 def usage_to_proto(u: Usage) -> pb.Usage:
     t = u.tokens
-    return pb.Usage(prompt_tokens=t.prompt, completion_tokens=t.completion, total_tokens=t.total,
-                    cached_tokens=t.cached, reasoning_tokens=t.reasoning,
-                    cost=format(u.cost.normalize(), "f"), estimated=t.estimated)
+    out = pb.Usage(prompt_tokens=t.prompt, completion_tokens=t.completion, total_tokens=t.total,
+                   cached_tokens=t.cached, reasoning_tokens=t.reasoning,
+                   cache_write_tokens=t.cache_write, cost=format(u.cost.normalize(), "f"),
+                   estimated=t.estimated)
+    if u.prompt_cost is not None:
+        out.prompt_cost = format(u.prompt_share.normalize(), "f")
+    return out
 
 
 def attempts_to_proto(attempts: tuple[Attempt, ...]) -> list[pb.AttemptInfo]:
@@ -205,6 +209,9 @@ def model_to_proto(m: Model) -> pb.ModelInfo:
         id=m.id, name=m.name, description=m.description, created=m.created,
         context_length=m.context_length, max_completion_tokens=m.max_completion_tokens,
         price_prompt=per_token(price.prompt), price_completion=per_token(price.completion),
+        price_cache_read=per_token(price.cache_read_rate),
+        price_cache_write=per_token(price.cache_write_rate),
+        price_reasoning=per_token(price.reasoning_rate),
         providers=list(m.providers), supported_parameters=params,
         input_modalities=["text", "image"] if "vision" in caps else ["text"],
         aliases=list(m.aliases),
