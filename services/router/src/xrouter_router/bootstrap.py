@@ -117,7 +117,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     stack = build_accounting(settings)
     secret = key_secret(settings)
     auth = KeyAuthenticator(stack.keys, secret=secret, master_key=settings.master_key,
-                            ttl=settings.key_cache_ttl)
+                            ttl=settings.key_cache_ttl, size=settings.key_cache_size,
+                            negative_size=settings.key_cache_negative_size)
     if stack.listen is not None:
         stack.listen(auth.forget)
     billing = Billing(stack.limiter, stack.guard, stack.ledger, meter=stack.meter)

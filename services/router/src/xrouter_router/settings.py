@@ -31,6 +31,9 @@ class RouterSettings:
     # HMAC secret for key hashes; embedded mode creates one in data_dir when unset.
     key_secret: str = field(default="", repr=False)
     key_cache_ttl: float = 30.0
+    # Bounds of the key cache: known keys (LRU) and unknown hashes (forged keys), apart.
+    key_cache_size: int = 10_000
+    key_cache_negative_size: int = 1_000
     # PostgreSQL (a multi-host conninfo for HA); "" = SQLite in data_dir (embedded).
     database_url: str = field(default="", repr=False)
     database_pool_size: int = 10
@@ -71,6 +74,9 @@ class RouterSettings:
             data_dir=Path(env_str("XROUTER_DATA_DIR", ".xrouter", env)),
             key_secret=env_str("XROUTER_KEY_SECRET", "", env),
             key_cache_ttl=env_float("XROUTER_KEY_CACHE_TTL", 30.0, env, minimum=0.0),
+            key_cache_size=env_int("XROUTER_KEY_CACHE_SIZE", 10_000, env, minimum=1),
+            key_cache_negative_size=env_int("XROUTER_KEY_CACHE_NEGATIVE_SIZE", 1_000, env,
+                                            minimum=1),
             database_url=env_str("XROUTER_DATABASE_URL", "", env),
             database_pool_size=env_int("XROUTER_DATABASE_POOL_SIZE", 10, env, minimum=1),
             limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),
