@@ -32,6 +32,7 @@ from xrouter_router.storage import tasks
 from xrouter_router.telemetry import RouterMetrics
 from xrouter_router.tracing import OtelSpans
 from xrouter_router.transport.accounts_servicer import AccountsServicer
+from xrouter_router.transport.redact import Redactor
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
 
@@ -126,7 +127,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing)
     servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
-                              request_log=settings.request_log)
+                              request_log=settings.request_log,
+                              redactor=Redactor(p.api_key for p in config.providers))
     accounts_servicer = AccountsServicer(
         AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
                         balance_changed=stack.balance_changed, announce=stack.announce), auth)

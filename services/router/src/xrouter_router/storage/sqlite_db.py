@@ -5,6 +5,7 @@ the writes. The stores over it are in sqlite.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -14,7 +15,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
 
-from xrouter_router.domain.errors import InternalError, InvalidRequest, Unavailable
+from xrouter_router.domain.errors import DatabaseUnavailable, InternalError, InvalidRequest
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
@@ -122,12 +125,12 @@ def utc_day(ts: float) -> str:
 
 def _mapped(path: Path, exc: BaseException) -> BaseException:
     """The one place sqlite3 errors become the router's errors: the file is locked past the busy
-    timeout, unreadable or full (Unavailable, worth a retry), or a bug (InternalError); the
-    stores' own errors pass through."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return Unavailable(f"database {path}: {exc}", retry_after=1.0)
+    timeout, unreadable, full or damaged, or a bug; the client gets the generic
+    DatabaseUnavailable, the log sqlite3's text. The stores' own errors pass through."""
     if isinstance(exc, sqlite3.Error):
-        return InternalError(f"database {path}: {exc}")
+        log.log(logging.WARNING if isinstance(exc, sqlite3.OperationalError) else logging.ERROR,
+                "database %s: %s: %s", path, type(exc).__name__, exc)
+        return DatabaseUnavailable()
     return exc
 
 
