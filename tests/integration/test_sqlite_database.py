@@ -28,8 +28,9 @@ from xrouter_router.domain.errors import (
     InternalError,
     Unavailable,
 )
-from xrouter_router.domain.ledger import UsageTotals
-from xrouter_router.storage.sqlite_db import SqliteDatabase
+from xrouter_router.domain.ledger import Account, UsageTotals
+from xrouter_router.domain.plans import Plan
+from xrouter_router.storage.sqlite_db import SCHEMA, SqliteDatabase
 
 
 @pytest.fixture
@@ -170,3 +171,31 @@ class TestSqliteDatabase:
         await sqlite_db.close()
         with pytest.raises(InternalError):
             await stores.accounts.get("acc-a")
+
+    async def test_a_version_1_file_is_migrated_and_keeps_its_rows(self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        old = sqlite3.connect(path, isolation_level=None)
+        old.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;")
+        old.execute("INSERT INTO accounts (id, name, created_at) VALUES ('acc-a', 'A', 0)")
+        old.close()
+        db = SqliteDatabase(path)
+        try:
+            stores = sqlite_stores_over(db)
+            assert (await stores.accounts.get("acc-a")) == Account("acc-a", "A", Decimal(0))
+            await stores.plans.set("acc-a", Plan("pro"))
+            assert await stores.plans.get("acc-a") == Plan("pro")
+            assert await db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0]) == 2
+        finally:
+            await db.close()
+
+    async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        newer = sqlite3.connect(path, isolation_level=None)
+        newer.execute("PRAGMA user_version = 3")
+        newer.close()
+        db = SqliteDatabase(path)
+        try:
+            with pytest.raises(InternalError, match=r"schema version 3; this XRouter knows 2$"):
+                await db.open()
+        finally:
+            await db.close()

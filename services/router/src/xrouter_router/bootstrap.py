@@ -21,6 +21,7 @@ from xrouter_router.domain.auth import KeyAuthenticator
 from xrouter_router.domain.billing import Billing
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
@@ -131,6 +132,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                               redactor=Redactor(p.api_key for p in config.providers))
     accounts_servicer = AccountsServicer(
         AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
+                        plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
                         balance_changed=stack.balance_changed, announce=stack.announce), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
     collector = accounting_metrics.register(registry, {"limits": stack.limiter,

@@ -28,8 +28,9 @@ Work = Callable[[sqlite3.Connection], T]
 _SCALE = 8
 _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
-# PRAGMA user_version of the files this code writes; a later schema change migrates from it.
-SCHEMA_VERSION = 1
+# PRAGMA user_version of the files this code writes. SCHEMA is version 1; MIGRATIONS[n] takes a
+# file from version n + 1 to n + 2 (a new file gets SCHEMA, then every migration).
+SCHEMA_VERSION = 2
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
 # text). generations.id is a plain primary key: unpartitioned, it needs no generation_ids table.
@@ -101,6 +102,18 @@ CREATE TABLE IF NOT EXISTS usage_daily (
 CREATE INDEX IF NOT EXISTS usage_daily_account_idx ON usage_daily (account_id, day);
 CREATE INDEX IF NOT EXISTS usage_daily_key_idx ON usage_daily (key_id, day);
 """
+MIGRATIONS = (
+    # 2: account plans (as PostgreSQL's 0004_account_plans.sql).
+    """
+    CREATE TABLE IF NOT EXISTS account_plans (
+        account_id TEXT PRIMARY KEY REFERENCES accounts (id),
+        tier TEXT NOT NULL CHECK (tier IN ('free', 'pro', 'max')),
+        rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
+        updated_at REAL NOT NULL
+    ) STRICT;
+    """,
+)
+
 
 
 def to_units(amount: Decimal) -> int:
@@ -258,7 +271,7 @@ class SqliteDatabase:
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
-                _stamp(conn)
+                _migrate(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -271,10 +284,12 @@ class SqliteDatabase:
             self._conn = None
 
 
-def _stamp(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    elif version != SCHEMA_VERSION:
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the file to SCHEMA_VERSION, each step in its own transaction with its version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0] or 1  # 0: SCHEMA just made
+    if version > SCHEMA_VERSION:
         raise InternalError(f"the database has schema version {version}; this XRouter knows "
                             f"{SCHEMA_VERSION}")
+    for step in range(version, SCHEMA_VERSION):
+        conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[step - 1]}"
+                           f" PRAGMA user_version = {step + 1}; COMMIT;")
