@@ -13,8 +13,6 @@ import argparse
 import asyncio
 import itertools
 import re
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -106,14 +104,7 @@ def main() -> int:
         print(report(args, load, idle, before=before, after=after, elapsed=elapsed, cpu=cpu))
         return 0
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        bench.stop(procs, tmp)
 
 
 def report(args: argparse.Namespace, load: Load, idle: tuple[float, float], *,
