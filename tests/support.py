@@ -89,6 +89,8 @@ word_delay = 0.001
     text += model("test/negative", ("fake", "fake-negative"))
     text += model("test/reasoning", ("fake", "fake-reasoning"))
     text += model("test/drip-reasoning", ("fake", "fake-drip-reasoning"))
+    text += model("test/leak-400", ("fake", "fake-leak-400"))
+    text += model("test/leak-500", ("fake", "fake-leak-500"), ("fake2", "fake-leak-500"))
     text += model("test/embed", ("fake", "fake-500"), ("fake2", "text-embedding-fake"),
                   caps='"embeddings"', price='{ prompt = "10", completion = "0" }')
     text += model("test/cheap-and-dear", ("fake", "fake-echo"), ("fake2", "fake-echo"),

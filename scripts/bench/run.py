@@ -342,14 +342,19 @@ def run(cluster: dict[str, str]) -> int:
         (out / ("latest-cluster.md" if cluster else "latest.md")).write_text(report)
         return 0
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop(procs, tmp)
+
+
+def stop(procs: list[subprocess.Popen[bytes]], tmp: Path) -> None:
+    """SIGTERM every process, then SIGKILL what has not exited after 10 s; remove `tmp`."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def measure_floors(tmp: Path, nginx_port: int, messages: list[dict[str, str]]) -> dict[str, float]:

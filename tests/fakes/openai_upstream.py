@@ -9,7 +9,8 @@ The requested `model` picks the behaviour, so one server serves every scenario:
   fake-stream-error (an OpenRouter-style error object after two chunks)
   fake-buckets (usage with cache reads, cache writes and reasoning) | fake-negative (usage with
   negative completion tokens) | fake-reasoning (20 streamed `reasoning` deltas, then the echo,
-  no usage) | fake-drip-reasoning (endless `reasoning` deltas)
+  no usage) | fake-drip-reasoning (endless `reasoning` deltas) |
+  fake-leak-400 | fake-leak-500 (a long error body quoting credentials: LEAKED_SECRETS)
 It runs on its own thread and event loop so tests in any loop, and services in other processes,
 can use it; what it saw is kept in `requests` and `disconnects`.
 """
@@ -30,6 +31,9 @@ from xrouter_router.providers.config import ProviderConfig
 
 API_KEY = "sk-fake-upstream-key"
 TOOL_ARGS = '{"city": "Moscow", "unit": "celsius"}'
+# What a careless upstream echoes back in an error body; the router must not pass any of it on.
+LEAKED_SECRETS = (API_KEY, "sk-wrong", "Bearer eyJhbGciOiJIUzI1NiJ9.leaked", "sk-ant-api03-LeakedKey123",
+                  "Api-Key AQVNleakedyandexkey", "Basic dXNlcjpwYXNzd29yZA==", "key=AIzaLeakedQueryKey")
 
 
 def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
@@ -84,6 +88,10 @@ class FakeOpenAI(FakeUpstream):
         if model == "fake-400":
             return _error(400, "This model's maximum context length is 8192 tokens.",
                           "invalid_request_error", "context_length_exceeded")
+        if model.startswith("fake-leak-"):
+            return _error(int(model.rsplit("-", 1)[1]),
+                          f"Request failed for {' and '.join(LEAKED_SECRETS)}. " + "x" * 5000,
+                          "invalid_request_error", None)
         if model == "fake-garbage":
             return garbage()
         if model == "fake-slow":

@@ -29,6 +29,7 @@ class Stack:
     url: str
     upstream: FakeOpenAI
     http: httpx.AsyncClient
+    data_dir: Path = Path()  # the router's (its SQLite file is xrouter.sqlite3 there)
 
     async def chat(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
         return await self.http.post(f"{self.url}/v1/chat/completions", json=body,
@@ -69,8 +70,9 @@ def gateway_overrides() -> dict[str, float]:
 @pytest.fixture
 async def stack(catalog: Path, upstream: FakeOpenAI, router_overrides: dict[str, float],
                 gateway_overrides: dict[str, float]) -> AsyncIterator[Stack]:
-    async with running_router(router_settings(catalog, **router_overrides)) as router:
+    settings = router_settings(catalog, **router_overrides)
+    async with running_router(settings) as router:
         target = f"127.0.0.1:{router.server.port}"
         async with running_gateway(gateway_settings(target, **gateway_overrides)) as url, \
                 httpx.AsyncClient(timeout=15.0) as http:
-            yield Stack(url, upstream, http)
+            yield Stack(url, upstream, http, settings.data_dir)

@@ -18,12 +18,14 @@ from tests.infra.postgres_ha import PostgresHA
 from xrouter_router.domain.errors import Attempt
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
-from xrouter_router.domain.ports import AccountStore, KeyStore, UsageLedger
+from xrouter_router.domain.ports import AccountStore, KeyStore, PlanStore, UsageLedger
 from xrouter_router.storage.migrate import migrate
 from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
+from xrouter_router.storage.pg_plans import PgPlanStore
 from xrouter_router.storage.postgres import pool
 from xrouter_router.storage.sqlite import SqliteAccountStore, SqliteKeyStore, SqliteUsageLedger
 from xrouter_router.storage.sqlite_db import SqliteDatabase
+from xrouter_router.storage.sqlite_plans import SqlitePlanStore
 
 DAY1 = datetime(2024, 5, 1, tzinfo=UTC).timestamp()
 DAY2 = DAY1 + 86_400
@@ -41,6 +43,7 @@ class Stores:
     # The sum of an account's credit entries, read from the implementation's own tables: the
     # ports expose only the balance, which must always equal it.
     entries_total: Callable[[str], Awaitable[Decimal]]
+    plans: PlanStore
 
 
 StoresFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Stores]]
@@ -52,7 +55,8 @@ def sqlite_stores_over(db: SqliteDatabase) -> Stores:
             "SELECT COALESCE(SUM(amount), 0) FROM credit_entries WHERE account_id = ?",
             (account_id,)).fetchone()[0])
         return Decimal(units).scaleb(-8)
-    return Stores(SqliteKeyStore(db), SqliteAccountStore(db), SqliteUsageLedger(db), entries_total)
+    return Stores(SqliteKeyStore(db), SqliteAccountStore(db), SqliteUsageLedger(db), entries_total,
+                  SqlitePlanStore(db))
 
 
 @asynccontextmanager
@@ -82,7 +86,8 @@ async def postgres_stores(request: pytest.FixtureRequest) -> AsyncIterator[Store
                                     " WHERE account_id = %s", (account_id,))
             assert row is not None
             return Decimal(row[0])
-        yield Stores(PgKeyStore(db), PgAccountStore(db), PgUsageLedger(db), entries_total)
+        yield Stores(PgKeyStore(db), PgAccountStore(db), PgUsageLedger(db), entries_total,
+                     PgPlanStore(db))
 
 
 # ---------------------------------------------------------------------------------------------

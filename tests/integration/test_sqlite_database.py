@@ -29,6 +29,7 @@ from xrouter_router.domain.errors import (
     Unavailable,
 )
 from xrouter_router.domain.ledger import UsageTotals
+from xrouter_router.domain.plans import Plan
 from xrouter_router.storage.sqlite_db import SqliteDatabase
 
 
@@ -77,8 +78,9 @@ class TestSqliteDatabase:
         await with_accounts(before, "acc-a")
         await before.ledger.record(generation("gen-1", cost="0.25"))
         await db.close()
-        # Make it the file the previous release wrote: no bucket columns, user_version 1.
+        # Make it the file the previous release wrote: no bucket columns, no plans, version 1.
         with sqlite3.connect(path) as conn:
+            conn.execute("DROP TABLE account_plans")
             conn.execute("ALTER TABLE generations DROP COLUMN cache_write_tokens")
             for column in ("cached_tokens", "cache_write_tokens", "reasoning_tokens"):
                 conn.execute(f"ALTER TABLE usage_daily DROP COLUMN {column}")
@@ -92,8 +94,10 @@ class TestSqliteDatabase:
             await after.ledger.record(replace(generation("gen-2", cost="0.5"), cached_tokens=3,
                                               cache_write_tokens=2, reasoning_tokens=7))
             assert await after.ledger.totals() == UsageTotals(2, 20, 40, Decimal("0.75"), 3, 2, 7)
+            await after.plans.set("acc-a", Plan("pro"))
+            assert await after.plans.get("acc-a") == Plan("pro")
             version = await db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
-            assert version == 2
+            assert version == 3
         finally:
             await db.close()
 
@@ -201,3 +205,15 @@ class TestSqliteDatabase:
         await sqlite_db.close()
         with pytest.raises(InternalError):
             await stores.accounts.get("acc-a")
+
+    async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        newer = sqlite3.connect(path, isolation_level=None)
+        newer.execute("PRAGMA user_version = 4")
+        newer.close()
+        db = SqliteDatabase(path)
+        try:
+            with pytest.raises(InternalError, match=r"schema version 4; this XRouter knows 3$"):
+                await db.open()
+        finally:
+            await db.close()

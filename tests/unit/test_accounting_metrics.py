@@ -62,6 +62,7 @@ def test_no_lane_no_fallback_metric() -> None:
 class Cache:
     hits: int = 0
     misses: int = 0
+    sizes: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -77,12 +78,14 @@ class Database:
 
 def test_key_cache_ledger_flush_and_database_state() -> None:
     registry = CollectorRegistry()
-    cache, consumer, database = Cache(hits=40, misses=2), Consumer(0.012), Database()
+    cache, consumer, database = Cache(40, 2, (7, 1000)), Consumer(0.012), Database()
     accounting_metrics.register(registry, {"keys": cache, "consumer": consumer,
                                            "database": database})
     value = registry.get_sample_value
     assert value("xrouter_router_key_cache_lookups_total", {"result": "hit"}) == 40
     assert value("xrouter_router_key_cache_lookups_total", {"result": "miss"}) == 2
+    assert value("xrouter_router_key_cache_entries", {"table": "known"}) == 7
+    assert value("xrouter_router_key_cache_entries", {"table": "unknown"}) == 1000
     assert value("xrouter_router_ledger_flush_seconds") == 0.012
     assert value("xrouter_router_database_up") == 1.0
     assert value("xrouter_router_database_errors_total") == 0
@@ -100,6 +103,8 @@ async def test_an_embedded_router_exports_its_key_cache(tmp_path: Path) -> None:
     await app.session.close()
     value = registry.get_sample_value
     assert value("xrouter_router_key_cache_lookups_total", {"result": "miss"}) == 0
+    assert value("xrouter_router_key_cache_entries", {"table": "known"}) == 0
+    assert value("xrouter_router_key_cache_entries", {"table": "unknown"}) == 0
     assert value("xrouter_router_database_up") is None  # SQLite: no such gauge
 
 

@@ -115,3 +115,60 @@ async def test_a_failing_store_serves_cached_keys_and_refuses_unknown_ones() -> 
     assert await auth.authenticate(plain) == key
     with pytest.raises(Unavailable):
         await auth.authenticate(other)
+
+
+async def test_forged_keys_stay_within_their_own_table_and_never_evict_a_hot_key() -> None:
+    hot = generate("pro")
+    key = ApiKey(id="key-1", account_id="acct", tier="pro", prefix="p")
+    store = Store({key_hash(SECRET, hot): key})
+    now = [0.0]
+    auth = KeyAuthenticator(store, secret=SECRET, master_key="sk-master", ttl=30.0,  # type: ignore[arg-type]
+                            size=4, negative_size=8, clock=lambda: now[0], wall=lambda: 1_000.0)
+    await auth.authenticate(hot)
+    for n in range(2_000):  # distinct forged keys, each with a valid checksum
+        with pytest.raises(Unauthenticated, match=r"^Invalid API key$"):
+            await auth.authenticate(generate("free"))
+        if n % 100 == 0:
+            assert await auth.authenticate(hot) == key
+        assert auth.sizes[1] <= 8
+    assert auth.sizes == (1, 8)
+    assert store.lookups == 1 + 2_000  # the hot key was read once, every later use was a hit
+    assert auth.hits == 20
+    now[0] = 6.0  # every unknown entry has expired: the next insert prunes them all
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(generate("free"))
+    assert auth.sizes == (1, 1)
+
+
+async def test_known_keys_beyond_the_cap_evict_the_least_recently_used() -> None:
+    plains = [generate("pro") for _ in range(3)]
+    keys = {key_hash(SECRET, p): ApiKey(id=f"key-{n}", account_id="a", tier="pro", prefix="p")
+            for n, p in enumerate(plains)}
+    store = Store(keys)
+    auth = KeyAuthenticator(store, secret=SECRET, master_key="sk-master", size=2,  # type: ignore[arg-type]
+                            clock=lambda: 0.0, wall=lambda: 1_000.0)
+    await auth.authenticate(plains[0])
+    await auth.authenticate(plains[1])
+    await auth.authenticate(plains[0])  # key-0 is now the most recently used
+    await auth.authenticate(plains[2])  # evicts key-1
+    assert auth.sizes == (2, 0)
+    assert store.lookups == 3
+    await auth.authenticate(plains[0])
+    assert store.lookups == 3
+    await auth.authenticate(plains[1])
+    assert store.lookups == 4
+
+
+async def test_a_key_created_after_its_hash_was_refused_is_found_once_the_entry_expires() -> None:
+    plain = generate("pro")
+    store = Store({})
+    now = [0.0]
+    auth = _auth(store, now)
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(plain)
+    store.keys[key_hash(SECRET, plain)] = ApiKey(id="k", account_id="a", tier="pro", prefix="p")
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(plain)  # the negative entry still holds
+    now[0] = 5.5
+    assert (await auth.authenticate(plain)).id == "k"
+    assert auth.sizes == (1, 0)

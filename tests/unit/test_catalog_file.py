@@ -4,6 +4,7 @@ ConfigError that names its place."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from xrouter_common.env import ConfigError
 from xrouter_router.catalog_file import CatalogConfig, load, parse
 from xrouter_router.domain.catalog import Deployment, Model, Price
+from xrouter_router.providers import registry
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.settings import DEFAULT_CATALOG
 
@@ -155,6 +157,21 @@ def test_bucket_prices_are_read_and_default_to_unset() -> None:
     (_set("models.1.aliases", ["gpt-4o"]), "catalog: model id or alias 'gpt-4o' is defined twice"),
     (_set("models.1.id", "openai/gpt-4o"),
      "catalog: model id or alias 'openai/gpt-4o' is defined twice"),
+    (_set("model", []), "catalog: top level: unknown key 'model' (known: models, providers)"),
+    (_set("providers.oai.base_ulr", "http://x"),
+     "catalog: providers.oai: unknown key 'base_ulr' (known: api_key_env, base_url, headers, "
+     "send_nonstandard_params, type)"),
+    (_set("providers.demo.word_delay_s", 1),
+     "catalog: providers.demo: unknown key 'word_delay_s' (known: api_key_env, base_url, headers, "
+     "type, word_delay)"),
+    (_set("models.1.alias", ["d"]),
+     "catalog: models[1]: unknown key 'alias' (known: aliases, created, deployments, description, "
+     "id, name)"),
+    (_set(f"{D0}.context_window", 8), "catalog: models[0].deployments[0]: unknown key "
+     "'context_window' (known: capabilities, collects_data, context_length, id, "
+     "max_completion_tokens, parameters, price, provider, upstream_model, weight)"),
+    (_set(f"{D0}.price.output", "1"), "catalog: models[0].deployments[0].price: unknown key "
+     "'output' (known: cache_read, cache_write, completion, prompt, reasoning)"),
 ])
 def test_config_errors_name_their_place(mutate: Mutation, message: str) -> None:
     data = copy.deepcopy(VALID)
@@ -208,6 +225,26 @@ def test_load_names_the_file_in_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(path, {})
     assert str(info.value) == f"{path}: providers.oai: environment variable OAI_KEY is not set"
+
+
+def test_load_names_the_file_table_and_key_of_an_unknown_key(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_text(VALID_TOML.replace('  provider = "oai"', '  provider = "oai"\n  wieght = 2'),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load(path, ENV)
+    assert str(info.value).startswith(
+        f"{path}: models[0].deployments[0]: unknown key 'wieght' (known: ")
+
+
+def test_each_adapter_reads_exactly_the_options_the_loader_accepts() -> None:
+    package = Path(registry.__file__).parent
+    for kind, module in registry.MODULES.items():
+        source = package / f"{module}.py"
+        files = [source] if source.exists() else sorted((package / module).glob("*.py"))
+        read = {m for f in files
+                for m in re.findall(r'config\.option\(\s*"([a-z_]+)"', f.read_text("utf-8"))}
+        assert read == registry.OPTIONS[kind], kind
 
 
 def test_load_refuses_invalid_toml(tmp_path: Path) -> None:

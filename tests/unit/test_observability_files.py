@@ -256,6 +256,7 @@ class _Redis:
     lane_fallbacks: int = 0
     hits: int = 0
     misses: int = 0
+    sizes: tuple[int, int] = (0, 0)
     last_flush_seconds: float = 0.0
     latency: Latency = field(default_factory=Latency)
 

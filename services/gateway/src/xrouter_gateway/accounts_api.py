@@ -92,6 +92,21 @@ class UpdateKey(Struct, forbid_unknown_fields=True):
     concurrent: Annotated[int, Meta(ge=0)] | None = None
 
 
+class SetPlan(Struct, forbid_unknown_fields=True):
+    tier: Annotated[str, Meta(pattern=r"^[a-z]{2,16}$")]
+    requests_per_minute: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
+    requests_per_day: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
+    tokens_per_minute: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
+    concurrent: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
+
+
+def plan_json(p: pb.Plan) -> dict[str, Any]:
+    return {"account_id": p.account_id, "tier": p.tier, "is_default": p.is_default,
+            **{name: getattr(p, name) if p.HasField(name) else None
+               for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
+                            "concurrent")}}
+
+
 class TopUp(Struct, forbid_unknown_fields=True):
     account_id: Annotated[str, Meta(min_length=1)]
     amount: float | str
@@ -123,7 +138,8 @@ def _timestamp(value: str | float | None, param: str) -> float | None:
                        param=param) from None
 
 
-def _limits(req: CreateKey | UpdateKey, out: pb.CreateKeyRequest | pb.UpdateKeyRequest) -> None:
+def _limits(req: CreateKey | UpdateKey | SetPlan,
+            out: pb.CreateKeyRequest | pb.UpdateKeyRequest | pb.Plan) -> None:
     for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent"):
         value = getattr(req, name)
         if value is not None:
@@ -282,3 +298,15 @@ class AccountsEndpoints:
                     row[group] = value
             rows.append(row)
         return _json({"data": rows, "currency": "RUB"})
+
+    async def plan(self, request: Request) -> Response:
+        reply = await self._call(request, self._client.accounts.GetPlan,
+                                 pb.AccountRef(account_id=request.path_params["account_id"]))
+        return _json({"data": plan_json(reply)})
+
+    async def set_plan(self, request: Request) -> Response:
+        req = _decode(await read_body(request, _MAX_BODY), SetPlan)
+        out = pb.Plan(account_id=request.path_params["account_id"], tier=req.tier)
+        _limits(req, out)
+        reply = await self._call(request, self._client.accounts.SetPlan, out)
+        return _json({"data": plan_json(reply)})

@@ -51,6 +51,8 @@ def _op(summary: str, *errors: int, body: bool = False, management: bool = False
 
 def _accounts_paths() -> dict[str, Any]:
     key_id = [{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    account_id = [{"name": "account_id", "in": "path", "required": True,
+                   "schema": {"type": "string"}}]
     return {
         "/v1/key": {"get": _op("The calling key: limit, usage, rate limit (OpenRouter shape)")},
         "/v1/auth/key": {
@@ -83,6 +85,11 @@ def _accounts_paths() -> dict[str, Any]:
                                               "schema": {"type": "string"}}
                                              for n in ("group_by", "since", "until",
                                                        "account_id")]}},
+        "/v1/accounts/{account_id}/plan": {
+            "get": {**_op("The account's plan: highest tier and limit ceilings of its keys", 403,
+                          management=True), "parameters": account_id},
+            "put": {**_op("Set the account's plan (master key)", 400, 403, body=True,
+                          management=True), "parameters": account_id}},
     }
 
 

@@ -50,6 +50,9 @@ class KeyCache(Protocol):
     hits: int
     misses: int
 
+    @property
+    def sizes(self) -> tuple[int, int]: ...
+
 
 @runtime_checkable
 class Flushing(Protocol):
@@ -110,6 +113,14 @@ class AccountingCollector(Collector):
             lookups.add_metric(["hit"], sum(c.hits for c in self._caches))
             lookups.add_metric(["miss"], sum(c.misses for c in self._caches))
             yield lookups
+            entries = GaugeMetricFamily(
+                "xrouter_router_key_cache_entries",
+                "Entries of the key cache: known keys, and unknown (mistyped or forged) key "
+                "hashes; each table is bounded (XROUTER_KEY_CACHE_SIZE, "
+                "XROUTER_KEY_CACHE_NEGATIVE_SIZE)", labels=["table"])
+            entries.add_metric(["known"], sum(c.sizes[0] for c in self._caches))
+            entries.add_metric(["unknown"], sum(c.sizes[1] for c in self._caches))
+            yield entries
         for consumer in self._flushing:
             yield GaugeMetricFamily("xrouter_router_ledger_flush_seconds",
                                     "How long the ledger consumer's last batch took to write "

@@ -22,6 +22,7 @@ from xrouter_router.domain.ports import (
     KeyStore,
     Limiter,
     Meter,
+    PlanStore,
     UsageLedger,
 )
 from xrouter_router.settings import RouterSettings
@@ -32,6 +33,7 @@ from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
 class AccountingStack:
     keys: KeyStore
     accounts: AccountStore
+    plans: PlanStore
     ledger: UsageLedger
     limiter: Limiter
     guard: CreditGuard
@@ -64,30 +66,35 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
         SqliteUsageLedger,
     )
     from xrouter_router.storage.sqlite_db import SqliteDatabase
+    from xrouter_router.storage.sqlite_plans import SqlitePlanStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
     accounts = SqliteAccountStore(database)
     guard = InProcessCreditGuard(accounts)
-    return AccountingStack(SqliteKeyStore(database), accounts, SqliteUsageLedger(database),
+    return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
+                           SqliteUsageLedger(database),
                            InProcessLimiter(), guard, guard.forget,
                            starts=[database.open], stops=[database.close])
 
 
 def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
+    from xrouter_router.storage.pg_plans import PgPlanStore
     from xrouter_router.storage.postgres import pool
 
     connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
     database = PgDatabase(connections)
     keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
+    plans = PgPlanStore(database)
 
     async def open_pool() -> None:
         await connections.open(wait=False)
 
     if not settings.redis_url:
         guard = InProcessCreditGuard(accounts)
-        return AccountingStack(keys, accounts, pg_ledger, InProcessLimiter(), guard, guard.forget,
+        return AccountingStack(keys, accounts, plans, pg_ledger, InProcessLimiter(), guard,
+                               guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                observed={"database": database})
     from xrouter_router.storage.ledger_consumer import LedgerConsumer
@@ -136,7 +143,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     # shares the credit guard's client rather than holding a connection pool of its own.
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open)
     return AccountingStack(
-        keys, accounts, ledger, limiter, shared, balance_changed=shared.forget,
+        keys, accounts, plans, ledger, limiter, shared, balance_changed=shared.forget,
         meter=RedisMeter(limiter, shared),
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],

@@ -21,6 +21,7 @@ from xrouter_router.domain.auth import KeyAuthenticator
 from xrouter_router.domain.billing import Billing
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
@@ -32,6 +33,7 @@ from xrouter_router.storage import tasks
 from xrouter_router.telemetry import RouterMetrics
 from xrouter_router.tracing import OtelSpans
 from xrouter_router.transport.accounts_servicer import AccountsServicer
+from xrouter_router.transport.redact import Redactor
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
 
@@ -117,7 +119,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     stack = build_accounting(settings)
     secret = key_secret(settings)
     auth = KeyAuthenticator(stack.keys, secret=secret, master_key=settings.master_key,
-                            ttl=settings.key_cache_ttl)
+                            ttl=settings.key_cache_ttl, size=settings.key_cache_size,
+                            negative_size=settings.key_cache_negative_size)
     if stack.listen is not None:
         stack.listen(auth.forget)
     billing = Billing(stack.limiter, stack.guard, stack.ledger, meter=stack.meter)
@@ -125,9 +128,11 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing)
     servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
-                              request_log=settings.request_log)
+                              request_log=settings.request_log,
+                              redactor=Redactor(p.api_key for p in config.providers))
     accounts_servicer = AccountsServicer(
         AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
+                        plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
                         balance_changed=stack.balance_changed, announce=stack.announce), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
     collector = accounting_metrics.register(registry, {"limits": stack.limiter,

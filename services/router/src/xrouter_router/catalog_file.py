@@ -1,5 +1,6 @@
 """Loads the catalog TOML file: provider definitions (credentials from environment variables
-only) and models with their deployments. Every mistake is a ConfigError naming its place."""
+only) and models with their deployments. Every mistake is a ConfigError naming its place; an
+unknown key anywhere is one too (a mistyped option must not be dropped without a word)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,22 @@ from typing import Any
 from xrouter_common.env import ConfigError
 from xrouter_router.domain.catalog import CAPABILITIES, Catalog, Deployment, Model, Price
 from xrouter_router.providers.config import ProviderConfig
-from xrouter_router.providers.registry import MODULES
+from xrouter_router.providers.registry import MODULES, OPTIONS
+
+_TOP = frozenset({"providers", "models"})
+_PROVIDER = frozenset({"type", "api_key_env", "base_url", "headers"})
+_MODEL = frozenset({"id", "name", "description", "created", "aliases", "deployments"})
+_DEPLOYMENT = frozenset({"id", "provider", "upstream_model", "price", "context_length",
+                         "max_completion_tokens", "capabilities", "weight", "parameters",
+                         "collects_data"})
+_PRICE = frozenset({"prompt", "completion", "cache_read", "cache_write", "reasoning"})
+
+
+def _known(table: Mapping[str, Any], keys: frozenset[str], here: str) -> None:
+    """A ConfigError naming the first key of `table` that is not one of `keys`."""
+    for key in table:
+        if key not in keys:
+            raise ConfigError(f"{here}: unknown key {key!r} (known: {', '.join(sorted(keys))})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +50,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> CatalogConfig:
 
 
 def parse(data: Mapping[str, Any], env: Mapping[str, str], where: str = "catalog") -> CatalogConfig:
+    _known(data, _TOP, f"{where}: top level")
     raw_providers = data.get("providers") or {}
     if not isinstance(raw_providers, dict) or not raw_providers:
         raise ConfigError(f"{where}: [providers] must define at least one provider")
@@ -65,6 +82,7 @@ def _provider(name: str, spec: Any, env: Mapping[str, str], where: str) -> Provi
             raise ConfigError(f"{here}: environment variable {key_env} is not set")
     if "api_key" in spec:
         raise ConfigError(f"{here}: put credentials in an environment variable (api_key_env)")
+    _known(spec, _PROVIDER | OPTIONS[kind], here)
     base_url = str(spec.get("base_url", ""))
     if base_url and not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{here}.base_url must be an http(s) URL")
@@ -120,6 +138,7 @@ def _model(i: int, spec: Any, providers: set[str], where: str) -> Model:
     if not isinstance(spec, dict) or not spec.get("id"):
         raise ConfigError(f"{here} must be a table with an id")
     model_id = str(spec["id"])
+    _known(spec, _MODEL, here)
     deployments = spec.get("deployments") or []
     if not deployments:
         raise ConfigError(f"{here} ({model_id}) has no [[models.deployments]]")
@@ -149,6 +168,7 @@ def _price(table: dict[str, Any], here: str) -> Price:
 def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Deployment:
     if not isinstance(spec, dict):
         raise ConfigError(f"{here} must be a table")
+    _known(spec, _DEPLOYMENT, here)
     provider = spec.get("provider")
     if provider not in providers:
         raise ConfigError(f"{here}.provider {provider!r} is not defined under [providers]")
@@ -156,6 +176,7 @@ def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Dep
     if not caps <= CAPABILITIES:
         raise ConfigError(f"{here}.capabilities: unknown {sorted(caps - CAPABILITIES)}")
     price = _table(spec.get("price", {}), f"{here}.price")
+    _known(price, _PRICE, f"{here}.price")
     return Deployment(
         id=str(spec.get("id", f"{model_id}@{provider}")),
         provider=str(provider),

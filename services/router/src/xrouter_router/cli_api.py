@@ -1,5 +1,6 @@
-"""`xrouter keys|credits|usage`: the management API over HTTP (the gateway's /v1/keys,
-/v1/credits and /v1/usage), authenticated with the master key or a management key."""
+"""`xrouter keys|credits|usage|plans`: the management API over HTTP (the gateway's /v1/keys,
+/v1/credits, /v1/usage and /v1/accounts/{id}/plan), authenticated with the master key or a
+management key."""
 
 from __future__ import annotations
 
@@ -111,4 +112,29 @@ def usage_command(parser: argparse.ArgumentParser) -> Handler:
         return call(args, "GET", "/v1/usage", query={"group_by": args.group_by,
                                                       "account_id": args.account,
                                                       "since": args.since, "until": args.until})
+    return run
+
+
+def plans_command(parser: argparse.ArgumentParser) -> Handler:
+    """Show an account's plan (`show ACCOUNT`) or set it with the master key (`set ACCOUNT
+    --tier T [--requests-per-minute N ...]`): the highest tier and limits its keys may have."""
+    _connection(parser)
+    parser.add_argument("action", choices=["show", "set"])
+    parser.add_argument("account")
+    parser.add_argument("--tier", default=None, help="free, pro or max (set)")
+    for flag in ("requests-per-minute", "requests-per-day", "tokens-per-minute", "concurrent"):
+        parser.add_argument(f"--{flag}", type=int, default=None,
+                            help="ceiling for the account's keys (default: the tier's)")
+
+    def run(args: argparse.Namespace) -> int:
+        path = f"/v1/accounts/{urllib.parse.quote(args.account, safe='')}/plan"
+        if args.action == "show":
+            return call(args, "GET", path)
+        if not args.tier:
+            print("xrouter plans set: --tier is required", file=sys.stderr)
+            return 2
+        body = {"tier": args.tier, **{f: getattr(args, f) for f in (
+            "requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent")
+            if getattr(args, f) is not None}}
+        return call(args, "PUT", path, body)
     return run

@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xrouter_common.env import ConfigError, env_bool, env_float, env_int, env_str
+from xrouter_router.domain.plans import TIER_ORDER
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.toml")
+
+
+def _plan_tier(env: Mapping[str, str] | None) -> str:
+    tier = env_str("XROUTER_DEFAULT_PLAN_TIER", "free", env)
+    if tier not in TIER_ORDER:
+        raise ConfigError(f"XROUTER_DEFAULT_PLAN_TIER must be one of {list(TIER_ORDER)}, "
+                          f"got {tier!r}")
+    return tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,12 @@ class RouterSettings:
     # HMAC secret for key hashes; embedded mode creates one in data_dir when unset.
     key_secret: str = field(default="", repr=False)
     key_cache_ttl: float = 30.0
+    # Bounds of the key cache: known keys (LRU) and unknown hashes (forged keys), apart.
+    key_cache_size: int = 10_000
+    key_cache_negative_size: int = 1_000
+    # The plan of an account whose plan the operator never set: its management keys may create
+    # keys up to this tier, with at most its limits.
+    default_plan_tier: str = "free"
     # PostgreSQL (a multi-host conninfo for HA); "" = SQLite in data_dir (embedded).
     database_url: str = field(default="", repr=False)
     database_pool_size: int = 10
@@ -71,6 +86,10 @@ class RouterSettings:
             data_dir=Path(env_str("XROUTER_DATA_DIR", ".xrouter", env)),
             key_secret=env_str("XROUTER_KEY_SECRET", "", env),
             key_cache_ttl=env_float("XROUTER_KEY_CACHE_TTL", 30.0, env, minimum=0.0),
+            key_cache_size=env_int("XROUTER_KEY_CACHE_SIZE", 10_000, env, minimum=1),
+            key_cache_negative_size=env_int("XROUTER_KEY_CACHE_NEGATIVE_SIZE", 1_000, env,
+                                            minimum=1),
+            default_plan_tier=_plan_tier(env),
             database_url=env_str("XROUTER_DATABASE_URL", "", env),
             database_pool_size=env_int("XROUTER_DATABASE_POOL_SIZE", 10, env, minimum=1),
             limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),

@@ -67,6 +67,63 @@ ERROR_KIND_UNAVAILABLE: ErrorKind.ValueType  # 11
 Global___ErrorKind: _TypeAlias = ErrorKind  # noqa: Y015
 
 @_typing.final
+class Plan(_message.Message):
+    """The highest tier and the most of each limit an account's keys may have. Limits left unset in
+    SetPlan are the tier's own; the answers carry the ceilings that apply (unset: no ceiling).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    REQUESTS_PER_DAY_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    CONCURRENT_FIELD_NUMBER: _builtins.int
+    IS_DEFAULT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    tier: _builtins.str
+    requests_per_minute: _builtins.int
+    requests_per_day: _builtins.int
+    tokens_per_minute: _builtins.int
+    concurrent: _builtins.int
+    is_default: _builtins.bool
+    """True when the operator never set this account's plan (XROUTER_DEFAULT_PLAN_TIER applies)."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        tier: _builtins.str = ...,
+        requests_per_minute: _builtins.int | None = ...,
+        requests_per_day: _builtins.int | None = ...,
+        tokens_per_minute: _builtins.int | None = ...,
+        concurrent: _builtins.int | None = ...,
+        is_default: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
+    _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
+    _WhichOneofReturnType__requests_per_day: _TypeAlias = _typing.Literal["requests_per_day"]  # noqa: Y015
+    _WhichOneofArgType__requests_per_day: _TypeAlias = _typing.Literal["_requests_per_day", b"_requests_per_day"]  # noqa: Y015
+    _WhichOneofReturnType__requests_per_minute: _TypeAlias = _typing.Literal["requests_per_minute"]  # noqa: Y015
+    _WhichOneofArgType__requests_per_minute: _TypeAlias = _typing.Literal["_requests_per_minute", b"_requests_per_minute"]  # noqa: Y015
+    _WhichOneofReturnType__tokens_per_minute: _TypeAlias = _typing.Literal["tokens_per_minute"]  # noqa: Y015
+    _WhichOneofArgType__tokens_per_minute: _TypeAlias = _typing.Literal["_tokens_per_minute", b"_tokens_per_minute"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__concurrent) -> _WhichOneofReturnType__concurrent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__requests_per_day) -> _WhichOneofReturnType__requests_per_day | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__requests_per_minute) -> _WhichOneofReturnType__requests_per_minute | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tokens_per_minute) -> _WhichOneofReturnType__tokens_per_minute | None: ...
+
+Global___Plan: _TypeAlias = Plan  # noqa: Y015
+
+@_typing.final
 class KeyRef(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -375,6 +375,16 @@ class AccountsStub:
                 request_serializer=xrouter_dot_v1_dot_router__pb2.UsageRequest.SerializeToString,
                 response_deserializer=xrouter_dot_v1_dot_router__pb2.UsageReport.FromString,
                 _registered_method=True)
+        self.GetPlan = channel.unary_unary(
+                '/xrouter.v1.Accounts/GetPlan',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.AccountRef.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.Plan.FromString,
+                _registered_method=True)
+        self.SetPlan = channel.unary_unary(
+                '/xrouter.v1.Accounts/SetPlan',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.Plan.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.Plan.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -438,6 +448,19 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPlan(self, request, context):
+        """The account's plan (management of that account); set only with the master key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -485,6 +508,16 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.Usage,
                     request_deserializer=xrouter_dot_v1_dot_router__pb2.UsageRequest.FromString,
                     response_serializer=xrouter_dot_v1_dot_router__pb2.UsageReport.SerializeToString,
+            ),
+            'GetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlan,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.AccountRef.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.Plan.SerializeToString,
+            ),
+            'SetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPlan,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.Plan.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.Plan.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -732,6 +765,60 @@ class Accounts:
             '/xrouter.v1.Accounts/Usage',
             xrouter_dot_v1_dot_router__pb2.UsageRequest.SerializeToString,
             xrouter_dot_v1_dot_router__pb2.UsageReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/GetPlan',
+            xrouter_dot_v1_dot_router__pb2.AccountRef.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/SetPlan',
+            xrouter_dot_v1_dot_router__pb2.Plan.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.Plan.FromString,
             options,
             channel_credentials,
             insecure,

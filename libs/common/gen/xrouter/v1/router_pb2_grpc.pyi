@@ -147,6 +147,9 @@ class AccountsStub:
     TopUp: _grpc.UnaryUnaryMultiCallable[_router_pb2.TopUpRequest, _router_pb2.Credits]
     GetGeneration: _grpc.UnaryUnaryMultiCallable[_router_pb2.GenerationRef, _router_pb2.GenerationInfo]
     Usage: _grpc.UnaryUnaryMultiCallable[_router_pb2.UsageRequest, _router_pb2.UsageReport]
+    GetPlan: _grpc.UnaryUnaryMultiCallable[_router_pb2.AccountRef, _router_pb2.Plan]
+    """The account's plan (management of that account); set only with the master key."""
+    SetPlan: _grpc.UnaryUnaryMultiCallable[_router_pb2.Plan, _router_pb2.Plan]
 
 @_typing.type_check_only
 class AccountsAsyncStub(AccountsStub):
@@ -166,6 +169,9 @@ class AccountsAsyncStub(AccountsStub):
     TopUp: _aio.UnaryUnaryMultiCallable[_router_pb2.TopUpRequest, _router_pb2.Credits]  # type: ignore[assignment]
     GetGeneration: _aio.UnaryUnaryMultiCallable[_router_pb2.GenerationRef, _router_pb2.GenerationInfo]  # type: ignore[assignment]
     Usage: _aio.UnaryUnaryMultiCallable[_router_pb2.UsageRequest, _router_pb2.UsageReport]  # type: ignore[assignment]
+    GetPlan: _aio.UnaryUnaryMultiCallable[_router_pb2.AccountRef, _router_pb2.Plan]  # type: ignore[assignment]
+    """The account's plan (management of that account); set only with the master key."""
+    SetPlan: _aio.UnaryUnaryMultiCallable[_router_pb2.Plan, _router_pb2.Plan]  # type: ignore[assignment]
 
 class AccountsServicer(metaclass=_abc_1.ABCMeta):
     """Keys, credits, generations and usage. The caller's key travels in the `authorization`
@@ -236,5 +242,20 @@ class AccountsServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.UsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.UsageReport, _abc.Awaitable[_router_pb2.UsageReport]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPlan(
+        self,
+        request: _router_pb2.AccountRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.Plan, _abc.Awaitable[_router_pb2.Plan]]:
+        """The account's plan (management of that account); set only with the master key."""
+
+    @_abc_1.abstractmethod
+    def SetPlan(
+        self,
+        request: _router_pb2.Plan,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.Plan, _abc.Awaitable[_router_pb2.Plan]]: ...
 
 def add_AccountsServicer_to_server(servicer: AccountsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,14 +2,15 @@
 
 Any key may read itself, its account's credits and its own generations; management (the
 master key, or a key of tier "mgmt", within its own account) may create, list, change and
-revoke keys, top up accounts and read usage reports."""
+revoke keys, top up accounts and read usage reports. A management key's keys stay within its
+account's plan (domain/plans.py), which only the master key sets."""
 
 from __future__ import annotations
 
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from decimal import Decimal
 
 from xrouter_common.apikeys import display_prefix, generate
@@ -23,7 +24,8 @@ from xrouter_router.domain.ledger import (
     UsageRow,
     UsageTotals,
 )
-from xrouter_router.domain.ports import AccountStore, KeyStore, UsageLedger
+from xrouter_router.domain.plans import Plan
+from xrouter_router.domain.ports import AccountStore, KeyStore, PlanStore, UsageLedger
 
 MANAGEMENT_TIER = "mgmt"
 DAY = 86400.0
@@ -70,13 +72,23 @@ def is_manager(key: ApiKey) -> bool:
     return key.master or key.tier == MANAGEMENT_TIER
 
 
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    account_id: str
+    plan: Plan
+    is_default: bool  # the operator never set this account's plan
+
+
 class AccountsService:
     def __init__(self, keys: KeyStore, accounts: AccountStore, ledger: UsageLedger,
-                 auth: KeyAuthenticator, *, secret: bytes,
+                 auth: KeyAuthenticator, *, secret: bytes, plans: PlanStore,
+                 default_plan: Plan | None = None,
                  balance_changed: Callable[[str], Awaitable[None]] | None = None,
                  announce: Callable[[str], Awaitable[object]] | None = None,
                  wall: Callable[[], float] = time.time) -> None:
         self._keys = keys
+        self._plans = plans
+        self._default_plan = default_plan or Plan()
         self._accounts = accounts
         self._ledger = ledger
         self._auth = auth
@@ -149,6 +161,8 @@ class AccountsService:
                                credit_limit=credit_limit, allowed_models=tuple(allowed_models),
                                expires_at=expires_at, created_at=self._wall()),
                         tier, limits)
+        if not caller.master:
+            (await self.plan(caller, account)).plan.admit(key)
         await self._keys.create(key, key_hash(self._secret, plain))
         return NewKey(KeyUsage(key, Decimal(0), Decimal(0), Decimal(0), Decimal(0), credit_limit),
                       plain)
@@ -166,7 +180,12 @@ class AccountsService:
             allowed_models=key.allowed_models if changes.allowed_models is None
             else changes.allowed_models)
         if changes.limits is not None:
-            updated = with_tier(updated, updated.tier, changes.limits)
+            # The limits not named keep their values.
+            updated = replace(updated, limits=Limits(*(new if new is not None else old for new, old
+                                                       in zip(astuple(changes.limits),
+                                                              astuple(key.limits), strict=True))))
+            if not caller.master:
+                (await self.plan(caller, key.account_id)).plan.admit(updated)
         await self._keys.update(updated)
         await self._key_changed(key_id)
         return await self.usage_of(updated)
@@ -184,6 +203,27 @@ class AccountsService:
         self._auth.forget(key_id)
         if self._announce is not None:
             await self._announce(key_id)
+
+    # ---- plans -------------------------------------------------------------------------------
+    async def plan(self, caller: ApiKey, account_id: str) -> PlanView:
+        """The account's plan (the default one when the operator never set it); management."""
+        self._manage(caller, account_id)
+        target = account_id or caller.account_id
+        if caller.master and not account_id:
+            raise InvalidRequest("account_id is required with the master key", param="account_id")
+        plan = await self._plans.get(target)
+        return PlanView(target, plan or self._default_plan, plan is None)
+
+    async def set_plan(self, caller: ApiKey, account_id: str, plan: Plan) -> PlanView:
+        """Only the operator sets plans; the account is created when it does not exist. Keys
+        made before keep their limits (the plan binds what management keys create next)."""
+        if not caller.master:
+            raise Forbidden("Plans are set with the master key")
+        if not account_id:
+            raise InvalidRequest("account_id is required", param="account_id")
+        await self._ensure_account(account_id)
+        await self._plans.set(account_id, plan)
+        return PlanView(account_id, plan, False)
 
     # ---- credits -----------------------------------------------------------------------------
     async def credits(self, caller: ApiKey, account_id: str = "") -> CreditsView:
@@ -229,4 +269,5 @@ class AccountsService:
                                          until=until)
 
 
-__all__ = ["AccountsService", "CreditsView", "KeyChanges", "KeyUsage", "NewKey", "UsageTotals"]
+__all__ = ["AccountsService", "CreditsView", "KeyChanges", "KeyUsage", "NewKey", "PlanView",
+           "UsageTotals"]

@@ -1,5 +1,7 @@
 """Who is calling: API keys looked up by their keyed hash (cached, so a hot key costs no
-database round trip), and the operator's master key."""
+database round trip), and the operator's master key. Both caches are bounded: known keys in an
+LRU table, unknown (forged or revoked) hashes in a smaller one of their own, so a flood of
+forged keys can neither grow the process nor evict the keys in use."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from xrouter_common.apikeys import well_formed
@@ -16,14 +19,20 @@ from xrouter_router.domain.ports import KeyStore
 
 log = logging.getLogger("xrouter.router.auth")
 _NEGATIVE_TTL = 5.0
+KEY_CACHE_SIZE = 10_000
+NEGATIVE_CACHE_SIZE = 1_000
 
 
 class KeyAuthenticator:
     """Keys from the store, cached for `ttl` seconds (entries of a revoked key are dropped at
-    once through forget()); when the store fails, keys already cached keep working."""
+    once through forget()); when the store fails, keys already cached keep working. At most
+    `size` known keys (least recently used evicted first) and `negative_size` unknown hashes
+    (each for a few seconds, oldest evicted first) are held."""
 
     def __init__(self, keys: KeyStore | None, *, secret: bytes, master_key: str,
-                 ttl: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 ttl: float = 30.0, size: int = KEY_CACHE_SIZE,
+                 negative_size: int = NEGATIVE_CACHE_SIZE,
+                 clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         if not master_key:
             raise ValueError("the master key must not be empty")
@@ -33,7 +42,10 @@ class KeyAuthenticator:
         self._ttl = ttl
         self._clock = clock
         self._wall = wall
-        self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+        self._size = max(1, size)
+        self._negative_size = max(1, negative_size)
+        self._known: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -51,30 +63,55 @@ class KeyAuthenticator:
         key.usable(self._wall())
         return key
 
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """How many known keys and unknown hashes are cached."""
+        return len(self._known), len(self._unknown)
+
     async def _lookup(self, hashed: str) -> ApiKey | None:
         assert self._keys is not None
         now = self._clock()
-        cached = self._cache.get(hashed)
+        cached = self._known.get(hashed)
         if cached is not None and cached[1] > now:
+            self._known.move_to_end(hashed)
             self.hits += 1
             return cached[0]
+        if cached is None and self._unknown.get(hashed, 0.0) > now:
+            self.hits += 1
+            return None
         self.misses += 1
         try:
             key = await self._keys.by_hash(hashed)
         except Exception as exc:
-            if cached is not None and cached[0] is not None:
+            if cached is not None:
                 log.warning("key store unavailable (%s); serving a cached key", type(exc).__name__)
                 return cached[0]
             raise Unavailable("The key store is unavailable; retry shortly",
                               retry_after=1.0) from exc
-        self._cache[hashed] = (key, now + (self._ttl if key is not None else _NEGATIVE_TTL))
+        self._remember(hashed, key, self._clock())
         return key
+
+    def _remember(self, hashed: str, key: ApiKey | None, now: float) -> None:
+        if key is None:
+            self._known.pop(hashed, None)
+            # Entries share one TTL, so insertion order is expiry order: prune from the front.
+            self._unknown.pop(hashed, None)
+            while self._unknown and (len(self._unknown) >= self._negative_size
+                                     or next(iter(self._unknown.values())) <= now):
+                self._unknown.popitem(last=False)
+            self._unknown[hashed] = now + _NEGATIVE_TTL
+            return
+        self._unknown.pop(hashed, None)
+        self._known[hashed] = (key, now + self._ttl)
+        self._known.move_to_end(hashed)
+        while len(self._known) > self._size:
+            self._known.popitem(last=False)
 
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (it was revoked, disabled or changed)."""
-        for hashed, (key, _) in list(self._cache.items()):
-            if key is not None and key.id == key_id:
-                del self._cache[hashed]
+        for hashed, (key, _) in list(self._known.items()):
+            if key.id == key_id:
+                del self._known[hashed]
 
 
 def MasterKeyAuthenticator(master_key: str) -> KeyAuthenticator:  # noqa: N802 - a constructor

@@ -104,6 +104,13 @@ class Unavailable(XRouterError):
     kind = ErrorKind.UNAVAILABLE
 
 
+class DatabaseUnavailable(Unavailable):
+    """The database failed. Its own text (hosts, paths, SQL) went to the log, never here."""
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable; retry shortly", retry_after=1.0)
+
+
 class DeadlineExceeded(XRouterError):
     """The caller's overall deadline ran out before any deployment answered."""
 

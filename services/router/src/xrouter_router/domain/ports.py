@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import Account, GenerationRecord, UsageRow, UsageTotals
+from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
@@ -94,6 +95,16 @@ class AccountStore(Protocol):
 
     async def spent(self, key_id: str) -> Decimal:
         """What the key's generations have cost so far (for its credit limit)."""
+        ...
+
+
+class PlanStore(Protocol):
+    """Each account's plan, as the operator set it (None: never set)."""
+
+    async def get(self, account_id: str) -> Plan | None: ...
+
+    async def set(self, account_id: str, plan: Plan) -> None:
+        """Store the account's plan, replacing any; NotFound when the account does not exist."""
         ...
 
 

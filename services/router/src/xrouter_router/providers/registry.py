@@ -22,6 +22,17 @@ MODULES: dict[str, str] = {
     "gemini": "gemini",
 }
 
+# The options each type reads from its [providers.NAME] table besides type, api_key_env,
+# base_url and headers; any other key is a mistake the catalog loader refuses.
+OPTIONS: dict[str, frozenset[str]] = {
+    "demo": frozenset({"word_delay"}),
+    "openai": frozenset({"send_nonstandard_params"}),
+    "gigachat": frozenset({"scope", "auth_url", "update_interval", "ca_bundle", "verify_ssl"}),
+    "yandexgpt": frozenset({"folder_id", "auth", "embedding_concurrency"}),
+    "anthropic": frozenset({"version", "default_max_tokens"}),
+    "gemini": frozenset({"api_version", "thought_signature"}),
+}
+
 
 def build_provider(config: ProviderConfig, session: aiohttp.ClientSession) -> ChatProvider:
     module = importlib.import_module(f"xrouter_router.providers.{MODULES[config.type]}")

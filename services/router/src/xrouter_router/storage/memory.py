@@ -21,41 +21,63 @@ DAY = 86400.0
 
 
 class InProcessLimiter:
-    """Fixed windows (the minute and the UTC day) per key, plus a concurrency count."""
+    """Fixed windows (the minute and the UTC day) per key, plus a concurrency count. Windows
+    that have ended are pruned when the minute turns (and a key's idle concurrency count at
+    once), so memory holds only the current windows of the keys in use."""
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, int], int] = defaultdict(int)
-        self._tokens: dict[tuple[str, int], int] = defaultdict(int)
-        self._running: dict[str, int] = defaultdict(int)
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._tokens: dict[tuple[str, int], int] = {}
+        self._running: dict[str, int] = {}
+        self._pruned = -1
+
+    @property
+    def windows(self) -> int:
+        """How many windows and concurrency counts are held."""
+        return len(self._counts) + len(self._tokens) + len(self._running)
 
     async def acquire(self, key: ApiKey, now: float) -> RateWindow | None:
         lim = key.limits
         minute, day = int(now // MINUTE), int(now // DAY)
-        checks = [(lim.requests_per_minute, ("m", minute), (minute + 1) * MINUTE),
-                  (lim.requests_per_day, ("d", day), (day + 1) * DAY)]
-        for limit, (kind, window), reset in checks:
-            if limit is not None and self._counts[(key.id, kind, window)] >= limit:
-                raise _limited(f"{limit} requests per {'minute' if kind == 'm' else 'day'}",
+        self._prune(minute, day)
+        checks = [(lim.requests_per_minute, (key.id, "m", minute), (minute + 1) * MINUTE),
+                  (lim.requests_per_day, (key.id, "d", day), (day + 1) * DAY)]
+        for limit, window, reset in checks:
+            if limit is not None and self._counts.get(window, 0) >= limit:
+                raise _limited(f"{limit} requests per {'minute' if window[1] == 'm' else 'day'}",
                                limit, reset, now)
-        if lim.tokens_per_minute is not None and self._tokens[(key.id, minute)] >= lim.tokens_per_minute:
-            raise _limited(f"{lim.tokens_per_minute} tokens per minute", lim.tokens_per_minute,
-                           (minute + 1) * MINUTE, now)
-        if lim.concurrent is not None and self._running[key.id] >= lim.concurrent:
+        tpm = lim.tokens_per_minute
+        if tpm is not None and self._tokens.get((key.id, minute), 0) >= tpm:
+            raise _limited(f"{tpm} tokens per minute", tpm, (minute + 1) * MINUTE, now)
+        if lim.concurrent is not None and self._running.get(key.id, 0) >= lim.concurrent:
             raise _limited(f"{lim.concurrent} concurrent requests", lim.concurrent, now + 1, now,
                            retry_after=1.0)
-        for limit, (kind, window), _ in checks:
+        for limit, window, _ in checks:
             if limit is not None:
-                self._counts[(key.id, kind, window)] += 1
-        self._running[key.id] += 1
+                self._counts[window] = self._counts.get(window, 0) + 1
+        self._running[key.id] = self._running.get(key.id, 0) + 1
         return _window(key, self._counts, minute, day)
 
     async def release(self, key: ApiKey) -> None:
-        if self._running[key.id] > 0:
-            self._running[key.id] -= 1
+        running = self._running.get(key.id, 0)
+        if running > 1:
+            self._running[key.id] = running - 1
+        else:
+            self._running.pop(key.id, None)
 
     async def add_tokens(self, key: ApiKey, tokens: int, now: float) -> None:
         if key.limits.tokens_per_minute is not None:
-            self._tokens[(key.id, int(now // MINUTE))] += tokens
+            window = (key.id, int(now // MINUTE))
+            self._tokens[window] = self._tokens.get(window, 0) + tokens
+
+    def _prune(self, minute: int, day: int) -> None:
+        """Once a minute: drop the windows that ended (one pass over what is held)."""
+        if minute <= self._pruned:
+            return
+        self._pruned = minute
+        self._counts = {w: n for w, n in self._counts.items()
+                        if w[2] >= (minute if w[1] == "m" else day)}
+        self._tokens = {w: n for w, n in self._tokens.items() if w[1] >= minute}
 
 
 def _window(key: ApiKey, counts: dict[tuple[str, str, int], int], minute: int,
@@ -64,11 +86,11 @@ def _window(key: ApiKey, counts: dict[tuple[str, str, int], int], minute: int,
     windows = []
     if lim.requests_per_minute is not None:
         windows.append(RateWindow(lim.requests_per_minute,
-                                  lim.requests_per_minute - counts[(key.id, "m", minute)],
+                                  lim.requests_per_minute - counts.get((key.id, "m", minute), 0),
                                   (minute + 1) * MINUTE))
     if lim.requests_per_day is not None:
         windows.append(RateWindow(lim.requests_per_day,
-                                  lim.requests_per_day - counts[(key.id, "d", day)],
+                                  lim.requests_per_day - counts.get((key.id, "d", day), 0),
                                   (day + 1) * DAY))
     return min(windows, key=lambda w: w.remaining) if windows else None
 

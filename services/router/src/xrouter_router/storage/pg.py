@@ -21,10 +21,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from xrouter_router.domain.errors import (
     Attempt,
-    InternalError,
+    DatabaseUnavailable,
     InvalidRequest,
     NotFound,
-    Unavailable,
     XRouterError,
 )
 from xrouter_router.domain.keys import ApiKey, Limits
@@ -72,11 +71,16 @@ def _translate(exc: psycopg.Error) -> XRouterError:
     if isinstance(exc, psycopg.DataError):  # a value the column cannot hold
         return InvalidRequest(f"a value cannot be stored: {exc.diag.message_primary}")
     # Connections refused or broken, no node accepting writes (PoolTimeout), a failover in
-    # progress, deadlocks and serialization failures: all worth a retry.
-    if isinstance(exc, psycopg.OperationalError | errors.ReadOnlySqlTransaction):
-        reason = " ".join(str(exc).split())[:300]
-        return Unavailable(f"database: {type(exc).__name__}: {reason}", retry_after=1.0)
-    return InternalError(f"database: {type(exc).__name__}: {exc}")
+    # progress, deadlocks and serialization failures: all worth a retry. Anything else is a bug;
+    # either way the client gets the generic message and the log gets psycopg's text.
+    level = logging.WARNING if isinstance(
+        exc, psycopg.OperationalError | errors.ReadOnlySqlTransaction) else logging.ERROR
+    log.log(level, "database: %s", _reason(exc))
+    return DatabaseUnavailable()
+
+
+def _reason(exc: psycopg.Error) -> str:
+    return f"{type(exc).__name__}: " + " ".join(str(exc).split())[:300]
 
 
 class PgDatabase:
@@ -107,7 +111,7 @@ class PgDatabase:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
         if self._down is not None:
-            raise Unavailable(f"database unavailable: {self._down}", retry_after=1.0)
+            raise DatabaseUnavailable()
         started = time.perf_counter()
         try:
             async with self._pool.connection() as conn:
@@ -117,7 +121,7 @@ class PgDatabase:
             if not isinstance(translated, InvalidRequest | NotFound):
                 self.errors += 1
             if isinstance(exc, PoolTimeout):
-                self._went_down(str(translated))
+                self._went_down(_reason(exc))
             raise translated from exc
         finally:
             self.latency.observe(time.perf_counter() - started)

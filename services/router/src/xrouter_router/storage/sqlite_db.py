@@ -5,6 +5,7 @@ the writes. The stores over it are in sqlite.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -14,7 +15,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
 
-from xrouter_router.domain.errors import InternalError, InvalidRequest, Unavailable
+from xrouter_router.domain.errors import DatabaseUnavailable, InternalError, InvalidRequest
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], T]
@@ -27,13 +30,16 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _USAGE_BUCKETS = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
 _MIGRATIONS = {
     # 2: the cache write bucket of generations, and every bucket in the usage rollup.
     1: ["ALTER TABLE generations ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0",
         *(f"ALTER TABLE usage_daily ADD COLUMN {c} INTEGER NOT NULL DEFAULT 0"
           for c in _USAGE_BUCKETS)],
+    # 3: account plans (as PostgreSQL's 0005_account_plans.sql), made by SCHEMA's CREATE TABLE IF
+    # NOT EXISTS on every file, so the step has no statement of its own.
+    2: [],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -109,9 +115,13 @@ CREATE TABLE IF NOT EXISTS usage_daily (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS usage_daily_account_idx ON usage_daily (account_id, day);
 CREATE INDEX IF NOT EXISTS usage_daily_key_idx ON usage_daily (key_id, day);
+CREATE TABLE IF NOT EXISTS account_plans (
+    account_id TEXT PRIMARY KEY REFERENCES accounts (id),
+    tier TEXT NOT NULL CHECK (tier IN ('free', 'pro', 'max')),
+    rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
+    updated_at REAL NOT NULL
+) STRICT;
 """
-
-
 def to_units(amount: Decimal) -> int:
     """RUB as stored: an integer number of 1e-8 RUB. InvalidRequest when it cannot be stored."""
     try:
@@ -134,12 +144,12 @@ def utc_day(ts: float) -> str:
 
 def _mapped(path: Path, exc: BaseException) -> BaseException:
     """The one place sqlite3 errors become the router's errors: the file is locked past the busy
-    timeout, unreadable or full (Unavailable, worth a retry), or a bug (InternalError); the
-    stores' own errors pass through."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return Unavailable(f"database {path}: {exc}", retry_after=1.0)
+    timeout, unreadable, full or damaged, or a bug; the client gets the generic
+    DatabaseUnavailable, the log sqlite3's text. The stores' own errors pass through."""
     if isinstance(exc, sqlite3.Error):
-        return InternalError(f"database {path}: {exc}")
+        log.log(logging.WARNING if isinstance(exc, sqlite3.OperationalError) else logging.ERROR,
+                "database %s: %s: %s", path, type(exc).__name__, exc)
+        return DatabaseUnavailable()
     return exc
 
 
@@ -267,7 +277,7 @@ class SqliteDatabase:
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
-                _stamp(conn)
+                _migrate(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -280,7 +290,7 @@ class SqliteDatabase:
             self._conn = None
 
 
-def _stamp(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection) -> None:
     """Stamp a new file with SCHEMA_VERSION; migrate an older one up to it."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == 0:
@@ -290,5 +300,5 @@ def _stamp(conn: sqlite3.Connection) -> None:
         raise InternalError(f"the database has schema version {version}; this XRouter knows "
                             f"{SCHEMA_VERSION}")
     for step in range(version, SCHEMA_VERSION):
-        statements = "; ".join(_MIGRATIONS[step])
-        conn.executescript(f"BEGIN IMMEDIATE; {statements}; PRAGMA user_version = {step + 1}; COMMIT;")
+        statements = "".join(f"{statement}; " for statement in _MIGRATIONS[step])
+        conn.executescript(f"BEGIN IMMEDIATE; {statements}PRAGMA user_version = {step + 1}; COMMIT;")

@@ -10,9 +10,15 @@ import grpc
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
-from xrouter_router.domain.accounts_service import AccountsService, KeyChanges, KeyUsage
+from xrouter_router.domain.accounts_service import (
+    AccountsService,
+    KeyChanges,
+    KeyUsage,
+    PlanView,
+)
 from xrouter_router.domain.errors import InvalidRequest, XRouterError
 from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import Authenticator
 from xrouter_router.transport.convert import attempts_to_proto
 from xrouter_router.transport.servicer import _abort, _api_key, _internal
@@ -47,16 +53,26 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
                      limit_remaining=_money(u.limit_remaining))
     if k.expires_at is not None:
         out.expires_at = k.expires_at
-    for field, value in (("requests_per_minute", k.limits.requests_per_minute),
-                         ("requests_per_day", k.limits.requests_per_day),
-                         ("tokens_per_minute", k.limits.tokens_per_minute),
-                         ("concurrent", k.limits.concurrent)):
-        if value is not None:
-            setattr(out, field, value)
+    _set_limits(out, k.limits)
     return out
 
 
-def _limits(r: pb.CreateKeyRequest | pb.UpdateKeyRequest) -> Limits | None:
+def plan_info(view: PlanView) -> pb.Plan:
+    out = pb.Plan(account_id=view.account_id, tier=view.plan.tier, is_default=view.is_default)
+    _set_limits(out, view.plan.ceilings)
+    return out
+
+
+def _set_limits(out: pb.KeyInfo | pb.Plan, limits: Limits) -> None:
+    for field, value in (("requests_per_minute", limits.requests_per_minute),
+                         ("requests_per_day", limits.requests_per_day),
+                         ("tokens_per_minute", limits.tokens_per_minute),
+                         ("concurrent", limits.concurrent)):
+        if value is not None:
+            setattr(out, field, value)
+
+
+def _limits(r: pb.CreateKeyRequest | pb.UpdateKeyRequest | pb.Plan) -> Limits | None:
     values = [getattr(r, f) if r.HasField(f) else None
               for f in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
                         "concurrent")]
@@ -173,4 +189,15 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 cache_write_tokens=r.totals.cache_write_tokens,
                 reasoning_tokens=r.totals.reasoning_tokens)
                 for r in rows])
+        return await self._run(context, work)
+
+    async def GetPlan(self, request: pb.AccountRef, context: Context) -> pb.Plan:  # noqa: N802
+        async def work(caller: ApiKey) -> pb.Plan:
+            return plan_info(await self._service.plan(caller, request.account_id))
+        return await self._run(context, work)
+
+    async def SetPlan(self, request: pb.Plan, context: Context) -> pb.Plan:  # noqa: N802
+        async def work(caller: ApiKey) -> pb.Plan:
+            plan = Plan(request.tier or "free", _limits(request) or Limits())
+            return plan_info(await self._service.set_plan(caller, request.account_id, plan))
         return await self._run(context, work)

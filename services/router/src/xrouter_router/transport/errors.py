@@ -1,12 +1,19 @@
-"""The one table mapping router errors to gRPC status codes and ErrorDetail messages."""
+"""The one table mapping router errors to gRPC status codes and ErrorDetail messages, and the one
+place an error leaves the router: its text and metadata pass the Redactor on the way out (the
+log gets the uncut upstream body, credentials still removed)."""
 
 from __future__ import annotations
+
+import logging
 
 import grpc
 import orjson
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_router.domain.errors import ErrorKind, XRouterError
+from xrouter_router.transport.redact import LIMIT, PATTERNS_ONLY, Redactor
+
+log = logging.getLogger("xrouter.router.errors")
 
 # UNAVAILABLE is deliberately absent: the gateway retries UNAVAILABLE on another replica,
 # which is right only when this replica could not serve the call at all.
@@ -26,12 +33,19 @@ _TABLE: dict[ErrorKind, tuple[grpc.StatusCode, pb.ErrorKind.ValueType]] = {
 }
 
 
-def to_detail(error: XRouterError) -> pb.ErrorDetail:
+def to_detail(error: XRouterError, redactor: Redactor = PATTERNS_ONLY) -> pb.ErrorDetail:
+    raw = error.metadata.get("raw")
+    if raw is not None:
+        text = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
+        if len(text) > LIMIT:  # the client gets 1 KiB of it: the whole body goes to the log
+            log.warning("upstream error body (%s): %s", error.metadata.get("provider_name", ""),
+                        redactor.clean(text))
+    metadata = redactor.metadata(error.metadata) if error.metadata else None
     return pb.ErrorDetail(
         kind=_TABLE[error.kind][1],
-        message=error.message,
-        param=error.param,
-        metadata_json=orjson.dumps(error.metadata) if error.metadata else b"",
+        message=redactor.text(error.message),
+        param=redactor.text(error.param),
+        metadata_json=orjson.dumps(metadata) if metadata else b"",
         retry_after=error.retry_after,
     )
 

@@ -20,6 +20,7 @@ from xrouter_router.domain.stats import ProviderStatus, provider_status
 from xrouter_router.tracing import server_span
 from xrouter_router.transport import convert
 from xrouter_router.transport.errors import status_of, to_detail
+from xrouter_router.transport.redact import PATTERNS_ONLY, Redactor
 
 log = logging.getLogger("xrouter.router")
 
@@ -54,10 +55,11 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:  # type: ignor
     return None if remaining is None else time.monotonic() + remaining
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: XRouterError) -> None:  # type: ignore[type-arg]
-    detail = to_detail(error).SerializeToString()
-    await context.abort(status_of(error), error.message,
-                        trailing_metadata=((ERROR_DETAIL_KEY, detail),))
+async def _abort(context: grpc.aio.ServicerContext, error: XRouterError,  # type: ignore[type-arg]
+                 redactor: Redactor = PATTERNS_ONLY) -> None:
+    detail = to_detail(error, redactor)
+    await context.abort(status_of(error), detail.message,
+                        trailing_metadata=((ERROR_DETAIL_KEY, detail.SerializeToString()),))
 
 
 def _internal(exc: BaseException) -> InternalError:
@@ -67,8 +69,9 @@ def _internal(exc: BaseException) -> InternalError:
 
 class RouterServicer(pb_grpc.RouterServicer):
     def __init__(self, service: ChatService, providers: list[str], *, tracer: Any | None = None,
-                 request_log: bool = True) -> None:
+                 request_log: bool = True, redactor: Redactor = PATTERNS_ONLY) -> None:
         self._service = service
+        self._redactor = redactor
         self._providers = providers
         self._tracer = tracer
         self._request_log = request_log
@@ -101,7 +104,7 @@ class RouterServicer(pb_grpc.RouterServicer):
                 return convert.result_to_proto(request.generation_id, result)
             except XRouterError as exc:
                 outcome = exc.kind.value
-                await _abort(context, exc)
+                await _abort(context, exc, self._redactor)
             except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare 500
                 await _abort(context, _internal(exc))
             finally:
@@ -124,13 +127,14 @@ class RouterServicer(pb_grpc.RouterServicer):
                 async for event in events:
                     if event.served is not None:
                         served = (event.served.model, event.served.provider, len(event.attempts))
-                    error = to_detail(event.end.error) if event.end and event.end.error else None
+                    error = (to_detail(event.end.error, self._redactor)
+                             if event.end and event.end.error else None)
                     if event.end is not None:
                         outcome = "success" if error is None else "stream_error"
                     yield convert.event_to_proto(event, error)
             except XRouterError as exc:
                 outcome = exc.kind.value
-                await _abort(context, exc)
+                await _abort(context, exc, self._redactor)
             except Exception as exc:  # noqa: BLE001
                 outcome = "internal"
                 await _abort(context, _internal(exc))
@@ -170,7 +174,7 @@ class RouterServicer(pb_grpc.RouterServicer):
                                                 convert.request_from_proto(request))
             return convert.explain_to_proto(route)
         except XRouterError as exc:
-            await _abort(context, exc)
+            await _abort(context, exc, self._redactor)
         except Exception as exc:  # noqa: BLE001
             await _abort(context, _internal(exc))
         raise AssertionError("unreachable: abort raises")
@@ -183,7 +187,7 @@ class RouterServicer(pb_grpc.RouterServicer):
                 _api_key(context), convert.embed_request_from_proto(request), _deadline(context))
             return convert.embeddings_to_proto(served, result, usage)
         except XRouterError as exc:
-            await _abort(context, exc)
+            await _abort(context, exc, self._redactor)
         except Exception as exc:  # noqa: BLE001
             await _abort(context, _internal(exc))
         raise AssertionError("unreachable: abort raises")

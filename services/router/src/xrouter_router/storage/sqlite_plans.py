@@ -1,0 +1,38 @@
+"""The embedded mode's PlanStore: each account's plan in the SQLite file (account_plans)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from xrouter_router.domain.errors import NotFound
+from xrouter_router.domain.keys import Limits
+from xrouter_router.domain.plans import Plan
+from xrouter_router.storage.sqlite_db import SqliteDatabase
+
+
+class SqlitePlanStore:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def get(self, account_id: str) -> Plan | None:
+        row = await self._db.read(lambda conn: conn.execute(
+            "SELECT tier, rpm, rpd, tpm, concurrent FROM account_plans WHERE account_id = ?",
+            (account_id,)).fetchone())
+        return None if row is None else Plan(row[0], Limits(*row[1:]))
+
+    async def set(self, account_id: str, plan: Plan) -> None:
+        lim = plan.limits
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+                raise NotFound(f"Account {account_id!r} does not exist", param="account_id")
+            conn.execute(
+                "INSERT INTO account_plans (account_id, tier, rpm, rpd, tpm, concurrent, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET"
+                " tier = excluded.tier, rpm = excluded.rpm, rpd = excluded.rpd,"
+                " tpm = excluded.tpm, concurrent = excluded.concurrent,"
+                " updated_at = excluded.updated_at",
+                (account_id, plan.tier, lim.requests_per_minute, lim.requests_per_day,
+                 lim.tokens_per_minute, lim.concurrent, time.time()))
+        await self._db.write(upsert)
