@@ -49,6 +49,10 @@ class InProcessLimiter:
         self._running[key.id] += 1
         return _window(key, self._counts, minute, day)
 
+    def running(self, key_id: str) -> int:
+        """The key's concurrency slots taken now."""
+        return self._running.get(key_id, 0)
+
     async def release(self, key: ApiKey) -> None:
         if self._running[key.id] > 0:
             self._running[key.id] -= 1
@@ -96,6 +100,10 @@ class InProcessCreditGuard:
         self._balance: dict[str, tuple[Decimal, float]] = {}
         self._spent: dict[str, tuple[Decimal, float]] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def reserved(self, account_id: str) -> Decimal:
+        """What the account's running generations hold now."""
+        return self._reserved_account.get(account_id, Decimal(0))
 
     async def forget(self, account_id: str) -> None:
         """The account's balance changed elsewhere (a top-up): read it again next time."""
@@ -162,15 +170,19 @@ class InProcessCreditGuard:
 
     async def settle(self, reservation: Reservation, cost: Decimal) -> None:
         async with self._locks[reservation.account_id]:
-            if cost > 0 and await self._accounts.charge(
-                    reservation.account_id, reservation.key_id, reservation.generation_id, cost):
-                balance = self._balance.get(reservation.account_id)
-                if balance is not None:
-                    self._balance[reservation.account_id] = (balance[0] - cost, balance[1])
-                spent = self._spent.get(reservation.key_id)
-                if spent is not None:
-                    self._spent[reservation.key_id] = (spent[0] + cost, spent[1])
-            # Release what is still held for this generation, once (a repeated settle is a no-op).
-            held = self._held.pop(reservation.generation_id, Decimal(0))
-            self._reserved_account[reservation.account_id] -= held
-            self._reserved_key[reservation.key_id] -= held
+            try:
+                if cost > 0 and await self._accounts.charge(
+                        reservation.account_id, reservation.key_id, reservation.generation_id,
+                        cost):
+                    balance = self._balance.get(reservation.account_id)
+                    if balance is not None:
+                        self._balance[reservation.account_id] = (balance[0] - cost, balance[1])
+                    spent = self._spent.get(reservation.key_id)
+                    if spent is not None:
+                        self._spent[reservation.key_id] = (spent[0] + cost, spent[1])
+            finally:
+                # Release what is still held for this generation, once (a repeated settle is a
+                # no-op), even when the charge was interrupted (settling again charges it).
+                held = self._held.pop(reservation.generation_id, Decimal(0))
+                self._reserved_account[reservation.account_id] -= held
+                self._reserved_key[reservation.key_id] -= held

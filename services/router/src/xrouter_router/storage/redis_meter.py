@@ -57,5 +57,11 @@ class RedisMeter:
             return
         # limits_lua's ARGV, then the tokens: only the slot (ARGV[18]) and the tokens (ARGV[20])
         # are read by the settlement.
-        await self._guard.settle(reservation, cost, extra_keys=self._limiter.keys(key, now),
-                                 extra_args=["", "", "", "", slot, "", str(tokens) if counted else ""])
+        try:
+            await self._guard.settle(reservation, cost, extra_keys=self._limiter.keys(key, now),
+                                     extra_args=["", "", "", "", slot, "",
+                                                 str(tokens) if counted else ""])
+        except BaseException:
+            # Interrupted: the slot may still be taken; concluding again frees it.
+            self._limiter.hold(key.id, slot)
+            raise
