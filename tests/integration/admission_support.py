@@ -30,6 +30,7 @@ from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.failover import Failover, FailoverPolicy
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account
+from xrouter_router.domain.ports import UsageLedger
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.types import Delta, StreamBatch, TokenCounts
@@ -136,9 +137,10 @@ class Rig:
     def stack(self) -> AccountingStack:
         return self.stacks[0]
 
-    def billing(self, faults: Faults | None = None, replica: int = 0) -> Billing:
+    def billing(self, faults: Faults | None = None, replica: int = 0,
+                ledger: UsageLedger | None = None) -> Billing:
         stack = self.stacks[replica]
-        ledger = stack.ledger if faults is None else faults.wrap(stack.ledger)
+        ledger = ledger or (stack.ledger if faults is None else faults.wrap(stack.ledger))
         return Billing(stack.limiter, stack.guard, ledger, meter=stack.meter)
 
     async def account(self, balance: str) -> str:
@@ -173,14 +175,15 @@ class Rig:
 
 
 def service(rig: Rig, key: ApiKey, *, faults: Faults | None = None,
-            providers: tuple[FakeProvider, ...] | None = None) -> ChatService:
+            providers: tuple[FakeProvider, ...] | None = None,
+            billing: Billing | None = None) -> ChatService:
     faults = faults or Faults()
     made = providers or (FakeEmbedder("a", batches=BATCHES), FakeProvider("b", batches=BATCHES))
     stats = faults.wrap(InMemoryStats())
     failover = Failover({p.name: faults.wrap(p) for p in made}, FailoverPolicy(5.0, 3), stats)
     return ChatService(CATALOG, failover, faults.wrap(FixedKey(key)), idle_timeout=5.0,
                        stats=stats, counter=faults.wrap(RatioCounter()),
-                       billing=rig.billing(faults))
+                       billing=billing or rig.billing(faults))
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,8 @@ from tests.unit.builders import request
 from tests.unit.fakes import VECTORS, FakeEmbedder, FakeProvider
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.errors import Forbidden, InsufficientCredits, UpstreamServerError
+from xrouter_router.domain.ledger import GenerationRecord
+from xrouter_router.domain.ports import UsageLedger
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.types import (
     ChatRequest,
@@ -173,3 +176,35 @@ async def test_allowed_models_hold_for_the_fallbacks(rig: Rig) -> None:
     result = await service(rig, both, providers=(failing, fallback)).chat(
         "k", request("m", fallback=("m2",)), None)
     assert result.served.model == "m2"
+
+
+async def test_a_second_cancellation_cannot_stop_the_release(rig: Rig) -> None:
+    """A shutdown cancels twice: the release goes on in its own task, and drain() waits."""
+    key = rig.key(await rig.account("10"))
+    entered, abandoned = asyncio.Event(), asyncio.Event()
+
+    class StuckLedger:
+        def __init__(self, inner: UsageLedger) -> None:
+            self.inner = inner
+
+        async def record(self, record: GenerationRecord) -> None:
+            entered.set()
+            try:
+                await asyncio.Event().wait()  # until cancelled
+            finally:
+                abandoned.set()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    billing = rig.billing(ledger=StuckLedger(rig.stack.ledger))
+    svc = service(rig, key, billing=billing)
+    task = asyncio.ensure_future(_chat(svc))
+    await entered.wait()
+    task.cancel()  # the first: the record is abandoned, the release starts in a task of its own
+    await abandoned.wait()  # the request now waits on that task
+    task.cancel()  # the second: the request goes at once
+    await asyncio.wait([task])
+    assert task.cancelled()
+    await billing.drain()
+    assert await rig.held(key) == (0, Decimal(0))

@@ -48,6 +48,7 @@ class RouterApp:
     accounting: AccountingStack
     shared_stats: RedisStats | None = None
     accounting_metrics: AccountingCollector | None = None
+    billing: Billing | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -67,6 +68,8 @@ class RouterApp:
         for provider in self.providers.values():
             await provider.close()
         await self.session.close()
+        if self.billing is not None:
+            await self.billing.drain()  # the cancelled requests' releases, then the stores
         for stop in self.accounting.stops:
             await stop()
 
@@ -135,4 +138,4 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                                                        **stack.observed})
     return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats,
-                     accounting_metrics=collector)
+                     accounting_metrics=collector, billing=billing)

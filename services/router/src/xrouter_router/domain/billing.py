@@ -197,6 +197,12 @@ class Billing:
         """Entering raises RateLimited or InsufficientCredits; leaving concludes."""
         return Admitted(self, key, bill, deployments)
 
+    async def drain(self) -> None:
+        """At shutdown, before the stores close: wait for the releases still running (those of
+        conclusions a second cancellation interrupted)."""
+        while self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+
     async def enter(self, key: ApiKey, bill: Bill,
                     deployments: Sequence[Deployment]) -> Admission:
         now = self._wall()
