@@ -141,7 +141,7 @@ class Rig:
                 ledger: UsageLedger | None = None) -> Billing:
         stack = self.stacks[replica]
         ledger = ledger or (stack.ledger if faults is None else faults.wrap(stack.ledger))
-        return Billing(stack.limiter, stack.guard, ledger, meter=stack.meter)
+        return Billing(stack.meter, ledger)
 
     async def account(self, balance: str) -> str:
         account_id = f"acct-{uuid.uuid4().hex[:12]}"

@@ -208,3 +208,16 @@ async def test_a_second_cancellation_cannot_stop_the_release(rig: Rig) -> None:
     assert task.cancelled()
     await billing.drain()
     assert await rig.held(key) == (0, Decimal(0))
+
+
+async def test_the_in_process_meter_gives_a_generations_slot_back_once(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    async with running_rig("embedded", request, tmp_path) as rig:
+        key = rig.key(await rig.account("1"))
+        meter = rig.stack.meter
+        _, first = await meter.admit(key, "gen-a", Decimal("0.1"), partial_from=None, now=0.0)
+        await meter.admit(key, "gen-b", Decimal("0.1"), partial_from=None, now=0.0)
+        for _ in range(2):  # an interrupted conclusion runs again
+            await meter.conclude(key, first, Decimal("0.05"), 10, 0.0)
+        assert await rig.held(key) == (1, Decimal("0.1"))  # gen-b's slot and money stay held
+        assert await rig.balance(key.account_id) == Decimal("0.95")

@@ -123,7 +123,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                             ttl=settings.key_cache_ttl)
     if stack.listen is not None:
         stack.listen(auth.forget)
-    billing = Billing(stack.limiter, stack.guard, stack.ledger, meter=stack.meter)
+    billing = Billing(stack.meter, stack.ledger)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing)

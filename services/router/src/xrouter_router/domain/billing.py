@@ -18,13 +18,7 @@ from xrouter_router.domain.catalog import Deployment, Price
 from xrouter_router.domain.errors import AllAttemptsFailed, Attempt, XRouterError
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord
-from xrouter_router.domain.ports import (
-    CreditGuard,
-    Limiter,
-    Meter,
-    Reservation,
-    UsageLedger,
-)
+from xrouter_router.domain.ports import Meter, Reservation, UsageLedger
 from xrouter_router.domain.types import (
     ChatRequest,
     EmbeddingRequest,
@@ -78,7 +72,6 @@ class Admission:
     concluded: bool = False
     # What is already done of the conclusion (so an interrupted one resumes where it stopped).
     recorded: bool = False
-    settled: bool = False
     released: bool = False
 
     @property
@@ -184,13 +177,14 @@ class Unbilled:
 
 
 class Billing:
-    def __init__(self, limiter: Limiter, credits: CreditGuard, ledger: UsageLedger, *,
-                 wall: Callable[[], float] = time.time, meter: Meter | None = None) -> None:
-        self._limiter = limiter
-        self._credits = credits
+    """The admission port: one Meter (limits and credits, in-process or Redis Cluster) and the
+    usage ledger, around every billable call."""
+
+    def __init__(self, meter: Meter, ledger: UsageLedger, *,
+                 wall: Callable[[], float] = time.time) -> None:
+        self._meter = meter
         self._ledger = ledger
         self._wall = wall
-        self._meter = meter  # limits and credits in one call at each end, when the stores can
         self._releasing: set[asyncio.Task[None]] = set()
 
     def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment]) -> Admitted:
@@ -213,17 +207,8 @@ class Billing:
         completion = cap if bill.completion_tokens is None else min(bill.completion_tokens, cap)
         amount = cost_of(bill.prompt_tokens, completion, price)
         partial = cost_of(bill.prompt_tokens, MIN_STREAM_TOKENS, price) if bill.streamed else None
-        if self._meter is not None:
-            window, reservation = await self._meter.admit(
-                key, bill.generation_id, amount, partial_from=partial, now=now)
-            return Admission(key, bill, window, reservation, price, now, self)
-        window = await self._limiter.acquire(key, now)
-        try:
-            reservation = await self._credits.reserve(key, bill.generation_id, amount,
-                                                      partial_from=partial)
-        except BaseException:
-            await self._limiter.release(key)
-            raise
+        window, reservation = await self._meter.admit(
+            key, bill.generation_id, amount, partial_from=partial, now=now)
         return Admission(key, bill, window, reservation, price, now, self)
 
     async def extend(self, admission: Admission, completion_tokens: int) -> bool:
@@ -233,8 +218,8 @@ class Billing:
         spent = cost_of(admission.prompt_tokens, completion_tokens, admission.price)
         if spent + cost_of(0, TOP_UP_TOKENS // 4, admission.price) <= held.amount:
             return True
-        grown = await self._credits.extend(admission.key, held,
-                                           cost_of(0, TOP_UP_TOKENS, admission.price))
+        grown = await self._meter.extend(admission.key, held,
+                                         cost_of(0, TOP_UP_TOKENS, admission.price))
         if grown is not None:
             admission.reservation = grown
             return True
@@ -258,7 +243,7 @@ class Billing:
             admission.recorded = True
             await self._release(admission, cost, tokens)
         except BaseException:
-            if not (admission.settled and admission.released):
+            if not admission.released:
                 task = asyncio.ensure_future(self._release(
                     admission, cost if admission.recorded else Decimal(0), 0))
                 self._releasing.add(task)
@@ -285,23 +270,8 @@ class Billing:
 
     async def _release(self, admission: Admission, cost: Decimal, tokens: int) -> None:
         """Settle, count the tokens, give the concurrency slot back (nothing for the master key).
-        Safe to run again after an interruption: settlements are idempotent per generation and
-        the slot goes back once."""
-        key = admission.key
-        if key.master:
-            admission.settled = admission.released = True
-            return
-        if self._meter is not None and admission.reservation is not None:
-            await self._meter.conclude(key, admission.reservation, cost, tokens, self._wall())
-            admission.settled = admission.released = True
-            return
-        try:
-            if admission.reservation is not None and not admission.settled:
-                await self._credits.settle(admission.reservation, cost)
-            admission.settled = True
-            if tokens > 0:
-                await self._limiter.add_tokens(key, tokens, self._wall())
-        finally:
-            if not admission.released:
-                admission.released = True
-                await self._limiter.release(key)
+        Safe to run again after an interruption: the Meter finishes what was left."""
+        if admission.reservation is not None and not admission.released:
+            await self._meter.conclude(admission.key, admission.reservation, cost, tokens,
+                                       self._wall())
+        admission.released = True

@@ -186,3 +186,45 @@ class InProcessCreditGuard:
                 held = self._held.pop(reservation.generation_id, Decimal(0))
                 self._reserved_account[reservation.account_id] -= held
                 self._reserved_key[reservation.key_id] -= held
+
+
+class InProcessMeter:
+    """The Meter port over the in-process limiter and credit guard: one call after the other at
+    each end, the slot given back once per generation (so an interrupted conclusion can run
+    again)."""
+
+    def __init__(self, limiter: InProcessLimiter, guard: InProcessCreditGuard) -> None:
+        self._limiter = limiter
+        self._guard = guard
+        self._slots: set[str] = set()  # generations holding a concurrency slot
+
+    async def admit(self, key: ApiKey, generation_id: str, amount: Decimal, *,
+                    partial_from: Decimal | None, now: float) -> tuple[RateWindow | None,
+                                                                       Reservation]:
+        window = await self._limiter.acquire(key, now)
+        self._slots.add(generation_id)
+        try:
+            reservation = await self._guard.reserve(key, generation_id, amount,
+                                                    partial_from=partial_from)
+        except BaseException:
+            await self._release(key, generation_id)
+            raise
+        return window, reservation
+
+    async def extend(self, key: ApiKey, reservation: Reservation,
+                     amount: Decimal) -> Reservation | None:
+        return await self._guard.extend(key, reservation, amount)
+
+    async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
+                       now: float) -> None:
+        try:
+            await self._guard.settle(reservation, cost)
+            if tokens > 0:
+                await self._limiter.add_tokens(key, tokens, now)
+        finally:
+            await self._release(key, reservation.generation_id)
+
+    async def _release(self, key: ApiKey, generation_id: str) -> None:
+        if generation_id in self._slots:
+            self._slots.discard(generation_id)
+            await self._limiter.release(key)

@@ -47,6 +47,10 @@ class RedisMeter:
             window = self._limiter.counted(key, slot, [0, int(reply[2]), int(reply[3])], now)
         return window, self._guard.granted(key, generation_id, amount, reply)
 
+    async def extend(self, key: ApiKey, reservation: Reservation,
+                     amount: Decimal) -> Reservation | None:
+        return await self._guard.extend(key, reservation, amount)
+
     async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
                        now: float) -> None:
         slot = self._limiter.take(key.id)
