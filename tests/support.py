@@ -19,6 +19,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from tests.fakes.openai_upstream import API_KEY
+from xrouter_gateway.__main__ import client_options
 from xrouter_gateway.app import build_app
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_router.bootstrap import RouterApp, build
@@ -63,7 +64,7 @@ type = "demo"
 word_delay = 0.001
 """
     text += model("xrouter/demo", ("demo", "demo"), price='{ prompt = "0", completion = "0" }',
-                  aliases='"demo"')
+                  aliases='"demo"', caps='"streaming", "tools", "json_mode"')
     text += model("test/echo", ("fake", "fake-echo"))
     text += model("test/failover", ("fake", "fake-500"), ("fake2", "fake-echo"))
     text += model("test/all-fail", ("fake", "fake-500"), ("fake2", "fake-429"))
@@ -82,6 +83,12 @@ word_delay = 0.001
     text += model("test/json-stream", ("fake", "fake-json-stream"))
     text += model("test/openrouter", ("fake", "fake-openrouter"))
     text += model("test/stream-error", ("fake", "fake-stream-error"))
+    text += model("test/buckets", ("fake", "fake-buckets"),
+                  price='{ prompt = "100", completion = "200", cache_read = "10", '
+                        'cache_write = "125", reasoning = "300" }')
+    text += model("test/negative", ("fake", "fake-negative"))
+    text += model("test/reasoning", ("fake", "fake-reasoning"))
+    text += model("test/drip-reasoning", ("fake", "fake-drip-reasoning"))
     text += model("test/embed", ("fake", "fake-500"), ("fake2", "text-embedding-fake"),
                   caps='"embeddings"', price='{ prompt = "10", completion = "0" }')
     text += model("test/cheap-and-dear", ("fake", "fake-echo"), ("fake2", "fake-echo"),
@@ -132,9 +139,12 @@ async def running_router(settings: RouterSettings, tracer: object = None) -> Asy
 
 
 def gateway_settings(router_target: str, **overrides: object) -> GatewaySettings:
+    # A stream that fails before its first token must fail within the commit window to be a
+    # plain HTTP error, and one that answers must not see keep-alives, however loaded the
+    # machine: the window is 5 s here. Tests of the keep-alives set a short one.
     values: dict[str, object] = dict(host="127.0.0.1", port=0, router_target=router_target,
                                      router_retries=2, max_body_bytes=64 * 1024,
-                                     request_timeout=10.0, sse_commit_after=0.3,
+                                     request_timeout=10.0, sse_commit_after=5.0,
                                      sse_keepalive=0.2)
     values.update(overrides)
     return GatewaySettings(**values)  # type: ignore[arg-type]
@@ -145,7 +155,7 @@ async def running_gateway(settings: GatewaySettings, tracer: object = None) -> A
     """A real uvicorn server in this loop; yields its base URL."""
     app = build_app(settings, registry=CollectorRegistry(), tracer=tracer)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="none", lifespan="on",
-                            access_log=False, log_level="warning")
+                            access_log=False, log_level="warning", **client_options(settings))
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
     while not server.started:

@@ -158,6 +158,9 @@ def test_gateway_env_example_is_valid_and_matches_nginx() -> None:
     assert site_directive("server") == [f"{settings.host}:{settings.port}"]  # nginx's upstream
     assert settings.max_body_bytes == 10 * 1024 * 1024  # nginx's client_max_body_size 10m
     assert settings.request_timeout < nginx_seconds(site_directive("proxy_read_timeout")[0])
+    # nginx names the client in X-Forwarded-For, and the gateway trusts it from nginx alone.
+    assert "X-Forwarded-For $proxy_add_x_forwarded_for" in site_directive("proxy_set_header")
+    assert settings.trusted_proxies == ("127.0.0.1",)
     router_env, _ = env_example("router")
     assert settings.router_target == RouterSettings.from_env(router_env).listen
 

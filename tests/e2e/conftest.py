@@ -50,7 +50,8 @@ def launch(tmp: Path, upstream: FakeOpenAI, replicas: int) -> Deployment:
     gateway = start_service("xrouter_gateway", {
         "XROUTER_GATEWAY_PORT": str(gw_port),
         "XROUTER_ROUTER_TARGET": ",".join(f"127.0.0.1:{p}" for p in ports),
-        "XROUTER_SSE_COMMIT_AFTER": "0.5", "XROUTER_SSE_KEEPALIVE": "0.5",
+        # Errors before the first token are plain HTTP errors even on a loaded machine.
+        "XROUTER_SSE_COMMIT_AFTER": "5", "XROUTER_SSE_KEEPALIVE": "0.5",
     }, tmp / "gateway.log")
     base = f"http://127.0.0.1:{gw_port}"
     wait_http(f"{base}/readyz", service=gateway)

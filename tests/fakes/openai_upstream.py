@@ -7,6 +7,9 @@ The requested `model` picks the behaviour, so one server serves every scenario:
   fake-slow | fake-delay | fake-garbage | fake-cut | fake-drip | fake-drip-short | fake-no-usage
   fake-chunks-22 | fake-json-stream | fake-openrouter (comment lines, a `choices: null` chunk)
   fake-stream-error (an OpenRouter-style error object after two chunks)
+  fake-buckets (usage with cache reads, cache writes and reasoning) | fake-negative (usage with
+  negative completion tokens) | fake-reasoning (20 streamed `reasoning` deltas, then the echo,
+  no usage) | fake-drip-reasoning (endless `reasoning` deltas)
 It runs on its own thread and event loop so tests in any loop, and services in other processes,
 can use it; what it saw is kept in `requests` and `disconnects`.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -124,10 +128,16 @@ class FakeOpenAI(FakeUpstream):
 
     def _usage(self, body: dict[str, Any], completion: int) -> dict[str, Any]:
         prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4 + 3
+        if body.get("model") == "fake-negative":
+            completion = -50
+        buckets = body.get("model") == "fake-buckets"
+        # OpenRouter's usage: cache reads and writes inside prompt_tokens, reasoning inside
+        # completion_tokens.
         return {"prompt_tokens": prompt, "completion_tokens": completion,
                 "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0}}
+                "prompt_tokens_details": {"cached_tokens": 2 if buckets else 0,
+                                          **({"cache_write_tokens": 1} if buckets else {})},
+                "completion_tokens_details": {"reasoning_tokens": 2 if buckets else 0}}
 
     def _completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         pieces, calls = self._answer(body, model)
@@ -141,6 +151,21 @@ class FakeOpenAI(FakeUpstream):
                          "finish_reason": "tool_calls" if calls else "stop"}],
             "usage": self._usage(body, len(pieces) or 9),
         }
+
+    async def _drip(self, send: Callable[[list[dict[str, Any]]], Awaitable[None]],
+                    model: str) -> None:
+        """The deltas the drip and reasoning scenarios send before the answer."""
+        if model in ("fake-reasoning", "fake-drip-reasoning"):
+            for i in range(20 if model == "fake-reasoning" else 10_000):
+                if model == "fake-drip-reasoning":
+                    await asyncio.sleep(self.drip_interval)
+                await send([{"index": 0, "delta": {"content": None, "reasoning": f" r{i}"},
+                             "logprobs": None, "finish_reason": None}])
+        if model in ("fake-drip", "fake-drip-short"):
+            for i in range(20 if model == "fake-drip-short" else 10_000):
+                await asyncio.sleep(self.drip_interval)
+                await send([{"index": 0, "delta": {"content": f" t{i}"}, "logprobs": None,
+                             "finish_reason": None}])
 
     async def _stream(self, request: web.Request, body: dict[str, Any],
                       model: str) -> web.StreamResponse:
@@ -163,11 +188,7 @@ class FakeOpenAI(FakeUpstream):
                 await resp.write(b"data: " + orjson.dumps({**head, "choices": None}) + b"\n\n")
             await send([{"index": 0, "delta": {"role": "assistant", "content": ""},
                          "logprobs": None, "finish_reason": None}])
-            if model in ("fake-drip", "fake-drip-short"):
-                for i in range(20 if model == "fake-drip-short" else 10_000):
-                    await asyncio.sleep(self.drip_interval)
-                    await send([{"index": 0, "delta": {"content": f" t{i}"}, "logprobs": None,
-                                 "finish_reason": None}])
+            await self._drip(send, model)
             for i, piece in enumerate(pieces):
                 await send([{"index": 0, "delta": {"content": piece}, "logprobs": None,
                              "finish_reason": None}])
@@ -192,7 +213,7 @@ class FakeOpenAI(FakeUpstream):
             await send([{"index": 0, "delta": {}, "logprobs": None,
                          "finish_reason": "tool_calls" if calls else "stop"}])
             include = (body.get("stream_options") or {}).get("include_usage")
-            if include and model != "fake-no-usage":
+            if include and model not in ("fake-no-usage", "fake-reasoning"):
                 await send([], usage=self._usage(body, len(pieces) or 9))
             await resp.write(b"data: [DONE]\n\n")
         except (ConnectionError, ClientConnectionError, asyncio.CancelledError):

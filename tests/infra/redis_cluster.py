@@ -112,6 +112,30 @@ class RedisCluster:
         proc.kill()
         proc.wait()
 
+    def hold_failover(self, master: int) -> int:
+        """Forbid the replica of `master` to promote itself, and return its port: a test that
+        kills `master` then decides when the failover happens (take_over), instead of racing
+        the cluster's own failure detection."""
+        replica = self.replica_of(master)
+        self._client(replica).config_set("cluster-replica-no-failover", "yes")
+        return replica
+
+    def take_over(self, replica: int) -> None:
+        """Promote `replica` now (its master is dead, so no agreement is sought), let it fail
+        over on its own again, and wait until the cluster serves every slot from live nodes."""
+        client = self._client(replica)
+        client.cluster("FAILOVER", "TAKEOVER")
+        client.config_set("cluster-replica-no-failover", "no")
+        self.wait_failover()
+
+    def replica_of(self, master: int) -> int:
+        """Port of the online replica of `master`."""
+        info = self._client(master).info("replication")
+        for name, value in info.items():
+            if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online":
+                return int(value["port"])
+        raise ClusterError(f"{master} has no online replica")
+
     def wait_failover(self, timeout: float = 20.0) -> None:
         """Until every live node reports cluster_state:ok and only live nodes serve slots."""
         def done() -> bool:
@@ -122,6 +146,9 @@ class RedisCluster:
     def restart(self, port: int, timeout: float = 20.0) -> None:
         """Restart a killed node (it rejoins as a replica) and wait until the cluster is whole."""
         self._spawn(port)
+        for live in self._live():  # a test that failed between hold_failover and take_over
+            if live != port:
+                self._client(live).config_set("cluster-replica-no-failover", "no")
         self.wait_healthy(timeout)
 
     def freeze(self) -> None:

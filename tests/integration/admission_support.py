@@ -24,7 +24,7 @@ from tests.support import router_settings
 from tests.unit.builders import catalog, deployment, model
 from tests.unit.fakes import FakeEmbedder, FakeProvider
 from xrouter_router.accounting_stack import AccountingStack, build_accounting
-from xrouter_router.domain.accounting import RatioCounter
+from xrouter_router.domain.accounting import Utf8BoundCounter
 from xrouter_router.domain.billing import Billing
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.failover import Failover, FailoverPolicy
@@ -182,7 +182,7 @@ def service(rig: Rig, key: ApiKey, *, faults: Faults | None = None,
     stats = faults.wrap(InMemoryStats())
     failover = Failover({p.name: faults.wrap(p) for p in made}, FailoverPolicy(5.0, 3), stats)
     return ChatService(CATALOG, failover, faults.wrap(FixedKey(key)), idle_timeout=5.0,
-                       stats=stats, counter=faults.wrap(RatioCounter()),
+                       stats=stats, counter=faults.wrap(Utf8BoundCounter()),
                        billing=billing or rig.billing(faults))
 
 

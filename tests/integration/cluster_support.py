@@ -47,7 +47,7 @@ class Cluster:
         assert resp.status_code == 201, resp.text
         return resp.json()["key"], resp.json()["data"]["id"]
 
-    async def balance(self, expected: Decimal, within: float = 5.0) -> Decimal:
+    async def balance(self, expected: Decimal, within: float = 30.0) -> Decimal:
         """The account's balance from /v1/credits, once it is `expected` (or `within` seconds
         have passed): in the cluster mode charges reach PostgreSQL with the generation records,
         through the ledger consumer, a fraction of a second after the answers."""

@@ -62,10 +62,15 @@ def router_overrides() -> dict[str, float]:
 
 
 @pytest.fixture
-async def stack(catalog: Path, upstream: FakeOpenAI,
-                router_overrides: dict[str, float]) -> AsyncIterator[Stack]:
+def gateway_overrides() -> dict[str, float]:
+    return {}
+
+
+@pytest.fixture
+async def stack(catalog: Path, upstream: FakeOpenAI, router_overrides: dict[str, float],
+                gateway_overrides: dict[str, float]) -> AsyncIterator[Stack]:
     async with running_router(router_settings(catalog, **router_overrides)) as router:
         target = f"127.0.0.1:{router.server.port}"
-        async with running_gateway(gateway_settings(target)) as url, \
+        async with running_gateway(gateway_settings(target, **gateway_overrides)) as url, \
                 httpx.AsyncClient(timeout=15.0) as http:
             yield Stack(url, upstream, http)

@@ -153,7 +153,9 @@ def scraped_since(prom: str, moment: float) -> Callable[[], list[str]]:
 
 
 def eventually(check: Callable[[], list[str]], seconds: float) -> list[str]:
-    """Re-run `check` (which returns what is still wrong) until it passes or time is up."""
+    """Re-run `check` (which returns what is still wrong) until it passes or time is up. The
+    bounds are generous (a scrape or rule evaluation takes a second here): they only decide how
+    long a failing test takes to report."""
     deadline = time.monotonic() + seconds
     problems = check()
     while problems and time.monotonic() < deadline:

@@ -32,8 +32,8 @@ from xrouter_router.domain.types import (
 )
 
 EMBED = EmbeddingRequest(model="e", inputs=("hello world", "привет"), generation_id="gen-e1")
-# The fake reports no usage: estimated at 4 characters a token (3 + 2), at 100 RUB per million.
-EMBED_COST = Decimal("0.0005")
+# The fake reports no usage: counted by their UTF-8 bytes (11 + 12), at 100 RUB per million.
+EMBED_COST = Decimal("0.0023")
 
 
 @pytest.fixture(params=["embedded", "cluster"])
@@ -61,11 +61,11 @@ async def test_embeddings_are_charged_and_recorded_like_chat(rig: Rig) -> None:
     key = rig.key(account)
     served, result, usage = await service(rig, key).embed("k", EMBED, None)
     assert (served.model, served.provider, result, usage.tokens, usage.cost) == (
-        "e", "a", VECTORS, TokenCounts(prompt=5, estimated=True), EMBED_COST)
+        "e", "a", VECTORS, TokenCounts(prompt=23, estimated=True), EMBED_COST)
     record = await rig.stack.ledger.get("gen-e1")
     assert record is not None
     assert (record.model, record.provider, record.key_id, record.prompt_tokens, record.cost,
-            record.status, record.streamed) == ("e", "a", key.id, 5, EMBED_COST, "success", False)
+            record.status, record.streamed) == ("e", "a", key.id, 23, EMBED_COST, "success", False)
     assert await rig.held(key) == (0, Decimal(0))
     assert await _charged(rig, account, Decimal(1) - EMBED_COST) == Decimal(1) - EMBED_COST
 

@@ -80,7 +80,7 @@ async def test_every_generation_lands_in_postgres_exactly_once(cluster: Cluster)
                                     headers={"Authorization": f"Bearer {key}"}))
     assert found.status_code == 200  # visible at once, before the consumer flushed
     rows: list[tuple[str, int]] = []
-    for _ in range(100):
+    for _ in range(300):  # 30 s for the consumers to write 30 records, loaded machine included
         async with await psycopg.AsyncConnection.connect(cluster.database) as conn:
             cur = await conn.execute("select id, count(*) from generations where id = any(%s) "
                                      "group by id", (list(ids),))

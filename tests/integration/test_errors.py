@@ -39,7 +39,7 @@ def _err(resp: httpx.Response, status: int) -> dict[str, Any]:
     ({"model": "demo"}, "messages", "is required"),
     ({"messages": HELLO}, "model", "'model' is required"),
     ({"model": "demo", "messages": HELLO, "tool_choice": "auto"}, "tool_choice", "only allowed"),
-    ({"model": "demo", "messages": HELLO, "provider": {"sortt": "price"}}, "provider",
+    ({"model": "demo", "messages": HELLO, "provider": {"sortt": "price"}}, "provider.sortt",
      "unknown field"),
     ({"model": "demo", "messages": [{"role": "tool", "content": "x"}]},
      "messages[0].tool_call_id", "tool_call_id"),

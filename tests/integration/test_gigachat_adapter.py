@@ -141,17 +141,22 @@ async def test_a_wrong_key_is_an_auth_error_that_never_shows_the_key(
     await p.close()
 
 
-async def test_the_token_is_refreshed_60_s_before_it_expires(fake: FakeGigaChat,
-                                                             provider: GigaChatProvider) -> None:
-    fake.token_ttl = 61.0  # fresh for one second, then inside the 60 s refresh margin
+async def test_the_token_is_refreshed_60_s_before_it_expires(
+        fake: FakeGigaChat, provider: GigaChatProvider, session: aiohttp.ClientSession) -> None:
+    fake.token_ttl = 70.0  # 10 s before the 60 s refresh margin: two calls in a row share it
     await provider.chat(_request(), _deployment())
     await provider.chat(_request(), _deployment())
     assert fake.issued == 1
-    await asyncio.sleep(1.1)
-    await provider.chat(_request(), _deployment())
-    assert fake.issued == 2
+    fake.token_ttl = 59.0  # inside the margin from the start: every call refreshes it
+    inside = _build(fake, session)
+    try:
+        await inside.chat(_request(), _deployment())
+        await inside.chat(_request(), _deployment())
+    finally:
+        await inside.close()
+    assert fake.issued == 3
     tokens = fake.bearer_tokens()
-    assert tokens[0] == tokens[1] != tokens[2]
+    assert tokens[0] == tokens[1] != tokens[2] != tokens[3]
 
 
 async def test_a_401_with_a_cached_token_refreshes_once_and_retries(

@@ -17,13 +17,19 @@ async def test_models_in_openrouter_shape_with_rub_prices(stack: Stack) -> None:
     models = {m["id"]: m for m in resp.json()["data"]}
     echo = models["test/echo"]
     assert echo["pricing"] == {"prompt": "0.0001", "completion": "0.0002", "request": "0",
-                               "image": "0", "currency": "RUB"}
+                               "image": "0", "input_cache_read": "0.0001",
+                               "input_cache_write": "0.0001", "internal_reasoning": "0.0002",
+                               "currency": "RUB"}
+    assert models["test/buckets"]["pricing"] == {
+        "prompt": "0.0001", "completion": "0.0002", "request": "0", "image": "0",
+        "input_cache_read": "0.00001", "input_cache_write": "0.000125",
+        "internal_reasoning": "0.0003", "currency": "RUB"}
     assert echo["context_length"] == 16000
     assert echo["architecture"]["input_modalities"] == ["text"]
     assert models["xrouter/demo"]["aliases"] == ["demo"]
     assert "tools" in models["test/tools"]["supported_parameters"]
     resp = await stack.http.get(f"{stack.url}/v1/models", params={"supported_parameters": "tools"})
-    assert [m["id"] for m in resp.json()["data"]] == ["test/tools"]
+    assert [m["id"] for m in resp.json()["data"]] == ["xrouter/demo", "test/tools"]
     resp = await stack.http.get(f"{stack.url}/v1/models", params={"provider": "demo"})
     assert [m["id"] for m in resp.json()["data"]] == ["xrouter/demo"]
 

@@ -12,10 +12,11 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from redis.asyncio.cluster import RedisCluster as Client
@@ -27,9 +28,9 @@ from tests.infra.redis_cluster import RedisCluster
 from xrouter_router.domain.errors import Attempt, Unavailable
 from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
 from xrouter_router.storage.ledger_consumer import LedgerConsumer
-from xrouter_router.storage.ledger_stream import GROUP, StreamLayout, StreamLedger
+from xrouter_router.storage.ledger_stream import FIELD, GROUP, StreamLayout, StreamLedger
 from xrouter_router.storage.migrate import migrate
-from xrouter_router.storage.pg import PgDatabase, PgUsageLedger
+from xrouter_router.storage.pg import PgDatabase, PgUsageLedger, generation_document
 from xrouter_router.storage.postgres import pool
 from xrouter_router.storage.redis_lane import Lane
 from xrouter_router.storage.redis_stats import cluster_client
@@ -43,8 +44,9 @@ def generation(gen_id: str, *, at: float | None = None, cost: str = "0.01") -> G
     return GenerationRecord(
         id=gen_id, created_at=round(time.time(), 6) if at is None else at, key_id="key-1",
         account_id="acc-a", model="m/alpha", provider="p1", streamed=False, prompt_tokens=10,
-        completion_tokens=20, cached_tokens=0, reasoning_tokens=0, counts_native=True,
-        cost=Decimal(cost), latency_ms=5, generation_ms=50, finish_reason="stop", status="success",
+        completion_tokens=20, cached_tokens=3, reasoning_tokens=4, cache_write_tokens=5,
+        counts_native=True, cost=Decimal(cost), latency_ms=5, generation_ms=50,
+        finish_reason="stop", status="success",
         attempts=(Attempt(model="m/alpha", provider="p1", deployment="m/alpha@p1",
                           outcome="success", latency_ms=5),))
 
@@ -171,7 +173,8 @@ async def test_records_reach_postgres_exactly_once(rig: Rig, through: str) -> No
     await rig.drained(consumer)
     assert await rig.rows() == (300, 300, 300, 300)
     assert (consumer.written, consumer.repeated) == (300, 50)
-    assert await ledger.totals(key_id="key-1") == UsageTotals(300, 3000, 6000, Decimal(3))
+    assert await ledger.totals(key_id="key-1") == UsageTotals(300, 3000, 6000, Decimal(3),
+                                                              900, 1500, 1200)
     assert await ledger.get("gen-7") == await rig.pg.get("gen-7") == records[7]
     assert consumer.last_flush_at > 0 and consumer.last_flush_seconds > 0
     assert ledger.direct_writes == 0
@@ -215,7 +218,7 @@ async def test_what_a_dead_consumer_left_pending_is_claimed_and_written_once(rig
     assert await dying.backlog() == 200
 
     rescuer = await rig.consumer(claim_idle=1.0)
-    await rig.drained(rescuer, bound=15)
+    await rig.drained(rescuer)
     assert await rig.rows() == (200, 200, 200, 200)
     assert rescuer.written == 200 - committed
     assert rescuer.repeated >= committed
@@ -264,7 +267,7 @@ async def test_a_replica_killed_right_after_answering_loses_nothing(rig: Rig) ->
         await replica.wait()
     assert line.startswith(b"appended ")
     rescuer = await rig.consumer(claim_idle=1.0)
-    await rig.drained(rescuer, bound=15)
+    await rig.drained(rescuer)
     assert await rig.rows() == (1000, 1000, 1000, 1000)
 
 
@@ -299,6 +302,19 @@ async def test_an_entry_that_is_not_a_record_is_dead_lettered_and_blocks_nothing
     assert [fields[b"r"] for _, fields in dead] == [b"{not json"]
 
 
+async def test_a_document_written_before_the_cache_write_bucket_is_recorded_with_zero(
+        rig: Rig) -> None:
+    record = generation("gen-old")
+    old = generation_document(record)
+    del old["cache_write_tokens"]  # what a router of the previous release appended
+    stream = rig.layout.stream(rig.layout.shard("gen-old"))
+    await rig.client.xadd(stream, {FIELD: orjson.dumps(old)})
+    consumer = await rig.consumer()
+    await rig.drained(consumer)
+    assert (consumer.written, consumer.dead_lettered) == (1, 0)
+    assert await rig.pg.get("gen-old") == replace(record, cache_write_tokens=0)
+
+
 async def test_postgres_down_for_seconds_loses_nothing(
         postgres_ha_disposable: PostgresHA, redis_cluster: RedisCluster) -> None:  # noqa: F811
     cluster = postgres_ha_disposable
@@ -326,12 +342,12 @@ async def test_a_failover_under_load_loses_and_duplicates_nothing(
         ledger = rig.ledger()
         records = generations(2000)
         load = Load(ledger, records)
-        loading = await load.started(consumers)
+        loading = await load.paused(consumers)
         await asyncio.to_thread(cluster.stop_primary, kill=True)
-        killed_at = load.appended
+        load.resume()  # the other 1,500 are appended while there is no primary, and after
         await asyncio.to_thread(cluster.promote_standby)
         await loading
-        assert killed_at < len(records)  # the primary died mid-load
+        assert load.appended_before_resume == 500  # the primary died mid-load, by construction
         await rig.drained(consumers[0])
         assert await rig.rows() == (2000, 2000, 2000, 2000)
         assert ledger.direct_writes == 0
@@ -339,24 +355,36 @@ async def test_a_failover_under_load_loses_and_duplicates_nothing(
 
 @dataclass
 class Load:
-    """`records` appended 50 at a time, `appended` so far."""
+    """`records` appended 50 at a time; the load stops after `pause_at` of them until the test
+    has done what it wanted done mid-load (killed a server) and calls resume()."""
 
     ledger: StreamLedger
     records: Sequence[GenerationRecord]
+    pause_at: int = 500
     appended: int = 0
+    appended_before_resume: int = -1
+    _at_pause: asyncio.Event = field(default_factory=asyncio.Event)
+    _resumed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def started(self, consumers: Sequence[LedgerConsumer]) -> asyncio.Task[None]:
-        """The load's task, once 500 records are appended and 200 written."""
+    async def paused(self, consumers: Sequence[LedgerConsumer]) -> asyncio.Task[None]:
+        """The load's task, once it has paused at `pause_at` records and the consumers have
+        written 200 of them."""
         loading = asyncio.create_task(self._run())
-        await until(lambda: as_true(self.appended >= 500), 20, "500 records appended")
-        await until(lambda: written_at_least(consumers, 200), 20, "200 records written")
+        await asyncio.wait_for(self._at_pause.wait(), 60)
+        await until(lambda: written_at_least(consumers, 200), 60, "200 records written")
         return loading
+
+    def resume(self) -> None:
+        self.appended_before_resume = self.appended
+        self._resumed.set()
 
     async def _run(self) -> None:
         for start in range(0, len(self.records), 50):
+            if start == self.pause_at:
+                self._at_pause.set()
+                await self._resumed.wait()
             await append_all(self.ledger, self.records[start:start + 50])
             self.appended = start + 50
-            await asyncio.sleep(0.01)
 
 
 async def as_true(value: bool) -> bool:

@@ -80,12 +80,15 @@ async def test_stream_failing_everywhere_early_is_a_plain_502(stack: Stack) -> N
 
 
 @pytest.mark.parametrize("router_overrides", [{"attempt_timeout": 6.0}])
+@pytest.mark.parametrize("gateway_overrides", [{"sse_commit_after": 0.3}])
 async def test_processing_comments_while_waiting_for_the_first_byte(stack: Stack) -> None:
     resp, lines = await stack.stream({"model": "test/slow-only", "messages": HELLO})
     assert resp.status_code == 200
     first_data = next(i for i, line in enumerate(lines) if line.startswith("data:"))
     comments = lines[:first_data]
-    assert len(comments) >= 5  # 3 s of waiting, a comment every 0.2 s after the 0.3 s grace
+    # 3 s of waiting, a comment every 0.2 s after the 0.3 s grace: about 13 on an idle machine,
+    # fewer when the loop is slow; two show that they repeat.
+    assert len(comments) >= 2
     assert set(comments) == {": XROUTER PROCESSING"}
     assert content_of(lines) == "echo: hello there"
 
@@ -117,7 +120,7 @@ async def test_client_disconnect_cancels_the_upstream_request(stack: Stack) -> N
             if seen == 3:
                 break
     # Leaving the block closed the connection: the upstream must see its client go away.
-    for _ in range(100):
+    for _ in range(600):  # up to 30 s on a loaded machine; usually at once
         if stack.upstream.disconnects:
             break
         await asyncio.sleep(0.05)

@@ -31,11 +31,24 @@ class TestUsageLedger:
         record = GenerationRecord(
             id="gen-1", created_at=DAY1 + 12.5, key_id="key-1", account_id="acc-a", model="m/alpha",
             provider="p1", streamed=True, prompt_tokens=11, completion_tokens=22, cached_tokens=3,
-            reasoning_tokens=4, counts_native=False, cost=Decimal("0.00012345"), latency_ms=250,
-            generation_ms=900, finish_reason="length", status="stream_error", attempts=ATTEMPTS)
+            reasoning_tokens=4, cache_write_tokens=5, counts_native=False,
+            cost=Decimal("0.00012345"), latency_ms=250, generation_ms=900, finish_reason="length",
+            status="stream_error", attempts=ATTEMPTS)
         await stores.ledger.record(record)
         assert await stores.ledger.get("gen-1") == record
         assert await stores.ledger.get("gen-2") is None
+
+    async def test_every_usage_bucket_is_summed_apart(self, stores: Stores) -> None:
+        await with_accounts(stores, "acc-a")
+        await stores.ledger.record(replace(generation("gen-1", cost="0.5"), cached_tokens=3,
+                                           cache_write_tokens=2, reasoning_tokens=7))
+        await stores.ledger.record(replace(generation("gen-2", cost="0.25"), cached_tokens=1))
+        expected = UsageTotals(2, 20, 40, Decimal("0.75"), cached_tokens=4, cache_write_tokens=2,
+                               reasoning_tokens=7)
+        assert await stores.ledger.totals(key_id="key-1") == expected
+        rows = await stores.ledger.report(account_id="acc-a", group_by=("model",), since=DAY1,
+                                          until=DAY3)
+        assert [r.totals for r in rows] == [expected]
 
     async def test_a_repeated_record_is_ignored(self, stores: Stores) -> None:
         await with_accounts(stores, "acc-a")

@@ -9,12 +9,12 @@ import pytest
 from xrouter_router.domain.accounting import (
     COST_QUANTUM,
     StreamAccumulator,
-    estimate_prompt,
-    estimate_tokens,
     price,
+    usage,
+    utf8_bound,
 )
 from xrouter_router.domain.catalog import Price
-from xrouter_router.domain.types import ContentPart, Delta, Message, TokenCounts, ToolCall
+from xrouter_router.domain.types import Delta, Message, TokenCounts, ToolCall
 
 
 def test_price_is_exact_in_decimal() -> None:
@@ -45,23 +45,43 @@ def test_price_ignores_cached_and_reasoning_counts() -> None:
     assert format(price(tokens, Price(Decimal("2"), Decimal("3"))), "f") == "5.00000000"
 
 
-@pytest.mark.parametrize(("text", "tokens"), [
-    ("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100), ("x" * 401, 101),
+# 1000 prompt tokens: 500 plain, 300 read from the cache, 200 written to it; 500 completion
+# tokens: 400 plain, 100 of reasoning.
+BUCKETS = TokenCounts(prompt=1000, completion=500, cached=300, cache_write=200, reasoning=100)
+SPLIT = Price(prompt=Decimal(2), completion=Decimal(8), cache_read=Decimal("0.5"),
+              cache_write=Decimal("2.5"), reasoning=Decimal(10))
+
+
+def test_each_bucket_costs_its_own_price() -> None:
+    # (500*2 + 300*0.5 + 200*2.5) + (400*8 + 100*10) = 1650 + 4200 per million
+    assert format(price(BUCKETS, SPLIT), "f") == "0.00585000"
+
+
+def test_unset_bucket_prices_are_the_prompt_and_completion_prices() -> None:
+    plain = Price(Decimal(2), Decimal(8))
+    assert (plain.cache_read_rate, plain.cache_write_rate, plain.reasoning_rate) == (
+        Decimal(2), Decimal(2), Decimal(8))
+    # (1000*2 + 500*8) per million: as if the buckets were not there
+    assert format(price(BUCKETS, plain), "f") == "0.00600000"
+
+
+def test_usage_carries_the_prompt_share_of_the_cost() -> None:
+    priced = usage(BUCKETS, SPLIT)
+    assert (priced.cost, priced.prompt_cost) == (Decimal("0.00585000"), Decimal("0.00165000"))
+    assert priced.capped(Decimal("0.001")).prompt_share == Decimal("0.001")
+
+
+def test_the_ceilings_are_the_dearest_bucket_of_each_side() -> None:
+    assert (SPLIT.prompt_ceiling, SPLIT.completion_ceiling) == (Decimal("2.5"), Decimal(10))
+    cheap_cache = Price(Decimal(2), Decimal(8), cache_read=Decimal(0), reasoning=Decimal(1))
+    assert (cheap_cache.prompt_ceiling, cheap_cache.completion_ceiling) == (Decimal(2), Decimal(8))
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("", 0), ("abc", 3), ("ёж", 4), ("你好", 6), ("😀", 4), ("a\ud800", 4),  # a lone surrogate
 ])
-def test_estimate_tokens_is_a_quarter_of_the_characters_rounded_up(text: str, tokens: int) -> None:
-    assert estimate_tokens(text) == tokens
-
-
-def test_estimate_prompt_adds_four_tokens_of_framing_per_message() -> None:
-    messages = [
-        Message(role="system", content="be brief"),  # 4 + 2
-        Message(role="user", parts=(ContentPart(type="text", text="what is"),
-                                    ContentPart(type="image_url", image_url="https://x/i.png"),
-                                    ContentPart(type="text", text=" this?"))),  # 4 + ceil(13/4)
-        Message(role="assistant", content=None),  # 4 + 0
-    ]
-    assert estimate_prompt(messages) == 6 + 8 + 4
-    assert estimate_prompt([]) == 0
+def test_utf8_bound_is_the_utf8_length(text: str, size: int) -> None:
+    assert utf8_bound(text) == size
 
 
 def test_accumulator_joins_content_per_choice() -> None:

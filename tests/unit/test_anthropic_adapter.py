@@ -225,7 +225,7 @@ def test_parse_message() -> None:
         Message(role="assistant", content="Let me check.", tool_calls=(
             ToolCall(0, "toolu_a", "f", '{"x":[1,2]}'), ToolCall(1, "toolu_b", "g", "{}"))),
         "tool_calls",
-        TokenCounts(prompt=115, completion=20, cached=100, reasoning=4),
+        TokenCounts(prompt=115, completion=20, cached=100, reasoning=4, cache_write=5),
     )
 
 

@@ -279,7 +279,8 @@ def test_a_text_reply_is_an_anthropic_message() -> None:
         "id": "msg_abc", "type": "message", "role": "assistant", "model": "test/echo",
         "content": [{"type": "text", "text": "echo: hi"}],
         "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": 12, "output_tokens": 3, "cache_read_input_tokens": 0},
+        "usage": {"input_tokens": 12, "output_tokens": 3, "cache_read_input_tokens": 0,
+                  "cache_creation_input_tokens": 0},
     }
 
 
@@ -319,7 +320,16 @@ def test_empty_content_gives_no_block_and_cached_tokens_are_cache_reads() -> Non
     usage = pb.Usage(prompt_tokens=100, completion_tokens=1, cached_tokens=60)
     body = orjson.loads(message_json(_reply(pb.Message(content=""), usage=usage), "msg_abc"))
     assert body["content"] == []
-    assert body["usage"] == {"input_tokens": 40, "output_tokens": 1, "cache_read_input_tokens": 60}
+    assert body["usage"] == {"input_tokens": 40, "output_tokens": 1, "cache_read_input_tokens": 60,
+                             "cache_creation_input_tokens": 0}
+
+
+def test_cache_writes_are_apart_from_input_tokens_as_anthropic_counts_them() -> None:
+    usage = pb.Usage(prompt_tokens=100, completion_tokens=1, cached_tokens=60,
+                     cache_write_tokens=30)
+    body = orjson.loads(message_json(_reply(pb.Message(content=""), usage=usage), "msg_abc"))
+    assert body["usage"] == {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 60,
+                             "cache_creation_input_tokens": 30}
 
 
 # ---- errors ------------------------------------------------------------------------------
@@ -328,7 +338,7 @@ ANTHROPIC_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
     403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
     408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
-    500: "api_error", 502: "api_error", 503: "overloaded_error",
+    431: "request_too_large", 500: "api_error", 502: "api_error", 503: "overloaded_error",
 }
 
 
@@ -400,7 +410,8 @@ def test_a_text_stream_is_one_text_block_between_start_and_stop() -> None:
         ("content_block_delta", {"type": "content_block_delta", "index": 0,
                                  "delta": {"type": "text_delta", "text": " hi"}}),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        *_end("end_turn", {"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 4}),
+        *_end("end_turn", {"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 4,
+                           "cache_creation_input_tokens": 0}),
     ]
 
 
@@ -430,7 +441,8 @@ def test_text_then_tool_calls_give_one_block_each() -> None:
         ("content_block_start", {"type": "content_block_start", "index": 2, "content_block": {
             "type": "tool_use", "id": "call_2", "name": "noop", "input": {}}}),
         ("content_block_stop", {"type": "content_block_stop", "index": 2}),
-        *_end("tool_use", {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0}),
+        *_end("tool_use", {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+                           "cache_creation_input_tokens": 0}),
     ]
 
 

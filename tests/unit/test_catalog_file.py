@@ -95,6 +95,17 @@ def _delete(path: str) -> Mutation:
 D0 = "models.0.deployments.0"
 
 
+def test_bucket_prices_are_read_and_default_to_unset() -> None:
+    data = copy.deepcopy(VALID)
+    data["models"][0]["deployments"][0]["price"].update(
+        {"cache_read": "75.25", "cache_write": 190, "reasoning": "1200"})
+    deployment = parse(data, ENV).catalog.resolve("gpt-4o").deployments[0]
+    assert deployment.price == Price(Decimal("150.5"), Decimal(600), cache_read=Decimal("75.25"),
+                                     cache_write=Decimal(190), reasoning=Decimal(1200))
+    unset = parse(VALID, ENV).catalog.resolve("gpt-4o").deployments[0].price
+    assert (unset.cache_read, unset.cache_write, unset.reasoning) == (None, None, None)
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (_delete("providers"), "catalog: [providers] must define at least one provider"),
     (_set("providers", {}), "catalog: [providers] must define at least one provider"),
@@ -135,6 +146,10 @@ D0 = "models.0.deployments.0"
      "catalog: models[0].deployments[0].price.completion must be a decimal number, got 'cheap'"),
     (_set(f"{D0}.price.prompt", "NaN"),
      "catalog: models[0].deployments[0].price.prompt must be a non-negative decimal, got 'NaN'"),
+    (_set(f"{D0}.price.cache_write", "-2"),
+     "catalog: models[0].deployments[0].price.cache_write must be a non-negative decimal, got '-2'"),
+    (_set(f"{D0}.price.reasoning", "lots"),
+     "catalog: models[0].deployments[0].price.reasoning must be a decimal number, got 'lots'"),
     (_set(f"{D0}.price.prompt", float("inf")),
      "catalog: models[0].deployments[0].price.prompt must be a non-negative decimal, got inf"),
     (_set("models.1.aliases", ["gpt-4o"]), "catalog: model id or alias 'gpt-4o' is defined twice"),
@@ -217,7 +232,7 @@ def test_the_default_catalog_is_the_demo_model_alone() -> None:
         (ProviderConfig("demo", "demo", options={"word_delay": 0.02}),), config.catalog)
     (demo,) = config.catalog.models
     assert (demo.id, demo.aliases, demo.price, demo.capabilities) == (
-        "xrouter/demo", ("demo",), Price(), frozenset({"streaming"}))
+        "xrouter/demo", ("demo",), Price(), frozenset({"streaming", "tools", "json_mode"}))
 
 
 def test_a_provider_without_base_url_uses_its_public_default() -> None:

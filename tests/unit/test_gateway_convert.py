@@ -58,7 +58,8 @@ def test_a_body_that_is_not_an_object_is_a_400(body: bytes) -> None:
     ({"model": "", "messages": HI},
      "Invalid request: Expected `str` of length >= 1 (at model)", "model"),
     ({"model": "m", "messages": HI, "provider": {"sortt": "price"}},
-     "Invalid request: Object contains unknown field `sortt` (at provider)", "provider"),
+     "Invalid request: Object contains unknown field `sortt` (at provider.sortt)",
+     "provider.sortt"),
     ({"model": "m", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://x", "detail": "huge"}}]}]},
      "Invalid request: Invalid enum value 'huge' (at messages[0].content[0].image_url.detail)",
@@ -240,7 +241,7 @@ def test_empty_provider_preferences_leave_optional_flags_unset() -> None:
     assert r.HasField("provider") is True
     assert r.provider.HasField("allow_fallbacks") is False
     assert r.provider.HasField("require_parameters") is False
-    assert (r.provider.max_price_prompt, r.provider.max_price_completion) == ("", "3.0")
+    assert (r.provider.max_price_prompt, r.provider.max_price_completion) == ("", "3")
 
 
 def test_a_seed_outside_int64_is_a_400_naming_seed() -> None:
@@ -252,10 +253,13 @@ def test_a_seed_outside_int64_is_a_400_naming_seed() -> None:
 # ---- responses ---------------------------------------------------------------------------
 
 USAGE = pb.Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5, cached_tokens=1,
-                 reasoning_tokens=0, cost="0.0011", estimated=True)
+                 cache_write_tokens=1, reasoning_tokens=1, cost="0.0011", prompt_cost="0.0006",
+                 estimated=True)
 USAGE_JSON = (b'{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"cost":0.0011,'
-              b'"is_estimated":true,"prompt_tokens_details":{"cached_tokens":1},'
-              b'"completion_tokens_details":{"reasoning_tokens":0}}')
+              b'"is_estimated":true,"prompt_tokens_details":{"cached_tokens":1,'
+              b'"cache_write_tokens":1},"completion_tokens_details":{"reasoning_tokens":1},'
+              b'"cost_details":{"upstream_inference_cost":null,'
+              b'"upstream_inference_prompt_cost":0.0006,"upstream_inference_completions_cost":0.0005}}')
 
 
 def test_completion_json_exact_bytes() -> None:
@@ -342,8 +346,11 @@ def test_the_usage_chunk_is_followed_by_done() -> None:
 def test_a_missing_usage_is_written_as_zeros() -> None:
     out = _writer().usage(None)
     assert out.endswith(b'"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,'
-                        b'"cost":0,"is_estimated":false,"prompt_tokens_details":{"cached_tokens":0},'
-                        b'"completion_tokens_details":{"reasoning_tokens":0}}}\n\ndata: [DONE]\n\n')
+                        b'"cost":0,"is_estimated":false,"prompt_tokens_details":{"cached_tokens":0,'
+                        b'"cache_write_tokens":0},"completion_tokens_details":{"reasoning_tokens":0},'
+                        b'"cost_details":{"upstream_inference_cost":null,'
+                        b'"upstream_inference_prompt_cost":0,"upstream_inference_completions_cost":0}'
+                        b'}}\n\ndata: [DONE]\n\n')
 
 
 def test_the_error_chunk_shape() -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from xrouter_common.env import ConfigError
 from xrouter_gateway.__main__ import uvicorn_options
+from xrouter_gateway.http_protocol import ConnectionLimits, protocol_class
 from xrouter_gateway.settings import GatewaySettings
 
 
 def test_the_drain_is_30_seconds_unless_set() -> None:
-    assert uvicorn_options(GatewaySettings.from_env({})) == {
-        "host": "127.0.0.1", "port": 8000, "http": "httptools", "access_log": False,
-        "log_level": "info", "server_header": False, "timeout_graceful_shutdown": 30}
+    defaults = GatewaySettings.from_env({})
+    assert uvicorn_options(defaults) == {
+        "host": "127.0.0.1", "port": 8000, "http": protocol_class(defaults),
+        "access_log": False, "log_level": "info", "server_header": False,
+        "timeout_graceful_shutdown": 30, "proxy_headers": False, "forwarded_allow_ips": []}
     settings = GatewaySettings.from_env({"XROUTER_GATEWAY_DRAIN_SECONDS": "5",
                                          "XROUTER_GATEWAY_PORT": "9000"})
     assert (settings.drain_seconds, settings.port) == (5, 9000)
@@ -23,3 +27,26 @@ def test_the_drain_is_30_seconds_unless_set() -> None:
 def test_a_bad_drain_is_a_configuration_error(value: str) -> None:
     with pytest.raises(ConfigError, match="XROUTER_GATEWAY_DRAIN_SECONDS"):
         GatewaySettings.from_env({"XROUTER_GATEWAY_DRAIN_SECONDS": value})
+
+
+def test_client_limits_have_documented_defaults_and_read_the_environment() -> None:
+    defaults = GatewaySettings.from_env({})
+    assert ConnectionLimits.of(defaults) == ConnectionLimits(20.0, 60.0, 32768, 4096)
+    assert (defaults.auth_failures_per_minute, defaults.auth_throttle_addresses,
+            defaults.trusted_proxies) == (20, 65536, ())
+    assert issubclass(protocol_class(defaults), HttpToolsProtocol)
+    settings = GatewaySettings.from_env({
+        "XROUTER_GATEWAY_HEADER_TIMEOUT": "5", "XROUTER_GATEWAY_BODY_TIMEOUT": "7",
+        "XROUTER_GATEWAY_MAX_HEADER_BYTES": "4096", "XROUTER_GATEWAY_MAX_CONNECTIONS": "9",
+        "XROUTER_GATEWAY_AUTH_FAILURES_PER_MINUTE": "0",
+        "XROUTER_GATEWAY_AUTH_THROTTLE_ADDRESSES": "100",
+        "XROUTER_GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1"})
+    assert ConnectionLimits.of(settings) == ConnectionLimits(5.0, 7.0, 4096, 9)
+    assert (settings.auth_failures_per_minute, settings.auth_throttle_addresses) == (0, 100)
+    assert uvicorn_options(settings)["proxy_headers"] is True
+    assert uvicorn_options(settings)["forwarded_allow_ips"] == ["10.0.0.0/8", "192.0.2.1"]
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match=r"XROUTER_GATEWAY_TRUSTED_PROXIES: 'proxy\.local'"):
+        GatewaySettings.from_env({"XROUTER_GATEWAY_TRUSTED_PROXIES": "10.0.0.1,proxy.local"})

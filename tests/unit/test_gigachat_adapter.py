@@ -194,7 +194,8 @@ def test_parse_text_completion_with_usage() -> None:
     completion = parse_completion("giga", data)
     assert completion.message == Message("assistant", "Hi!")
     assert completion.finish_reason == "stop"
-    assert completion.usage == TokenCounts(prompt=17, completion=10, cached=2)
+    # The 2 cached tokens come on top of the 17 billed ones (total_tokens = 17 + 10).
+    assert completion.usage == TokenCounts(prompt=19, completion=10, cached=2)
 
 
 def test_parse_function_call_completion_generates_an_id_and_a_string() -> None:

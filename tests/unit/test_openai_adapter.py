@@ -168,6 +168,12 @@ COMPLETION = {
 }
 
 
+def test_cache_writes_reported_by_an_openrouter_compatible_upstream_are_kept_apart() -> None:
+    raw = {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
+           "prompt_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 6}}
+    assert parse_usage(raw) == TokenCounts(prompt=19, completion=10, cached=4, cache_write=6)
+
+
 def test_parse_completion() -> None:
     assert parse_completion("up", COMPLETION) == Completion(
         Message(role="assistant", content=None, tool_calls=(

@@ -108,6 +108,17 @@ def test_an_invalid_max_price_is_an_invalid_request(field: str) -> None:
     assert (info.value.message, info.value.param) == (f"{param} must be a decimal number", param)
 
 
+@pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-Infinity", "-1",
+                                   "1e999999999", "1000000000001"])
+def test_a_non_finite_or_out_of_range_max_price_is_an_invalid_request(value: str) -> None:
+    prefs = pb.ProviderPreferences(max_price_prompt=value)
+    with pytest.raises(InvalidRequest) as info:
+        request_from_proto(pb.ChatRequest(model="m", messages=[HI], provider=prefs))
+    assert (info.value.message, info.value.param) == (
+        "provider.max_price.prompt must be a finite decimal from 0 to 1000000000000",
+        "provider.max_price.prompt")
+
+
 @pytest.mark.parametrize(("r", "message", "param"), [
     (pb.ChatRequest(messages=[HI]), "model is required", "model"),
     (pb.ChatRequest(model="m"), "messages must not be empty", "messages"),
@@ -203,7 +214,8 @@ def test_model_to_proto() -> None:
               aliases=("gpt-4o",))
     assert model_to_proto(m) == pb.ModelInfo(
         id="openai/gpt-4o", name="openai/gpt-4o", context_length=8192, max_completion_tokens=1024,
-        price_prompt="0.00015", price_completion="0.0006", providers=["b", "a"],
+        price_prompt="0.00015", price_completion="0.0006", price_cache_read="0.00015",
+        price_cache_write="0.00015", price_reasoning="0.0006", providers=["b", "a"],
         supported_parameters=["max_tokens", "temperature", "top_p", "stop", "seed",
                               "frequency_penalty", "presence_penalty", "tools", "tool_choice",
                               "response_format"],

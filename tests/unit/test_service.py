@@ -22,6 +22,8 @@ from xrouter_router.domain.errors import (
     UpstreamTimeout,
 )
 from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.observe import NullObserver
+from xrouter_router.domain.ports import TokenCounter
 from xrouter_router.domain.service import ChatService, StreamEnd, StreamEvent
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.types import (
@@ -37,6 +39,7 @@ from xrouter_router.domain.types import (
     ToolCall,
     Usage,
 )
+from xrouter_router.providers.tokenizer import Cl100kCounter
 
 KEY = "sk-master-key"
 NOW = 1_764_115_200
@@ -51,9 +54,10 @@ SERVED_A = Served("m", "a", "m@a", NOW)
 SERVED_B = Served("m", "b", "m@b", NOW)
 A_OK = Attempt("m", "a", "m@a", "success", 0)
 B_OK = Attempt("m", "b", "m@b", "success", 0)
-REPORTED = TokenCounts(prompt=1234, completion=56, cached=7, reasoning=3)
-# 1234 * 150.5 / 1e6 + 56 * 300 / 1e6
-REPORTED_COST = Decimal("0.2025170")
+# Plausible for a one-word prompt (at most ten times its byte bound, plus PROMPT_SLACK).
+REPORTED = TokenCounts(prompt=234, completion=56, cached=7, reasoning=3)
+# 234 * 150.5 / 1e6 + 56 * 300 / 1e6
+REPORTED_COST = Decimal("0.0520170")
 
 
 class FakeTime:
@@ -77,6 +81,9 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     return fake
 
 
+TOKENIZER = Cl100kCounter()  # the bundled tokenizer the router estimates with
+
+
 class WordCounter:
     """A TokenCounter that counts words."""
 
@@ -84,15 +91,26 @@ class WordCounter:
         return sum(len(t.split()) for t in texts)
 
 
+class ImplausibleSeen(NullObserver):
+    """Records the implausible usage reports."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def implausible_usage(self, provider: str, reason: str) -> None:
+        self.seen.append((provider, reason))
+
+
 def _service(*providers: FakeProvider, idle: float = 30.0, cat: Catalog = CATALOG,
              stats: InMemoryStats | None = None, wall: Clock | None = None,
-             counter: WordCounter | None = None) -> ChatService:
+             counter: TokenCounter | None = None,
+             observer: NullObserver | None = None) -> ChatService:
     store = InMemoryStats() if stats is None else stats
     wall = wall or Clock(WALL)
     failover = Failover({p.name: p for p in providers}, FailoverPolicy(60.0, 5), store,
                         clock=Clock(), wall=wall)
     return ChatService(cat, failover, MasterKeyAuthenticator(KEY), idle_timeout=idle,
-                       stats=store, wall=wall, counter=counter)
+                       stats=store, wall=wall, counter=counter or TOKENIZER, observer=observer)
 
 
 def _server_error(name: str) -> UpstreamServerError:
@@ -118,9 +136,27 @@ async def test_chat_estimates_usage_when_the_provider_reports_none() -> None:
     answer = Completion(Message(role="assistant", content="hello there"), "stop")
     result = await _service(FakeProvider("a", completion=answer)).chat(
         KEY, request("m", text="hello"), None)
-    # prompt: 4 framing + ceil(5 / 4); completion: ceil(11 / 4)
-    tokens = TokenCounts(prompt=6, completion=3, estimated=True)
-    assert result.usage == Usage(tokens, Decimal("0.00180300"))
+    # cl100k: prompt 4 framing + 1 ("hello"); completion 2 ("hello there")
+    tokens = TokenCounts(prompt=5, completion=2, estimated=True)
+    assert result.usage == Usage(tokens, Decimal("0.00135250"))
+
+
+@pytest.mark.parametrize(("reported", "reason"), [
+    (TokenCounts(prompt=5, completion=-50), "negative count"),
+    (TokenCounts(prompt=5, completion=5000), "completion beyond the deployment's max_completion_tokens"),
+    (TokenCounts(prompt=1_000_000, completion=2), "prompt beyond ten times its byte bound"),
+])
+async def test_counts_that_cannot_be_true_are_a_provider_error_charged_at_the_estimate(
+        reported: TokenCounts, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    answer = Completion(Message(role="assistant", content="hello there"), "stop", reported)
+    seen = ImplausibleSeen()
+    result = await _service(FakeProvider("a", completion=answer), observer=seen).chat(
+        KEY, request("m", text="hello"), None)
+    tokens = TokenCounts(prompt=5, completion=2, estimated=True)  # as if none were reported
+    assert result.usage == Usage(tokens, Decimal("0.00135250"))
+    assert seen.seen == [("a", reason)]
+    assert [r.getMessage() for r in caplog.records if r.name == "xrouter.router.usage"] == [
+        f"provider a reported implausible usage ({reason}): {reported}; charging the estimate"]
 
 
 async def test_chat_estimates_with_the_token_counter_it_was_given() -> None:
@@ -302,20 +338,33 @@ async def test_stream_usage_is_estimated_from_the_joined_text_when_none_is_repor
     call = ToolCall(index=0, id="call_1", name="f", arguments='{"x": 1}')
     a = FakeProvider("a", batches=[StreamBatch((HEL,)), StreamBatch((LO, Delta(tool_calls=(call,))))])
     events = await _events(_service(a), text="abcdefghi")
-    # prompt: 4 + ceil(9 / 4); completion: ceil(len("Hello" + '{"x": 1}') / 4) = ceil(13 / 4)
-    tokens = TokenCounts(prompt=7, completion=4, estimated=True)
-    assert events[-1] == StreamEvent(end=StreamEnd(Usage(tokens, Decimal("0.00225350"))))
+    # cl100k: prompt 4 + 2 ("abcdefghi"); completion 7 ("Hello" + '{"x": 1}')
+    tokens = TokenCounts(prompt=6, completion=7, estimated=True)
+    assert events[-1] == StreamEvent(end=StreamEnd(Usage(tokens, Decimal("0.00300300"))))
+
+
+async def test_streamed_reasoning_is_estimated_with_the_content_when_no_usage_arrives() -> None:
+    think = Delta(role="assistant", reasoning="Let me think about the weather in Moscow.")
+    a = FakeProvider("a", batches=[StreamBatch((think,)), StreamBatch((Delta(content="Sunny."),)),
+                                   StreamBatch((STOP,), done=True)])
+    events = await _events(_service(a))
+    text = "Let me think about the weather in Moscow." + "Sunny."
+    completion = await TOKENIZER.count([text])
+    assert completion == 11  # the reasoning's tokens are billed, not only the content's 3
+    end = events[-1].end
+    assert end is not None and end.usage.tokens == TokenCounts(prompt=5, completion=completion,
+                                                               estimated=True)
 
 
 async def test_an_upstream_error_mid_stream_ends_in_band_with_usage() -> None:
     boom = UpstreamServerError("a failed mid-stream: overloaded", provider="a")
     a = FakeProvider("a", batches=[StreamBatch((HEL,)), StreamBatch((LO,))], stream_error=boom)
     events = await _events(_service(a))
-    tokens = TokenCounts(prompt=6, completion=2, estimated=True)
+    tokens = TokenCounts(prompt=5, completion=1, estimated=True)  # cl100k: "hello", "Hello"
     assert events == [
         StreamEvent(deltas=(HEL,), served=SERVED_A, attempts=(A_OK,)),
         StreamEvent(deltas=(LO,)),
-        StreamEvent(end=StreamEnd(Usage(tokens, Decimal("0.00150300")), error=boom)),
+        StreamEvent(end=StreamEnd(Usage(tokens, Decimal("0.00105250")), error=boom)),
     ]
 
 
@@ -328,7 +377,7 @@ async def test_a_stream_idle_past_the_idle_timeout_ends_with_a_timeout_error() -
     assert isinstance(end.error, UpstreamTimeout)
     assert end.error.message == "a sent nothing for 0.05s"
     assert end.error.metadata == {"provider_name": "a", "reason": "timeout"}
-    assert end.usage.tokens == TokenCounts(prompt=6, completion=1, estimated=True)
+    assert end.usage.tokens == TokenCounts(prompt=5, completion=1, estimated=True)
     assert a.streams_closed == 1
 
 
@@ -391,15 +440,24 @@ async def test_embed_estimates_usage_from_the_inputs_and_prices_it() -> None:
     served, result, usage = await _service(FakeEmbedder("a"), cat=EMBED).embed(KEY, TWO_INPUTS, None)
     assert served == Served("e", "a", "e@a", NOW)
     assert result == VECTORS
-    # ceil(3 / 4) + ceil(3 / 4) tokens at 100 per million
+    # cl100k: 1 + 1 tokens at 100 per million
     assert usage == Usage(TokenCounts(prompt=2, estimated=True), Decimal("0.00020000"))
 
 
 async def test_embed_prices_the_usage_the_provider_reported() -> None:
-    reported = Embeddings(VECTORS.vectors, TokenCounts(prompt=1000))
+    reported = Embeddings(VECTORS.vectors, TokenCounts(prompt=300))
     service = _service(FakeEmbedder("a", embeddings=reported), cat=EMBED)
     _served, _result, usage = await service.embed(KEY, TWO_INPUTS, None)
-    assert usage == Usage(TokenCounts(prompt=1000), Decimal("0.10000000"))
+    assert usage == Usage(TokenCounts(prompt=300), Decimal("0.03000000"))
+
+
+@pytest.mark.parametrize("reported", [TokenCounts(prompt=-5), TokenCounts(prompt=2, completion=1),
+                                      TokenCounts(prompt=10_000)])
+async def test_embed_charges_the_estimate_when_the_provider_reports_what_cannot_be(
+        reported: TokenCounts) -> None:
+    embedder = FakeEmbedder("a", embeddings=Embeddings(VECTORS.vectors, reported))
+    _served, _result, usage = await _service(embedder, cat=EMBED).embed(KEY, TWO_INPUTS, None)
+    assert usage == Usage(TokenCounts(prompt=2, estimated=True), Decimal("0.00020000"))
 
 
 async def test_embed_fails_over_and_skips_an_open_breaker() -> None:

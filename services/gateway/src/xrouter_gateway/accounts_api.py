@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_gateway.chat import api_key, call_metadata, read_body
 from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.guards import decimal_text, validation_error
+from xrouter_gateway.inbound import api_key, call_metadata, read_body
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.settings import GatewaySettings
 
@@ -62,7 +63,9 @@ def key_json(k: pb.KeyInfo) -> dict[str, Any]:
     }
 
 
-class CreateKey(Struct):
+class CreateKey(Struct, forbid_unknown_fields=True):
+    """POST /v1/keys and the origin's POST /v1/auth/key; an unknown field is a 400 naming it."""
+
     name: str | None = None
     label: str | None = None
     tier: Annotated[str, Meta(pattern=r"^[a-z]{2,16}$")] = "free"
@@ -99,10 +102,13 @@ def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body or b"{}", type=kind)
     except msgspec.ValidationError as exc:
-        text, _, path = str(exc).partition(" - at `$.")
-        raise APIError(400, f"Invalid request: {text}", param=path.rstrip("`") or None) from None
+        raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise APIError(400, f"Invalid JSON in request body: {exc}") from None
+
+
+def _limit(value: float | str | None) -> str:
+    return "" if value is None else decimal_text(value, "limit")
 
 
 def _timestamp(value: str | float | None, param: str) -> float | None:
@@ -134,6 +140,7 @@ def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
         "native_tokens_prompt": g.prompt_tokens if g.counts_native else None,
         "native_tokens_completion": g.completion_tokens if g.counts_native else None,
         "native_tokens_cached": g.cached_tokens, "native_tokens_reasoning": g.reasoning_tokens,
+        "native_tokens_cache_write": g.cache_write_tokens,
         "total_cost": _num(g.cost) or 0, "currency": "RUB", "finish_reason": g.finish_reason,
         "status": g.status, "key_id": g.key_id,
         "attempts": [{"provider_name": a.provider, "model": a.model, "deployment": a.deployment,
@@ -177,7 +184,8 @@ class AccountsEndpoints:
     async def top_up(self, request: Request) -> Response:
         req = _decode(await read_body(request, _MAX_BODY), TopUp)
         c = await self._call(request, self._client.accounts.TopUp, pb.TopUpRequest(
-            account_id=req.account_id, amount=str(req.amount), reference=req.reference))
+            account_id=req.account_id, amount=decimal_text(req.amount, "amount", positive=True),
+            reference=req.reference))
         return _json({"data": {"total_credits": _num(c.total_credits) or 0,
                                "total_usage": _num(c.total_usage) or 0,
                                "balance": _num(c.balance) or 0, "currency": "RUB",
@@ -201,7 +209,7 @@ class AccountsEndpoints:
         out = pb.CreateKeyRequest(label=req.label or req.name or "", tier=req.tier,
                                   account_id=req.account_id,
                                   allowed_models=req.allowed_models or [],
-                                  credit_limit="" if req.limit is None else str(req.limit))
+                                  credit_limit=_limit(req.limit))
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires
@@ -237,7 +245,7 @@ class AccountsEndpoints:
         if req.disabled is not None:
             out.disabled = req.disabled
         if "limit" in orjson.loads(body or b"{}"):
-            out.credit_limit = "" if req.limit is None else str(req.limit)
+            out.credit_limit = _limit(req.limit)
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires
@@ -264,6 +272,9 @@ class AccountsEndpoints:
         for r in reply.rows:
             row: dict[str, Any] = {"requests": r.requests, "prompt_tokens": r.prompt_tokens,
                                    "completion_tokens": r.completion_tokens,
+                                   "cached_tokens": r.cached_tokens,
+                                   "cache_write_tokens": r.cache_write_tokens,
+                                   "reasoning_tokens": r.reasoning_tokens,
                                    "cost": _num(r.cost) or 0}
             for group, value in (("day", r.day), ("key", r.key_id), ("model", r.model),
                                  ("provider", r.provider)):

@@ -1,15 +1,13 @@
 """POST /v1/messages: the Anthropic Messages API as an inbound format, for Anthropic-SDK clients.
 
-Auth, body limits, router calls and the SSE commit window work as for /v1/chat/completions; the
+Auth, body limits, router calls and the SSE commit window are inbound.InboundEndpoint's; the
 wire format and every error are Anthropic's (see anthropic_format).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
-import grpc
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,21 +21,17 @@ from xrouter_gateway.anthropic_format import (
     parse_messages,
     to_chat_request,
 )
-from xrouter_gateway.chat import api_key, call_metadata, new_generation_id, read_body
-from xrouter_gateway.convert import ROUTE_HEADER, route_header
-from xrouter_gateway.errors import APIError, from_rpc_error
-from xrouter_gateway.router_client import Metadata, RouterClient
-from xrouter_gateway.settings import GatewaySettings
-from xrouter_gateway.sse import RouterStream, SSEResponse
-
-log = logging.getLogger("xrouter.gateway")
+from xrouter_gateway.errors import APIError
+from xrouter_gateway.guards import header_token
+from xrouter_gateway.inbound import Call, api_key
+from xrouter_gateway.sse import StreamWriter
 
 
 def anthropic_key(request: Request) -> str:
     """`x-api-key` (what the Anthropic SDK sends), else `Authorization: Bearer`."""
     key = request.headers.get("x-api-key", "").strip()
     if key:
-        return key
+        return header_token(key, "x-api-key", 401)
     try:
         return api_key(request)
     except APIError:
@@ -53,51 +47,21 @@ def error_response(err: APIError, headers: Mapping[str, str] | None = None) -> R
                     media_type="application/json")
 
 
-class MessagesEndpoint:
-    def __init__(self, client: RouterClient, settings: GatewaySettings) -> None:
-        self._client = client
-        self._settings = settings
+class MessagesFormat:
+    """The Anthropic Messages API; its own error shape for every failure."""
 
-    async def handle(self, request: Request) -> Response:
-        try:
-            return await self._handle(request)
-        except APIError as exc:
-            return error_response(exc)
-        except Exception:
-            log.exception("unhandled error on %s", request.url.path)
-            return error_response(APIError(500, "Internal error in the gateway"))
+    def key(self, request: Request) -> str:
+        return anthropic_key(request)
 
-    async def _handle(self, request: Request) -> Response:
-        key = anthropic_key(request)
-        req = parse_messages(await read_body(request, self._settings.max_body_bytes))
-        generation_id = new_generation_id()
-        proto = to_chat_request(req, generation_id)
-        metadata = call_metadata(request, key, generation_id)
-        headers = {"X-Generation-Id": generation_id}
-        if req.stream:
-            writer = MessageStreamWriter(message_id(generation_id), req.model)
-            return await self._stream(proto, metadata, writer, headers)  # type: ignore[return-value]
-        try:
-            reply = await self._client.chat(proto, metadata, self._settings.request_timeout)
-            body = message_json(reply, message_id(generation_id))
-        except grpc.aio.AioRpcError as exc:
-            return error_response(from_rpc_error(exc), headers)
-        except APIError as exc:
-            return error_response(exc, headers)
-        headers[ROUTE_HEADER] = route_header(reply.deployment, reply.attempts)
-        return Response(body, headers=headers, media_type="application/json")
+    def parse(self, body: bytes, generation_id: str) -> Call:
+        req = parse_messages(body)
+        return Call(to_chat_request(req, generation_id), req.stream, req.model)
 
-    async def _stream(self, proto: pb.ChatRequest, metadata: Metadata, writer: MessageStreamWriter,
-                      headers: dict[str, str]) -> Response | SSEResponse:
-        s = self._settings
-        stream = RouterStream(self._client, proto, metadata, s.request_timeout)
-        try:
-            first = await stream.first_event(s.sse_commit_after)
-        except grpc.aio.AioRpcError as exc:
-            return error_response(from_rpc_error(exc), headers)
-        except APIError as exc:
-            return error_response(exc, headers)
-        if first is not None:
-            headers[ROUTE_HEADER] = route_header(first.deployment, first.attempts)
-        return SSEResponse(stream, first, writer, s.sse_keepalive, headers)
+    def whole(self, reply: pb.ChatResponse, call: Call) -> bytes:
+        return message_json(reply, message_id(call.request.generation_id))
 
+    def writer(self, call: Call) -> StreamWriter:
+        return MessageStreamWriter(message_id(call.request.generation_id), str(call.context))
+
+    def error(self, err: APIError, headers: dict[str, str]) -> Response:
+        return error_response(err, headers)

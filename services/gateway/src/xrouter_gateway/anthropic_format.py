@@ -13,7 +13,9 @@ import orjson
 from msgspec import Meta, Struct
 
 from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.convert import json_object
 from xrouter_gateway.errors import APIError
+from xrouter_gateway.guards import check_depth, validation_error
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
 
@@ -108,33 +110,15 @@ class MessagesRequest(Struct):
     metadata: Metadata | None = None
 
 
-_DECODE_ERROR_PATH = " - at `$."
-_MISSING = "Object missing required field `"
-
-
-def _validation_error(exc: msgspec.ValidationError) -> APIError:
-    text, _, path = str(exc).partition(_DECODE_ERROR_PATH)
-    path = path.rstrip("`")
-    if text.startswith(_MISSING):
-        field = text[len(_MISSING):].rstrip("`")
-        path = f"{path}.{field}" if path else field
-    param = path or None
-    return APIError(400, f"Invalid request: {text}" + (f" (at {param})" if param else ""),
-                    param=param)
-
-
 def parse_messages(body: bytes) -> MessagesRequest:
     """Decode and validate a Messages request body; raises APIError(400) with the field named."""
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise APIError(400, f"Invalid JSON in request body: {exc.msg} at position {exc.pos}") from None
-    if not isinstance(raw, dict):
-        raise APIError(400, "Request body must be a JSON object")
+    raw = json_object(body)
+    for name, value in raw.items():
+        check_depth(value, name, 2)
     try:
         req = msgspec.convert(raw, MessagesRequest)
     except msgspec.ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise validation_error(exc) from None
     _check(req)
     return req
 
@@ -258,10 +242,12 @@ def stop_reason(finish_reason: str) -> str:
 
 
 def usage_json(u: pb.Usage) -> dict[str, int]:
-    # Anthropic's input_tokens excludes cache reads; OpenAI's prompt_tokens includes them.
-    return {"input_tokens": u.prompt_tokens - u.cached_tokens,
+    # Anthropic's input_tokens excludes cache reads and writes; OpenAI's prompt_tokens includes
+    # them.
+    return {"input_tokens": u.prompt_tokens - u.cached_tokens - u.cache_write_tokens,
             "output_tokens": u.completion_tokens,
-            "cache_read_input_tokens": u.cached_tokens}
+            "cache_read_input_tokens": u.cached_tokens,
+            "cache_creation_input_tokens": u.cache_write_tokens}
 
 
 def _tool_input(call: pb.ToolCall) -> dict[str, Any]:
@@ -301,7 +287,7 @@ ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
     403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
     408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
-    500: "api_error", 502: "api_error", 503: "overloaded_error",
+    431: "request_too_large", 500: "api_error", 502: "api_error", 503: "overloaded_error",
 }
 
 

@@ -21,17 +21,21 @@ from xrouter_common.logs import setup_logging
 from xrouter_common.loop_lag import watch_loop_lag
 from xrouter_common.otel import configure_tracing
 from xrouter_gateway.accounts_api import AccountsEndpoints
-from xrouter_gateway.anthropic_api import MessagesEndpoint
-from xrouter_gateway.chat import ChatEndpoint
+from xrouter_gateway.anthropic_api import MessagesFormat
+from xrouter_gateway.chat import ChatFormat
+from xrouter_gateway.completions_api import CompletionsFormat
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
+from xrouter_gateway.inbound import InboundEndpoint
 from xrouter_gateway.info import InfoEndpoints
 from xrouter_gateway.metrics import ASGIApp, GatewayMetrics, MetricsMiddleware
 from xrouter_gateway.observability import AccessLogMiddleware, TracingMiddleware
 from xrouter_gateway.openapi import build_openapi
+from xrouter_gateway.responses_api import ResponsesFormat
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.routing_api import RoutingEndpoints
 from xrouter_gateway.settings import GatewaySettings
+from xrouter_gateway.throttle import AuthThrottle, FailureTable
 
 log = logging.getLogger("xrouter.gateway")
 
@@ -66,8 +70,10 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         lag.cancel()
         await client.close()
 
-    chat = ChatEndpoint(client, settings)
-    messages = MessagesEndpoint(client, settings)
+    chat = InboundEndpoint(ChatFormat(), client, settings)
+    messages = InboundEndpoint(MessagesFormat(), client, settings)
+    responses = InboundEndpoint(ResponsesFormat(), client, settings)
+    completions = InboundEndpoint(CompletionsFormat(), client, settings)
     embeddings = EmbeddingsEndpoint(client, settings)
     routing = RoutingEndpoints(client, settings)
     accounts = AccountsEndpoints(client, settings)
@@ -80,9 +86,12 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     routes = [
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
         Route("/v1/messages", messages.handle, methods=["POST"]),
+        Route("/v1/responses", responses.handle, methods=["POST"]),
+        Route("/v1/completions", completions.handle, methods=["POST"]),
         Route("/v1/embeddings", embeddings.handle, methods=["POST"]),
         Route("/v1/route/explain", routing.explain, methods=["POST"]),
         Route("/v1/models", info.models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", info.model, methods=["GET"]),
         Route("/v1/key", accounts.key, methods=["GET"]),
         Route("/v1/auth/key", accounts.auth_key, methods=["GET"]),
         Route("/v1/auth/key", accounts.create_auth_key, methods=["POST"]),
@@ -112,6 +121,9 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
                             Exception: _unexpected},
     )
     inner: ASGIApp = app
+    if settings.auth_failures_per_minute > 0:
+        inner = AuthThrottle(inner, FailureTable(settings.auth_failures_per_minute,
+                                                 settings.auth_throttle_addresses))
     if tracer is not None:
         inner = TracingMiddleware(inner, tracer)
     if settings.access_log:

@@ -1,113 +1,32 @@
-"""POST /v1/chat/completions: validate, hand over to a router, answer whole or as SSE."""
+"""POST /v1/chat/completions: the OpenAI/OpenRouter chat format (see inbound.InboundEndpoint)."""
 
 from __future__ import annotations
 
-import os
-
-import grpc
 from starlette.requests import Request
 from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_common.apikeys import is_xrouter_key, well_formed
-from xrouter_common.tracing import child_traceparent
-from xrouter_common.wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
-from xrouter_gateway.convert import (
-    ROUTE_HEADER,
-    ChunkWriter,
-    completion_json,
-    parse_request,
-    rate_limit_headers,
-    route_header,
-    to_proto,
-)
-from xrouter_gateway.errors import APIError, from_rpc_error
-from xrouter_gateway.router_client import Metadata, RouterClient
-from xrouter_gateway.settings import GatewaySettings
-from xrouter_gateway.sse import RouterStream, SSEResponse
+from xrouter_gateway.convert import ChunkWriter, completion_json, parse_request, to_proto
+from xrouter_gateway.errors import APIError
+from xrouter_gateway.inbound import Call, api_key
+from xrouter_gateway.sse import StreamWriter
 
 
-def new_generation_id() -> str:
-    return "gen-" + os.urandom(12).hex()
+class ChatFormat:
+    """OpenAI chat completions, with OpenRouter's additions (models, provider, prompt)."""
 
+    def key(self, request: Request) -> str:
+        return api_key(request)
 
-async def read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise APIError(413, f"Request body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"Request body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def api_key(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'")
-    if is_xrouter_key(token) and not well_formed(token):
-        # A mistyped key: refused here, without a round trip to the router.
-        raise APIError(401, "Invalid API key (the checksum does not match: check for typos)")
-    return token
-
-
-def call_metadata(request: Request, key: str, generation_id: str) -> Metadata:
-    """Metadata of the router call. The traceparent is the gateway span's when tracing is on
-    (set by TracingMiddleware), else a new hop of the client's trace (or a new trace), kept in
-    the request state so that the access log names the same trace."""
-    request_id = request.headers.get("x-request-id") or generation_id
-    state = request.scope.setdefault("state", {})
-    traceparent = state.get("traceparent")
-    if not traceparent:
-        traceparent = state["traceparent"] = child_traceparent(request.headers.get("traceparent"))
-    return (
-        (AUTHORIZATION_KEY, "Bearer " + key),
-        (REQUEST_ID_KEY, request_id[:128]),
-        (TRACEPARENT_KEY, traceparent),
-    )
-
-
-class ChatEndpoint:
-    def __init__(self, client: RouterClient, settings: GatewaySettings) -> None:
-        self._client = client
-        self._settings = settings
-
-    async def handle(self, request: Request) -> Response:
-        key = api_key(request)
-        body = await read_body(request, self._settings.max_body_bytes)
+    def parse(self, body: bytes, generation_id: str) -> Call:
         req, raw = parse_request(body)
-        generation_id = new_generation_id()
-        proto = to_proto(req, raw, generation_id)
-        metadata = call_metadata(request, key, generation_id)
-        headers = {"X-Generation-Id": generation_id}
-        if req.stream:
-            return await self._stream(proto, metadata, headers)  # type: ignore[return-value]
-        try:
-            reply = await self._client.chat(proto, metadata, self._settings.request_timeout)
-        except grpc.aio.AioRpcError as exc:
-            return from_rpc_error(exc).response(headers)
-        headers[ROUTE_HEADER] = route_header(reply.deployment, reply.attempts)
-        if reply.HasField("rate_limit"):
-            rate_limit_headers(reply.rate_limit, headers)
-        return Response(completion_json(reply), headers=headers, media_type="application/json")
+        return Call(to_proto(req, raw, generation_id), req.stream)
 
-    async def _stream(self, proto: pb.ChatRequest, metadata: Metadata,
-                      headers: dict[str, str]) -> Response | SSEResponse:
-        s = self._settings
-        stream = RouterStream(self._client, proto, metadata, s.request_timeout)
-        try:
-            first = await stream.first_event(s.sse_commit_after)
-        except grpc.aio.AioRpcError as exc:
-            return from_rpc_error(exc).response(headers)
-        except APIError as exc:
-            return exc.response(headers)
-        if first is not None:
-            headers[ROUTE_HEADER] = route_header(first.deployment, first.attempts)
-        writer = ChunkWriter(headers["X-Generation-Id"])
-        return SSEResponse(stream, first, writer, s.sse_keepalive, headers)
+    def whole(self, reply: pb.ChatResponse, call: Call) -> bytes:
+        return completion_json(reply)
+
+    def writer(self, call: Call) -> StreamWriter:
+        return ChunkWriter(call.request.generation_id)
+
+    def error(self, err: APIError, headers: dict[str, str]) -> Response:
+        return err.response(headers)

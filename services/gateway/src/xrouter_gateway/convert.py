@@ -4,42 +4,68 @@ SSE events out. No I/O here."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.errors import APIError
-from xrouter_gateway.schemas import TYPED_FIELDS, ChatCompletionRequest, ChatMessage, ContentPart
+from xrouter_gateway.guards import check_depth, decimal_text, validation_error
+from xrouter_gateway.schemas import (
+    TYPED_FIELDS,
+    ChatCompletionRequest,
+    ChatMessage,
+    ContentPart,
+    ProviderPreferences,
+)
 
-_DECODE_ERROR_PATH = " - at `$."
-
-
-def _validation_error(exc: msgspec.ValidationError) -> APIError:
-    text = str(exc)
-    param = None
-    if _DECODE_ERROR_PATH in text:
-        text, _, path = text.partition(_DECODE_ERROR_PATH)
-        param = path.rstrip("`")
-    return APIError(400, f"Invalid request: {text}" + (f" (at {param})" if param else ""),
-                    param=param)
+T = TypeVar("T")
 
 
-def parse_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
-    """Decode and validate a chat request body; raises APIError(400) with the field named."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object; raises APIError(400) saying what is wrong."""
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise APIError(400, f"Invalid JSON in request body: {exc.msg} at position {exc.pos}") from None
     if not isinstance(raw, dict):
         raise APIError(400, "Request body must be a JSON object")
+    return raw
+
+
+def typed(raw: dict[str, Any], schema: type[T]) -> T:
+    """`raw` validated as `schema` in one msgspec pass; a 400 naming the field otherwise."""
     try:
-        req = msgspec.convert(raw, ChatCompletionRequest)
+        return msgspec.convert(raw, schema)
     except msgspec.ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise validation_error(exc) from None
+
+
+def parse_request(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """Decode and validate a chat request body; raises APIError(400) with the field named."""
+    raw = json_object(body)
+    req = typed(raw, ChatCompletionRequest)
     _check(req)
+    _check_forwarded(req, raw)
     return req, raw
+
+
+def _check_forwarded(req: ChatCompletionRequest, raw: dict[str, Any]) -> None:
+    """Depth of the free-form JSON that travels on as raw JSON (typed fields are bounded by
+    the schema; unknown keys inside typed objects are dropped, not forwarded)."""
+    for name, value in raw.items():
+        if name not in TYPED_FIELDS or name in ("tool_choice", "response_format"):
+            check_depth(value, name, 2)
+    for i, tool in enumerate(raw.get("tools") or ()):
+        check_depth(tool, f"tools[{i}]", 3)
+    for i, m in enumerate(req.messages or ()):
+        if isinstance(m.content, list):
+            parts = raw["messages"][i]["content"]
+            for j, part in enumerate(m.content):
+                if part.type not in ("text", "image_url"):
+                    check_depth(parts[j], f"messages[{i}].content[{j}]", 5)
 
 
 def _check(req: ChatCompletionRequest) -> None:
@@ -101,10 +127,8 @@ def _message(m: ChatMessage, raw: dict[str, Any]) -> pb.Message:
     return out
 
 
-def _provider(req: ChatCompletionRequest) -> pb.ProviderPreferences | None:
-    p = req.provider
-    if p is None:
-        return None
+def provider_to_proto(p: ProviderPreferences) -> pb.ProviderPreferences:
+    """OpenRouter's `provider` preferences, for every inbound format that takes them."""
     out = pb.ProviderPreferences(order=p.order or [], only=p.only or [], ignore=p.ignore or [],
                                  data_collection=p.data_collection or "", sort=p.sort or "")
     if p.allow_fallbacks is not None:
@@ -112,9 +136,10 @@ def _provider(req: ChatCompletionRequest) -> pb.ProviderPreferences | None:
     if p.require_parameters is not None:
         out.require_parameters = p.require_parameters
     if p.max_price is not None:
-        out.max_price_prompt = "" if p.max_price.prompt is None else str(p.max_price.prompt)
-        out.max_price_completion = ("" if p.max_price.completion is None
-                                    else str(p.max_price.completion))
+        prices = {name: "" if value is None else decimal_text(value, f"provider.max_price.{name}")
+                  for name, value in msgspec.structs.asdict(p.max_price).items()}
+        out.max_price_prompt = prices["prompt"]
+        out.max_price_completion = prices["completion"]
     return out
 
 
@@ -150,9 +175,8 @@ def to_proto(req: ChatCompletionRequest, raw: dict[str, Any], generation_id: str
         out.tool_choice_json = orjson.dumps(raw["tool_choice"])
     if req.response_format is not None:
         out.response_format_json = orjson.dumps(raw["response_format"])
-    provider = _provider(req)
-    if provider is not None:
-        out.provider.CopyFrom(provider)
+    if req.provider is not None:
+        out.provider.CopyFrom(provider_to_proto(req.provider))
     extra = {k: v for k, v in raw.items() if k not in TYPED_FIELDS}
     if extra:
         out.extra_json = orjson.dumps(extra)
@@ -186,9 +210,25 @@ def usage_json(u: pb.Usage) -> dict[str, Any]:
         # The exact decimal the router computed, written as a JSON number without float rounding.
         "cost": orjson.Fragment(u.cost or "0"),
         "is_estimated": u.estimated,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens,
+                                  "cache_write_tokens": u.cache_write_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "cost_details": _cost_details(u),
     }
+
+
+def _cost_details(u: pb.Usage) -> dict[str, Any]:
+    """OpenRouter's cost_details: what the prompt's and the completion's buckets cost (exact
+    decimals, summing to `cost`); upstream_inference_cost is for BYOK, which XRouter has not."""
+    cost = Decimal(u.cost or "0")
+    prompt = Decimal(u.prompt_cost or "0")
+    return {"upstream_inference_cost": None,
+            "upstream_inference_prompt_cost": orjson.Fragment(_plain(prompt)),
+            "upstream_inference_completions_cost": orjson.Fragment(_plain(cost - prompt))}
+
+
+def _plain(amount: Decimal) -> str:
+    return format(amount.normalize(), "f") if amount else "0"
 
 
 def _tool_calls_json(calls: Any, with_index: bool) -> list[dict[str, Any]]:
@@ -208,6 +248,8 @@ def completion_json(r: pb.ChatResponse) -> bytes:
         m = ch.message
         message: dict[str, Any] = {"role": m.role or "assistant",
                                    "content": m.content if m.HasField("content") else None}
+        if m.HasField("reasoning"):
+            message["reasoning"] = m.reasoning
         if m.tool_calls:
             message["tool_calls"] = _tool_calls_json(m.tool_calls, with_index=False)
         choices.append({"index": ch.index, "message": message,

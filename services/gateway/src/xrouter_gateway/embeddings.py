@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_gateway.chat import api_key, call_metadata, new_generation_id, read_body
 from xrouter_gateway.convert import usage_json
 from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.guards import validation_error
+from xrouter_gateway.inbound import api_key, call_metadata, new_generation_id, read_body
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.settings import GatewaySettings
 
@@ -35,9 +36,7 @@ def parse(body: bytes) -> EmbeddingRequest:
     try:
         return msgspec.json.decode(body, type=EmbeddingRequest)
     except msgspec.ValidationError as exc:
-        text, _, path = str(exc).partition(" - at `$.")
-        param = path.rstrip("`") or None
-        raise APIError(400, f"Invalid request: {text}", param=param) from None
+        raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise APIError(400, f"Invalid JSON in request body: {exc}") from None
 

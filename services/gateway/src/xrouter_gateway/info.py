@@ -26,6 +26,8 @@ def model_json(m: pb.ModelInfo) -> dict[str, Any]:
     inputs = list(m.input_modalities) or ["text"]
     return {
         "id": m.id,
+        "object": "model",  # OpenAI's SDKs: models.list / models.retrieve
+        "owned_by": m.providers[0] if m.providers else "xrouter",
         "name": m.name,
         "created": m.created,
         "description": m.description,
@@ -34,7 +36,11 @@ def model_json(m: pb.ModelInfo) -> dict[str, Any]:
                          "output_modalities": ["text"], "tokenizer": "Other",
                          "instruct_type": None},
         "pricing": {"prompt": m.price_prompt, "completion": m.price_completion,
-                    "request": "0", "image": "0", "currency": "RUB"},
+                    "request": "0", "image": "0",
+                    "input_cache_read": m.price_cache_read or m.price_prompt,
+                    "input_cache_write": m.price_cache_write or m.price_prompt,
+                    "internal_reasoning": m.price_reasoning or m.price_completion,
+                    "currency": "RUB"},
         "top_provider": {"context_length": m.context_length,
                          "max_completion_tokens": m.max_completion_tokens,
                          "is_moderated": False},
@@ -59,7 +65,19 @@ class InfoEndpoints:
             raise from_rpc_error(exc) from None
         data = [model_json(m) for m in reply.models
                 if wanted <= set(m.supported_parameters)]
-        return json_response({"data": data})
+        return json_response({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        """OpenAI's models.retrieve: one model by its id or an alias (ids contain '/')."""
+        wanted = request.path_params["model_id"]
+        try:
+            reply = await self._client.list_models("", _PROBE_TIMEOUT * 5)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        for m in reply.models:
+            if wanted == m.id or wanted in m.aliases:
+                return json_response(model_json(m))
+        raise APIError(404, f"Model '{wanted}' is not in the catalog", param="model")
 
     async def health(self, request: Request) -> Response:
         providers: dict[str, str] = {}

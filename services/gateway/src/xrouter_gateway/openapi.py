@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from xrouter_gateway.completions_api import CompletionRequest
+from xrouter_gateway.responses_request import ResponsesRequest
 from xrouter_gateway.schemas import request_json_schema
 
 _ERROR = {
@@ -82,10 +86,47 @@ def _accounts_paths() -> dict[str, Any]:
     }
 
 
+def _inbound_paths(components: dict[str, Any]) -> dict[str, Any]:
+    """The Responses API, legacy completions and models.retrieve; their request schemas join
+    `components`."""
+    (responses, completions), more = msgspec.json.schema_components(
+        [ResponsesRequest, CompletionRequest], ref_template="#/components/schemas/{name}")
+    components.update(more)
+    everything = (400, 401, 402, 403, 404, 408, 413, 429, 500, 502, 503)
+
+    def post(summary: str, body: dict[str, Any], answer: str) -> dict[str, Any]:
+        return {"post": {
+            "summary": summary, "security": [{"bearer": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": {"description": answer,
+                                  "headers": {"X-Generation-Id": {"schema": {"type": "string"}}},
+                                  "content": {"application/json": {"schema": {"type": "object"}},
+                                              "text/event-stream": {"schema": {"type": "string"}}}},
+                          **_errors(*everything)}}}
+
+    return {
+        "/v1/responses": post(
+            "The OpenAI Responses API, stateless (previous_response_id and store: true are a "
+            "400); stream=true for its typed events", responses,
+            "A `response` object, or an SSE stream of response.* events ending in "
+            "response.completed, response.incomplete or response.failed"),
+        "/v1/completions": post(
+            "Legacy completions (a prompt in, text choices out)", completions,
+            "A text_completion object, or an SSE stream of them ending in data: [DONE]"),
+        "/v1/models/{model_id}": {"get": {
+            "summary": "One model by id or alias (OpenAI's models.retrieve; ids contain '/')",
+            "parameters": [{"name": "model_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": _json("a model (OpenRouter shape, object: model)"),
+                          **_errors(404, 502, 503)}}},
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     schema = request_json_schema()
     components = dict(schema["components"])
     components["Error"] = _ERROR
+    inbound = _inbound_paths(components)
     chat = {
         "post": {
             "summary": "Create a chat completion (OpenAI-compatible; stream=true for SSE)",
@@ -98,7 +139,7 @@ def build_openapi() -> dict[str, Any]:
                         "headers": {"X-Generation-Id": {"schema": {"type": "string"}}},
                         "content": {"application/json": {"schema": {"type": "object"}},
                                     "text/event-stream": {"schema": {"type": "string"}}}},
-                **_errors(400, 401, 402, 403, 404, 408, 413, 429, 500, 502, 503),
+                **_errors(400, 401, 402, 403, 404, 408, 413, 429, 431, 500, 502, 503),
             },
         }
     }
@@ -132,7 +173,7 @@ def build_openapi() -> dict[str, Any]:
                                    "encoding_format": {"enum": ["float", "base64"]},
                                    "dimensions": {"type": "integer"}, "user": {"type": "string"}}}}}},
                 "responses": {"200": _json("{object: list, data: [embedding], model, usage}"),
-                              **_errors(400, 401, 402, 404, 408, 413, 429, 502, 503)}}},
+                              **_errors(400, 401, 402, 404, 408, 413, 429, 431, 502, 503)}}},
             "/v1/route/explain": {"post": {
                 "summary": "Dry-run routing for a chat request: every candidate, the filter that "
                            "removed it or its score, and the order the next request would try",
@@ -162,6 +203,7 @@ def build_openapi() -> dict[str, Any]:
                                    "responses": {"200": _json("{data: [model]}"),
                                                  **_errors(502, 503)}}},
             **_accounts_paths(),
+            **inbound,
             "/health": {"get": {"summary": "Component health",
                                 "responses": {"200": _json("healthy or degraded"),
                                               "503": _json("unhealthy")}}},

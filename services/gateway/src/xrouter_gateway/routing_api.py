@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_gateway.chat import api_key, call_metadata, read_body
 from xrouter_gateway.convert import parse_request, to_proto
 from xrouter_gateway.errors import APIError, from_rpc_error
+from xrouter_gateway.inbound import api_key, call_metadata, read_body
 from xrouter_gateway.info import json_response
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.settings import GatewaySettings

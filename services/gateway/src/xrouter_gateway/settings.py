@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from xrouter_common.env import env_bool, env_float, env_int, env_str
+from xrouter_common.env import ConfigError, env_bool, env_float, env_int, env_str
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks, checked at startup."""
+    out = tuple(part.strip() for part in text.split(",") if part.strip())
+    for item in out:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"XROUTER_GATEWAY_TRUSTED_PROXIES: {item!r} is not an IP address "
+                              "or network") from None
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +34,14 @@ class GatewaySettings:
     workers: int = 1
     access_log: bool = True
     drain_seconds: int = 30
+    # Slow and abusive clients (see docs/configuration.md, "Hostile clients").
+    header_timeout: float = 20.0
+    body_timeout: float = 60.0
+    max_header_bytes: int = 32 * 1024
+    max_connections: int = 4096
+    auth_failures_per_minute: int = 20
+    auth_throttle_addresses: int = 65536
+    trusted_proxies: tuple[str, ...] = field(default=())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -36,4 +57,13 @@ class GatewaySettings:
             workers=env_int("XROUTER_GATEWAY_WORKERS", 1, env, minimum=1),
             access_log=env_bool("XROUTER_ACCESS_LOG", True, env),
             drain_seconds=env_int("XROUTER_GATEWAY_DRAIN_SECONDS", 30, env, minimum=0),
+            header_timeout=env_float("XROUTER_GATEWAY_HEADER_TIMEOUT", 20.0, env, minimum=0.1),
+            body_timeout=env_float("XROUTER_GATEWAY_BODY_TIMEOUT", 60.0, env, minimum=0.1),
+            max_header_bytes=env_int("XROUTER_GATEWAY_MAX_HEADER_BYTES", 32 * 1024, env,
+                                     minimum=1024),
+            max_connections=env_int("XROUTER_GATEWAY_MAX_CONNECTIONS", 4096, env, minimum=1),
+            auth_failures_per_minute=env_int("XROUTER_GATEWAY_AUTH_FAILURES_PER_MINUTE", 20, env),
+            auth_throttle_addresses=env_int("XROUTER_GATEWAY_AUTH_THROTTLE_ADDRESSES", 65536,
+                                            env, minimum=16),
+            trusted_proxies=_networks(env_str("XROUTER_GATEWAY_TRUSTED_PROXIES", "", env)),
         )

@@ -134,6 +134,18 @@ def _model(i: int, spec: Any, providers: set[str], where: str) -> Model:
     )
 
 
+def _price(table: dict[str, Any], here: str) -> Price:
+    """prompt and completion (0 when left out); cache_read, cache_write and reasoning default to
+    the prompt / completion price (None) when left out."""
+    def optional(name: str) -> Decimal | None:
+        return None if table.get(name) is None else _decimal(table[name], f"{here}.{name}")
+
+    return Price(_decimal(table.get("prompt", 0), f"{here}.prompt"),
+                 _decimal(table.get("completion", 0), f"{here}.completion"),
+                 cache_read=optional("cache_read"), cache_write=optional("cache_write"),
+                 reasoning=optional("reasoning"))
+
+
 def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Deployment:
     if not isinstance(spec, dict):
         raise ConfigError(f"{here} must be a table")
@@ -148,8 +160,7 @@ def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Dep
         id=str(spec.get("id", f"{model_id}@{provider}")),
         provider=str(provider),
         upstream_model=str(spec.get("upstream_model", model_id)),
-        price=Price(_decimal(price.get("prompt", 0), f"{here}.price.prompt"),
-                    _decimal(price.get("completion", 0), f"{here}.price.completion")),
+        price=_price(price, f"{here}.price"),
         context_length=_int(spec.get("context_length", 8192), f"{here}.context_length", 1),
         max_completion_tokens=_int(spec.get("max_completion_tokens", 4096),
                                    f"{here}.max_completion_tokens", 1),

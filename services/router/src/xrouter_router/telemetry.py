@@ -43,6 +43,10 @@ class RouterMetrics:
         self.cost = Counter(
             "xrouter_router_cost_rub_total", "Cost of generations in RUB", ["model", "provider"],
             registry=registry)
+        self.implausible = Counter(
+            "xrouter_router_implausible_usage_total",
+            "Provider-reported token counts that could not be true (the estimate was charged)",
+            ["provider"], registry=registry)
         self.loop_lag = Gauge(
             "xrouter_router_event_loop_lag_seconds", "How late the event loop wakes up",
             registry=registry)
@@ -62,8 +66,12 @@ class RouterMetrics:
         t = usage.tokens
         source = "estimated" if t.estimated else "native"
         for kind, count in (("prompt", t.prompt), ("completion", t.completion),
-                            ("cached", t.cached), ("reasoning", t.reasoning)):
+                            ("cached", t.cached), ("cache_write", t.cache_write),
+                            ("reasoning", t.reasoning)):
             if count:
                 self.tokens.labels(model, provider, kind, source).inc(count)
         if usage.cost:
             self.cost.labels(model, provider).inc(float(usage.cost))
+
+    def implausible_usage(self, provider: str, reason: str) -> None:
+        self.implausible.labels(provider).inc()

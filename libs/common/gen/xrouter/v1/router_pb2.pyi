@@ -522,6 +522,7 @@ class GenerationInfo(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created_at: _builtins.float
     key_id: _builtins.str
@@ -538,6 +539,7 @@ class GenerationInfo(_message.Message):
     generation_ms: _builtins.int
     finish_reason: _builtins.str
     status: _builtins.str
+    cache_write_tokens: _builtins.int
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptInfo]: ...
     def __init__(
@@ -560,10 +562,11 @@ class GenerationInfo(_message.Message):
         finish_reason: _builtins.str = ...,
         status: _builtins.str = ...,
         attempts: _abc.Iterable[Global___AttemptInfo] | None = ...,
+        cache_write_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "generation_ms", b"generation_ms", "id", b"id", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "generation_ms", b"generation_ms", "id", b"id", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -612,6 +615,9 @@ class UsageRow(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    CACHED_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     key_id: _builtins.str
     model: _builtins.str
@@ -620,6 +626,10 @@ class UsageRow(_message.Message):
     prompt_tokens: _builtins.int
     completion_tokens: _builtins.int
     cost: _builtins.str
+    cached_tokens: _builtins.int
+    """The buckets inside prompt_tokens (cache reads, cache writes) and completion_tokens (reasoning)."""
+    cache_write_tokens: _builtins.int
+    reasoning_tokens: _builtins.int
     def __init__(
         self,
         *,
@@ -631,10 +641,13 @@ class UsageRow(_message.Message):
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
         cost: _builtins.str = ...,
+        cached_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "cost", b"cost", "day", b"day", "key_id", b"key_id", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "day", b"day", "key_id", b"key_id", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "requests", b"requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -785,11 +798,14 @@ class Message(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     content: _builtins.str
     """Plain text content. Unset when the message has `parts` or no content at all."""
     name: _builtins.str
     tool_call_id: _builtins.str
+    reasoning: _builtins.str
+    """The reasoning of an answer, where the model shows it (never sent upstream)."""
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentPart]:
         """Set when the client sent content as an array of parts."""
@@ -805,14 +821,20 @@ class Message(_message.Message):
         name: _builtins.str = ...,
         tool_call_id: _builtins.str = ...,
         tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        reasoning: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "content", b"content"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "content", b"content", "reasoning", b"reasoning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "content", b"content", "name", b"name", "parts", b"parts", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "content", b"content", "name", b"name", "parts", b"parts", "reasoning", b"reasoning", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__content: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
     _WhichOneofArgType__content: _TypeAlias = _typing.Literal["_content", b"_content"]  # noqa: Y015
+    _WhichOneofReturnType__reasoning: _TypeAlias = _typing.Literal["reasoning"]  # noqa: Y015
+    _WhichOneofArgType__reasoning: _TypeAlias = _typing.Literal["_reasoning", b"_reasoning"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__content) -> _WhichOneofReturnType__content | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reasoning) -> _WhichOneofReturnType__reasoning | None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
 
@@ -973,6 +995,8 @@ class Usage(_message.Message):
     REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
     ESTIMATED_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    PROMPT_COST_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     completion_tokens: _builtins.int
     total_tokens: _builtins.int
@@ -982,6 +1006,10 @@ class Usage(_message.Message):
     """Exact decimal string, RUB."""
     estimated: _builtins.bool
     """True when counts were estimated locally (the provider sent none)."""
+    cache_write_tokens: _builtins.int
+    """Prompt tokens written to the provider's cache (part of prompt_tokens, as cached_tokens are)."""
+    prompt_cost: _builtins.str
+    """The part of `cost` the prompt's buckets (plain, cache read, cache write) cost; exact decimal."""
     def __init__(
         self,
         *,
@@ -992,10 +1020,12 @@ class Usage(_message.Message):
         reasoning_tokens: _builtins.int = ...,
         cost: _builtins.str = ...,
         estimated: _builtins.bool = ...,
+        cache_write_tokens: _builtins.int = ...,
+        prompt_cost: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "estimated", b"estimated", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "estimated", b"estimated", "prompt_cost", b"prompt_cost", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1326,6 +1356,9 @@ class ModelInfo(_message.Message):
     SUPPORTED_PARAMETERS_FIELD_NUMBER: _builtins.int
     INPUT_MODALITIES_FIELD_NUMBER: _builtins.int
     ALIASES_FIELD_NUMBER: _builtins.int
+    PRICE_CACHE_READ_FIELD_NUMBER: _builtins.int
+    PRICE_CACHE_WRITE_FIELD_NUMBER: _builtins.int
+    PRICE_REASONING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -1335,6 +1368,12 @@ class ModelInfo(_message.Message):
     price_prompt: _builtins.str
     """Decimal strings, RUB per token."""
     price_completion: _builtins.str
+    price_cache_read: _builtins.str
+    """The bucket prices in effect (Decimal strings, RUB per token): cache reads and writes default
+    to price_prompt, reasoning to price_completion.
+    """
+    price_cache_write: _builtins.str
+    price_reasoning: _builtins.str
     @_builtins.property
     def providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -1358,10 +1397,13 @@ class ModelInfo(_message.Message):
         supported_parameters: _abc.Iterable[_builtins.str] | None = ...,
         input_modalities: _abc.Iterable[_builtins.str] | None = ...,
         aliases: _abc.Iterable[_builtins.str] | None = ...,
+        price_cache_read: _builtins.str = ...,
+        price_cache_write: _builtins.str = ...,
+        price_reasoning: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "context_length", b"context_length", "created", b"created", "description", b"description", "id", b"id", "input_modalities", b"input_modalities", "max_completion_tokens", b"max_completion_tokens", "name", b"name", "price_completion", b"price_completion", "price_prompt", b"price_prompt", "providers", b"providers", "supported_parameters", b"supported_parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "context_length", b"context_length", "created", b"created", "description", b"description", "id", b"id", "input_modalities", b"input_modalities", "max_completion_tokens", b"max_completion_tokens", "name", b"name", "price_cache_read", b"price_cache_read", "price_cache_write", b"price_cache_write", "price_completion", b"price_completion", "price_prompt", b"price_prompt", "price_reasoning", b"price_reasoning", "providers", b"providers", "supported_parameters", b"supported_parameters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -99,14 +99,19 @@ class Admission:
 
 
 def prompt_bound(request: ChatRequest) -> int:
-    """An upper bound of the prompt's tokens for the reservation, from its length alone: no
-    tokenizer on the hot path. Tokenizers give well over 2 characters per token for Russian
-    and English text; images and tool schemas get a fixed allowance."""
-    chars = sum(len(m.text()) + len(m.name) + sum(len(c.arguments) for c in m.tool_calls)
+    """An upper bound of the prompt's tokens for the reservation, from its UTF-8 length alone
+    (no tokenizer on the hot path): a token is at least one byte in any script, where a
+    character ratio undercounts Chinese, emoji or, at 4 characters a token, Russian. Role
+    markers add MESSAGE_OVERHEAD a message; each image gets a fixed allowance."""
+    size = accounting.utf8_bound
+    total = sum(size(m.text()) + size(m.name)
+                + sum(size(c.name) + size(c.arguments) for c in m.tool_calls)
                 for m in request.messages)
-    chars += sum(len(t.parameters_json) + len(t.description) for t in request.tools)
+    total += sum(size(t.name) + size(t.description) + len(t.parameters_json)
+                 for t in request.tools)
+    total += len(request.response_format_json) + len(request.tool_choice_json)
     images = sum(1 for m in request.messages for p in m.parts if p.type == "image_url")
-    return (chars + 1) // 2 + accounting.MESSAGE_OVERHEAD * len(request.messages) + 1500 * images
+    return total + accounting.MESSAGE_OVERHEAD * len(request.messages) + 1500 * images
 
 
 def chat_bill(request: ChatRequest, *, stream: bool) -> Bill:
@@ -117,14 +122,15 @@ def chat_bill(request: ChatRequest, *, stream: bool) -> Bill:
 def embedding_bill(request: EmbeddingRequest, generation_id: str) -> Bill:
     """Embeddings read their input and write nothing: a byte-level tokenizer never makes more
     tokens than the text has UTF-8 bytes (whatever its script), plus one per input."""
-    tokens = sum(len(text.encode()) + 1 for text in request.inputs)
+    tokens = sum(accounting.utf8_bound(text) + 1 for text in request.inputs)
     return Bill(generation_id, request.model, tokens, 0, False)
 
 
 def worst_price(deployments: Sequence[Deployment]) -> Price:
-    """The dearest prompt and completion prices among the deployments that may serve."""
-    return Price(max(d.price.prompt for d in deployments),
-                 max(d.price.completion for d in deployments))
+    """The dearest prompt-side and completion-side prices (any bucket) among the deployments
+    that may serve: a reservation charges every token at them."""
+    return Price(max(d.price.prompt_ceiling for d in deployments),
+                 max(d.price.completion_ceiling for d in deployments))
 
 
 def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
@@ -262,6 +268,7 @@ class Billing:
             completion_tokens=tokens.completion if tokens else 0,
             cached_tokens=tokens.cached if tokens else 0,
             reasoning_tokens=tokens.reasoning if tokens else 0,
+            cache_write_tokens=tokens.cache_write if tokens else 0,
             counts_native=bool(tokens and not tokens.estimated), cost=cost,
             latency_ms=outcome.latency_ms,
             generation_ms=int((self._wall() - admission.started) * 1000),

@@ -14,10 +14,36 @@ CAPABILITIES = frozenset({"tools", "json_mode", "vision", "streaming", "embeddin
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """RUB per one million tokens."""
+    """RUB per one million tokens of each usage bucket. Cache reads and writes cost the prompt
+    price and reasoning the completion price unless set (None)."""
 
     prompt: Decimal = Decimal(0)
     completion: Decimal = Decimal(0)
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
+    reasoning: Decimal | None = None
+
+    @property
+    def cache_read_rate(self) -> Decimal:
+        return self.prompt if self.cache_read is None else self.cache_read
+
+    @property
+    def cache_write_rate(self) -> Decimal:
+        return self.prompt if self.cache_write is None else self.cache_write
+
+    @property
+    def reasoning_rate(self) -> Decimal:
+        return self.completion if self.reasoning is None else self.reasoning
+
+    @property
+    def prompt_ceiling(self) -> Decimal:
+        """The dearest price a prompt token can have (a cache write may cost more than a plain
+        prompt token): what reservations charge each prompt token."""
+        return max(self.prompt, self.cache_read_rate, self.cache_write_rate)
+
+    @property
+    def completion_ceiling(self) -> Decimal:
+        return max(self.completion, self.reasoning_rate)
 
 
 @dataclass(frozen=True, slots=True)

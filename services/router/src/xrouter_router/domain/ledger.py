@@ -36,6 +36,8 @@ class GenerationRecord:
     generation_ms: int
     finish_reason: str
     status: str  # success | stream_error | error kind
+    # Prompt tokens written to the provider's cache (part of prompt_tokens, as cached_tokens are).
+    cache_write_tokens: int = 0
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
 
 
@@ -51,6 +53,10 @@ class UsageTotals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: Decimal = Decimal(0)
+    # The prompt's cache reads and writes and the completion's reasoning (parts of the above).
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,9 @@ class Observer(Protocol):
                    attempts: int, usage: Usage | None) -> None:
         """A request ended: outcome success, stream_error, or the error kind."""
 
+    def implausible_usage(self, provider: str, reason: str) -> None:
+        """A provider reported counts that cannot be true; the estimate was charged instead."""
+
 
 class NullObserver:
     def attempt(self, deployment: Deployment, outcome: str, seconds: float, health: str) -> None:
@@ -26,6 +29,9 @@ class NullObserver:
 
     def generation(self, model: str, provider: str, *, outcome: str, streamed: bool,
                    attempts: int, usage: Usage | None) -> None:
+        return None
+
+    def implausible_usage(self, provider: str, reason: str) -> None:
         return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -16,6 +17,7 @@ from xrouter_router.domain.billing import (
     Unbilled,
     chat_bill,
     embedding_bill,
+    prompt_bound,
 )
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.errors import (
@@ -46,6 +48,7 @@ from xrouter_router.domain.types import (
 )
 
 MIN_THROUGHPUT_WINDOW = 0.05
+log = logging.getLogger("xrouter.router.usage")
 
 
 class BudgetExhausted(XRouterError):
@@ -97,7 +100,7 @@ class ChatService:
         self._idle_timeout = idle_timeout
         self._stats: StatsStore = stats or InMemoryStats()
         self._balancer = balancer or Balancer()
-        self._counter: TokenCounter = counter or accounting.RatioCounter()
+        self._counter: TokenCounter = counter or accounting.Utf8BoundCounter()
         self._observer: Observer = observer or NullObserver()
         self._billing: Billing | Unbilled = billing or Unbilled()
         self._wall = wall
@@ -139,6 +142,27 @@ class ChatService:
             estimated=True,
         )
 
+    def _vetted(self, reported: TokenCounts | None, cand: Candidate, *, bound: int,
+                max_completion: int) -> TokenCounts | None:
+        """The provider's counts when they can be true; None when there are none or when they
+        cannot (a provider error: counted, logged, and the caller charges its estimate)."""
+        if reported is None:
+            return None
+        flaw = accounting.implausible(reported, prompt_bound=bound, max_completion=max_completion)
+        if not flaw:
+            return reported
+        provider = cand.deployment.provider
+        log.warning("provider %s reported implausible usage (%s): %s; charging the estimate",
+                    provider, flaw, reported)
+        self._observer.implausible_usage(provider, flaw)
+        return None
+
+    async def _tokens(self, request: ChatRequest, cand: Candidate, reported: TokenCounts | None,
+                      completion_text: str) -> TokenCounts:
+        vetted = self._vetted(reported, cand, bound=prompt_bound(request),
+                              max_completion=cand.deployment.max_completion_tokens)
+        return vetted or await self._estimate(request, completion_text)
+
     async def embed(self, api_key: str, request: EmbeddingRequest,
                     deadline: float | None) -> tuple[Served, Embeddings, Usage]:
         """Admitted, charged and recorded like chat: reserved from an upper bound of the input,
@@ -152,9 +176,11 @@ class ChatService:
         bill = embedding_bill(request, request.generation_id or _generation_id())
         async with self._billing.admit(key, bill, [c.deployment for c in candidates]) as held:
             cand, result, attempts = await self._failover.embed(candidates, request, deadline)
-            tokens = result.usage or TokenCounts(prompt=await self._counter.count(request.inputs),
-                                                 estimated=True)
-            usage = Usage(tokens, accounting.price(tokens, cand.deployment.price))
+            bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD
+                        for i in request.inputs)
+            tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
+                TokenCounts(prompt=await self._counter.count(request.inputs), estimated=True)
+            usage = accounting.usage(tokens, cand.deployment.price)
             served = _served(cand)
             await held.conclude(Outcome(served, usage, "success", "", tuple(attempts),
                                         _latency(attempts)))
@@ -194,11 +220,12 @@ class ChatService:
                                        [c.deployment for c in route.candidates]) as held:
             cand, completion, attempts = await self._failover.complete(route.candidates, request,
                                                                        deadline)
-            tokens = completion.usage or await self._estimate(request, completion.message.text())
+            tokens = await self._tokens(request, cand, completion.usage,
+                                        completion.message.text())
             result = ChatResult(
                 served=_served(cand),
                 completion=completion,
-                usage=Usage(tokens, accounting.price(tokens, cand.deployment.price)),
+                usage=accounting.usage(tokens, cand.deployment.price),
                 attempts=tuple(attempts),
                 rate_limit=held.window,
             )
@@ -233,15 +260,14 @@ class ChatService:
     async def _conclude_cancelled(self, request: ChatRequest, opened: OpenedStream,
                                   held: Admission, acc: accounting.StreamAccumulator,
                                   usage: TokenCounts | None) -> None:
-        tokens = usage or await self._estimate(request, acc.completion_text())
-        cost = accounting.price(tokens, opened.candidate.deployment.price)
+        tokens = await self._tokens(request, opened.candidate, usage, acc.completion_text())
+        priced = accounting.usage(tokens, opened.candidate.deployment.price)
         if held.reservation is not None:
-            cost = min(cost, held.reservation.amount)
+            priced = priced.capped(held.reservation.amount)
         cand = opened.candidate
         self._observer.generation(cand.model.id, cand.deployment.provider, outcome="cancelled",
-                                  streamed=True, attempts=len(opened.attempts),
-                                  usage=Usage(tokens, cost))
-        await held.conclude(Outcome(_served(cand), Usage(tokens, cost), "cancelled", "cancelled",
+                                  streamed=True, attempts=len(opened.attempts), usage=priced)
+        await held.conclude(Outcome(_served(cand), priced, "cancelled", "cancelled",
                                     tuple(opened.attempts), _latency(opened.attempts)))
 
     async def _conclude(self, request: ChatRequest, opened: OpenedStream,
@@ -249,16 +275,16 @@ class ChatService:
                         usage: TokenCounts | None, error: XRouterError | None, spread: bool,
                         elapsed: float) -> StreamEnd:
         """Usage, statistics, metrics and billing of a stream that ended (not cancelled)."""
-        tokens = usage or await self._estimate(request, acc.completion_text())
+        tokens = await self._tokens(request, opened.candidate, usage, acc.completion_text())
         cand = opened.candidate
         # Throughput needs tokens spread over time: an answer that came in one read says nothing.
         if error is None and tokens.completion and spread:
             await self._stats.record_throughput(cand.deployment.id, tokens.completion / elapsed)
-        cost = accounting.price(tokens, cand.deployment.price)
+        priced = accounting.usage(tokens, cand.deployment.price)
         if isinstance(error, BudgetExhausted) and held.reservation is not None:
             # Cut when the money ran out: it costs at most what was reserved.
-            cost = min(cost, held.reservation.amount)
-        end = StreamEnd(Usage(tokens, cost), error)
+            priced = priced.capped(held.reservation.amount)
+        end = StreamEnd(priced, error)
         status = "success" if error is None else (
             "budget_exhausted" if isinstance(error, BudgetExhausted) else "stream_error")
         self._observer.generation(cand.model.id, cand.deployment.provider, outcome=status,
@@ -274,7 +300,7 @@ class ChatService:
         """Pass the opened stream on; account for it; end it in-band on errors or when the
         money runs out; always end with usage."""
         started = time.monotonic()
-        batches = chars = 0
+        batches = 0
         acc = accounting.StreamAccumulator()
         usage: TokenCounts | None = None
         error: XRouterError | None = None
@@ -287,8 +313,6 @@ class ChatService:
             while batch is not None:
                 for delta in batch.deltas:
                     acc.add(delta)
-                    chars += len(delta.content or "") + sum(len(c.arguments)
-                                                            for c in delta.tool_calls)
                 usage = batch.usage or usage
                 if batch.done:
                     break
@@ -296,7 +320,7 @@ class ChatService:
                     yield StreamEvent(deltas=batch.deltas, served=served, attempts=attempts,
                                       rate_limit=window)
                     served, attempts, window = None, (), None
-                if not await held.extend(accounting.estimate_tokens("x" * chars)):
+                if not await held.extend(acc.bytes):
                     error = BudgetExhausted()
                     batch = StreamBatch((Delta(finish_reason="length"),))
                     break

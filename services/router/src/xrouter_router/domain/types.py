@@ -37,6 +37,7 @@ class Message:
     name: str = ""
     tool_call_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None  # an answer's reasoning, where the model shows it
 
     def text(self) -> str:
         """The message's text, parts joined; images and other parts contribute nothing."""
@@ -102,10 +103,15 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class TokenCounts:
+    """A generation's tokens in OpenAI's sense: `prompt` includes the cache reads (`cached`) and
+    the cache writes (`cache_write`); `completion` includes `reasoning`. Each bucket has its own
+    price (see catalog.Price)."""
+
     prompt: int = 0
     completion: int = 0
     cached: int = 0
     reasoning: int = 0
+    cache_write: int = 0
     estimated: bool = False
 
     @property
@@ -147,10 +153,22 @@ class StreamBatch:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts priced: what a generation cost, in RUB."""
+    """Token counts priced: what a generation cost, in RUB, and how much of it the prompt's
+    buckets cost (None: not split; the rest is the completion's)."""
 
     tokens: TokenCounts
     cost: Decimal
+    # Derived from the tokens and the price that made `cost`: not part of equality.
+    prompt_cost: Decimal | None = field(default=None, compare=False)
+
+    @property
+    def prompt_share(self) -> Decimal:
+        """The prompt's part of `cost` (never more than `cost`, which a cap may have cut)."""
+        return min(self.prompt_cost or Decimal(0), self.cost)
+
+    def capped(self, most: Decimal) -> Usage:
+        """The same usage costing at most `most` (a stream cut when its reservation ran out)."""
+        return self if self.cost <= most else Usage(self.tokens, most, self.prompt_cost)
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,6 +256,7 @@ def parse_usage(raw: Mapping[str, Any]) -> TokenCounts:
         prompt=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
         completion=int(raw.get("output_tokens") or 0),
         cached=cache_read,
+        cache_write=cache_write,
         reasoning=int(details.get("thinking_tokens") or 0),
     )
 

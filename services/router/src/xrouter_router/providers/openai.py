@@ -236,6 +236,8 @@ def parse_usage(raw: dict[str, Any]) -> TokenCounts:
         completion=int(raw.get("completion_tokens") or 0),
         cached=int(prompt_details.get("cached_tokens") or 0),
         reasoning=int(completion_details.get("reasoning_tokens") or 0),
+        # OpenAI reports no cache writes; OpenRouter-compatible upstreams do.
+        cache_write=int(prompt_details.get("cache_write_tokens") or 0),
     )
 
 

@@ -299,6 +299,7 @@ def generation_document(r: GenerationRecord) -> dict[str, Any]:
         "model": r.model, "provider": r.provider, "streamed": r.streamed,
         "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
         "cached_tokens": r.cached_tokens, "reasoning_tokens": r.reasoning_tokens,
+        "cache_write_tokens": r.cache_write_tokens,
         "counts_native": r.counts_native, "cost": str(money(r.cost)), "latency_ms": r.latency_ms,
         "generation_ms": r.generation_ms, "finish_reason": r.finish_reason, "status": r.status,
         "attempts": [{"model": a.model, "provider": a.provider, "deployment": a.deployment,
@@ -314,7 +315,10 @@ def generation_from_document(doc: Mapping[str, Any]) -> GenerationRecord:
         account_id=doc["account_id"], model=doc["model"], provider=doc["provider"],
         streamed=bool(doc["streamed"]), prompt_tokens=int(doc["prompt_tokens"]),
         completion_tokens=int(doc["completion_tokens"]), cached_tokens=int(doc["cached_tokens"]),
-        reasoning_tokens=int(doc["reasoning_tokens"]), counts_native=bool(doc["counts_native"]),
+        reasoning_tokens=int(doc["reasoning_tokens"]),
+        # Absent from documents written before the field existed.
+        cache_write_tokens=int(doc.get("cache_write_tokens", 0)),
+        counts_native=bool(doc["counts_native"]),
         cost=Decimal(doc["cost"]), latency_ms=int(doc["latency_ms"]),
         generation_ms=int(doc["generation_ms"]), finish_reason=doc["finish_reason"],
         status=doc["status"], attempts=tuple(Attempt(**a) for a in doc["attempts"]))
@@ -323,9 +327,11 @@ def generation_from_document(doc: Mapping[str, Any]) -> GenerationRecord:
 _GENERATION_COLUMNS = ("g.id, g.created_at, g.key_id, g.account_id, g.model, g.provider, g.streamed, "
                        "g.prompt_tokens, g.completion_tokens, g.cached_tokens, g.reasoning_tokens, "
                        "g.counts_native, g.cost, g.latency_ms, g.generation_ms, g.finish_reason, "
-                       "g.status, g.attempts")
+                       "g.status, g.attempts, g.cache_write_tokens")
 _TOTALS = ("coalesce(sum(requests), 0)::bigint, coalesce(sum(prompt_tokens), 0)::bigint, "
-           "coalesce(sum(completion_tokens), 0)::bigint, coalesce(sum(cost), 0)")
+           "coalesce(sum(completion_tokens), 0)::bigint, coalesce(sum(cost), 0), "
+           "coalesce(sum(cached_tokens), 0)::bigint, coalesce(sum(cache_write_tokens), 0)::bigint, "
+           "coalesce(sum(reasoning_tokens), 0)::bigint")
 # What report() groups by for each name (bytewise, as SQLite orders), and UsageRow's field for it.
 _GROUPS = {"day": ("to_char(day, 'YYYY-MM-DD') COLLATE \"C\"", "day"),
            "key": ('key_id COLLATE "C"', "key_id"),
@@ -336,19 +342,21 @@ assert set(_GROUPS) == REPORT_GROUPS
 
 def _generation(row: Row) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
-     reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts) = row
+     reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
+     cache_write) = row
     return GenerationRecord(
         id=gen_id, created_at=created_at.timestamp(), key_id=key_id, account_id=account_id,
         model=model, provider=provider, streamed=streamed, prompt_tokens=prompt,
         completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning,
+        cache_write_tokens=cache_write or 0,
         counts_native=native, cost=cost, latency_ms=latency_ms, generation_ms=generation_ms,
         finish_reason=finish_reason, status=status,
         attempts=tuple(Attempt(**a) for a in attempts or ()))
 
 
 def _totals(row: Row) -> UsageTotals:
-    requests, prompt, completion, cost = row
-    return UsageTotals(requests, prompt, completion, cost)
+    requests, prompt, completion, cost, cached, cache_write, reasoning = row
+    return UsageTotals(requests, prompt, completion, cost, cached, cache_write, reasoning)
 
 
 class PgUsageLedger:

@@ -190,17 +190,23 @@ class SqliteAccountStore:
 
 _GENERATION_COLUMNS = ("id, created_at, key_id, account_id, model, provider, streamed, prompt_tokens, "
                        "completion_tokens, cached_tokens, reasoning_tokens, counts_native, cost, "
-                       "latency_ms, generation_ms, finish_reason, status, attempts")
+                       "latency_ms, generation_ms, finish_reason, status, attempts, "
+                       "cache_write_tokens")
 _INSERT_GENERATION = (f"INSERT INTO generations ({_GENERATION_COLUMNS}) VALUES "
-                      f"({', '.join('?' * 18)}) ON CONFLICT (id) DO NOTHING")
+                      f"({', '.join('?' * 19)}) ON CONFLICT (id) DO NOTHING")
 _ADD_USAGE = """INSERT INTO usage_daily (day, account_id, key_id, model, provider, requests,
-    prompt_tokens, completion_tokens, cost) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)
+    prompt_tokens, completion_tokens, cost, cached_tokens, cache_write_tokens, reasoning_tokens)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (day, account_id, key_id, model, provider) DO UPDATE SET
     requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
     completion_tokens = completion_tokens + excluded.completion_tokens,
-    cost = cost + excluded.cost"""
+    cost = cost + excluded.cost, cached_tokens = cached_tokens + excluded.cached_tokens,
+    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens"""
 _TOTALS = ("COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), "
-           "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0)")
+           "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0), "
+           "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cache_write_tokens), 0), "
+           "COALESCE(SUM(reasoning_tokens), 0)")
 # The usage_daily column (named as UsageRow's field) for each name report() may group by.
 _GROUPS = {"day": "day", "key": "key_id", "model": "model", "provider": "provider"}
 assert set(_GROUPS) == REPORT_GROUPS
@@ -213,24 +219,27 @@ def _generation_row(r: GenerationRecord, cost: int) -> tuple[Any, ...]:
     return (r.id, r.created_at, r.key_id, r.account_id, r.model, r.provider, int(r.streamed),
             r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
             int(r.counts_native), cost, r.latency_ms, r.generation_ms, r.finish_reason, r.status,
-            attempts)
+            attempts, r.cache_write_tokens)
 
 
 def _generation(row: Sequence[Any]) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
-     reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts) = row
+     reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
+     cache_write) = row
     return GenerationRecord(
         id=gen_id, created_at=created_at, key_id=key_id, account_id=account_id, model=model,
         provider=provider, streamed=bool(streamed), prompt_tokens=prompt, completion_tokens=completion,
-        cached_tokens=cached, reasoning_tokens=reasoning, counts_native=bool(native),
+        cached_tokens=cached, reasoning_tokens=reasoning, cache_write_tokens=cache_write,
+        counts_native=bool(native),
         cost=from_units(cost), latency_ms=latency_ms, generation_ms=generation_ms,
         finish_reason=finish_reason, status=status,
         attempts=tuple(Attempt(**a) for a in json.loads(attempts)))
 
 
 def _totals(row: Sequence[Any]) -> UsageTotals:
-    requests, prompt, completion, cost = row
-    return UsageTotals(requests, prompt, completion, from_units(cost))
+    requests, prompt, completion, cost, cached, cache_write, reasoning = row
+    return UsageTotals(requests, prompt, completion, from_units(cost), cached, cache_write,
+                       reasoning)
 
 
 class SqliteUsageLedger:
@@ -245,7 +254,8 @@ class SqliteUsageLedger:
         cost = to_units(record.cost)
         row = _generation_row(record, cost)
         usage = (utc_day(record.created_at), record.account_id, record.key_id, record.model,
-                 record.provider, record.prompt_tokens, record.completion_tokens, cost)
+                 record.provider, record.prompt_tokens, record.completion_tokens, cost,
+                 record.cached_tokens, record.cache_write_tokens, record.reasoning_tokens)
 
         def insert(conn: sqlite3.Connection) -> None:
             if conn.execute(_INSERT_GENERATION, row).rowcount > 0:  # else recorded before

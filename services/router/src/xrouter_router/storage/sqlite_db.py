@@ -25,8 +25,16 @@ Work = Callable[[sqlite3.Connection], T]
 _SCALE = 8
 _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
-# PRAGMA user_version of the files this code writes; a later schema change migrates from it.
-SCHEMA_VERSION = 1
+# PRAGMA user_version of the files this code writes; files of an older version are migrated
+# by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
+SCHEMA_VERSION = 2
+_USAGE_BUCKETS = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
+_MIGRATIONS = {
+    # 2: the cache write bucket of generations, and every bucket in the usage rollup.
+    1: ["ALTER TABLE generations ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0",
+        *(f"ALTER TABLE usage_daily ADD COLUMN {c} INTEGER NOT NULL DEFAULT 0"
+          for c in _USAGE_BUCKETS)],
+}
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
 # text). generations.id is a plain primary key: unpartitioned, it needs no generation_ids table.
@@ -82,7 +90,8 @@ CREATE TABLE IF NOT EXISTS generations (
     cost INTEGER NOT NULL,
     latency_ms INTEGER NOT NULL, generation_ms INTEGER NOT NULL,
     finish_reason TEXT NOT NULL, status TEXT NOT NULL,
-    attempts TEXT NOT NULL
+    attempts TEXT NOT NULL,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
 CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);
@@ -93,6 +102,9 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     cost INTEGER NOT NULL DEFAULT 0,
+    cached_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (day, account_id, key_id, model, provider)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS usage_daily_account_idx ON usage_daily (account_id, day);
@@ -269,9 +281,14 @@ class SqliteDatabase:
 
 
 def _stamp(conn: sqlite3.Connection) -> None:
+    """Stamp a new file with SCHEMA_VERSION; migrate an older one up to it."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == 0:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    elif version != SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
         raise InternalError(f"the database has schema version {version}; this XRouter knows "
                             f"{SCHEMA_VERSION}")
+    for step in range(version, SCHEMA_VERSION):
+        statements = "; ".join(_MIGRATIONS[step])
+        conn.executescript(f"BEGIN IMMEDIATE; {statements}; PRAGMA user_version = {step + 1}; COMMIT;")

@@ -153,6 +153,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 provider=r.provider, streamed=r.streamed, prompt_tokens=r.prompt_tokens,
                 completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
                 reasoning_tokens=r.reasoning_tokens, counts_native=r.counts_native,
+                cache_write_tokens=r.cache_write_tokens,
                 cost=_money(r.cost), latency_ms=r.latency_ms, generation_ms=r.generation_ms,
                 finish_reason=r.finish_reason, status=r.status,
                 attempts=attempts_to_proto(r.attempts))
@@ -167,6 +168,9 @@ class AccountsServicer(pb_grpc.AccountsServicer):
             return pb.UsageReport(rows=[pb.UsageRow(
                 day=r.day, key_id=r.key_id, model=r.model, provider=r.provider,
                 requests=r.totals.requests, prompt_tokens=r.totals.prompt_tokens,
-                completion_tokens=r.totals.completion_tokens, cost=_money(r.totals.cost))
+                completion_tokens=r.totals.completion_tokens, cost=_money(r.totals.cost),
+                cached_tokens=r.totals.cached_tokens,
+                cache_write_tokens=r.totals.cache_write_tokens,
+                reasoning_tokens=r.totals.reasoning_tokens)
                 for r in rows])
         return await self._run(context, work)

@@ -28,6 +28,7 @@ from xrouter_router.domain.types import (
 )
 
 _MILLION = Decimal(1_000_000)
+_MAX_PRICE = Decimal(10) ** 12
 
 
 def _calls(calls: object) -> tuple[ToolCall, ...]:
@@ -49,9 +50,15 @@ def _price(value: str, param: str) -> Decimal | None:
     if not value:
         return None
     try:
-        return Decimal(value)
+        price = Decimal(value)
     except InvalidOperation:
         raise InvalidRequest(f"{param} must be a decimal number", param=param) from None
+    # The gateway sends only plain decimals; a caller of the gRPC API directly might not, and
+    # NaN or a 10^999999999 exponent would fail in the routing arithmetic.
+    if not price.is_finite() or price < 0 or price > _MAX_PRICE:
+        raise InvalidRequest(f"{param} must be a finite decimal from 0 to {_MAX_PRICE:f}",
+                             param=param)
+    return price
 
 
 _SORTS = frozenset({"", "price", "latency", "throughput"})
@@ -111,9 +118,13 @@ def _tool_calls_pb(calls: tuple[ToolCall, ...]) -> list[pb.ToolCall]:
 
 def usage_to_proto(u: Usage) -> pb.Usage:
     t = u.tokens
-    return pb.Usage(prompt_tokens=t.prompt, completion_tokens=t.completion, total_tokens=t.total,
-                    cached_tokens=t.cached, reasoning_tokens=t.reasoning,
-                    cost=format(u.cost.normalize(), "f"), estimated=t.estimated)
+    out = pb.Usage(prompt_tokens=t.prompt, completion_tokens=t.completion, total_tokens=t.total,
+                   cached_tokens=t.cached, reasoning_tokens=t.reasoning,
+                   cache_write_tokens=t.cache_write, cost=format(u.cost.normalize(), "f"),
+                   estimated=t.estimated)
+    if u.prompt_cost is not None:
+        out.prompt_cost = format(u.prompt_share.normalize(), "f")
+    return out
 
 
 def attempts_to_proto(attempts: tuple[Attempt, ...]) -> list[pb.AttemptInfo]:
@@ -128,6 +139,8 @@ def result_to_proto(generation_id: str, result: ChatResult) -> pb.ChatResponse:
     message = pb.Message(role=m.role or "assistant", tool_calls=_tool_calls_pb(m.tool_calls))
     if m.content is not None:
         message.content = m.content
+    if m.reasoning is not None:
+        message.reasoning = m.reasoning
     return pb.ChatResponse(
         id=generation_id,
         model=result.served.model,
@@ -196,6 +209,9 @@ def model_to_proto(m: Model) -> pb.ModelInfo:
         id=m.id, name=m.name, description=m.description, created=m.created,
         context_length=m.context_length, max_completion_tokens=m.max_completion_tokens,
         price_prompt=per_token(price.prompt), price_completion=per_token(price.completion),
+        price_cache_read=per_token(price.cache_read_rate),
+        price_cache_write=per_token(price.cache_write_rate),
+        price_reasoning=per_token(price.reasoning_rate),
         providers=list(m.providers), supported_parameters=params,
         input_modalities=["text", "image"] if "vision" in caps else ["text"],
         aliases=list(m.aliases),

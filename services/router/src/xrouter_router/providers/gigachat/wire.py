@@ -181,10 +181,13 @@ def embeddings_body(inputs: Sequence[str], model: str) -> bytes:
 # ---- responses ---------------------------------------------------------------------------
 
 def parse_usage(raw: dict[str, Any]) -> TokenCounts:
+    """GigaChat's prompt_tokens are the billed ones: the cached (precached_prompt_tokens) come
+    on top of them, as Anthropic's cache reads do; OpenAI's prompt includes them."""
+    cached = int(raw.get("precached_prompt_tokens") or 0)
     return TokenCounts(
-        prompt=int(raw.get("prompt_tokens") or 0),
+        prompt=int(raw.get("prompt_tokens") or 0) + cached,
         completion=int(raw.get("completion_tokens") or 0),
-        cached=int(raw.get("precached_prompt_tokens") or 0),
+        cached=cached,
     )
 
 
