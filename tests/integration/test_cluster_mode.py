@@ -93,3 +93,21 @@ async def test_every_generation_lands_in_postgres_exactly_once(cluster: Cluster)
     name = "xrouter_router_redis_lane_fallbacks_total"
     assert [lane(name, {"component": c}) for c in ("credits", "ledger")] == [0.0, 0.0]
     assert [client(name, {"component": c}) for c in ("credits", "ledger")] == [0.0, 0.0]
+
+
+async def test_embeddings_are_charged_and_recorded_on_every_replica(cluster: Cluster) -> None:
+    await cluster.top_up("1")
+    key, _ = await cluster.key()
+    auth = {"Authorization": f"Bearer {key}"}
+    ids = []
+    for _ in range(2):  # one on each replica (round robin)
+        resp = await cluster.http.post(f"{cluster.url}/v1/embeddings", headers=auth,
+                                       json={"model": "test/embed", "input": "hello"})
+        assert resp.status_code == 200
+        assert resp.json()["usage"]["cost"] == 0.00002  # 2 tokens at 10 RUB a million
+        ids.append(resp.headers["x-generation-id"])
+    for gen in ids:
+        found = await cluster.http.get(f"{cluster.url}/v1/generation", params={"id": gen},
+                                       headers=auth)
+        assert found.status_code == 200 and found.json()["data"]["total_cost"] == 0.00002
+    assert await cluster.balance(Decimal("0.99996")) == Decimal("0.99996")

@@ -167,3 +167,27 @@ async def test_usage_report_and_management_rights(stack: Stack) -> None:
                                   json={"tier": "free"})).status_code == 403
     body = orjson.loads((await stack.http.get(f"{stack.url}/v1/keys", headers=AUTH)).content)
     assert all("key" not in k and k["prefix"].endswith("...") for k in body["data"])
+
+
+async def test_embeddings_are_charged_recorded_and_refused_without_credit(stack: Stack) -> None:
+    await _top_up(stack, "acct-1", "0.0001")
+    key, _ = await _key(stack)
+    url = f"{stack.url}/v1/embeddings"
+    # Reserved from the input's UTF-8 bytes (12 tokens at 10 RUB a million): more than 0.0001.
+    refused = await stack.http.post(url, headers=_bearer(key),
+                                    json={"model": "test/embed", "input": "hello there!"})
+    assert refused.status_code == 402
+    resp = await stack.http.post(url, headers=_bearer(key),
+                                 json={"model": "test/embed", "input": "hello"})
+    assert resp.status_code == 200
+    # The fake reports 2 tokens (5 // 4 + 1) at 10 RUB a million.
+    assert resp.json()["usage"]["cost"] == 0.00002
+    credits = (await stack.http.get(f"{stack.url}/v1/credits", headers=_bearer(key))).json()
+    assert Decimal(str(credits["data"]["balance"])) == Decimal("0.00008")
+    stats = await stack.http.get(f"{stack.url}/v1/generation",
+                                 params={"id": resp.headers["x-generation-id"]},
+                                 headers=_bearer(key))
+    assert stats.status_code == 200
+    data = stats.json()["data"]
+    assert (data["model"], data["provider_name"], data["tokens_prompt"], data["total_cost"],
+            data["streamed"]) == ("test/embed", "fake2", 2, 0.00002, False)

@@ -101,8 +101,9 @@ class FakeEmbedder(FakeProvider):
     """A FakeProvider that also offers embeddings: answers `embeddings`, or raises `error`."""
 
     def __init__(self, name: str, *, embeddings: Embeddings = VECTORS, error: UpstreamError | None = None,
-                 clock: Clock | None = None, elapsed: float = 0.0) -> None:
-        super().__init__(name, error=error, clock=clock, elapsed=elapsed)
+                 clock: Clock | None = None, elapsed: float = 0.0,
+                 batches: Sequence[StreamBatch] = ()) -> None:
+        super().__init__(name, error=error, clock=clock, elapsed=elapsed, batches=batches)
         self._embeddings = embeddings
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:

@@ -12,6 +12,8 @@ import pytest
 from tests.unit.builders import deployment, request
 from xrouter_common.env import ConfigError
 from xrouter_router.domain.errors import (
+    ErrorKind,
+    InvalidRequest,
     UpstreamAuthError,
     UpstreamBadResponse,
     UpstreamRateLimited,
@@ -197,6 +199,13 @@ def test_images_are_inline_or_file_data_and_other_parts_dropped() -> None:
 ])
 def test_http_images_are_file_data(url: str, mime: str) -> None:
     assert image_part(url) == {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def test_a_malformed_image_url_is_the_clients_error() -> None:
+    # urlsplit raises ValueError on it: that was a 500, and the request kept its slot.
+    with pytest.raises(InvalidRequest) as caught:
+        image_part("http://[::1")
+    assert (caught.value.kind, caught.value.param) == (ErrorKind.INVALID_REQUEST, "messages")
 
 
 # ---- responses ---------------------------------------------------------------------------

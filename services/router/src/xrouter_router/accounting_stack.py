@@ -26,7 +26,7 @@ from xrouter_router.domain.ports import (
     UsageLedger,
 )
 from xrouter_router.settings import RouterSettings
-from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
+from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter, InProcessMeter
 
 
 @dataclass(slots=True)
@@ -37,6 +37,8 @@ class AccountingStack:
     ledger: UsageLedger
     limiter: Limiter
     guard: CreditGuard
+    # The admission port's stores: limits and credits in one call at each end of a generation.
+    meter: Meter
     # A top-up committed: the guard reads the account's balance again (every replica).
     balance_changed: Callable[[str], Awaitable[None]]
     # Tells the other replicas a key changed (None: this process is alone).
@@ -45,8 +47,6 @@ class AccountingStack:
     listen: Callable[[Callable[[str], None]], None] | None = None
     starts: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     stops: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
-    # Limits and credits in one call at each end of a generation (None: one call each).
-    meter: Meter | None = None
     # For metrics: the ledger's backlog in Redis (None in the embedded mode).
     backlog: Callable[[], Awaitable[int]] | None = None
     # More components whose state the metrics read (ledger consumer, database).
@@ -71,10 +71,10 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
     accounts = SqliteAccountStore(database)
-    guard = InProcessCreditGuard(accounts)
+    guard, limiter = InProcessCreditGuard(accounts), InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
                            SqliteUsageLedger(database),
-                           InProcessLimiter(), guard, guard.forget,
+                           limiter, guard, InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
 
@@ -92,9 +92,9 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         await connections.open(wait=False)
 
     if not settings.redis_url:
-        guard = InProcessCreditGuard(accounts)
-        return AccountingStack(keys, accounts, plans, pg_ledger, InProcessLimiter(), guard,
-                               guard.forget,
+        guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()
+        return AccountingStack(keys, accounts, plans, pg_ledger, in_process, guard,
+                               InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                observed={"database": database})
     from xrouter_router.storage.ledger_consumer import LedgerConsumer
@@ -143,8 +143,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     # shares the credit guard's client rather than holding a connection pool of its own.
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open)
     return AccountingStack(
-        keys, accounts, plans, ledger, limiter, shared, balance_changed=shared.forget,
-        meter=RedisMeter(limiter, shared),
+        keys, accounts, plans, ledger, limiter, shared, RedisMeter(limiter, shared),
+        balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
         stops=[consumer.stop, revocations.close, close_clients, database.close,

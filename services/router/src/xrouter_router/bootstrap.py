@@ -50,6 +50,7 @@ class RouterApp:
     accounting: AccountingStack
     shared_stats: RedisStats | None = None
     accounting_metrics: AccountingCollector | None = None
+    billing: Billing | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -69,6 +70,8 @@ class RouterApp:
         for provider in self.providers.values():
             await provider.close()
         await self.session.close()
+        if self.billing is not None:
+            await self.billing.drain()  # the cancelled requests' releases, then the stores
         for stop in self.accounting.stops:
             await stop()
 
@@ -123,7 +126,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                             negative_size=settings.key_cache_negative_size)
     if stack.listen is not None:
         stack.listen(auth.forget)
-    billing = Billing(stack.limiter, stack.guard, stack.ledger, meter=stack.meter)
+    billing = Billing(stack.meter, stack.ledger)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing)
@@ -140,4 +143,4 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                                                        **stack.observed})
     return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats,
-                     accounting_metrics=collector)
+                     accounting_metrics=collector, billing=billing)

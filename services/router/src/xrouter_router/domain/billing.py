@@ -1,42 +1,101 @@
-"""Admission and accounting around one generation: rate limits and a concurrency slot, a
-credit reservation of the worst-case cost (partial for streams, then topped up as tokens
-arrive), settlement at the real cost, and the generation's ledger record, exactly once."""
+"""The money path of every billable call, as one admission: `admit` (rate limits and a
+concurrency slot, then a credit reservation of the worst-case cost) -> `extend` (a stream's
+top-ups) -> `conclude` (the ledger record, settlement at the real cost, the slot back), exactly
+once. The admission is an async context manager around the provider call: whatever way the
+block is left (an answer, a provider error, a bug, a cancellation), it concludes on exit."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from types import TracebackType
 
 from xrouter_router.domain import accounting
 from xrouter_router.domain.catalog import Deployment, Price
-from xrouter_router.domain.errors import Attempt
+from xrouter_router.domain.errors import AllAttemptsFailed, Attempt, XRouterError
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord
-from xrouter_router.domain.ports import (
-    CreditGuard,
-    Limiter,
-    Meter,
-    Reservation,
-    UsageLedger,
+from xrouter_router.domain.ports import Meter, Reservation, UsageLedger
+from xrouter_router.domain.types import (
+    ChatRequest,
+    EmbeddingRequest,
+    RateWindow,
+    Served,
+    TokenCounts,
+    Usage,
 )
-from xrouter_router.domain.types import ChatRequest, RateWindow, Served, TokenCounts, Usage
 
 # Tokens a stream must be able to afford before it starts, and how many more each top-up buys.
 MIN_STREAM_TOKENS = 16
 TOP_UP_TOKENS = 256
 
 
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """What one billable call may cost at most: an upper bound of its prompt's tokens and of its
+    completion's (None: the deployments' cap), and whether it streams (then only a part of the
+    worst case needs to fit at the start)."""
+
+    generation_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int | None
+    streamed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a generation ended, for its ledger record and its charge."""
+
+    served: Served | None
+    usage: Usage | None
+    status: str
+    finish_reason: str
+    attempts: tuple[Attempt, ...] = ()
+    latency_ms: int = 0
+
+
 @dataclass(slots=True)
 class Admission:
+    """A call's hold on the money path. Only Billing creates one, inside `Billing.admit`."""
+
     key: ApiKey
-    generation_id: str
+    bill: Bill
     window: RateWindow | None
     reservation: Reservation | None
     price: Price
-    prompt_tokens: int
     started: float
+    billing: Billing | None = None
+    concluded: bool = False
+    # What is already done of the conclusion (so an interrupted one resumes where it stopped).
+    recorded: bool = False
+    released: bool = False
+
+    @property
+    def generation_id(self) -> str:
+        return self.bill.generation_id
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.bill.prompt_tokens
+
+    async def extend(self, completion_tokens: int) -> bool:
+        """For streams: True while the tokens so far are paid for, topping the reservation up
+        when they come close to it; False when the money has run out."""
+        if self.billing is None:
+            return True
+        return await self.billing.extend(self, completion_tokens)
+
+    async def conclude(self, outcome: Outcome) -> None:
+        """Record, settle and release, once (a second call does nothing)."""
+        if self.concluded:
+            return
+        self.concluded = True
+        if self.billing is not None:
+            await self.billing.conclude(self, outcome)
 
 
 def prompt_bound(request: ChatRequest) -> int:
@@ -55,6 +114,18 @@ def prompt_bound(request: ChatRequest) -> int:
     return total + accounting.MESSAGE_OVERHEAD * len(request.messages) + 1500 * images
 
 
+def chat_bill(request: ChatRequest, *, stream: bool) -> Bill:
+    return Bill(request.generation_id, request.model, prompt_bound(request),
+                request.sampling.max_tokens or None, stream)
+
+
+def embedding_bill(request: EmbeddingRequest, generation_id: str) -> Bill:
+    """Embeddings read their input and write nothing: a byte-level tokenizer never makes more
+    tokens than the text has UTF-8 bytes (whatever its script), plus one per input."""
+    tokens = sum(accounting.utf8_bound(text) + 1 for text in request.inputs)
+    return Bill(generation_id, request.model, tokens, 0, False)
+
+
 def worst_price(deployments: Sequence[Deployment]) -> Price:
     """The dearest prompt-side and completion-side prices (any bucket) among the deployments
     that may serve: a reservation charges every token at them."""
@@ -66,101 +137,148 @@ def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
     return accounting.price(TokenCounts(prompt=prompt, completion=completion), price)
 
 
+def failed(exc: BaseException | None) -> Outcome:
+    """The outcome of a block left without one: by an error, a cancellation, or a bug."""
+    if isinstance(exc, XRouterError):
+        attempts = exc.attempts if isinstance(exc, AllAttemptsFailed) else ()
+        return Outcome(None, None, exc.kind.value, "error", tuple(attempts))
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return Outcome(None, None, "cancelled", "cancelled")
+    return Outcome(None, None, "internal", "error")
+
+
+class Admitted:
+    """`async with billing.admit(...) as admission:` the provider call goes inside."""
+
+    __slots__ = ("_admission", "_bill", "_billing", "_deployments", "_key")
+
+    def __init__(self, billing: Billing | None, key: ApiKey, bill: Bill,
+                 deployments: Sequence[Deployment]) -> None:
+        self._billing = billing
+        self._key = key
+        self._bill = bill
+        self._deployments = deployments
+        self._admission: Admission | None = None
+
+    async def __aenter__(self) -> Admission:
+        if self._billing is None:
+            self._admission = Admission(self._key, self._bill, None, None,
+                                        worst_price(self._deployments), time.time())
+        else:
+            self._admission = await self._billing.enter(self._key, self._bill,
+                                                         self._deployments)
+        return self._admission
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._admission is not None:
+            await self._admission.conclude(failed(exc))
+
+
+class Unbilled:
+    """No stores (tests, tools): admissions that hold nothing and record nothing."""
+
+    def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment]) -> Admitted:
+        return Admitted(None, key, bill, deployments)
+
+
 class Billing:
-    def __init__(self, limiter: Limiter, credits: CreditGuard, ledger: UsageLedger, *,
-                 wall: Callable[[], float] = time.time, meter: Meter | None = None) -> None:
-        self._limiter = limiter
-        self._credits = credits
+    """The admission port: one Meter (limits and credits, in-process or Redis Cluster) and the
+    usage ledger, around every billable call."""
+
+    def __init__(self, meter: Meter, ledger: UsageLedger, *,
+                 wall: Callable[[], float] = time.time) -> None:
+        self._meter = meter
         self._ledger = ledger
         self._wall = wall
-        self._meter = meter  # limits and credits in one call at each end, when the stores can
+        self._releasing: set[asyncio.Task[None]] = set()
 
-    async def admit(self, key: ApiKey, request: ChatRequest, deployments: Sequence[Deployment],
-                    *, stream: bool) -> Admission:
-        """Raises RateLimited or InsufficientCredits; on success the caller must finish()."""
+    def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment]) -> Admitted:
+        """Entering raises RateLimited or InsufficientCredits; leaving concludes."""
+        return Admitted(self, key, bill, deployments)
+
+    async def drain(self) -> None:
+        """At shutdown, before the stores close: wait for the releases still running (those of
+        conclusions a second cancellation interrupted)."""
+        while self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+
+    async def enter(self, key: ApiKey, bill: Bill,
+                    deployments: Sequence[Deployment]) -> Admission:
         now = self._wall()
         price = worst_price(deployments)
-        prompt = prompt_bound(request)
         if key.master:
-            return Admission(key, request.generation_id, None, None, price, prompt, now)
+            return Admission(key, bill, None, None, price, now, self)
         cap = max(d.max_completion_tokens for d in deployments)
-        completion = min(request.sampling.max_tokens or cap, cap)
-        amount = cost_of(prompt, completion, price)
-        partial = cost_of(prompt, MIN_STREAM_TOKENS, price) if stream else None
-        if self._meter is not None:
-            window, reservation = await self._meter.admit(
-                key, request.generation_id, amount, partial_from=partial, now=now)
-            return Admission(key, request.generation_id, window, reservation, price, prompt, now)
-        window = await self._limiter.acquire(key, now)
-        try:
-            reservation = await self._credits.reserve(key, request.generation_id, amount,
-                                                      partial_from=partial)
-        except BaseException:
-            await self._limiter.release(key)
-            raise
-        return Admission(key, request.generation_id, window, reservation, price, prompt, now)
+        completion = cap if bill.completion_tokens is None else min(bill.completion_tokens, cap)
+        amount = cost_of(bill.prompt_tokens, completion, price)
+        partial = cost_of(bill.prompt_tokens, MIN_STREAM_TOKENS, price) if bill.streamed else None
+        window, reservation = await self._meter.admit(
+            key, bill.generation_id, amount, partial_from=partial, now=now)
+        return Admission(key, bill, window, reservation, price, now, self)
 
-    async def afford(self, admission: Admission, completion_tokens: int) -> bool:
-        """For streams: True while the tokens so far are paid for, topping the reservation up
-        when they come close to it; False when the money has run out."""
+    async def extend(self, admission: Admission, completion_tokens: int) -> bool:
         held = admission.reservation
         if held is None:
             return True
         spent = cost_of(admission.prompt_tokens, completion_tokens, admission.price)
         if spent + cost_of(0, TOP_UP_TOKENS // 4, admission.price) <= held.amount:
             return True
-        grown = await self._credits.extend(admission.key, held,
-                                           cost_of(0, TOP_UP_TOKENS, admission.price))
+        grown = await self._meter.extend(admission.key, held,
+                                         cost_of(0, TOP_UP_TOKENS, admission.price))
         if grown is not None:
             admission.reservation = grown
             return True
         return spent <= held.amount
 
-    async def finish(self, admission: Admission, request: ChatRequest, *,
-                     served: Served | None, usage: Usage | None, status: str,
-                     finish_reason: str, attempts: Sequence[Attempt], streamed: bool,
-                     latency_ms: int) -> None:
+    async def conclude(self, admission: Admission, outcome: Outcome) -> None:
         """Write the ledger record, settle, count tokens, release the concurrency slot. The
         record comes first: in the cluster mode the charge travels with it (see
-        RedisCreditGuard), and a generation that could not be recorded is not charged."""
-        key = admission.key
+        RedisCreditGuard), and a generation that could not be recorded is not charged. When
+        this is interrupted (cancelled again, a store failed), the settlement and the release
+        finish in a task of their own that no cancellation stops."""
+        usage = outcome.usage
         cost = usage.cost if usage is not None else Decimal(0)
         if admission.reservation is not None and cost > admission.reservation.amount \
-                and status == "budget_exhausted":
+                and outcome.status == "budget_exhausted":
             # The stream was cut when its reservation ran out: it cannot cost more than that.
             cost = admission.reservation.amount
-        tokens = usage.tokens if usage is not None else None
-        record = GenerationRecord(
+        tokens = usage.tokens.total if usage is not None else 0
+        try:
+            await self._ledger.record(self._record(admission, outcome, cost))
+            admission.recorded = True
+            await self._release(admission, cost, tokens)
+        except BaseException:
+            if not admission.released:
+                task = asyncio.ensure_future(self._release(
+                    admission, cost if admission.recorded else Decimal(0), 0))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
+                await asyncio.shield(task)
+            raise
+
+    def _record(self, admission: Admission, outcome: Outcome, cost: Decimal) -> GenerationRecord:
+        key, served = admission.key, outcome.served
+        tokens = outcome.usage.tokens if outcome.usage is not None else None
+        return GenerationRecord(
             id=admission.generation_id, created_at=admission.started, key_id=key.id,
-            account_id=key.account_id, model=served.model if served else request.model,
-            provider=served.provider if served else "", streamed=streamed,
+            account_id=key.account_id, model=served.model if served else admission.bill.model,
+            provider=served.provider if served else "", streamed=admission.bill.streamed,
             prompt_tokens=tokens.prompt if tokens else 0,
             completion_tokens=tokens.completion if tokens else 0,
             cached_tokens=tokens.cached if tokens else 0,
             reasoning_tokens=tokens.reasoning if tokens else 0,
             cache_write_tokens=tokens.cache_write if tokens else 0,
             counts_native=bool(tokens and not tokens.estimated), cost=cost,
-            latency_ms=latency_ms, generation_ms=int((self._wall() - admission.started) * 1000),
-            finish_reason=finish_reason, status=status, attempts=tuple(attempts))
-        try:
-            await self._ledger.record(record)
-        except BaseException:  # cancelled too: the slot and the reservation go back
-            await self._conclude(admission, Decimal(0), 0)
-            raise
-        await self._conclude(admission, cost, tokens.total if tokens is not None else 0)
+            latency_ms=outcome.latency_ms,
+            generation_ms=int((self._wall() - admission.started) * 1000),
+            finish_reason=outcome.finish_reason, status=outcome.status,
+            attempts=outcome.attempts)
 
-    async def _conclude(self, admission: Admission, cost: Decimal, tokens: int) -> None:
-        """Settle, count the tokens, give the concurrency slot back (nothing for the master key)."""
-        key = admission.key
-        if key.master:
-            return
-        if self._meter is not None and admission.reservation is not None:
-            await self._meter.conclude(key, admission.reservation, cost, tokens, self._wall())
-            return
-        try:
-            if admission.reservation is not None:
-                await self._credits.settle(admission.reservation, cost)
-            if tokens > 0:
-                await self._limiter.add_tokens(key, tokens, self._wall())
-        finally:
-            await self._limiter.release(key)
+    async def _release(self, admission: Admission, cost: Decimal, tokens: int) -> None:
+        """Settle, count the tokens, give the concurrency slot back (nothing for the master key).
+        Safe to run again after an interruption: the Meter finishes what was left."""
+        if admission.reservation is not None and not admission.released:
+            await self._meter.conclude(admission.key, admission.reservation, cost, tokens,
+                                       self._wall())
+        admission.released = True

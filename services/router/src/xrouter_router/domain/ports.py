@@ -171,9 +171,9 @@ class CreditGuard(Protocol):
 
 
 class Meter(Protocol):
-    """A key's limits and its account's credits in one call at each end of a generation (the
-    Redis adapter: one script each). Without one, Billing calls the Limiter and the CreditGuard
-    one after the other."""
+    """The admission port's stores: a key's limits and its account's credits in one call at
+    each end of a generation (InProcessMeter over the in-process Limiter and CreditGuard;
+    RedisMeter: one script each), and a stream's top-ups in between. Billing uses nothing else."""
 
     async def admit(self, key: ApiKey, generation_id: str, amount: Decimal, *,
                     partial_from: Decimal | None, now: float) -> tuple[RateWindow | None,
@@ -183,8 +183,14 @@ class Meter(Protocol):
         still counts, its concurrency slot goes back)."""
         ...
 
+    async def extend(self, key: ApiKey, reservation: Reservation,
+                     amount: Decimal) -> Reservation | None:
+        """Grow a reservation as CreditGuard.extend does; None when it does not fit."""
+        ...
+
     async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
                        now: float) -> None:
         """Settle as CreditGuard.settle does, count the tokens, give the concurrency slot back.
-        Never raises."""
+        Never raises but may be interrupted (cancelled): Billing then concludes again, which
+        finishes it (settlements are idempotent per generation; the slot goes back once)."""
         ...

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from xrouter_router.domain import accounting
-from xrouter_router.domain.billing import Admission, Billing, prompt_bound
+from xrouter_router.domain.billing import (
+    Admission,
+    Billing,
+    Outcome,
+    Unbilled,
+    chat_bill,
+    embedding_bill,
+    prompt_bound,
+)
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.errors import (
     AllAttemptsFailed,
@@ -20,6 +29,7 @@ from xrouter_router.domain.errors import (
     XRouterError,
 )
 from xrouter_router.domain.failover import Failover, OpenedStream, close_stream
+from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.observe import NullObserver, Observer
 from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
@@ -81,7 +91,7 @@ class ChatService:
         balancer: Balancer | None = None,
         counter: TokenCounter | None = None,
         observer: Observer | None = None,
-        billing: Billing | None = None,
+        billing: Billing | Unbilled | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._catalog = catalog
@@ -92,7 +102,7 @@ class ChatService:
         self._balancer = balancer or Balancer()
         self._counter: TokenCounter = counter or accounting.Utf8BoundCounter()
         self._observer: Observer = observer or NullObserver()
-        self._billing = billing
+        self._billing: Billing | Unbilled = billing or Unbilled()
         self._wall = wall
 
     @property
@@ -155,16 +165,26 @@ class ChatService:
 
     async def embed(self, api_key: str, request: EmbeddingRequest,
                     deadline: float | None) -> tuple[Served, Embeddings, Usage]:
-        await self._auth.authenticate(api_key)
+        """Admitted, charged and recorded like chat: reserved from an upper bound of the input,
+        charged by the provider's usage (estimated when it reports none)."""
+        key = await self._auth.authenticate(api_key)
         model = self._catalog.resolve(request.model)
+        key.may_use(model.id)
         snapshot = await self._stats.snapshot(d.id for d in model.deployments)
         candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
                                     policy=self._stats.policy)
-        cand, result, _attempts = await self._failover.embed(candidates, request, deadline)
-        bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD for i in request.inputs)
-        tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or TokenCounts(
-            prompt=await self._counter.count(request.inputs), estimated=True)
-        return _served(cand), result, accounting.usage(tokens, cand.deployment.price)
+        bill = embedding_bill(request, request.generation_id or _generation_id())
+        async with self._billing.admit(key, bill, [c.deployment for c in candidates]) as held:
+            cand, result, attempts = await self._failover.embed(candidates, request, deadline)
+            bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD
+                        for i in request.inputs)
+            tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
+                TokenCounts(prompt=await self._counter.count(request.inputs), estimated=True)
+            usage = accounting.usage(tokens, cand.deployment.price)
+            served = _served(cand)
+            await held.conclude(Outcome(served, usage, "success", "", tuple(attempts),
+                                        _latency(attempts)))
+        return served, result, usage
 
     def _failed(self, request: ChatRequest, error: XRouterError, *, streamed: bool) -> None:
         try:
@@ -186,38 +206,32 @@ class ChatService:
                                   usage=result.usage)
         return result
 
-    async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
+    async def _admitted_route(self, api_key: str, request: ChatRequest) -> tuple[ApiKey, Plan]:
+        """The key and the plan; every candidate the plan may try is one the key may use."""
         key = await self._auth.authenticate(api_key)
         route = await self.route(request, commit=True)
-        key.may_use(route.candidates[0].model.id)
-        admission = None
-        if self._billing is not None:
-            admission = await self._billing.admit(key, request,
-                                                  [c.deployment for c in route.candidates],
-                                                  stream=False)
-        try:
+        for cand in route.candidates:
+            key.may_use(cand.model.id)
+        return key, route
+
+    async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
+        key, route = await self._admitted_route(api_key, request)
+        async with self._billing.admit(key, chat_bill(request, stream=False),
+                                       [c.deployment for c in route.candidates]) as held:
             cand, completion, attempts = await self._failover.complete(route.candidates, request,
                                                                        deadline)
-        except XRouterError as exc:
-            if admission is not None and self._billing is not None:
-                await self._billing.finish(
-                    admission, request, served=None, usage=None, status=exc.kind.value,
-                    finish_reason="error", streamed=False, latency_ms=0,
-                    attempts=exc.attempts if isinstance(exc, AllAttemptsFailed) else ())
-            raise
-        tokens = await self._tokens(request, cand, completion.usage, completion.message.text())
-        result = ChatResult(
-            served=_served(cand),
-            completion=completion,
-            usage=accounting.usage(tokens, cand.deployment.price),
-            attempts=tuple(attempts),
-            rate_limit=admission.window if admission is not None else None,
-        )
-        if admission is not None and self._billing is not None:
-            await self._billing.finish(
-                admission, request, served=result.served, usage=result.usage, status="success",
-                finish_reason=completion.finish_reason, attempts=attempts, streamed=False,
-                latency_ms=attempts[-1].latency_ms if attempts else 0)
+            tokens = await self._tokens(request, cand, completion.usage,
+                                        completion.message.text())
+            result = ChatResult(
+                served=_served(cand),
+                completion=completion,
+                usage=accounting.usage(tokens, cand.deployment.price),
+                attempts=tuple(attempts),
+                rate_limit=held.window,
+            )
+            await held.conclude(Outcome(result.served, result.usage, "success",
+                                        completion.finish_reason, result.attempts,
+                                        _latency(attempts)))
         return result
 
     async def stream(
@@ -225,49 +239,39 @@ class ChatService:
     ) -> AsyncGenerator[StreamEvent, None]:
         """Raises before the first event (nothing sent yet); after it, errors end the stream
         in-band in StreamEnd.error and usage is always reported."""
-        admission: Admission | None = None
+        streaming = False
         try:
-            key = await self._auth.authenticate(api_key)
-            route = await self.route(request, commit=True)
-            key.may_use(route.candidates[0].model.id)
-            if self._billing is not None:
-                admission = await self._billing.admit(
-                    key, request, [c.deployment for c in route.candidates], stream=True)
-            opened = await self._failover.open_stream(route.candidates, request, deadline)
+            key, route = await self._admitted_route(api_key, request)
+            async with self._billing.admit(key, chat_bill(request, stream=True),
+                                           [c.deployment for c in route.candidates]) as held:
+                opened = await self._failover.open_stream(route.candidates, request, deadline)
+                streaming = True
+                relay = self._relay(request, opened, held)
+                try:
+                    async for event in relay:
+                        yield event
+                finally:
+                    await relay.aclose()  # closing early must close the upstream stream now
         except XRouterError as exc:
-            self._failed(request, exc, streamed=True)
-            if admission is not None and self._billing is not None:
-                await self._billing.finish(
-                    admission, request, served=None, usage=None, status=exc.kind.value,
-                    finish_reason="error", streamed=True, latency_ms=0,
-                    attempts=exc.attempts if isinstance(exc, AllAttemptsFailed) else ())
+            if not streaming:
+                self._failed(request, exc, streamed=True)
             raise
-        relay = self._relay(request, opened, admission)
-        try:
-            async for event in relay:
-                yield event
-        finally:
-            await relay.aclose()  # closing early must close the upstream stream now
 
     async def _conclude_cancelled(self, request: ChatRequest, opened: OpenedStream,
-                                  admission: Admission | None,
-                                  acc: accounting.StreamAccumulator,
+                                  held: Admission, acc: accounting.StreamAccumulator,
                                   usage: TokenCounts | None) -> None:
         tokens = await self._tokens(request, opened.candidate, usage, acc.completion_text())
         priced = accounting.usage(tokens, opened.candidate.deployment.price)
-        if admission is not None and admission.reservation is not None:
-            priced = priced.capped(admission.reservation.amount)
+        if held.reservation is not None:
+            priced = priced.capped(held.reservation.amount)
         cand = opened.candidate
         self._observer.generation(cand.model.id, cand.deployment.provider, outcome="cancelled",
                                   streamed=True, attempts=len(opened.attempts), usage=priced)
-        if admission is not None and self._billing is not None:
-            await self._billing.finish(
-                admission, request, served=_served(cand), usage=priced,
-                status="cancelled", finish_reason="cancelled", attempts=opened.attempts,
-                streamed=True, latency_ms=opened.attempts[-1].latency_ms if opened.attempts else 0)
+        await held.conclude(Outcome(_served(cand), priced, "cancelled", "cancelled",
+                                    tuple(opened.attempts), _latency(opened.attempts)))
 
     async def _conclude(self, request: ChatRequest, opened: OpenedStream,
-                        admission: Admission | None, acc: accounting.StreamAccumulator, *,
+                        held: Admission, acc: accounting.StreamAccumulator, *,
                         usage: TokenCounts | None, error: XRouterError | None, spread: bool,
                         elapsed: float) -> StreamEnd:
         """Usage, statistics, metrics and billing of a stream that ended (not cancelled)."""
@@ -277,25 +281,22 @@ class ChatService:
         if error is None and tokens.completion and spread:
             await self._stats.record_throughput(cand.deployment.id, tokens.completion / elapsed)
         priced = accounting.usage(tokens, cand.deployment.price)
-        if isinstance(error, BudgetExhausted) and admission is not None \
-                and admission.reservation is not None:
+        if isinstance(error, BudgetExhausted) and held.reservation is not None:
             # Cut when the money ran out: it costs at most what was reserved.
-            priced = priced.capped(admission.reservation.amount)
+            priced = priced.capped(held.reservation.amount)
         end = StreamEnd(priced, error)
         status = "success" if error is None else (
             "budget_exhausted" if isinstance(error, BudgetExhausted) else "stream_error")
         self._observer.generation(cand.model.id, cand.deployment.provider, outcome=status,
                                   streamed=True, attempts=len(opened.attempts), usage=end.usage)
-        if admission is not None and self._billing is not None:
-            await self._billing.finish(
-                admission, request, served=_served(cand), usage=end.usage, status=status,
-                finish_reason=next(iter(acc.finish_reason.values()), "length" if error else ""),
-                attempts=opened.attempts, streamed=True,
-                latency_ms=opened.attempts[-1].latency_ms if opened.attempts else 0)
+        await held.conclude(Outcome(
+            _served(cand), end.usage, status,
+            next(iter(acc.finish_reason.values()), "length" if error else ""),
+            tuple(opened.attempts), _latency(opened.attempts)))
         return end
 
     async def _relay(self, request: ChatRequest, opened: OpenedStream,
-                     admission: Admission | None) -> AsyncGenerator[StreamEvent, None]:
+                     held: Admission) -> AsyncGenerator[StreamEvent, None]:
         """Pass the opened stream on; account for it; end it in-band on errors or when the
         money runs out; always end with usage."""
         started = time.monotonic()
@@ -306,7 +307,7 @@ class ChatService:
         batch: StreamBatch | None = opened.first
         served: Served | None = _served(opened.candidate)
         attempts: tuple[Attempt, ...] = tuple(opened.attempts)
-        window = admission.window if admission is not None else None
+        window = held.window
         provider = opened.candidate.deployment.provider
         try:
             while batch is not None:
@@ -319,8 +320,7 @@ class ChatService:
                     yield StreamEvent(deltas=batch.deltas, served=served, attempts=attempts,
                                       rate_limit=window)
                     served, attempts, window = None, (), None
-                if admission is not None and self._billing is not None and not \
-                        await self._billing.afford(admission, acc.bytes):
+                if not await held.extend(acc.bytes):
                     error = BudgetExhausted()
                     batch = StreamBatch((Delta(finish_reason="length"),))
                     break
@@ -335,11 +335,11 @@ class ChatService:
         except (GeneratorExit, asyncio.CancelledError):
             # The client went away: close upstream, then bill what was generated so far.
             await close_stream(opened.rest)
-            await self._conclude_cancelled(request, opened, admission, acc, usage)
+            await self._conclude_cancelled(request, opened, held, acc, usage)
             raise
         finally:
             await close_stream(opened.rest)
-        end = await self._conclude(request, opened, admission, acc, usage=usage, error=error,
+        end = await self._conclude(request, opened, held, acc, usage=usage, error=error,
                                    spread=batches > 0 and time.monotonic() - started >= MIN_THROUGHPUT_WINDOW,
                                    elapsed=time.monotonic() - started)
         last = batch.deltas if batch is not None else ()
@@ -359,5 +359,13 @@ async def _next(stream: AsyncIterator[StreamBatch], idle: float, provider: str) 
 
 def _served(cand: Candidate) -> Served:
     return Served(cand.model.id, cand.deployment.provider, cand.deployment.id, int(time.time()))
+
+
+def _latency(attempts: Sequence[Attempt]) -> int:
+    return attempts[-1].latency_ms if attempts else 0
+
+
+def _generation_id() -> str:
+    return "gen-" + os.urandom(12).hex()
 
 

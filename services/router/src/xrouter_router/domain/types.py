@@ -207,6 +207,8 @@ class EmbeddingRequest:
     inputs: tuple[str, ...]
     dimensions: int | None = None
     user: str = ""
+    # The ledger's id for the call ('' : the router makes one).
+    generation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import orjson
 
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.errors import (
+    InvalidRequest,
     UpstreamBadResponse,
     UpstreamError,
     UpstreamRateLimited,
@@ -257,7 +258,10 @@ def image_part(url: str) -> dict[str, Any]:
     if url.startswith("data:"):
         header, _, data = url[5:].partition(",")
         return {"inlineData": {"mimeType": header.split(";")[0] or "image/png", "data": data}}
-    path = urllib.parse.urlsplit(url).path
+    try:
+        path = urllib.parse.urlsplit(url).path
+    except ValueError:  # "http://[::1": the client's mistake, not ours
+        raise InvalidRequest("image_url is not a valid URL", param="messages") from None
     mime = mimetypes.guess_type(path)[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 

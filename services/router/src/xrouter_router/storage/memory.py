@@ -58,6 +58,10 @@ class InProcessLimiter:
         self._running[key.id] = self._running.get(key.id, 0) + 1
         return _window(key, self._counts, minute, day)
 
+    def running(self, key_id: str) -> int:
+        """The key's concurrency slots taken now."""
+        return self._running.get(key_id, 0)
+
     async def release(self, key: ApiKey) -> None:
         running = self._running.get(key.id, 0)
         if running > 1:
@@ -118,6 +122,10 @@ class InProcessCreditGuard:
         self._balance: dict[str, tuple[Decimal, float]] = {}
         self._spent: dict[str, tuple[Decimal, float]] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def reserved(self, account_id: str) -> Decimal:
+        """What the account's running generations hold now."""
+        return self._reserved_account.get(account_id, Decimal(0))
 
     async def forget(self, account_id: str) -> None:
         """The account's balance changed elsewhere (a top-up): read it again next time."""
@@ -184,15 +192,61 @@ class InProcessCreditGuard:
 
     async def settle(self, reservation: Reservation, cost: Decimal) -> None:
         async with self._locks[reservation.account_id]:
-            if cost > 0 and await self._accounts.charge(
-                    reservation.account_id, reservation.key_id, reservation.generation_id, cost):
-                balance = self._balance.get(reservation.account_id)
-                if balance is not None:
-                    self._balance[reservation.account_id] = (balance[0] - cost, balance[1])
-                spent = self._spent.get(reservation.key_id)
-                if spent is not None:
-                    self._spent[reservation.key_id] = (spent[0] + cost, spent[1])
-            # Release what is still held for this generation, once (a repeated settle is a no-op).
-            held = self._held.pop(reservation.generation_id, Decimal(0))
-            self._reserved_account[reservation.account_id] -= held
-            self._reserved_key[reservation.key_id] -= held
+            try:
+                if cost > 0 and await self._accounts.charge(
+                        reservation.account_id, reservation.key_id, reservation.generation_id,
+                        cost):
+                    balance = self._balance.get(reservation.account_id)
+                    if balance is not None:
+                        self._balance[reservation.account_id] = (balance[0] - cost, balance[1])
+                    spent = self._spent.get(reservation.key_id)
+                    if spent is not None:
+                        self._spent[reservation.key_id] = (spent[0] + cost, spent[1])
+            finally:
+                # Release what is still held for this generation, once (a repeated settle is a
+                # no-op), even when the charge was interrupted (settling again charges it).
+                held = self._held.pop(reservation.generation_id, Decimal(0))
+                self._reserved_account[reservation.account_id] -= held
+                self._reserved_key[reservation.key_id] -= held
+
+
+class InProcessMeter:
+    """The Meter port over the in-process limiter and credit guard: one call after the other at
+    each end, the slot given back once per generation (so an interrupted conclusion can run
+    again)."""
+
+    def __init__(self, limiter: InProcessLimiter, guard: InProcessCreditGuard) -> None:
+        self._limiter = limiter
+        self._guard = guard
+        self._slots: set[str] = set()  # generations holding a concurrency slot
+
+    async def admit(self, key: ApiKey, generation_id: str, amount: Decimal, *,
+                    partial_from: Decimal | None, now: float) -> tuple[RateWindow | None,
+                                                                       Reservation]:
+        window = await self._limiter.acquire(key, now)
+        self._slots.add(generation_id)
+        try:
+            reservation = await self._guard.reserve(key, generation_id, amount,
+                                                    partial_from=partial_from)
+        except BaseException:
+            await self._release(key, generation_id)
+            raise
+        return window, reservation
+
+    async def extend(self, key: ApiKey, reservation: Reservation,
+                     amount: Decimal) -> Reservation | None:
+        return await self._guard.extend(key, reservation, amount)
+
+    async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
+                       now: float) -> None:
+        try:
+            await self._guard.settle(reservation, cost)
+            if tokens > 0:
+                await self._limiter.add_tokens(key, tokens, now)
+        finally:
+            await self._release(key, reservation.generation_id)
+
+    async def _release(self, key: ApiKey, generation_id: str) -> None:
+        if generation_id in self._slots:
+            self._slots.discard(generation_id)
+            await self._limiter.release(key)

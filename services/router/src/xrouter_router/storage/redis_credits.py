@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 
 from redis.asyncio.cluster import RedisCluster
@@ -15,7 +16,7 @@ from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord, charge_of
 from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.storage.redis_lane import Lane
-from xrouter_router.storage.redis_limits import limits_lua
+from xrouter_router.storage.redis_limits import LimitArgs, limits_lua
 from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
 from xrouter_router.storage.redis_stats import Script
 
@@ -36,6 +37,34 @@ from xrouter_router.storage.redis_stats import Script
 # after the reservation TTL; a repeated settlement or notice changes nothing). A snapshot read
 # from the store subtracts what is deferred, and every charge the store took while it was read
 # (some of which it may include: the balance it installs may be low for a moment, never high).
+
+
+@dataclass(frozen=True, slots=True)
+class CreditArgs:
+    """The credit script's ARGV, built here only (argv() is the one place that knows the order):
+    ARGV[1..7] the call, [8..10] the TTLs, [11..13] the snapshot, [14..20] the key's limits
+    (RedisMeter's; limits_lua(3, 13))."""
+
+    mode: str  # reserve | extend | settle
+    key_id: str
+    generation_id: str
+    amount: int  # units of 1e-8 RUB: to reserve, to add, or the cost settled
+    ttls: tuple[str, str, int]  # snapshot, reservation, the account's keys
+    partial: str = ""  # units: reserve as much as is free if at least this ('' = all or none)
+    limit: str = ""  # the key's credit limit in units ('' = none)
+    held: int = 0  # extend: the reservation's amount, held again if it lapsed
+    snapshot: tuple[str | int, str | int, str | int] = ("", "", "")
+    limits: LimitArgs | None = None
+
+    def argv(self) -> list[str | int]:
+        return [self.mode, self.key_id, self.generation_id, self.amount, self.partial,
+                self.limit, self.held, *self.ttls, *self.snapshot,
+                *(self.limits.argv() if self.limits is not None else ())]
+
+
+STALE: tuple[str, str, str] = ("stale", "", "")
+
+
 _CREDITS = f"""-- xrouter credits {VERSION}
 {limits_lua(3, 13)}local acct, gens, exps = KEYS[1], KEYS[2], KEYS[3]
 local mode, key, gen = ARGV[1], ARGV[2], ARGV[3]
@@ -239,8 +268,8 @@ class RedisCreditGuard(LinkCounters):
         self._prefix = f"{prefix}:{VERSION}:cr:"
         self._fail_open = fail_open
         # Snapshot TTL, reservation TTL, and the TTL of the account's keys (idle accounts vanish).
-        self._ttls: list[str | int] = [repr(float(snapshot_ttl)), repr(float(reservation_ttl)),
-                                       max(1, round(max(snapshot_ttl, reservation_ttl))) + 60]
+        self._ttls = (repr(float(snapshot_ttl)), repr(float(reservation_ttl)),
+                      max(1, round(max(snapshot_ttl, reservation_ttl))) + 60)
         self._loading: dict[tuple[str, str], asyncio.Task[_Snapshot]] = {}
 
     async def forget(self, account_id: str) -> None:
@@ -266,12 +295,12 @@ class RedisCreditGuard(LinkCounters):
 
     async def ask_reserve(self, key: ApiKey, generation_id: str, amount: Decimal, *,
                           partial_from: Decimal | None, extra_keys: Sequence[str] = (),
-                          extra_args: Sequence[str | int] = ()) -> list[str]:
+                          limits: LimitArgs | None = None) -> list[str]:
         """The script's reply to a reservation (with RedisMeter's limit keys and arguments
         appended, if given). Raises RedisDown."""
         partial = "" if partial_from is None else str(_units(partial_from))
         return await self._ask(key, "reserve", generation_id, _units(amount), partial=partial,
-                               extra_keys=extra_keys, extra_args=extra_args)
+                               extra_keys=extra_keys, limits=limits)
 
     def reserve_degraded(self, key: ApiKey, generation_id: str, amount: Decimal) -> Reservation:
         """Redis failed: the policy's answer (the whole amount when failing open)."""
@@ -312,18 +341,17 @@ class RedisCreditGuard(LinkCounters):
                            reservation.key_id, reservation.amount + amount)
 
     async def settle(self, reservation: Reservation, cost: Decimal, *,
-                     extra_keys: Sequence[str] = (), extra_args: Sequence[str | int] = ()) -> None:
+                     extra_keys: Sequence[str] = (), limits: LimitArgs | None = None) -> None:
         """Releases the reservation and counts the cost in Redis at once; the charge itself
         reaches the AccountStore with the generation's record, and applied() says so. Never
         raises: a release Redis could not make lapses after reservation_ttl (and the charge
         still reaches the store with the record). RedisMeter appends the key's limit keys and
         arguments (its tokens and its slot's release)."""
-        args: list[str | int] = ["settle", reservation.key_id, reservation.generation_id,
-                                 _units(cost) if cost > 0 else 0, "", "", 0, *self._ttls,
-                                 "", "", "", *extra_args]
+        args = CreditArgs("settle", reservation.key_id, reservation.generation_id,
+                          _units(cost) if cost > 0 else 0, self._ttls, limits=limits)
         with contextlib.suppress(RedisDown):
             await self._link.script(CREDITS_SCRIPT,
-                                    (*self.keys(reservation.account_id), *extra_keys), args)
+                                    (*self.keys(reservation.account_id), *extra_keys), args.argv())
 
     async def applied(self, records: Sequence[GenerationRecord]) -> None:
         """The AccountStore took these records' charges (the ledger wrote them): they stop
@@ -341,30 +369,27 @@ class RedisCreditGuard(LinkCounters):
 
     async def _ask(self, key: ApiKey, mode: str, generation_id: str, amount: int, *,
                     partial: str = "", held: int = 0, extra_keys: Sequence[str] = (),
-                    extra_args: Sequence[str | int] = ()) -> list[str]:
+                    limits: LimitArgs | None = None) -> list[str]:
         """The script's reply to reserve or extend, reading the snapshots it misses once."""
         limit = "" if key.credit_limit is None else str(_units(key.credit_limit))
-        base: list[str | int] = [mode, key.id, generation_id, amount, partial, limit, held,
-                                 *self._ttls]
-        snapshot: list[str | int] = ["", "", ""]
+        args = CreditArgs(mode, key.id, generation_id, amount, self._ttls, partial=partial,
+                          limit=limit, held=held, limits=limits)
         for _ in range(3):
             raw = await self._link.script(CREDITS_SCRIPT,
-                                          (*self.keys(key.account_id), *extra_keys),
-                                          [*base, *snapshot, *extra_args])
+                                          (*self.keys(key.account_id), *extra_keys), args.argv())
             reply = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
             if reply[0] != "miss":
                 return reply
-            if snapshot[0] == "stale":
+            if args.snapshot == STALE:
                 raise Unavailable("Credit checks are unavailable (no balance known while the "
                                   "account store is down); retry shortly", retry_after=1.0)
             try:
                 before, balance, spent = await self._snapshot(key, int(reply[1]))
             except Unavailable:
-                if snapshot[0] == "stale":
-                    raise
-                snapshot = ["stale", "", ""]  # the store is down: what Redis has, however old
+                # The store is down: what Redis has, however old.
+                args = replace(args, snapshot=STALE)
                 continue
-            snapshot = [before, balance, "" if spent is None else spent]
+            args = replace(args, snapshot=(before, balance, "" if spent is None else spent))
         raise InternalError("the credit script ignored the snapshot it was given")
 
     async def _snapshot(self, key: ApiKey, charged: int) -> _Snapshot:

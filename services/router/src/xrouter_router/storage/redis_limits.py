@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.asyncio.cluster import RedisCluster
 
@@ -77,6 +78,25 @@ ACQUIRE_SCRIPT = Script(_ACQUIRE)
 TOKENS_SCRIPT = Script(_ADD_TOKENS)
 
 
+@dataclass(frozen=True, slots=True)
+class LimitArgs:
+    """limits_lua's ARGV from a+1, built here only: the key's limits ('' = unlimited), its
+    concurrency slot and the slot's TTL in ms, then the tokens a settlement counts (the credit
+    script's ARGV[20])."""
+
+    requests_per_minute: str = ""
+    requests_per_day: str = ""
+    tokens_per_minute: str = ""
+    concurrent: str = ""
+    slot: str = ""
+    slot_ttl_ms: int | str = ""
+    tokens: str = ""
+
+    def argv(self) -> list[str | int]:
+        return [self.requests_per_minute, self.requests_per_day, self.tokens_per_minute,
+                self.concurrent, self.slot, self.slot_ttl_ms, self.tokens]
+
+
 def new_slot(lim: Limits) -> str:
     """A concurrency slot's id, when the key has a concurrency limit."""
     return uuid.uuid4().hex if lim.concurrent is not None else ""
@@ -121,15 +141,15 @@ class RedisLimiter(LinkCounters):
         slot = new_slot(lim)
         try:
             reply = await self._link.script(ACQUIRE_SCRIPT, self.keys(key, now),
-                                            self.arguments(lim, slot))
+                                            self.arguments(lim, slot).argv())
         except RedisDown:
             return self.degraded_acquire(key, slot)
         return self.counted(key, slot, [int(x) for x in reply], now)
 
-    def arguments(self, lim: Limits, slot: str) -> list[str | int]:
+    def arguments(self, lim: Limits, slot: str) -> LimitArgs:
         """The script's arguments for the key's limits (limits_lua's ARGV)."""
-        return [_opt(lim.requests_per_minute), _opt(lim.requests_per_day),
-                _opt(lim.tokens_per_minute), _opt(lim.concurrent), slot, self._slot_ms]
+        return LimitArgs(_opt(lim.requests_per_minute), _opt(lim.requests_per_day),
+                         _opt(lim.tokens_per_minute), _opt(lim.concurrent), slot, self._slot_ms)
 
     def degraded_acquire(self, key: ApiKey, slot: str) -> RateWindow | None:
         """Redis failed: admitted uncounted (failing open) or Unavailable."""

@@ -11,7 +11,7 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ports import Reservation
 from xrouter_router.domain.types import RateWindow
 from xrouter_router.storage.redis_credits import RedisCreditGuard
-from xrouter_router.storage.redis_limits import RedisLimiter, new_slot
+from xrouter_router.storage.redis_limits import LimitArgs, RedisLimiter, new_slot
 from xrouter_router.storage.redis_link import RedisDown
 
 
@@ -36,8 +36,7 @@ class RedisMeter:
         try:
             reply = await self._guard.ask_reserve(
                 key, generation_id, amount, partial_from=partial_from,
-                extra_keys=self._limiter.keys(key, now),
-                extra_args=self._limiter.arguments(lim, slot))
+                extra_keys=self._limiter.keys(key, now), limits=self._limiter.arguments(lim, slot))
         except RedisDown:
             reservation = self._guard.reserve_degraded(key, generation_id, amount)
             return self._limiter.degraded_acquire(key, slot), reservation
@@ -48,6 +47,10 @@ class RedisMeter:
             window = self._limiter.counted(key, slot, [0, int(reply[2]), int(reply[3])], now)
         return window, self._guard.granted(key, generation_id, amount, reply)
 
+    async def extend(self, key: ApiKey, reservation: Reservation,
+                     amount: Decimal) -> Reservation | None:
+        return await self._guard.extend(key, reservation, amount)
+
     async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
                        now: float) -> None:
         slot = self._limiter.take(key.id)
@@ -55,7 +58,12 @@ class RedisMeter:
         if not slot and not counted:
             await self._guard.settle(reservation, cost)
             return
-        # limits_lua's ARGV, then the tokens: only the slot (ARGV[18]) and the tokens (ARGV[20])
-        # are read by the settlement.
-        await self._guard.settle(reservation, cost, extra_keys=self._limiter.keys(key, now),
-                                 extra_args=["", "", "", "", slot, "", str(tokens) if counted else ""])
+        # The settlement reads only the slot and the tokens of the limits' arguments.
+        try:
+            await self._guard.settle(reservation, cost, extra_keys=self._limiter.keys(key, now),
+                                     limits=LimitArgs(slot=slot,
+                                                      tokens=str(tokens) if counted else ""))
+        except BaseException:
+            # Interrupted: the slot may still be taken; concluding again frees it.
+            self._limiter.hold(key.id, slot)
+            raise

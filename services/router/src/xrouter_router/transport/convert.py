@@ -254,7 +254,7 @@ def embed_request_from_proto(r: pb.EmbedRequest) -> EmbeddingRequest:
         raise InvalidRequest("input must not be empty", param="input")
     return EmbeddingRequest(model=r.model, inputs=tuple(r.input),
                             dimensions=r.dimensions if r.HasField("dimensions") else None,
-                            user=r.user)
+                            user=r.user, generation_id=r.generation_id)
 
 
 def embeddings_to_proto(served: Served, result: Embeddings, usage: Usage) -> pb.EmbedResponse:

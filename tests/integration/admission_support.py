@@ -1,0 +1,217 @@
+"""The money path's rig, in both modes: the accounting stack the composition root builds
+(embedded: SQLite and the in-process limiter; cluster: PostgreSQL HA and the Redis Cluster),
+a ChatService over fake providers, what a key holds (slots, reserved money) read from the real
+stores, and a fault injector that raises or cancels at the k-th await point of the ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+
+from tests.infra.postgres_ha import PostgresHA
+from tests.infra.redis_cluster import RedisCluster
+from tests.support import router_settings
+from tests.unit.builders import catalog, deployment, model
+from tests.unit.fakes import FakeEmbedder, FakeProvider
+from xrouter_router.accounting_stack import AccountingStack, build_accounting
+from xrouter_router.domain.accounting import Utf8BoundCounter
+from xrouter_router.domain.billing import Billing
+from xrouter_router.domain.catalog import Catalog
+from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.ledger import Account
+from xrouter_router.domain.ports import UsageLedger
+from xrouter_router.domain.service import ChatService
+from xrouter_router.domain.stats import InMemoryStats
+from xrouter_router.domain.types import Delta, StreamBatch, TokenCounts
+from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
+from xrouter_router.storage.migrate import migrate
+from xrouter_router.storage.redis_credits import RedisCreditGuard
+from xrouter_router.storage.redis_limits import RedisLimiter
+from xrouter_router.storage.redis_stats import cluster_client
+
+# m is served by a; m2 (a fallback) by b; "e" offers embeddings.
+CATALOG: Catalog = catalog(
+    model("m", deployment("m", "a", prompt="100", completion="200")),
+    model("m2", deployment("m2", "b", prompt="100", completion="200")),
+    model("e", deployment("e", "a", caps=("embeddings",), prompt="100", completion="0")),
+)
+BATCHES = (StreamBatch((Delta(role="assistant", content="hel"),)),
+           StreamBatch((Delta(content="lo there"),)),
+           StreamBatch((Delta(finish_reason="stop"),), TokenCounts(prompt=5, completion=3),
+                       done=True))
+UNITS = Decimal("1e-8")
+
+
+class FixedKey:
+    """The Authenticator port for one key (authentication has its own tests)."""
+
+    def __init__(self, key: ApiKey) -> None:
+        self.key = key
+
+    async def authenticate(self, api_key: str) -> ApiKey:
+        return self.key
+
+
+class Faults:
+    """Counts the await points the request passes in the wrapped ports (before and after each
+    call, and each step of a stream); at the `at`-th it raises an error of ours (`raise`) or
+    cancels the task running the request (`cancel`), as a client disconnect, a gRPC
+    cancellation or a shutdown does."""
+
+    def __init__(self, at: int = 0, kind: str = "raise") -> None:
+        self.at, self.kind, self.seen = at, kind, 0
+
+    @property
+    def fired(self) -> bool:
+        return 0 < self.at <= self.seen
+
+    async def point(self) -> None:
+        self.seen += 1
+        if self.seen != self.at:
+            return
+        if self.kind == "raise":
+            raise RuntimeError("injected fault")
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)  # the cancellation lands here
+
+    def wrap(self, target: Any) -> Any:
+        return Faulty(target, self)
+
+
+class Faulty:
+    """A port with a fault point around every coroutine method and every stream step."""
+
+    def __init__(self, target: Any, faults: Faults) -> None:
+        self._target, self._faults = target, faults
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if inspect.iscoroutinefunction(attr):
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                await self._faults.point()
+                result = await attr(*args, **kwargs)
+                await self._faults.point()
+                return result
+            return call
+        if inspect.isasyncgenfunction(attr):
+            def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+                return self._stream(attr(*args, **kwargs))
+            return stream
+        return attr
+
+    async def _stream(self, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            while True:
+                await self._faults.point()
+                try:
+                    item = await anext(inner)
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            await inner.aclose()  # type: ignore[attr-defined]
+
+
+@dataclass
+class Rig:
+    """One mode's accounting stack, and what a key holds in it."""
+
+    mode: str
+    stacks: list[AccountingStack]  # one per router replica
+    redis: ClusterClient | None = None
+
+    @property
+    def stack(self) -> AccountingStack:
+        return self.stacks[0]
+
+    def billing(self, faults: Faults | None = None, replica: int = 0,
+                ledger: UsageLedger | None = None) -> Billing:
+        stack = self.stacks[replica]
+        ledger = ledger or (stack.ledger if faults is None else faults.wrap(stack.ledger))
+        return Billing(stack.meter, ledger)
+
+    async def account(self, balance: str) -> str:
+        account_id = f"acct-{uuid.uuid4().hex[:12]}"
+        await self.stack.accounts.create(Account(account_id))
+        await self.stack.accounts.top_up(account_id, Decimal(balance), "test")
+        for stack in self.stacks:
+            await stack.balance_changed(account_id)
+        return account_id
+
+    def key(self, account_id: str, *, concurrent: int = 5,
+            allowed: tuple[str, ...] = ()) -> ApiKey:
+        return ApiKey(id=f"key-{uuid.uuid4().hex[:12]}", account_id=account_id, tier="free",
+                      prefix="xr-test", limits=Limits(concurrent=concurrent),
+                      allowed_models=allowed)
+
+    async def held(self, key: ApiKey) -> tuple[int, Decimal]:
+        """The key's concurrency slots taken and the money its account has reserved."""
+        limiter, guard = self.stack.limiter, self.stack.guard
+        if isinstance(limiter, InProcessLimiter) and isinstance(guard, InProcessCreditGuard):
+            return limiter.running(key.id), guard.reserved(key.account_id)
+        assert isinstance(limiter, RedisLimiter) and isinstance(guard, RedisCreditGuard)
+        assert self.redis is not None
+        slots = await self.redis.zcard(limiter.keys(key, 0.0)[3])
+        units = await self.redis.hget(guard.keys(key.account_id)[0], "reserved")
+        return int(slots), Decimal(int(units or 0)) * UNITS
+
+    async def balance(self, account_id: str) -> Decimal:
+        account = await self.stack.accounts.get(account_id)
+        assert account is not None
+        return account.balance
+
+
+def service(rig: Rig, key: ApiKey, *, faults: Faults | None = None,
+            providers: tuple[FakeProvider, ...] | None = None,
+            billing: Billing | None = None) -> ChatService:
+    faults = faults or Faults()
+    made = providers or (FakeEmbedder("a", batches=BATCHES), FakeProvider("b", batches=BATCHES))
+    stats = faults.wrap(InMemoryStats())
+    failover = Failover({p.name: faults.wrap(p) for p in made}, FailoverPolicy(5.0, 3), stats)
+    return ChatService(CATALOG, failover, faults.wrap(FixedKey(key)), idle_timeout=5.0,
+                       stats=stats, counter=faults.wrap(Utf8BoundCounter()),
+                       billing=billing or rig.billing(faults))
+
+
+@contextlib.asynccontextmanager
+async def running_rig(mode: str, request: pytest.FixtureRequest, tmp_path: Path, *,
+                      replicas: int = 1) -> AsyncIterator[Rig]:
+    settings = router_settings(tmp_path / "unused.toml", data_dir=tmp_path / "data")
+    redis: ClusterClient | None = None
+    if mode == "cluster":
+        postgres: PostgresHA = request.getfixturevalue("postgres_ha")
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        name = "x" + uuid.uuid4().hex[:12]
+        postgres.create_database(name)
+        database = postgres.multi_host(name)
+        await migrate(database, wait=10)
+        settings = replace(settings, database_url=database, redis_url=cluster.url)
+        redis = cluster_client(cluster.url)
+        await redis.initialize()
+    assert replicas == 1 or mode == "cluster", "the embedded mode is one process"
+    stacks = [build_accounting(settings) for _ in range(replicas)]
+    try:
+        for stack in stacks:
+            for start in stack.starts:
+                await start()
+        yield Rig(mode, stacks, redis)
+    finally:
+        for stack in stacks:
+            for stop in stack.stops:
+                await stop()
+        if redis is not None:
+            await redis.aclose()
+

@@ -1,0 +1,223 @@
+"""The money path in both modes (embedded: SQLite and the in-process limiter; cluster:
+PostgreSQL HA and the Redis Cluster): embeddings are admitted, charged and recorded like chat;
+every exit gives the slot and the reservation back, whatever fails or cancels at whichever await
+point; every candidate the router may try is one the key may use."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
+from tests.integration.admission_support import Faults, Rig, running_rig, service
+from tests.unit.builders import request
+from tests.unit.fakes import VECTORS, FakeEmbedder, FakeProvider
+from xrouter_router.domain.catalog import Deployment
+from xrouter_router.domain.errors import Forbidden, InsufficientCredits, UpstreamServerError
+from xrouter_router.domain.ledger import GenerationRecord
+from xrouter_router.domain.ports import UsageLedger
+from xrouter_router.domain.service import ChatService
+from xrouter_router.domain.types import (
+    ChatRequest,
+    Completion,
+    EmbeddingRequest,
+    Embeddings,
+    TokenCounts,
+)
+
+EMBED = EmbeddingRequest(model="e", inputs=("hello world", "привет"), generation_id="gen-e1")
+# The fake reports no usage: counted by their UTF-8 bytes (11 + 12), at 100 RUB per million.
+EMBED_COST = Decimal("0.0023")
+
+
+@pytest.fixture(params=["embedded", "cluster"])
+async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with running_rig(request.param, request, tmp_path) as made:
+        yield made
+
+
+async def _charged(rig: Rig, account_id: str, expected: Decimal) -> Decimal:
+    """The account's balance once it is `expected`: in the cluster mode the charge reaches
+    PostgreSQL with the record, through the ledger consumer, a moment after the answer (the
+    10 s bound only stops a broken consumer from hanging the test)."""
+    for _ in range(200):
+        balance = await rig.balance(account_id)
+        if balance == expected or rig.mode == "embedded":
+            return balance
+        await asyncio.sleep(0.05)
+    return balance
+
+
+# ---- embeddings ---------------------------------------------------------------------------
+
+async def test_embeddings_are_charged_and_recorded_like_chat(rig: Rig) -> None:
+    account = await rig.account("1")
+    key = rig.key(account)
+    served, result, usage = await service(rig, key).embed("k", EMBED, None)
+    assert (served.model, served.provider, result, usage.tokens, usage.cost) == (
+        "e", "a", VECTORS, TokenCounts(prompt=23, estimated=True), EMBED_COST)
+    record = await rig.stack.ledger.get("gen-e1")
+    assert record is not None
+    assert (record.model, record.provider, record.key_id, record.prompt_tokens, record.cost,
+            record.status, record.streamed) == ("e", "a", key.id, 23, EMBED_COST, "success", False)
+    assert await rig.held(key) == (0, Decimal(0))
+    assert await _charged(rig, account, Decimal(1) - EMBED_COST) == Decimal(1) - EMBED_COST
+
+
+async def test_embeddings_are_reserved_from_an_upper_bound_of_their_input(rig: Rig) -> None:
+    # 1 RUB buys 10,000 tokens at 100 RUB per million: 6,000 Cyrillic letters are 12,000 bytes.
+    account = await rig.account("1")
+    key = rig.key(account)
+    embedder = FakeEmbedder("a")
+    big = EmbeddingRequest(model="e", inputs=("я" * 6000,), generation_id="gen-e2")
+    with pytest.raises(InsufficientCredits):
+        await service(rig, key, providers=(embedder, FakeProvider("b"))).embed("k", big, None)
+    assert embedder.calls == []
+    assert await rig.held(key) == (0, Decimal(0))
+    assert await rig.stack.ledger.get("gen-e2") is None
+
+
+async def test_embeddings_are_limited(rig: Rig) -> None:
+    key = rig.key(await rig.account("1"), concurrent=1)
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class Slow(FakeEmbedder):
+        async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:
+            entered.set()
+            await gate.wait()
+            return await super().embed(request, deployment)
+
+    svc = service(rig, key, providers=(Slow("a"), FakeProvider("b")))
+    first = asyncio.create_task(svc.embed("k", EMBED, None))
+    await entered.wait()
+    # (11 + 1) + (12 + 1) tokens: the UTF-8 bytes of each input and one more, at 100 RUB a million
+    assert await rig.held(key) == (1, Decimal("0.0025"))
+    with pytest.raises(Exception, match="1 concurrent requests"):
+        await svc.embed("k", EmbeddingRequest(model="e", inputs=("x",), generation_id="g3"), None)
+    gate.set()
+    await first
+    assert await rig.held(key) == (0, Decimal(0))
+
+
+# ---- release on every exit ----------------------------------------------------------------
+
+class Broken(FakeProvider):
+    """A provider adapter with a bug of ours (as Gemini's was, on a malformed image URL)."""
+
+    async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
+        raise ValueError("Invalid IPv6 URL")
+
+
+async def test_an_error_of_ours_gives_the_slot_and_the_reservation_back(rig: Rig) -> None:
+    key = rig.key(await rig.account("10"), concurrent=5)
+    svc = service(rig, key, providers=(Broken("a"), FakeProvider("b")))
+    for _ in range(6):  # before the fix the sixth was refused: "5 concurrent requests"
+        with pytest.raises(ValueError, match="Invalid IPv6 URL"):
+            await svc.chat("k", request("m"), None)
+    assert await rig.held(key) == (0, Decimal(0))
+
+
+async def _chat(svc: ChatService) -> None:
+    await svc.chat("k", request("m", fallback=("m2",)), None)
+
+
+async def _stream(svc: ChatService) -> None:
+    async for _ in svc.stream("k", request("m", fallback=("m2",)), None):
+        pass
+
+
+async def _embed(svc: ChatService) -> None:
+    await svc.embed("k", EMBED, None)
+
+
+@pytest.mark.parametrize("kind", ["raise", "cancel"])
+@pytest.mark.parametrize("call", [_chat, _stream, _embed], ids=["unary", "stream", "embeddings"])
+async def test_a_fault_at_any_await_point_gives_everything_back(
+        rig: Rig, kind: str, call: Callable[[ChatService], Awaitable[None]]) -> None:
+    account = await rig.account("10")
+    points = 0
+    for at in range(1, 200):
+        key = rig.key(account)
+        faults = Faults(at, kind)
+        task = asyncio.ensure_future(call(service(rig, key, faults=faults)))
+        await asyncio.wait([task])
+        assert await rig.held(key) == (0, Decimal(0)), f"fault {kind} at await point {at}"
+        if not faults.fired:  # the request completed before the at-th await point
+            assert task.exception() is None
+            points = faults.seen
+            break
+        assert task.cancelled() if kind == "cancel" else isinstance(task.exception(), RuntimeError)
+    assert points > 5  # the request path was really walked
+
+
+# ---- every candidate obeys the key ---------------------------------------------------------
+
+async def test_allowed_models_hold_for_the_fallbacks(rig: Rig) -> None:
+    key = rig.key(await rig.account("10"), allowed=("m",))
+    failing = FakeProvider("a", error=UpstreamServerError("a answered 500", provider="a",
+                                                          status=500))
+    fallback = FakeProvider("b")
+    svc = service(rig, key, providers=(failing, fallback))
+    with pytest.raises(Forbidden, match="'m2'"):
+        await svc.chat("k", request("m", fallback=("m2",)), None)
+    with pytest.raises(Forbidden, match="'m2'"):
+        await _stream(svc)
+    with pytest.raises(Forbidden, match="'e'"):
+        await svc.embed("k", EMBED, None)
+    assert (failing.calls, fallback.calls) == ([], [])
+    assert await rig.held(key) == (0, Decimal(0))
+    both = rig.key(key.account_id, allowed=("m", "m2"))
+    result = await service(rig, both, providers=(failing, fallback)).chat(
+        "k", request("m", fallback=("m2",)), None)
+    assert result.served.model == "m2"
+
+
+async def test_a_second_cancellation_cannot_stop_the_release(rig: Rig) -> None:
+    """A shutdown cancels twice: the release goes on in its own task, and drain() waits."""
+    key = rig.key(await rig.account("10"))
+    entered, abandoned = asyncio.Event(), asyncio.Event()
+
+    class StuckLedger:
+        def __init__(self, inner: UsageLedger) -> None:
+            self.inner = inner
+
+        async def record(self, record: GenerationRecord) -> None:
+            entered.set()
+            try:
+                await asyncio.Event().wait()  # until cancelled
+            finally:
+                abandoned.set()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    billing = rig.billing(ledger=StuckLedger(rig.stack.ledger))
+    svc = service(rig, key, billing=billing)
+    task = asyncio.ensure_future(_chat(svc))
+    await entered.wait()
+    task.cancel()  # the first: the record is abandoned, the release starts in a task of its own
+    await abandoned.wait()  # the request now waits on that task
+    task.cancel()  # the second: the request goes at once
+    await asyncio.wait([task])
+    assert task.cancelled()
+    await billing.drain()
+    assert await rig.held(key) == (0, Decimal(0))
+
+
+async def test_the_in_process_meter_gives_a_generations_slot_back_once(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    async with running_rig("embedded", request, tmp_path) as rig:
+        key = rig.key(await rig.account("1"))
+        meter = rig.stack.meter
+        _, first = await meter.admit(key, "gen-a", Decimal("0.1"), partial_from=None, now=0.0)
+        await meter.admit(key, "gen-b", Decimal("0.1"), partial_from=None, now=0.0)
+        for _ in range(2):  # an interrupted conclusion runs again
+            await meter.conclude(key, first, Decimal("0.05"), 10, 0.0)
+        assert await rig.held(key) == (1, Decimal("0.1"))  # gen-b's slot and money stay held
+        assert await rig.balance(key.account_id) == Decimal("0.95")
