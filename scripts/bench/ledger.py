@@ -29,14 +29,14 @@ sys.path.insert(0, str(ROOT))  # tests.infra: the same Redis Cluster and Postgre
 from tests.infra.postgres_ha import DurablePostgresHA, PostgresHA  # noqa: E402
 from tests.infra.redis_cluster import RedisCluster  # noqa: E402
 from xrouter_router.domain.ledger import Account, GenerationRecord  # noqa: E402
-from xrouter_router.storage.ledger_consumer import LedgerConsumer  # noqa: E402
-from xrouter_router.storage.ledger_stream import StreamLayout, StreamLedger  # noqa: E402
-from xrouter_router.storage.migrate import migrate  # noqa: E402
-from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgUsageLedger  # noqa: E402
-from xrouter_router.storage.postgres import pool  # noqa: E402
-from xrouter_router.storage.redis_credits import RedisCreditGuard  # noqa: E402
-from xrouter_router.storage.redis_lane import Lane  # noqa: E402
-from xrouter_router.storage.redis_stats import cluster_client  # noqa: E402
+from xrouter_router.storage.redis.credits import RedisCreditGuard  # noqa: E402
+from xrouter_router.storage.redis.lane import Lane  # noqa: E402
+from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer  # noqa: E402
+from xrouter_router.storage.redis.ledger_stream import StreamLayout, StreamLedger  # noqa: E402
+from xrouter_router.storage.redis.stats import cluster_client  # noqa: E402
+from xrouter_router.storage.sql.migrate import migrate  # noqa: E402
+from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgUsageLedger  # noqa: E402
+from xrouter_router.storage.sql.postgres import pool  # noqa: E402
 
 TARGET = 2000.0  # generations/s into PostgreSQL (issue 3)
 CONCURRENCY = 64  # record() calls in flight, as concurrent requests would make them

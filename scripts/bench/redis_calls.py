@@ -1,6 +1,6 @@
 """What one request-path Redis command costs the router's process: a script (EVALSHA) and the
 ledger's append with its WAIT, through redis-py's cluster client and through the lane
-(storage/redis_lane.py), with 16 commands in flight, on uvloop as the router runs. Starts its
+(storage/redis/lane.py), with 16 commands in flight, on uvloop as the router runs. Starts its
 own Redis Cluster (3 masters + 3 replicas). CPU of this process per command, best of 3 rounds.
 
     .venv/bin/python scripts/bench/redis_calls.py [commands per round]   (default 4000)
@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.infra: the same Redis Cluster as the tests
 
 from tests.infra.redis_cluster import RedisCluster  # noqa: E402
-from xrouter_router.storage.ledger_stream import APPEND_SCRIPT  # noqa: E402
-from xrouter_router.storage.redis_lane import Lane  # noqa: E402
-from xrouter_router.storage.redis_stats import Script, cluster_client  # noqa: E402
+from xrouter_router.storage.redis.lane import Lane  # noqa: E402
+from xrouter_router.storage.redis.ledger_stream import APPEND_SCRIPT  # noqa: E402
+from xrouter_router.storage.redis.stats import Script, cluster_client  # noqa: E402
 
 IN_FLIGHT = 16
 SCRIPT = Script("return {'ok', redis.call('INCR', KEYS[1]), ARGV[1]}")

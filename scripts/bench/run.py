@@ -272,7 +272,7 @@ def cluster_servers() -> Iterator[dict[str, str]]:
     sys.path.insert(0, str(ROOT))  # tests.infra: the same servers as the tests
     from tests.infra.postgres_ha import DurablePostgresHA
     from tests.infra.redis_cluster import RedisCluster
-    from xrouter_router.storage.migrate import migrate
+    from xrouter_router.storage.sql.migrate import migrate
 
     redis = RedisCluster().start()
     try:

@@ -19,7 +19,7 @@ from tests.infra.redis_cluster import RedisCluster
 from tests.integration.conftest import AUTH
 from tests.support import gateway_settings, router_settings, running_gateway, running_router
 from xrouter_router.bootstrap import RouterApp
-from xrouter_router.storage.migrate import migrate
+from xrouter_router.storage.sql.migrate import migrate
 
 HELLO = [{"role": "user", "content": "hello there"}]
 

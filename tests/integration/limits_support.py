@@ -18,13 +18,13 @@ from tests.infra.redis_cluster import RedisCluster
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
 from xrouter_router.domain.ports import Reservation
-from xrouter_router.storage.redis_credits import RedisCreditGuard
-from xrouter_router.storage.redis_lane import Lane
-from xrouter_router.storage.redis_limits import RedisLimiter
-from xrouter_router.storage.redis_revocations import KeyRevocations
-from xrouter_router.storage.redis_stats import cluster_client
-from xrouter_router.storage.sqlite import SqliteAccountStore
-from xrouter_router.storage.sqlite_db import SqliteDatabase
+from xrouter_router.storage.redis.credits import RedisCreditGuard
+from xrouter_router.storage.redis.lane import Lane
+from xrouter_router.storage.redis.limits import RedisLimiter
+from xrouter_router.storage.redis.revocations import KeyRevocations
+from xrouter_router.storage.redis.stats import cluster_client
+from xrouter_router.storage.sql.sqlite import SqliteAccountStore
+from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
 T = TypeVar("T")
 
@@ -96,7 +96,7 @@ class Closer:
         return made
 
     def lane(self, client: ClusterClient) -> Lane:
-        """The request path's way to Redis (storage/redis_lane.py), closed at the end."""
+        """The request path's way to Redis (storage/redis/lane.py), closed at the end."""
         made = Lane(client)
         self.closing.append(made)
         return made

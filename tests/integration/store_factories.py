@@ -19,13 +19,13 @@ from xrouter_router.domain.errors import Attempt
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
 from xrouter_router.domain.ports import AccountStore, KeyStore, PlanStore, UsageLedger
-from xrouter_router.storage.migrate import migrate
-from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
-from xrouter_router.storage.pg_plans import PgPlanStore
-from xrouter_router.storage.postgres import pool
-from xrouter_router.storage.sqlite import SqliteAccountStore, SqliteKeyStore, SqliteUsageLedger
-from xrouter_router.storage.sqlite_db import SqliteDatabase
-from xrouter_router.storage.sqlite_plans import SqlitePlanStore
+from xrouter_router.storage.sql.migrate import migrate
+from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
+from xrouter_router.storage.sql.pg_plans import PgPlanStore
+from xrouter_router.storage.sql.postgres import pool
+from xrouter_router.storage.sql.sqlite import SqliteAccountStore, SqliteKeyStore, SqliteUsageLedger
+from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
+from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
 
 DAY1 = datetime(2024, 5, 1, tzinfo=UTC).timestamp()
 DAY2 = DAY1 + 86_400

@@ -28,8 +28,8 @@ from xrouter_router.domain.errors import InsufficientCredits, NotFound
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ports import CreditGuard, Reservation
 from xrouter_router.storage.memory import InProcessCreditGuard
-from xrouter_router.storage.redis_credits import RedisCreditGuard
-from xrouter_router.storage.sqlite import SqliteAccountStore
+from xrouter_router.storage.redis.credits import RedisCreditGuard
+from xrouter_router.storage.sql.sqlite import SqliteAccountStore
 
 # -- the CreditGuard contract ----------------------------------------------------------------
 

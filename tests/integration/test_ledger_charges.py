@@ -19,8 +19,8 @@ from tests.integration.test_ledger_stream import Rig, append_all, generation, ri
 from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.keys import MASTER
 from xrouter_router.domain.ledger import Account, GenerationRecord
-from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgUsageLedger
-from xrouter_router.storage.postgres import pool
+from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgUsageLedger
+from xrouter_router.storage.sql.postgres import pool
 
 D = Decimal
 

@@ -27,13 +27,14 @@ from tests.infra.postgres_ha import PostgresHA, free_ports
 from tests.infra.redis_cluster import RedisCluster
 from xrouter_router.domain.errors import Attempt, Unavailable
 from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
-from xrouter_router.storage.ledger_consumer import LedgerConsumer
-from xrouter_router.storage.ledger_stream import FIELD, GROUP, StreamLayout, StreamLedger
-from xrouter_router.storage.migrate import migrate
-from xrouter_router.storage.pg import PgDatabase, PgUsageLedger, generation_document
-from xrouter_router.storage.postgres import pool
-from xrouter_router.storage.redis_lane import Lane
-from xrouter_router.storage.redis_stats import cluster_client
+from xrouter_router.storage.record_codec import generation_document
+from xrouter_router.storage.redis.lane import Lane
+from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
+from xrouter_router.storage.redis.ledger_stream import FIELD, GROUP, StreamLayout, StreamLedger
+from xrouter_router.storage.redis.stats import cluster_client
+from xrouter_router.storage.sql.migrate import migrate
+from xrouter_router.storage.sql.pg import PgDatabase, PgUsageLedger
+from xrouter_router.storage.sql.postgres import pool
 
 SHARDS = 8
 DRAIN_BOUND = 30.0  # seconds for a backlog to reach zero once PostgreSQL takes writes
@@ -229,11 +230,11 @@ REPLICA = """
 import asyncio, sys, time
 from decimal import Decimal
 from xrouter_router.domain.ledger import GenerationRecord
-from xrouter_router.storage.ledger_consumer import LedgerConsumer
-from xrouter_router.storage.ledger_stream import StreamLayout, StreamLedger
-from xrouter_router.storage.pg import PgDatabase, PgUsageLedger
-from xrouter_router.storage.postgres import pool
-from xrouter_router.storage.redis_stats import cluster_client
+from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
+from xrouter_router.storage.redis.ledger_stream import StreamLayout, StreamLedger
+from xrouter_router.storage.sql.pg import PgDatabase, PgUsageLedger
+from xrouter_router.storage.sql.postgres import pool
+from xrouter_router.storage.redis.stats import cluster_client
 
 async def main(conninfo: str, url: str, prefix: str, shards: int, count: int) -> None:
     client = cluster_client(url)

@@ -22,7 +22,7 @@ from xrouter_router.domain.errors import RateLimited
 from xrouter_router.domain.ports import Limiter
 from xrouter_router.domain.types import RateWindow
 from xrouter_router.storage.memory import InProcessLimiter
-from xrouter_router.storage.redis_limits import RedisLimiter
+from xrouter_router.storage.redis.limits import RedisLimiter
 
 # -- the Limiter contract --------------------------------------------------------------------
 

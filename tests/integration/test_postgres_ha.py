@@ -23,8 +23,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tests.infra.pg_fixtures import postgres_ha, postgres_ha_disposable  # noqa: F401 - fixtures
 from tests.infra.postgres_ha import PostgresHA, free_ports
 from xrouter_router.cli import main
-from xrouter_router.storage.migrate import migrate
-from xrouter_router.storage.postgres import pool
+from xrouter_router.storage.sql.migrate import migrate
+from xrouter_router.storage.sql.postgres import pool
 
 TABLES = {"accounts", "api_keys", "credit_entries", "generations", "generation_ids", "usage_daily",
           "key_spend", "schema_migrations", "account_plans"}

@@ -41,7 +41,7 @@ from tests.unit.test_observability_files import (
     find_tool,
     variable_queries,
 )
-from xrouter_router.storage.migrate import migrate
+from xrouter_router.storage.sql.migrate import migrate
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}

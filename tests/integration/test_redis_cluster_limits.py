@@ -44,10 +44,10 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account
 from xrouter_router.domain.ports import Reservation
 from xrouter_router.domain.types import RateWindow
-from xrouter_router.storage.redis_credits import APPLIED_SCRIPT, CREDITS_SCRIPT, RedisCreditGuard
-from xrouter_router.storage.redis_limits import ACQUIRE_SCRIPT, RedisLimiter
-from xrouter_router.storage.redis_revocations import KeyRevocations
-from xrouter_router.storage.sqlite import SqliteAccountStore
+from xrouter_router.storage.redis.credits import APPLIED_SCRIPT, CREDITS_SCRIPT, RedisCreditGuard
+from xrouter_router.storage.redis.limits import ACQUIRE_SCRIPT, RedisLimiter
+from xrouter_router.storage.redis.revocations import KeyRevocations
+from xrouter_router.storage.sql.sqlite import SqliteAccountStore
 
 # -- only the Redis implementations: across replicas -----------------------------------------
 

@@ -1,4 +1,4 @@
-"""Lane (storage/redis_lane.py) on real Redis Cluster nodes: the request path's commands go
+"""Lane (storage/redis/lane.py) on real Redis Cluster nodes: the request path's commands go
 straight to their slot's master and answer as the cluster client would; what the lane cannot
 finish (a moved slot, a lost script cache, a hung node) ends through the client."""
 
@@ -22,8 +22,8 @@ from redis.exceptions import RedisClusterException, ResponseError
 
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.redis_cluster import _DIE_WITH_PARENT, RedisCluster, free_ports
-from xrouter_router.storage.redis_lane import Lane
-from xrouter_router.storage.redis_stats import Script, cluster_client
+from xrouter_router.storage.redis.lane import Lane
+from xrouter_router.storage.redis.stats import Script, cluster_client
 
 ECHO = Script("return {KEYS[1], ARGV[1]}")
 FAILING = Script("return redis.error_reply('XRTEST refused ' .. ARGV[1])")

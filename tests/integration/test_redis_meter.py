@@ -25,11 +25,11 @@ from tests.integration.limits_support import (
 from xrouter_router.domain.errors import InsufficientCredits, RateLimited, Unavailable
 from xrouter_router.domain.ports import Reservation
 from xrouter_router.domain.types import RateWindow
-from xrouter_router.storage.redis_credits import RedisCreditGuard
-from xrouter_router.storage.redis_limits import RedisLimiter
-from xrouter_router.storage.redis_meter import RedisMeter
-from xrouter_router.storage.redis_stats import cluster_client
-from xrouter_router.storage.sqlite import SqliteAccountStore
+from xrouter_router.storage.redis.credits import RedisCreditGuard
+from xrouter_router.storage.redis.limits import RedisLimiter
+from xrouter_router.storage.redis.meter import RedisMeter
+from xrouter_router.storage.redis.stats import cluster_client
+from xrouter_router.storage.sql.sqlite import SqliteAccountStore
 
 
 async def _meter(cluster: RedisCluster, closer: Closer, accounts: SqliteAccountStore) -> RedisMeter:

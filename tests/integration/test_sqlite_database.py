@@ -30,7 +30,7 @@ from xrouter_router.domain.errors import (
 )
 from xrouter_router.domain.ledger import UsageTotals
 from xrouter_router.domain.plans import Plan
-from xrouter_router.storage.sqlite_db import SqliteDatabase
+from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
 
 @pytest.fixture

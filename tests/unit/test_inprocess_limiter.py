@@ -8,8 +8,9 @@ import pytest
 
 from xrouter_router.domain.errors import RateLimited
 from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.limits import DAY, MINUTE
 from xrouter_router.domain.types import RateWindow
-from xrouter_router.storage.memory import DAY, MINUTE, InProcessLimiter
+from xrouter_router.storage.memory import InProcessLimiter
 
 DAY_START = 1_699_920_000.0  # a UTC midnight
 

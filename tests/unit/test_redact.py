@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 
 from xrouter_router.domain.errors import DatabaseUnavailable
-from xrouter_router.storage.pg import _translate
+from xrouter_router.storage.sql.pg import _translate
 from xrouter_router.transport.redact import LIMIT, Redactor, cut
 
 

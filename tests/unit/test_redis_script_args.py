@@ -3,8 +3,8 @@ position the Lua reads it from (1-based, as in the script)."""
 
 from __future__ import annotations
 
-from xrouter_router.storage.redis_credits import STALE, CreditArgs
-from xrouter_router.storage.redis_limits import LimitArgs
+from xrouter_router.storage.redis.credits import STALE, CreditArgs
+from xrouter_router.storage.redis.limits import LimitArgs
 
 
 def _at(argv: list[str | int]) -> dict[int, str | int]:

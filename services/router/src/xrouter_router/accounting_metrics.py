@@ -39,7 +39,7 @@ class Degradable(Protocol):
 
 @runtime_checkable
 class Laned(Protocol):
-    """A component whose request-path commands take the lane (storage/redis_lane.py)."""
+    """A component whose request-path commands take the lane (storage/redis/lane.py)."""
 
     @property
     def lane_fallbacks(self) -> int: ...

@@ -60,13 +60,13 @@ def build_accounting(settings: RouterSettings) -> AccountingStack:
 
 
 def _embedded(settings: RouterSettings) -> AccountingStack:
-    from xrouter_router.storage.sqlite import (
+    from xrouter_router.storage.sql.sqlite import (
         SqliteAccountStore,
         SqliteKeyStore,
         SqliteUsageLedger,
     )
-    from xrouter_router.storage.sqlite_db import SqliteDatabase
-    from xrouter_router.storage.sqlite_plans import SqlitePlanStore
+    from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
+    from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
@@ -79,9 +79,9 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
 
 
 def _postgres(settings: RouterSettings) -> AccountingStack:
-    from xrouter_router.storage.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
-    from xrouter_router.storage.pg_plans import PgPlanStore
-    from xrouter_router.storage.postgres import pool
+    from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
+    from xrouter_router.storage.sql.pg_plans import PgPlanStore
+    from xrouter_router.storage.sql.postgres import pool
 
     connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
     database = PgDatabase(connections)
@@ -97,14 +97,14 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
                                InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                observed={"database": database})
-    from xrouter_router.storage.ledger_consumer import LedgerConsumer
-    from xrouter_router.storage.ledger_stream import StreamLedger
-    from xrouter_router.storage.redis_credits import RedisCreditGuard
-    from xrouter_router.storage.redis_lane import Lane
-    from xrouter_router.storage.redis_limits import RedisLimiter
-    from xrouter_router.storage.redis_meter import RedisMeter
-    from xrouter_router.storage.redis_revocations import KeyRevocations
-    from xrouter_router.storage.redis_stats import cluster_client
+    from xrouter_router.storage.redis.credits import RedisCreditGuard
+    from xrouter_router.storage.redis.lane import Lane
+    from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
+    from xrouter_router.storage.redis.ledger_stream import StreamLedger
+    from xrouter_router.storage.redis.limits import RedisLimiter
+    from xrouter_router.storage.redis.meter import RedisMeter
+    from xrouter_router.storage.redis.revocations import KeyRevocations
+    from xrouter_router.storage.redis.stats import cluster_client
 
     # One client per component: each bounds its own commands in flight, and redis-py's cluster
     # client does not queue beyond its per-node pool.

@@ -38,7 +38,7 @@ from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
 
 if TYPE_CHECKING:
-    from xrouter_router.storage.redis_stats import RedisStats
+    from xrouter_router.storage.redis.stats import RedisStats
 
 
 @dataclass(slots=True)
@@ -86,7 +86,7 @@ def build_stats(redis_url: str, catalog: Catalog) -> InMemoryStats | RedisStats:
     Redis client is not even imported)."""
     if not redis_url:
         return InMemoryStats()
-    from xrouter_router.storage.redis_stats import RedisStats, cluster_client
+    from xrouter_router.storage.redis.stats import RedisStats, cluster_client
 
     deployments = {d.id: d.provider for m in catalog.models for d in m.deployments}
     return RedisStats(cluster_client(redis_url), deployments)

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from xrouter_router.cli_api import credits_command, keys_command, plans_command, usage_command
-from xrouter_router.storage.migrate import MigrationError, migrate
-from xrouter_router.storage.postgres import DatabaseUnreachable
+from xrouter_router.storage.sql.migrate import MigrationError, migrate
+from xrouter_router.storage.sql.postgres import DatabaseUnreachable
 
 Handler = Callable[[argparse.Namespace], int]
 Subcommand = Callable[[argparse.ArgumentParser], Handler]

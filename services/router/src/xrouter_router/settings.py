@@ -52,7 +52,7 @@ class RouterSettings:
     # Degraded modes when Redis fails: rate limits admit (fail open), credits refuse (fail closed).
     limits_fail_open: bool = True
     credits_fail_open: bool = False
-    # The request path's Redis commands on the router's own connections (storage/redis_lane.py);
+    # The request path's Redis commands on the router's own connections (storage/redis/lane.py);
     # off: every command through redis-py's cluster client.
     redis_lane: bool = True
     # A dotenv file of provider credentials (the `provider-keys` secret); None = environment only.

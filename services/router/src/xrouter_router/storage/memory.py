@@ -5,19 +5,16 @@ Redis implementations make the same guarantees across replicas."""
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from decimal import Decimal
 
-from xrouter_router.domain.errors import InsufficientCredits, NotFound, RateLimited
+from xrouter_router.domain.errors import InsufficientCredits, NotFound
 from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.limits import DAY, MINUTE, limited
 from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.domain.types import RateWindow
-
-MINUTE = 60.0
-DAY = 86400.0
 
 
 class InProcessLimiter:
@@ -44,13 +41,13 @@ class InProcessLimiter:
                   (lim.requests_per_day, (key.id, "d", day), (day + 1) * DAY)]
         for limit, window, reset in checks:
             if limit is not None and self._counts.get(window, 0) >= limit:
-                raise _limited(f"{limit} requests per {'minute' if window[1] == 'm' else 'day'}",
+                raise limited(f"{limit} requests per {'minute' if window[1] == 'm' else 'day'}",
                                limit, reset, now)
         tpm = lim.tokens_per_minute
         if tpm is not None and self._tokens.get((key.id, minute), 0) >= tpm:
-            raise _limited(f"{tpm} tokens per minute", tpm, (minute + 1) * MINUTE, now)
+            raise limited(f"{tpm} tokens per minute", tpm, (minute + 1) * MINUTE, now)
         if lim.concurrent is not None and self._running.get(key.id, 0) >= lim.concurrent:
-            raise _limited(f"{lim.concurrent} concurrent requests", lim.concurrent, now + 1, now,
+            raise limited(f"{lim.concurrent} concurrent requests", lim.concurrent, now + 1, now,
                            retry_after=1.0)
         for limit, window, _ in checks:
             if limit is not None:
@@ -97,13 +94,6 @@ def _window(key: ApiKey, counts: dict[tuple[str, str, int], int], minute: int,
                                   lim.requests_per_day - counts.get((key.id, "d", day), 0),
                                   (day + 1) * DAY))
     return min(windows, key=lambda w: w.remaining) if windows else None
-
-
-def _limited(what: str, limit: int, reset: float, now: float,
-             retry_after: float | None = None) -> RateLimited:
-    wait = retry_after if retry_after is not None else max(1.0, math.ceil(reset - now))
-    return RateLimited(f"Rate limit exceeded: {what}", retry_after=wait,
-                       metadata={"limit": limit, "remaining": 0, "reset": int(reset)})
 
 
 class InProcessCreditGuard:

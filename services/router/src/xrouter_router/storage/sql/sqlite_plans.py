@@ -8,7 +8,7 @@ import time
 from xrouter_router.domain.errors import NotFound
 from xrouter_router.domain.keys import Limits
 from xrouter_router.domain.plans import Plan
-from xrouter_router.storage.sqlite_db import SqliteDatabase
+from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
 
 class SqlitePlanStore:

@@ -15,10 +15,10 @@ from xrouter_router.domain.errors import InsufficientCredits, InternalError, Not
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord, charge_of
 from xrouter_router.domain.ports import AccountStore, Reservation
-from xrouter_router.storage.redis_lane import Lane
-from xrouter_router.storage.redis_limits import LimitArgs, limits_lua
-from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
-from xrouter_router.storage.redis_stats import Script
+from xrouter_router.storage.redis.lane import Lane
+from xrouter_router.storage.redis.limits import LimitArgs, limits_lua
+from xrouter_router.storage.redis.link import VERSION, Link, LinkCounters, RedisDown
+from xrouter_router.storage.redis.stats import Script
 
 # KEYS: the account's hash (balance and spent snapshots with the server time they were taken,
 # reserved sums, pending sums, the cumulative 'charged' counter), its reservations and the state

@@ -22,8 +22,8 @@ from redis.exceptions import ResponseError
 from xrouter_router.domain.errors import InvalidRequest, Unavailable, XRouterError
 from xrouter_router.domain.ledger import GenerationRecord
 from xrouter_router.storage import tasks
-from xrouter_router.storage.ledger_stream import FIELD, GROUP, StreamLayout, Warnings
-from xrouter_router.storage.pg import generation_from_document
+from xrouter_router.storage.record_codec import generation_from_document
+from xrouter_router.storage.redis.ledger_stream import FIELD, GROUP, StreamLayout, Warnings
 from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)

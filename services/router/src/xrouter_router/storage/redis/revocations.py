@@ -14,7 +14,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
 from xrouter_router.storage import tasks
-from xrouter_router.storage.redis_link import VERSION, Link, RedisDown
+from xrouter_router.storage.redis.link import VERSION, Link, RedisDown
 
 log = logging.getLogger(__name__)
 REVOKED_CHANNEL = f"xr:{VERSION}:keys:revoked"

@@ -13,11 +13,10 @@ from redis.asyncio.cluster import RedisCluster
 
 from xrouter_router.domain.errors import InternalError, Unavailable
 from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.limits import DAY, MINUTE, limited
 from xrouter_router.domain.types import RateWindow
-from xrouter_router.storage.memory import DAY, MINUTE
-from xrouter_router.storage.memory import _limited as limited  # one wording for both limiters
-from xrouter_router.storage.redis_link import VERSION, Link, LinkCounters, RedisDown
-from xrouter_router.storage.redis_stats import Script
+from xrouter_router.storage.redis.link import VERSION, Link, LinkCounters, RedisDown
+from xrouter_router.storage.redis.stats import Script
 
 
 def limits_lua(k: int, a: int) -> str:

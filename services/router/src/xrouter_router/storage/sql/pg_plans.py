@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xrouter_router.domain.keys import Limits
 from xrouter_router.domain.plans import Plan
-from xrouter_router.storage.pg import PgDatabase
+from xrouter_router.storage.sql.pg import PgDatabase
 
 
 class PgPlanStore:

@@ -1,4 +1,4 @@
-"""Schema migrations: the numbered SQL files in storage/migrations (NNNN_name.sql), applied in order,
+"""Schema migrations: the numbered SQL files in storage/sql/migrations (NNNN_name.sql), applied in order,
 each in its own transaction together with its row in schema_migrations. A session advisory lock
 serializes concurrent runners (every replica may run them at start-up); applied versions are skipped.
 Being transactional, a file cannot use statements such as CREATE INDEX CONCURRENTLY."""
@@ -12,7 +12,7 @@ from importlib import resources
 
 import psycopg
 
-from xrouter_router.storage.postgres import connect
+from xrouter_router.storage.sql.postgres import connect
 
 # pg_advisory_lock key shared by every runner of every release: "xrouter" in ASCII.
 LOCK_KEY = 0x78726F75746572
@@ -38,7 +38,7 @@ class Migration:
 def bundled() -> list[Migration]:
     """The migrations shipped in this package, by version."""
     found: dict[int, Migration] = {}
-    for entry in resources.files("xrouter_router.storage").joinpath("migrations").iterdir():
+    for entry in resources.files("xrouter_router.storage.sql").joinpath("migrations").iterdir():
         match = _FILE.match(entry.name)
         if match is None:
             continue

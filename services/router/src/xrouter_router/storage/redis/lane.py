@@ -18,7 +18,7 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from xrouter_router.storage.redis_stats import Script, run_script
+from xrouter_router.storage.redis.stats import Script, run_script
 
 Command = Sequence[str | int | bytes]
 # Error replies of commands that did not run: a redirect, a cluster or node in transition.

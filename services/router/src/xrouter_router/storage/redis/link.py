@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 
-from xrouter_router.storage.redis_lane import Lane
-from xrouter_router.storage.redis_stats import Script
+from xrouter_router.storage.redis.lane import Lane
+from xrouter_router.storage.redis.stats import Script
 from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Link:
     way at once (the cluster client refuses, rather than queues, a command beyond its pool of
     connections per node); the others queue within their timeout. Scripts lost by a node (a
     promoted replica, a restarted node: script caches are not replicated) are loaded again
-    with EVAL. Scripts go through `lane` when given (storage/redis_lane.py), else the client."""
+    with EVAL. Scripts go through `lane` when given (storage/redis/lane.py), else the client."""
 
     def __init__(self, client: RedisCluster, what: str, degraded: str, *, timeout: float,
                  retry_after: float, inflight: int = INFLIGHT, lane: Lane | None = None) -> None:

@@ -10,9 +10,9 @@ from decimal import Decimal
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ports import Reservation
 from xrouter_router.domain.types import RateWindow
-from xrouter_router.storage.redis_credits import RedisCreditGuard
-from xrouter_router.storage.redis_limits import LimitArgs, RedisLimiter, new_slot
-from xrouter_router.storage.redis_link import RedisDown
+from xrouter_router.storage.redis.credits import RedisCreditGuard
+from xrouter_router.storage.redis.limits import LimitArgs, RedisLimiter, new_slot
+from xrouter_router.storage.redis.link import RedisDown
 
 
 class RedisMeter:

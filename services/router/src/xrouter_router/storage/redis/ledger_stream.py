@@ -18,12 +18,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from xrouter_router.domain.errors import XRouterError
 from xrouter_router.domain.ledger import GenerationRecord, UsageRow, UsageTotals
-from xrouter_router.storage.pg import (
-    PgUsageLedger,
-    generation_document,
-    generation_from_document,
-)
-from xrouter_router.storage.redis_lane import Lane, LaneMiss
+from xrouter_router.storage.record_codec import generation_document, generation_from_document
+from xrouter_router.storage.redis.lane import Lane, LaneMiss
+from xrouter_router.storage.sql.pg import PgUsageLedger
 from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
@@ -96,7 +93,7 @@ class StreamLedger:
     for a record still on its way; totals and reports lag by the consumer's flush interval.
     Records carry their charges when `pg` charges (PgUsageLedger(charge=True)); `on_stored` is
     told of a record written to PostgreSQL here (RedisCreditGuard.applied). The caller owns
-    `client`. Appends go through `lane` when given (storage/redis_lane.py)."""
+    `client`. Appends go through `lane` when given (storage/redis/lane.py)."""
 
     def __init__(self, client: RedisCluster, pg: PgUsageLedger, layout: StreamLayout | None = None,
                  *, lane: Lane | None = None, max_len: int = 500_000, recent_ttl: int = 3600,

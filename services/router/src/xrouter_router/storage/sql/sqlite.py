@@ -21,8 +21,8 @@ from xrouter_router.domain.ledger import (
     UsageRow,
     UsageTotals,
 )
-from xrouter_router.storage.sqlite_db import SqliteDatabase, from_units, to_units, utc_day
-from xrouter_router.storage.usage_sql import report_groups, where
+from xrouter_router.storage.sql.sqlite_db import SqliteDatabase, from_units, to_units, utc_day
+from xrouter_router.storage.sql.usage_sql import report_groups, where
 
 
 def _require_account(conn: sqlite3.Connection, account_id: str) -> None:

@@ -1,0 +1,1 @@
+"""SQL adapters: the PostgreSQL and SQLite stores, their migrations and shared usage SQL."""
