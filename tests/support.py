@@ -105,6 +105,18 @@ def write_catalog(directory: Path, upstream: str) -> Path:
     return path
 
 
+def minute_margin(margin: float = 15.0) -> float:
+    """How long to wait until at least `margin` seconds remain in the current UTC minute. Rate
+    windows are calendar minutes: a burst that straddles two gets two windows' worth, so a test
+    of an exact per-minute limit starts its burst clear of the boundary."""
+    left = 60.0 - time.time() % 60.0
+    return 0.0 if left >= margin else left + 0.05
+
+
+async def clear_of_minute_boundary(margin: float = 15.0) -> None:
+    await asyncio.sleep(minute_margin(margin))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

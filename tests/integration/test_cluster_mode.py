@@ -21,6 +21,7 @@ from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.cluster_support import Cluster, running_cluster
 from tests.integration.conftest import AUTH
+from tests.support import clear_of_minute_boundary
 
 
 @pytest.fixture
@@ -34,6 +35,7 @@ async def cluster(tmp_path: Path, catalog: Path, upstream: FakeOpenAI,
 async def test_limits_are_exact_across_two_replicas(cluster: Cluster) -> None:
     await cluster.top_up("100")
     key, _ = await cluster.key(requests_per_minute=20, concurrent=200)
+    await clear_of_minute_boundary()
     results = await asyncio.gather(*(cluster.chat(key) for _ in range(100)))
     assert sorted(r.status_code for r in results) == [200] * 20 + [429] * 80
 

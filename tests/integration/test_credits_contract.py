@@ -73,7 +73,7 @@ async def wallet(request: pytest.FixtureRequest, tmp_path: Path,
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
     client = closer.client(cluster)
     lane = closer.lane(client) if request.param == "redis-lane" else None
-    guard = RedisCreditGuard(client, accounts, lane=lane)
+    guard = RedisCreditGuard(client, accounts, lane=lane, timeout=10.0)  # exactness, not timeouts
     closer.checked.append(guard)
     yield Wallet(guard, accounts, account_id, guard)
     assert lane is None or (lane.fallbacks, len(lane.connected())) == (0, 1)

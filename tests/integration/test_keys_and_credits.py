@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from tests.integration.conftest import AUTH, Stack, events
+from tests.support import clear_of_minute_boundary
 
 HELLO = [{"role": "user", "content": "hello there"}]
 
@@ -80,6 +81,7 @@ async def test_mistyped_unknown_and_revoked_keys(stack: Stack) -> None:
 async def test_requests_per_minute_is_exact_and_answered_429_with_headers(stack: Stack) -> None:
     await _top_up(stack, "acct-1", "100")
     key, _ = await _key(stack, requests_per_minute=5)
+    await clear_of_minute_boundary()
     results = await asyncio.gather(*(stack.chat({"model": "test/echo", "messages": HELLO},
                                                 headers=_bearer(key)) for _ in range(12)))
     codes = sorted(r.status_code for r in results)

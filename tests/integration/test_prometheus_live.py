@@ -33,6 +33,7 @@ from tests.integration.prometheus_support import (
     running_stack,
     scraped_since,
 )
+from tests.support import minute_margin
 from tests.unit.test_observability_files import (
     TITLES,
     Query,
@@ -105,6 +106,7 @@ def send_accounting_traffic(http: httpx.Client, base: str) -> None:
     assert resp.status_code == 200, resp.text
     paying, limited, broke = key(account), key(account, requests_per_minute=1), key(account + "-0")
     assert [post(paying) for _ in range(3)] == [200] * 3
+    time.sleep(minute_margin())  # both requests in one minute's window
     assert [post(limited) for _ in range(2)] == [200, 429]
     assert post(broke) == 402
 

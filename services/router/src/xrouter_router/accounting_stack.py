@@ -114,7 +114,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md).
     lanes = [Lane(clients[name], enabled=settings.redis_lane) for name in ("credits", "ledger")]
     shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open,
-                              lane=lanes[0])
+                              lane=lanes[0], timeout=settings.redis_timeout)
     # Charges travel with the records: the consumer writes both in one transaction, then tells
     # the credit guard (no database call on the request path).
     charging = PgUsageLedger(database, charge=True)
@@ -141,7 +141,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     ledger = StreamLedger(clients["ledger"], charging, lane=lanes[1], on_stored=shared.applied)
     # The meter runs the limits inside the credit script: the limiter (its policy, its slots)
     # shares the credit guard's client rather than holding a connection pool of its own.
-    limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open)
+    limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
+                           timeout=settings.redis_timeout)
     return AccountingStack(
         keys, accounts, plans, ledger, limiter, shared, RedisMeter(limiter, shared),
         balance_changed=shared.forget,

@@ -55,6 +55,8 @@ class RouterSettings:
     # The request path's Redis commands on the router's own connections (storage/redis/lane.py);
     # off: every command through redis-py's cluster client.
     redis_lane: bool = True
+    # How long the limits and credits scripts may take before the degraded policies answer.
+    redis_timeout: float = 0.5
     # A dotenv file of provider credentials (the `provider-keys` secret); None = environment only.
     provider_keys_file: Path | None = None
     # The address /metrics listens on: every interface (containers, scraped by Prometheus), or
@@ -95,6 +97,7 @@ class RouterSettings:
             limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),
             credits_fail_open=env_bool("XROUTER_CREDITS_FAIL_OPEN", False, env),
             redis_lane=env_bool("XROUTER_REDIS_LANE", True, env),
+            redis_timeout=env_float("XROUTER_REDIS_TIMEOUT", 0.5, env, minimum=0.01),
             provider_keys_file=Path(keys_file) if (keys_file := env_str(
                 "XROUTER_PROVIDER_KEYS_FILE", "", env)) else None,
         )
