@@ -122,7 +122,7 @@ def test_forcing_a_tool_without_tools_is_a_400(choice: dict[str, Any]) -> None:
 
 def test_unknown_top_level_fields_are_ignored() -> None:
     req = parse_messages(orjson.dumps({"model": "m", "max_tokens": 5, "messages": HI,
-                                       "thinking": {"type": "enabled", "budget_tokens": 100},
+                                       "context_management": {"edits": []},
                                        "service_tier": "auto"}))
     assert req.model == "m"
 
@@ -155,8 +155,15 @@ def test_system_string_and_blocks_become_one_system_message_first() -> None:
     assert _messages(*HI, system="Be brief.")[0] == pb.Message(role="system", content="Be brief.")
     blocks = [{"type": "text", "text": "Be brief."},
               {"type": "text", "text": "Answer in French.", "cache_control": {"type": "ephemeral"}}]
+    assert _messages(*HI, system=blocks[:1] * 2) == [
+        pb.Message(role="system", content="Be brief.\n\nBe brief."),
+        pb.Message(role="user", content="hi")]
+    # With cache_control: parts, so that the breakpoint can reach Anthropic; the same text.
+    cached = b'{"type":"text","text":"\\n\\nAnswer in French.","cache_control":{"type":"ephemeral"}}'
     assert _messages(*HI, system=blocks) == [
-        pb.Message(role="system", content="Be brief.\n\nAnswer in French."),
+        pb.Message(role="system", parts=[
+            pb.ContentPart(type="text", text="Be brief."),
+            pb.ContentPart(type="text", text="\n\nAnswer in French.", raw_json=cached)]),
         pb.Message(role="user", content="hi")]
 
 
