@@ -6,6 +6,7 @@ in its own terms, and the reasoning that comes back (whole and streamed), hidden
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -34,32 +35,40 @@ from xrouter_router.providers.http import new_session
 HIGH = {"effort": "high"}
 
 
-@pytest.fixture(scope="module")
-def fake_openai() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
+@dataclass
+class Fakes:
+    openai: FakeOpenAI
+    anthropic: FakeAnthropic
+    gemini: FakeGemini
 
 
 @pytest.fixture(scope="module")
-def fake_anthropic() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic().start()
-    yield server
-    server.stop()
+def fakes() -> Iterator[Fakes]:
+    servers = Fakes(FakeOpenAI().start(), FakeAnthropic().start(), FakeGemini().start())
+    yield servers
+    for server in (servers.openai, servers.anthropic, servers.gemini):
+        server.stop()
 
 
-@pytest.fixture(scope="module")
-def fake_gemini() -> Iterator[FakeGemini]:
-    server = FakeGemini().start()
-    yield server
-    server.stop()
+@pytest.fixture
+def fake_openai(fakes: Fakes) -> FakeOpenAI:
+    return fakes.openai
+
+
+@pytest.fixture
+def fake_anthropic(fakes: Fakes) -> FakeAnthropic:
+    return fakes.anthropic
+
+
+@pytest.fixture
+def fake_gemini(fakes: Fakes) -> FakeGemini:
+    return fakes.gemini
 
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    s = new_session(connect_timeout=2.0, pool_size=4)
-    yield s
-    await s.close()
+    async with new_session(connect_timeout=2.0, pool_size=4) as s:
+        yield s
 
 
 def _dep(upstream_model: str, max_completion_tokens: int = 0) -> Deployment:
