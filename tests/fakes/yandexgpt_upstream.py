@@ -164,6 +164,13 @@ def check_request(body: Any) -> str | None:
     return next((p for p in problems if p), None)
 
 
+def _model_uri(body: Any, key: str) -> tuple[str, re.Match[str] | None]:
+    """The body's gpt:// model URI, and its match when it names our folder."""
+    uri = str(body.get(key, "")) if isinstance(body, dict) else ""
+    match = _GPT_URI.fullmatch(uri)
+    return uri, match if match is not None and match["folder"] == FOLDER else None
+
+
 def _last_user_text(body: dict[str, Any]) -> str:
     for message in reversed(body["messages"]):
         if message["role"] == "user" and "text" in message:
@@ -219,9 +226,8 @@ class FakeYandexGPT(FakeUpstream):
         if refused is not None:
             return refused
         body = await self._json(request)
-        model = body.get("model", "") if isinstance(body, dict) else ""
-        match = _GPT_URI.fullmatch(model)
-        if match is None or match["folder"] != FOLDER:
+        model, match = _model_uri(body, "model")
+        if match is None:
             return json_response(404, {"error": {"message": f"model {model} not found",
                                                  "type": "invalid_request_error"}})
         self.model_uris.append(model)
@@ -255,9 +261,8 @@ class FakeYandexGPT(FakeUpstream):
         if refused is not None:
             return refused
         body = await self._json(request)
-        uri = body.get("modelUri", "") if isinstance(body, dict) else ""
-        match = _GPT_URI.fullmatch(uri)
-        if match is None or match["folder"] != FOLDER:
+        uri, match = _model_uri(body, "modelUri")
+        if match is None:
             return _error(400, f"Failed to parse model URI: {uri}")
         problem = check_request(body)
         if problem:
