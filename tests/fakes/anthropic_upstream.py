@@ -105,6 +105,8 @@ def _check_thinking(body: dict[str, Any]) -> None:
         raise Invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
     if "temperature" in body or "top_k" in body:
         raise Invalid("`temperature` and `top_k` may not be set when thinking is enabled")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise Invalid("Thinking may not be enabled when tool_choice forces tool use.")
 
 
 def _breakpoints(value: Any) -> list[Any]:

@@ -6,7 +6,7 @@ in its own terms, and the reasoning that comes back (whole and streamed), hidden
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,7 @@ from xrouter_router.domain.types import (
     Message,
     Sampling,
     StreamBatch,
+    Tool,
 )
 from xrouter_router.providers import anthropic, gemini, openai
 from xrouter_router.providers.config import ProviderConfig
@@ -189,6 +190,18 @@ async def test_anthropic_without_reasoning_sends_no_thinking(
         assert whole.message.reasoning is None
         assert "thinking" not in fake_anthropic.requests[-1]
         assert fake_anthropic.requests[-1]["temperature"] == 0.3
+
+
+@pytest.mark.parametrize(("choice", "thinks"), [
+    (b'"auto"', True), (b'"required"', False),
+    (b'{"type":"function","function":{"name":"get_weather"}}', False)])
+async def test_anthropic_thinks_unless_a_tool_call_is_forced(
+        fake_anthropic: FakeAnthropic, session: aiohttp.ClientSession, choice: bytes,
+        thinks: bool) -> None:
+    request = replace(_req(HIGH), tools=(Tool("get_weather"),), tool_choice_json=choice)
+    whole = await _anthropic(fake_anthropic, session).chat(request, _dep("claude-fake-tools"))
+    assert ("thinking" in fake_anthropic.requests[-1]) is thinks
+    assert whole.finish_reason == "tool_calls"
 
 
 async def test_anthropic_thinking_blocks_become_reasoning(

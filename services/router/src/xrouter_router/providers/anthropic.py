@@ -8,7 +8,8 @@ max_completion_tokens.
 The request's `reasoning` becomes `thinking: {type: enabled, budget_tokens}` (the explicit
 max_tokens, else the effort's share of max_tokens; max_tokens is raised past the budget when
 needed, since Anthropic counts thinking in it), and then temperature and top_k are not sent
-(Anthropic refuses them with thinking) nor a top_p under 0.95. Thinking blocks come back as
+(Anthropic refuses them with thinking) nor a top_p under 0.95. A request that forces a tool call
+gets no thinking (Anthropic allows only tool_choice auto or none with it). Thinking blocks come back as
 reasoning, hidden when the request says `reasoning.exclude`. `cache_control` on text parts
 (OpenAI-style content parts, as OpenRouter takes them) is passed through, the system prompt's
 included.
@@ -137,12 +138,14 @@ def request_body(provider: str, request: ChatRequest, deployment: Deployment, *,
     if system:
         body["system"] = system
     body["messages"] = messages
-    _sampling(body, request, deployment.max_completion_tokens)
+    choice = tool_choice_json(request.tool_choice_json) if request.tools else None
+    # Anthropic refuses thinking with a forced tool: the forced call wins.
+    forced = choice is not None and choice["type"] in ("any", "tool")
+    _sampling(body, request, deployment.max_completion_tokens, may_think=not forced)
     if s.stop:
         body["stop_sequences"] = list(s.stop)
     if request.tools:
         body["tools"] = [tool_json(t) for t in request.tools]
-        choice = tool_choice_json(request.tool_choice_json)
         if choice is not None:
             body["tool_choice"] = choice
     schema = _json_schema(request.response_format_json)
@@ -158,10 +161,10 @@ def request_body(provider: str, request: ChatRequest, deployment: Deployment, *,
 _THINKING_MIN_TOP_P = 0.95
 
 
-def _sampling(body: dict[str, Any], request: ChatRequest, most: int) -> None:
-    """Thinking, when asked for, and the sampling Anthropic allows with it."""
+def _sampling(body: dict[str, Any], request: ChatRequest, most: int, *, may_think: bool) -> None:
+    """Thinking, when asked for (and `may_think`), and the sampling Anthropic allows with it."""
     s = request.sampling
-    wanted = reasoning_param.requested(request.extra_json)
+    wanted = reasoning_param.requested(request.extra_json) if may_think else None
     thinking = wanted is not None and wanted.enabled
     if thinking and wanted is not None:
         body["max_tokens"], budget = thinking_budget(wanted, body["max_tokens"], most)
