@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import pytest
 from anthropic import Anthropic
-from anthropic.types import MessageParam, TextBlock, ToolParam, ToolUseBlock
+from anthropic.types import MessageParam, TextBlock, ThinkingBlock, ToolParam, ToolUseBlock
 
 from tests.e2e.conftest import Deployment
 from tests.support import MASTER_KEY
@@ -76,6 +78,28 @@ def test_tool_use_round_trip(deployment: Deployment) -> None:
     assert isinstance(final.content[0], TextBlock)
     assert final.content[0].text == "echo: Weather in Moscow?"
     assert final.stop_reason == "end_turn"
+
+
+def test_thinking_and_cache_control(deployment: Deployment) -> None:
+    """The demo model reasons when asked: thinking blocks, whole and streamed; cache_control on
+    system and text blocks is accepted (the demo has nothing to cache)."""
+    kwargs: dict[str, object] = {"model": "demo", "max_tokens": 4096,
+                                 "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    system: Any = [{"type": "text", "text": "Be nice.", "cache_control": {"type": "ephemeral"}}]
+    messages: Any = [{"role": "user", "content": [
+        {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}]
+    thought = "The user said «hi». I will answer in kind."
+    reply = client(deployment).messages.create(system=system, messages=messages, **kwargs)  # type: ignore[call-overload]
+    assert [b.type for b in reply.content] == ["thinking", "text"]
+    assert isinstance(reply.content[0], ThinkingBlock) and reply.content[0].thinking == thought
+    with client(deployment).messages.stream(system=system, messages=messages,
+                                            **kwargs) as stream:  # type: ignore[arg-type]
+        thinking = "".join(e.thinking for e in stream if e.type == "thinking")
+        final = stream.get_final_message()
+    assert thinking == thought
+    assert isinstance(final.content[0], ThinkingBlock) and final.content[0].thinking == thought
+    assert isinstance(final.content[1], TextBlock)
+    assert final.content[1].text == "Hello from the XRouter demo model! You said: «hi»"
 
 
 def test_sdk_sees_documented_errors(deployment: Deployment) -> None:

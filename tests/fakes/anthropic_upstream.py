@@ -7,7 +7,10 @@ text blocks, tool_use/tool_result pairing), named SSE events with `ping`, and er
 The requested `model` picks the behaviour: claude-fake-<scenario> for every scenario of
 tests/fakes/harness.py, plus tools-2 (text then two tool_use blocks), 529, max-tokens, cached
 (cache_read_input_tokens), midstream-overloaded and midstream-rate-limit (an `error` event after
-some text). It runs on its own thread and loop; what it saw is kept in `requests`/`headers`.
+some text). A request with `thinking: {type: enabled, budget_tokens}` (validated: at least 1024,
+under max_tokens, no temperature or top_k) is answered with a thinking block first (THOUGHT;
+streamed as thinking_delta then signature_delta); `cache_control` is validated (ephemeral, at
+most four breakpoints). It runs on its own thread and loop; what it saw is kept in `requests`/`headers`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ VERSION = "2023-06-01"
 REQUEST_ID = "req_011CFakeUpstreamRequest"
 TOOL_INPUT = {"city": "Moscow", "unit": "celsius"}
 PREFIX = "claude-fake-"
+THOUGHT = "The user wants an echo. I will echo."
+THOUGHT_SIGNATURE = "EqQBCkYIARgCFakeSignature"
+MAX_BREAKPOINTS = 4
 
 
 class Invalid(Exception):
@@ -85,10 +91,50 @@ def _check_tool_pairs(i: int, blocks: list[dict[str, Any]], previous: list[dict[
                       "corresponding `tool_result` block in the next message.")
 
 
+def _check_thinking(body: dict[str, Any]) -> None:
+    thinking = body.get("thinking")
+    if thinking is None or thinking == {"type": "disabled"}:
+        return
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if thinking.get("type") != "enabled" or not isinstance(budget, int):
+        raise Invalid("thinking.enabled.budget_tokens: Field required")
+    if budget < 1024:
+        raise Invalid("thinking.enabled.budget_tokens: Input should be greater than or equal "
+                      "to 1024")
+    if budget >= body["max_tokens"]:
+        raise Invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+    if "temperature" in body or "top_k" in body:
+        raise Invalid("`temperature` and `top_k` may not be set when thinking is enabled")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise Invalid("Thinking may not be enabled when tool_choice forces tool use.")
+
+
+def _breakpoints(value: Any) -> list[Any]:
+    """Every cache_control in the request (blocks of system, messages and tools)."""
+    if isinstance(value, list):
+        return [c for item in value for c in _breakpoints(item)]
+    if isinstance(value, dict):
+        own = [value["cache_control"]] if "cache_control" in value else []
+        return own + [c for k, v in value.items() if k != "cache_control" for c in _breakpoints(v)]
+    return []
+
+
+def _check_cache_control(body: dict[str, Any]) -> None:
+    found = _breakpoints([body.get("system"), body.get("messages"), body.get("tools")])
+    if len(found) > MAX_BREAKPOINTS:
+        raise Invalid(f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be "
+                      f"provided. Found {len(found)}.")
+    for c in found:
+        if not isinstance(c, dict) or c.get("type") != "ephemeral":
+            raise Invalid("cache_control.type: Input should be 'ephemeral'")
+
+
 def validate(body: dict[str, Any]) -> None:
     """The subset of the Messages API's request validation our adapter could get wrong."""
     if not isinstance(body.get("max_tokens"), int):
         raise Invalid("max_tokens: Field required")
+    _check_thinking(body)
+    _check_cache_control(body)
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise Invalid("messages: Field required")
     temperature = body.get("temperature")
@@ -161,6 +207,12 @@ class FakeAnthropic(FakeUpstream):
 
     # ---- answers ---------------------------------------------------------------------------
     def _content(self, body: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
+        if (body.get("thinking") or {}).get("type") == "enabled":
+            return [{"type": "thinking", "thinking": THOUGHT, "signature": THOUGHT_SIGNATURE},
+                    *self._answer(body, scenario)]
+        return self._answer(body, scenario)
+
+    def _answer(self, body: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
         if scenario in ("tools", "tools-2"):
             blocks: list[dict[str, Any]] = [{"type": "text", "text": "Let me check."}]
             for n, tool in enumerate(body["tools"][:2 if scenario == "tools-2" else 1]):
@@ -227,6 +279,8 @@ class FakeAnthropic(FakeUpstream):
     async def _block(self, request: web.Request, resp: web.StreamResponse, index: int,
                      block: dict[str, Any], scenario: str) -> int:
         """Streams one content block; returns the output tokens it cost."""
+        if block["type"] == "thinking":
+            return await self._thinking_block(resp, index, block)
         opening = ({"type": "text", "text": ""} if block["type"] == "text"
                    else {**block, "input": {}})
         await resp.write(_event("content_block_start", {"type": "content_block_start",
@@ -249,6 +303,23 @@ class FakeAnthropic(FakeUpstream):
                                                             "delta": {"type": kind, key: piece}}))
             if n == 1 and await self._break_off(request, resp, scenario):
                 return len(pieces)
+        await resp.write(_event("content_block_stop", {"type": "content_block_stop",
+                                                       "index": index}))
+        return len(pieces)
+
+    async def _thinking_block(self, resp: web.StreamResponse, index: int,
+                              block: dict[str, Any]) -> int:
+        await resp.write(_event("content_block_start", {
+            "type": "content_block_start", "index": index,
+            "content_block": {"type": "thinking", "thinking": ""}}))
+        pieces = self._pieces(block["thinking"])
+        for piece in pieces:
+            await resp.write(_event("content_block_delta", {
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": "thinking_delta", "thinking": piece}}))
+        await resp.write(_event("content_block_delta", {
+            "type": "content_block_delta", "index": index,
+            "delta": {"type": "signature_delta", "signature": block["signature"]}}))
         await resp.write(_event("content_block_stop", {"type": "content_block_stop",
                                                        "index": index}))
         return len(pieces)

@@ -9,7 +9,8 @@ functionCall/functionResponse turns, the thought signature Gemini 3 requires).
 The requested model picks the behaviour: gemini-fake-<scenario> for every scenario of
 tests/fakes/harness.py, plus tools-2 (two parallel calls), max-tokens, safety, blocked (prompt
 blocked, no candidates), thoughts (a thought part and thoughtsTokenCount) and no-finish (a
-stream closing cleanly without finishReason).
+stream closing cleanly without finishReason). Any scenario answers with a thought part too when
+`generationConfig.thinkingConfig.includeThoughts` is true (thinkingConfig is validated).
 """
 
 from __future__ import annotations
@@ -93,12 +94,25 @@ def _check_turn(i: int, content: dict[str, Any], previous: dict[str, Any] | None
                       "for more details.")
 
 
+def _check_thinking(config: Any) -> None:
+    if config is None:
+        return
+    unknown = [f for f in config if f not in ("thinkingBudget", "includeThoughts", "thinkingLevel")]
+    if unknown:
+        raise Invalid(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at '
+                      "'generation_config.thinking_config': Cannot find field.")
+    budget = config.get("thinkingBudget", 0)
+    if not isinstance(budget, int) or not -1 <= budget <= 32768:
+        raise Invalid("The thinking budget is out of range; it must be between -1 and 32768.")
+
+
 def validate(body: dict[str, Any]) -> None:
     unknown = [*(f for f in body if f not in _FIELDS),
                *(f for f in body.get("generationConfig", {}) if f not in _CONFIG_FIELDS)]
     if unknown:
         raise Invalid(f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find '
                       "field.")
+    _check_thinking(body.get("generationConfig", {}).get("thinkingConfig"))
     contents = body.get("contents")
     if not contents:
         raise Invalid("* GenerateContentRequest.contents: contents is not specified\n")
@@ -194,7 +208,8 @@ class FakeGemini(FakeUpstream):
             calls[0]["thoughtSignature"] = SIGNATURE
             return calls
         parts: list[dict[str, Any]] = []
-        if scenario == "thoughts":
+        thinking = body.get("generationConfig", {}).get("thinkingConfig") or {}
+        if scenario == "thoughts" or thinking.get("includeThoughts"):
             parts.append({"text": "The user greets me.", "thought": True})
         if scenario != "safety":
             parts.append({"text": "echo: " + _last_user_text(body)})

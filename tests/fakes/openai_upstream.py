@@ -10,7 +10,10 @@ The requested `model` picks the behaviour, so one server serves every scenario:
   fake-buckets (usage with cache reads, cache writes and reasoning) | fake-negative (usage with
   negative completion tokens) | fake-reasoning (20 streamed `reasoning` deltas, then the echo,
   no usage) | fake-drip-reasoning (endless `reasoning` deltas) |
-  fake-leak-400 | fake-leak-500 (a long error body quoting credentials: LEAKED_SECRETS)
+  fake-leak-400 | fake-leak-500 (a long error body quoting credentials: LEAKED_SECRETS) |
+  fake-deepseek-reasoner (DeepSeek's `reasoning_content`: THOUGHT in the whole message, and as
+  two deltas before the answer in a stream)
+A `reasoning_effort` outside OpenAI's values is refused with 400, as OpenAI does.
 It runs on its own thread and event loop so tests in any loop, and services in other processes,
 can use it; what it saw is kept in `requests` and `disconnects`.
 """
@@ -30,6 +33,8 @@ from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
 API_KEY = "sk-fake-upstream-key"
+THOUGHT = "Thinking it over."
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 TOOL_ARGS = '{"city": "Moscow", "unit": "celsius"}'
 # What a careless upstream echoes back in an error body; the router must not pass any of it on.
 LEAKED_SECRETS = (API_KEY, "sk-wrong", "Bearer eyJhbGciOiJIUzI1NiJ9.leaked", "sk-ant-api03-LeakedKey123",
@@ -78,6 +83,9 @@ class FakeOpenAI(FakeUpstream):
                           "invalid_request_error", None)
         self.requests.append(body)
         model = str(body.get("model", ""))
+        if "reasoning_effort" in body and body["reasoning_effort"] not in EFFORTS:
+            return _error(400, "Invalid value for 'reasoning_effort'.", "invalid_request_error",
+                          "invalid_value")
         if model == "fake-500":
             return _error(500, "The server had an error while processing your request.",
                           "server_error", None)
@@ -152,6 +160,8 @@ class FakeOpenAI(FakeUpstream):
         message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces) or None}
         if calls:
             message["tool_calls"] = calls
+        if model == "fake-deepseek-reasoner":
+            message["reasoning_content"] = THOUGHT
         return {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
             "model": model, "system_fingerprint": "fp_fake",
@@ -168,6 +178,10 @@ class FakeOpenAI(FakeUpstream):
                 if model == "fake-drip-reasoning":
                     await asyncio.sleep(self.drip_interval)
                 await send([{"index": 0, "delta": {"content": None, "reasoning": f" r{i}"},
+                             "logprobs": None, "finish_reason": None}])
+        if model == "fake-deepseek-reasoner":
+            for piece in (THOUGHT[:8], THOUGHT[8:]):
+                await send([{"index": 0, "delta": {"content": None, "reasoning_content": piece},
                              "logprobs": None, "finish_reason": None}])
         if model in ("fake-drip", "fake-drip-short"):
             for i in range(20 if model == "fake-drip-short" else 10_000):

@@ -12,6 +12,9 @@ The model in modelUri `gpt://<folder>/yandexgpt-<scenario>[/<version>]` picks th
   length | filter (final statuses)
   midstream-429 (a partial line, then grpc-gateway's in-stream error object)
 Embedding models `emb://<folder>/<name>[/<version>]`: a name ending in -429 is rate limited.
+`reasoningOptions.mode` ENABLED_HIDDEN adds 5 hidden reasoning tokens to the usage.
+POST /v1/chat/completions is AI Studio's OpenAI-compatible endpoint (folder in `OpenAI-Project`
+or `x-folder-id`, `model` a gpt:// URI): the echo, whole or as an SSE stream, with usage.
 It runs on its own thread and event loop; what it saw is kept in `requests`, `headers`,
 `model_uris`, `embedded` and `disconnects`.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -56,11 +60,17 @@ def _error(status: int, message: str) -> web.Response:
     return json_response(status, error_body(status, message))
 
 
+_REASONING_TOKENS = 5
+
+
 def _usage(body: dict[str, Any], completion: int) -> dict[str, Any]:
     prompt = sum(len(str(m.get("text", ""))) for m in body["messages"]) // 4 + 3
+    mode = (body.get("reasoningOptions") or {}).get("mode")
+    reasoning = _REASONING_TOKENS if mode == "ENABLED_HIDDEN" else 0
+    completion += reasoning
     return {"inputTextTokens": str(prompt), "completionTokens": str(completion),
             "totalTokens": str(prompt + completion),
-            "completionTokensDetails": {"reasoningTokens": "0"}}
+            "completionTokensDetails": {"reasoningTokens": str(reasoning)}}
 
 
 def _response(message: dict[str, Any], status: str, usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -141,14 +151,24 @@ def _check_tools(tools: Any) -> str | None:
 def check_request(body: Any) -> str | None:
     """Why Yandex would answer 400 to this CompletionRequest, or None."""
     if not isinstance(body, dict) or not set(body) <= {"modelUri", "completionOptions", "messages",
-                                                       "tools"}:
+                                                       "tools", "reasoningOptions"}:
         return "invalid JSON payload: unknown fields"
+    if "reasoningOptions" in body and body["reasoningOptions"] not in (
+            {"mode": "DISABLED"}, {"mode": "ENABLED_HIDDEN"}):
+        return "reasoningOptions.mode must be DISABLED or ENABLED_HIDDEN"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages must not be empty"
     problems = [_check_options(body.get("completionOptions", {})),
                 _check_tools(body.get("tools", [])), *(_check_message(m) for m in messages)]
     return next((p for p in problems if p), None)
+
+
+def _model_uri(body: Any, key: str) -> tuple[str, re.Match[str] | None]:
+    """The body's gpt:// model URI, and its match when it names our folder."""
+    uri = str(body.get(key, "")) if isinstance(body, dict) else ""
+    match = _GPT_URI.fullmatch(uri)
+    return uri, match if match is not None and match["folder"] == FOLDER else None
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -173,18 +193,22 @@ class FakeYandexGPT(FakeUpstream):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/foundationModels/v1/completion", self._completion)
         app.router.add_post("/foundationModels/v1/textEmbedding", self._embedding)
+        app.router.add_post("/v1/chat/completions", self._openai_chat)
 
     # ---- shared checks ---------------------------------------------------------------------
     def _refuse(self, request: web.Request) -> web.Response | None:
         """The 401/400 Yandex gives to a bad credential or folder header, or None."""
-        self.headers.append(dict(request.headers))
-        auth = request.headers.get("Authorization", "")
+        return self._refuse_headers(request.headers)
+
+    def _refuse_headers(self, request_headers: Mapping[str, str]) -> web.Response | None:
+        self.headers.append(dict(request_headers))
+        auth = request_headers.get("Authorization", "")
         if auth.startswith("Api-Key ") and auth != f"Api-Key {API_KEY}":
             # Yandex quotes the refused key back.
             return _error(401, f"Unknown api key '{auth.removeprefix('Api-Key ')}'")
         if auth not in (f"Api-Key {API_KEY}", f"Bearer {IAM_TOKEN}"):
             return _error(401, "The token is invalid")
-        if request.headers.get("x-folder-id") != FOLDER:
+        if request_headers.get("x-folder-id") != FOLDER:
             return _error(400, "Specified folder ID does not match with service account folder ID")
         return None
 
@@ -194,15 +218,51 @@ class FakeYandexGPT(FakeUpstream):
         except orjson.JSONDecodeError:
             return None
 
+    # ---- the OpenAI-compatible endpoint ----------------------------------------------------
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
+        folder = request.headers.get("OpenAI-Project") or request.headers.get("x-folder-id")
+        headers = {**request.headers, "x-folder-id": folder or ""}
+        refused = self._refuse_headers(headers)
+        if refused is not None:
+            return refused
+        body = await self._json(request)
+        model, match = _model_uri(body, "model")
+        if match is None:
+            return json_response(404, {"error": {"message": f"model {model} not found",
+                                                 "type": "invalid_request_error"}})
+        self.model_uris.append(model)
+        self.requests.append(body)
+        text = "echo: " + str(body["messages"][-1]["content"])
+        usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        if not body.get("stream"):
+            return json_response(200, {
+                "id": "chatcmpl-yandex", "object": "chat.completion", "created": 1,
+                "model": model, "usage": usage, "choices": [{
+                    "index": 0, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text}}]})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        first = {"index": 0, "delta": {"role": "assistant", "content": text},
+                 "finish_reason": None}
+        chunks: list[dict[str, Any]] = [
+            {"choices": [first]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {"choices": [], "usage": usage}]
+        for chunk in chunks:
+            chunk.update(id="chatcmpl-yandex", object="chat.completion.chunk", created=1,
+                         model=model)
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
     # ---- completion ------------------------------------------------------------------------
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         refused = self._refuse(request)
         if refused is not None:
             return refused
         body = await self._json(request)
-        uri = body.get("modelUri", "") if isinstance(body, dict) else ""
-        match = _GPT_URI.fullmatch(uri)
-        if match is None or match["folder"] != FOLDER:
+        uri, match = _model_uri(body, "modelUri")
+        if match is None:
             return _error(400, f"Failed to parse model URI: {uri}")
         problem = check_request(body)
         if problem:

@@ -103,7 +103,10 @@ async def test_system_tools_and_tool_choice_reach_the_upstream_in_openai_form(st
     assert body["stop_reason"] == "tool_use"
     assert stack.upstream.requests[-1] == {
         "model": "fake-tools",
-        "messages": [{"role": "system", "content": "Be brief.\n\nUse tools."},
+        # cache_control keeps the blocks apart (as parts) for Anthropic; the text is the same.
+        "messages": [{"role": "system", "content": [
+                         {"type": "text", "text": "Be brief."},
+                         {"type": "text", "text": "\n\nUse tools."}]},
                      {"role": "user", "content": "hello there"}],
         "max_tokens": 100, "top_p": 0.9, "stop": ["END"], "user": "u-1",
         "tools": [{"type": "function", "function": {

@@ -23,26 +23,29 @@ from tests.fakes.yandexgpt_upstream import (
     FakeYandexGPT,
     embedding_of,
 )
+from xrouter_common.env import ConfigError
 from xrouter_router.domain.catalog import Deployment, Price
 from xrouter_router.domain.errors import (
     UpstreamAuthError,
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.types import (
     ChatRequest,
     Delta,
     EmbeddingRequest,
     Message,
+    ProviderPreferences,
     Sampling,
     StreamBatch,
     TokenCounts,
     ToolCall,
 )
-from xrouter_router.providers import openai
+from xrouter_router.providers import openai, yandexgpt
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import new_session
-from xrouter_router.providers.yandexgpt import YandexGPTProvider, build
+from xrouter_router.providers.yandexgpt import YandexGPTProvider, build_native
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def _provider(fake: FakeYandexGPT, session: aiohttp.ClientSession, *, api_key: s
               **options: Any) -> YandexGPTProvider:
     config = ProviderConfig("yandex", "yandexgpt", fake.base_url, api_key,
                             options={"folder_id": FOLDER, **options})
-    return build(config, session)
+    return build_native(config, session)
 
 
 def _deployment(upstream_model: str) -> Deployment:
@@ -291,3 +294,69 @@ async def test_openai_compatible_route_sends_the_folder_as_openai_project(
     assert completion.message.content == "echo: hello there"
     assert upstream.headers[-1]["OpenAI-Project"] == "b1gfolder"
     assert upstream.requests[-1]["model"] == "gpt://b1gfolder/yandexgpt/latest"
+
+
+# ---- reasoning, data logging, the OpenAI-compatible endpoint as a deployment option --------
+
+DENY = ProviderPreferences(data_collection="deny")
+
+
+def _reasoning_deployment(upstream_model: str) -> Deployment:
+    return Deployment(f"{upstream_model}@yandex", "yandex", upstream_model,
+                      Price(Decimal(1), Decimal(2)), 8192, 1024, frozenset({"streaming"}),
+                      parameters=frozenset({"max_tokens", "temperature", "reasoning"}))
+
+
+@pytest.mark.parametrize(("reasoning", "mode", "tokens"), [
+    (b'{"reasoning":{"effort":"high"}}', "ENABLED_HIDDEN", 5),
+    (b'{"reasoning":{"effort":"none"}}', "DISABLED", 0)])
+async def test_reasoning_becomes_reasoning_options_where_the_model_has_it(
+        fake: FakeYandexGPT, session: aiohttp.ClientSession, reasoning: bytes, mode: str,
+        tokens: int) -> None:
+    provider = _provider(fake, session)
+    whole = await provider.chat(_request(extra_json=reasoning), _reasoning_deployment("yandexgpt"))
+    assert fake.requests[-1]["reasoningOptions"] == {"mode": mode}
+    assert whole.usage is not None and whole.usage.reasoning == tokens
+    await provider.chat(_request(extra_json=reasoning), _deployment("yandexgpt-lite"))
+    assert "reasoningOptions" not in fake.requests[-1]
+
+
+async def test_data_collection_deny_turns_yandex_logging_off(
+        fake: FakeYandexGPT, session: aiohttp.ClientSession) -> None:
+    provider = _provider(fake, session)
+    await provider.chat(_request(), _deployment("yandexgpt"))
+    assert "x-data-logging-enabled" not in fake.headers[-1]
+    await provider.chat(_request(provider=DENY), _deployment("yandexgpt"))
+    assert fake.headers[-1]["x-data-logging-enabled"] == "false"
+    await _collect(provider.stream(_request(provider=DENY), _deployment("yandexgpt")))
+    assert fake.headers[-1]["x-data-logging-enabled"] == "false"
+
+
+def _openai_api(fake: FakeYandexGPT, session: aiohttp.ClientSession,
+                **options: Any) -> ChatProvider:
+    config = ProviderConfig("yandex", "yandexgpt", fake.base_url, API_KEY,
+                            options={"folder_id": FOLDER, "api": "openai", **options})
+    return yandexgpt.build(config, session)
+
+
+async def test_the_openai_compatible_api_option(fake: FakeYandexGPT,
+                                                session: aiohttp.ClientSession) -> None:
+    provider = _openai_api(fake, session)
+    whole = await provider.chat(_request(extra_json=b'{"reasoning":{"effort":"low"}}'),
+                                _deployment("yandexgpt:rc"))
+    assert (whole.message.content, whole.usage) == ("echo: hello there",
+                                                    TokenCounts(prompt=7, completion=3))
+    sent = fake.requests[-1]
+    assert (sent["model"], sent["reasoning_effort"]) == (f"gpt://{FOLDER}/yandexgpt/rc", "low")
+    assert fake.headers[-1]["OpenAI-Project"] == FOLDER
+    assert fake.headers[-1]["Authorization"] == f"Api-Key {API_KEY}"
+    assert "x-data-logging-enabled" not in fake.headers[-1]
+    batches = await _collect(provider.stream(_request(provider=DENY), _deployment("yandexgpt")))
+    assert "".join(d.content or "" for b in batches for d in b.deltas) == "echo: hello there"
+    assert fake.headers[-1]["x-data-logging-enabled"] == "false"
+
+
+def test_the_api_option_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"providers\.yandex\.api"):
+        yandexgpt.build(ProviderConfig("yandex", "yandexgpt", options={
+            "folder_id": FOLDER, "api": "grpc"}), None)  # type: ignore[arg-type]

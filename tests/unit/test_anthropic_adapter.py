@@ -223,7 +223,8 @@ MESSAGE = {
 def test_parse_message() -> None:
     assert parse_message("up", MESSAGE) == Completion(
         Message(role="assistant", content="Let me check.", tool_calls=(
-            ToolCall(0, "toolu_a", "f", '{"x":[1,2]}'), ToolCall(1, "toolu_b", "g", "{}"))),
+            ToolCall(0, "toolu_a", "f", '{"x":[1,2]}'), ToolCall(1, "toolu_b", "g", "{}")),
+            reasoning="hmm"),
         "tool_calls",
         TokenCounts(prompt=115, completion=20, cached=100, reasoning=4, cache_write=5),
     )

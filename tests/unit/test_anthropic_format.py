@@ -122,7 +122,7 @@ def test_forcing_a_tool_without_tools_is_a_400(choice: dict[str, Any]) -> None:
 
 def test_unknown_top_level_fields_are_ignored() -> None:
     req = parse_messages(orjson.dumps({"model": "m", "max_tokens": 5, "messages": HI,
-                                       "thinking": {"type": "enabled", "budget_tokens": 100},
+                                       "context_management": {"edits": []},
                                        "service_tier": "auto"}))
     assert req.model == "m"
 
@@ -155,8 +155,15 @@ def test_system_string_and_blocks_become_one_system_message_first() -> None:
     assert _messages(*HI, system="Be brief.")[0] == pb.Message(role="system", content="Be brief.")
     blocks = [{"type": "text", "text": "Be brief."},
               {"type": "text", "text": "Answer in French.", "cache_control": {"type": "ephemeral"}}]
+    assert _messages(*HI, system=blocks[:1] * 2) == [
+        pb.Message(role="system", content="Be brief.\n\nBe brief."),
+        pb.Message(role="user", content="hi")]
+    # With cache_control: parts, so that the breakpoint can reach Anthropic; the same text.
+    cached = b'{"type":"text","text":"\\n\\nAnswer in French.","cache_control":{"type":"ephemeral"}}'
     assert _messages(*HI, system=blocks) == [
-        pb.Message(role="system", content="Be brief.\n\nAnswer in French."),
+        pb.Message(role="system", parts=[
+            pb.ContentPart(type="text", text="Be brief."),
+            pb.ContentPart(type="text", text="\n\nAnswer in French.", raw_json=cached)]),
         pb.Message(role="user", content="hi")]
 
 
@@ -469,3 +476,27 @@ def test_an_error_before_any_event_is_the_only_event() -> None:
     out = writer.error(APIError(503, "No provider is available")) + writer.usage(None)
     assert out == (b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
                    b'"message":"No provider is available"}}\n\n')
+
+
+@pytest.mark.parametrize(("extra", "sent"), [
+    ({"thinking": {"type": "enabled", "budget_tokens": 1024}},
+     {"reasoning": {"max_tokens": 1024}}),
+    ({"thinking": {"type": "enabled", "budget_tokens": 1024}, "tools": [WEATHER_TOOL],
+      "tool_choice": {"type": "auto", "disable_parallel_tool_use": True}},
+     {"parallel_tool_calls": False, "reasoning": {"max_tokens": 1024}}),
+    ({"thinking": {"type": "disabled"}}, None)])
+def test_thinking_becomes_the_reasoning_budget(extra: dict[str, Any],
+                                               sent: dict[str, Any] | None) -> None:
+    req = _proto({"model": "m", "max_tokens": 2000, "messages": HI, **extra})
+    assert (orjson.loads(req.extra_json) if req.extra_json else None) == sent
+
+
+@pytest.mark.parametrize(("thinking", "message"), [
+    ({"type": "enabled", "budget_tokens": 100}, "Expected `int` >= 1024"),
+    ({"type": "enabled", "budget_tokens": 5000}, "`max_tokens` must be greater than"),
+    ({"type": "sometimes"}, "Invalid value 'sometimes'")])
+def test_invalid_thinking_is_400(thinking: dict[str, Any], message: str) -> None:
+    with pytest.raises(APIError) as err:
+        parse_messages(orjson.dumps({"model": "m", "max_tokens": 2000, "messages": HI,
+                                     "thinking": thinking}))
+    assert err.value.status == 400 and message in err.value.message

@@ -38,3 +38,16 @@ def test_the_example_catalog_names_every_credential_variable() -> None:
     for name in ENV:
         with pytest.raises(ConfigError, match=name):
             load(EXAMPLE, {k: v for k, v in ENV.items() if k != name})
+
+
+def test_the_example_catalog_has_the_current_generations() -> None:
+    catalog = load(EXAMPLE, ENV).catalog
+    names = {alias: catalog.resolve(alias).name for alias in (
+        "gigachat-2-lite", "gigachat-2-pro", "gigachat-2-max", "yandexgpt-5-lite",
+        "yandexgpt-5-pro", "yandexgpt-5.1-pro")}
+    assert names == {"gigachat-2-lite": "GigaChat 2 Lite", "gigachat-2-pro": "GigaChat 2 Pro",
+                     "gigachat-2-max": "GigaChat 2 Max", "yandexgpt-5-lite": "YandexGPT 5 Lite",
+                     "yandexgpt-5-pro": "YandexGPT 5 Pro", "yandexgpt-5.1-pro": "YandexGPT 5.1 Pro"}
+    # Yandex's reasoning option is sent only where the catalog says the model has it.
+    assert "reasoning" in catalog.resolve("yandexgpt-5.1-pro").deployments[0].parameters
+    assert "reasoning" not in catalog.resolve("yandexgpt-5-lite").deployments[0].parameters

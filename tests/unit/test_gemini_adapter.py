@@ -222,7 +222,7 @@ def test_parse_response_text_and_usage() -> None:
         "modelVersion": "gemini-2.5-flash",
     }
     assert parse_response("up", data) == Completion(
-        Message(role="assistant", content="Hello there"), "stop",
+        Message(role="assistant", content="Hello there", reasoning="thinking"), "stop",
         TokenCounts(prompt=10, completion=8, cached=4, reasoning=5))
 
 

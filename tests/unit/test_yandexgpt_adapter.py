@@ -35,6 +35,7 @@ from xrouter_router.providers.yandexgpt import (
     CumulativeStream,
     YandexGPTProvider,
     build,
+    build_native,
     error_from_body,
     messages_json,
     model_uri,
@@ -405,7 +406,7 @@ def test_bad_options_are_config_errors(options: dict[str, Any]) -> None:
                                               ({"auth": "api-key"}, "Api-Key AQVN-key"),
                                               ({"auth": "iam"}, "Bearer AQVN-key")])
 def test_build_headers_and_default_url(auth: dict[str, str], header: str) -> None:
-    provider = build(_config(folder_id=FOLDER, **auth), None)  # type: ignore[arg-type]
+    provider = build_native(_config(folder_id=FOLDER, **auth), None)  # type: ignore[arg-type]
     assert provider.name == "yandex"
     assert provider._headers == {"Content-Type": "application/json", "x-folder-id": FOLDER,
                                  "x-data-logging-enabled": "false", "Authorization": header}

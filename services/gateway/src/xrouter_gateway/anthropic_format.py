@@ -31,8 +31,25 @@ class UrlSource(Struct, tag="url", tag_field="type"):
     url: NonEmpty
 
 
+class CacheControl(Struct, omit_defaults=True):
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
 class TextBlock(Struct, tag="text", tag_field="type"):
     text: str
+    cache_control: CacheControl | None = None
+
+
+class ThinkingBlock(Struct, tag="thinking", tag_field="type"):
+    """A previous answer's reasoning, sent back by clients; no upstream takes it, so dropped."""
+
+    thinking: str
+    signature: str = ""
+
+
+class RedactedThinkingBlock(Struct, tag="redacted_thinking", tag_field="type"):
+    data: str
 
 
 class ImageBlock(Struct, tag="image", tag_field="type"):
@@ -51,7 +68,8 @@ class ToolResultBlock(Struct, tag="tool_result", tag_field="type"):
     is_error: bool = False
 
 
-Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock \
+    | RedactedThinkingBlock
 
 
 class InputMessage(Struct):
@@ -92,9 +110,19 @@ class Metadata(Struct):
     user_id: str | None = None
 
 
+class ThinkingEnabled(Struct, tag="enabled", tag_field="type"):
+    budget_tokens: Annotated[int, Meta(ge=1024, le=2**31 - 1)]
+
+
+class ThinkingDisabled(Struct, tag="disabled", tag_field="type"):
+    pass
+
+
 class MessagesRequest(Struct):
-    """The body of POST /v1/messages. Unknown fields (thinking, service_tier ...) are ignored:
-    they have no meaning for the models behind the router."""
+    """The body of POST /v1/messages. Unknown fields (service_tier ...) are ignored: they have
+    no meaning for the models behind the router. `thinking` becomes the router's `reasoning`
+    (its budget as reasoning.max_tokens); `cache_control` on text blocks (system included) is
+    passed to the upstream as the chat format's content parts carry it."""
 
     model: NonEmpty
     max_tokens: Annotated[int, Meta(ge=1, le=2**31 - 1)]
@@ -108,6 +136,7 @@ class MessagesRequest(Struct):
     tools: list[ToolDef] | None = None
     tool_choice: ToolChoice | None = None
     metadata: Metadata | None = None
+    thinking: ThinkingEnabled | ThinkingDisabled | None = None
 
 
 def parse_messages(body: bytes) -> MessagesRequest:
@@ -124,10 +153,13 @@ def parse_messages(body: bytes) -> MessagesRequest:
 
 
 _ALLOWED_BLOCKS = {"user": (TextBlock, ImageBlock, ToolResultBlock),
-                   "assistant": (TextBlock, ToolUseBlock)}
+                   "assistant": (TextBlock, ToolUseBlock, ThinkingBlock, RedactedThinkingBlock)}
 
 
 def _check(req: MessagesRequest) -> None:
+    if isinstance(req.thinking, ThinkingEnabled) and req.thinking.budget_tokens >= req.max_tokens:
+        raise APIError(400, "`max_tokens` must be greater than `thinking.budget_tokens`",
+                       param="thinking.budget_tokens")
     if isinstance(req.tool_choice, ToolChoiceAny | ToolChoiceTool) and not req.tools:
         raise APIError(400, f"tool_choice of type '{req.tool_choice.__struct_config__.tag}' "
                             "needs 'tools'", param="tool_choice")
@@ -160,13 +192,32 @@ def _tool_result(block: ToolResultBlock) -> pb.Message:
     return pb.Message(role="tool", tool_call_id=block.tool_use_id, content=text)
 
 
+def _text_part(b: TextBlock) -> pb.ContentPart:
+    """A text part; one with cache_control also carries its JSON, as a chat content part does."""
+    if b.cache_control is None:
+        return pb.ContentPart(type="text", text=b.text)
+    raw = {"type": "text", "text": b.text, "cache_control": msgspec.to_builtins(b.cache_control)}
+    return pb.ContentPart(type="text", text=b.text, raw_json=orjson.dumps(raw))
+
+
+def _system(blocks: list[TextBlock]) -> pb.Message:
+    """One system message, its blocks joined by blank lines; with cache_control, as parts (so
+    the Anthropic adapter can put each breakpoint back), the separators at the parts' starts,
+    so that the text every other upstream sees is the same."""
+    if all(b.cache_control is None for b in blocks):
+        return pb.Message(role="system", content="\n\n".join(b.text for b in blocks))
+    parts = [_text_part(b if i == 0 else TextBlock("\n\n" + b.text, b.cache_control))
+             for i, b in enumerate(blocks)]
+    return pb.Message(role="system", parts=parts)
+
+
 def _user(blocks: list[Block]) -> list[pb.Message]:
     """Tool results first, as `tool` messages in order, then the rest as one user message."""
     out = [_tool_result(b) for b in blocks if isinstance(b, ToolResultBlock)]
     parts = []
     for b in blocks:
         if isinstance(b, TextBlock):
-            parts.append(pb.ContentPart(type="text", text=b.text))
+            parts.append(_text_part(b))
         elif isinstance(b, ImageBlock):
             parts.append(pb.ContentPart(type="image_url", image_url=_image_url(b)))
     if parts or not out:
@@ -191,7 +242,7 @@ def _messages(req: MessagesRequest) -> list[pb.Message]:
     if isinstance(req.system, str):
         out.append(pb.Message(role="system", content=req.system))
     elif req.system:
-        out.append(pb.Message(role="system", content="\n\n".join(b.text for b in req.system)))
+        out.append(_system(req.system))
     for m in req.messages:
         if isinstance(m.content, str):
             out.append(pb.Message(role=m.role, content=m.content))
@@ -219,11 +270,16 @@ def to_chat_request(req: MessagesRequest, generation_id: str) -> pb.ChatRequest:
     for tool in req.tools or ():
         out.tools.append(pb.Tool(name=tool.name, description=tool.description or "",
                                  parameters_json=orjson.dumps(tool.input_schema)))
+    extra: dict[str, Any] = {}
     # OpenAI upstreams reject tool_choice without tools; "auto" and "none" then mean nothing.
     if req.tool_choice is not None and req.tools:
         out.tool_choice_json = orjson.dumps(_tool_choice(req.tool_choice))
         if req.tool_choice.disable_parallel_tool_use:
-            out.extra_json = orjson.dumps({"parallel_tool_calls": False})
+            extra["parallel_tool_calls"] = False
+    if isinstance(req.thinking, ThinkingEnabled):
+        extra["reasoning"] = {"max_tokens": req.thinking.budget_tokens}
+    if extra:
+        out.extra_json = orjson.dumps(extra)
     return out
 
 
@@ -270,6 +326,9 @@ def message_json(r: pb.ChatResponse, message_id: str) -> bytes:
         choice = r.choices[0]
         finish = choice.finish_reason
         m = choice.message
+        if m.HasField("reasoning") and m.reasoning:
+            # No upstream signature survives the router: clients must not send it back signed.
+            content.append({"type": "thinking", "thinking": m.reasoning, "signature": ""})
         if m.HasField("content") and m.content:
             content.append({"type": "text", "text": m.content})
         content.extend({"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c)}
@@ -326,6 +385,7 @@ class MessageStreamWriter:
         self._blocks = 0
         self._open: int | None = None       # the block that has not been stopped yet
         self._text: int | None = None       # the open block, when it is a text block
+        self._thinking: int | None = None   # the open block, when it is a thinking block
         self._tools: dict[int, int] = {}    # tool call index -> block index
         self._finish = ""
 
@@ -337,6 +397,8 @@ class MessageStreamWriter:
         out = [] if self._started else [self._message_start()]
         self._started = True
         for d in ev.chunks:
+            if d.HasField("reasoning") and d.reasoning:
+                out.append(self._thinking_delta(d.reasoning))
             if d.HasField("content") and d.content:
                 out.append(self._text_delta(d.content))
             for call in d.tool_calls:
@@ -380,7 +442,7 @@ class MessageStreamWriter:
     def _stop_open(self) -> bytes:
         if self._open is None:
             return b""
-        index, self._open, self._text = self._open, None, None
+        index, self._open, self._text, self._thinking = self._open, None, None, None
         return sse_event({"type": "content_block_stop", "index": index})
 
     def _text_delta(self, text: str) -> bytes:
@@ -389,6 +451,14 @@ class MessageStreamWriter:
             self._text, head = self._start_block({"type": "text", "text": ""})
         return head + sse_event({"type": "content_block_delta", "index": self._text,
                                  "delta": {"type": "text_delta", "text": text}})
+
+    def _thinking_delta(self, text: str) -> bytes:
+        head = b""
+        if self._thinking is None:
+            self._thinking, head = self._start_block({"type": "thinking", "thinking": "",
+                                                      "signature": ""})
+        return head + sse_event({"type": "content_block_delta", "index": self._thinking,
+                                 "delta": {"type": "thinking_delta", "thinking": text}})
 
     def _tool_delta(self, call: pb.ToolCall) -> bytes:
         head = b""

@@ -115,7 +115,12 @@ def _message(m: ChatMessage, raw: dict[str, Any]) -> pb.Message:
         raw_parts = raw["content"]
         for j, part in enumerate(content):
             if part.type == "text":
-                out.parts.append(pb.ContentPart(type="text", text=part.text or ""))
+                # cache_control (Anthropic's prompt caching, as OpenRouter takes it) travels in
+                # the part's JSON.
+                cached = "cache_control" in raw_parts[j]
+                out.parts.append(pb.ContentPart(
+                    type="text", text=part.text or "",
+                    raw_json=orjson.dumps(raw_parts[j]) if cached else b""))
             elif part.type == "image_url" and part.image_url is not None:
                 out.parts.append(pb.ContentPart(type="image_url", image_url=part.image_url.url,
                                                 detail=part.image_url.detail or ""))

@@ -4,6 +4,15 @@ Options ([providers.NAME] keys): `version` (the `anthropic-version` header, defa
 "2023-06-01"); `default_max_tokens` (sent when the request sets no max_tokens, which Anthropic
 requires; default 4096). max_tokens, asked for or default, is capped by the deployment's
 max_completion_tokens.
+
+The request's `reasoning` becomes `thinking: {type: enabled, budget_tokens}` (the explicit
+max_tokens, else the effort's share of max_tokens; max_tokens is raised past the budget when
+needed, since Anthropic counts thinking in it), and then temperature and top_k are not sent
+(Anthropic refuses them with thinking) nor a top_p under 0.95. A request that forces a tool call
+gets no thinking (Anthropic allows only tool_choice auto or none with it). Thinking blocks come back as
+reasoning, hidden when the request says `reasoning.exclude`. `cache_control` on text parts
+(OpenAI-style content parts, as OpenRouter takes them) is passed through, the system prompt's
+included.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from xrouter_router.domain.types import (
     Tool,
     ToolCall,
 )
+from xrouter_router.providers import reasoning as reasoning_param
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import (
     Upstream,
@@ -86,14 +96,17 @@ class AnthropicProvider:
         return None
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
+        show = reasoning_param.shown(reasoning_param.requested(request.extra_json))
         return await self._http.post_json(
             self._url, self.body(request, deployment, stream=False),
-            lambda data: parse_message(self._name, json_object(self._name, data)))
+            lambda data: parse_message(self._name, json_object(self._name, data),
+                                       show_reasoning=show))
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
         async with self._http.open(self._url, self.body(request, deployment, stream=True),
                                    content_types=("text/event-stream",)) as resp:
-            state = StreamState(self._name)
+            show = reasoning_param.shown(reasoning_param.requested(request.extra_json))
+            state = StreamState(self._name, show_reasoning=show)
             async for events in read_events(resp, self._name):
                 batch = state.batch(events)
                 if batch.deltas or batch.usage or batch.done:
@@ -125,17 +138,14 @@ def request_body(provider: str, request: ChatRequest, deployment: Deployment, *,
     if system:
         body["system"] = system
     body["messages"] = messages
-    if s.temperature is not None:
-        body["temperature"] = min(max(s.temperature, 0.0), 1.0)  # OpenAI allows up to 2
-    if s.top_p is not None:
-        body["top_p"] = s.top_p
-    if s.top_k is not None:
-        body["top_k"] = s.top_k
+    choice = tool_choice_json(request.tool_choice_json) if request.tools else None
+    # Anthropic refuses thinking with a forced tool: the forced call wins.
+    forced = choice is not None and choice["type"] in ("any", "tool")
+    _sampling(body, request, deployment.max_completion_tokens, may_think=not forced)
     if s.stop:
         body["stop_sequences"] = list(s.stop)
     if request.tools:
         body["tools"] = [tool_json(t) for t in request.tools]
-        choice = tool_choice_json(request.tool_choice_json)
         if choice is not None:
             body["tool_choice"] = choice
     schema = _json_schema(request.response_format_json)
@@ -146,6 +156,39 @@ def request_body(provider: str, request: ChatRequest, deployment: Deployment, *,
     if stream:
         body["stream"] = True
     return body
+
+
+_THINKING_MIN_TOP_P = 0.95
+
+
+def _sampling(body: dict[str, Any], request: ChatRequest, most: int, *, may_think: bool) -> None:
+    """Thinking, when asked for (and `may_think`), and the sampling Anthropic allows with it."""
+    s = request.sampling
+    wanted = reasoning_param.requested(request.extra_json) if may_think else None
+    thinking = wanted is not None and wanted.enabled
+    if thinking and wanted is not None:
+        body["max_tokens"], budget = thinking_budget(wanted, body["max_tokens"], most)
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    elif s.temperature is not None:
+        body["temperature"] = min(max(s.temperature, 0.0), 1.0)  # OpenAI allows up to 2
+    if s.top_p is not None and (not thinking or s.top_p >= _THINKING_MIN_TOP_P):
+        body["top_p"] = s.top_p
+    if s.top_k is not None and not thinking:
+        body["top_k"] = s.top_k
+
+
+def thinking_budget(wanted: reasoning_param.Reasoning, max_tokens: int,
+                    most: int) -> tuple[int, int]:
+    """(max_tokens, budget_tokens): the budget must stay under max_tokens, which includes it,
+    so max_tokens grows by the budget when the answer would otherwise have no room (within the
+    deployment's `most`, when set)."""
+    budget = wanted.budget(max_tokens)
+    if budget >= max_tokens:
+        max_tokens = budget + max_tokens
+        if most > 0:
+            max_tokens = min(max_tokens, most)
+        budget = min(budget, max_tokens - 1)
+    return max_tokens, budget
 
 
 def tool_json(tool: Tool) -> dict[str, Any]:
@@ -185,15 +228,16 @@ def _json_schema(raw: bytes) -> Any:
     return None
 
 
-def messages_json(provider: str, messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
-    """The hoisted system prompt and the turns, consecutive same-role turns merged (tool results
-    travel in user turns, so a tool result and the user's next words become one turn)."""
-    system: list[str] = []
+def messages_json(provider: str, messages: tuple[Message, ...]
+                  ) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """The hoisted system prompt (text blocks when a part of it carries cache_control) and the
+    turns, consecutive same-role turns merged (tool results travel in user turns, so a tool
+    result and the user's next words become one turn)."""
+    system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for m in messages:
         if m.role in _SYSTEM_ROLES:
-            if m.text():
-                system.append(m.text())
+            system.extend(_system_blocks(m))
             continue
         role = "assistant" if m.role == "assistant" else "user"
         blocks = _blocks(provider, m)
@@ -203,9 +247,19 @@ def messages_json(provider: str, messages: tuple[Message, ...]) -> tuple[str, li
             turns.append({"role": role, "content": blocks})
     for turn in turns:
         content = turn["content"]
-        if len(content) == 1 and content[0]["type"] == "text":
+        if len(content) == 1 and content[0]["type"] == "text" and len(content[0]) == 2:
             turn["content"] = content[0]["text"]
-    return "\n\n".join(system), turns
+    if any("cache_control" in b for b in system):
+        return system, turns
+    return "\n\n".join(b["text"] for b in system), turns
+
+
+def _system_blocks(m: Message) -> list[dict[str, Any]]:
+    """One text block of the message's text; one per part when a part carries cache_control."""
+    if any(p.raw_json for p in m.parts):
+        blocks = [_part_block(p) for p in m.parts if p.type == "text" and p.text]
+        return [b for b in blocks if b is not None]
+    return [{"type": "text", "text": m.text()}] if m.text() else []
 
 
 def _blocks(provider: str, m: Message) -> list[dict[str, Any]]:
@@ -224,10 +278,22 @@ def _blocks(provider: str, m: Message) -> list[dict[str, Any]]:
 
 def _part_block(part: ContentPart) -> dict[str, Any] | None:
     if part.type == "text":
-        return {"type": "text", "text": part.text}
+        block: dict[str, Any] = {"type": "text", "text": part.text}
+        cache = cache_control(part.raw_json)
+        if cache is not None:
+            block["cache_control"] = cache
+        return block
     if part.type == "image_url":
         return {"type": "image", "source": image_source(part.image_url)}
     return None  # audio, files: nothing Anthropic's Messages API takes
+
+
+def cache_control(raw_part: bytes) -> Any:
+    """The `cache_control` of a part that carries its JSON (None: none)."""
+    if b'"cache_control"' not in raw_part:
+        return None
+    part = orjson.loads(raw_part)
+    return part.get("cache_control") if isinstance(part, dict) else None
 
 
 def image_source(url: str) -> dict[str, str]:
@@ -261,22 +327,28 @@ def parse_usage(raw: Mapping[str, Any]) -> TokenCounts:
     )
 
 
-def parse_message(provider: str, data: dict[str, Any]) -> Completion:
+def parse_message(provider: str, data: dict[str, Any], *,
+                  show_reasoning: bool = True) -> Completion:
     content = data.get("content")
     if not isinstance(content, list):
         raise UpstreamBadResponse(f"{provider} answered without content", provider=provider,
                                   raw=data)
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[ToolCall] = []
     for block in map(nested_object, content):
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
+        elif block.get("type") == "thinking":
+            thoughts.append(block.get("thinking") or "")
         elif block.get("type") == "tool_use":
             calls.append(ToolCall(len(calls), block["id"], block["name"],
                                   orjson.dumps(block.get("input") or {}).decode()))
     text = "".join(texts) if texts or not calls else None
     usage = parse_usage(data["usage"]) if isinstance(data.get("usage"), dict) else None
-    return Completion(Message(role="assistant", content=text, tool_calls=tuple(calls)),
+    reasoning = "".join(thoughts) if thoughts and show_reasoning else None
+    return Completion(Message(role="assistant", content=text, tool_calls=tuple(calls),
+                              reasoning=reasoning),
                       finish_reason(data.get("stop_reason")), usage)
 
 
@@ -295,8 +367,9 @@ class StreamState:
     calls (not the content block index), usage is reported once, on message_delta. An `error`
     event ends the batch and is kept in `error`, so the deltas before it are still delivered."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, *, show_reasoning: bool = True) -> None:
         self._provider = provider
+        self._show_reasoning = show_reasoning
         self._tools: dict[int, int] = {}
         self._usage: dict[str, Any] = {}
         self.finished = False
@@ -353,7 +426,7 @@ class StreamState:
         if kind == "input_json_delta" and delta.get("partial_json"):
             call = ToolCall(self._tools[payload["index"]], "", "", delta["partial_json"])
             return Delta(tool_calls=(call,))
-        if kind == "thinking_delta":
+        if kind == "thinking_delta" and self._show_reasoning and delta.get("thinking"):
             return Delta(reasoning=delta["thinking"])
         return None
 

@@ -5,6 +5,11 @@ Options ([providers.NAME] keys): `api_version` (path segment, default "v1beta");
 `thought_signature` (sent on the first replayed functionCall of each model turn, since our
 tool call ids cannot carry Gemini's own signature and Gemini 3 models reject calls without one;
 default "skip_thought_signature_validator", "" sends none).
+
+The request's `reasoning` becomes `generationConfig.thinkingConfig`: `thinkingBudget` (the
+explicit max_tokens, else the effort's budget; 0 for effort "none" or `enabled: false`) and
+`includeThoughts` (unless `reasoning.exclude`). Thought parts (`thought: true`) come back as
+reasoning, hidden when the request says `reasoning.exclude`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from xrouter_router.domain.types import (
     Tool,
     ToolCall,
 )
+from xrouter_router.providers import reasoning as reasoning_param
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import (
     Upstream,
@@ -94,15 +100,18 @@ class GeminiProvider:
         return f"{self._base}{model}:{method}"
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
+        show = reasoning_param.shown(reasoning_param.requested(request.extra_json))
         return await self._http.post_json(
             self.url(deployment.upstream_model, stream=False), self.body(request, deployment),
-            lambda data: parse_response(self._name, json_object(self._name, data)))
+            lambda data: parse_response(self._name, json_object(self._name, data),
+                                        show_reasoning=show))
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
         url = self.url(deployment.upstream_model, stream=True)
         async with self._http.open(url, self.body(request, deployment),
                                    content_types=("text/event-stream",)) as resp:
-            state = StreamState(self._name)
+            show = reasoning_param.shown(reasoning_param.requested(request.extra_json))
+            state = StreamState(self._name, show_reasoning=show)
             async for events in read_events(resp, self._name):
                 deltas = state.deltas([e.data for e in events])
                 if deltas:
@@ -134,7 +143,17 @@ def request_body(provider: str, request: ChatRequest, deployment: Deployment, *,
             body["toolConfig"] = config
     body["generationConfig"] = generation_config(request.sampling, deployment,
                                                  request.response_format_json)
+    wanted = reasoning_param.requested(request.extra_json)
+    if wanted is not None:
+        body["generationConfig"]["thinkingConfig"] = thinking_config(
+            wanted, body["generationConfig"].get("maxOutputTokens"))
     return body
+
+
+def thinking_config(wanted: reasoning_param.Reasoning, max_tokens: int | None) -> dict[str, Any]:
+    if not wanted.enabled:
+        return {"thinkingBudget": 0}
+    return {"thinkingBudget": wanted.budget(max_tokens), "includeThoughts": not wanted.exclude}
 
 
 def generation_config(s: Sampling, deployment: Deployment, response_format: bytes) -> dict[str, Any]:
@@ -309,7 +328,8 @@ def split_parts(parts: Any, first_index: int = 0) -> tuple[list[str], list[str],
     return texts, thoughts, calls
 
 
-def parse_response(provider: str, data: dict[str, Any]) -> Completion:
+def parse_response(provider: str, data: dict[str, Any], *,
+                   show_reasoning: bool = True) -> Completion:
     usage = parse_usage(data.get("usageMetadata"))
     candidates = data.get("candidates")
     if not candidates:
@@ -318,11 +338,12 @@ def parse_response(provider: str, data: dict[str, Any]) -> Completion:
         raise UpstreamBadResponse(f"{provider} answered without candidates", provider=provider,
                                   raw=data)
     candidate = nested_object(candidates[0])
-    texts, _, calls = split_parts(nested_object(candidate.get("content") or {}).get("parts"))
+    texts, thoughts, calls = split_parts(nested_object(candidate.get("content") or {}).get("parts"))
     text = "".join(texts) if texts or not calls else None
     reason = finish_reason(candidate.get("finishReason") or "STOP", called=bool(calls))
-    return Completion(Message(role="assistant", content=text, tool_calls=tuple(calls)),
-                      reason, usage)
+    reasoning = "".join(thoughts) if thoughts and show_reasoning else None
+    return Completion(Message(role="assistant", content=text, tool_calls=tuple(calls),
+                              reasoning=reasoning), reason, usage)
 
 
 def stream_error(provider: str, err: Any) -> UpstreamError:
@@ -337,8 +358,9 @@ class StreamState:
     is cumulative, so only the last is kept; function calls are numbered across chunks. An
     error chunk stops the parsing and is kept in `error`, after the deltas before it."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, *, show_reasoning: bool = True) -> None:
         self._provider = provider
+        self._show_reasoning = show_reasoning
         self._calls = 0
         self._started = False
         self.usage: TokenCounts | None = None
@@ -369,6 +391,8 @@ class StreamState:
         texts, thoughts, calls = split_parts(nested_object(candidate.get("content") or {}).get("parts"),
                                              self._calls)
         self._calls += len(calls)
+        if not self._show_reasoning:
+            thoughts = []
         reason = candidate.get("finishReason") or ""
         if reason:
             self.finished = True

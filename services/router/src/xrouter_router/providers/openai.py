@@ -1,5 +1,13 @@
 """Any OpenAI-compatible upstream (OpenAI, DeepSeek, Mistral, vLLM, Ollama, OpenRouter, ...):
-POST {base_url}/chat/completions, Bearer auth, SSE streams ending in `data: [DONE]`."""
+POST {base_url}/chat/completions, Bearer auth, SSE streams ending in `data: [DONE]`.
+
+Options ([providers.NAME] keys): `send_nonstandard_params` (top_k, repetition_penalty; default
+false); `reasoning_format`: "openai" sends the request's `reasoning` as OpenAI's
+`reasoning_effort`, "openrouter" passes the `reasoning` object through unchanged (OpenRouter and
+upstreams that speak its dialect). Default: "openai" when base_url is api.openai.com (or unset),
+"openrouter" otherwise. Reasoning in answers (`reasoning` or DeepSeek's `reasoning_content`) is
+read either way and hidden when the request says `reasoning.exclude`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from xrouter_common.env import ConfigError
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.errors import (
     UpstreamBadResponse,
@@ -24,10 +33,12 @@ from xrouter_router.domain.types import (
     EmbeddingRequest,
     Embeddings,
     Message,
+    Sampling,
     StreamBatch,
     TokenCounts,
     ToolCall,
 )
+from xrouter_router.providers import reasoning as reasoning_param
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import (
     Upstream,
@@ -38,6 +49,8 @@ from xrouter_router.providers.http import (
 )
 
 _DONE = b"[DONE]"
+OPENAI_URL = "https://api.openai.com/v1"
+REASONING_FORMATS = ("openai", "openrouter")
 
 
 class OpenAIProvider:
@@ -52,6 +65,7 @@ class OpenAIProvider:
         session: aiohttp.ClientSession,
         headers: Mapping[str, str] | None = None,
         send_nonstandard_params: bool = False,
+        reasoning_format: str = "openrouter",
     ) -> None:
         self._name = name
         self._url = base_url.rstrip("/") + "/chat/completions"
@@ -61,6 +75,7 @@ class OpenAIProvider:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._http = Upstream(name, session, self._headers)
         self._nonstandard = send_nonstandard_params
+        self._effort_only = reasoning_format == "openai"
 
     @property
     def name(self) -> str:
@@ -70,24 +85,29 @@ class OpenAIProvider:
         return None
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
+        show = reasoning_param.shown(reasoning_param.requested(request.extra_json))
         return await self._http.post_json(
             self._url, self.body(request, deployment, stream=False),
-            lambda data: parse_completion(self._name, json_object(self._name, data)))
+            lambda data: parse_completion(self._name, json_object(self._name, data),
+                                          show_reasoning=show))
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
+        show = reasoning_param.shown(reasoning_param.requested(request.extra_json))
         async with self._http.open(self._url, self.body(request, deployment, stream=True)) as resp:
             if resp.content_type == "application/json":
                 # Some upstreams ignore `stream` and answer whole: replay it as one batch.
                 data = json_object(self._name, orjson.loads(await resp.read()))
-                yield completion_as_batch(parse_completion(self._name, data))
+                yield completion_as_batch(parse_completion(self._name, data,
+                                                           show_reasoning=show))
                 return
-            async for batch in self._read_stream(resp):
+            async for batch in self._read_stream(resp, show):
                 yield batch
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
+    async def _read_stream(self, resp: aiohttp.ClientResponse,
+                           show_reasoning: bool) -> AsyncIterator[StreamBatch]:
         finished = False
         async for events in read_events(resp, self._name):
-            batch, failure = self._batch([e.data for e in events])
+            batch, failure = self._batch([e.data for e in events], show_reasoning)
             finished = finished or any(d.finish_reason for d in batch.deltas)
             if batch.deltas or batch.usage or batch.done:
                 yield batch
@@ -110,7 +130,8 @@ class OpenAIProvider:
             self._embeddings_url, orjson.dumps(body),
             lambda data: parse_embeddings(self._name, data, len(request.inputs)))
 
-    def _batch(self, payloads: list[bytes]) -> tuple[StreamBatch, UpstreamError | None]:
+    def _batch(self, payloads: list[bytes],
+               show_reasoning: bool = True) -> tuple[StreamBatch, UpstreamError | None]:
         """The deltas of one read, and the in-stream error that ended it, if any."""
         deltas: list[Delta] = []
         usage: TokenCounts | None = None
@@ -128,7 +149,7 @@ class OpenAIProvider:
                                               provider=self._name, raw=err)
                 break
             for choice in chunk.get("choices") or ():
-                deltas.append(parse_delta(choice))
+                deltas.append(parse_delta(choice, show_reasoning=show_reasoning))
             if chunk.get("usage"):
                 usage = parse_usage(chunk["usage"])
         return StreamBatch(tuple(deltas), usage, done), failure
@@ -136,6 +157,8 @@ class OpenAIProvider:
     def body(self, request: ChatRequest, deployment: Deployment, *, stream: bool) -> bytes:
         """The upstream request body. Pass-through parameters go first, typed ones win."""
         body: dict[str, Any] = orjson.loads(request.extra_json) if request.extra_json else {}
+        if self._effort_only and "reasoning" in body:
+            _effort_for_openai(body)
         body["model"] = deployment.upstream_model
         body["messages"] = [message_json(m) for m in request.messages]
         s = request.sampling
@@ -147,10 +170,7 @@ class OpenAIProvider:
             if value is not None:
                 body[key] = value
         if self._nonstandard:
-            if s.top_k is not None:
-                body["top_k"] = s.top_k
-            if s.repetition_penalty is not None:
-                body["repetition_penalty"] = s.repetition_penalty
+            _nonstandard(body, s)
         if s.stop:
             body["stop"] = list(s.stop)
         if request.tools:
@@ -169,6 +189,32 @@ class OpenAIProvider:
             body.pop("stream", None)
             body.pop("stream_options", None)
         return orjson.dumps(body)
+
+
+def _nonstandard(body: dict[str, Any], s: Sampling) -> None:
+    if s.top_k is not None:
+        body["top_k"] = s.top_k
+    if s.repetition_penalty is not None:
+        body["repetition_penalty"] = s.repetition_penalty
+
+
+def _effort_for_openai(body: dict[str, Any]) -> None:
+    """`reasoning` replaced by OpenAI's `reasoning_effort`, in place."""
+    effort = reasoning_effort(body.pop("reasoning"))
+    if effort is not None:
+        body["reasoning_effort"] = effort
+
+
+def reasoning_effort(value: Any) -> str | None:
+    """OpenAI's `reasoning_effort` for the request's `reasoning` object: its effort as given
+    ("none" included), the default effort when only a budget or `enabled` is given, nothing
+    when reasoning is turned off by `enabled: false` or a zero budget."""
+    wanted = reasoning_param.from_extra({"reasoning": value})
+    if wanted is None:
+        return None
+    if wanted.effort is not None:
+        return wanted.effort
+    return reasoning_param.DEFAULT_EFFORT if wanted.enabled else None
 
 
 def tool_json(name: str, description: str, parameters: bytes, strict: bool | None) -> dict[str, Any]:
@@ -241,7 +287,14 @@ def parse_usage(raw: dict[str, Any]) -> TokenCounts:
     )
 
 
-def parse_completion(provider: str, data: dict[str, Any]) -> Completion:
+def _reasoning_text(raw: dict[str, Any], show: bool) -> str | None:
+    """`reasoning` (OpenRouter, vLLM) or `reasoning_content` (DeepSeek), unless hidden."""
+    text = raw.get("reasoning") or raw.get("reasoning_content")
+    return text if show and isinstance(text, str) else None
+
+
+def parse_completion(provider: str, data: dict[str, Any], *,
+                     show_reasoning: bool = True) -> Completion:
     choices = data.get("choices")
     if not choices:
         raise UpstreamBadResponse(f"{provider} answered without choices", provider=provider,
@@ -249,15 +302,16 @@ def parse_completion(provider: str, data: dict[str, Any]) -> Completion:
     choice = choices[0]
     msg = choice.get("message") or {}
     message = Message(role=msg.get("role") or "assistant", content=msg.get("content"),
-                      tool_calls=_tool_calls(msg.get("tool_calls")))
+                      tool_calls=_tool_calls(msg.get("tool_calls")),
+                      reasoning=_reasoning_text(msg, show_reasoning))
     usage = parse_usage(data["usage"]) if data.get("usage") else None
     return Completion(message, choice.get("finish_reason") or "stop", usage,
                       data.get("system_fingerprint") or "")
 
 
-def parse_delta(choice: dict[str, Any]) -> Delta:
+def parse_delta(choice: dict[str, Any], *, show_reasoning: bool = True) -> Delta:
     delta = choice.get("delta") or {}
-    reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+    reasoning = _reasoning_text(delta, show_reasoning)
     return Delta(
         index=choice.get("index") or 0,
         role=delta.get("role") or "",
@@ -284,13 +338,20 @@ def parse_embeddings(provider: str, data: Any, count: int) -> Embeddings:
 
 def completion_as_batch(c: Completion) -> StreamBatch:
     delta = Delta(role="assistant", content=c.message.content, tool_calls=c.message.tool_calls,
-                  finish_reason=c.finish_reason)
+                  finish_reason=c.finish_reason, reasoning=c.message.reasoning)
     return StreamBatch((delta,), c.usage, done=True)
 
 
 def build(config: ProviderConfig, session: aiohttp.ClientSession) -> OpenAIProvider:
+    base_url = config.url(OPENAI_URL)
+    default_format = "openai" if "://api.openai.com" in base_url else "openrouter"
+    reasoning_format = config.option("reasoning_format", default_format, str)
+    if reasoning_format not in REASONING_FORMATS:
+        raise ConfigError(f"providers.{config.name}.reasoning_format must be one of "
+                          f"{', '.join(REASONING_FORMATS)}")
     return OpenAIProvider(
-        config.name, base_url=config.url("https://api.openai.com/v1"), api_key=config.api_key,
+        config.name, base_url=base_url, api_key=config.api_key,
         session=session, headers=config.headers,
         send_nonstandard_params=config.option("send_nonstandard_params", False, bool),
+        reasoning_format=reasoning_format,
     )

@@ -26,9 +26,9 @@ MODULES: dict[str, str] = {
 # base_url and headers; any other key is a mistake the catalog loader refuses.
 OPTIONS: dict[str, frozenset[str]] = {
     "demo": frozenset({"word_delay"}),
-    "openai": frozenset({"send_nonstandard_params"}),
+    "openai": frozenset({"send_nonstandard_params", "reasoning_format"}),
     "gigachat": frozenset({"scope", "auth_url", "update_interval", "ca_bundle", "verify_ssl"}),
-    "yandexgpt": frozenset({"folder_id", "auth", "embedding_concurrency"}),
+    "yandexgpt": frozenset({"folder_id", "auth", "embedding_concurrency", "api"}),
     "anthropic": frozenset({"version", "default_max_tokens"}),
     "gemini": frozenset({"api_version", "thought_signature"}),
 }

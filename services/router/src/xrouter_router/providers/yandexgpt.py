@@ -7,8 +7,15 @@ Options of the [providers.NAME] table:
   auth                   (str, "api-key")  "api-key": `Authorization: Api-Key <key>`;
                                            "iam": `Authorization: Bearer <IAM token>`
   embedding_concurrency  (int, 8)          textEmbedding calls in flight for one embeddings request
+  api                    (str, "native")   "openai": the OpenAI-compatible endpoint instead
+                                           (see yandexgpt_openai.py)
 base_url defaults to https://llm.api.cloud.yandex.net; `headers` are sent as well (for example
-`x-data-logging-enabled = "false"`).
+`x-data-logging-enabled = "false"` for every request). A request whose `provider.data_collection`
+is "deny" is sent with `x-data-logging-enabled: false` whatever the headers say.
+
+The request's `reasoning` becomes `reasoningOptions.mode` ("ENABLED_HIDDEN", or "DISABLED" for
+effort "none") on deployments whose catalog `parameters` list "reasoning" (the models that have
+the option); Yandex returns no reasoning text, only its token count.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import orjson
 from xrouter_common.env import ConfigError
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.errors import UpstreamBadResponse, UpstreamError, UpstreamRejected
+from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
@@ -36,6 +44,7 @@ from xrouter_router.domain.types import (
     Tool,
     ToolCall,
 )
+from xrouter_router.providers import reasoning as reasoning_param
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import (
     Upstream,
@@ -56,7 +65,9 @@ FINISH_REASONS = {
     "ALTERNATIVE_STATUS_TOOL_CALLS": "tool_calls",
 }
 _ROLES = {"developer": "system"}
-_AUTH_SCHEMES = {"api-key": "Api-Key", "iam": "Bearer"}
+NO_LOGGING = {"x-data-logging-enabled": "false"}
+APIS = ("native", "openai")
+AUTH_SCHEMES = {"api-key": "Api-Key", "iam": "Bearer"}
 
 
 class YandexGPTProvider:
@@ -83,7 +94,7 @@ class YandexGPTProvider:
         self._headers = {"Content-Type": "application/json", "x-folder-id": folder_id,
                          **(headers or {})}
         if api_key:
-            self._headers["Authorization"] = f"{_AUTH_SCHEMES[auth]} {api_key}"
+            self._headers["Authorization"] = f"{AUTH_SCHEMES[auth]} {api_key}"
         self._http = Upstream(name, session, self._headers, status_error=self._status_error)
         self._embedding_concurrency = embedding_concurrency
 
@@ -97,11 +108,12 @@ class YandexGPTProvider:
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
         return await self._http.post_json(
             self._completion_url, self.body(request, deployment, stream=False),
-            lambda data: parse_completion(self._name, data))
+            lambda data: parse_completion(self._name, data), headers=logging_headers(request))
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
         body = self.body(request, deployment, stream=True)
-        async with self._http.open(self._completion_url, body) as resp:
+        async with self._http.open(self._completion_url, body,
+                                   headers=logging_headers(request)) as resp:
             state = CumulativeStream(self._name)
             async for lines in _lines(resp):
                 batch = state.feed(lines)
@@ -165,7 +177,15 @@ class YandexGPTProvider:
         }
         if request.tools:
             body["tools"] = [tool_json(t) for t in request.tools]
+        wanted = reasoning_param.requested(request.extra_json)
+        if wanted is not None and "reasoning" in deployment.parameters:
+            body["reasoningOptions"] = {"mode": "ENABLED_HIDDEN" if wanted.enabled else "DISABLED"}
         return orjson.dumps(body)
+
+
+def logging_headers(request: ChatRequest) -> Mapping[str, str] | None:
+    """Yandex's request logging turned off for a request that denies data collection."""
+    return NO_LOGGING if request.provider.data_collection == "deny" else None
 
 
 async def _lines(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
@@ -374,13 +394,30 @@ class CumulativeStream:
         return StreamBatch((delta,), usage, done=self.finished)
 
 
-def build(config: ProviderConfig, session: aiohttp.ClientSession) -> YandexGPTProvider:
+def build(config: ProviderConfig, session: aiohttp.ClientSession) -> ChatProvider:
+    api = config.option("api", "native", str)
+    if api not in APIS:
+        raise ConfigError(f"providers.{config.name}.api must be \"native\" or \"openai\", got {api!r}")
+    if api == "openai":
+        from xrouter_router.providers import yandexgpt_openai
+
+        return yandexgpt_openai.build(config, session)
+    return build_native(config, session)
+
+
+def folder_and_auth(config: ProviderConfig) -> tuple[str, str]:
+    """The required folder id and the auth scheme's name, checked."""
     folder = config.option("folder_id", "", str)
     if not folder:
         raise ConfigError(f"providers.{config.name}.folder_id is required (the Yandex Cloud folder id)")
     auth = config.option("auth", "api-key", str)
-    if auth not in _AUTH_SCHEMES:
+    if auth not in AUTH_SCHEMES:
         raise ConfigError(f"providers.{config.name}.auth must be \"api-key\" or \"iam\", got {auth!r}")
+    return folder, auth
+
+
+def build_native(config: ProviderConfig, session: aiohttp.ClientSession) -> YandexGPTProvider:
+    folder, auth = folder_and_auth(config)
     concurrency = config.option("embedding_concurrency", 8, int)
     if concurrency < 1:
         raise ConfigError(f"providers.{config.name}.embedding_concurrency must be at least 1")

@@ -1,0 +1,178 @@
+"""/v1/messages with `thinking` and `cache_control`, driven by the official `anthropic` SDK through
+gateway -> router -> the demo model (which reasons when asked) and the fake Anthropic Messages API
+(thinking blocks and cache_control in its own wire format); cache_control also from the chat
+format's content parts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from anthropic import AsyncAnthropic
+from anthropic.types import TextBlock, ThinkingBlock
+
+from tests.fakes import anthropic_upstream
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.support import (
+    MASTER_KEY,
+    gateway_settings,
+    router_settings,
+    running_gateway,
+    running_router,
+)
+
+THINKING: Any = {"type": "enabled", "budget_tokens": 2048}
+EPHEMERAL = {"type": "ephemeral"}
+DEMO_THOUGHT = "The user said «hi». I will answer in kind."
+
+
+@dataclass
+class Clients:
+    sdk: AsyncAnthropic
+    http: httpx.AsyncClient
+    url: str
+    fake: FakeAnthropic
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic().start()
+    yield server
+    server.stop()
+
+
+def _catalog(directory: Path, base_url: str) -> Path:
+    path = directory / "catalog.toml"
+    path.write_text(f"""
+[providers.demo]
+type = "demo"
+word_delay = 0.001
+
+[providers.claude]
+type = "anthropic"
+base_url = "{base_url}"
+api_key_env = "FAKE_ANTHROPIC_KEY"
+
+[[models]]
+id = "xrouter/demo"
+name = "demo"
+aliases = ["demo"]
+  [[models.deployments]]
+  provider = "demo"
+  upstream_model = "demo"
+  capabilities = ["streaming", "tools", "json_mode"]
+  price = {{ prompt = "0", completion = "0" }}
+  context_length = 16000
+
+[[models]]
+id = "test/claude"
+name = "claude"
+  [[models.deployments]]
+  provider = "claude"
+  upstream_model = "claude-fake-echo"
+  capabilities = ["streaming"]
+  price = {{ prompt = "100", completion = "200" }}
+  context_length = 16000
+""", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+async def clients(tmp_path: Path, fake: FakeAnthropic,
+                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Clients]:
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", anthropic_upstream.API_KEY)
+    settings = router_settings(_catalog(tmp_path, fake.base_url))
+    async with running_router(settings) as router:
+        target = f"127.0.0.1:{router.server.port}"
+        async with running_gateway(gateway_settings(target)) as url, \
+                httpx.AsyncClient(timeout=15.0) as http, \
+                AsyncAnthropic(base_url=url, api_key=MASTER_KEY, max_retries=0,
+                               timeout=15) as sdk:
+            yield Clients(sdk, http, url, fake)
+
+
+def _parts(blocks: list[Any]) -> list[tuple[str, str]]:
+    return [(b.type, b.thinking if isinstance(b, ThinkingBlock) else b.text) for b in blocks
+            if isinstance(b, ThinkingBlock | TextBlock)]
+
+
+@pytest.mark.parametrize(("model", "thought", "text"), [
+    ("demo", DEMO_THOUGHT, "Hello from the XRouter demo model! You said: «hi»"),
+    ("test/claude", anthropic_upstream.THOUGHT, "echo: hi")])
+async def test_thinking_whole_and_streamed(clients: Clients, model: str, thought: str,
+                                           text: str) -> None:
+    messages: Any = [{"role": "user", "content": "hi"}]
+    reply = await clients.sdk.messages.create(model=model, max_tokens=4096, thinking=THINKING,
+                                              messages=messages)
+    assert _parts(reply.content) == [("thinking", thought), ("text", text)]
+    async with clients.sdk.messages.stream(model=model, max_tokens=4096, thinking=THINKING,
+                                           messages=messages) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    assert _parts(final.content) == [("thinking", thought), ("text", text)]
+    assert "thinking" in kinds and "text" in kinds  # the SDK's thinking_delta and text events
+
+
+async def test_thinking_reaches_anthropic_as_its_budget(clients: Clients) -> None:
+    await clients.sdk.messages.create(model="test/claude", max_tokens=4096, thinking=THINKING,
+                                      messages=[{"role": "user", "content": "hi"}])
+    assert clients.fake.requests[-1]["thinking"] == THINKING
+    assert clients.fake.requests[-1]["max_tokens"] == 4096
+
+
+async def test_a_budget_not_under_max_tokens_is_refused(clients: Clients) -> None:
+    resp = await clients.http.post(f"{clients.url}/v1/messages", headers={
+        "x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"}, json={
+        "model": "demo", "max_tokens": 2048, "thinking": THINKING,
+        "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["message"] == (
+        "`max_tokens` must be greater than `thinking.budget_tokens`")
+
+
+async def test_thinking_blocks_sent_back_are_accepted_and_dropped(clients: Clients) -> None:
+    reply = await clients.sdk.messages.create(model="test/claude", max_tokens=64, messages=[
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "earlier", "signature": "sig"},
+            {"type": "text", "text": "hello"}]},
+        {"role": "user", "content": "again"}])
+    assert _parts(reply.content) == [("text", "echo: again")]
+    assert clients.fake.requests[-1]["messages"][1] == {"role": "assistant", "content": "hello"}
+
+
+async def test_cache_control_reaches_anthropic_from_the_messages_format(clients: Clients) -> None:
+    await clients.sdk.messages.create(
+        model="test/claude", max_tokens=64,
+        system=[{"type": "text", "text": "A long policy.", "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "A long document.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Sum it up."}]}])
+    sent = clients.fake.requests[-1]
+    assert sent["system"] == [{"type": "text", "text": "A long policy.",
+                               "cache_control": EPHEMERAL}]
+    assert sent["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "A long document.", "cache_control": EPHEMERAL},
+        {"type": "text", "text": "Sum it up."}]}]
+
+
+async def test_cache_control_reaches_anthropic_from_the_chat_format(clients: Clients) -> None:
+    resp = await clients.http.post(f"{clients.url}/v1/chat/completions", headers={
+        "Authorization": f"Bearer {MASTER_KEY}"}, json={"model": "test/claude", "messages": [
+            {"role": "system", "content": [
+                {"type": "text", "text": "A long policy.", "cache_control": EPHEMERAL}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "A long document.",
+                 "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+                {"type": "text", "text": "Sum it up."}]}]})
+    assert resp.status_code == 200, resp.text
+    sent = clients.fake.requests[-1]
+    assert sent["system"] == [{"type": "text", "text": "A long policy.",
+                               "cache_control": EPHEMERAL}]
+    assert sent["messages"][0]["content"][0] == {
+        "type": "text", "text": "A long document.",
+        "cache_control": {"type": "ephemeral", "ttl": "1h"}}
