@@ -25,6 +25,7 @@ from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
+from xrouter_router.domain.sticky import StickyRoutes
 from xrouter_router.providers.http import new_session
 from xrouter_router.providers.registry import build_provider
 from xrouter_router.providers.tokenizer import Cl100kCounter
@@ -127,9 +128,11 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     if stack.listen is not None:
         stack.listen(auth.forget)
     billing = Billing(stack.meter, stack.ledger)
+    sticky = StickyRoutes(ttl=settings.prompt_affinity,
+                          size=10_000 if settings.prompt_affinity > 0 else 0)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
-                          counter=counter, observer=metrics, billing=billing)
+                          counter=counter, observer=metrics, billing=billing, sticky=sticky)
     servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
                               request_log=settings.request_log,
                               redactor=Redactor(p.api_key for p in config.providers))

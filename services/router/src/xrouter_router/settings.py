@@ -40,6 +40,8 @@ class RouterSettings:
     # HMAC secret for key hashes; embedded mode creates one in data_dir when unset.
     key_secret: str = field(default="", repr=False)
     key_cache_ttl: float = 30.0
+    # Prompt-cache affinity: seconds a served prompt prefix goes back to its deployment (0: off).
+    prompt_affinity: float = 300.0
     # Bounds of the key cache: known keys (LRU) and unknown hashes (forged keys), apart.
     key_cache_size: int = 10_000
     key_cache_negative_size: int = 1_000
@@ -88,6 +90,7 @@ class RouterSettings:
             data_dir=Path(env_str("XROUTER_DATA_DIR", ".xrouter", env)),
             key_secret=env_str("XROUTER_KEY_SECRET", "", env),
             key_cache_ttl=env_float("XROUTER_KEY_CACHE_TTL", 30.0, env, minimum=0.0),
+            prompt_affinity=env_float("XROUTER_PROMPT_AFFINITY_SECONDS", 300.0, env, minimum=0.0),
             key_cache_size=env_int("XROUTER_KEY_CACHE_SIZE", 10_000, env, minimum=1),
             key_cache_negative_size=env_int("XROUTER_KEY_CACHE_NEGATIVE_SIZE", 1_000, env,
                                             minimum=1),

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xrouter_router.domain import accounting
 from xrouter_router.domain.billing import (
@@ -34,6 +34,7 @@ from xrouter_router.domain.observe import NullObserver, Observer
 from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
 from xrouter_router.domain.stats import InMemoryStats, StatsStore
+from xrouter_router.domain.sticky import StickyRoutes, prefix_key
 from xrouter_router.domain.types import (
     ChatRequest,
     ChatResult,
@@ -93,6 +94,7 @@ class ChatService:
         observer: Observer | None = None,
         billing: Billing | Unbilled | None = None,
         wall: Callable[[], float] = time.time,
+        sticky: StickyRoutes | None = None,
     ) -> None:
         self._catalog = catalog
         self._failover = failover
@@ -104,6 +106,7 @@ class ChatService:
         self._observer: Observer = observer or NullObserver()
         self._billing: Billing | Unbilled = billing or Unbilled()
         self._wall = wall
+        self._sticky = sticky if sticky is not None else StickyRoutes()
 
     @property
     def catalog(self) -> Catalog:
@@ -115,12 +118,23 @@ class ChatService:
 
     async def route(self, request: ChatRequest, *, commit: bool) -> Plan:
         """The attempt plan for a request (commit=False: explain it without moving the
-        balancer, so the next real request takes the route shown)."""
+        balancer, so the next real request takes the route shown). A prompt prefix served a
+        moment ago goes back to the deployment that served it (domain/sticky.py)."""
         ids = [d.id for name in (request.model, *request.fallback_models)
                for d in self._catalog.resolve(name).deployments] if self._known(request) else []
         snapshot = await self._stats.snapshot(ids)
-        return plan(self._catalog, request, snapshot, now=self._wall(), policy=self._stats.policy,
-                    balancer=self._balancer, commit=commit, explain=not commit)
+        now = self._wall()
+        route = plan(self._catalog, request, snapshot, now=now, policy=self._stats.policy,
+                     balancer=self._balancer, commit=commit, explain=not commit)
+        prefix = prefix_key(request)
+        if prefix is None or len(route.candidates) < 2:
+            return route
+        unhealthy = {i for i, s in snapshot.items() if s.health(now, self._stats.policy) != "healthy"}
+        healthy = {c.deployment.id for c in route.candidates} - unhealthy
+        preferred = self._sticky.prefer(prefix, route.candidates, healthy)
+        if preferred == route.candidates:
+            return route
+        return replace(route, candidates=preferred, strategy="sticky")
 
     def _known(self, request: ChatRequest) -> bool:
         try:
@@ -220,6 +234,7 @@ class ChatService:
                                        [c.deployment for c in route.candidates]) as held:
             cand, completion, attempts = await self._failover.complete(route.candidates, request,
                                                                        deadline)
+            self._sticky.remember(prefix_key(request), cand.deployment.id)
             tokens = await self._tokens(request, cand, completion.usage,
                                         completion.message.text())
             result = ChatResult(
@@ -246,6 +261,7 @@ class ChatService:
                                            [c.deployment for c in route.candidates]) as held:
                 opened = await self._failover.open_stream(route.candidates, request, deadline)
                 streaming = True
+                self._sticky.remember(prefix_key(request), opened.candidate.deployment.id)
                 relay = self._relay(request, opened, held)
                 try:
                     async for event in relay:
