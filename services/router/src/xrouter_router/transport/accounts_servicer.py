@@ -16,12 +16,13 @@ from xrouter_router.domain.accounts_service import (
     KeyUsage,
     PlanView,
 )
-from xrouter_router.domain.errors import InvalidRequest, XRouterError
+from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import Authenticator
 from xrouter_router.transport.convert import attempts_to_proto
-from xrouter_router.transport.servicer import _abort, _api_key, _internal
+from xrouter_router.transport.errors import answering
+from xrouter_router.transport.servicer import _api_key
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[object, object]
@@ -85,13 +86,9 @@ class AccountsServicer(pb_grpc.AccountsServicer):
         self._auth = auth
 
     async def _run(self, context: Context, work: Callable[[ApiKey], Awaitable[T]]) -> T:
-        try:
+        async with answering(context):
             caller = await self._auth.authenticate(_api_key(context))
             return await work(caller)
-        except XRouterError as exc:
-            await _abort(context, exc)
-        except Exception as exc:  # noqa: BLE001 - never a bare 500
-            await _abort(context, _internal(exc))
         raise AssertionError("unreachable: abort raises")
 
     async def GetKey(self, request: pb.KeyRef, context: Context) -> pb.KeyInfo:  # noqa: N802

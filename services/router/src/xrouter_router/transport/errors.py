@@ -5,12 +5,16 @@ log gets the uncut upstream body, credentials still removed)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import grpc
 import orjson
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_router.domain.errors import ErrorKind, XRouterError
+from xrouter_common.wire import ERROR_DETAIL_KEY
+from xrouter_router.domain.errors import ErrorKind, InternalError, XRouterError
 from xrouter_router.transport.redact import LIMIT, PATTERNS_ONLY, Redactor
 
 log = logging.getLogger("xrouter.router.errors")
@@ -52,3 +56,40 @@ def to_detail(error: XRouterError, redactor: Redactor = PATTERNS_ONLY) -> pb.Err
 
 def status_of(error: XRouterError) -> grpc.StatusCode:
     return _TABLE[error.kind][0]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an RPC ended, for its log line: "success", an error kind, "internal" or "cancelled"."""
+
+    value: str
+
+
+async def abort(context: grpc.aio.ServicerContext, error: XRouterError,  # type: ignore[type-arg]
+                redactor: Redactor = PATTERNS_ONLY) -> None:
+    """End the RPC with the error's status and its ErrorDetail (redacted) in the trailers."""
+    detail = to_detail(error, redactor)
+    await context.abort(status_of(error), detail.message,
+                        trailing_metadata=((ERROR_DETAIL_KEY, detail.SerializeToString()),))
+
+
+@asynccontextmanager
+async def answering(context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+                    redactor: Redactor = PATTERNS_ONLY,
+                    outcome: Outcome | None = None) -> AsyncIterator[None]:
+    """Every RPC's body runs inside: an XRouterError leaves by the table above, anything else
+    as an InternalError (logged with its traceback, never detailed to the client). A
+    cancellation passes through untouched."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except XRouterError as exc:
+        if outcome is not None:
+            outcome.value = exc.kind.value
+        await abort(context, exc, redactor)
+    except Exception as exc:
+        if outcome is not None:
+            outcome.value = "internal"
+        log.exception("unexpected error", exc_info=exc)
+        await abort(context, InternalError("Internal error in the router"))

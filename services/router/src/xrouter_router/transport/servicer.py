@@ -13,13 +13,12 @@ import grpc
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.tracing import trace_id_of
-from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
-from xrouter_router.domain.errors import InternalError, XRouterError
+from xrouter_common.wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import ProviderStatus, provider_status
 from xrouter_router.tracing import server_span
 from xrouter_router.transport import convert
-from xrouter_router.transport.errors import status_of, to_detail
+from xrouter_router.transport.errors import Outcome, answering, to_detail
 from xrouter_router.transport.redact import PATTERNS_ONLY, Redactor
 
 log = logging.getLogger("xrouter.router")
@@ -55,18 +54,6 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:  # type: ignor
     return None if remaining is None else time.monotonic() + remaining
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: XRouterError,  # type: ignore[type-arg]
-                 redactor: Redactor = PATTERNS_ONLY) -> None:
-    detail = to_detail(error, redactor)
-    await context.abort(status_of(error), detail.message,
-                        trailing_metadata=((ERROR_DETAIL_KEY, detail.SerializeToString()),))
-
-
-def _internal(exc: BaseException) -> InternalError:
-    log.exception("unexpected error", exc_info=exc)
-    return InternalError("Internal error in the router")
-
-
 class RouterServicer(pb_grpc.RouterServicer):
     def __init__(self, service: ChatService, providers: list[str], *, tracer: Any | None = None,
                  request_log: bool = True, redactor: Redactor = PATTERNS_ONLY) -> None:
@@ -92,23 +79,20 @@ class RouterServicer(pb_grpc.RouterServicer):
                    context: grpc.aio.ServicerContext) -> pb.ChatResponse:  # type: ignore[type-arg]
         started = time.perf_counter()
         meta = _metadata(context)
-        outcome, served = "internal", None
+        outcome, served = Outcome("internal"), None
         with server_span(self._tracer, "xrouter.v1.Router/Chat", meta.traceparent,
                          {"xrouter.generation_id": request.generation_id,
                           "xrouter.model": request.model}):
             try:
-                req = convert.request_from_proto(request)
-                result = await self._service.chat(meta.api_key, req, _deadline(context))
-                outcome = "success"
-                served = (result.served.model, result.served.provider, len(result.attempts))
-                return convert.result_to_proto(request.generation_id, result)
-            except XRouterError as exc:
-                outcome = exc.kind.value
-                await _abort(context, exc, self._redactor)
-            except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare 500
-                await _abort(context, _internal(exc))
+                async with answering(context, self._redactor, outcome):
+                    req = convert.request_from_proto(request)
+                    result = await self._service.chat(meta.api_key, req, _deadline(context))
+                    outcome.value = "success"
+                    served = (result.served.model, result.served.provider, len(result.attempts))
+                    return convert.result_to_proto(request.generation_id, result)
             finally:
-                self._log("Chat", meta, request, started=started, outcome=outcome, served=served)
+                self._log("Chat", meta, request, started=started, outcome=outcome.value,
+                          served=served)
         raise AssertionError("unreachable: abort raises")
 
     async def ChatStream(self, request: pb.ChatRequest,  # noqa: N802
@@ -116,32 +100,28 @@ class RouterServicer(pb_grpc.RouterServicer):
                          ) -> AsyncIterator[pb.ChatStreamEvent]:
         started = time.perf_counter()
         meta = _metadata(context)
-        outcome, served = "cancelled", None
+        outcome, served = Outcome("cancelled"), None
         events = None
         with server_span(self._tracer, "xrouter.v1.Router/ChatStream", meta.traceparent,
                          {"xrouter.generation_id": request.generation_id,
                           "xrouter.model": request.model}):
             try:
-                req = convert.request_from_proto(request)
-                events = self._service.stream(meta.api_key, req, _deadline(context))
-                async for event in events:
-                    if event.served is not None:
-                        served = (event.served.model, event.served.provider, len(event.attempts))
-                    error = (to_detail(event.end.error, self._redactor)
-                             if event.end and event.end.error else None)
-                    if event.end is not None:
-                        outcome = "success" if error is None else "stream_error"
-                    yield convert.event_to_proto(event, error)
-            except XRouterError as exc:
-                outcome = exc.kind.value
-                await _abort(context, exc, self._redactor)
-            except Exception as exc:  # noqa: BLE001
-                outcome = "internal"
-                await _abort(context, _internal(exc))
+                async with answering(context, self._redactor, outcome):
+                    req = convert.request_from_proto(request)
+                    events = self._service.stream(meta.api_key, req, _deadline(context))
+                    async for event in events:
+                        if event.served is not None:
+                            served = (event.served.model, event.served.provider,
+                                      len(event.attempts))
+                        error = (to_detail(event.end.error, self._redactor)
+                                 if event.end and event.end.error else None)
+                        if event.end is not None:
+                            outcome.value = "success" if error is None else "stream_error"
+                        yield convert.event_to_proto(event, error)
             finally:
                 if events is not None:
                     await events.aclose()
-                self._log("ChatStream", meta, request, started=started, outcome=outcome,
+                self._log("ChatStream", meta, request, started=started, outcome=outcome.value,
                           served=served)
 
     async def ListModels(self, request: pb.ListModelsRequest,  # noqa: N802
@@ -169,25 +149,17 @@ class RouterServicer(pb_grpc.RouterServicer):
     async def Explain(self, request: pb.ChatRequest,  # noqa: N802
                       context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                       ) -> pb.ExplainResponse:
-        try:
+        async with answering(context, self._redactor):
             route = await self._service.explain(_api_key(context),
                                                 convert.request_from_proto(request))
             return convert.explain_to_proto(route)
-        except XRouterError as exc:
-            await _abort(context, exc, self._redactor)
-        except Exception as exc:  # noqa: BLE001
-            await _abort(context, _internal(exc))
         raise AssertionError("unreachable: abort raises")
 
     async def Embed(self, request: pb.EmbedRequest,  # noqa: N802
                     context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                     ) -> pb.EmbedResponse:
-        try:
+        async with answering(context, self._redactor):
             served, result, usage = await self._service.embed(
                 _api_key(context), convert.embed_request_from_proto(request), _deadline(context))
             return convert.embeddings_to_proto(served, result, usage)
-        except XRouterError as exc:
-            await _abort(context, exc, self._redactor)
-        except Exception as exc:  # noqa: BLE001
-            await _abort(context, _internal(exc))
         raise AssertionError("unreachable: abort raises")
