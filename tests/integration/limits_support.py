@@ -4,8 +4,9 @@ and accounts they build, and the `closer` fixture (import closer_fixture into ea
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from tests.infra.redis_cluster import RedisCluster
+from xrouter_router.domain.errors import Unavailable
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
 from xrouter_router.domain.ports import Reservation
@@ -135,3 +137,29 @@ async def _account(accounts: SqliteAccountStore, balance: str) -> str:
 
 async def _gather(calls: Sequence[Awaitable[T]]) -> list[T | BaseException]:
     return list(await asyncio.gather(*calls, return_exceptions=True))
+
+
+async def bounded(call: Awaitable[T], limit: float = 3.0) -> T:
+    """The call's result, asserting it did not hang: the stores bound a Redis call at 0.3 s;
+    the limit is 10x that for a loaded machine, far below a hang's forever."""
+    started = time.monotonic()
+    try:
+        return await call
+    finally:
+        assert time.monotonic() - started < limit
+
+
+async def recovered(call: Callable[[], Awaitable[T | None]], within: float = 10.0) -> T:
+    """The call's result once Redis answers it, trying again while it is Unavailable (or, for a
+    fail-open limiter, answers None). A client whose calls timed out first reconnects, which
+    takes a few 0.3 s calls on a loaded machine; `within` bounds "never comes back"."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            result = await call()
+        except Unavailable:
+            result = None
+        if result is not None:
+            return result
+        assert time.monotonic() < deadline, f"Redis not back after {within}s"
+        await asyncio.sleep(0.25)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -24,14 +24,15 @@ from tests.integration.limits_support import (
     WAIT,
     Closer,
     D,
-    T,
     _account,
     _accounts,
     _gather,
     _id,
     api_key,
+    bounded,
     closer_fixture,  # noqa: F401 - the `closer` fixture
     post,
+    recovered,
     settle_and_post,
 )
 from xrouter_router.domain.errors import (
@@ -384,16 +385,6 @@ async def _exact_after_failover(limiter: RedisLimiter, guard: RedisCreditGuard, 
     assert sum(isinstance(r, Reservation) for r in held) == 100
 
 
-async def _bounded(call: Awaitable[T], limit: float = 3.0) -> T:
-    """The call's result, asserting it did not hang: the stores bound a Redis call at 0.3 s;
-    the limit is 10x that for a loaded machine, far below a hang's forever."""
-    started = time.monotonic()
-    try:
-        return await call
-    finally:
-        assert time.monotonic() - started < limit
-
-
 async def test_a_hung_then_stopped_cluster(tmp_path: Path, closer: Closer,
                                            caplog: pytest.LogCaptureFixture) -> None:
     cluster = await asyncio.to_thread(RedisCluster().start)
@@ -408,31 +399,15 @@ async def test_a_hung_then_stopped_cluster(tmp_path: Path, closer: Closer,
     assert sum(w.startswith("key revocations: Redis unavailable") for w in warnings) == 2
 
 
-async def _recovered(call: Callable[[], Awaitable[T | None]], within: float = 10.0) -> T:
-    """The call's result once Redis answers it, trying again while it is Unavailable (or, for a
-    fail-open limiter, answers None). A client whose calls timed out first reconnects, which
-    takes a few 0.3 s calls on a loaded machine; `within` bounds "never comes back"."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            result = await call()
-        except Unavailable:
-            result = None
-        if result is not None:
-            return result
-        assert time.monotonic() < deadline, f"Redis not back after {within}s"
-        await asyncio.sleep(0.25)
-
-
 async def _warm(accounts: SqliteAccountStore, limiters: Sequence[RedisLimiter],
                 guards: Sequence[RedisCreditGuard]) -> None:
     """Warm each client (topology, connections, scripts) on a throwaway account: a cold first
     call on a loaded machine can outlast the 0.3 s timeout that the outages rely on."""
     warm = api_key(await _account(accounts, "1.00"), requests_per_minute=100, concurrent=10)
     for limiter in limiters:
-        await _recovered(lambda: limiter.acquire(warm, NOW))  # noqa: B023 - awaited at once
+        await recovered(lambda: limiter.acquire(warm, NOW))  # noqa: B023 - awaited at once
     for i, guard in enumerate(guards):
-        await _recovered(lambda: guard.reserve(warm, f"warm-{i}", D("0.01")))  # noqa: B023
+        await recovered(lambda: guard.reserve(warm, f"warm-{i}", D("0.01")))  # noqa: B023
 
 
 async def _degraded_modes(cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:
@@ -463,18 +438,18 @@ async def _degraded_modes(cluster: RedisCluster, tmp_path: Path, closer: Closer)
         outage()
         errors = (limiter.errors, strict.errors, guard.errors, lenient.errors)
         for _ in range(3):  # the first call waits for Redis, the next ones do not
-            assert await _bounded(limiter.acquire(key, NOW)) is None
+            assert await bounded(limiter.acquire(key, NOW)) is None
             with pytest.raises(Unavailable) as unavailable:
-                await _bounded(strict.acquire(key, NOW))
+                await bounded(strict.acquire(key, NOW))
             assert unavailable.value.retry_after == 1.0
-            await _bounded(limiter.release(key))
-            await _bounded(limiter.add_tokens(key, 10, NOW))
+            await bounded(limiter.release(key))
+            await bounded(limiter.add_tokens(key, 10, NOW))
             with pytest.raises(Unavailable) as unavailable:
-                await _bounded(guard.reserve(key, "during", D("0.01")))
+                await bounded(guard.reserve(key, "during", D("0.01")))
             assert unavailable.value.message == "Credit checks are unavailable; retry shortly"
-            assert await _bounded(guard.extend(key, held, D("0.01"))) is None
-            assert (await _bounded(lenient.reserve(key, "open", D("5")))).amount == D("5")
-            assert await _bounded(revocations.publish("key-1")) is False
+            assert await bounded(guard.extend(key, held, D("0.01"))) is None
+            assert (await bounded(lenient.reserve(key, "open", D("5")))).amount == D("5")
+            assert await bounded(revocations.publish("key-1")) is False
         assert (limiter.errors, strict.errors, guard.errors, lenient.errors) > errors
         assert limiter.degraded > 0 and strict.degraded > 0 and guard.degraded > 0
         if outage == cluster.stop:
@@ -482,7 +457,7 @@ async def _degraded_modes(cluster: RedisCluster, tmp_path: Path, closer: Closer)
         cluster.thaw()
         await asyncio.sleep(0.25)  # past retry_after: Redis is asked again
         # Calls that timed out reached Redis when it woke up: counted late, never lost.
-        woken = await _recovered(lambda: limiter.acquire(key, NOW))
+        woken = await recovered(lambda: limiter.acquire(key, NOW))
         assert woken.remaining <= 97
         # The listener noticed the silence (no answer to its ping) and subscribed again.
         assert listener.reconnects >= 1 and await listener.subscribed(WAIT)
@@ -490,13 +465,13 @@ async def _degraded_modes(cluster: RedisCluster, tmp_path: Path, closer: Closer)
         await heard.wait_for("key-2", 10.0)
         assert heard.keys == ["key-2"]
         # A new key each try: a try that timed out may still have counted on its own key.
-        assert await _recovered(lambda: strict.acquire(api_key(account_id, requests_per_minute=100),
+        assert await recovered(lambda: strict.acquire(api_key(account_id, requests_per_minute=100),
                                                         NOW)) == RateWindow(100, 99, MINUTE_END)
-        assert (await _recovered(lambda: guard.reserve(key, "after", D("0.10")))).amount == D("0.10")
+        assert (await recovered(lambda: guard.reserve(key, "after", D("0.10")))).amount == D("0.10")
 
     # Settling neither raises nor hangs while Redis is down (the reservation lapses); the charge
     # travels with the generation's record, not through the guard.
-    await _bounded(guard.settle(held, D("0.25")), limit=5.0)
+    await bounded(guard.settle(held, D("0.25")), limit=5.0)
     assert await accounts.get(account_id) == Account(account_id, "", D("1.00"))
 
 
