@@ -69,6 +69,8 @@ class Admission:
     price: Price
     started: float
     billing: Billing | None = None
+    # The deployments the reservation was priced for: the only ones a call under it may reach.
+    covers: frozenset[str] = frozenset()
     concluded: bool = False
     # What is already done of the conclusion (so an interrupted one resumes where it stopped).
     recorded: bool = False
@@ -81,6 +83,11 @@ class Admission:
     @property
     def prompt_tokens(self) -> int:
         return self.bill.prompt_tokens
+
+    def permits(self, deployment: Deployment) -> bool:
+        """Whether a provider call to `deployment` may go out under this admission: it is live
+        (not concluded) and its reservation was priced for that deployment."""
+        return not self.concluded and deployment.id in self.covers
 
     async def extend(self, completion_tokens: int) -> bool:
         """For streams: True while the tokens so far are paid for, topping the reservation up
@@ -167,6 +174,7 @@ class Admitted:
         else:
             self._admission = await self._billing.enter(self._key, self._bill,
                                                          self._deployments)
+        self._admission.covers = frozenset(d.id for d in self._deployments)
         return self._admission
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

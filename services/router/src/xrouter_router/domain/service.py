@@ -126,15 +126,17 @@ class ChatService:
         now = self._wall()
         route = plan(self._catalog, request, snapshot, now=now, policy=self._stats.policy,
                      balancer=self._balancer, commit=commit, explain=not commit)
-        prefix = prefix_key(request)
-        if prefix is None or len(route.candidates) < 2:
+        prefix = prefix_key(request) if self._sticky.enabled else None
+        if prefix is None:
             return route
+        if len(route.candidates) < 2:
+            return replace(route, affinity=prefix)
         unhealthy = {i for i, s in snapshot.items() if s.health(now, self._stats.policy) != "healthy"}
         healthy = {c.deployment.id for c in route.candidates} - unhealthy
         preferred = self._sticky.prefer(prefix, route.candidates, healthy)
         if preferred == route.candidates:
-            return route
-        return replace(route, candidates=preferred, strategy="sticky")
+            return replace(route, affinity=prefix)
+        return replace(route, candidates=preferred, strategy="sticky", affinity=prefix)
 
     def _known(self, request: ChatRequest) -> bool:
         try:
@@ -189,7 +191,8 @@ class ChatService:
                                     policy=self._stats.policy)
         bill = embedding_bill(request, request.generation_id or _generation_id())
         async with self._billing.admit(key, bill, [c.deployment for c in candidates]) as held:
-            cand, result, attempts = await self._failover.embed(candidates, request, deadline)
+            cand, result, attempts = await self._failover.embed(
+                held, candidates, request, deadline)
             bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD
                         for i in request.inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
@@ -232,9 +235,9 @@ class ChatService:
         key, route = await self._admitted_route(api_key, request)
         async with self._billing.admit(key, chat_bill(request, stream=False),
                                        [c.deployment for c in route.candidates]) as held:
-            cand, completion, attempts = await self._failover.complete(route.candidates, request,
-                                                                       deadline)
-            self._sticky.remember(prefix_key(request), cand.deployment.id)
+            cand, completion, attempts = await self._failover.complete(
+                held, route.candidates, request, deadline)
+            self._sticky.remember(route.affinity, cand.deployment.id)
             tokens = await self._tokens(request, cand, completion.usage,
                                         completion.message.text())
             result = ChatResult(
@@ -259,9 +262,10 @@ class ChatService:
             key, route = await self._admitted_route(api_key, request)
             async with self._billing.admit(key, chat_bill(request, stream=True),
                                            [c.deployment for c in route.candidates]) as held:
-                opened = await self._failover.open_stream(route.candidates, request, deadline)
+                opened = await self._failover.open_stream(held, route.candidates, request,
+                                                            deadline)
                 streaming = True
-                self._sticky.remember(prefix_key(request), opened.candidate.deployment.id)
+                self._sticky.remember(route.affinity, opened.candidate.deployment.id)
                 relay = self._relay(request, opened, held)
                 try:
                     async for event in relay:
