@@ -77,6 +77,16 @@ name = "claude"
   capabilities = ["streaming"]
   price = {{ prompt = "100", completion = "200" }}
   context_length = 16000
+
+[[models]]
+id = "test/claude-tools"
+name = "claude with tools"
+  [[models.deployments]]
+  provider = "claude"
+  upstream_model = "claude-fake-tools"
+  capabilities = ["streaming", "tools"]
+  price = {{ prompt = "100", completion = "200" }}
+  context_length = 16000
 """, encoding="utf-8")
     return path
 
@@ -134,15 +144,53 @@ async def test_a_budget_not_under_max_tokens_is_refused(clients: Clients) -> Non
         "`max_tokens` must be greater than `thinking.budget_tokens`")
 
 
-async def test_thinking_blocks_sent_back_are_accepted_and_dropped(clients: Clients) -> None:
+@pytest.mark.parametrize(("signature", "sent"), [
+    ("sig", [{"type": "thinking", "thinking": "earlier", "signature": "sig"},
+             {"type": "text", "text": "hello"}]),
+    ("", "hello")])
+async def test_thinking_blocks_sent_back_go_upstream_only_signed(
+        clients: Clients, signature: str, sent: Any) -> None:
     reply = await clients.sdk.messages.create(model="test/claude", max_tokens=64, messages=[
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "earlier", "signature": "sig"},
+            {"type": "thinking", "thinking": "earlier", "signature": signature},
             {"type": "text", "text": "hello"}]},
         {"role": "user", "content": "again"}])
     assert _parts(reply.content) == [("text", "echo: again")]
-    assert clients.fake.requests[-1]["messages"][1] == {"role": "assistant", "content": "hello"}
+    assert clients.fake.requests[-1]["messages"][1] == {"role": "assistant", "content": sent}
+
+
+WEATHER: Any = {"name": "get_weather", "description": "Weather in a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_tool_round_trip_with_thinking_keeps_the_signature(clients: Clients,
+                                                                   streamed: bool) -> None:
+    """Anthropic requires the tool-using turn's thinking block back, signature intact: the
+    signature crosses the router both ways (the fake refuses the next turn otherwise)."""
+    first: Any = [{"role": "user", "content": "Weather in Moscow?"}]
+    args: Any = {"model": "test/claude-tools", "max_tokens": 4096, "thinking": THINKING,
+                 "tools": [WEATHER]}
+    if streamed:
+        async with clients.sdk.messages.stream(messages=first, **args) as stream:
+            reply = await stream.get_final_message()
+    else:
+        reply = await clients.sdk.messages.create(messages=first, **args)
+    thinking = reply.content[0]
+    assert isinstance(thinking, ThinkingBlock)
+    assert (thinking.thinking, thinking.signature) == (
+        anthropic_upstream.THOUGHT, anthropic_upstream.THOUGHT_SIGNATURE)
+    call = reply.content[-1]
+    assert call.type == "tool_use"
+    follow_up: Any = [*first, {"role": "assistant", "content": reply.content},
+                      {"role": "user", "content": [{"type": "tool_result",
+                                                    "tool_use_id": call.id, "content": "-3 C"}]}]
+    again = await clients.sdk.messages.create(messages=follow_up, **args)
+    assert again.stop_reason == "tool_use"
+    assert clients.fake.requests[-1]["messages"][1]["content"][0] == {
+        "type": "thinking", "thinking": anthropic_upstream.THOUGHT,
+        "signature": anthropic_upstream.THOUGHT_SIGNATURE}
 
 
 async def test_cache_control_reaches_anthropic_from_the_messages_format(clients: Clients) -> None:
@@ -176,3 +224,28 @@ async def test_cache_control_reaches_anthropic_from_the_chat_format(clients: Cli
     assert sent["messages"][0]["content"][0] == {
         "type": "text", "text": "A long document.",
         "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+
+
+async def test_a_chat_tool_round_trip_with_reasoning_details_keeps_the_signature(
+        clients: Clients) -> None:
+    """The chat format carries the signature in OpenRouter's `reasoning_details`, both ways."""
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    tools = [{"type": "function", "function": {"name": "get_weather",
+                                               "parameters": WEATHER["input_schema"]}}]
+    body: Any = {"model": "test/claude-tools", "max_tokens": 4096, "tools": tools,
+                 "reasoning": {"max_tokens": 2048},
+                 "messages": [{"role": "user", "content": "Weather in Moscow?"}]}
+    first = await clients.http.post(f"{clients.url}/v1/chat/completions", headers=auth,
+                                    json=body)
+    assert first.status_code == 200, first.text
+    message = first.json()["choices"][0]["message"]
+    assert message["reasoning_details"] == [{
+        "type": "reasoning.text", "text": anthropic_upstream.THOUGHT, "index": 0,
+        "signature": anthropic_upstream.THOUGHT_SIGNATURE}]
+    call = message["tool_calls"][0]
+    body["messages"] += [message, {"role": "tool", "tool_call_id": call["id"], "content": "-3 C"}]
+    again = await clients.http.post(f"{clients.url}/v1/chat/completions", headers=auth, json=body)
+    assert again.status_code == 200, again.text
+    assert clients.fake.requests[-1]["messages"][1]["content"][0] == {
+        "type": "thinking", "thinking": anthropic_upstream.THOUGHT,
+        "signature": anthropic_upstream.THOUGHT_SIGNATURE}

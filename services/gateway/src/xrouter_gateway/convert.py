@@ -19,6 +19,7 @@ from xrouter_gateway.schemas import (
     ChatMessage,
     ContentPart,
     ProviderPreferences,
+    ReasoningDetail,
 )
 
 T = TypeVar("T")
@@ -129,7 +130,28 @@ def _message(m: ChatMessage, raw: dict[str, Any]) -> pb.Message:
     for k, call in enumerate(m.tool_calls or ()):
         out.tool_calls.append(pb.ToolCall(index=k, id=call.id, name=call.function.name,
                                           arguments=call.function.arguments))
+    if m.role == "assistant" and m.reasoning_details:
+        _signed_reasoning(m.reasoning_details, out)
     return out
+
+
+def _signed_reasoning(details: list[ReasoningDetail], out: pb.Message) -> None:
+    """An assistant turn's `reasoning_details` carrying one signature: its text goes back to the
+    upstream that signed it (unsigned reasoning goes nowhere, so it is not kept)."""
+    texts = [d for d in details if d.type == "reasoning.text"]
+    signatures = [d.signature for d in texts if d.signature]
+    if len(signatures) == 1:
+        out.reasoning = "".join(d.text or "" for d in texts)
+        out.reasoning_signature = signatures[0]
+
+
+def reasoning_details(text: str, signature: str) -> list[dict[str, Any]]:
+    """OpenRouter's `reasoning_details` for one reasoning text (a whole one, or a stream's
+    piece), with the provider's signature when it has one."""
+    detail: dict[str, Any] = {"type": "reasoning.text", "text": text, "index": 0}
+    if signature:
+        detail["signature"] = signature
+    return [detail]
 
 
 def provider_to_proto(p: ProviderPreferences) -> pb.ProviderPreferences:
@@ -255,6 +277,7 @@ def completion_json(r: pb.ChatResponse) -> bytes:
                                    "content": m.content if m.HasField("content") else None}
         if m.HasField("reasoning"):
             message["reasoning"] = m.reasoning
+            message["reasoning_details"] = reasoning_details(m.reasoning, m.reasoning_signature)
         if m.tool_calls:
             message["tool_calls"] = _tool_calls_json(m.tool_calls, with_index=False)
         choices.append({"index": ch.index, "message": message,
@@ -295,6 +318,9 @@ class ChunkWriter:
                 delta["content"] = d.content
             if d.HasField("reasoning"):
                 delta["reasoning"] = d.reasoning
+            if d.HasField("reasoning") or d.reasoning_signature:
+                delta["reasoning_details"] = reasoning_details(d.reasoning,
+                                                               d.reasoning_signature)
             if d.tool_calls:
                 delta["tool_calls"] = _tool_calls_json(d.tool_calls, with_index=True)
             choice = {"index": d.index, "delta": delta, "finish_reason": d.finish_reason or None,

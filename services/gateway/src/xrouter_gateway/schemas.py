@@ -44,12 +44,24 @@ class ToolCallIn(Struct):
     type: Literal["function"] = "function"
 
 
+class ReasoningDetail(Struct):
+    """OpenRouter's `reasoning_details` item: a previous answer's reasoning, sent back signed so
+    the provider that signed it (Anthropic) can continue from it."""
+
+    type: str
+    text: str | None = None
+    signature: str | None = None
+    format: str | None = None
+    index: int | None = None
+
+
 class ChatMessage(Struct):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[ToolCallIn] | None = None
+    reasoning_details: list[ReasoningDetail] | None = None
 
 
 class FunctionDef(Struct):

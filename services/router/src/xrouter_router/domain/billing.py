@@ -111,7 +111,7 @@ def prompt_bound(request: ChatRequest) -> int:
     character ratio undercounts Chinese, emoji or, at 4 characters a token, Russian. Role
     markers add MESSAGE_OVERHEAD a message; each image gets a fixed allowance."""
     size = accounting.utf8_bound
-    total = sum(size(m.text()) + size(m.name)
+    total = sum(size(m.text()) + size(m.name) + size(m.reasoning or "")
                 + sum(size(c.name) + size(c.arguments) for c in m.tool_calls)
                 for m in request.messages)
     total += sum(size(t.name) + size(t.description) + len(t.parameters_json)

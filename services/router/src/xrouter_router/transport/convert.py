@@ -43,6 +43,9 @@ def _message(m: pb.Message) -> Message:
         name=m.name,
         tool_call_id=m.tool_call_id,
         tool_calls=_calls(m.tool_calls) if m.tool_calls else (),
+        # A previous answer's reasoning goes back upstream only signed (domain/types.Message).
+        reasoning=m.reasoning if m.reasoning_signature and m.HasField("reasoning") else None,
+        reasoning_signature=m.reasoning_signature,
     )
 
 
@@ -141,6 +144,7 @@ def result_to_proto(generation_id: str, result: ChatResult) -> pb.ChatResponse:
         message.content = m.content
     if m.reasoning is not None:
         message.reasoning = m.reasoning
+        message.reasoning_signature = m.reasoning_signature
     return pb.ChatResponse(
         id=generation_id,
         model=result.served.model,
@@ -168,6 +172,8 @@ def _delta(d: Delta) -> pb.ChunkDelta:
         out.content = d.content
     if d.reasoning is not None:
         out.reasoning = d.reasoning
+    if d.reasoning_signature:
+        out.reasoning_signature = d.reasoning_signature
     if d.tool_calls:
         out.tool_calls.extend(_tool_calls_pb(d.tool_calls))
     return out
