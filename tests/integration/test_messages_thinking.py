@@ -84,7 +84,7 @@ name = "claude with tools"
   [[models.deployments]]
   provider = "claude"
   upstream_model = "claude-fake-tools"
-  capabilities = ["streaming", "tools"]
+  capabilities = ["streaming", "tools", "vision"]
   price = {{ prompt = "100", completion = "200" }}
   context_length = 16000
 """, encoding="utf-8")
@@ -249,3 +249,54 @@ async def test_a_chat_tool_round_trip_with_reasoning_details_keeps_the_signature
     assert clients.fake.requests[-1]["messages"][1]["content"][0] == {
         "type": "thinking", "thinking": anthropic_upstream.THOUGHT,
         "signature": anthropic_upstream.THOUGHT_SIGNATURE}
+
+
+PIXEL = "https://example.com/chart.png"
+
+
+def _assert_breakpoints(sent: dict[str, Any]) -> None:
+    """The tool's, the image's and the tool result's breakpoints reached Anthropic."""
+    assert sent["tools"][0]["cache_control"] == EPHEMERAL
+    assert sent["messages"][0]["content"][0] == {
+        "type": "image", "source": {"type": "url", "url": PIXEL}, "cache_control": EPHEMERAL}
+    assert sent["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                               "content": "-3 C", "cache_control": EPHEMERAL}]
+
+
+async def test_cache_control_on_tools_images_and_tool_results_from_the_messages_format(
+        clients: Clients) -> None:
+    """Claude Code's breakpoints: the last tool's definition, an image, a tool result."""
+    tools: Any = [{**WEATHER, "cache_control": EPHEMERAL}]
+    messages: Any = [
+        {"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": PIXEL}, "cache_control": EPHEMERAL},
+            {"type": "text", "text": "Weather?"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                           "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "-3 C", "cache_control": EPHEMERAL}]}]
+    await clients.sdk.messages.create(model="test/claude-tools", max_tokens=64, tools=tools,
+                                      messages=messages)
+    _assert_breakpoints(clients.fake.requests[-1])
+
+
+async def test_cache_control_on_tools_images_and_tool_results_from_the_chat_format(
+        clients: Clients) -> None:
+    resp = await clients.http.post(f"{clients.url}/v1/chat/completions", headers={
+        "Authorization": f"Bearer {MASTER_KEY}"}, json={
+            "model": "test/claude-tools",
+            "tools": [{"type": "function", "cache_control": EPHEMERAL,
+                       "function": {"name": "get_weather",
+                                    "parameters": WEATHER["input_schema"]}}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": PIXEL},
+                     "cache_control": EPHEMERAL},
+                    {"type": "text", "text": "Weather?"}]},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "toolu_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": [
+                    {"type": "text", "text": "-3 C", "cache_control": EPHEMERAL}]}]})
+    assert resp.status_code == 200, resp.text
+    _assert_breakpoints(clients.fake.requests[-1])

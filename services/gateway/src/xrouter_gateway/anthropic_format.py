@@ -13,9 +13,10 @@ import orjson
 from msgspec import Meta, Struct
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_gateway.convert import json_object
+from xrouter_gateway.convert import cache_json, json_object
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.guards import check_depth, validation_error
+from xrouter_gateway.schemas import CacheControl
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
 
@@ -29,11 +30,6 @@ class Base64Source(Struct, tag="base64", tag_field="type"):
 
 class UrlSource(Struct, tag="url", tag_field="type"):
     url: NonEmpty
-
-
-class CacheControl(Struct, omit_defaults=True):
-    type: Literal["ephemeral"]
-    ttl: Literal["5m", "1h"] | None = None
 
 
 class TextBlock(Struct, tag="text", tag_field="type"):
@@ -55,6 +51,7 @@ class RedactedThinkingBlock(Struct, tag="redacted_thinking", tag_field="type"):
 
 class ImageBlock(Struct, tag="image", tag_field="type"):
     source: Base64Source | UrlSource
+    cache_control: CacheControl | None = None
 
 
 class ToolUseBlock(Struct, tag="tool_use", tag_field="type"):
@@ -67,6 +64,7 @@ class ToolResultBlock(Struct, tag="tool_result", tag_field="type"):
     tool_use_id: NonEmpty
     content: str | list[TextBlock] = ""
     is_error: bool = False
+    cache_control: CacheControl | None = None
 
 
 Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock \
@@ -85,6 +83,7 @@ class ToolDef(Struct):
     input_schema: dict[str, Any]
     description: str | None = None
     type: Literal["custom"] | None = None
+    cache_control: CacheControl | None = None
 
 
 class ToolChoiceAuto(Struct, tag="auto", tag_field="type"):
@@ -190,7 +189,11 @@ def _tool_result(block: ToolResultBlock) -> pb.Message:
     if block.is_error:
         # OpenAI's tool message has no error flag: the model learns it from the text.
         text = "Error: " + text
-    return pb.Message(role="tool", tool_call_id=block.tool_use_id, content=text)
+    if block.cache_control is None:
+        return pb.Message(role="tool", tool_call_id=block.tool_use_id, content=text)
+    # The breakpoint travels in a text part's JSON, as a chat tool message's part carries it.
+    return pb.Message(role="tool", tool_call_id=block.tool_use_id,
+                      parts=[_text_part(TextBlock(text, block.cache_control))])
 
 
 def _text_part(b: TextBlock) -> pb.ContentPart:
@@ -220,7 +223,8 @@ def _user(blocks: list[Block]) -> list[pb.Message]:
         if isinstance(b, TextBlock):
             parts.append(_text_part(b))
         elif isinstance(b, ImageBlock):
-            parts.append(pb.ContentPart(type="image_url", image_url=_image_url(b)))
+            parts.append(pb.ContentPart(type="image_url", image_url=_image_url(b),
+                                        raw_json=cache_json(b.cache_control, "image_url")))
     if parts or not out:
         out.append(pb.Message(role="user", parts=parts))
     return out
@@ -275,7 +279,8 @@ def to_chat_request(req: MessagesRequest, generation_id: str) -> pb.ChatRequest:
             setattr(out, name, value)
     for tool in req.tools or ():
         out.tools.append(pb.Tool(name=tool.name, description=tool.description or "",
-                                 parameters_json=orjson.dumps(tool.input_schema)))
+                                 parameters_json=orjson.dumps(tool.input_schema),
+                                 cache_control_json=cache_json(tool.cache_control)))
     extra: dict[str, Any] = {}
     # OpenAI upstreams reject tool_choice without tools; "auto" and "none" then mean nothing.
     if req.tool_choice is not None and req.tools:

@@ -15,6 +15,7 @@ from xrouter_gateway.errors import APIError
 from xrouter_gateway.guards import check_depth, decimal_text, validation_error
 from xrouter_gateway.schemas import (
     TYPED_FIELDS,
+    CacheControl,
     ChatCompletionRequest,
     ChatMessage,
     ContentPart,
@@ -123,8 +124,11 @@ def _message(m: ChatMessage, raw: dict[str, Any]) -> pb.Message:
                     type="text", text=part.text or "",
                     raw_json=orjson.dumps(raw_parts[j]) if cached else b""))
             elif part.type == "image_url" and part.image_url is not None:
+                cached = "cache_control" in raw_parts[j]
                 out.parts.append(pb.ContentPart(type="image_url", image_url=part.image_url.url,
-                                                detail=part.image_url.detail or ""))
+                                                detail=part.image_url.detail or "",
+                                                raw_json=orjson.dumps(raw_parts[j]) if cached
+                                                else b""))
             else:
                 out.parts.append(pb.ContentPart(type=part.type, raw_json=orjson.dumps(raw_parts[j])))
     for k, call in enumerate(m.tool_calls or ()):
@@ -152,6 +156,15 @@ def reasoning_details(text: str, signature: str) -> list[dict[str, Any]]:
     if signature:
         detail["signature"] = signature
     return [detail]
+
+
+def cache_json(cache: CacheControl | None, kind: str = "") -> bytes:
+    """A breakpoint as the JSON the router reads it from: a part's (`kind` set: its type and
+    cache_control) or a tool's (the cache_control alone); empty without one."""
+    if cache is None:
+        return b""
+    value = msgspec.to_builtins(cache)
+    return orjson.dumps({"type": kind, "cache_control": value} if kind else value)
 
 
 def provider_to_proto(p: ProviderPreferences) -> pb.ProviderPreferences:
@@ -197,6 +210,7 @@ def to_proto(req: ChatCompletionRequest, raw: dict[str, Any], generation_id: str
                     parameters_json=orjson.dumps(fn.parameters) if fn.parameters is not None else b"")
         if fn.strict is not None:
             t.strict = fn.strict
+        t.cache_control_json = cache_json(tool.cache_control)
         out.tools.append(t)
     if req.tool_choice is not None:
         out.tool_choice_json = orjson.dumps(raw["tool_choice"])

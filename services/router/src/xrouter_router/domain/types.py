@@ -54,6 +54,7 @@ class Tool:
     description: str = ""
     parameters_json: bytes = b""
     strict: bool | None = None
+    cache_control_json: bytes = b""  # Anthropic's cache breakpoint on the definition (JSON)
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,6 +202,8 @@ def tool_json(tool: Tool) -> dict[str, Any]:
                            else {"type": "object", "properties": {}})
     if tool.strict:
         out["strict"] = True
+    if tool.cache_control_json:
+        out["cache_control"] = orjson.Fragment(tool.cache_control_json)
     return out
 
 
@@ -266,7 +268,12 @@ def _system_blocks(m: Message) -> list[dict[str, Any]]:
 
 def _blocks(provider: str, m: Message) -> list[dict[str, Any]]:
     if m.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text()}]
+        result = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text()}
+        cache = next((c for c in (cache_control(p.raw_json) for p in m.parts) if c is not None),
+                     None)
+        if cache is not None:
+            result["cache_control"] = cache
+        return [result]
     if m.role == "assistant":
         text = m.text()
         # A signed reasoning goes back as the thinking block it came from (with tool use,
@@ -291,7 +298,11 @@ def _part_block(part: ContentPart) -> dict[str, Any] | None:
             block["cache_control"] = cache
         return block
     if part.type == "image_url":
-        return {"type": "image", "source": image_source(part.image_url)}
+        image = {"type": "image", "source": image_source(part.image_url)}
+        cache = cache_control(part.raw_json)
+        if cache is not None:
+            image["cache_control"] = cache
+        return image
     return None  # audio, files: nothing Anthropic's Messages API takes
 
 

@@ -106,7 +106,8 @@ def request_from_proto(r: pb.ChatRequest) -> ChatRequest:
         ),
         fallback_models=tuple(r.models),
         tools=tuple(Tool(t.name, t.description, t.parameters_json,
-                         t.strict if t.HasField("strict") else None) for t in r.tools),
+                         t.strict if t.HasField("strict") else None, t.cache_control_json)
+                    for t in r.tools),
         tool_choice_json=r.tool_choice_json,
         response_format_json=r.response_format_json,
         user=r.user,
