@@ -1,7 +1,9 @@
 """Ordered failover across a plan's candidates, before the first byte and never after.
 
 Each attempt gets min(attempt timeout, time left before the caller's deadline). A retryable
-UpstreamError moves on to the next candidate; anything else ends the request at once.
+UpstreamError moves on to the next candidate; anything else ends the request at once. A request
+with a response_format has each answer checked (domain/structured.py) before it counts as one:
+a streamed one is read whole first, so nothing of a non-conforming answer reaches the client.
 
 No provider call goes out without a live admission (domain/billing.py): every entry point takes
 the `Admission` the call is made under, and each attempt checks that it is still live and was
@@ -31,11 +33,13 @@ from xrouter_router.domain.observe import NullObserver, NullTracer, Observer, Sp
 from xrouter_router.domain.ports import ChatProvider, EmbeddingProvider
 from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.stats import StatsStore
+from xrouter_router.domain.structured import AnswerCheck
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
     EmbeddingRequest,
     Embeddings,
+    Message,
     StreamBatch,
 )
 
@@ -106,20 +110,27 @@ class Failover:
                                     error.message, error.status))
 
     async def complete(
-        self, held: Admission, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None
+        self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
+        deadline: float | None, check: AnswerCheck | None = None,
     ) -> tuple[Candidate, Completion, list[Attempt]]:
         async def call(provider: ChatProvider, cand: Candidate) -> Completion:
-            return await provider.chat(request, cand.deployment)
+            completion = await provider.chat(request, cand.deployment)
+            if check is not None:
+                check.check(provider.name, completion.message, completion.finish_reason)
+            return completion
 
         return await self._run(held, plan, deadline, call, "did not answer")
 
     async def open_stream(
-        self, held: Admission, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None
+        self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
+        deadline: float | None, check: AnswerCheck | None = None,
     ) -> OpenedStream:
         async def call(provider: ChatProvider,
                        cand: Candidate) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
             stream = provider.stream(request, cand.deployment)
             try:
+                if check is not None:
+                    return await _checked(provider.name, stream, check)
                 return await anext(stream), stream
             except StopAsyncIteration:
                 raise UpstreamBadResponse(f"{provider.name} ended the stream without data",
@@ -185,6 +196,26 @@ class Failover:
                 raise DeadlineExceeded("The request's deadline passed before a provider answered",
                                        metadata=attempts_metadata(attempts))
         raise AllAttemptsFailed(attempts, last)
+
+
+async def _checked(provider: str, stream: AsyncIterator[StreamBatch],
+                   check: AnswerCheck) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
+    """The whole stream read and checked (within the attempt's timeout, like a whole answer),
+    then replayed: its first batch, and the rest from memory."""
+    batches = [batch async for batch in stream]
+    if not batches:
+        raise UpstreamBadResponse(f"{provider} ended the stream without data", provider=provider)
+    deltas = [d for b in batches for d in b.deltas if d.index == 0]
+    content = "".join(d.content for d in deltas if d.content)
+    calls = tuple(c for d in deltas for c in d.tool_calls)
+    finish = next((d.finish_reason for d in reversed(deltas) if d.finish_reason), "")
+    check.check(provider, Message(role="assistant", content=content, tool_calls=calls), finish)
+    return batches[0], _replay(batches[1:])
+
+
+async def _replay(batches: list[StreamBatch]) -> AsyncIterator[StreamBatch]:
+    for batch in batches:
+        yield batch
 
 
 def _usage_attributes(span: SpanLike, result: object) -> None:

@@ -35,6 +35,7 @@ from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
 from xrouter_router.domain.stats import InMemoryStats, StatsStore
 from xrouter_router.domain.sticky import StickyRoutes, prefix_key
+from xrouter_router.domain.structured import answer_check
 from xrouter_router.domain.types import (
     ChatRequest,
     ChatResult,
@@ -233,10 +234,11 @@ class ChatService:
 
     async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
         key, route = await self._admitted_route(api_key, request)
+        check = answer_check(request)
         async with self._billing.admit(key, chat_bill(request, stream=False),
                                        [c.deployment for c in route.candidates]) as held:
             cand, completion, attempts = await self._failover.complete(
-                held, route.candidates, request, deadline)
+                held, route.candidates, request, deadline, check)
             self._sticky.remember(route.affinity, cand.deployment.id)
             tokens = await self._tokens(request, cand, completion.usage,
                                         completion.message.text())
@@ -260,10 +262,11 @@ class ChatService:
         streaming = False
         try:
             key, route = await self._admitted_route(api_key, request)
+            check = answer_check(request)
             async with self._billing.admit(key, chat_bill(request, stream=True),
                                            [c.deployment for c in route.candidates]) as held:
                 opened = await self._failover.open_stream(held, route.candidates, request,
-                                                            deadline)
+                                                            deadline, check)
                 streaming = True
                 self._sticky.remember(route.affinity, opened.candidate.deployment.id)
                 relay = self._relay(request, opened, held)
