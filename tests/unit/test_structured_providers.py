@@ -1,6 +1,7 @@
 """Structured outputs in each provider's wire format: YandexGPT's native jsonSchema / jsonObject,
 and the forced tool (Anthropic) or function (GigaChat) that stands in for response_format
-elsewhere, whose call comes back as the answer's text, whole and streamed."""
+elsewhere, whose call comes back as the answer's text, whole and streamed; the demo model's
+conforming answers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import orjson
 import pytest
 
 from tests.unit.builders import deployment, request
+from xrouter_router.domain.structured import answer_check
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
@@ -22,6 +24,7 @@ from xrouter_router.domain.types import (
 )
 from xrouter_router.providers import anthropic, yandexgpt
 from xrouter_router.providers.anthropic import ANY_TOOL, StreamState, parse_message
+from xrouter_router.providers.demo import DemoProvider
 from xrouter_router.providers.forced_tool import (
     ForcedTool,
     StreamedAnswer,
@@ -199,3 +202,21 @@ def test_gigachat_stream_turns_the_function_call_into_content() -> None:
     batch = StreamedAnswer(_forced(_req(), AUTO)).batch(StreamBatch(tuple(deltas)))
     assert [(d.content, d.tool_calls, d.finish_reason) for d in batch.deltas] == [
         ('{"city":"Moscow"}', (), "stop")]
+
+
+# ---- the demo model ------------------------------------------------------------------------------
+
+NESTED = {"$defs": {"City": {"type": "object", "required": ["name"], "title": "City",
+                             "properties": {"name": {"type": "string", "title": "Name"}}}},
+          "type": "object", "title": "Rating", "required": ["city", "score"],
+          "properties": {"city": {"$ref": "#/$defs/City"}, "score": {"type": "integer"}}}
+
+
+async def test_the_demo_answers_a_nested_pydantic_schema_conformingly() -> None:
+    raw = orjson.dumps({"type": "json_schema", "json_schema": {"name": "r", "schema": NESTED}})
+    req = _req(raw)
+    answer = await DemoProvider("demo", word_delay=0).chat(req, deployment("m", "demo"))
+    assert orjson.loads(answer.message.text()) == {"city": {"name": "demo"}, "score": 1}
+    check = answer_check(req)
+    assert check is not None
+    check.check("demo", answer.message, answer.finish_reason)
