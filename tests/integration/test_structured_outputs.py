@@ -241,3 +241,13 @@ async def test_an_invalid_schema_is_a_400_before_any_provider(rig: Rig) -> None:
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == "response_format.json_schema.schema"
     assert rig.fakes.openai.requests == []
+
+
+async def test_responses_text_format_is_checked_the_same_way(rig: Rig) -> None:
+    resp = await rig.http.post(f"{rig.url}/v1/responses", headers=AUTH, json={
+        "model": "test/json-failover", "input": "Weather in Moscow?", **ORDER,
+        "text": {"format": {"type": "json_schema", "name": "weather", "schema": WEATHER_SCHEMA}}})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert [p["text"] for item in body["output"] for p in item["content"]] == [TOOL_ARGS]
+    assert rig.fakes.openai.models_called() == ["fake-json-bad", "fake-json"]
