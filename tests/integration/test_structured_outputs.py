@@ -251,3 +251,26 @@ async def test_responses_text_format_is_checked_the_same_way(rig: Rig) -> None:
     body = resp.json()
     assert [p["text"] for item in body["output"] for p in item["content"]] == [TOOL_ARGS]
     assert rig.fakes.openai.models_called() == ["fake-json-bad", "fake-json"]
+
+
+async def test_a_checked_stream_reserves_its_whole_worst_case_first(rig: Rig) -> None:
+    """The provider writes a checked stream whole before the client sees any of it, so, as for
+    a whole answer, all of its worst case must fit at the start: 0.05 RUB starts a plain stream
+    of up to 1000 tokens at 200 RUB per million (0.2 RUB), not a checked one."""
+    topped = await rig.http.post(f"{rig.url}/v1/credits", headers=AUTH,
+                                 json={"account_id": "acct-s", "amount": "0.05"})
+    assert topped.status_code == 200, topped.text
+    made = await rig.http.post(f"{rig.url}/v1/keys", headers=AUTH,
+                               json={"account_id": "acct-s", "tier": "pro"})
+    assert made.status_code == 201, made.text
+    key = {"Authorization": f"Bearer {made.json()['key']}"}
+    body = {"model": "test/json", "messages": ASK, "stream": True, "max_tokens": 1000}
+    async with rig.http.stream("POST", f"{rig.url}/v1/chat/completions", headers=key,
+                               json=body) as plain:
+        await plain.aread()
+    assert plain.status_code == 200
+    checked = await rig.http.post(f"{rig.url}/v1/chat/completions", headers=key,
+                                  json={**body, "response_format": FORMAT})
+    assert checked.status_code == 402
+    assert checked.json()["error"]["metadata"]["limit_source"] == "account"
+    assert rig.fakes.openai.models_called() == ["fake-json"]  # the plain one only

@@ -263,7 +263,8 @@ class ChatService:
         try:
             key, route = await self._admitted_route(api_key, request)
             check = answer_check(request)
-            async with self._billing.admit(key, chat_bill(request, stream=True),
+            bill = chat_bill(request, stream=True, buffered=check is not None)
+            async with self._billing.admit(key, bill,
                                            [c.deployment for c in route.candidates]) as held:
                 opened = await self._failover.open_stream(held, route.candidates, request,
                                                             deadline, check)
