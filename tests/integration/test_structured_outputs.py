@@ -235,12 +235,15 @@ async def test_every_answer_non_conforming_is_the_documented_502(rig: Rig) -> No
     _assert_all_failed(resp)
 
 
-async def test_an_invalid_schema_is_a_400_before_any_provider(rig: Rig) -> None:
+async def test_a_broken_schema_is_a_400_without_failover(rig: Rig) -> None:
     fmt = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": 5}}}
-    resp = await rig.chat("test/json", response_format=fmt)
+    resp = await rig.chat("test/json-failover", response_format=fmt, **ORDER)
     assert resp.status_code == 400
-    assert resp.json()["error"]["param"] == "response_format.json_schema.schema"
-    assert rig.fakes.openai.requests == []
+    err = resp.json()["error"]
+    assert (err["param"], err["message"]) == ("response_format.json_schema.schema",
+                                              "response_format.json_schema.schema cannot be "
+                                              "applied: TypeError")
+    assert rig.fakes.openai.models_called() == ["fake-json-bad"]  # noticed on the first answer
 
 
 async def test_responses_text_format_is_checked_the_same_way(rig: Rig) -> None:

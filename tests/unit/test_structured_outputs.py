@@ -112,12 +112,37 @@ def test_an_answer_calling_the_clients_tools_is_not_checked() -> None:
     _check().check("a", Message(role="assistant", content=None, tool_calls=(call,)), "tool_calls")
 
 
-def test_an_invalid_schema_is_the_clients_error() -> None:
-    raw = orjson.dumps({"type": "json_schema",
-                        "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}})
+@pytest.mark.parametrize(("schema", "answer", "error"), [
+    ({"type": 5}, GOOD, "TypeError"),
+    ({"type": "no-such-type"}, GOOD, "UnknownType"),
+    ({"properties": {"city": {"pattern": "("}}}, GOOD, "error"),
+    ({"$ref": "https://example.com/remote.json"}, GOOD, "_WrappedReferencingError"),
+])
+def test_a_broken_schema_is_the_clients_error_when_an_answer_meets_it(
+        schema: dict[str, Any], answer: str, error: str) -> None:
+    check = _check(orjson.dumps({"type": "json_schema", "json_schema": {"name": "x",
+                                                                        "schema": schema}}))
+    with pytest.raises(InvalidRequest) as caught:
+        check.check("a", Message(role="assistant", content=answer), "stop")
+    assert caught.value.message == f"response_format.json_schema.schema cannot be applied: {error}"
+    assert caught.value.param == "response_format.json_schema.schema"
+
+
+def test_a_schema_that_cannot_be_compiled_is_refused_before_any_provider() -> None:
+    raw = orjson.dumps({"type": "json_schema", "json_schema": {"name": "x",
+                                                               "schema": {"$schema": [1]}}})
     with pytest.raises(InvalidRequest) as caught:
         answer_check(request("m", response_format_json=raw))
     assert caught.value.param == "response_format.json_schema.schema"
+
+
+async def test_a_broken_schema_ends_the_request_without_failover() -> None:
+    raw = orjson.dumps({"type": "json_schema", "json_schema": {"name": "x",
+                                                               "schema": {"type": 5}}})
+    a, b = FakeProvider("a", completion=_answer(GOOD)), FakeProvider("b")
+    with pytest.raises(InvalidRequest):
+        await _failover(a, b).complete(HELD, PLAN, REQ, None, _check(raw))
+    assert (a.calls, b.calls) == (["m@a"], [])
 
 
 # ---- failover ----------------------------------------------------------------------------------
