@@ -1,6 +1,7 @@
 """Structured outputs end to end: gateway -> router -> the fake upstreams in their own wire formats.
-OpenAI-compatible passes response_format on, YandexGPT gets jsonSchema, GigaChat a forced
-function and Anthropic a forced tool whose call comes back as the answer's text; a
+OpenAI-compatible passes response_format on, Gemini gets responseJsonSchema, YandexGPT
+jsonSchema, GigaChat a forced function and Anthropic a forced tool whose call comes back as the
+answer's text; a
 non-conforming answer fails over to the next deployment before anything is sent (whole and
 streamed), costs the client nothing, and when every answer is non-conforming the client gets the
 documented 502."""
@@ -17,8 +18,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.fakes import anthropic_upstream, gigachat_upstream, yandexgpt_upstream
+from tests.fakes import anthropic_upstream, gemini_upstream, gigachat_upstream, yandexgpt_upstream
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.gigachat_upstream import FakeGigaChat
 from tests.fakes.harness import TOOL_ARGUMENTS, WEATHER_SCHEMA
 from tests.fakes.openai_upstream import TOOL_ARGS, FakeOpenAI
@@ -38,6 +40,7 @@ class Fakes:
     giga: FakeGigaChat
     claude: FakeAnthropic
     yandex: FakeYandexGPT
+    gemini: FakeGemini
 
 
 @dataclass
@@ -65,9 +68,9 @@ class Rig:
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
     servers = Fakes(FakeOpenAI().start(), FakeGigaChat().start(), FakeAnthropic().start(),
-                    FakeYandexGPT().start())
+                    FakeYandexGPT().start(), FakeGemini().start())
     yield servers
-    for server in (servers.openai, servers.giga, servers.claude, servers.yandex):
+    for server in (servers.openai, servers.giga, servers.claude, servers.yandex, servers.gemini):
         server.stop()
 
 
@@ -100,6 +103,11 @@ type = "yandexgpt"
 base_url = "{fakes.yandex.base_url}"
 folder_id = "{yandexgpt_upstream.FOLDER}"
 api_key_env = "FAKE_YANDEX_KEY"
+
+[providers.gemini]
+type = "gemini"
+base_url = "{fakes.gemini.base_url}"
+api_key_env = "FAKE_GEMINI_KEY"
 """
     text += _model("test/json", ("fake", "fake-json"))
     text += _model("test/json-failover", ("fake", "fake-json-bad"), ("fake2", "fake-json"))
@@ -107,8 +115,9 @@ api_key_env = "FAKE_YANDEX_KEY"
     text += _model("test/giga", ("giga", "fake-json"))
     text += _model("test/claude", ("claude", "claude-fake-json"))
     text += _model("test/yandex", ("yandex", "yandexgpt-json:latest"))
-    text += _model("test/across", ("yandex", "yandexgpt-json-bad:latest"),
-                   ("giga", "fake-json-bad"), ("claude", "claude-fake-json"))
+    text += _model("test/across", ("gemini", "gemini-fake-json-bad"),
+                   ("yandex", "yandexgpt-json-bad:latest"), ("giga", "fake-json-bad"),
+                   ("claude", "claude-fake-json"))
     path = directory / "catalog.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -119,7 +128,8 @@ async def rig(tmp_path: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("FAKE_GIGA_KEY", gigachat_upstream.AUTH_KEY)
     monkeypatch.setenv("FAKE_ANTHROPIC_KEY", anthropic_upstream.API_KEY)
     monkeypatch.setenv("FAKE_YANDEX_KEY", yandexgpt_upstream.API_KEY)
-    for fake in (fakes.openai, fakes.giga, fakes.claude, fakes.yandex):
+    monkeypatch.setenv("FAKE_GEMINI_KEY", gemini_upstream.API_KEY)
+    for fake in (fakes.openai, fakes.giga, fakes.claude, fakes.yandex, fakes.gemini):
         fake.requests.clear()
     settings = router_settings(_catalog(tmp_path, fakes))
     async with running_router(settings) as router:
@@ -211,9 +221,19 @@ async def test_a_non_conforming_stream_sends_nothing_and_fails_over(rig: Rig) ->
 
 
 async def test_failover_across_wire_formats(rig: Rig) -> None:
-    order = {"provider": {"order": ["yandex", "giga", "claude"]}}
+    """Gemini (responseJsonSchema), YandexGPT and GigaChat answer outside the schema; Anthropic's
+    forced tool answers within it."""
+    order = {"provider": {"order": ["gemini", "yandex", "giga", "claude"]}}
     resp = await rig.chat("test/across", **order)
     assert _message(resp)["content"] == ANSWER and resp.json()["provider"] == "claude"
+    config = rig.fakes.gemini.requests[-1]["generationConfig"]
+    assert (config["responseMimeType"], config["responseJsonSchema"]) == ("application/json",
+                                                                          WEATHER_SCHEMA)
+    stats = (await rig.http.get(f"{rig.url}/v1/generation", params={"id": resp.json()["id"]},
+                                headers=AUTH)).json()["data"]
+    assert [(a["provider_name"], a["outcome"]) for a in stats["attempts"]] == [
+        ("gemini", "non_conforming"), ("yandex", "non_conforming"), ("giga", "non_conforming"),
+        ("claude", "success")]
     _, lines = await rig.stream("test/across", **order)
     assert content_of(lines) == ANSWER
 
