@@ -12,6 +12,8 @@ import pytest
 from tests.unit.builders import catalog, deployment, model, request
 from tests.unit.fakes import FakeProvider
 from tests.unit.test_failover import admitted
+from xrouter_router.domain import service as service_module
+from xrouter_router.domain.auth import MasterKeyAuthenticator
 from xrouter_router.domain.errors import (
     AllAttemptsFailed,
     Attempt,
@@ -20,6 +22,7 @@ from xrouter_router.domain.errors import (
 )
 from xrouter_router.domain.failover import Failover, FailoverPolicy
 from xrouter_router.domain.routing import plan
+from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.structured import (
     OBJECT_SCHEMA,
@@ -28,7 +31,14 @@ from xrouter_router.domain.structured import (
     answer_check,
     answer_format,
 )
-from xrouter_router.domain.types import Completion, Delta, Message, StreamBatch, ToolCall
+from xrouter_router.domain.types import (
+    Completion,
+    Delta,
+    Message,
+    StreamBatch,
+    TokenCounts,
+    ToolCall,
+)
 
 SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False,
                           "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius"]}},
@@ -196,3 +206,36 @@ async def test_without_a_format_the_stream_is_not_read_ahead() -> None:
     assert opened.first == _batches("not")[0]
     assert a.streams_closed == 0  # still open: the relay reads it as it comes
     assert [x async for x in opened.rest] == _batches("not", " json")[1:]
+
+
+# ---- the service ---------------------------------------------------------------------------------
+
+class _Ticks:
+    """Stands in for the `time` module inside service.py: the relay's clock moves 0.5 s."""
+
+    def __init__(self) -> None:
+        self.ticks = [100.0, 100.5]
+
+    def time(self) -> float:
+        return 1_764_115_200.0
+
+    def monotonic(self) -> float:
+        return self.ticks.pop(0) if len(self.ticks) > 1 else self.ticks[0]
+
+
+async def test_a_replayed_stream_records_no_throughput(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its batches come from memory as fast as the client takes them: tokens per second of the
+    replay would say nothing of the provider. The same stream unchecked records 112 tokens/s."""
+    usage = TokenCounts(prompt=5, completion=56)
+    batches = [StreamBatch((Delta(role="assistant", content=GOOD[:9]),)),
+               StreamBatch((Delta(content=GOOD[9:]),)),
+               StreamBatch((Delta(finish_reason="stop"),), usage, done=True)]
+    for req, expected in ((REQ, None), (request("m"), 112.0)):
+        monkeypatch.setattr(service_module, "time", _Ticks())
+        stats = InMemoryStats()
+        failover = Failover({"a": FakeProvider("a", batches=batches)}, FailoverPolicy(), stats)
+        service = ChatService(CATALOG, failover, MasterKeyAuthenticator("k"), idle_timeout=30.0,
+                              stats=stats)
+        events = [e async for e in service.stream("k", req, None)]
+        assert "".join(d.content or "" for e in events for d in e.deltas) == GOOD
+        assert (await stats.all())["m@a"].throughput == expected

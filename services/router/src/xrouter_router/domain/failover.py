@@ -60,6 +60,8 @@ class OpenedStream:
     first: StreamBatch
     rest: AsyncIterator[StreamBatch]
     attempts: list[Attempt]
+    # Read whole and checked before it opened: the rest comes from memory, at the client's pace.
+    replayed: bool = False
 
 
 class Failover:
@@ -140,7 +142,7 @@ class Failover:
                 raise
 
         cand, (first, rest), attempts = await self._run(held, plan, deadline, call, "sent nothing")
-        return OpenedStream(cand, first, rest, attempts)
+        return OpenedStream(cand, first, rest, attempts, replayed=check is not None)
 
     async def embed(
         self, held: Admission, plan: Sequence[Candidate], request: EmbeddingRequest, deadline: float | None

@@ -363,9 +363,11 @@ class ChatService:
             raise
         finally:
             await close_stream(opened.rest)
+        # A replayed stream's pace is the client's, not the provider's: no throughput from it.
+        spread = (batches > 0 and not opened.replayed
+                  and time.monotonic() - started >= MIN_THROUGHPUT_WINDOW)
         end = await self._conclude(request, opened, held, acc, usage=usage, error=error,
-                                   spread=batches > 0 and time.monotonic() - started >= MIN_THROUGHPUT_WINDOW,
-                                   elapsed=time.monotonic() - started)
+                                   spread=spread, elapsed=time.monotonic() - started)
         last = batch.deltas if batch is not None else ()
         yield StreamEvent(deltas=last, served=served, end=end, attempts=attempts,
                           rate_limit=window)
