@@ -61,6 +61,12 @@ def test_entries_are_kept_in_canonical_form(entries: list[str], canonical: tuple
     (["0.0.0.0/0", "::/0"], "", False),
     (["0.0.0.0/0", "::/0"], "unknown", False),
     (["0.0.0.0/0", "::/0"], "192.0.2.7:8080", False),
+    (["0.0.0.0/0", "::/0"], "[::1]", False),
+    (["0.0.0.0/0", "::/0"], "192.0.2.7 ", False),
+    (["0.0.0.0/0", "::/0"], "192.0.2.7\x00", False),
+    (["0.0.0.0/0", "::/0"], "1.2.3", False),
+    (["0.0.0.0/0", "::/0"], "0x7f.0.0.1", False),
+    (["0.0.0.0/0", "::/0"], "\xff", False),
 ])
 def test_addresses_are_matched(entries: list[str], address: str, admitted: bool) -> None:
     assert AllowList.parse(entries).admits(address) is admitted

@@ -5,8 +5,9 @@ record in the authenticator's cache, and matched against the client's address pe
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Network, IPv6Network
 
 from xrouter_router.domain.errors import AddressNotAllowed, InvalidRequest
 
@@ -42,6 +43,20 @@ def parse_entry(text: str) -> IPv4Network | IPv6Network:
             raise ValueError(_NOT_AN_ADDRESS) from None
         network = ipaddress.ip_network(entry, strict=False)
         raise ValueError(f"a network with host bits set (the network is {network})") from None
+
+
+def _client(address: str) -> tuple[int, int] | None:
+    """The IP version and integer value of a client's address; an IPv4-mapped IPv6 address is
+    the IPv4 one, an IPv6 zone id is dropped; None when it is no address. inet_pton parses
+    (without any I/O) in about a tenth of the time ipaddress takes: this runs per request."""
+    try:
+        if ":" not in address:
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET6, address.partition("%")[0]),
+                               "big")
+    except (OSError, ValueError):
+        return None
+    return (4, value & 0xFFFFFFFF) if value >> 32 == 0xFFFF else (6, value)
 
 
 def _text(net: IPv4Network | IPv6Network) -> str:
@@ -94,15 +109,15 @@ class AllowList:
     def admits(self, address: str) -> bool:
         """Whether the client at `address` (text, as the gateway saw it) is on the list. An
         address that does not parse (or is empty: unknown) is not."""
-        try:
-            ip: IPv4Address | IPv6Address = ipaddress.ip_address(address)
-        except ValueError:
+        parsed = _client(address)
+        if parsed is None:
             return False
-        if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        value = int(ip)
-        pairs = self._v4 if ip.version == 4 else self._v6
-        return any(value & mask == network for mask, network in pairs)
+        version, value = parsed
+        # A plain loop: any() over a generator costs about four times as much per request.
+        for mask, network in self._v4 if version == 4 else self._v6:  # noqa: SIM110
+            if value & mask == network:
+                return True
+        return False
 
     def check(self, address: str) -> None:
         """Raises AddressNotAllowed unless the list is empty or admits `address`."""
