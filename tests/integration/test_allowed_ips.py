@@ -60,6 +60,13 @@ async def test_the_list_is_set_and_shown_in_canonical_form(stack: Stack) -> None
     assert [k["allowed_ips"] for k in listed.json()["data"]] == [canonical]
     _, anywhere = await _key(stack)
     assert anywhere["allowed_ips"] is None
+    # The origin's POST /v1/auth/key takes the list too.
+    origin = await stack.http.post(f"{stack.url}/v1/auth/key", headers=AUTH, json={
+        "label": "origin", "account_id": "acct-ip", "allowed_ips": ["192.0.2.0/24"]})
+    assert origin.status_code == 201, origin.text
+    made = await stack.http.get(f"{stack.url}/v1/keys/{origin.json()['data']['id']}",
+                                headers=AUTH)
+    assert made.json()["data"]["allowed_ips"] == ["192.0.2.0/24"]
 
 
 async def test_a_listed_address_is_served_and_another_is_refused_everywhere(
