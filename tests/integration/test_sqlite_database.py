@@ -4,6 +4,7 @@ the loop, maps lock and open failures to Unavailable and stores money as integer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ import pytest
 from tests.integration.store_factories import (
     ATTEMPTS,
     HASH_1,
+    Stores,
     balance,
     full_key,
     generation,
@@ -39,6 +41,16 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
     db = SqliteDatabase(tmp_path / "xrouter.db")
     try:
         yield db
+    finally:
+        await db.close()
+
+
+@contextlib.asynccontextmanager
+async def _opened(path: Path) -> AsyncIterator[tuple[SqliteDatabase, Stores]]:
+    """The file opened (and migrated) with its stores; closed on the way out."""
+    db = SqliteDatabase(path)
+    try:
+        yield db, sqlite_stores_over(db)
     finally:
         await db.close()
 
@@ -87,11 +99,9 @@ class TestSqliteDatabase:
     async def test_a_file_of_schema_version_1_is_migrated_and_keeps_its_records(
             self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
-        db = SqliteDatabase(path)
-        before = sqlite_stores_over(db)
-        await with_accounts(before, "acc-a")
-        await before.ledger.record(generation("gen-1", cost="0.25"))
-        await db.close()
+        async with _opened(path) as (_, before):
+            await with_accounts(before, "acc-a")
+            await before.ledger.record(generation("gen-1", cost="0.25"))
         # Make it the file the first release wrote: no bucket columns, no plans, no IP
         # allow-lists, version 1.
         _rewind(path, 1, "DROP TABLE account_plans",
@@ -100,9 +110,7 @@ class TestSqliteDatabase:
                 *(f"ALTER TABLE usage_daily DROP COLUMN {column}"
                   for column in ("cached_tokens", "cache_write_tokens", "reasoning_tokens")))
 
-        db = SqliteDatabase(path)
-        try:
-            after = sqlite_stores_over(db)
+        async with _opened(path) as (db, after):
             assert await after.ledger.get("gen-1") == generation("gen-1", cost="0.25")
             await after.ledger.record(replace(generation("gen-2", cost="0.5"), cached_tokens=3,
                                               cache_write_tokens=2, reasoning_tokens=7))
@@ -112,32 +120,24 @@ class TestSqliteDatabase:
             await after.keys.create(full_key(), HASH_1)
             assert await after.keys.by_hash(HASH_1) == full_key()
             assert await _version(db) == 4
-        finally:
-            await db.close()
 
     async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
             self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
-        db = SqliteDatabase(path)
-        before = sqlite_stores_over(db)
-        await with_accounts(before, "acc-a")
         old_key = replace(full_key(), allowed_ips=EVERYWHERE)
-        await before.keys.create(old_key, HASH_1)
-        await before.plans.set("acc-a", Plan("pro"))
-        await db.close()
+        async with _opened(path) as (_, before):
+            await with_accounts(before, "acc-a")
+            await before.keys.create(old_key, HASH_1)
+            await before.plans.set("acc-a", Plan("pro"))
         # The file the previous release wrote: api_keys without allowed_ips, version 3.
         _rewind(path, 3, "ALTER TABLE api_keys DROP COLUMN allowed_ips")
 
-        db = SqliteDatabase(path)
-        try:
-            after = sqlite_stores_over(db)
+        async with _opened(path) as (db, after):
             assert await after.keys.by_hash(HASH_1) == old_key  # usable from any address
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.update(full_key())
             assert await after.keys.by_hash(HASH_1) == full_key()
             assert await _version(db) == 4
-        finally:
-            await db.close()
 
     async def test_the_loop_keeps_ticking_while_500_records_wait_for_the_disk(
             self, sqlite_db: SqliteDatabase) -> None:
