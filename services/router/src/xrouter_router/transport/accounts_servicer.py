@@ -23,7 +23,7 @@ from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import Authenticator
 from xrouter_router.transport.convert import attempts_to_proto
 from xrouter_router.transport.errors import answering
-from xrouter_router.transport.servicer import caller
+from xrouter_router.transport.servicer import credentials
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[object, object]
@@ -89,7 +89,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
 
     async def _run(self, context: Context, work: Callable[[ApiKey], Awaitable[T]]) -> T:
         async with answering(context):
-            api_key, address = caller(context)
+            api_key, address = credentials(context)
             return await work(await self._auth.authenticate(api_key, address))
         raise AssertionError("unreachable: abort raises")
 

@@ -54,7 +54,7 @@ def _metadata(context: grpc.aio.ServicerContext) -> _Meta:  # type: ignore[type-
     return meta
 
 
-def caller(context: grpc.aio.ServicerContext) -> tuple[str, str]:  # type: ignore[type-arg]
+def credentials(context: grpc.aio.ServicerContext) -> tuple[str, str]:  # type: ignore[type-arg]
     """The API key and the client's address from the call's metadata."""
     meta = _metadata(context)
     return meta.api_key, meta.address
@@ -163,7 +163,7 @@ class RouterServicer(pb_grpc.RouterServicer):
                       context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                       ) -> pb.ExplainResponse:
         async with answering(context, self._redactor):
-            api_key, address = caller(context)
+            api_key, address = credentials(context)
             route = await self._service.explain(api_key, convert.request_from_proto(request),
                                                 address=address)
             return convert.explain_to_proto(route)
@@ -173,7 +173,7 @@ class RouterServicer(pb_grpc.RouterServicer):
                     context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                     ) -> pb.EmbedResponse:
         async with answering(context, self._redactor):
-            api_key, address = caller(context)
+            api_key, address = credentials(context)
             served, result, usage = await self._service.embed(
                 api_key, convert.embed_request_from_proto(request), _deadline(context),
                 address=address)
