@@ -147,8 +147,8 @@ class ChatService:
             return False
         return True
 
-    async def explain(self, api_key: str, request: ChatRequest) -> Plan:
-        await self._auth.authenticate(api_key)
+    async def explain(self, api_key: str, request: ChatRequest, *, address: str = "") -> Plan:
+        await self._auth.authenticate(api_key, address)
         return await self.route(request, commit=False)
 
     async def _estimate(self, request: ChatRequest, completion_text: str) -> TokenCounts:
@@ -180,11 +180,11 @@ class ChatService:
                               max_completion=cand.deployment.max_completion_tokens)
         return vetted or await self._estimate(request, completion_text)
 
-    async def embed(self, api_key: str, request: EmbeddingRequest,
-                    deadline: float | None) -> tuple[Served, Embeddings, Usage]:
+    async def embed(self, api_key: str, request: EmbeddingRequest, deadline: float | None, *,
+                    address: str = "") -> tuple[Served, Embeddings, Usage]:
         """Admitted, charged and recorded like chat: reserved from an upper bound of the input,
         charged by the provider's usage (estimated when it reports none)."""
-        key = await self._auth.authenticate(api_key)
+        key = await self._auth.authenticate(api_key, address)
         model = self._catalog.resolve(request.model)
         key.may_use(model.id)
         snapshot = await self._stats.snapshot(d.id for d in model.deployments)
@@ -213,9 +213,11 @@ class ChatService:
         self._observer.generation(model, "none", outcome=error.kind.value, streamed=streamed,
                                   attempts=attempts, usage=None)
 
-    async def chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
+    async def chat(self, api_key: str, request: ChatRequest, deadline: float | None, *,
+                   address: str = "") -> ChatResult:
+        """`address`: the client's, as the gateway saw it (empty: unknown)."""
         try:
-            result = await self._chat(api_key, request, deadline)
+            result = await self._chat(api_key, request, deadline, address)
         except XRouterError as exc:
             self._failed(request, exc, streamed=False)
             raise
@@ -224,16 +226,18 @@ class ChatService:
                                   usage=result.usage)
         return result
 
-    async def _admitted_route(self, api_key: str, request: ChatRequest) -> tuple[ApiKey, Plan]:
+    async def _admitted_route(self, api_key: str, address: str,
+                              request: ChatRequest) -> tuple[ApiKey, Plan]:
         """The key and the plan; every candidate the plan may try is one the key may use."""
-        key = await self._auth.authenticate(api_key)
+        key = await self._auth.authenticate(api_key, address)
         route = await self.route(request, commit=True)
         for cand in route.candidates:
             key.may_use(cand.model.id)
         return key, route
 
-    async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
-        key, route = await self._admitted_route(api_key, request)
+    async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None,
+                    address: str) -> ChatResult:
+        key, route = await self._admitted_route(api_key, address, request)
         check = answer_check(request)
         async with self._billing.admit(key, chat_bill(request, stream=False),
                                        [c.deployment for c in route.candidates]) as held:
@@ -255,13 +259,13 @@ class ChatService:
         return result
 
     async def stream(
-        self, api_key: str, request: ChatRequest, deadline: float | None
+        self, api_key: str, request: ChatRequest, deadline: float | None, *, address: str = ""
     ) -> AsyncGenerator[StreamEvent, None]:
         """Raises before the first event (nothing sent yet); after it, errors end the stream
         in-band in StreamEnd.error and usage is always reported."""
         streaming = False
         try:
-            key, route = await self._admitted_route(api_key, request)
+            key, route = await self._admitted_route(api_key, address, request)
             check = answer_check(request)
             bill = chat_bill(request, stream=True, buffered=check is not None)
             async with self._billing.admit(key, bill,
