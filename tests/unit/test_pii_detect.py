@@ -43,6 +43,7 @@ def test_snils_check_number_below_100_at_100_and_101_and_above() -> None:
     ("СНИЛС 112-233-445 95", [("snils", "112-233-445 95")]),
     ("СНИЛС 112 233 445 95 / 11223344595", [("snils", "112 233 445 95"), ("snils", "11223344595")]),
     ("ИНН 7707083893, ИНН физлица 500100732259", [("inn", "7707083893"), ("inn", "500100732259")]),
+    ("ИНН/КПП 7707083893/773601001", [("inn", "7707083893")]),
     ("карта 4111 1111 1111 1111", [("card", "4111 1111 1111 1111")]),
     ("карта 4111-1111-1111-1111 или 4111111111111111",
      [("card", "4111-1111-1111-1111"), ("card", "4111111111111111")]),
@@ -67,6 +68,7 @@ def test_each_format_is_found_with_its_span(text: str, expected: list[tuple[str,
     "серия 4590 номер 123456",                     # a series printed in 1990: no such passport
     "счёт 40817810099910004312, БИК 044525225",    # 20-digit account, 9-digit BIK
     "user@localhost и @mention",                   # no domain with a top level
+    "https://example.ru/orders/7707083893",        # a path segment, not an INN
     "дата 2025-03-12 10:30, сумма 1 250 000,00 руб.",
 ])
 def test_look_alikes_are_not_personal_data(text: str) -> None:
