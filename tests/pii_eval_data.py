@@ -73,7 +73,8 @@ def phone_unusual(rng: random.Random) -> str:
     """Real phone numbers in forms the guard does not take (documented limits)."""
     n = digits(rng, 7)
     return rng.choice([f"7 (916) {n[:3]}-{n[3:5]}-{n[5:]}", f"8.916.{n[:3]}.{n[3:5]}.{n[5:]}",
-                       f"+7 916 {n[:3]} - {n[3:5]} - {n[5:]}", f"+7 (916) {n[:3]}–{n[3:5]}–{n[5:]}"])
+                       f"+7 916 {n[:3]} - {n[3:5]} - {n[5:]}", f"+7 (916) {n[:3]}–{n[3:5]}–{n[5:]}",
+                       f"+7 (916) {n[:2]}-{n[2:4]}-{n[4:]}", f"8 916 {n[:2]} {n[2:4]} {n[4:]}"])
 
 
 NAMES = ["ivan", "maria", "a.smirnov", "olga.kuznetsova", "petrov84", "s_orlova", "d.volkov", "nikita.b",
@@ -157,6 +158,7 @@ def unusual_text(rng: random.Random) -> list[Piece]:
         ["Почта ", (Kind.EMAIL, rng.choice(NAMES) + " (at) mail.ru"), "."],
         ["паспортные данные: серия — ", (Kind.PASSPORT, f"{s}, номер — {n}"), "."],
         ["Паспорт ", (Kind.PASSPORT, f"{s}-{n}"), "."],
+        ["ИНН ", (Kind.INN, group(inn(rng, 12), (4, 4, 4), " ")), " (пробелы так и стоят)."],
         ["карта ", (Kind.CARD, group(card_digits(rng), (4, 4, 4, 4), "  ")), "."],
     ])
 
@@ -200,7 +202,7 @@ def negative_text(rng: random.Random) -> list[Piece]:
 
 POSITIVE: tuple[tuple[Template, int], ...] = (
     (phone_text, 60), (email_text, 45), (passport_text, 40), (snils_text, 40), (inn_text, 50),
-    (card_text, 40), (mixed_text, 20), (unusual_text, 20),
+    (card_text, 40), (mixed_text, 20), (unusual_text, 30),
 )
 
 

@@ -38,6 +38,8 @@ def test_snils_check_number_below_100_at_100_and_101_and_above() -> None:
      [("phone", "8 916 123 45 67"), ("phone", "8-495-765-43-21")]),
     ("+79161234567 и 8(812)1234567", [("phone", "+79161234567"), ("phone", "8(812)1234567")]),
     ("8 800 555-35-35", [("phone", "8 800 555-35-35")]),
+    ("7 (916) 123-45-67; +7 916 123 - 45 - 67; +7 (916) 123–45–67",
+     [("phone", "7 (916) 123-45-67"), ("phone", "+7 916 123 - 45 - 67"), ("phone", "+7 (916) 123–45–67")]),
     ("Пишите на ivan.petrov_84@example.ru.", [("email", "ivan.petrov_84@example.ru")]),
     ("почта: мария@пример.рф", [("email", "мария@пример.рф")]),
     ("СНИЛС 112-233-445 95", [("snils", "112-233-445 95")]),
@@ -51,6 +53,8 @@ def test_snils_check_number_below_100_at_100_and_101_and_above() -> None:
     ("серия 4507 номер 123456", [("passport", "4507 номер 123456")]),
     ("4507 № 123456", [("passport", "4507 № 123456")]),
     ("Паспорт гражданина РФ: 4507123456", [("passport", "4507123456")]),
+    ("паспорт 4507-123456", [("passport", "4507-123456")]),
+    ("паспортные данные: серия — 4507, номер — 123456", [("passport", "4507, номер — 123456")]),
 ])
 def test_each_format_is_found_with_its_span(text: str, expected: list[tuple[str, str]]) -> None:
     assert found(text) == expected
@@ -65,6 +69,8 @@ def test_each_format_is_found_with_its_span(text: str, expected: list[tuple[str,
     "цена 8 916 руб., 8916123456, 8 000 123 45 67",  # too short; no area code starts with 0
     "артикул A89161234567, версия 1.8916123456",   # glued to Latin letters or a decimal point
     "заказ 4507123456 оплачен",                    # ten bare digits without a passport keyword
+    "документ 4507-123456, итог 2024,123456",      # dash or comma alone: no keyword, no passport
+    "счёт 7 916 123 45 67",                        # a bare 7 without a bracketed area code
     "серия 4590 номер 123456",                     # a series printed in 1990: no such passport
     "счёт 40817810099910004312, БИК 044525225",    # 20-digit account, 9-digit BIK
     "user@localhost и @mention",                   # no domain with a top level

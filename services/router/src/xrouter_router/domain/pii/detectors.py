@@ -22,11 +22,16 @@ from xrouter_router.domain.pii.kinds import Finding, Kind
 # (four times faster on a Russian prompt).
 _FIRST_DIGIT = r"[0-9](?<![0-9A-Za-z_+/][0-9])(?<![0-9][.,-][0-9])"
 _LA = r"(?![0-9A-Za-z_])(?![.,-][0-9])"
-_SEP = r"[ \u00a0-]"  # what separates digit groups of a phone: space, no-break space, dash
+# What separates digit groups of a phone: a space (or a no-break one), a dash (hyphen, en or em
+# dash) with or without spaces around it, or nothing.
+_SEP = r"(?:[ \u00a0]?[-\u2013\u2014][ \u00a0]?|[ \u00a0])?"
 
+# +7 or 8, then a Russian area code (3-9..) and seven digits; a bare 7 only before a bracketed
+# area code ("7 (916) ..."), as a bare 7 and ten digits is as often an account number.
 _PHONE = re.compile(
-    r"(?:\+(?<![\w+]\+)7|8(?<![\w+]8))" + _SEP + r"?(?:\([3-9][0-9]{2}\)|[3-9][0-9]{2})"
-    + _SEP + r"?[0-9]{3}" + _SEP + r"?[0-9]{2}" + _SEP + r"?[0-9]{2}(?!\w|-[0-9])")
+    r"(?:\+(?<![\w+]\+)7|8(?<![\w+]8)|7(?<![\w+]7)(?=[ \u00a0]?\())" + _SEP
+    + r"(?:\([3-9][0-9]{2}\)|[3-9][0-9]{2})" + _SEP + r"[0-9]{3}" + _SEP + r"[0-9]{2}" + _SEP
+    + r"[0-9]{2}(?!\w|-[0-9])")
 # Found from its "@" (the rarest character), the local part read backwards from there.
 _EMAIL_DOMAIN = re.compile(r"@(?:[\w-]+\.)+[^\W\d_]{2,}(?![\w-])")
 _EMAIL_LOCAL_MAX = 64
@@ -38,10 +43,12 @@ _CARD = re.compile(
     _FIRST_DIGIT + r"(?:[0-9]{3}(?P<s>[ -])[0-9]{4}(?P=s)[0-9]{4}(?P=s)[0-9]{4}(?:(?P=s)[0-9]{3})?"
     r"|[0-9]{3}(?P<t>[ -])[0-9]{6}(?P=t)[0-9]{4,5}|[0-9]{12,18})" + _LA)
 # A series (4 digits, often "XX XX") and a number (6 digits). Without a keyword shortly before
-# it only the written-apart forms count ("45 07 123456", "4507 123456", "4507 № 123456"): a
-# bare run of ten digits is an order number as often as a passport.
+# it only the written-apart forms count ("45 07 123456", "4507 123456", "4507 № 123456",
+# "4507, номер — 123456"): a bare run of ten digits, or two joined by a dash, is an order or
+# document number as often as a passport.
 _PASSPORT = re.compile(
-    r"(?P<series>" + _FIRST_DIGIT + r"[0-9] ?[0-9]{2})(?P<sep>,? ?(?:№|N|номер)? ?)[0-9]{6}" + _LA)
+    r"(?P<series>" + _FIRST_DIGIT + r"[0-9] ?[0-9]{2})"
+    r"(?P<sep>-|,? ?(?:(?:№|N|номер) ?[\u2013\u2014:-]? ?)?)[0-9]{6}" + _LA)
 _PASSPORT_KEYWORD = re.compile(r"(?i:паспорт|серия|серии)[^0-9\n]{0,25}\Z")
 _PASSPORT_KEYWORD_WINDOW = 40
 
@@ -72,7 +79,8 @@ def _passport(match: re.Match[str]) -> Span | None:
     year = int(match["series"][-2:])
     if not (year >= 97 or year <= 29):
         return None
-    if match["sep"].strip() or " " in match["series"]:
+    sep = match["sep"]
+    if sep == " " or " " in match["series"] or sep.strip(" ,:-\u2013\u2014"):  # a space, №, номер
         return match.span()
     start = match.start()
     window = match.string[max(0, start - _PASSPORT_KEYWORD_WINDOW):start]
