@@ -38,6 +38,3 @@ class Finding:
     kind: Kind
     start: int
     end: int
-
-    def __len__(self) -> int:
-        return self.end - self.start
