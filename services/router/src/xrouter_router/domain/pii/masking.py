@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from xrouter_router.domain.pii.detectors import REGEX_DETECTOR, Detector, detect
 from xrouter_router.domain.pii.kinds import Kind
-from xrouter_router.domain.pii.restore import StreamRestorer, placeholder, restore
+from xrouter_router.domain.pii.restore import StreamRestorer, placeholder, placeholders_in, restore
 
 
 @dataclass(frozen=True, slots=True)
 class Masked:
-    """The masked texts (in the order given), the placeholder -> value mapping, and the kinds
-    found (sorted by name, what a block names)."""
+    """The masked texts (in the order given), the placeholder -> value mapping (read-only; it
+    holds the personal data: keep it in the request's memory only), and the kinds found
+    (sorted by name, what a block names)."""
 
     texts: tuple[str, ...]
     mapping: Mapping[str, str]
@@ -33,7 +35,7 @@ class _Numbering:
     literally, so that restoring never turns the client's own text into a value."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        self._texts = texts
+        self._taken = placeholders_in(texts)
         self._by_value: dict[str, str] = {}
         self._count: dict[Kind, int] = {}
         self.mapping: dict[str, str] = {}
@@ -46,7 +48,7 @@ class _Numbering:
         while True:
             number += 1
             token = placeholder(kind, number)
-            if not any(token in text for text in self._texts):
+            if token not in self._taken:
                 break
         self._count[kind] = number
         self._by_value[value] = token
@@ -72,7 +74,7 @@ def mask(texts: Sequence[str], detectors: Sequence[Detector] = (REGEX_DETECTOR,)
             at = f.end
         parts.append(text[at:])
         masked.append("".join(parts))
-    return Masked(tuple(masked), numbering.mapping, sorted_kinds(kinds))
+    return Masked(tuple(masked), MappingProxyType(numbering.mapping), sorted_kinds(kinds))
 
 
 def sorted_kinds(kinds: set[Kind]) -> tuple[Kind, ...]:

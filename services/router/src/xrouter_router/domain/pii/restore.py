@@ -7,7 +7,7 @@ concatenation of what it emits equals the whole-text restoration for any split o
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from xrouter_router.domain.pii.kinds import Kind
 
@@ -17,6 +17,11 @@ _PLACEHOLDER = re.compile(r"\[[A-Z]+_[0-9]+\]")
 def placeholder(kind: Kind, number: int) -> str:
     """The placeholder of the `number`-th distinct value of `kind` in a request."""
     return f"[{kind.name}_{number}]"
+
+
+def placeholders_in(texts: Iterable[str]) -> frozenset[str]:
+    """Every placeholder-shaped token the texts already contain (known to a mapping or not)."""
+    return frozenset(token for text in texts if "[" in text for token in _PLACEHOLDER.findall(text))
 
 
 def restore(text: str, mapping: Mapping[str, str]) -> str:
