@@ -112,5 +112,13 @@ def test_overlaps_resolve_longer_first_then_kind_order_then_start() -> None:
     assert resolve([Finding(Kind.PHONE, 0, 5), Finding(Kind.PHONE, 3, 8)]) == (Finding(Kind.PHONE, 0, 5),)
 
 
+def test_a_passport_keyword_counts_only_close_before_and_on_the_same_line() -> None:
+    assert found("Серии и номер паспорта: 4507123456") == [("passport", "4507123456")]
+    assert found("паспорт" + " " * 28 + "4507123456") == [("passport", "4507123456")]
+    assert found("паспорт" + " " * 29 + "4507123454") == []
+    assert found("паспорт\n4507123454") == []
+    assert found("паспорт 12, а заказ 4507123454") == []
+
+
 def test_text_without_digits_or_at_sign_costs_no_pattern() -> None:
     assert detect("Просто текст без цифр и адресов.") == ()

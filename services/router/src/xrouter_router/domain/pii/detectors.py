@@ -49,8 +49,10 @@ _CARD = re.compile(
 _PASSPORT = re.compile(
     r"(?P<series>" + _FIRST_DIGIT + r"[0-9] ?[0-9]{2})"
     r"(?P<sep>-|,? ?(?:(?:№|N|номер) ?[\u2013\u2014:-]? ?)?)[0-9]{6}" + _LA)
-_PASSPORT_KEYWORD = re.compile(r"(?i:паспорт|серия|серии)[^0-9\n]{0,25}\Z")
-_PASSPORT_KEYWORD_WINDOW = 40
+# The keywords (lower case; "сери" for серия, серии) and how far before the series they count.
+_PASSPORT_KEYWORDS = ("паспорт", "сери")
+_PASSPORT_KEYWORD_GAP = 28
+_DIGIT_OR_NEWLINE = re.compile(r"[0-9\n]")
 
 _DIGIT = re.compile(r"[0-9]")
 _NOT_DIGIT = re.compile(r"[^0-9]")
@@ -83,8 +85,14 @@ def _passport(match: re.Match[str]) -> Span | None:
     if sep == " " or " " in match["series"] or sep.strip(" ,:-\u2013\u2014"):  # a space, №, номер
         return match.span()
     start = match.start()
-    window = match.string[max(0, start - _PASSPORT_KEYWORD_WINDOW):start]
-    return match.span() if _PASSPORT_KEYWORD.search(window) else None
+    window = match.string[max(0, start - _PASSPORT_KEYWORD_GAP - 7):start].lower()
+    for word in _PASSPORT_KEYWORDS:  # str.rfind: a regex here cost more than the patterns
+        at = window.rfind(word)
+        if at >= 0:
+            gap = window[at + len(word):]
+            if len(gap) <= _PASSPORT_KEYWORD_GAP and not _DIGIT_OR_NEWLINE.search(gap):
+                return match.span()
+    return None
 
 
 def _email(match: re.Match[str]) -> Span | None:
