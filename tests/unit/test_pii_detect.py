@@ -13,10 +13,11 @@ def found(text: str) -> list[tuple[str, str]]:
     return [(f.kind.value, text[f.start:f.end]) for f in detect(text)]
 
 
-def test_check_digits_of_published_examples() -> None:
-    # The examples the identifiers' own descriptions use, and the standard test card.
-    assert inn_valid("7707083893") and inn_valid("500100732259")
-    assert not inn_valid("7707083894") and not inn_valid("500100732250") and not inn_valid("500100732269")
+def test_check_digits_of_known_examples() -> None:
+    # A company's published INN, an invented personal one, the SNILS of the format's own
+    # description and the standard test card.
+    assert inn_valid("7707083893") and inn_valid("771234567859")
+    assert not inn_valid("7707083894") and not inn_valid("771234567850") and not inn_valid("771234567869")
     assert snils_valid("11223344595") and snils_check_number("112233445") == 95
     assert not snils_valid("11223344596")
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
@@ -44,7 +45,7 @@ def test_snils_check_number_below_100_at_100_and_101_and_above() -> None:
     ("почта: мария@пример.рф", [("email", "мария@пример.рф")]),
     ("СНИЛС 112-233-445 95", [("snils", "112-233-445 95")]),
     ("СНИЛС 112 233 445 95 / 11223344595", [("snils", "112 233 445 95"), ("snils", "11223344595")]),
-    ("ИНН 7707083893, ИНН физлица 500100732259", [("inn", "7707083893"), ("inn", "500100732259")]),
+    ("ИНН 7707083893, ИНН физлица 771234567859", [("inn", "7707083893"), ("inn", "771234567859")]),
     ("ИНН/КПП 7707083893/773601001", [("inn", "7707083893")]),
     ("карта 4111 1111 1111 1111", [("card", "4111 1111 1111 1111")]),
     ("карта 4111-1111-1111-1111 или 4111111111111111",

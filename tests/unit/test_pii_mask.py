@@ -10,7 +10,7 @@ from xrouter_router.domain.pii import Kind, StreamRestorer, blocked, kinds_found
 PHONE = "+7 (916) 123-45-67"
 EMAIL = "ivan.petrov@example.ru"
 SNILS = "112-233-445 95"
-INN = "500100732259"
+INN = "771234567859"
 CARD = "4111 1111 1111 1111"
 PASSPORT = "45 07 123456"
 
