@@ -316,6 +316,21 @@ async def test_a_document_written_before_the_cache_write_bucket_is_recorded_with
     assert await rig.pg.get("gen-old") == replace(record, cache_write_tokens=0)
 
 
+async def test_the_jurisdiction_crosses_the_stream_and_older_documents_record_none(
+        rig: Rig) -> None:
+    served, older = replace(generation("gen-ru"), jurisdiction="ru"), generation("gen-old")
+    old = generation_document(older)
+    del old["jurisdiction"]  # what a router of the previous release appended
+    for doc in (generation_document(served), old):
+        stream = rig.layout.stream(rig.layout.shard(str(doc["id"])))
+        await rig.client.xadd(stream, {FIELD: orjson.dumps(doc)})
+    consumer = await rig.consumer()
+    await rig.drained(consumer)
+    assert (consumer.written, consumer.dead_lettered) == (2, 0)
+    assert await rig.pg.get("gen-ru") == served
+    assert await rig.pg.get("gen-old") == older
+
+
 async def test_postgres_down_for_seconds_loses_nothing(
         postgres_ha_disposable: PostgresHA, redis_cluster: RedisCluster) -> None:  # noqa: F811
     cluster = postgres_ha_disposable

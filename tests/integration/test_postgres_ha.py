@@ -22,10 +22,13 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tests.infra.pg_fixtures import postgres_ha, postgres_ha_disposable  # noqa: F401 - fixtures
 from tests.infra.postgres_ha import PostgresHA, free_ports
+from tests.integration.store_factories import generation as stored_generation
 from xrouter_router.cli import main
 from xrouter_router.domain.addresses import EVERYWHERE, AllowList
+from xrouter_router.domain.plans import Plan
 from xrouter_router.storage.sql.migrate import bundled, migrate
-from xrouter_router.storage.sql.pg import PgDatabase, PgKeyStore
+from xrouter_router.storage.sql.pg import PgDatabase, PgKeyStore, PgUsageLedger
+from xrouter_router.storage.sql.pg_plans import PgPlanStore
 from xrouter_router.storage.sql.postgres import pool
 
 TABLES = {"accounts", "api_keys", "credit_entries", "generations", "generation_ids", "usage_daily",
@@ -85,7 +88,7 @@ def month_partitions(now: datetime, months: int) -> set[str]:
 
 
 async def test_migrate_creates_the_schema(db: Database) -> None:
-    assert await migrate(db.primary) == [1, 2, 3, 4, 5, 6]
+    assert await migrate(db.primary) == [1, 2, 3, 4, 5, 6, 7]
 
     tables = await query(db.primary, "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
                                      "AND relnamespace = 'public'::regnamespace AND NOT relispartition")
@@ -93,7 +96,7 @@ async def test_migrate_creates_the_schema(db: Database) -> None:
     partitions = await query(db.primary, "SELECT inhrelid::regclass::text FROM pg_inherits "
                                          "WHERE inhparent = 'generations'::regclass")
     assert {name for (name,) in partitions} == month_partitions(datetime.now(UTC), 2)
-    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
     assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(1,)]
     assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(0,)]
     assert await migrate(db.primary) == []
@@ -105,7 +108,7 @@ async def test_a_database_of_the_previous_release_gets_ip_allow_lists(db: Databa
         await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
         await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier)"
                            " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free')")
-    assert await migrate(db.primary) == [6]
+    assert await migrate(db.primary) == [6, 7]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         keys = PgKeyStore(PgDatabase(connections))
         old = await keys.get("key-1")
@@ -115,10 +118,37 @@ async def test_a_database_of_the_previous_release_gets_ip_allow_lists(db: Databa
                                                    allowed_ips=AllowList.parse(["192.0.2.0/24"]))
 
 
+async def test_a_database_of_the_previous_release_gets_residency(db: Database) -> None:
+    assert await migrate(db.primary, migrations=bundled()[:6]) == [1, 2, 3, 4, 5, 6]
+    async with await psycopg.AsyncConnection.connect(db.primary, autocommit=True) as conn:
+        await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
+        await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier)"
+                           " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free')")
+        await conn.execute("INSERT INTO account_plans (account_id, tier) VALUES ('acct-1', 'pro')")
+    async with pool(db.primary, min_size=1, max_size=1) as connections:
+        # Recorded by the previous release's function, which has no column for it.
+        await PgUsageLedger(PgDatabase(connections)).record(
+            replace(stored_generation("gen-old"), jurisdiction="ru"))
+    assert await migrate(db.primary) == [7]
+    async with pool(db.primary, min_size=1, max_size=1) as connections:
+        pg = PgDatabase(connections)
+        keys, plans, ledger = PgKeyStore(pg), PgPlanStore(pg), PgUsageLedger(pg)
+        old = await keys.get("key-1")
+        assert old is not None and (old.residency, old.account_residency) == ("", "")
+        assert await plans.get("acct-1") == Plan("pro")
+        await plans.set("acct-1", Plan("pro", residency="ru"))
+        await keys.update(replace(old, residency="any"))
+        assert await keys.by_hash("h1") == replace(old, residency="any", account_residency="ru")
+        assert await ledger.get("gen-old") == stored_generation("gen-old")  # unknown: ""
+        await ledger.record(replace(stored_generation("gen-new"), jurisdiction="ru"))
+        assert await ledger.get("gen-new") == replace(stored_generation("gen-new"),
+                                                      jurisdiction="ru")
+
+
 async def test_concurrent_runners_apply_once(db: Database) -> None:
     results = await asyncio.gather(migrate(db.primary), migrate(db.primary))
-    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6]]
-    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6, 7]]
+    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
 
 
 async def test_the_standby_has_the_schema_and_committed_rows(
@@ -131,7 +161,7 @@ async def test_the_standby_has_the_schema_and_committed_rows(
         await conn.execute("INSERT INTO accounts (id, name) VALUES ('acct-1', 'Ada')")
     assert await query(db.standby, "SELECT id, name, balance FROM accounts") == [
         ("acct-1", "Ada", Decimal(0))]
-    assert await query(db.standby, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    assert await query(db.standby, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         await query(db.standby, "INSERT INTO accounts (id) VALUES ('acct-2')")
     admin = postgres_ha.conninfo(0, "postgres", "postgres")  # replication state is for superusers
@@ -191,7 +221,7 @@ async def test_a_generation_is_recorded_once(db: Database) -> None:
 def test_cli_migrates_and_reports(db: Database, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--database-url", db.primary, "--wait", "5"]) == 0
     assert main(["migrate", "--database-url", db.primary]) == 0
-    assert capsys.readouterr().out == "applied migrations: 1, 2, 3, 4, 5, 6\nschema is up to date\n"
+    assert capsys.readouterr().out == "applied migrations: 1, 2, 3, 4, 5, 6, 7\nschema is up to date\n"
 
 
 def test_cli_gives_up_on_an_unreachable_database(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -244,7 +274,7 @@ class Writer:
 
 async def test_writes_survive_a_failover(postgres_ha_disposable: PostgresHA) -> None:  # noqa: F811
     cluster = postgres_ha_disposable
-    assert await migrate(cluster.multi_host(), wait=5) == [1, 2, 3, 4, 5, 6]
+    assert await migrate(cluster.multi_host(), wait=5) == [1, 2, 3, 4, 5, 6, 7]
     async with pool(cluster.multi_host(), min_size=2, max_size=4, timeout=2.0) as writes:
         async with writes.connection() as conn:
             await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")

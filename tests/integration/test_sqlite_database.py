@@ -31,6 +31,7 @@ from xrouter_router.domain.errors import (
     InternalError,
     Unavailable,
 )
+from xrouter_router.domain.keys import Limits
 from xrouter_router.domain.ledger import UsageTotals
 from xrouter_router.domain.plans import Plan
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
@@ -62,6 +63,12 @@ def _rewind(path: Path, version: int, *statements: str) -> None:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {version}")
     conn.close()
+
+
+# What version 5 added to the tables every file has (account_plans' column is dropped apart: the
+# files before version 3 have no such table).
+_BEFORE_RESIDENCY = ("ALTER TABLE api_keys DROP COLUMN residency",
+                     "ALTER TABLE generations DROP COLUMN jurisdiction")
 
 
 async def _version(db: SqliteDatabase) -> int:
@@ -103,9 +110,9 @@ class TestSqliteDatabase:
             await with_accounts(before, "acc-a")
             await before.ledger.record(generation("gen-1", cost="0.25"))
         # Make it the file the first release wrote: no bucket columns, no plans, no IP
-        # allow-lists, version 1.
+        # allow-lists, no residency, version 1.
         _rewind(path, 1, "DROP TABLE account_plans",
-                "ALTER TABLE api_keys DROP COLUMN allowed_ips",
+                "ALTER TABLE api_keys DROP COLUMN allowed_ips", *_BEFORE_RESIDENCY,
                 "ALTER TABLE generations DROP COLUMN cache_write_tokens",
                 *(f"ALTER TABLE usage_daily DROP COLUMN {column}"
                   for column in ("cached_tokens", "cache_write_tokens", "reasoning_tokens")))
@@ -119,25 +126,52 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.create(full_key(), HASH_1)
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 4
+            assert await _version(db) == 5
 
     async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
             self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
-        old_key = replace(full_key(), allowed_ips=EVERYWHERE)
+        old_key = replace(full_key(), allowed_ips=EVERYWHERE, residency="")
         async with _opened(path) as (_, before):
             await with_accounts(before, "acc-a")
             await before.keys.create(old_key, HASH_1)
             await before.plans.set("acc-a", Plan("pro"))
         # The file the previous release wrote: api_keys without allowed_ips, version 3.
-        _rewind(path, 3, "ALTER TABLE api_keys DROP COLUMN allowed_ips")
+        _rewind(path, 3, "ALTER TABLE api_keys DROP COLUMN allowed_ips", *_BEFORE_RESIDENCY,
+                "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
             assert await after.keys.by_hash(HASH_1) == old_key  # usable from any address
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.update(full_key())
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 4
+            assert await _version(db) == 5
+
+    async def test_a_file_of_schema_version_4_gets_residency_and_keeps_its_records(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        async with _opened(path) as (_, before):
+            await with_accounts(before, "acc-a")
+            await before.keys.create(replace(full_key(), residency=""), HASH_1)
+            await before.plans.set("acc-a", Plan("pro", Limits(requests_per_minute=7)))
+            await before.ledger.record(generation("gen-1", cost="0.25"))
+        # The file the previous release wrote: no residency of keys and plans, no jurisdiction
+        # of generations, version 4.
+        _rewind(path, 4, *_BEFORE_RESIDENCY, "ALTER TABLE account_plans DROP COLUMN residency")
+
+        async with _opened(path) as (db, after):
+            assert await _version(db) == 5
+            # No policy of its own: it follows its account's (none).
+            assert await after.keys.by_hash(HASH_1) == replace(full_key(), residency="")
+            assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7))
+            assert await after.ledger.get("gen-1") == generation("gen-1", cost="0.25")
+            await after.plans.set("acc-a", Plan("pro", residency="ru"))
+            await after.keys.update(replace(full_key(), residency="any"))
+            assert await after.keys.by_hash(HASH_1) == replace(
+                full_key(), residency="any", account_residency="ru")
+            served = replace(generation("gen-2", cost="0.5"), jurisdiction="ru")
+            await after.ledger.record(served)
+            assert await after.ledger.get("gen-2") == served
 
     async def test_the_loop_keeps_ticking_while_500_records_wait_for_the_disk(
             self, sqlite_db: SqliteDatabase) -> None:
@@ -247,11 +281,11 @@ class TestSqliteDatabase:
     async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
         newer = sqlite3.connect(path, isolation_level=None)
-        newer.execute("PRAGMA user_version = 5")
+        newer.execute("PRAGMA user_version = 6")
         newer.close()
         db = SqliteDatabase(path)
         try:
-            with pytest.raises(InternalError, match=r"schema version 5; this XRouter knows 4$"):
+            with pytest.raises(InternalError, match=r"schema version 6; this XRouter knows 5$"):
                 await db.open()
         finally:
             await db.close()

@@ -160,10 +160,10 @@ def test_bucket_prices_are_read_and_default_to_unset() -> None:
     (_set("model", []), "catalog: top level: unknown key 'model' (known: models, providers)"),
     (_set("providers.oai.base_ulr", "http://x"),
      "catalog: providers.oai: unknown key 'base_ulr' (known: api_key_env, base_url, headers, "
-     "reasoning_format, send_nonstandard_params, type)"),
+     "jurisdiction, reasoning_format, send_nonstandard_params, type)"),
     (_set("providers.demo.word_delay_s", 1),
      "catalog: providers.demo: unknown key 'word_delay_s' (known: api_key_env, base_url, headers, "
-     "type, word_delay)"),
+     "jurisdiction, type, word_delay)"),
     (_set("models.1.alias", ["d"]),
      "catalog: models[1]: unknown key 'alias' (known: aliases, created, deployments, description, "
      "id, name)"),

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from xrouter_common.env import ConfigError
+from xrouter_router.domain import residency
 from xrouter_router.domain.catalog import CAPABILITIES, Catalog, Deployment, Model, Price
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.registry import MODULES, OPTIONS
 
 _TOP = frozenset({"providers", "models"})
-_PROVIDER = frozenset({"type", "api_key_env", "base_url", "headers"})
+_PROVIDER = frozenset({"type", "api_key_env", "base_url", "headers", "jurisdiction"})
 _MODEL = frozenset({"id", "name", "description", "created", "aliases", "deployments"})
 _DEPLOYMENT = frozenset({"id", "provider", "upstream_model", "price", "context_length",
                          "max_completion_tokens", "capabilities", "weight", "parameters",
@@ -55,7 +56,7 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str], where: str = "catalog
     if not isinstance(raw_providers, dict) or not raw_providers:
         raise ConfigError(f"{where}: [providers] must define at least one provider")
     providers = tuple(_provider(name, spec, env, where) for name, spec in raw_providers.items())
-    names = {p.name for p in providers}
+    names = {p.name: _jurisdiction(p.name, raw_providers[p.name], where) for p in providers}
     raw_models = data.get("models") or []
     if not isinstance(raw_models, list) or not raw_models:
         raise ConfigError(f"{where}: [[models]] must define at least one model")
@@ -88,9 +89,20 @@ def _provider(name: str, spec: Any, env: Mapping[str, str], where: str) -> Provi
         raise ConfigError(f"{here}.base_url must be an http(s) URL")
     headers = _table(spec.get("headers", {}), f"{here}.headers")
     options = {k: v for k, v in spec.items()
-               if k not in ("type", "api_key_env", "base_url", "headers")}
+               if k not in _PROVIDER}
     return ProviderConfig(name, kind, base_url, api_key, {str(k): str(v) for k, v in headers.items()},
                           options)
+
+
+def _jurisdiction(name: str, spec: Mapping[str, Any], where: str) -> str:
+    """The provider's country: `jurisdiction` when set, else its type's default (Russian types
+    "ru"), else "" (unknown: never counts as "ru")."""
+    if "jurisdiction" not in spec:
+        return residency.TYPE_JURISDICTIONS.get(str(spec.get("type")), "")
+    try:
+        return residency.jurisdiction(spec["jurisdiction"])
+    except ValueError as exc:
+        raise ConfigError(f"{where}: providers.{name}.jurisdiction {exc}") from None
 
 
 def _int(value: Any, here: str, minimum: int = 0) -> int:
@@ -133,7 +145,7 @@ def _decimal(value: Any, here: str) -> Decimal:
     return number
 
 
-def _model(i: int, spec: Any, providers: set[str], where: str) -> Model:
+def _model(i: int, spec: Any, providers: Mapping[str, str], where: str) -> Model:
     here = f"{where}: models[{i}]"
     if not isinstance(spec, dict) or not spec.get("id"):
         raise ConfigError(f"{here} must be a table with an id")
@@ -165,7 +177,7 @@ def _price(table: dict[str, Any], here: str) -> Price:
                  reasoning=optional("reasoning"))
 
 
-def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Deployment:
+def _deployment(here: str, model_id: str, spec: Any, providers: Mapping[str, str]) -> Deployment:
     if not isinstance(spec, dict):
         raise ConfigError(f"{here} must be a table")
     _known(spec, _DEPLOYMENT, here)
@@ -189,4 +201,5 @@ def _deployment(here: str, model_id: str, spec: Any, providers: set[str]) -> Dep
         weight=_number(spec.get("weight", 1.0), f"{here}.weight"),
         parameters=frozenset(_strings(spec.get("parameters", []), f"{here}.parameters")),
         collects_data=_bool(spec.get("collects_data", False), f"{here}.collects_data"),
+        jurisdiction=providers[str(provider)],
     )

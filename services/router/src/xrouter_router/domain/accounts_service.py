@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from xrouter_common.apikeys import display_prefix, generate
 from xrouter_router.domain.addresses import EVERYWHERE, AllowList
-from xrouter_router.domain.auth import KeyAuthenticator
+from xrouter_router.domain.auth import ACCOUNT_PREFIX, KeyAuthenticator
 from xrouter_router.domain.errors import Forbidden, InvalidRequest, NotFound
 from xrouter_router.domain.keys import TIERS, ApiKey, Limits, key_hash, with_tier
 from xrouter_router.domain.ledger import (
@@ -60,6 +60,7 @@ class KeyChanges:
     limits: Limits | None = None
     allowed_models: tuple[str, ...] | None = None
     allowed_ips: AllowList | None = None
+    residency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ class AccountsService:
                          account_id: str = "", limits: Limits | None = None,
                          credit_limit: Decimal | None = None, expires_at: float | None = None,
                          allowed_models: Sequence[str] = (),
-                         allowed_ips: AllowList = EVERYWHERE) -> NewKey:
+                         allowed_ips: AllowList = EVERYWHERE, residency: str = "") -> NewKey:
         self._manage(caller, account_id)
         if tier not in TIERS and tier != MANAGEMENT_TIER:
             raise InvalidRequest(f"tier must be one of {sorted([*TIERS, MANAGEMENT_TIER])}",
@@ -162,10 +163,13 @@ class AccountsService:
         key = with_tier(ApiKey(id="key-" + secrets.token_hex(8), account_id=account, tier=tier,
                                prefix=display_prefix(plain), label=label,
                                credit_limit=credit_limit, allowed_models=tuple(allowed_models),
-                               allowed_ips=allowed_ips, expires_at=expires_at, created_at=self._wall()),
+                               allowed_ips=allowed_ips, expires_at=expires_at, created_at=self._wall(),
+                               residency=residency),
                         tier, limits)
+        plan = await self._plans.get(account)
+        key = replace(key, account_residency=plan.residency if plan else "")
         if not caller.master:
-            (await self.plan(caller, account)).plan.admit(key)
+            (plan or self._default_plan).admit(key)
         await self._keys.create(key, key_hash(self._secret, plain))
         return NewKey(KeyUsage(key, Decimal(0), Decimal(0), Decimal(0), Decimal(0), credit_limit),
                       plain)
@@ -182,14 +186,15 @@ class AccountsService:
             expires_at=key.expires_at if changes.expires_at is None else changes.expires_at,
             allowed_models=key.allowed_models if changes.allowed_models is None
             else changes.allowed_models,
-            allowed_ips=key.allowed_ips if changes.allowed_ips is None else changes.allowed_ips)
+            allowed_ips=key.allowed_ips if changes.allowed_ips is None else changes.allowed_ips,
+            residency=key.residency if changes.residency is None else changes.residency)
         if changes.limits is not None:
             # The limits not named keep their values.
             updated = replace(updated, limits=Limits(*(new if new is not None else old for new, old
                                                        in zip(astuple(changes.limits),
                                                               astuple(key.limits), strict=True))))
-            if not caller.master:
-                (await self.plan(caller, key.account_id)).plan.admit(updated)
+        if not caller.master and (changes.limits is not None or changes.residency is not None):
+            (await self.plan(caller, key.account_id)).plan.admit(updated)
         await self._keys.update(updated)
         await self._key_changed(key_id)
         return await self.usage_of(updated)
@@ -227,6 +232,8 @@ class AccountsService:
             raise InvalidRequest("account_id is required", param="account_id")
         await self._ensure_account(account_id)
         await self._plans.set(account_id, plan)
+        # Cached keys carry their account's residency: every replica drops the account's keys.
+        await self._key_changed(ACCOUNT_PREFIX + account_id)
         return PlanView(account_id, plan, False)
 
     # ---- credits -----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from xrouter_router.domain.ports import KeyStore
 log = logging.getLogger("xrouter.router.auth")
 _NEGATIVE_TTL = 5.0
 KEY_CACHE_SIZE = 10_000
+# forget(ACCOUNT_PREFIX + account_id) drops every cached key of the account (its plan changed).
+ACCOUNT_PREFIX = "account:"
 NEGATIVE_CACHE_SIZE = 1_000
 
 
@@ -112,9 +114,11 @@ class KeyAuthenticator:
             self._known.popitem(last=False)
 
     def forget(self, key_id: str) -> None:
-        """Drop a key from the cache (it was revoked, disabled or changed)."""
+        """Drop a key from the cache (it was revoked, disabled or changed); given
+        ACCOUNT_PREFIX + an account id, every key of that account (its plan changed)."""
+        account = key_id.removeprefix(ACCOUNT_PREFIX) if key_id.startswith(ACCOUNT_PREFIX) else None
         for hashed, (key, _) in list(self._known.items()):
-            if key.id == key_id:
+            if key.id == key_id or key.account_id == account:
                 del self._known[hashed]
 
 

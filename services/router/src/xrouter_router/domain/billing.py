@@ -285,7 +285,7 @@ class Billing:
             latency_ms=outcome.latency_ms,
             generation_ms=int((self._wall() - admission.started) * 1000),
             finish_reason=outcome.finish_reason, status=outcome.status,
-            attempts=outcome.attempts)
+            attempts=outcome.attempts, jurisdiction=served.jurisdiction if served else "")
 
     async def _release(self, admission: Admission, cost: Decimal, tokens: int) -> None:
         """Settle, count the tokens, give the concurrency slot back (nothing for the master key).

@@ -62,6 +62,8 @@ class Deployment:
     parameters: frozenset[str] = frozenset()
     # Whether the provider may store prompts or train on them (for data_collection: deny).
     collects_data: bool = False
+    # Its provider's country (ISO 3166-1 alpha-2, lower case; "" unknown), for residency.
+    jurisdiction: str = ""
     # Derived once, for routing on the hot path: prompt + completion price per token, and the
     # balancing weight (inverse square of that price, times `weight`).
     unit_price: float = field(init=False, repr=False, compare=False, default=0.0)
@@ -102,6 +104,11 @@ class Model:
         for d in self.deployments:
             caps |= d.capabilities
         return caps
+
+    @property
+    def jurisdictions(self) -> tuple[str, ...]:
+        """Its deployments' jurisdictions, each once ("" for unknown)."""
+        return tuple(dict.fromkeys(d.jurisdiction for d in self.deployments))
 
     @property
     def providers(self) -> tuple[str, ...]:

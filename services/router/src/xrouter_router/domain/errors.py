@@ -78,6 +78,11 @@ class AddressNotAllowed(Forbidden):
     """The key has an IP allow-list and the client's address is not on it (or is unknown)."""
 
 
+class ResidencyForbidden(Forbidden):
+    """The key's (or its account's) residency policy excludes every deployment that could serve
+    the request; metadata.reasons names each deployment and why."""
+
+
 class RateLimited(XRouterError):
     """A rate limit of the key ran out; retry_after says when to try again."""
 

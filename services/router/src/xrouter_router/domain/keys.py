@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from xrouter_router.domain.addresses import EVERYWHERE, AllowList
 from xrouter_router.domain.errors import Forbidden, Unauthenticated
+from xrouter_router.domain.residency import effective
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,10 @@ class ApiKey:
     # Parsed once, when the record is read: the authenticator caches it with the key.
     allowed_ips: AllowList = EVERYWHERE
     expires_at: float | None = None
+    # Its own residency policy ("", "ru" or "any"; domain/residency.py) and its account's (read
+    # with the key from the account's plan, so the cached key carries both).
+    residency: str = ""
+    account_residency: str = ""
     disabled: bool = False
     created_at: float = 0.0
     # The operator's master key: no limits, no credits, management allowed.
@@ -56,6 +61,11 @@ class ApiKey:
             raise Unauthenticated("This API key is disabled")
         if self.expires_at is not None and now >= self.expires_at:
             raise Unauthenticated("This API key has expired")
+
+    @property
+    def residency_policy(self) -> tuple[str, str]:
+        """The residency policy that applies to the key's requests, and where it comes from."""
+        return effective(self.residency, self.account_residency)
 
     def may_use(self, model_id: str) -> None:
         if self.allowed_models and model_id not in self.allowed_models:

@@ -39,6 +39,8 @@ class GenerationRecord:
     # Prompt tokens written to the provider's cache (part of prompt_tokens, as cached_tokens are).
     cache_write_tokens: int = 0
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
+    # The serving provider's jurisdiction from the catalog ("" unknown, or no provider served).
+    jurisdiction: str = ""
 
 
 def charge_of(record: GenerationRecord) -> Decimal:

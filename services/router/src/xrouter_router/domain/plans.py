@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from xrouter_router.domain import residency
 from xrouter_router.domain.errors import Forbidden, InvalidRequest
 from xrouter_router.domain.keys import TIERS, ApiKey, Limits
 
@@ -23,8 +24,13 @@ class Plan:
 
     tier: str = "free"
     limits: Limits = field(default_factory=Limits)
+    # The account's residency policy (domain/residency.py): its keys' unless a key sets its own;
+    # a management key of the account cannot give a key another one.
+    residency: str = ""
 
     def __post_init__(self) -> None:
+        if residency.policy(self.residency) != self.residency:
+            raise InvalidRequest("residency must be given in lower case", param="residency")
         if self.tier not in TIER_ORDER:
             raise InvalidRequest(f"a plan's tier must be one of {list(TIER_ORDER)}", param="tier")
         for f in fields(Limits):
@@ -45,6 +51,9 @@ class Plan:
         if _RANK.get(key.tier, len(TIER_ORDER)) > _RANK[self.tier]:
             raise Forbidden(f"The account's plan allows keys up to tier {self.tier!r}; "
                             f"{key.tier!r} is above it", param="tier")
+        if self.residency and key.residency not in ("", self.residency):
+            raise Forbidden(f"The account's plan sets residency {self.residency!r}; only the "
+                            f"operator may give a key {key.residency!r}", param="residency")
         ceilings = self.ceilings
         for f in fields(Limits):
             ceiling, asked = getattr(ceilings, f.name), getattr(key.limits, f.name)

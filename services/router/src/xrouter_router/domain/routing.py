@@ -3,8 +3,10 @@ explanation (which filter removed each deployment, each one's score, the order t
 
 Pure: the catalog, the request, a statistics snapshot and the clock go in; a Plan comes out.
 Per model, in the order of `model` then `models`:
-- filters: capabilities the request needs (tools, json mode, images), `provider.only/ignore`,
-  `data_collection: deny`, `max_price`, `require_parameters`;
+- filters: the key's residency policy (domain/residency.py: "ru" keeps providers in Russia
+  only, and a plan it empties is a 403, ResidencyForbidden), capabilities the request needs
+  (tools, json mode, images), `provider.only/ignore`, `data_collection: deny`, `max_price`,
+  `require_parameters`;
 - order: `provider.order` first (then the rest, unless `allow_fallbacks` is false); else
   `provider.sort` (price, latency or throughput, healthy deployments first); else OpenRouter's
   default: among healthy deployments (no failure in the last `recent_window` seconds, breaker
@@ -23,8 +25,9 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import NamedTuple
 
+from xrouter_router.domain import residency as residency_policy
 from xrouter_router.domain.catalog import Catalog, Deployment, Model
-from xrouter_router.domain.errors import NoProvider
+from xrouter_router.domain.errors import NoProvider, ResidencyForbidden
 from xrouter_router.domain.stats import BreakerPolicy, DeploymentStats
 from xrouter_router.domain.types import ChatRequest, ProviderPreferences
 
@@ -127,8 +130,11 @@ def _format_type(response_format_json: bytes) -> str:
 
 
 def _rejection(d: Deployment, needs: frozenset[str], params: frozenset[str],
-               prefs: ProviderPreferences) -> str:
+               prefs: ProviderPreferences, residency: str) -> str:
     """Why a deployment may not serve this request; empty when it may."""
+    excluded = residency_policy.excludes(residency, d.jurisdiction)
+    if excluded:
+        return excluded
     if prefs.only and d.provider not in prefs.only:
         return "not in provider.only"
     if d.provider in prefs.ignore:
@@ -201,10 +207,13 @@ def plan(
     balancer: Balancer | None = None,
     commit: bool = True,
     explain: bool = False,
+    residency: str = "",
 ) -> Plan:
-    """The ordered candidates to try; raises ModelNotFound, or NoProvider when nothing may
-    serve the request. With explain=True nothing is raised for an empty plan and `scored`
-    describes every deployment (it is left empty otherwise: the hot path does not pay for it)."""
+    """The ordered candidates to try under the key's `residency` policy; raises ModelNotFound,
+    ResidencyForbidden when the policy excluded a deployment and nothing is left, or NoProvider
+    when nothing else may serve the request. With explain=True nothing is raised for an empty
+    plan and `scored` describes every deployment (it is left empty otherwise: the hot path does
+    not pay for it)."""
     stats = stats or {}
     policy = policy or BreakerPolicy()
     balancer = balancer or Balancer()
@@ -218,7 +227,8 @@ def plan(
     scored: list[Scored] = []
     strategy = "balanced"
     reasons: dict[str, str] = {}
-    filtering = bool(needs or prefs.only or prefs.ignore or prefs.require_parameters
+    filtering = bool(residency == residency_policy.RU or needs or prefs.only or prefs.ignore
+                     or prefs.require_parameters
                      or (prefs.order and not prefs.allow_fallbacks)
                      or prefs.data_collection == "deny" or prefs.max_price_prompt is not None
                      or prefs.max_price_completion is not None)
@@ -228,7 +238,7 @@ def plan(
         rejected: dict[str, str] = {}
         eligible: list[Deployment] = [] if filtering else list(model.deployments)
         for d in model.deployments if filtering else ():
-            why = _rejection(d, needs, params, prefs)
+            why = _rejection(d, needs, params, prefs, residency)
             if why:
                 rejected[d.id] = why
                 reasons[f"{model.id}@{d.provider}"] = why
@@ -245,6 +255,10 @@ def plan(
                 position=positions.get(d.id, -1)) for d in model.deployments)
         candidates.extend(Candidate(model, d) for d in ordered)
     if not candidates and not explain:
+        if residency == residency_policy.RU and any(d.jurisdiction != residency_policy.RU
+                                                    for m in models for d in m.deployments):
+            raise ResidencyForbidden(
+                residency_policy.FORBIDDEN, metadata={"reasons": reasons})
         raise NoProvider("No provider can serve this request with its requirements",
                          metadata={"reasons": reasons})
     return Plan(tuple(candidates), tuple(scored), strategy)
@@ -258,10 +272,18 @@ def _scored(model: Model, d: Deployment, rejected_by: str, *,
 
 
 def embedding_plan(catalog: Catalog, model_name: str, stats: Mapping[str, DeploymentStats],
-                   *, now: float, policy: BreakerPolicy) -> list[Candidate]:
-    """Deployments of the model that offer embeddings: healthy ones first, in catalog order."""
+                   *, now: float, policy: BreakerPolicy, residency: str = "") -> list[Candidate]:
+    """Deployments of the model that offer embeddings and that the key's `residency` policy
+    admits: healthy ones first, in catalog order."""
     model = catalog.resolve(model_name)
     able = [d for d in model.deployments if "embeddings" in d.capabilities]
+    resident = [d for d in able if not residency_policy.excludes(residency, d.jurisdiction)]
+    if able and not resident:
+        raise ResidencyForbidden(
+            residency_policy.FORBIDDEN, metadata={"reasons": {
+                f"{model.id}@{d.provider}": residency_policy.excludes(residency, d.jurisdiction)
+                for d in able}})
+    able = resident
     if not able:
         raise NoProvider(f"Model {model.id!r} has no embeddings deployment",
                          metadata={"reasons": {f"{model.id}@{d.provider}": "does not support embeddings"

@@ -117,16 +117,18 @@ class ChatService:
     def stats(self) -> StatsStore:
         return self._stats
 
-    async def route(self, request: ChatRequest, *, commit: bool) -> Plan:
-        """The attempt plan for a request (commit=False: explain it without moving the
-        balancer, so the next real request takes the route shown). A prompt prefix served a
-        moment ago goes back to the deployment that served it (domain/sticky.py)."""
+    async def route(self, request: ChatRequest, *, commit: bool, residency: str = "") -> Plan:
+        """The attempt plan for a request under a key's residency policy (commit=False: explain
+        it without moving the balancer, so the next real request takes the route shown). A
+        prompt prefix served a moment ago goes back to the deployment that served it
+        (domain/sticky.py)."""
         ids = [d.id for name in (request.model, *request.fallback_models)
                for d in self._catalog.resolve(name).deployments] if self._known(request) else []
         snapshot = await self._stats.snapshot(ids)
         now = self._wall()
         route = plan(self._catalog, request, snapshot, now=now, policy=self._stats.policy,
-                     balancer=self._balancer, commit=commit, explain=not commit)
+                     balancer=self._balancer, commit=commit, explain=not commit,
+                     residency=residency)
         prefix = prefix_key(request) if self._sticky.enabled else None
         if prefix is None:
             return route
@@ -148,8 +150,8 @@ class ChatService:
         return True
 
     async def explain(self, api_key: str, request: ChatRequest, *, address: str = "") -> Plan:
-        await self._auth.authenticate(api_key, address)
-        return await self.route(request, commit=False)
+        key = await self._auth.authenticate(api_key, address)
+        return await self.route(request, commit=False, residency=key.residency_policy[0])
 
     async def _estimate(self, request: ChatRequest, completion_text: str) -> TokenCounts:
         prompt = await self._counter.count([m.text() for m in request.messages])
@@ -189,7 +191,8 @@ class ChatService:
         key.may_use(model.id)
         snapshot = await self._stats.snapshot(d.id for d in model.deployments)
         candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
-                                    policy=self._stats.policy)
+                                    policy=self._stats.policy,
+                                    residency=key.residency_policy[0])
         bill = embedding_bill(request, request.generation_id or _generation_id())
         async with self._billing.admit(key, bill, [c.deployment for c in candidates]) as held:
             cand, result, attempts = await self._failover.embed(
@@ -230,7 +233,7 @@ class ChatService:
                               request: ChatRequest) -> tuple[ApiKey, Plan]:
         """The key and the plan; every candidate the plan may try is one the key may use."""
         key = await self._auth.authenticate(api_key, address)
-        route = await self.route(request, commit=True)
+        route = await self.route(request, commit=True, residency=key.residency_policy[0])
         for cand in route.candidates:
             key.may_use(cand.model.id)
         return key, route
@@ -388,7 +391,8 @@ async def _next(stream: AsyncIterator[StreamBatch], idle: float, provider: str) 
 
 
 def _served(cand: Candidate) -> Served:
-    return Served(cand.model.id, cand.deployment.provider, cand.deployment.id, int(time.time()))
+    return Served(cand.model.id, cand.deployment.provider, cand.deployment.id, int(time.time()),
+                  cand.deployment.jurisdiction)
 
 
 def _latency(attempts: Sequence[Attempt]) -> int:

@@ -183,6 +183,8 @@ class Served:
     provider: str
     deployment: str
     created: int
+    # The deployment's provider's jurisdiction (catalog; "" unknown): the ledger records it.
+    jurisdiction: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ def generation_document(r: GenerationRecord) -> dict[str, Any]:
         "attempts": [{"model": a.model, "provider": a.provider, "deployment": a.deployment,
                       "outcome": a.outcome, "latency_ms": a.latency_ms, "error": a.error,
                       "status": a.status} for a in r.attempts],
+        "jurisdiction": r.jurisdiction,
     }
 
 
@@ -59,4 +60,5 @@ def generation_from_document(doc: Mapping[str, Any]) -> GenerationRecord:
         counts_native=bool(doc["counts_native"]),
         cost=Decimal(doc["cost"]), latency_ms=int(doc["latency_ms"]),
         generation_ms=int(doc["generation_ms"]), finish_reason=doc["finish_reason"],
-        status=doc["status"], attempts=tuple(Attempt(**a) for a in doc["attempts"]))
+        status=doc["status"], attempts=tuple(Attempt(**a) for a in doc["attempts"]),
+        jurisdiction=str(doc.get("jurisdiction", "")))

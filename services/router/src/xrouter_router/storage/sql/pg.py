@@ -38,7 +38,7 @@ from xrouter_router.domain.ledger import (
 )
 from xrouter_router.storage import tasks
 from xrouter_router.storage.record_codec import generation_document, money
-from xrouter_router.storage.sql.usage_sql import report_groups, where
+from xrouter_router.storage.sql.usage_sql import ACCOUNT_RESIDENCY, report_groups, where
 from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
@@ -163,19 +163,21 @@ def _day(ts: float) -> date:
 
 
 _KEY_COLUMNS = ("id, account_id, tier, prefix, coalesce(label, ''), rpm, rpd, tpm, concurrent, "
-                "credit_limit, allowed_models, expires_at, disabled, created_at, allowed_ips")
+                "credit_limit, allowed_models, expires_at, disabled, created_at, allowed_ips, residency, "
+                + ACCOUNT_RESIDENCY)
 _UPDATE_KEY = ("UPDATE api_keys SET tier = %s, label = %s, rpm = %s, rpd = %s, tpm = %s, "
                "concurrent = %s, credit_limit = %s, allowed_models = %s, expires_at = %s, "
-               "disabled = %s, allowed_ips = %s, updated_at = now() WHERE id = %s")
+               "disabled = %s, allowed_ips = %s, residency = %s, updated_at = now() WHERE id = %s")
 
 
 def _key(row: Row) -> ApiKey:
     (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
-     expires_at, disabled, created_at, ips) = row
+     expires_at, disabled, created_at, ips, residency, account_residency) = row
     return ApiKey(id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
                   limits=Limits(rpm, rpd, tpm, concurrent), credit_limit=credit_limit,
                   allowed_models=tuple(models), allowed_ips=AllowList.parse(ips),
-                  expires_at=_unix(expires_at), disabled=disabled,
+                  expires_at=_unix(expires_at), disabled=disabled, residency=residency,
+                  account_residency=account_residency or "",
                   created_at=created_at.timestamp())
 
 
@@ -186,7 +188,7 @@ def _mutable(key: ApiKey) -> tuple[Any, ...]:
             limits.tokens_per_minute, limits.concurrent,
             None if key.credit_limit is None else money(key.credit_limit),
             list(key.allowed_models), _time(key.expires_at), key.disabled,
-            list(key.allowed_ips.entries))
+            list(key.allowed_ips.entries), key.residency)
 
 
 class PgKeyStore:
@@ -200,8 +202,8 @@ class PgKeyStore:
             raise InvalidRequest("the master key is not stored")
         await self._db.execute(
             "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at, tier, label, rpm, rpd,"
-            " tpm, concurrent, credit_limit, allowed_models, expires_at, disabled, allowed_ips)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " tpm, concurrent, credit_limit, allowed_models, expires_at, disabled, allowed_ips,"
+            " residency) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (key.id, key.account_id, hashed, key.prefix, _time(key.created_at), *_mutable(key)))
 
     async def by_hash(self, hashed: str) -> ApiKey | None:
@@ -283,7 +285,7 @@ class PgAccountStore:
 _GENERATION_COLUMNS = ("g.id, g.created_at, g.key_id, g.account_id, g.model, g.provider, g.streamed, "
                        "g.prompt_tokens, g.completion_tokens, g.cached_tokens, g.reasoning_tokens, "
                        "g.counts_native, g.cost, g.latency_ms, g.generation_ms, g.finish_reason, "
-                       "g.status, g.attempts, g.cache_write_tokens")
+                       "g.status, g.attempts, g.cache_write_tokens, g.jurisdiction")
 _TOTALS = ("coalesce(sum(requests), 0)::bigint, coalesce(sum(prompt_tokens), 0)::bigint, "
            "coalesce(sum(completion_tokens), 0)::bigint, coalesce(sum(cost), 0), "
            "coalesce(sum(cached_tokens), 0)::bigint, coalesce(sum(cache_write_tokens), 0)::bigint, "
@@ -299,8 +301,9 @@ assert set(_GROUPS) == REPORT_GROUPS
 def _generation(row: Row) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
      reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
-     cache_write) = row
+     cache_write, jurisdiction) = row
     return GenerationRecord(
+        jurisdiction=jurisdiction or "",
         id=gen_id, created_at=created_at.timestamp(), key_id=key_id, account_id=account_id,
         model=model, provider=provider, streamed=streamed, prompt_tokens=prompt,
         completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning,

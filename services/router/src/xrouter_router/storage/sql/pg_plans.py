@@ -13,17 +13,18 @@ class PgPlanStore:
 
     async def get(self, account_id: str) -> Plan | None:
         row = await self._db.fetchone(
-            "SELECT tier, rpm, rpd, tpm, concurrent FROM account_plans WHERE account_id = %s",
-            (account_id,))
-        return None if row is None else Plan(row[0], Limits(*row[1:]))
+            "SELECT tier, rpm, rpd, tpm, concurrent, residency FROM account_plans"
+            " WHERE account_id = %s", (account_id,))
+        return None if row is None else Plan(row[0], Limits(*row[1:5]), row[5])
 
     async def set(self, account_id: str, plan: Plan) -> None:
         """An unknown account violates the foreign key: PgDatabase makes that a NotFound."""
         lim = plan.limits
         await self._db.execute(
-            "INSERT INTO account_plans (account_id, tier, rpm, rpd, tpm, concurrent)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET"
+            "INSERT INTO account_plans (account_id, tier, rpm, rpd, tpm, concurrent, residency)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET"
             " tier = excluded.tier, rpm = excluded.rpm, rpd = excluded.rpd, tpm = excluded.tpm,"
-            " concurrent = excluded.concurrent, updated_at = now()",
+            " concurrent = excluded.concurrent, residency = excluded.residency,"
+            " updated_at = now()",
             (account_id, plan.tier, lim.requests_per_minute, lim.requests_per_day,
-             lim.tokens_per_minute, lim.concurrent))
+             lim.tokens_per_minute, lim.concurrent, plan.residency))

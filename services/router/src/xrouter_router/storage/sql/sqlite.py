@@ -23,7 +23,7 @@ from xrouter_router.domain.ledger import (
     UsageTotals,
 )
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase, from_units, to_units, utc_day
-from xrouter_router.storage.sql.usage_sql import report_groups, where
+from xrouter_router.storage.sql.usage_sql import ACCOUNT_RESIDENCY, report_groups, where
 
 
 def _require_account(conn: sqlite3.Connection, account_id: str) -> None:
@@ -53,17 +53,19 @@ def _post_credit(conn: sqlite3.Connection, account_id: str, units: int, kind: st
 
 
 _KEY_COLUMNS = ("id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, "
-                "allowed_models, expires_at, disabled, created_at, allowed_ips")
+                "allowed_models, expires_at, disabled, created_at, allowed_ips, residency, "
+                + ACCOUNT_RESIDENCY)
 
 
 def _key(row: Sequence[Any]) -> ApiKey:
     (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
-     expires_at, disabled, created_at, ips) = row
+     expires_at, disabled, created_at, ips, residency, account_residency) = row
     return ApiKey(id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
                   limits=Limits(rpm, rpd, tpm, concurrent),
                   credit_limit=None if credit_limit is None else from_units(credit_limit),
                   allowed_models=tuple(json.loads(models)),
                   allowed_ips=AllowList.parse(json.loads(ips)), expires_at=expires_at,
+                  residency=residency, account_residency=account_residency or "",
                   disabled=bool(disabled), created_at=created_at)
 
 
@@ -75,11 +77,12 @@ def _mutable(key: ApiKey) -> tuple[Any, ...]:
             limits.tokens_per_minute, limits.concurrent,
             None if key.credit_limit is None else to_units(key.credit_limit),
             json.dumps(list(key.allowed_models)), key.expires_at, int(key.disabled),
-            json.dumps(list(key.allowed_ips.entries)))
+            json.dumps(list(key.allowed_ips.entries)), key.residency)
 
 
 _UPDATE_KEY = ("UPDATE api_keys SET tier = ?, label = ?, rpm = ?, rpd = ?, tpm = ?, concurrent = ?, "
                "credit_limit = ?, allowed_models = ?, expires_at = ?, disabled = ?, allowed_ips = ?, "
+               "residency = ?, "
                "updated_at = ? "
                "WHERE id = ?")
 
@@ -103,7 +106,8 @@ class SqliteKeyStore:
             conn.execute(
                 "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at, tier, label, rpm,"
                 " rpd, tpm, concurrent, credit_limit, allowed_models, expires_at, disabled,"
-                " allowed_ips, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " allowed_ips, residency, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key.id, key.account_id, hashed, key.prefix, key.created_at, *values, time.time()))
         await self._db.write(insert)
 
@@ -195,9 +199,9 @@ class SqliteAccountStore:
 _GENERATION_COLUMNS = ("id, created_at, key_id, account_id, model, provider, streamed, prompt_tokens, "
                        "completion_tokens, cached_tokens, reasoning_tokens, counts_native, cost, "
                        "latency_ms, generation_ms, finish_reason, status, attempts, "
-                       "cache_write_tokens")
+                       "cache_write_tokens, jurisdiction")
 _INSERT_GENERATION = (f"INSERT INTO generations ({_GENERATION_COLUMNS}) VALUES "
-                      f"({', '.join('?' * 19)}) ON CONFLICT (id) DO NOTHING")
+                      f"({', '.join('?' * 20)}) ON CONFLICT (id) DO NOTHING")
 _ADD_USAGE = """INSERT INTO usage_daily (day, account_id, key_id, model, provider, requests,
     prompt_tokens, completion_tokens, cost, cached_tokens, cache_write_tokens, reasoning_tokens)
 VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
@@ -223,14 +227,15 @@ def _generation_row(r: GenerationRecord, cost: int) -> tuple[Any, ...]:
     return (r.id, r.created_at, r.key_id, r.account_id, r.model, r.provider, int(r.streamed),
             r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
             int(r.counts_native), cost, r.latency_ms, r.generation_ms, r.finish_reason, r.status,
-            attempts, r.cache_write_tokens)
+            attempts, r.cache_write_tokens, r.jurisdiction)
 
 
 def _generation(row: Sequence[Any]) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
      reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
-     cache_write) = row
+     cache_write, jurisdiction) = row
     return GenerationRecord(
+        jurisdiction=jurisdiction,
         id=gen_id, created_at=created_at, key_id=key_id, account_id=account_id, model=model,
         provider=provider, streamed=bool(streamed), prompt_tokens=prompt, completion_tokens=completion,
         cached_tokens=cached, reasoning_tokens=reasoning, cache_write_tokens=cache_write,

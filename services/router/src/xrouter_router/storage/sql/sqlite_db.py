@@ -30,7 +30,16 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+_PLANS = """
+CREATE TABLE IF NOT EXISTS account_plans (
+    account_id TEXT PRIMARY KEY REFERENCES accounts (id),
+    tier TEXT NOT NULL CHECK (tier IN ('free', 'pro', 'max')),
+    rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
+    updated_at REAL NOT NULL,
+    residency TEXT NOT NULL DEFAULT ''
+) STRICT;
+"""
 _USAGE_BUCKETS = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
 _MIGRATIONS = {
     # 2: the cache write bucket of generations, and every bucket in the usage rollup.
@@ -43,6 +52,16 @@ _MIGRATIONS = {
     # 4: the IP allow-list of keys (PostgreSQL's 0006_key_allowed_ips.sql); keys that exist get
     # an empty one (any address).
     3: ["ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]'"],
+    # 5: residency (PostgreSQL's 0007_residency.sql): keys' and plans' policies (none) and the
+    # jurisdiction of generations ("" unknown). account_plans is rebuilt, not altered: a file
+    # older than version 3 got SCHEMA's table, which has the column already.
+    4: ["ALTER TABLE api_keys ADD COLUMN residency TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE generations ADD COLUMN jurisdiction TEXT NOT NULL DEFAULT ''",
+        _PLANS.replace("IF NOT EXISTS account_plans", "account_plans_v5"),
+        "INSERT INTO account_plans_v5 (account_id, tier, rpm, rpd, tpm, concurrent, updated_at)"
+        " SELECT account_id, tier, rpm, rpd, tpm, concurrent, updated_at FROM account_plans",
+        "DROP TABLE account_plans",
+        "ALTER TABLE account_plans_v5 RENAME TO account_plans"],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -70,7 +89,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    allowed_ips TEXT NOT NULL DEFAULT '[]'
+    allowed_ips TEXT NOT NULL DEFAULT '[]',
+    residency TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX IF NOT EXISTS api_keys_account_id_idx ON api_keys (account_id);
 CREATE TABLE IF NOT EXISTS credit_entries (
@@ -101,7 +121,8 @@ CREATE TABLE IF NOT EXISTS generations (
     latency_ms INTEGER NOT NULL, generation_ms INTEGER NOT NULL,
     finish_reason TEXT NOT NULL, status TEXT NOT NULL,
     attempts TEXT NOT NULL,
-    cache_write_tokens INTEGER NOT NULL DEFAULT 0
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    jurisdiction TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
 CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);
@@ -119,13 +140,7 @@ CREATE TABLE IF NOT EXISTS usage_daily (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS usage_daily_account_idx ON usage_daily (account_id, day);
 CREATE INDEX IF NOT EXISTS usage_daily_key_idx ON usage_daily (key_id, day);
-CREATE TABLE IF NOT EXISTS account_plans (
-    account_id TEXT PRIMARY KEY REFERENCES accounts (id),
-    tier TEXT NOT NULL CHECK (tier IN ('free', 'pro', 'max')),
-    rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
-    updated_at REAL NOT NULL
-) STRICT;
-"""
+""" + _PLANS
 def to_units(amount: Decimal) -> int:
     """RUB as stored: an integer number of 1e-8 RUB. InvalidRequest when it cannot be stored."""
     try:

@@ -8,6 +8,10 @@ from collections.abc import Mapping, Sequence
 from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.ledger import REPORT_GROUPS
 
+# The key's account's residency policy, read with the key (its plan's; NULL without a plan).
+ACCOUNT_RESIDENCY = ("(SELECT p.residency FROM account_plans p"
+                     " WHERE p.account_id = api_keys.account_id)")
+
 
 def where(conditions: Mapping[str, object | None]) -> tuple[str, list[object]]:
     """`WHERE a AND b` over the conditions whose value is not None (empty when none is), and those
