@@ -54,6 +54,9 @@ def key_json(k: pb.KeyInfo) -> dict[str, Any]:
         "expires_at": _iso(k.expires_at) if k.HasField("expires_at") else None,
         "allowed_models": list(k.allowed_models) or None,
         "allowed_ips": list(k.allowed_ips) or None,
+        # The key's own residency policy (null: its account's applies), and the one in force.
+        "residency": k.residency or None,
+        "effective_residency": {"residency": k.effective_residency, "source": k.residency_source},
         "rate_limit": {
             "requests": k.requests_per_minute if k.HasField("requests_per_minute") else None,
             "interval": "1m",
@@ -75,6 +78,7 @@ class CreateKey(Struct, forbid_unknown_fields=True):
     expires_at: str | float | None = None
     allowed_models: list[str] | None = None
     allowed_ips: list[str] | None = None
+    residency: Annotated[str, Meta(max_length=64)] = ""
     requests_per_minute: Annotated[int, Meta(ge=0)] | None = None
     requests_per_day: Annotated[int, Meta(ge=0)] | None = None
     tokens_per_minute: Annotated[int, Meta(ge=0)] | None = None
@@ -89,6 +93,7 @@ class UpdateKey(Struct, forbid_unknown_fields=True):
     expires_at: str | float | None = None
     allowed_models: list[str] | None = None
     allowed_ips: list[str] | None = None  # [] clears the list; absent or null: unchanged
+    residency: Annotated[str, Meta(max_length=64)] | None = None  # "": the account's policy
     requests_per_minute: Annotated[int, Meta(ge=0)] | None = None
     requests_per_day: Annotated[int, Meta(ge=0)] | None = None
     tokens_per_minute: Annotated[int, Meta(ge=0)] | None = None
@@ -101,10 +106,12 @@ class SetPlan(Struct, forbid_unknown_fields=True):
     requests_per_day: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
     tokens_per_minute: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
     concurrent: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
+    residency: Annotated[str, Meta(max_length=64)] = ""
 
 
 def plan_json(p: pb.Plan) -> dict[str, Any]:
     return {"account_id": p.account_id, "tier": p.tier, "is_default": p.is_default,
+            "residency": p.residency or None,
             **{name: getattr(p, name) if p.HasField(name) else None
                for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
                             "concurrent")}}
@@ -161,7 +168,7 @@ def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
         "native_tokens_cached": g.cached_tokens, "native_tokens_reasoning": g.reasoning_tokens,
         "native_tokens_cache_write": g.cache_write_tokens,
         "total_cost": _num(g.cost) or 0, "currency": "RUB", "finish_reason": g.finish_reason,
-        "status": g.status, "key_id": g.key_id,
+        "status": g.status, "key_id": g.key_id, "jurisdiction": g.jurisdiction or None,
         "attempts": [{"provider_name": a.provider, "model": a.model, "deployment": a.deployment,
                       "outcome": a.outcome, "latency_ms": a.latency_ms, "status": a.status}
                      for a in g.attempts],
@@ -229,7 +236,7 @@ class AccountsEndpoints:
                                   account_id=req.account_id,
                                   allowed_models=req.allowed_models or [],
                                   allowed_ips=req.allowed_ips or [],
-                                  credit_limit=_limit(req.limit))
+                                  credit_limit=_limit(req.limit), residency=req.residency)
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires
@@ -275,6 +282,8 @@ class AccountsEndpoints:
         if req.allowed_ips is not None:
             out.allowed_ips.extend(req.allowed_ips)
             out.replace_allowed_ips = True
+        if req.residency is not None:
+            out.residency = req.residency
         _limits(req, out)
         info = await self._call(request, self._client.accounts.UpdateKey, out)
         return _json({"data": key_json(info)})
@@ -313,7 +322,8 @@ class AccountsEndpoints:
 
     async def set_plan(self, request: Request) -> Response:
         req = _decode(await read_body(request, _MAX_BODY), SetPlan)
-        out = pb.Plan(account_id=request.path_params["account_id"], tier=req.tier)
+        out = pb.Plan(account_id=request.path_params["account_id"], tier=req.tier,
+                      residency=req.residency)
         _limits(req, out)
         reply = await self._call(request, self._client.accounts.SetPlan, out)
         return _json({"data": plan_json(reply)})

@@ -48,6 +48,8 @@ def model_json(m: pb.ModelInfo) -> dict[str, Any]:
         "supported_parameters": list(m.supported_parameters),
         "providers": list(m.providers),
         "aliases": list(m.aliases),
+        # Where its providers keep data (ISO 3166-1 alpha-2; null: not declared).
+        "jurisdictions": [j or None for j in m.jurisdictions],
     }
 
 
@@ -59,12 +61,17 @@ class InfoEndpoints:
     async def models(self, request: Request) -> Response:
         provider = request.query_params.get("provider", "")
         wanted = {p for p in request.query_params.get("supported_parameters", "").split(",") if p}
+        where = request.query_params.get("jurisdiction", "").lower()
+        if where and not (len(where) == 2 and where.isascii() and where.isalpha()):
+            raise APIError(400, "jurisdiction must be an ISO 3166-1 alpha-2 country code such as "
+                           "'ru'", param="jurisdiction")
         try:
             reply = await self._client.list_models(provider, _PROBE_TIMEOUT * 5)
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
         data = [model_json(m) for m in reply.models
-                if wanted <= set(m.supported_parameters)]
+                if wanted <= set(m.supported_parameters)
+                and (not where or where in m.jurisdictions)]
         return json_response({"object": "list", "data": data})
 
     async def model(self, request: Request) -> Response:

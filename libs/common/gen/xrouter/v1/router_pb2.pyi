@@ -81,6 +81,7 @@ class Plan(_message.Message):
     TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
     CONCURRENT_FIELD_NUMBER: _builtins.int
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
+    RESIDENCY_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     tier: _builtins.str
     requests_per_minute: _builtins.int
@@ -89,6 +90,8 @@ class Plan(_message.Message):
     concurrent: _builtins.int
     is_default: _builtins.bool
     """True when the operator never set this account's plan (XROUTER_DEFAULT_PLAN_TIER applies)."""
+    residency: _builtins.str
+    """The account's residency policy: "ru", "any" or "" (none); its keys' unless a key sets its own."""
     def __init__(
         self,
         *,
@@ -99,10 +102,11 @@ class Plan(_message.Message):
         tokens_per_minute: _builtins.int | None = ...,
         concurrent: _builtins.int | None = ...,
         is_default: _builtins.bool = ...,
+        residency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -185,6 +189,9 @@ class KeyInfo(_message.Message):
     USAGE_MONTHLY_FIELD_NUMBER: _builtins.int
     LIMIT_REMAINING_FIELD_NUMBER: _builtins.int
     ALLOWED_IPS_FIELD_NUMBER: _builtins.int
+    RESIDENCY_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_RESIDENCY_FIELD_NUMBER: _builtins.int
+    RESIDENCY_SOURCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     account_id: _builtins.str
     label: _builtins.str
@@ -205,6 +212,12 @@ class KeyInfo(_message.Message):
     usage_weekly: _builtins.str
     usage_monthly: _builtins.str
     limit_remaining: _builtins.str
+    residency: _builtins.str
+    """The key's own residency policy ("" follows its account's), the one that applies ("ru" or
+    "any") and where that comes from ("key", "account" or "default").
+    """
+    effective_residency: _builtins.str
+    residency_source: _builtins.str
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -234,10 +247,13 @@ class KeyInfo(_message.Message):
         usage_monthly: _builtins.str = ...,
         limit_remaining: _builtins.str = ...,
         allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
+        residency: _builtins.str = ...,
+        effective_residency: _builtins.str = ...,
+        residency_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "expires_at", b"expires_at", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "created_at", b"created_at", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "limit_remaining", b"limit_remaining", "prefix", b"prefix", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute", "usage", b"usage", "usage_daily", b"usage_daily", "usage_monthly", b"usage_monthly", "usage_weekly", b"usage_weekly"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "created_at", b"created_at", "credit_limit", b"credit_limit", "disabled", b"disabled", "effective_residency", b"effective_residency", "expires_at", b"expires_at", "id", b"id", "label", b"label", "limit_remaining", b"limit_remaining", "prefix", b"prefix", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "residency_source", b"residency_source", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute", "usage", b"usage", "usage_daily", b"usage_daily", "usage_monthly", b"usage_monthly", "usage_weekly", b"usage_weekly"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -316,6 +332,7 @@ class CreateKeyRequest(_message.Message):
     TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
     CONCURRENT_FIELD_NUMBER: _builtins.int
     ALLOWED_IPS_FIELD_NUMBER: _builtins.int
+    RESIDENCY_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     tier: _builtins.str
     account_id: _builtins.str
@@ -326,6 +343,8 @@ class CreateKeyRequest(_message.Message):
     requests_per_day: _builtins.int
     tokens_per_minute: _builtins.int
     concurrent: _builtins.int
+    residency: _builtins.str
+    """"ru", "any" or "" (the account's policy applies)."""
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -346,10 +365,11 @@ class CreateKeyRequest(_message.Message):
         tokens_per_minute: _builtins.int | None = ...,
         concurrent: _builtins.int | None = ...,
         allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
+        residency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "expires_at", b"expires_at", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -414,6 +434,7 @@ class UpdateKeyRequest(_message.Message):
     REPLACE_ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
     ALLOWED_IPS_FIELD_NUMBER: _builtins.int
     REPLACE_ALLOWED_IPS_FIELD_NUMBER: _builtins.int
+    RESIDENCY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     label: _builtins.str
     disabled: _builtins.bool
@@ -425,6 +446,8 @@ class UpdateKeyRequest(_message.Message):
     concurrent: _builtins.int
     replace_allowed_models: _builtins.bool
     replace_allowed_ips: _builtins.bool
+    residency: _builtins.str
+    """Replaces the key's residency policy when set ("" : its account's from then on)."""
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -447,10 +470,11 @@ class UpdateKeyRequest(_message.Message):
         replace_allowed_models: _builtins.bool = ...,
         allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
         replace_allowed_ips: _builtins.bool = ...,
+        residency: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_residency", b"_residency", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "replace_allowed_ips", b"replace_allowed_ips", "replace_allowed_models", b"replace_allowed_models", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_residency", b"_residency", "_tokens_per_minute", b"_tokens_per_minute", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "replace_allowed_ips", b"replace_allowed_ips", "replace_allowed_models", b"replace_allowed_models", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -466,6 +490,8 @@ class UpdateKeyRequest(_message.Message):
     _WhichOneofArgType__requests_per_day: _TypeAlias = _typing.Literal["_requests_per_day", b"_requests_per_day"]  # noqa: Y015
     _WhichOneofReturnType__requests_per_minute: _TypeAlias = _typing.Literal["requests_per_minute"]  # noqa: Y015
     _WhichOneofArgType__requests_per_minute: _TypeAlias = _typing.Literal["_requests_per_minute", b"_requests_per_minute"]  # noqa: Y015
+    _WhichOneofReturnType__residency: _TypeAlias = _typing.Literal["residency"]  # noqa: Y015
+    _WhichOneofArgType__residency: _TypeAlias = _typing.Literal["_residency", b"_residency"]  # noqa: Y015
     _WhichOneofReturnType__tokens_per_minute: _TypeAlias = _typing.Literal["tokens_per_minute"]  # noqa: Y015
     _WhichOneofArgType__tokens_per_minute: _TypeAlias = _typing.Literal["_tokens_per_minute", b"_tokens_per_minute"]  # noqa: Y015
     @_typing.overload
@@ -482,6 +508,8 @@ class UpdateKeyRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__requests_per_day) -> _WhichOneofReturnType__requests_per_day | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__requests_per_minute) -> _WhichOneofReturnType__requests_per_minute | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__residency) -> _WhichOneofReturnType__residency | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__tokens_per_minute) -> _WhichOneofReturnType__tokens_per_minute | None: ...
 
@@ -601,6 +629,7 @@ class GenerationInfo(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    JURISDICTION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created_at: _builtins.float
     key_id: _builtins.str
@@ -618,6 +647,8 @@ class GenerationInfo(_message.Message):
     finish_reason: _builtins.str
     status: _builtins.str
     cache_write_tokens: _builtins.int
+    jurisdiction: _builtins.str
+    """The serving provider's jurisdiction (ISO 3166-1 alpha-2; "" unknown)."""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptInfo]: ...
     def __init__(
@@ -641,10 +672,11 @@ class GenerationInfo(_message.Message):
         status: _builtins.str = ...,
         attempts: _abc.Iterable[Global___AttemptInfo] | None = ...,
         cache_write_tokens: _builtins.int = ...,
+        jurisdiction: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "generation_ms", b"generation_ms", "id", b"id", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1453,6 +1485,7 @@ class ModelInfo(_message.Message):
     PRICE_CACHE_READ_FIELD_NUMBER: _builtins.int
     PRICE_CACHE_WRITE_FIELD_NUMBER: _builtins.int
     PRICE_REASONING_FIELD_NUMBER: _builtins.int
+    JURISDICTIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -1476,6 +1509,10 @@ class ModelInfo(_message.Message):
     def input_modalities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def jurisdictions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its deployments' providers' jurisdictions, each once ("" unknown)."""
+
     def __init__(
         self,
         *,
@@ -1494,10 +1531,11 @@ class ModelInfo(_message.Message):
         price_cache_read: _builtins.str = ...,
         price_cache_write: _builtins.str = ...,
         price_reasoning: _builtins.str = ...,
+        jurisdictions: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "context_length", b"context_length", "created", b"created", "description", b"description", "id", b"id", "input_modalities", b"input_modalities", "max_completion_tokens", b"max_completion_tokens", "name", b"name", "price_cache_read", b"price_cache_read", "price_cache_write", b"price_cache_write", "price_completion", b"price_completion", "price_prompt", b"price_prompt", "price_reasoning", b"price_reasoning", "providers", b"providers", "supported_parameters", b"supported_parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "context_length", b"context_length", "created", b"created", "description", b"description", "id", b"id", "input_modalities", b"input_modalities", "jurisdictions", b"jurisdictions", "max_completion_tokens", b"max_completion_tokens", "name", b"name", "price_cache_read", b"price_cache_read", "price_cache_write", b"price_cache_write", "price_completion", b"price_completion", "price_prompt", b"price_prompt", "price_reasoning", b"price_reasoning", "providers", b"providers", "supported_parameters", b"supported_parameters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

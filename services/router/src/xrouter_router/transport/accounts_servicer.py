@@ -10,6 +10,7 @@ import grpc
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
+from xrouter_router.domain import residency
 from xrouter_router.domain.accounts_service import (
     AccountsService,
     KeyChanges,
@@ -53,7 +54,8 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
                      usage=_money(u.total), usage_daily=_money(u.daily),
                      usage_weekly=_money(u.weekly), usage_monthly=_money(u.monthly),
                      limit_remaining=_money(u.limit_remaining),
-                     allowed_ips=list(k.allowed_ips.entries))
+                     allowed_ips=list(k.allowed_ips.entries), residency=k.residency)
+    out.effective_residency, out.residency_source = k.residency_policy
     if k.expires_at is not None:
         out.expires_at = k.expires_at
     _set_limits(out, k.limits)
@@ -61,7 +63,8 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
 
 
 def plan_info(view: PlanView) -> pb.Plan:
-    out = pb.Plan(account_id=view.account_id, tier=view.plan.tier, is_default=view.is_default)
+    out = pb.Plan(account_id=view.account_id, tier=view.plan.tier, is_default=view.is_default,
+                  residency=view.plan.residency)
     _set_limits(out, view.plan.ceilings)
     return out
 
@@ -115,7 +118,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 credit_limit=_decimal(request.credit_limit, "limit"),
                 expires_at=request.expires_at if request.HasField("expires_at") else None,
                 allowed_models=tuple(request.allowed_models),
-                allowed_ips=AllowList.parse(request.allowed_ips))
+                allowed_ips=AllowList.parse(request.allowed_ips),
+                residency=residency.policy(request.residency))
             return pb.CreatedKey(info=key_info(new.info), key=new.plain)
         return await self._run(context, work)
 
@@ -133,7 +137,9 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 allowed_models=tuple(request.allowed_models)
                 if request.replace_allowed_models else None,
                 allowed_ips=AllowList.parse(request.allowed_ips)
-                if request.replace_allowed_ips else None)
+                if request.replace_allowed_ips else None,
+                residency=residency.policy(request.residency)
+                if request.HasField("residency") else None)
             return key_info(await self._service.update_key(caller, request.id, changes))
         return await self._run(context, work)
 
@@ -174,7 +180,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 cache_write_tokens=r.cache_write_tokens,
                 cost=_money(r.cost), latency_ms=r.latency_ms, generation_ms=r.generation_ms,
                 finish_reason=r.finish_reason, status=r.status,
-                attempts=attempts_to_proto(r.attempts))
+                attempts=attempts_to_proto(r.attempts), jurisdiction=r.jurisdiction)
         return await self._run(context, work)
 
     async def Usage(self, request: pb.UsageRequest,  # noqa: N802
@@ -200,6 +206,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
 
     async def SetPlan(self, request: pb.Plan, context: Context) -> pb.Plan:  # noqa: N802
         async def work(caller: ApiKey) -> pb.Plan:
-            plan = Plan(request.tier or "free", _limits(request) or Limits())
+            plan = Plan(request.tier or "free", _limits(request) or Limits(),
+                        residency.policy(request.residency))
             return plan_info(await self._service.set_plan(caller, request.account_id, plan))
         return await self._run(context, work)

@@ -221,7 +221,7 @@ def model_to_proto(m: Model) -> pb.ModelInfo:
         price_reasoning=per_token(price.reasoning_rate),
         providers=list(m.providers), supported_parameters=params,
         input_modalities=["text", "image"] if "vision" in caps else ["text"],
-        aliases=list(m.aliases),
+        aliases=list(m.aliases), jurisdictions=list(m.jurisdictions),
     )
 
 
