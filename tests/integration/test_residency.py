@@ -39,26 +39,29 @@ id = "res/mixed"
   [[models.deployments]]
   provider = "fakeus"
   upstream_model = "fake-echo"
-  price = {{ prompt = "1", completion = "1" }}
+  price = {{ prompt = "100", completion = "200" }}
   [[models.deployments]]
   provider = "fakeru"
   upstream_model = "fake-echo"
-  price = {{ prompt = "900", completion = "900" }}
+  price = {{ prompt = "900", completion = "1800" }}
 
 [[models]]
 id = "res/abroad"
   [[models.deployments]]
   provider = "fakeus"
   upstream_model = "fake-echo"
+  price = {{ prompt = "100", completion = "200" }}
   [[models.deployments]]
   provider = "fake"
   upstream_model = "fake-echo"
+  price = {{ prompt = "100", completion = "200" }}
 
 [[models]]
 id = "res/home"
   [[models.deployments]]
   provider = "fakeru"
   upstream_model = "fake-echo"
+  price = {{ prompt = "100", completion = "200" }}
 """
 POLICY = "; the residency policy requires 'ru'"
 
