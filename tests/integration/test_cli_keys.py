@@ -1,5 +1,6 @@
 """`xrouter keys` against a real gateway and router: creating a key with an IP allow-list,
-replacing and removing the list with `keys update`, and a malformed entry refused."""
+replacing and removing the list with `keys update`, and a malformed entry refused; residency
+policies of keys and plans."""
 
 from __future__ import annotations
 
@@ -45,3 +46,24 @@ async def test_keys_create_and_update_set_the_ip_allow_list(
         "type": "invalid_request_error", "code": 400, "param": "allowed_ips", "metadata": {}}
     code, out, err = await _xrouter(stack, capsys, "update")
     assert (code, out, err) == (2, None, "xrouter keys update: a key id is required\n")
+
+
+async def test_keys_and_plans_take_a_residency_policy(
+        stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    code, created, _ = await _xrouter(stack, capsys, "create", "--account", "acct-cli",
+                                      "--residency", "ru")
+    assert code == 0
+    assert created["data"]["effective_residency"] == {"residency": "ru", "source": "key"}
+    code, updated, _ = await _xrouter(stack, capsys, "update", created["data"]["id"],
+                                      "--residency", "")
+    assert code == 0
+    assert updated["data"]["effective_residency"] == {"residency": "any", "source": "default"}
+    plan = await asyncio.to_thread(main, ["plans", "set", "acct-cli", "--tier", "pro",
+                                          "--residency", "ru", "--url", stack.url,
+                                          "--key", MASTER_KEY])
+    out, _ = capsys.readouterr()
+    assert (plan, json.loads(out)["data"]["residency"]) == (0, "ru")
+    code, out, err = await _xrouter(stack, capsys, "create", "--account", "acct-cli",
+                                    "--residency", "eu")
+    assert (code, out) == (1, None)
+    assert json.loads(err)["error"]["param"] == "residency"

@@ -53,10 +53,15 @@ def _key_body(args: argparse.Namespace) -> dict[str, Any]:
     """The fields of `keys create` and `keys update` that were given."""
     body: dict[str, Any] = {"name": args.name, "limit": args.limit, "expires_at": args.expires_at,
                             "allowed_models": args.model, "allowed_ips": args.allow_ip,
+                            "residency": args.residency,
                             **{f: getattr(args, f) for f in _LIMIT_FIELDS}}
     if args.any_ip:
         body["allowed_ips"] = []
     return {k: v for k, v in body.items() if v is not None}
+
+
+def _residency(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--residency", default=None, metavar="POLICY", help=text)
 
 
 def keys_command(parser: argparse.ArgumentParser) -> Handler:
@@ -76,6 +81,8 @@ def keys_command(parser: argparse.ArgumentParser) -> Handler:
                              "(repeat; at most 100; none: any address)")
     parser.add_argument("--any-ip", action="store_true",
                         help="update: remove the key's IP allow-list (any address)")
+    _residency(parser, "where the key's requests may be served: ru, any, or '' for its "
+                       "account's policy")
     for flag in ("requests-per-minute", "requests-per-day", "tokens-per-minute", "concurrent"):
         parser.add_argument(f"--{flag}", type=int, default=None)
 
@@ -141,6 +148,7 @@ def plans_command(parser: argparse.ArgumentParser) -> Handler:
     for flag in ("requests-per-minute", "requests-per-day", "tokens-per-minute", "concurrent"):
         parser.add_argument(f"--{flag}", type=int, default=None,
                             help="ceiling for the account's keys (default: the tier's)")
+    _residency(parser, "set: the account's residency policy (ru, any; default none)")
 
     def run(args: argparse.Namespace) -> int:
         path = f"/v1/accounts/{urllib.parse.quote(args.account, safe='')}/plan"
@@ -150,7 +158,7 @@ def plans_command(parser: argparse.ArgumentParser) -> Handler:
             print("xrouter plans set: --tier is required", file=sys.stderr)
             return 2
         body = {"tier": args.tier, **{f: getattr(args, f) for f in (
-            "requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent")
-            if getattr(args, f) is not None}}
+            "requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent",
+            "residency") if getattr(args, f) is not None}}
         return call(args, "PUT", path, body)
     return run
