@@ -3,6 +3,7 @@ events, usage and model listings out."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -210,7 +211,8 @@ def test_per_token_price(per_million: str, text: str) -> None:
 def test_model_to_proto() -> None:
     m = model("openai/gpt-4o",
               deployment("openai/gpt-4o", "b", caps=("tools", "streaming"), prompt="300", completion="900"),
-              deployment("openai/gpt-4o", "a", caps=("json_mode", "vision"), prompt="150", completion="600"),
+              replace(deployment("openai/gpt-4o", "a", caps=("json_mode", "vision"), prompt="150",
+                                 completion="600"), jurisdiction="us"),
               aliases=("gpt-4o",))
     assert model_to_proto(m) == pb.ModelInfo(
         id="openai/gpt-4o", name="openai/gpt-4o", context_length=8192, max_completion_tokens=1024,
@@ -219,7 +221,7 @@ def test_model_to_proto() -> None:
         supported_parameters=["max_tokens", "temperature", "top_p", "stop", "seed",
                               "frequency_penalty", "presence_penalty", "tools", "tool_choice",
                               "response_format"],
-        input_modalities=["text", "image"], aliases=["gpt-4o"])
+        input_modalities=["text", "image"], aliases=["gpt-4o"], jurisdictions=["", "us"])
 
 
 def test_a_plain_model_lists_only_the_basic_parameters_and_text_input() -> None:
