@@ -30,6 +30,6 @@ def test_an_unknown_key_stops_the_router_naming_file_table_and_key(tmp_path: Pat
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         f"xrouter-router: configuration error: {path}: providers.fakebad: unknown key "
-        "'max_retries' (known: api_key_env, base_url, headers, reasoning_format, "
+        "'max_retries' (known: api_key_env, base_url, headers, jurisdiction, reasoning_format, "
         "send_nonstandard_params, type)")
 

@@ -1,13 +1,14 @@
 -- 0007: data residency (issue 15). A key's residency policy ('' = its account's; 'ru'; 'any'),
 -- the account's in its plan ('' = none), and the jurisdiction of the provider that served each
--- generation ('' = unknown; generations recorded before this release). xrouter_record_generations
--- is redefined to record it; documents written before this release carry none and record ''.
+-- generation ('' or NULL = unknown: generations recorded before this release, documents written
+-- before it, and xrouter_record_generation's callers that do not send it; nullable as
+-- cache_write_tokens is, for that function). xrouter_record_generations is redefined to record it.
 
 ALTER TABLE api_keys ADD COLUMN residency text NOT NULL DEFAULT ''
     CHECK (residency IN ('', 'ru', 'any'));
 ALTER TABLE account_plans ADD COLUMN residency text NOT NULL DEFAULT ''
     CHECK (residency IN ('', 'ru', 'any'));
-ALTER TABLE generations ADD COLUMN jurisdiction text NOT NULL DEFAULT '';
+ALTER TABLE generations ADD COLUMN jurisdiction text;
 
 CREATE OR REPLACE FUNCTION xrouter_record_generations(batch jsonb) RETURNS integer
 LANGUAGE plpgsql AS $$
