@@ -236,3 +236,12 @@ async def test_each_generation_records_the_serving_providers_jurisdiction(stack:
     conn.close()
     assert {model: rows[gen] for model, gen in served.items()} == {
         "res/home": "ru", "res/abroad": "us", "test/echo": ""}
+
+
+async def test_the_origins_key_creation_takes_a_residency_too(stack: Stack) -> None:
+    origin = await stack.http.post(f"{stack.url}/v1/auth/key", headers=AUTH, json={
+        "label": "origin", "account_id": ACCOUNT, "residency": "ru"})
+    assert origin.status_code == 201, origin.text
+    made = await stack.http.get(f"{stack.url}/v1/keys/{origin.json()['data']['id']}",
+                                headers=AUTH)
+    assert made.json()["data"]["effective_residency"] == {"residency": "ru", "source": "key"}

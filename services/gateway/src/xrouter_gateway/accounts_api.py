@@ -248,7 +248,8 @@ class AccountsEndpoints:
         """The origin's POST /v1/auth/key: {label, expires_at} -> {data: {key, label, ...}}."""
         req = _decode(await read_body(request, _MAX_BODY), CreateKey)
         out = pb.CreateKeyRequest(label=req.label or req.name or "", tier=req.tier,
-                                  account_id=req.account_id, allowed_ips=req.allowed_ips or [])
+                                  account_id=req.account_id, allowed_ips=req.allowed_ips or [],
+                                  residency=req.residency)
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires
