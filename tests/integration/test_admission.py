@@ -215,7 +215,7 @@ async def test_the_in_process_meter_gives_a_generations_slot_back_once(
     async with running_rig("embedded", request, tmp_path) as rig:
         key = rig.key(await rig.account("1"))
         meter = rig.stack.meter
-        _, first = await meter.admit(key, "gen-a", Decimal("0.1"), partial_from=None, now=0.0)
+        _, first, _ = await meter.admit(key, "gen-a", Decimal("0.1"), partial_from=None, now=0.0)
         await meter.admit(key, "gen-b", Decimal("0.1"), partial_from=None, now=0.0)
         for _ in range(2):  # an interrupted conclusion runs again
             await meter.conclude(key, first, Decimal("0.05"), 10, 0.0)

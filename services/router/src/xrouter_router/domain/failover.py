@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from xrouter_router.domain.errors import (
@@ -100,19 +100,23 @@ class Failover:
                                     error.message, error.status))
 
     async def complete(
-        self, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None
+        self, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None, *,
+        caps: Mapping[str, int] | None = None,
     ) -> tuple[Candidate, Completion, list[Attempt]]:
+        """`caps`: the max_tokens to send each model named (limits.fit's, for a request that
+        set none)."""
         async def call(provider: ChatProvider, cand: Candidate) -> Completion:
-            return await provider.chat(request, cand.deployment)
+            return await provider.chat(capped(request, caps, cand), cand.deployment)
 
         return await self._run(plan, deadline, call, "did not answer")
 
     async def open_stream(
-        self, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None
+        self, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None, *,
+        caps: Mapping[str, int] | None = None,
     ) -> OpenedStream:
         async def call(provider: ChatProvider,
                        cand: Candidate) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
-            stream = provider.stream(request, cand.deployment)
+            stream = provider.stream(capped(request, caps, cand), cand.deployment)
             try:
                 return await anext(stream), stream
             except StopAsyncIteration:
@@ -176,6 +180,16 @@ class Failover:
                 raise DeadlineExceeded("The request's deadline passed before a provider answered",
                                        metadata=attempts_metadata(attempts))
         raise AllAttemptsFailed(attempts, last)
+
+
+def capped(request: ChatRequest, caps: Mapping[str, int] | None,
+           cand: Candidate) -> ChatRequest:
+    """The request as the candidate's model gets it: with the max_tokens its token limits
+    leave, when there is a cap for it."""
+    cap = caps.get(cand.model.id) if caps else None
+    if cap is None:
+        return request
+    return replace(request, sampling=replace(request.sampling, max_tokens=cap))
 
 
 def _usage_attributes(span: SpanLike, result: object) -> None:

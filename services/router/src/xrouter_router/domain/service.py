@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from xrouter_router.domain import accounting
 from xrouter_router.domain.billing import (
     Admission,
+    Bill,
     Billing,
     Outcome,
     Unbilled,
@@ -30,6 +31,7 @@ from xrouter_router.domain.errors import (
 )
 from xrouter_router.domain.failover import Failover, OpenedStream, close_stream
 from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.limits import Fitted, fit
 from xrouter_router.domain.observe import NullObserver, Observer
 from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
@@ -188,8 +190,11 @@ class ChatService:
         candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
                                     policy=self._stats.policy)
         bill = embedding_bill(request, request.generation_id or _generation_id())
-        async with self._billing.admit(key, bill, [c.deployment for c in candidates]) as held:
-            cand, result, attempts = await self._failover.embed(candidates, request, deadline)
+        fitted = fit(candidates, bill.prompt_tokens, 0)
+        async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
+                                       fitted.asks) as held:
+            cand, result, attempts = await self._failover.embed(
+                held.candidates(fitted.candidates), request, deadline)
             bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD
                         for i in request.inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
@@ -220,20 +225,23 @@ class ChatService:
                                   usage=result.usage)
         return result
 
-    async def _admitted_route(self, api_key: str, request: ChatRequest) -> tuple[ApiKey, Plan]:
-        """The key and the plan; every candidate the plan may try is one the key may use."""
+    async def _admitted_route(self, api_key: str, request: ChatRequest,
+                              bill: Bill) -> tuple[ApiKey, Fitted]:
+        """The key and the plan's candidates that fit their models' token limits; every
+        candidate the plan may try is one the key may use."""
         key = await self._auth.authenticate(api_key)
         route = await self.route(request, commit=True)
         for cand in route.candidates:
             key.may_use(cand.model.id)
-        return key, route
+        return key, fit(route.candidates, bill.prompt_tokens, bill.completion_tokens)
 
     async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
-        key, route = await self._admitted_route(api_key, request)
-        async with self._billing.admit(key, chat_bill(request, stream=False),
-                                       [c.deployment for c in route.candidates]) as held:
-            cand, completion, attempts = await self._failover.complete(route.candidates, request,
-                                                                       deadline)
+        bill = chat_bill(request, stream=False)
+        key, fitted = await self._admitted_route(api_key, request, bill)
+        async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
+                                       fitted.asks) as held:
+            cand, completion, attempts = await self._failover.complete(
+                held.candidates(fitted.candidates), request, deadline, caps=fitted.caps)
             self._sticky.remember(prefix_key(request), cand.deployment.id)
             tokens = await self._tokens(request, cand, completion.usage,
                                         completion.message.text())
@@ -256,10 +264,12 @@ class ChatService:
         in-band in StreamEnd.error and usage is always reported."""
         streaming = False
         try:
-            key, route = await self._admitted_route(api_key, request)
-            async with self._billing.admit(key, chat_bill(request, stream=True),
-                                           [c.deployment for c in route.candidates]) as held:
-                opened = await self._failover.open_stream(route.candidates, request, deadline)
+            bill = chat_bill(request, stream=True)
+            key, fitted = await self._admitted_route(api_key, request, bill)
+            async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
+                                           fitted.asks) as held:
+                opened = await self._failover.open_stream(
+                    held.candidates(fitted.candidates), request, deadline, caps=fitted.caps)
                 streaming = True
                 self._sticky.remember(prefix_key(request), opened.candidate.deployment.id)
                 relay = self._relay(request, opened, held)
