@@ -9,6 +9,7 @@ import pytest
 
 from xrouter_common.env import ConfigError
 from xrouter_router.catalog_file import load
+from xrouter_router.domain.catalog import NO_LIMITS, ModelLimits
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "catalog.example.toml"
 ENV = {"GIGACHAT_AUTH_KEY": "a2V5", "YANDEX_API_KEY": "y", "OPENAI_API_KEY": "o",
@@ -51,3 +52,14 @@ def test_the_example_catalog_has_the_current_generations() -> None:
     # Yandex's reasoning option is sent only where the catalog says the model has it.
     assert "reasoning" in catalog.resolve("yandexgpt-5.1-pro").deployments[0].parameters
     assert "reasoning" not in catalog.resolve("yandexgpt-5-lite").deployments[0].parameters
+
+
+def test_the_example_catalog_has_the_origins_model_limits() -> None:
+    catalog = load(EXAMPLE, ENV).catalog
+    limits = {alias: catalog.resolve(alias).limits for alias in (
+        "gigachat-pro", "gigachat-basic", "yandexgpt:latest", "yandexgpt-lite:latest")}
+    assert limits == {"gigachat-pro": ModelLimits(4000, 100_000, 1_000_000),
+                      "gigachat-basic": ModelLimits(2000, 20_000, 200_000),
+                      "yandexgpt:latest": ModelLimits(4000, 100_000, 1_000_000),
+                      "yandexgpt-lite:latest": ModelLimits(2000, 50_000, 500_000)}
+    assert catalog.resolve("gigachat-max").limits is NO_LIMITS
