@@ -33,3 +33,15 @@ def test_an_unknown_key_stops_the_router_naming_file_table_and_key(tmp_path: Pat
         "'max_retries' (known: api_key_env, base_url, headers, reasoning_format, "
         "send_nonstandard_params, type)")
 
+
+
+def test_an_unknown_key_in_a_models_limits_stops_the_router(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_text(catalog_toml("http://127.0.0.1:9/v1").replace(
+        'id = "test/echo"\n', 'id = "test/echo"\nlimits = { tokens_per_hour = 100 }\n'),
+        encoding="utf-8")
+    done = _start(path, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"xrouter-router: configuration error: {path}: models[1].limits: unknown key "
+        "'tokens_per_hour' (known: tokens_per_day, tokens_per_minute, tokens_per_request)")

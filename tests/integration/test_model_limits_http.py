@@ -86,6 +86,9 @@ async def _limits_as_a_client_sees_them(http: httpx.AsyncClient, url: str, key: 
         "rate_limit_error", "Rate limit exceeded: 100 tokens per minute of model test/limited",
         "test/limited", 52)
     assert 1 <= int(limited.headers["retry-after"]) <= 60
+    # The window that refused, in the rate-limit headers as for the key's own limits.
+    assert (limited.headers["x-ratelimit-limit"], limited.headers["x-ratelimit-remaining"]) == (
+        "100", "52")
 
 
 async def test_embedded(stack: Stack) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple
 
 from xrouter_router.domain.catalog import NO_LIMITS, Model
 from xrouter_router.domain.errors import InvalidRequest, RateLimited
@@ -71,15 +73,18 @@ def token_refusal(ask: TokenAsk, per: str, used: int, now: float) -> RateLimited
     return refusal
 
 
-@dataclass(frozen=True, slots=True)
-class Fitted:
+class Fitted(NamedTuple):
     """The candidates a request fits by their models' limits, the max_tokens to send each
-    model (those whose tokens_per_request caps a request that set none) and the asks of the
-    models with windows (empty when no candidate has limits: nothing more on the hot path)."""
+    model (those whose limits cut the completion of a request that set none) and the asks of
+    the models with windows (empty when no candidate has limits: nothing more on the hot
+    path). A tuple: built per request, cheaply."""
 
     candidates: tuple[Candidate, ...]
     caps: Mapping[str, int]
     asks: tuple[TokenAsk, ...]
+
+
+_NO_CAPS: Mapping[str, int] = MappingProxyType({})
 
 
 def fit(candidates: Sequence[Candidate], prompt: int, max_tokens: int | None) -> Fitted:
@@ -87,8 +92,11 @@ def fit(candidates: Sequence[Candidate], prompt: int, max_tokens: int | None) ->
     of the prompt's tokens plus the completion (`max_tokens`; else the deployments' cap, cut to
     what the model's smallest limit leaves) past the model's tokens per request, minute or day.
     Raises InvalidRequest (400) naming the first model's limit when no candidate is left."""
-    if all(c.model.limits is NO_LIMITS for c in candidates):
-        return Fitted(tuple(candidates), {}, ())
+    for cand in candidates:
+        if cand.model.limits is not NO_LIMITS:
+            break
+    else:
+        return Fitted(tuple(candidates), _NO_CAPS, ())
     caps: dict[str, int] = {}
     asks: dict[str, TokenAsk] = {}
     refused: dict[str, InvalidRequest] = {}
