@@ -29,7 +29,7 @@ from xrouter_router.domain.errors import (
     RateLimited,
     UpstreamServerError,
 )
-from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.keys import MASTER, ApiKey, Limits
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.types import ChatRequest, Completion, TokenCounts
 
@@ -151,6 +151,15 @@ async def test_keys_and_models_have_windows_of_their_own(setup: Setup) -> None:
     assert [await rig.tokens(exhausted, m, NOW) for m in ("m", "m2")] == [(1000, 0), (100, 0)]
 
 
+async def test_a_key_without_limits_of_its_own_is_held_to_the_models(setup: Setup) -> None:
+    setup.a = Gated("a", total=1000)
+    key = replace(setup.rig.key(setup.account), limits=Limits())
+    assert await setup.chat(key, "m", 991) == "m"
+    with pytest.raises(RateLimited, match="1000 tokens per minute of model m"):
+        await setup.chat(key, "m", 10)
+    assert await setup.rig.tokens(key, "m", NOW) == (1000, 0)
+
+
 async def test_a_fallback_that_did_not_serve_gives_its_hold_back(setup: Setup) -> None:
     key = setup.rig.key(setup.account)
     setup.a.gate.clear()
@@ -190,3 +199,11 @@ async def test_tokens_per_request_is_a_400_before_any_provider_call(setup: Setup
     # Without max_tokens the completion gets what the limit leaves.
     assert await setup.chat(key, "t") == "t"
     assert setup.a.requests[0].sampling.max_tokens == 91
+
+
+async def test_the_master_key_is_not_counted_but_a_request_must_fit(setup: Setup) -> None:
+    for _ in range(2):  # 2 x 1000 asked: past the window, were it counted
+        assert await setup.chat(MASTER, "m", 991) == "m"
+    assert await setup.rig.tokens(MASTER, "m", NOW) == (0, 0)
+    with pytest.raises(InvalidRequest, match="tokens_per_request of model 't'"):
+        await setup.chat(MASTER, "t", 92)
