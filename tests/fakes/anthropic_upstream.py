@@ -9,7 +9,8 @@ tests/fakes/harness.py, plus tools-2 (text then two tool_use blocks), 529, max-t
 (cache_read_input_tokens), midstream-overloaded and midstream-rate-limit (an `error` event after
 some text). A request with `thinking: {type: enabled, budget_tokens}` (validated: at least 1024,
 under max_tokens, no temperature or top_k) is answered with a thinking block first (THOUGHT;
-streamed as thinking_delta then signature_delta); `cache_control` is validated (ephemeral, at
+streamed as thinking_delta then signature_delta), and the last assistant turn that used tools
+must then start with that block, signature intact; `cache_control` is validated (ephemeral, at
 most four breakpoints). It runs on its own thread and loop; what it saw is kept in `requests`/`headers`.
 """
 
@@ -74,6 +75,28 @@ def _check_blocks(i: int, blocks: list[dict[str, Any]]) -> None:
         if kind == "tool_use" and not isinstance(block.get("input"), dict):
             raise Invalid(f"messages.{i}.content.{j}.tool_use.input: Input should be a valid "
                           "dictionary")
+
+
+def _check_thinking_turns(body: dict[str, Any]) -> None:
+    """With thinking enabled, the last assistant turn that used tools must start with the
+    thinking block it was answered with, its signature intact (the API's rule for tool use)."""
+    if (body.get("thinking") or {}).get("type") != "enabled":
+        return
+    turns = [(i, _blocks(m.get("content"))) for i, m in enumerate(body["messages"])
+             if m.get("role") == "assistant"]
+    if not turns or not any(b.get("type") == "tool_use" for b in turns[-1][1]):
+        return
+    i, blocks = turns[-1]
+    first = blocks[0]
+    if first.get("type") not in ("thinking", "redacted_thinking"):
+        raise Invalid(f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+                      f"but found `{first.get('type')}`. When `thinking` is enabled, a final "
+                      "`assistant` message must start with a thinking block (preceeding the "
+                      "lastmost set of `tool_use` and `tool_result` blocks). We recommend you "
+                      "include thinking blocks from previous turns. To avoid this requirement, "
+                      "disable `thinking`.")
+    if first.get("signature") != THOUGHT_SIGNATURE or first.get("thinking") != THOUGHT:
+        raise Invalid(f"messages.{i}.content.0: Invalid `signature` in `thinking` block")
 
 
 def _check_tool_pairs(i: int, blocks: list[dict[str, Any]], previous: list[dict[str, Any]]) -> None:
@@ -156,6 +179,7 @@ def validate(body: dict[str, Any]) -> None:
         previous = blocks if message["role"] == "assistant" else []
     if any(b.get("type") == "tool_use" for b in previous):
         _check_tool_pairs(len(body["messages"]), [], previous)
+    _check_thinking_turns(body)
 
 
 class FakeAnthropic(FakeUpstream):

@@ -24,7 +24,7 @@ from tests.infra.redis_cluster import RedisCluster
 from tests.support import router_settings
 from tests.unit.builders import catalog, deployment, model
 from tests.unit.fakes import FakeEmbedder, FakeProvider
-from xrouter_router.accounting_stack import AccountingStack, build_accounting
+from xrouter_router.bootstrap import AccountingStack, build_accounting
 from xrouter_router.domain.accounting import Utf8BoundCounter
 from xrouter_router.domain.billing import Billing
 from xrouter_router.domain.catalog import Catalog, ModelLimits

@@ -77,6 +77,16 @@ name = "claude"
   capabilities = ["streaming"]
   price = {{ prompt = "100", completion = "200" }}
   context_length = 16000
+
+[[models]]
+id = "test/claude-tools"
+name = "claude with tools"
+  [[models.deployments]]
+  provider = "claude"
+  upstream_model = "claude-fake-tools"
+  capabilities = ["streaming", "tools", "vision"]
+  price = {{ prompt = "100", completion = "200" }}
+  context_length = 16000
 """, encoding="utf-8")
     return path
 
@@ -134,15 +144,53 @@ async def test_a_budget_not_under_max_tokens_is_refused(clients: Clients) -> Non
         "`max_tokens` must be greater than `thinking.budget_tokens`")
 
 
-async def test_thinking_blocks_sent_back_are_accepted_and_dropped(clients: Clients) -> None:
+@pytest.mark.parametrize(("signature", "sent"), [
+    ("sig", [{"type": "thinking", "thinking": "earlier", "signature": "sig"},
+             {"type": "text", "text": "hello"}]),
+    ("", "hello")])
+async def test_thinking_blocks_sent_back_go_upstream_only_signed(
+        clients: Clients, signature: str, sent: Any) -> None:
     reply = await clients.sdk.messages.create(model="test/claude", max_tokens=64, messages=[
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "earlier", "signature": "sig"},
+            {"type": "thinking", "thinking": "earlier", "signature": signature},
             {"type": "text", "text": "hello"}]},
         {"role": "user", "content": "again"}])
     assert _parts(reply.content) == [("text", "echo: again")]
-    assert clients.fake.requests[-1]["messages"][1] == {"role": "assistant", "content": "hello"}
+    assert clients.fake.requests[-1]["messages"][1] == {"role": "assistant", "content": sent}
+
+
+WEATHER: Any = {"name": "get_weather", "description": "Weather in a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_tool_round_trip_with_thinking_keeps_the_signature(clients: Clients,
+                                                                   streamed: bool) -> None:
+    """Anthropic requires the tool-using turn's thinking block back, signature intact: the
+    signature crosses the router both ways (the fake refuses the next turn otherwise)."""
+    first: Any = [{"role": "user", "content": "Weather in Moscow?"}]
+    args: Any = {"model": "test/claude-tools", "max_tokens": 4096, "thinking": THINKING,
+                 "tools": [WEATHER]}
+    if streamed:
+        async with clients.sdk.messages.stream(messages=first, **args) as stream:
+            reply = await stream.get_final_message()
+    else:
+        reply = await clients.sdk.messages.create(messages=first, **args)
+    thinking = reply.content[0]
+    assert isinstance(thinking, ThinkingBlock)
+    assert (thinking.thinking, thinking.signature) == (
+        anthropic_upstream.THOUGHT, anthropic_upstream.THOUGHT_SIGNATURE)
+    call = reply.content[-1]
+    assert call.type == "tool_use"
+    follow_up: Any = [*first, {"role": "assistant", "content": reply.content},
+                      {"role": "user", "content": [{"type": "tool_result",
+                                                    "tool_use_id": call.id, "content": "-3 C"}]}]
+    again = await clients.sdk.messages.create(messages=follow_up, **args)
+    assert again.stop_reason == "tool_use"
+    assert clients.fake.requests[-1]["messages"][1]["content"][0] == {
+        "type": "thinking", "thinking": anthropic_upstream.THOUGHT,
+        "signature": anthropic_upstream.THOUGHT_SIGNATURE}
 
 
 async def test_cache_control_reaches_anthropic_from_the_messages_format(clients: Clients) -> None:
@@ -176,3 +224,79 @@ async def test_cache_control_reaches_anthropic_from_the_chat_format(clients: Cli
     assert sent["messages"][0]["content"][0] == {
         "type": "text", "text": "A long document.",
         "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+
+
+async def test_a_chat_tool_round_trip_with_reasoning_details_keeps_the_signature(
+        clients: Clients) -> None:
+    """The chat format carries the signature in OpenRouter's `reasoning_details`, both ways."""
+    auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+    tools = [{"type": "function", "function": {"name": "get_weather",
+                                               "parameters": WEATHER["input_schema"]}}]
+    body: Any = {"model": "test/claude-tools", "max_tokens": 4096, "tools": tools,
+                 "reasoning": {"max_tokens": 2048},
+                 "messages": [{"role": "user", "content": "Weather in Moscow?"}]}
+    first = await clients.http.post(f"{clients.url}/v1/chat/completions", headers=auth,
+                                    json=body)
+    assert first.status_code == 200, first.text
+    message = first.json()["choices"][0]["message"]
+    assert message["reasoning_details"] == [{
+        "type": "reasoning.text", "text": anthropic_upstream.THOUGHT, "index": 0,
+        "signature": anthropic_upstream.THOUGHT_SIGNATURE}]
+    call = message["tool_calls"][0]
+    body["messages"] += [message, {"role": "tool", "tool_call_id": call["id"], "content": "-3 C"}]
+    again = await clients.http.post(f"{clients.url}/v1/chat/completions", headers=auth, json=body)
+    assert again.status_code == 200, again.text
+    assert clients.fake.requests[-1]["messages"][1]["content"][0] == {
+        "type": "thinking", "thinking": anthropic_upstream.THOUGHT,
+        "signature": anthropic_upstream.THOUGHT_SIGNATURE}
+
+
+PIXEL = "https://example.com/chart.png"
+
+
+def _assert_breakpoints(sent: dict[str, Any]) -> None:
+    """The tool's, the image's and the tool result's breakpoints reached Anthropic."""
+    assert sent["tools"][0]["cache_control"] == EPHEMERAL
+    assert sent["messages"][0]["content"][0] == {
+        "type": "image", "source": {"type": "url", "url": PIXEL}, "cache_control": EPHEMERAL}
+    assert sent["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                               "content": "-3 C", "cache_control": EPHEMERAL}]
+
+
+async def test_cache_control_on_tools_images_and_tool_results_from_the_messages_format(
+        clients: Clients) -> None:
+    """Claude Code's breakpoints: the last tool's definition, an image, a tool result."""
+    tools: Any = [{**WEATHER, "cache_control": EPHEMERAL}]
+    messages: Any = [
+        {"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": PIXEL}, "cache_control": EPHEMERAL},
+            {"type": "text", "text": "Weather?"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                           "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "-3 C", "cache_control": EPHEMERAL}]}]
+    await clients.sdk.messages.create(model="test/claude-tools", max_tokens=64, tools=tools,
+                                      messages=messages)
+    _assert_breakpoints(clients.fake.requests[-1])
+
+
+async def test_cache_control_on_tools_images_and_tool_results_from_the_chat_format(
+        clients: Clients) -> None:
+    resp = await clients.http.post(f"{clients.url}/v1/chat/completions", headers={
+        "Authorization": f"Bearer {MASTER_KEY}"}, json={
+            "model": "test/claude-tools",
+            "tools": [{"type": "function", "cache_control": EPHEMERAL,
+                       "function": {"name": "get_weather",
+                                    "parameters": WEATHER["input_schema"]}}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": PIXEL},
+                     "cache_control": EPHEMERAL},
+                    {"type": "text", "text": "Weather?"}]},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "toolu_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": [
+                    {"type": "text", "text": "-3 C", "cache_control": EPHEMERAL}]}]})
+    assert resp.status_code == 200, resp.text
+    _assert_breakpoints(clients.fake.requests[-1])

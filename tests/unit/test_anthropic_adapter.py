@@ -224,7 +224,7 @@ def test_parse_message() -> None:
     assert parse_message("up", MESSAGE) == Completion(
         Message(role="assistant", content="Let me check.", tool_calls=(
             ToolCall(0, "toolu_a", "f", '{"x":[1,2]}'), ToolCall(1, "toolu_b", "g", "{}")),
-            reasoning="hmm"),
+            reasoning="hmm", reasoning_signature="sig"),
         "tool_calls",
         TokenCounts(prompt=115, completion=20, cached=100, reasoning=4, cache_write=5),
     )
@@ -344,14 +344,16 @@ def test_a_stream_without_usage_reports_none() -> None:
         (Delta(role="assistant"), Delta(finish_reason="stop")), None, done=True)
 
 
-def test_thinking_deltas_are_reasoning_and_unknown_events_are_ignored() -> None:
-    batch = StreamState("up").batch([
-        _block_start(0, {"type": "thinking", "thinking": ""}),
-        _block_delta(0, {"type": "thinking_delta", "thinking": "hmm"}),
-        _block_delta(0, {"type": "signature_delta", "signature": "sig"}),
-        _ev("future_event", {"type": "future_event"}),
-    ])
-    assert batch == StreamBatch((Delta(reasoning="hmm"),))
+def test_thinking_deltas_are_reasoning_with_its_signature_and_unknown_events_are_ignored(
+) -> None:
+    events = [_block_start(0, {"type": "thinking", "thinking": ""}),
+              _block_delta(0, {"type": "thinking_delta", "thinking": "hmm"}),
+              _block_delta(0, {"type": "signature_delta", "signature": "sig"}),
+              _ev("future_event", {"type": "future_event"})]
+    assert StreamState("up").batch(events) == StreamBatch(
+        (Delta(reasoning="hmm"), Delta(reasoning_signature="sig")))
+    # reasoning.exclude hides the thinking, and so its signature
+    assert StreamState("up", show_reasoning=False).batch(events) == StreamBatch(())
 
 
 @pytest.mark.parametrize(("kind", "cls"), [

@@ -10,12 +10,12 @@ import pytest
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.anthropic_format import (
-    MessageStreamWriter,
     message_id,
     message_json,
     parse_messages,
     to_chat_request,
 )
+from xrouter_gateway.anthropic_stream import MessageStreamWriter
 from xrouter_gateway.errors import APIError
 
 HI = [{"role": "user", "content": "hi"}]

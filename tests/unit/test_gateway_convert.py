@@ -317,11 +317,20 @@ def test_chunks_are_sse_events_one_per_delta() -> None:
     assert _writer().deltas(ev) == (
         b"data: " + HEAD + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
         b'"finish_reason":null,"logprobs":null}]}\n\n'
-        b"data: " + HEAD + b'"choices":[{"index":0,"delta":{"reasoning":"hmm","tool_calls":'
+        b"data: " + HEAD + b'"choices":[{"index":0,"delta":{"reasoning":"hmm",'
+        b'"reasoning_details":[{"type":"reasoning.text","text":"hmm","index":0}],"tool_calls":'
         b'[{"id":"c","type":"function","function":{"name":"f","arguments":"{\\""},"index":1}]},'
         b'"finish_reason":null,"logprobs":null}]}\n\n'
         b"data: " + HEAD + b'"choices":[{"index":0,"delta":{"content":"Hi"},'
         b'"finish_reason":"stop","logprobs":null}]}\n\n')
+
+
+def test_a_reasoning_signature_streams_as_its_reasoning_detail() -> None:
+    ev = pb.ChatStreamEvent(chunks=[pb.ChunkDelta(index=0, reasoning_signature="sig")])
+    assert _writer().deltas(ev) == (
+        b"data: " + HEAD + b'"choices":[{"index":0,"delta":{"reasoning_details":[{"type":'
+        b'"reasoning.text","text":"","index":0,"signature":"sig"}]},"finish_reason":null,'
+        b'"logprobs":null}]}\n\n')
 
 
 def test_an_event_without_chunks_writes_nothing() -> None:

@@ -14,13 +14,13 @@ from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.anthropic_format import (
-    MessageStreamWriter,
     error_json,
     message_id,
     message_json,
     parse_messages,
     to_chat_request,
 )
+from xrouter_gateway.anthropic_stream import MessageStreamWriter
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.guards import header_token
 from xrouter_gateway.inbound import Call, api_key

@@ -1,5 +1,5 @@
 """Anthropic Messages API JSON <-> xrouter.v1 protobuf: the request schema and its translation,
-the `message` body, the named SSE events of a streamed message, and the error shape. No I/O here.
+the `message` body and the error shape (the named SSE events: anthropic_stream.py). No I/O here.
 
 Field names, ranges and event order follow Anthropic's API reference and its official SDK.
 """
@@ -13,9 +13,10 @@ import orjson
 from msgspec import Meta, Struct
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_gateway.convert import json_object
+from xrouter_gateway.convert import cache_json, json_object
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.guards import check_depth, validation_error
+from xrouter_gateway.schemas import CacheControl
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
 
@@ -31,18 +32,14 @@ class UrlSource(Struct, tag="url", tag_field="type"):
     url: NonEmpty
 
 
-class CacheControl(Struct, omit_defaults=True):
-    type: Literal["ephemeral"]
-    ttl: Literal["5m", "1h"] | None = None
-
-
 class TextBlock(Struct, tag="text", tag_field="type"):
     text: str
     cache_control: CacheControl | None = None
 
 
 class ThinkingBlock(Struct, tag="thinking", tag_field="type"):
-    """A previous answer's reasoning, sent back by clients; no upstream takes it, so dropped."""
+    """A previous answer's reasoning, sent back by clients: with its signature, it goes back to
+    the upstream that signed it; without, it is dropped."""
 
     thinking: str
     signature: str = ""
@@ -54,6 +51,7 @@ class RedactedThinkingBlock(Struct, tag="redacted_thinking", tag_field="type"):
 
 class ImageBlock(Struct, tag="image", tag_field="type"):
     source: Base64Source | UrlSource
+    cache_control: CacheControl | None = None
 
 
 class ToolUseBlock(Struct, tag="tool_use", tag_field="type"):
@@ -66,6 +64,7 @@ class ToolResultBlock(Struct, tag="tool_result", tag_field="type"):
     tool_use_id: NonEmpty
     content: str | list[TextBlock] = ""
     is_error: bool = False
+    cache_control: CacheControl | None = None
 
 
 Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock \
@@ -84,6 +83,7 @@ class ToolDef(Struct):
     input_schema: dict[str, Any]
     description: str | None = None
     type: Literal["custom"] | None = None
+    cache_control: CacheControl | None = None
 
 
 class ToolChoiceAuto(Struct, tag="auto", tag_field="type"):
@@ -189,7 +189,11 @@ def _tool_result(block: ToolResultBlock) -> pb.Message:
     if block.is_error:
         # OpenAI's tool message has no error flag: the model learns it from the text.
         text = "Error: " + text
-    return pb.Message(role="tool", tool_call_id=block.tool_use_id, content=text)
+    if block.cache_control is None:
+        return pb.Message(role="tool", tool_call_id=block.tool_use_id, content=text)
+    # The breakpoint travels in a text part's JSON, as a chat tool message's part carries it.
+    return pb.Message(role="tool", tool_call_id=block.tool_use_id,
+                      parts=[_text_part(TextBlock(text, block.cache_control))])
 
 
 def _text_part(b: TextBlock) -> pb.ContentPart:
@@ -219,7 +223,8 @@ def _user(blocks: list[Block]) -> list[pb.Message]:
         if isinstance(b, TextBlock):
             parts.append(_text_part(b))
         elif isinstance(b, ImageBlock):
-            parts.append(pb.ContentPart(type="image_url", image_url=_image_url(b)))
+            parts.append(pb.ContentPart(type="image_url", image_url=_image_url(b),
+                                        raw_json=cache_json(b.cache_control, "image_url")))
     if parts or not out:
         out.append(pb.Message(role="user", parts=parts))
     return out
@@ -228,9 +233,14 @@ def _user(blocks: list[Block]) -> list[pb.Message]:
 def _assistant(blocks: list[Block]) -> pb.Message:
     texts = [b.text for b in blocks if isinstance(b, TextBlock)]
     calls = [b for b in blocks if isinstance(b, ToolUseBlock)]
+    thoughts = [b for b in blocks if isinstance(b, ThinkingBlock)]
     out = pb.Message(role="assistant", tool_calls=[
         pb.ToolCall(index=k, id=c.id, name=c.name, arguments=orjson.dumps(c.input).decode())
         for k, c in enumerate(calls)])
+    if len(thoughts) == 1 and thoughts[0].signature:
+        # A signed thinking block goes back to the upstream that signed it (Anthropic requires
+        # the last turn's with tool use); others carry nothing an upstream takes.
+        out.reasoning, out.reasoning_signature = thoughts[0].thinking, thoughts[0].signature
     if texts or not calls:
         # One stream of model output split into blocks: joined as the SDK's get_final_text does.
         out.content = "".join(texts)
@@ -269,7 +279,8 @@ def to_chat_request(req: MessagesRequest, generation_id: str) -> pb.ChatRequest:
             setattr(out, name, value)
     for tool in req.tools or ():
         out.tools.append(pb.Tool(name=tool.name, description=tool.description or "",
-                                 parameters_json=orjson.dumps(tool.input_schema)))
+                                 parameters_json=orjson.dumps(tool.input_schema),
+                                 cache_control_json=cache_json(tool.cache_control)))
     extra: dict[str, Any] = {}
     # OpenAI upstreams reject tool_choice without tools; "auto" and "none" then mean nothing.
     if req.tool_choice is not None and req.tools:
@@ -327,8 +338,8 @@ def message_json(r: pb.ChatResponse, message_id: str) -> bytes:
         finish = choice.finish_reason
         m = choice.message
         if m.HasField("reasoning") and m.reasoning:
-            # No upstream signature survives the router: clients must not send it back signed.
-            content.append({"type": "thinking", "thinking": m.reasoning, "signature": ""})
+            content.append({"type": "thinking", "thinking": m.reasoning,
+                            "signature": m.reasoning_signature})
         if m.HasField("content") and m.content:
             content.append({"type": "text", "text": m.content})
         content.extend({"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c)}
@@ -357,120 +368,3 @@ def error_type(status: int) -> str:
 def error_json(err: APIError) -> dict[str, Any]:
     """An error in Anthropic's shape; the HTTP status stays the one of the gateway's table."""
     return {"type": "error", "error": {"type": error_type(err.status), "message": err.message}}
-
-
-# ---- streaming ----------------------------------------------------------------------------
-
-def sse_event(data: dict[str, Any]) -> bytes:
-    """One named event; the name is the payload's `type`, as Anthropic sends it."""
-    name: str = data["type"]
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
-PING = sse_event({"type": "ping"})
-
-
-class MessageStreamWriter:
-    """Turns router stream events into Anthropic's named SSE events: message_start, one content
-    block per text run or tool call (start, deltas, stop), message_delta, message_stop; or an
-    `error` event that ends the stream."""
-
-    keepalive = PING
-
-    def __init__(self, message_id: str, model: str) -> None:
-        self._id = message_id
-        self._model = model
-        self._started = False
-        self._failed = False
-        self._blocks = 0
-        self._open: int | None = None       # the block that has not been stopped yet
-        self._text: int | None = None       # the open block, when it is a text block
-        self._thinking: int | None = None   # the open block, when it is a thinking block
-        self._tools: dict[int, int] = {}    # tool call index -> block index
-        self._finish = ""
-
-    def served(self, ev: pb.ChatStreamEvent) -> None:
-        if ev.model:
-            self._model = ev.model
-
-    def deltas(self, ev: pb.ChatStreamEvent) -> bytes:
-        out = [] if self._started else [self._message_start()]
-        self._started = True
-        for d in ev.chunks:
-            if d.HasField("reasoning") and d.reasoning:
-                out.append(self._thinking_delta(d.reasoning))
-            if d.HasField("content") and d.content:
-                out.append(self._text_delta(d.content))
-            for call in d.tool_calls:
-                out.append(self._tool_delta(call))
-            if d.finish_reason:
-                self._finish = d.finish_reason
-        return b"".join(out)
-
-    def error(self, err: APIError) -> bytes:
-        self._failed = True
-        return sse_event(error_json(err))
-
-    def usage(self, u: pb.Usage | None) -> bytes:
-        """The end of the stream: nothing after an error event, else the last events."""
-        if self._failed:
-            return b""
-        out = [] if self._started else [self._message_start()]
-        out.append(self._stop_open())
-        out.append(sse_event({"type": "message_delta",
-                              "delta": {"stop_reason": stop_reason(self._finish),
-                                        "stop_sequence": None},
-                              "usage": usage_json(u or pb.Usage())}))
-        out.append(sse_event({"type": "message_stop"}))
-        return b"".join(out)
-
-    def _message_start(self) -> bytes:
-        # The router reports usage only at the end: the figures come in message_delta.
-        return sse_event({"type": "message_start", "message": {
-            "id": self._id, "type": "message", "role": "assistant", "model": self._model,
-            "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}})
-
-    def _start_block(self, block: dict[str, Any]) -> tuple[int, bytes]:
-        stop = self._stop_open()
-        index = self._blocks
-        self._blocks += 1
-        self._open = index
-        return index, stop + sse_event({"type": "content_block_start", "index": index,
-                                        "content_block": block})
-
-    def _stop_open(self) -> bytes:
-        if self._open is None:
-            return b""
-        index, self._open, self._text, self._thinking = self._open, None, None, None
-        return sse_event({"type": "content_block_stop", "index": index})
-
-    def _text_delta(self, text: str) -> bytes:
-        head = b""
-        if self._text is None:
-            self._text, head = self._start_block({"type": "text", "text": ""})
-        return head + sse_event({"type": "content_block_delta", "index": self._text,
-                                 "delta": {"type": "text_delta", "text": text}})
-
-    def _thinking_delta(self, text: str) -> bytes:
-        head = b""
-        if self._thinking is None:
-            self._thinking, head = self._start_block({"type": "thinking", "thinking": "",
-                                                      "signature": ""})
-        return head + sse_event({"type": "content_block_delta", "index": self._thinking,
-                                 "delta": {"type": "thinking_delta", "thinking": text}})
-
-    def _tool_delta(self, call: pb.ToolCall) -> bytes:
-        head = b""
-        index = self._tools.get(call.index)
-        if index is None:
-            index, head = self._start_block({"type": "tool_use", "id": call.id,
-                                             "name": call.name, "input": {}})
-            self._tools[call.index] = index
-        # Upstreams stream tool calls one after another; should one interleave them, a late
-        # delta still goes to its own block so the arguments stay whole.
-        if not call.arguments:
-            return head
-        return head + sse_event({"type": "content_block_delta", "index": index,
-                                 "delta": {"type": "input_json_delta",
-                                           "partial_json": call.arguments}})

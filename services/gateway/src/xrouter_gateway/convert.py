@@ -15,10 +15,12 @@ from xrouter_gateway.errors import APIError
 from xrouter_gateway.guards import check_depth, decimal_text, validation_error
 from xrouter_gateway.schemas import (
     TYPED_FIELDS,
+    CacheControl,
     ChatCompletionRequest,
     ChatMessage,
     ContentPart,
     ProviderPreferences,
+    ReasoningDetail,
 )
 
 T = TypeVar("T")
@@ -122,14 +124,47 @@ def _message(m: ChatMessage, raw: dict[str, Any]) -> pb.Message:
                     type="text", text=part.text or "",
                     raw_json=orjson.dumps(raw_parts[j]) if cached else b""))
             elif part.type == "image_url" and part.image_url is not None:
+                cached = "cache_control" in raw_parts[j]
                 out.parts.append(pb.ContentPart(type="image_url", image_url=part.image_url.url,
-                                                detail=part.image_url.detail or ""))
+                                                detail=part.image_url.detail or "",
+                                                raw_json=orjson.dumps(raw_parts[j]) if cached
+                                                else b""))
             else:
                 out.parts.append(pb.ContentPart(type=part.type, raw_json=orjson.dumps(raw_parts[j])))
     for k, call in enumerate(m.tool_calls or ()):
         out.tool_calls.append(pb.ToolCall(index=k, id=call.id, name=call.function.name,
                                           arguments=call.function.arguments))
+    if m.role == "assistant" and m.reasoning_details:
+        _signed_reasoning(m.reasoning_details, out)
     return out
+
+
+def _signed_reasoning(details: list[ReasoningDetail], out: pb.Message) -> None:
+    """An assistant turn's `reasoning_details` carrying one signature: its text goes back to the
+    upstream that signed it (unsigned reasoning goes nowhere, so it is not kept)."""
+    texts = [d for d in details if d.type == "reasoning.text"]
+    signatures = [d.signature for d in texts if d.signature]
+    if len(signatures) == 1:
+        out.reasoning = "".join(d.text or "" for d in texts)
+        out.reasoning_signature = signatures[0]
+
+
+def reasoning_details(text: str, signature: str) -> list[dict[str, Any]]:
+    """OpenRouter's `reasoning_details` for one reasoning text (a whole one, or a stream's
+    piece), with the provider's signature when it has one."""
+    detail: dict[str, Any] = {"type": "reasoning.text", "text": text, "index": 0}
+    if signature:
+        detail["signature"] = signature
+    return [detail]
+
+
+def cache_json(cache: CacheControl | None, kind: str = "") -> bytes:
+    """A breakpoint as the JSON the router reads it from: a part's (`kind` set: its type and
+    cache_control) or a tool's (the cache_control alone); empty without one."""
+    if cache is None:
+        return b""
+    value = msgspec.to_builtins(cache)
+    return orjson.dumps({"type": kind, "cache_control": value} if kind else value)
 
 
 def provider_to_proto(p: ProviderPreferences) -> pb.ProviderPreferences:
@@ -175,6 +210,7 @@ def to_proto(req: ChatCompletionRequest, raw: dict[str, Any], generation_id: str
                     parameters_json=orjson.dumps(fn.parameters) if fn.parameters is not None else b"")
         if fn.strict is not None:
             t.strict = fn.strict
+        t.cache_control_json = cache_json(tool.cache_control)
         out.tools.append(t)
     if req.tool_choice is not None:
         out.tool_choice_json = orjson.dumps(raw["tool_choice"])
@@ -255,6 +291,7 @@ def completion_json(r: pb.ChatResponse) -> bytes:
                                    "content": m.content if m.HasField("content") else None}
         if m.HasField("reasoning"):
             message["reasoning"] = m.reasoning
+            message["reasoning_details"] = reasoning_details(m.reasoning, m.reasoning_signature)
         if m.tool_calls:
             message["tool_calls"] = _tool_calls_json(m.tool_calls, with_index=False)
         choices.append({"index": ch.index, "message": message,
@@ -295,6 +332,9 @@ class ChunkWriter:
                 delta["content"] = d.content
             if d.HasField("reasoning"):
                 delta["reasoning"] = d.reasoning
+            if d.HasField("reasoning") or d.reasoning_signature:
+                delta["reasoning_details"] = reasoning_details(d.reasoning,
+                                                               d.reasoning_signature)
             if d.tool_calls:
                 delta["tool_calls"] = _tool_calls_json(d.tool_calls, with_index=True)
             choice = {"index": d.index, "delta": delta, "finish_reason": d.finish_reason or None,

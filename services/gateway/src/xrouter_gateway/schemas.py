@@ -19,6 +19,13 @@ Int32 = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 Price = Annotated[float | str, Meta(description="RUB per million tokens")]
 
 
+class CacheControl(Struct, omit_defaults=True):
+    """Anthropic's prompt-cache breakpoint, as both formats take it."""
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
 class ImageUrl(Struct):
     url: Annotated[str, Meta(min_length=1)]
     detail: Literal["auto", "low", "high"] | None = None
@@ -44,12 +51,24 @@ class ToolCallIn(Struct):
     type: Literal["function"] = "function"
 
 
+class ReasoningDetail(Struct):
+    """OpenRouter's `reasoning_details` item: a previous answer's reasoning, sent back signed so
+    the provider that signed it (Anthropic) can continue from it."""
+
+    type: str
+    text: str | None = None
+    signature: str | None = None
+    format: str | None = None
+    index: int | None = None
+
+
 class ChatMessage(Struct):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[ToolCallIn] | None = None
+    reasoning_details: list[ReasoningDetail] | None = None
 
 
 class FunctionDef(Struct):
@@ -62,6 +81,8 @@ class FunctionDef(Struct):
 class ToolDef(Struct):
     type: Literal["function"]
     function: FunctionDef
+    # Anthropic's breakpoint on the definition (as LiteLLM takes it); other upstreams ignore it.
+    cache_control: CacheControl | None = None
 
 
 class NamedFunction(Struct):

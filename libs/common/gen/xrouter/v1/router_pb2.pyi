@@ -856,13 +856,20 @@ class Message(_message.Message):
     TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
+    REASONING_SIGNATURE_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     content: _builtins.str
     """Plain text content. Unset when the message has `parts` or no content at all."""
     name: _builtins.str
     tool_call_id: _builtins.str
     reasoning: _builtins.str
-    """The reasoning of an answer, where the model shows it (never sent upstream)."""
+    """The reasoning of an answer, where the model shows it. Sent back upstream only with its
+    signature, and only to the kind of provider that signed it (Anthropic's thinking blocks).
+    """
+    reasoning_signature: _builtins.str
+    """The provider's opaque signature of `reasoning` (Anthropic's thinking signature), which lets
+    a client send the reasoning back in the next turn (required there for tool use).
+    """
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentPart]:
         """Set when the client sent content as an array of parts."""
@@ -879,10 +886,11 @@ class Message(_message.Message):
         tool_call_id: _builtins.str = ...,
         tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
         reasoning: _builtins.str | None = ...,
+        reasoning_signature: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "content", b"content", "reasoning", b"reasoning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "content", b"content", "name", b"name", "parts", b"parts", "reasoning", b"reasoning", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "content", b"content", "name", b"name", "parts", b"parts", "reasoning", b"reasoning", "reasoning_signature", b"reasoning_signature", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__content: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
     _WhichOneofArgType__content: _TypeAlias = _typing.Literal["_content", b"_content"]  # noqa: Y015
@@ -935,11 +943,14 @@ class Tool(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
     STRICT_FIELD_NUMBER: _builtins.int
+    CACHE_CONTROL_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     parameters_json: _builtins.bytes
     """JSON Schema of the arguments."""
     strict: _builtins.bool
+    cache_control_json: _builtins.bytes
+    """Anthropic's prompt-cache breakpoint on this tool's definition (its JSON), from either format."""
     def __init__(
         self,
         *,
@@ -947,10 +958,11 @@ class Tool(_message.Message):
         description: _builtins.str = ...,
         parameters_json: _builtins.bytes = ...,
         strict: _builtins.bool | None = ...,
+        cache_control_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_strict", b"_strict", "strict", b"strict"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_strict", b"_strict", "description", b"description", "name", b"name", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_strict", b"_strict", "cache_control_json", b"cache_control_json", "description", b"description", "name", b"name", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__strict: _TypeAlias = _typing.Literal["strict"]  # noqa: Y015
     _WhichOneofArgType__strict: _TypeAlias = _typing.Literal["_strict", b"_strict"]  # noqa: Y015
@@ -1239,11 +1251,14 @@ class ChunkDelta(_message.Message):
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
+    REASONING_SIGNATURE_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     role: _builtins.str
     content: _builtins.str
     finish_reason: _builtins.str
     reasoning: _builtins.str
+    reasoning_signature: _builtins.str
+    """The reasoning's signature, once it is complete (see Message.reasoning_signature)."""
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]: ...
     def __init__(
@@ -1255,10 +1270,11 @@ class ChunkDelta(_message.Message):
         tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
         finish_reason: _builtins.str = ...,
         reasoning: _builtins.str | None = ...,
+        reasoning_signature: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "content", b"content", "reasoning", b"reasoning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "content", b"content", "finish_reason", b"finish_reason", "index", b"index", "reasoning", b"reasoning", "role", b"role", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "content", b"content", "finish_reason", b"finish_reason", "index", b"index", "reasoning", b"reasoning", "reasoning_signature", b"reasoning_signature", "role", b"role", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__content: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
     _WhichOneofArgType__content: _TypeAlias = _typing.Literal["_content", b"_content"]  # noqa: Y015

@@ -72,6 +72,8 @@ class Admission:
     price: Price
     started: float
     billing: Billing | None = None
+    # The deployments the reservation was priced for: the only ones a call under it may reach.
+    covers: frozenset[str] = frozenset()
     concluded: bool = False
     # What is already done of the conclusion (so an interrupted one resumes where it stopped).
     recorded: bool = False
@@ -86,6 +88,15 @@ class Admission:
     @property
     def prompt_tokens(self) -> int:
         return self.bill.prompt_tokens
+
+    def permits(self, deployment: Deployment) -> bool:
+        """Whether a provider call to `deployment` may go out under this admission: it is live
+        (not concluded) and its reservation was priced for that deployment."""
+        return not self.concluded and deployment.id in self.covers
+
+    def admits(self, model_id: str) -> bool:
+        """Whether the model's token windows admitted the call (True when none was asked)."""
+        return self.hold is None or self.hold.admits(model_id)
 
     def candidates(self, planned: Iterable[Candidate]) -> tuple[Candidate, ...]:
         """The planned candidates whose model's token windows admitted the call (every one when
@@ -116,7 +127,7 @@ def prompt_bound(request: ChatRequest) -> int:
     character ratio undercounts Chinese, emoji or, at 4 characters a token, Russian. Role
     markers add MESSAGE_OVERHEAD a message; each image gets a fixed allowance."""
     size = accounting.utf8_bound
-    total = sum(size(m.text()) + size(m.name)
+    total = sum(size(m.text()) + size(m.name) + size(m.reasoning or "")
                 + sum(size(c.name) + size(c.arguments) for c in m.tool_calls)
                 for m in request.messages)
     total += sum(size(t.name) + size(t.description) + len(t.parameters_json)
@@ -180,6 +191,7 @@ class Admitted:
         else:
             self._admission = await self._billing.enter(self._key, self._bill,
                                                          self._deployments, self._asks)
+        self._admission.covers = frozenset(d.id for d in self._deployments)
         return self._admission
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

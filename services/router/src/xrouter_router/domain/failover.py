@@ -2,6 +2,11 @@
 
 Each attempt gets min(attempt timeout, time left before the caller's deadline). A retryable
 UpstreamError moves on to the next candidate; anything else ends the request at once.
+
+No provider call goes out without a live admission (domain/billing.py): every entry point takes
+the `Admission` the call is made under, and each attempt checks that it is still live, was
+priced for the attempt's deployment and holds tokens in the windows of the deployment's model
+(when it has token limits), so a caller cannot reach a provider around the money path.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from xrouter_router.domain.billing import Admission
 from xrouter_router.domain.errors import (
     AllAttemptsFailed,
     Attempt,
     DeadlineExceeded,
+    InternalError,
     UpstreamBadResponse,
     UpstreamError,
     UpstreamTimeout,
@@ -100,19 +107,19 @@ class Failover:
                                     error.message, error.status))
 
     async def complete(
-        self, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None, *,
-        caps: Mapping[str, int] | None = None,
+        self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
+        deadline: float | None, *, caps: Mapping[str, int] | None = None,
     ) -> tuple[Candidate, Completion, list[Attempt]]:
         """`caps`: the max_tokens to send each model named (limits.fit's, for a request that
         set none)."""
         async def call(provider: ChatProvider, cand: Candidate) -> Completion:
             return await provider.chat(capped(request, caps, cand), cand.deployment)
 
-        return await self._run(plan, deadline, call, "did not answer")
+        return await self._run(held, plan, deadline, call, "did not answer")
 
     async def open_stream(
-        self, plan: Sequence[Candidate], request: ChatRequest, deadline: float | None, *,
-        caps: Mapping[str, int] | None = None,
+        self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
+        deadline: float | None, *, caps: Mapping[str, int] | None = None,
     ) -> OpenedStream:
         async def call(provider: ChatProvider,
                        cand: Candidate) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
@@ -126,11 +133,11 @@ class Failover:
                 await close_stream(stream)
                 raise
 
-        cand, (first, rest), attempts = await self._run(plan, deadline, call, "sent nothing")
+        cand, (first, rest), attempts = await self._run(held, plan, deadline, call, "sent nothing")
         return OpenedStream(cand, first, rest, attempts)
 
     async def embed(
-        self, plan: Sequence[Candidate], request: EmbeddingRequest, deadline: float | None
+        self, held: Admission, plan: Sequence[Candidate], request: EmbeddingRequest, deadline: float | None
     ) -> tuple[Candidate, Embeddings, list[Attempt]]:
         async def call(provider: ChatProvider, cand: Candidate) -> Embeddings:
             if not isinstance(provider, EmbeddingProvider):
@@ -138,10 +145,11 @@ class Failover:
                                           provider=provider.name)
             return await provider.embed(request, cand.deployment)
 
-        return await self._run(plan, deadline, call, "did not answer")
+        return await self._run(held, plan, deadline, call, "did not answer")
 
     async def _run(
         self,
+        held: Admission,
         plan: Sequence[Candidate],
         deadline: float | None,
         call: Callable[[ChatProvider, Candidate], Awaitable[T]],
@@ -151,6 +159,8 @@ class Failover:
         attempts: list[Attempt] = []
         last: UpstreamError | None = None
         for cand in plan[: self._policy.max_attempts]:
+            if not held.permits(cand.deployment) or not held.admits(cand.model.id):
+                raise InternalError(f"no live admission covers deployment {cand.deployment.id}")
             timeout = self._timeout(deadline, attempts)
             provider = self._providers[cand.deployment.provider]
             dep = cand.deployment

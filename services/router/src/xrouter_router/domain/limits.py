@@ -1,18 +1,19 @@
-"""Rate-limit policy shared by every limiter (in-process and Redis Cluster): the windows' lengths
-and the one wording of a refusal, so both limiters answer a client alike; and the models' token
-limits (catalog.ModelLimits): which candidates a request fits, what it asks each model's windows
-to hold, and what it gives back when it ends."""
+"""Admission policy shared by every limiter and credit guard (in-process and Redis Cluster): the
+windows' lengths and the one wording of each refusal, so every adapter answers a client alike;
+and the models' token limits (catalog.ModelLimits): which candidates a request fits, what it
+asks each model's windows to hold, and what it gives back when it ends."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from types import MappingProxyType
 from typing import NamedTuple
 
 from xrouter_router.domain.catalog import NO_LIMITS, Model
-from xrouter_router.domain.errors import InvalidRequest, RateLimited
+from xrouter_router.domain.errors import InsufficientCredits, InvalidRequest, RateLimited
 from xrouter_router.domain.routing import Candidate
 
 MINUTE = 60.0
@@ -26,6 +27,23 @@ def limited(what: str, limit: int, reset: float, now: float,
     wait = retry_after if retry_after is not None else max(1.0, math.ceil(reset - now))
     return RateLimited(f"Rate limit exceeded: {what}", retry_after=wait,
                        metadata={"limit": limit, "remaining": 0, "reset": int(reset)})
+
+
+def spendable(for_account: Decimal, for_key: Decimal | None) -> Decimal:
+    """What a reservation may take: the account's free balance, or less under a key's limit."""
+    return for_account if for_key is None else min(for_account, for_key)
+
+
+def unaffordable(required: Decimal, for_account: Decimal,
+                 for_key: Decimal | None) -> InsufficientCredits:
+    """The refusal of a reservation of `required` that does not fit what is free, naming the
+    tighter of the two bounds (the key's credit limit or the account's balance)."""
+    source = "key" if for_key is not None and for_key < for_account else "account"
+    return InsufficientCredits(
+        "Insufficient credits: the request's worst-case cost does not fit the "
+        + ("key's credit limit" if source == "key" else "account balance"),
+        metadata={"limit_source": source, "required": str(required),
+                  "available": str(max(spendable(for_account, for_key), Decimal(0)))})
 
 
 @dataclass(frozen=True, slots=True)

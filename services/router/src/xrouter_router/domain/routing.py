@@ -58,6 +58,9 @@ class Plan:
     candidates: tuple[Candidate, ...]
     scored: tuple[Scored, ...]
     strategy: str
+    # The digest of the prompt prefix a provider-side cache can hold (domain/sticky.py), when the
+    # route may follow it; computed once a request.
+    affinity: bytes | None = None
 
 
 class Balancer:

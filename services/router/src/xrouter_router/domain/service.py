@@ -128,15 +128,17 @@ class ChatService:
         now = self._wall()
         route = plan(self._catalog, request, snapshot, now=now, policy=self._stats.policy,
                      balancer=self._balancer, commit=commit, explain=not commit)
-        prefix = prefix_key(request)
-        if prefix is None or len(route.candidates) < 2:
+        prefix = prefix_key(request) if self._sticky.enabled else None
+        if prefix is None:
             return route
+        if len(route.candidates) < 2:
+            return replace(route, affinity=prefix)
         unhealthy = {i for i, s in snapshot.items() if s.health(now, self._stats.policy) != "healthy"}
         healthy = {c.deployment.id for c in route.candidates} - unhealthy
         preferred = self._sticky.prefer(prefix, route.candidates, healthy)
         if preferred == route.candidates:
-            return route
-        return replace(route, candidates=preferred, strategy="sticky")
+            return replace(route, affinity=prefix)
+        return replace(route, candidates=preferred, strategy="sticky", affinity=prefix)
 
     def _known(self, request: ChatRequest) -> bool:
         try:
@@ -194,7 +196,7 @@ class ChatService:
         async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                        fitted.asks) as held:
             cand, result, attempts = await self._failover.embed(
-                held.candidates(fitted.candidates), request, deadline)
+                held, held.candidates(fitted.candidates), request, deadline)
             bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD
                         for i in request.inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
@@ -226,23 +228,23 @@ class ChatService:
         return result
 
     async def _admitted_route(self, api_key: str, request: ChatRequest,
-                              bill: Bill) -> tuple[ApiKey, Fitted]:
-        """The key and the plan's candidates that fit their models' token limits; every
-        candidate the plan may try is one the key may use."""
+                              bill: Bill) -> tuple[ApiKey, Fitted, Plan]:
+        """The key, the plan's candidates that fit their models' token limits, and the plan;
+        every candidate the plan may try is one the key may use."""
         key = await self._auth.authenticate(api_key)
         route = await self.route(request, commit=True)
         for cand in route.candidates:
             key.may_use(cand.model.id)
-        return key, fit(route.candidates, bill.prompt_tokens, bill.completion_tokens)
+        return key, fit(route.candidates, bill.prompt_tokens, bill.completion_tokens), route
 
     async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
         bill = chat_bill(request, stream=False)
-        key, fitted = await self._admitted_route(api_key, request, bill)
+        key, fitted, route = await self._admitted_route(api_key, request, bill)
         async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                        fitted.asks) as held:
             cand, completion, attempts = await self._failover.complete(
-                held.candidates(fitted.candidates), request, deadline, caps=fitted.caps)
-            self._sticky.remember(prefix_key(request), cand.deployment.id)
+                held, held.candidates(fitted.candidates), request, deadline, caps=fitted.caps)
+            self._sticky.remember(route.affinity, cand.deployment.id)
             tokens = await self._tokens(request, cand, completion.usage,
                                         completion.message.text())
             result = ChatResult(
@@ -265,13 +267,14 @@ class ChatService:
         streaming = False
         try:
             bill = chat_bill(request, stream=True)
-            key, fitted = await self._admitted_route(api_key, request, bill)
+            key, fitted, route = await self._admitted_route(api_key, request, bill)
             async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                            fitted.asks) as held:
                 opened = await self._failover.open_stream(
-                    held.candidates(fitted.candidates), request, deadline, caps=fitted.caps)
+                    held, held.candidates(fitted.candidates), request, deadline,
+                    caps=fitted.caps)
                 streaming = True
-                self._sticky.remember(prefix_key(request), opened.candidate.deployment.id)
+                self._sticky.remember(route.affinity, opened.candidate.deployment.id)
                 relay = self._relay(request, opened, held)
                 try:
                     async for event in relay:

@@ -47,6 +47,11 @@ class StickyRoutes:
     def __len__(self) -> int:
         return len(self._served)
 
+    @property
+    def enabled(self) -> bool:
+        """False when affinity is off: then no request's prefix needs hashing."""
+        return self._size > 0
+
     def remember(self, key: bytes | None, deployment_id: str) -> None:
         if key is None or self._size <= 0:
             return

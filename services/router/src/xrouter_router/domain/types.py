@@ -38,6 +38,8 @@ class Message:
     tool_call_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     reasoning: str | None = None  # an answer's reasoning, where the model shows it
+    # The provider's signature of `reasoning` (Anthropic's), so a client can send it back.
+    reasoning_signature: str = ""
 
     def text(self) -> str:
         """The message's text, parts joined; images and other parts contribute nothing."""
@@ -52,6 +54,7 @@ class Tool:
     description: str = ""
     parameters_json: bytes = b""
     strict: bool | None = None
+    cache_control_json: bytes = b""  # Anthropic's cache breakpoint on the definition (JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,7 @@ class Delta:
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str = ""
     reasoning: str | None = None
+    reasoning_signature: str = ""
 
 
 @dataclass(frozen=True, slots=True)

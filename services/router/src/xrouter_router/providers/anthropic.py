@@ -10,7 +10,9 @@ max_tokens, else the effort's share of max_tokens; max_tokens is raised past the
 needed, since Anthropic counts thinking in it), and then temperature and top_k are not sent
 (Anthropic refuses them with thinking) nor a top_p under 0.95. A request that forces a tool call
 gets no thinking (Anthropic allows only tool_choice auto or none with it). Thinking blocks come back as
-reasoning, hidden when the request says `reasoning.exclude`. `cache_control` on text parts
+reasoning with their signature (one block's), hidden when the request says `reasoning.exclude`;
+an assistant turn's signed reasoning goes back as its thinking block (Anthropic requires the last
+turn's with tool use), unsigned reasoning never goes back. `cache_control` on text parts
 (OpenAI-style content parts, as OpenRouter takes them) is passed through, the system prompt's
 included.
 """
@@ -200,6 +202,8 @@ def tool_json(tool: Tool) -> dict[str, Any]:
                            else {"type": "object", "properties": {}})
     if tool.strict:
         out["strict"] = True
+    if tool.cache_control_json:
+        out["cache_control"] = orjson.Fragment(tool.cache_control_json)
     return out
 
 
@@ -264,10 +268,20 @@ def _system_blocks(m: Message) -> list[dict[str, Any]]:
 
 def _blocks(provider: str, m: Message) -> list[dict[str, Any]]:
     if m.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text()}]
+        result = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.text()}
+        cache = next((c for c in (cache_control(p.raw_json) for p in m.parts) if c is not None),
+                     None)
+        if cache is not None:
+            result["cache_control"] = cache
+        return [result]
     if m.role == "assistant":
         text = m.text()
-        blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+        # A signed reasoning goes back as the thinking block it came from (with tool use,
+        # Anthropic requires the last assistant turn's); unsigned reasoning never goes back.
+        blocks: list[dict[str, Any]] = [
+            {"type": "thinking", "thinking": m.reasoning, "signature": m.reasoning_signature}
+        ] if m.reasoning and m.reasoning_signature else []
+        blocks += [{"type": "text", "text": text}] if text else []
         blocks += [{"type": "tool_use", "id": c.id, "name": c.name,
                     "input": tool_arguments(provider, c.arguments)} for c in m.tool_calls]
         return blocks
@@ -284,7 +298,11 @@ def _part_block(part: ContentPart) -> dict[str, Any] | None:
             block["cache_control"] = cache
         return block
     if part.type == "image_url":
-        return {"type": "image", "source": image_source(part.image_url)}
+        image = {"type": "image", "source": image_source(part.image_url)}
+        cache = cache_control(part.raw_json)
+        if cache is not None:
+            image["cache_control"] = cache
+        return image
     return None  # audio, files: nothing Anthropic's Messages API takes
 
 
@@ -335,20 +353,24 @@ def parse_message(provider: str, data: dict[str, Any], *,
                                   raw=data)
     texts: list[str] = []
     thoughts: list[str] = []
+    signatures: list[str] = []
     calls: list[ToolCall] = []
     for block in map(nested_object, content):
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
         elif block.get("type") == "thinking":
             thoughts.append(block.get("thinking") or "")
+            signatures.append(str(block.get("signature") or ""))
         elif block.get("type") == "tool_use":
             calls.append(ToolCall(len(calls), block["id"], block["name"],
                                   orjson.dumps(block.get("input") or {}).decode()))
     text = "".join(texts) if texts or not calls else None
     usage = parse_usage(data["usage"]) if isinstance(data.get("usage"), dict) else None
     reasoning = "".join(thoughts) if thoughts and show_reasoning else None
+    # One thinking block's signature covers that block alone: several joined cannot be signed.
+    signature = signatures[0] if reasoning is not None and len(signatures) == 1 else ""
     return Completion(Message(role="assistant", content=text, tool_calls=tuple(calls),
-                              reasoning=reasoning),
+                              reasoning=reasoning, reasoning_signature=signature),
                       finish_reason(data.get("stop_reason")), usage)
 
 
@@ -428,6 +450,8 @@ class StreamState:
             return Delta(tool_calls=(call,))
         if kind == "thinking_delta" and self._show_reasoning and delta.get("thinking"):
             return Delta(reasoning=delta["thinking"])
+        if kind == "signature_delta" and self._show_reasoning and delta.get("signature"):
+            return Delta(reasoning_signature=str(delta["signature"]))
         return None
 
 

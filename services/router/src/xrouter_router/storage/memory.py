@@ -10,9 +10,17 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from xrouter_router.domain.errors import InsufficientCredits, NotFound
+from xrouter_router.domain.errors import NotFound
 from xrouter_router.domain.keys import ApiKey
-from xrouter_router.domain.limits import DAY, MINUTE, TokenAsk, TokenHold, limited
+from xrouter_router.domain.limits import (
+    DAY,
+    MINUTE,
+    TokenAsk,
+    TokenHold,
+    limited,
+    spendable,
+    unaffordable,
+)
 from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.domain.types import RateWindow
 from xrouter_router.storage.model_windows import TokenWindows
@@ -153,16 +161,11 @@ class InProcessCreditGuard:
                       *, partial_from: Decimal | None = None) -> Reservation:
         async with self._locks[key.account_id]:
             for_account, for_key = await self._available(key)
-            available = for_account if for_key is None else min(for_account, for_key)
+            available = spendable(for_account, for_key)
             granted = amount if available >= amount else (
                 available if partial_from is not None and available >= partial_from else None)
             if granted is None:
-                source = "key" if for_key is not None and for_key < for_account else "account"
-                raise InsufficientCredits(
-                    "Insufficient credits: the request's worst-case cost does not fit the "
-                    + ("key's credit limit" if source == "key" else "account balance"),
-                    metadata={"limit_source": source, "required": str(amount),
-                              "available": str(max(available, Decimal(0)))})
+                raise unaffordable(amount, for_account, for_key)
             self._reserved_account[key.account_id] += granted
             self._reserved_key[key.id] += granted
             self._held[generation_id] = granted
@@ -172,7 +175,7 @@ class InProcessCreditGuard:
                      amount: Decimal) -> Reservation | None:
         async with self._locks[key.account_id]:
             for_account, for_key = await self._available(key)
-            if min(for_account, for_key if for_key is not None else for_account) < amount:
+            if spendable(for_account, for_key) < amount:
                 return None
             self._reserved_account[reservation.account_id] += amount
             self._reserved_key[reservation.key_id] += amount

@@ -43,6 +43,9 @@ def _message(m: pb.Message) -> Message:
         name=m.name,
         tool_call_id=m.tool_call_id,
         tool_calls=_calls(m.tool_calls) if m.tool_calls else (),
+        # A previous answer's reasoning goes back upstream only signed (domain/types.Message).
+        reasoning=m.reasoning if m.reasoning_signature and m.HasField("reasoning") else None,
+        reasoning_signature=m.reasoning_signature,
     )
 
 
@@ -103,7 +106,8 @@ def request_from_proto(r: pb.ChatRequest) -> ChatRequest:
         ),
         fallback_models=tuple(r.models),
         tools=tuple(Tool(t.name, t.description, t.parameters_json,
-                         t.strict if t.HasField("strict") else None) for t in r.tools),
+                         t.strict if t.HasField("strict") else None, t.cache_control_json)
+                    for t in r.tools),
         tool_choice_json=r.tool_choice_json,
         response_format_json=r.response_format_json,
         user=r.user,
@@ -141,6 +145,7 @@ def result_to_proto(generation_id: str, result: ChatResult) -> pb.ChatResponse:
         message.content = m.content
     if m.reasoning is not None:
         message.reasoning = m.reasoning
+        message.reasoning_signature = m.reasoning_signature
     return pb.ChatResponse(
         id=generation_id,
         model=result.served.model,
@@ -168,6 +173,8 @@ def _delta(d: Delta) -> pb.ChunkDelta:
         out.content = d.content
     if d.reasoning is not None:
         out.reasoning = d.reasoning
+    if d.reasoning_signature:
+        out.reasoning_signature = d.reasoning_signature
     if d.tool_calls:
         out.tool_calls.extend(_tool_calls_pb(d.tool_calls))
     return out

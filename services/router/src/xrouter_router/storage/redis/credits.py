@@ -11,9 +11,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from redis.asyncio.cluster import RedisCluster
 
-from xrouter_router.domain.errors import InsufficientCredits, InternalError, NotFound, Unavailable
+from xrouter_router.domain.errors import InternalError, NotFound, Unavailable
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord, charge_of
+from xrouter_router.domain.limits import unaffordable
 from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.storage.redis.lane import Lane
 from xrouter_router.storage.redis.limits import LimitArgs, limits_lua
@@ -364,15 +365,7 @@ class RedisCreditGuard(LinkCounters):
             granted = int(reply[1])
             return Reservation(generation_id, key.account_id, key.id,
                                amount if granted == _units(amount) else _rub(granted))
-        for_account = _rub(int(reply[1]))
-        for_key = _rub(int(reply[2])) if reply[2] else None
-        available = for_account if for_key is None else min(for_account, for_key)
-        source = "key" if for_key is not None and for_key < for_account else "account"
-        raise InsufficientCredits(
-            "Insufficient credits: the request's worst-case cost does not fit the "
-            + ("key's credit limit" if source == "key" else "account balance"),
-            metadata={"limit_source": source, "required": str(amount),
-                      "available": str(max(available, Decimal(0)))})
+        raise unaffordable(amount, _rub(int(reply[1])), _rub(int(reply[2])) if reply[2] else None)
 
     async def extend(self, key: ApiKey, reservation: Reservation,
                      amount: Decimal) -> Reservation | None:
