@@ -170,6 +170,10 @@ async def test_a_fault_at_any_await_point_gives_everything_back(
         assert await _windows_settled(rig, key, gen, model_id), f"windows: {kind} at {at}"
         if not faults.fired:  # the request completed before the at-th await point
             assert task.exception() is None
+            record = await rig.stack.ledger.get(gen)
+            assert record is not None  # and its model's windows keep what it used
+            used = record.prompt_tokens + record.completion_tokens
+            assert used > 0 and await rig.tokens(key, model_id, FIXED) == (used, used)
             points = faults.seen
             break
         assert task.cancelled() if kind == "cancel" else isinstance(task.exception(), RuntimeError)
