@@ -11,7 +11,10 @@ some text). A request with `thinking: {type: enabled, budget_tokens}` (validated
 under max_tokens, no temperature or top_k) is answered with a thinking block first (THOUGHT;
 streamed as thinking_delta then signature_delta), and the last assistant turn that used tools
 must then start with that block, signature intact; `cache_control` is validated (ephemeral, at
-most four breakpoints). It runs on its own thread and loop; what it saw is kept in `requests`/`headers`.
+most four breakpoints). A tool_choice of `tool` or `any` is answered with one tool_use block of
+that tool (the first for `any`) and no text, with TOOL_INPUT (harness.NON_CONFORMING for the
+scenario json-bad), as the API does when it forces a tool. It runs on its own thread and loop;
+what it saw is kept in `requests`/`headers`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.harness import FakeHarness
+from tests.fakes.harness import NON_CONFORMING, FakeHarness
 from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
@@ -237,6 +240,11 @@ class FakeAnthropic(FakeUpstream):
         return self._answer(body, scenario)
 
     def _answer(self, body: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
+        choice = body.get("tool_choice") or {}
+        if choice.get("type") in ("tool", "any"):  # forced: a tool_use block and nothing else
+            name = choice.get("name") or body["tools"][0]["name"]
+            return [{"type": "tool_use", "id": "toolu_01FakeForced", "name": name,
+                     "input": NON_CONFORMING if scenario == "json-bad" else TOOL_INPUT}]
         if scenario in ("tools", "tools-2"):
             blocks: list[dict[str, Any]] = [{"type": "text", "text": "Let me check."}]
             for n, tool in enumerate(body["tools"][:2 if scenario == "tools-2" else 1]):
@@ -252,8 +260,9 @@ class FakeAnthropic(FakeUpstream):
                 "cache_read_input_tokens": cached, "output_tokens": output,
                 "service_tier": "standard"}
 
-    def _stop_reason(self, scenario: str) -> str:
-        if scenario in ("tools", "tools-2"):
+    def _stop_reason(self, body: dict[str, Any], scenario: str) -> str:
+        if scenario in ("tools", "tools-2") or (body.get("tool_choice") or {}).get("type") in (
+                "tool", "any"):
             return "tool_use"
         return "max_tokens" if scenario == "max-tokens" else "end_turn"
 
@@ -261,7 +270,7 @@ class FakeAnthropic(FakeUpstream):
         content = self._content(body, scenario)
         return {"id": "msg_01FakeMessage", "type": "message", "role": "assistant",
                 "model": body["model"], "content": content,
-                "stop_reason": self._stop_reason(scenario), "stop_sequence": None,
+                "stop_reason": self._stop_reason(body, scenario), "stop_sequence": None,
                 "usage": self._usage(body, 7 * len(content), scenario)}
 
     async def _stream(self, request: web.Request, body: dict[str, Any],
@@ -291,7 +300,7 @@ class FakeAnthropic(FakeUpstream):
             if scenario in ("cut", "midstream-overloaded", "midstream-rate-limit"):
                 return
         end: dict[str, Any] = {"type": "message_delta", "delta": {
-            "stop_reason": self._stop_reason(scenario), "stop_sequence": None}}
+            "stop_reason": self._stop_reason(body, scenario), "stop_sequence": None}}
         if scenario == "cached":
             end["usage"] = {**usage, "output_tokens": output}
             del end["usage"]["service_tier"]

@@ -11,6 +11,8 @@ tests/fakes/harness.py, plus tools-2 (two parallel calls), max-tokens, safety, b
 blocked, no candidates), thoughts (a thought part and thoughtsTokenCount) and no-finish (a
 stream closing cleanly without finishReason). Any scenario answers with a thought part too when
 `generationConfig.thinkingConfig.includeThoughts` is true (thinkingConfig is validated).
+`responseJsonSchema` is checked; json and json-bad answer `responseMimeType: application/json`
+with TOOL_ARGS, or harness.NON_CONFORMING, as JSON text.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.harness import FakeHarness
+from tests.fakes.harness import NON_CONFORMING, FakeHarness
 from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
@@ -106,6 +108,15 @@ def _check_thinking(config: Any) -> None:
         raise Invalid("The thinking budget is out of range; it must be between -1 and 32768.")
 
 
+def _check_format(config: dict[str, Any]) -> None:
+    if "responseSchema" in config and "responseJsonSchema" in config:
+        raise Invalid("responseSchema and responseJsonSchema cannot both be set")
+    if "responseJsonSchema" in config and (
+            not isinstance(config["responseJsonSchema"], dict)
+            or config.get("responseMimeType") != "application/json"):
+        raise Invalid("responseJsonSchema needs responseMimeType application/json")
+
+
 def validate(body: dict[str, Any]) -> None:
     unknown = [*(f for f in body if f not in _FIELDS),
                *(f for f in body.get("generationConfig", {}) if f not in _CONFIG_FIELDS)]
@@ -113,6 +124,7 @@ def validate(body: dict[str, Any]) -> None:
         raise Invalid(f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find '
                       "field.")
     _check_thinking(body.get("generationConfig", {}).get("thinkingConfig"))
+    _check_format(body.get("generationConfig", {}))
     contents = body.get("contents")
     if not contents:
         raise Invalid("* GenerateContentRequest.contents: contents is not specified\n")
@@ -208,10 +220,14 @@ class FakeGemini(FakeUpstream):
             calls[0]["thoughtSignature"] = SIGNATURE
             return calls
         parts: list[dict[str, Any]] = []
-        thinking = body.get("generationConfig", {}).get("thinkingConfig") or {}
+        config = body.get("generationConfig", {})
+        thinking = config.get("thinkingConfig") or {}
         if scenario == "thoughts" or thinking.get("includeThoughts"):
             parts.append({"text": "The user greets me.", "thought": True})
-        if scenario != "safety":
+        if scenario in ("json", "json-bad") and config.get("responseMimeType") == "application/json":
+            answer = TOOL_ARGS if scenario == "json" else NON_CONFORMING
+            parts.append({"text": orjson.dumps(answer).decode()})
+        elif scenario != "safety":
             parts.append({"text": "echo: " + _last_user_text(body)})
         return parts
 

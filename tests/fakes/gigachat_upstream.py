@@ -15,6 +15,8 @@ recorded exchanges of Sber's own SDK:
   refused with 422 `{"status": 422, "message": "Invalid params: ..."}`; rejecting fields the
   spec does not have (tools, tool_choice, stream_options) is this fake's own strictness.
 
+A `function_call` naming a function is answered with a call of it (arguments TOOL_ARGUMENTS;
+harness.NON_CONFORMING for fake-json-bad), as GigaChat's forced generation of arguments does.
 The model picks the behaviour: GigaChat, GigaChat-Pro, GigaChat-Max and fake-echo echo; fake-tools
 | fake-500 | fake-429 | fake-slow | fake-garbage | fake-cut | fake-no-usage | fake-drip |
 fake-401-always; any other model gets 404 "No such model". It runs on its own thread and loop.
@@ -33,7 +35,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.harness import TOOL_ARGUMENTS, FakeHarness
+from tests.fakes.harness import NON_CONFORMING, TOOL_ARGUMENTS, FakeHarness
 from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
@@ -41,7 +43,7 @@ AUTH_KEY = base64.b64encode(b"fake-client-id:fake-client-secret").decode()
 WRONG_KEY = base64.b64encode(b"fake-client-id:wrong-secret").decode()
 SCOPES = ("GIGACHAT_API_PERS", "GIGACHAT_API_B2B", "GIGACHAT_API_CORP")
 ECHO_MODELS = ("GigaChat", "GigaChat-Pro", "GigaChat-Max", "fake-echo", "fake-slow", "fake-cut",
-               "fake-no-usage", "fake-drip")
+               "fake-no-usage", "fake-drip", "fake-json", "fake-json-bad")
 SCENARIO_MODELS = (*ECHO_MODELS, "fake-tools", "fake-500", "fake-429", "fake-garbage",
                    "fake-401-always")
 CHAT_FIELDS = {"model", "messages", "function_call", "functions", "temperature", "top_p", "n",
@@ -264,6 +266,10 @@ class FakeGigaChat(FakeUpstream):
         return json_response(200, self._completion(body, model))
 
     def _answer(self, body: dict[str, Any], model: str) -> tuple[list[str], dict[str, Any] | None]:
+        forced = body.get("function_call")
+        if isinstance(forced, dict):  # arguments generated for the named function, always
+            args = NON_CONFORMING if model == "fake-json-bad" else TOOL_ARGUMENTS
+            return [], {"name": forced["name"], "arguments": args}
         if model == "fake-tools" and body.get("functions"):
             return [], {"name": body["functions"][0]["name"], "arguments": TOOL_ARGUMENTS}
         words = ("echo: " + _last_user_text(body)).split(" ")

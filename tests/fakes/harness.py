@@ -29,6 +29,11 @@ from xrouter_router.providers.config import ProviderConfig
 
 SCENARIOS = ("echo", "tools", "500", "429", "slow", "garbage", "cut", "no-usage", "drip")
 TOOL_ARGUMENTS = {"city": "Moscow", "unit": "celsius"}
+# Structured outputs (scenarios json and json-bad, where a fake has them): TOOL_ARGUMENTS
+# conforms to WEATHER_SCHEMA, NON_CONFORMING does not.
+WEATHER_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["city", "unit"],
+                  "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}}
+NON_CONFORMING = {"city": 7}
 
 
 class ScenarioHarness(Protocol):

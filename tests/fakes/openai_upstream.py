@@ -12,7 +12,9 @@ The requested `model` picks the behaviour, so one server serves every scenario:
   no usage) | fake-drip-reasoning (endless `reasoning` deltas) |
   fake-leak-400 | fake-leak-500 (a long error body quoting credentials: LEAKED_SECRETS) |
   fake-deepseek-reasoner (DeepSeek's `reasoning_content`: THOUGHT in the whole message, and as
-  two deltas before the answer in a stream)
+  two deltas before the answer in a stream) |
+  fake-json | fake-json-bad (asked for a response_format: TOOL_ARGS, or harness.NON_CONFORMING,
+  in two pieces when streamed)
 A `reasoning_effort` outside OpenAI's values is refused with 400, as OpenAI does.
 It runs on its own thread and event loop so tests in any loop, and services in other processes,
 can use it; what it saw is kept in `requests` and `disconnects`.
@@ -28,7 +30,7 @@ from typing import Any
 import orjson
 from aiohttp import ClientConnectionError, web
 
-from tests.fakes.harness import FakeHarness
+from tests.fakes.harness import NON_CONFORMING, FakeHarness
 from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
@@ -138,6 +140,9 @@ class FakeOpenAI(FakeUpstream):
                                       "arguments": TOOL_ARGS}}]
         if model == "fake-chunks-22":
             return [f"w{i} " for i in range(22)], []
+        if model in ("fake-json", "fake-json-bad") and body.get("response_format"):
+            text = TOOL_ARGS if model == "fake-json" else orjson.dumps(NON_CONFORMING).decode()
+            return [text[:9], text[9:]], []
         text = "echo: " + _last_user_text(body)
         words = text.split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)], []

@@ -12,7 +12,9 @@ The model in modelUri `gpt://<folder>/yandexgpt-<scenario>[/<version>]` picks th
   length | filter (final statuses)
   midstream-429 (a partial line, then grpc-gateway's in-stream error object)
 Embedding models `emb://<folder>/<name>[/<version>]`: a name ending in -429 is rate limited.
-`reasoningOptions.mode` ENABLED_HIDDEN adds 5 hidden reasoning tokens to the usage.
+`reasoningOptions.mode` ENABLED_HIDDEN adds 5 hidden reasoning tokens to the usage. A request
+with `jsonSchema` or `jsonObject` (checked: one of them, shaped as the reference says) is
+answered with TOOL_ARGUMENTS as JSON text (harness.NON_CONFORMING for yandexgpt-json-bad).
 POST /v1/chat/completions is AI Studio's OpenAI-compatible endpoint (folder in `OpenAI-Project`
 or `x-folder-id`, `model` a gpt:// URI): the echo, whole or as an SSE stream, with usage.
 It runs on its own thread and event loop; what it saw is kept in `requests`, `headers`,
@@ -29,7 +31,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.harness import TOOL_ARGUMENTS, FakeHarness
+from tests.fakes.harness import NON_CONFORMING, TOOL_ARGUMENTS, FakeHarness
 from tests.fakes.server import FakeUpstream, garbage, json_response
 from xrouter_router.providers.config import ProviderConfig
 
@@ -148,11 +150,27 @@ def _check_tools(tools: Any) -> str | None:
     return None
 
 
+def _check_format(body: dict[str, Any]) -> str | None:
+    """jsonObject (a bool) and jsonSchema ({"schema": object}) are one oneof: at most one."""
+    if "jsonObject" in body and "jsonSchema" in body:
+        return "only one of jsonObject and jsonSchema may be set"
+    if "jsonObject" in body and not isinstance(body["jsonObject"], bool):
+        return "jsonObject must be a boolean"
+    spec = body.get("jsonSchema")
+    if spec is not None and (not isinstance(spec, dict) or set(spec) != {"schema"}
+                             or not isinstance(spec["schema"], dict)):
+        return "jsonSchema must be {\"schema\": object}"
+    return None
+
+
 def check_request(body: Any) -> str | None:
     """Why Yandex would answer 400 to this CompletionRequest, or None."""
     if not isinstance(body, dict) or not set(body) <= {"modelUri", "completionOptions", "messages",
-                                                       "tools", "reasoningOptions"}:
+                                                       "tools", "reasoningOptions", "jsonObject",
+                                                       "jsonSchema"}:
         return "invalid JSON payload: unknown fields"
+    if problem := _check_format(body):
+        return problem
     if "reasoningOptions" in body and body["reasoningOptions"] not in (
             {"mode": "DISABLED"}, {"mode": "ENABLED_HIDDEN"}):
         return "reasoningOptions.mode must be DISABLED or ENABLED_HIDDEN"
@@ -292,6 +310,9 @@ class FakeYandexGPT(FakeUpstream):
         """The texts the stream's messages carry, each the whole text so far."""
         if scenario == "cyrillic":
             return list(CYRILLIC)
+        if body.get("jsonSchema") or body.get("jsonObject"):
+            text = orjson.dumps(NON_CONFORMING if scenario == "json-bad" else TOOL_ARGUMENTS).decode()
+            return [text[:9], text]
         words = ("echo: " + _last_user_text(body)).split(" ")
         return [" ".join(words[:i + 1]) for i in range(len(words))]
 

@@ -91,11 +91,10 @@ def test_sampling_is_mapped_and_temperature_clamped_to_anthropics_range() -> Non
     assert _body(sampling=Sampling(temperature=-0.5))["temperature"] == 0.0
 
 
-def test_tools_choice_format_and_user() -> None:
+def test_tools_choice_and_user() -> None:
     params = b'{"type":"object","properties":{"city":{"type":"string"}}}'
-    fmt = b'{"type":"json_schema","json_schema":{"name":"w","schema":{"type":"object"}}}'
     body = _body(tools=(Tool("weather", "Get it", params, True), Tool("noop")),
-                 tool_choice_json=b'"required"', response_format_json=fmt, user="u-7")
+                 tool_choice_json=b'"required"', user="u-7")
     assert body["tools"] == [
         {"name": "weather", "description": "Get it",
          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -103,14 +102,12 @@ def test_tools_choice_format_and_user() -> None:
         {"name": "noop", "input_schema": {"type": "object", "properties": {}}},
     ]
     assert body["tool_choice"] == {"type": "any"}
-    assert body["output_config"] == {"format": {"type": "json_schema",
-                                                "schema": {"type": "object"}}}
     assert body["metadata"] == {"user_id": "u-7"}
 
 
-def test_tool_choice_without_tools_and_json_object_mode_are_dropped() -> None:
-    body = _body(tool_choice_json=b'"auto"', response_format_json=b'{"type":"json_object"}')
-    assert "tool_choice" not in body and "output_config" not in body
+def test_tool_choice_without_tools_is_dropped() -> None:
+    body = _body(tool_choice_json=b'"auto"')
+    assert "tool_choice" not in body
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.builders import request
 from xrouter_common.env import ConfigError
 from xrouter_router.catalog_file import load
 from xrouter_router.domain.catalog import NO_LIMITS, ModelLimits
+from xrouter_router.domain.errors import NoProvider
+from xrouter_router.domain.routing import plan
+from xrouter_router.domain.types import ProviderPreferences
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "catalog.example.toml"
 ENV = {"GIGACHAT_AUTH_KEY": "a2V5", "YANDEX_API_KEY": "y", "OPENAI_API_KEY": "o",
@@ -63,3 +67,21 @@ def test_the_example_catalog_has_the_origins_model_limits() -> None:
                       "yandexgpt:latest": ModelLimits(4000, 100_000, 1_000_000),
                       "yandexgpt-lite:latest": ModelLimits(2000, 50_000, 500_000)}
     assert catalog.resolve("gigachat-max").limits is NO_LIMITS
+
+
+def test_structured_outputs_route_to_every_deployment_that_honours_them() -> None:
+    """GigaChat (forced function), Anthropic (forced tool) and the 5th-generation YandexGPT
+    models (jsonSchema) honour response_format: even under require_parameters a json_schema
+    request may go to each of them; a model without the field is skipped, with the reason."""
+    catalog = load(EXAMPLE, ENV).catalog
+    fmt = b'{"type":"json_schema","json_schema":{"name":"w","schema":{"type":"object"}}}'
+    strict = ProviderPreferences(require_parameters=True)
+    for alias in ("gigachat-2-pro", "yandexgpt-5-pro", "yandexgpt-5.1-pro", "yandexgpt-5-lite",
+                  "claude-sonnet-4", "gpt-4o-mini", "gemini-2.5-flash"):
+        model = catalog.resolve(alias)
+        route = plan(catalog, request(alias, response_format_json=fmt, provider=strict))
+        assert {c.deployment.id for c in route.candidates} == {d.id for d in model.deployments}
+    with pytest.raises(NoProvider) as caught:
+        plan(catalog, request("yandexgpt-32k", response_format_json=fmt, provider=strict))
+    assert caught.value.metadata["reasons"] == {
+        "yandexgpt/yandexgpt-32k:latest@yandex": "does not support json_mode"}

@@ -121,8 +121,7 @@ def test_temperature_is_clamped_to_0_1(given: float, sent: float) -> None:
 def test_max_tokens_is_a_string_and_unsupported_sampling_is_dropped() -> None:
     sampling = Sampling(max_tokens=2000, top_p=0.9, top_k=5, frequency_penalty=0.1,
                         presence_penalty=0.2, repetition_penalty=1.1, seed=7, stop=("\n",))
-    body = _body(sampling=sampling, tool_choice_json=b'"auto"',
-                 response_format_json=b'{"type":"json_object"}', extra_json=b'{"foo":1}', user="u")
+    body = _body(sampling=sampling, tool_choice_json=b'"auto"', extra_json=b'{"foo":1}', user="u")
     assert body == {"modelUri": "gpt://b1gfolder/yandexgpt-lite/latest",
                     "completionOptions": {"stream": False, "maxTokens": "2000"},
                     "messages": [{"role": "user", "text": "hello"}]}

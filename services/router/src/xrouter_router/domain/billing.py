@@ -47,6 +47,9 @@ class Bill:
     prompt_tokens: int
     completion_tokens: int | None
     streamed: bool
+    # A stream read whole before it is sent (it has a response_format to check): the provider
+    # writes all of it before the client sees any, so all of its worst case must fit at once.
+    buffered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +140,9 @@ def prompt_bound(request: ChatRequest) -> int:
     return total + accounting.MESSAGE_OVERHEAD * len(request.messages) + 1500 * images
 
 
-def chat_bill(request: ChatRequest, *, stream: bool) -> Bill:
+def chat_bill(request: ChatRequest, *, stream: bool, buffered: bool = False) -> Bill:
     return Bill(request.generation_id, request.model, prompt_bound(request),
-                request.sampling.max_tokens or None, stream)
+                request.sampling.max_tokens or None, stream, buffered)
 
 
 def embedding_bill(request: EmbeddingRequest, generation_id: str) -> Bill:
@@ -241,7 +244,8 @@ class Billing:
         cap = max(d.max_completion_tokens for d in deployments)
         completion = cap if bill.completion_tokens is None else min(bill.completion_tokens, cap)
         amount = cost_of(bill.prompt_tokens, completion, price)
-        partial = cost_of(bill.prompt_tokens, MIN_STREAM_TOKENS, price) if bill.streamed else None
+        partial = (cost_of(bill.prompt_tokens, MIN_STREAM_TOKENS, price)
+                   if bill.streamed and not bill.buffered else None)
         window, reservation, hold = await self._meter.admit(
             key, bill.generation_id, amount, partial_from=partial, now=now, tokens=asks)
         return Admission(key, bill, window, reservation, price, now, self, hold=hold)

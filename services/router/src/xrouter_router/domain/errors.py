@@ -192,6 +192,13 @@ class UpstreamBadResponse(UpstreamError):
     reason = "bad_response"
 
 
+class NonConforming(UpstreamBadResponse):
+    """The answer does not conform to the request's response_format (not JSON, not an object,
+    or outside its json_schema): the provider failed to do what was asked, so another is tried."""
+
+    reason = "non_conforming"
+
+
 class UpstreamRejected(UpstreamError):
     """The provider rejected the request itself (4xx other than auth/429): the client's fault."""
 

@@ -1,7 +1,9 @@
 """Ordered failover across a plan's candidates, before the first byte and never after.
 
 Each attempt gets min(attempt timeout, time left before the caller's deadline). A retryable
-UpstreamError moves on to the next candidate; anything else ends the request at once.
+UpstreamError moves on to the next candidate; anything else ends the request at once. A request
+with a response_format has each answer checked (domain/structured.py) before it counts as one:
+a streamed one is read whole first, so nothing of a non-conforming answer reaches the client.
 
 No provider call goes out without a live admission (domain/billing.py): every entry point takes
 the `Admission` the call is made under, and each attempt checks that it is still live, was
@@ -32,11 +34,13 @@ from xrouter_router.domain.observe import NullObserver, NullTracer, Observer, Sp
 from xrouter_router.domain.ports import ChatProvider, EmbeddingProvider
 from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.stats import StatsStore
+from xrouter_router.domain.structured import AnswerCheck
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
     EmbeddingRequest,
     Embeddings,
+    Message,
     StreamBatch,
 )
 
@@ -57,6 +61,8 @@ class OpenedStream:
     first: StreamBatch
     rest: AsyncIterator[StreamBatch]
     attempts: list[Attempt]
+    # Read whole and checked before it opened: the rest comes from memory, at the client's pace.
+    replayed: bool = False
 
 
 class Failover:
@@ -108,23 +114,30 @@ class Failover:
 
     async def complete(
         self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
-        deadline: float | None, *, caps: Mapping[str, int] | None = None,
+        deadline: float | None, check: AnswerCheck | None = None, *,
+        caps: Mapping[str, int] | None = None,
     ) -> tuple[Candidate, Completion, list[Attempt]]:
         """`caps`: the max_tokens to send each model named (limits.fit's, for a request that
         set none)."""
         async def call(provider: ChatProvider, cand: Candidate) -> Completion:
-            return await provider.chat(capped(request, caps, cand), cand.deployment)
+            completion = await provider.chat(capped(request, caps, cand), cand.deployment)
+            if check is not None:
+                check.check(provider.name, completion.message, completion.finish_reason)
+            return completion
 
         return await self._run(held, plan, deadline, call, "did not answer")
 
     async def open_stream(
         self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
-        deadline: float | None, *, caps: Mapping[str, int] | None = None,
+        deadline: float | None, check: AnswerCheck | None = None, *,
+        caps: Mapping[str, int] | None = None,
     ) -> OpenedStream:
         async def call(provider: ChatProvider,
                        cand: Candidate) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
             stream = provider.stream(capped(request, caps, cand), cand.deployment)
             try:
+                if check is not None:
+                    return await _checked(provider.name, stream, check)
                 return await anext(stream), stream
             except StopAsyncIteration:
                 raise UpstreamBadResponse(f"{provider.name} ended the stream without data",
@@ -134,7 +147,7 @@ class Failover:
                 raise
 
         cand, (first, rest), attempts = await self._run(held, plan, deadline, call, "sent nothing")
-        return OpenedStream(cand, first, rest, attempts)
+        return OpenedStream(cand, first, rest, attempts, replayed=check is not None)
 
     async def embed(
         self, held: Admission, plan: Sequence[Candidate], request: EmbeddingRequest, deadline: float | None
@@ -200,6 +213,26 @@ def capped(request: ChatRequest, caps: Mapping[str, int] | None,
     if cap is None:
         return request
     return replace(request, sampling=replace(request.sampling, max_tokens=cap))
+
+
+async def _checked(provider: str, stream: AsyncIterator[StreamBatch],
+                   check: AnswerCheck) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
+    """The whole stream read and checked (within the attempt's timeout, like a whole answer),
+    then replayed: its first batch, and the rest from memory."""
+    batches = [batch async for batch in stream]
+    if not batches:
+        raise UpstreamBadResponse(f"{provider} ended the stream without data", provider=provider)
+    deltas = [d for b in batches for d in b.deltas if d.index == 0]
+    content = "".join(d.content for d in deltas if d.content)
+    calls = tuple(c for d in deltas for c in d.tool_calls)
+    finish = next((d.finish_reason for d in reversed(deltas) if d.finish_reason), "")
+    check.check(provider, Message(role="assistant", content=content, tool_calls=calls), finish)
+    return batches[0], _replay(batches[1:])
+
+
+async def _replay(batches: list[StreamBatch]) -> AsyncIterator[StreamBatch]:
+    for batch in batches:
+        yield batch
 
 
 def _usage_attributes(span: SpanLike, result: object) -> None:

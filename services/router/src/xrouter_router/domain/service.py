@@ -37,6 +37,7 @@ from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
 from xrouter_router.domain.stats import InMemoryStats, StatsStore
 from xrouter_router.domain.sticky import StickyRoutes, prefix_key
+from xrouter_router.domain.structured import answer_check
 from xrouter_router.domain.types import (
     ChatRequest,
     ChatResult,
@@ -240,10 +241,12 @@ class ChatService:
     async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
         bill = chat_bill(request, stream=False)
         key, fitted, route = await self._admitted_route(api_key, request, bill)
+        check = answer_check(request)
         async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                        fitted.asks) as held:
             cand, completion, attempts = await self._failover.complete(
-                held, held.candidates(fitted.candidates), request, deadline, caps=fitted.caps)
+                held, held.candidates(fitted.candidates), request, deadline, check,
+                caps=fitted.caps)
             self._sticky.remember(route.affinity, cand.deployment.id)
             tokens = await self._tokens(request, cand, completion.usage,
                                         completion.message.text())
@@ -266,12 +269,13 @@ class ChatService:
         in-band in StreamEnd.error and usage is always reported."""
         streaming = False
         try:
-            bill = chat_bill(request, stream=True)
+            check = answer_check(request)
+            bill = chat_bill(request, stream=True, buffered=check is not None)
             key, fitted, route = await self._admitted_route(api_key, request, bill)
             async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                            fitted.asks) as held:
                 opened = await self._failover.open_stream(
-                    held, held.candidates(fitted.candidates), request, deadline,
+                    held, held.candidates(fitted.candidates), request, deadline, check,
                     caps=fitted.caps)
                 streaming = True
                 self._sticky.remember(route.affinity, opened.candidate.deployment.id)
@@ -368,9 +372,11 @@ class ChatService:
             raise
         finally:
             await close_stream(opened.rest)
+        # A replayed stream's pace is the client's, not the provider's: no throughput from it.
+        spread = (batches > 0 and not opened.replayed
+                  and time.monotonic() - started >= MIN_THROUGHPUT_WINDOW)
         end = await self._conclude(request, opened, held, acc, usage=usage, error=error,
-                                   spread=batches > 0 and time.monotonic() - started >= MIN_THROUGHPUT_WINDOW,
-                                   elapsed=time.monotonic() - started)
+                                   spread=spread, elapsed=time.monotonic() - started)
         last = batch.deltas if batch is not None else ()
         yield StreamEvent(deltas=last, served=served, end=end, attempts=attempts,
                           rate_limit=window)

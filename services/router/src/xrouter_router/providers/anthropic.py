@@ -15,6 +15,10 @@ an assistant turn's signed reasoning goes back as its thinking block (Anthropic 
 turn's with tool use), unsigned reasoning never goes back. `cache_control` on text parts
 (OpenAI-style content parts, as OpenRouter takes them) is passed through, the system prompt's
 included.
+
+A `response_format` (json_schema or json_object) becomes a tool named after the schema that the
+model is made to call (tool_choice `tool`, or `any` beside the client's own tools); its input
+comes back as the answer's text (providers/forced_tool.py).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from xrouter_router.domain.types import (
 )
 from xrouter_router.providers import reasoning as reasoning_param
 from xrouter_router.providers.config import ProviderConfig
+from xrouter_router.providers.forced_tool import StreamedAnswer, as_answer, forced_tool, with_tool
 from xrouter_router.providers.http import (
     Upstream,
     incomplete_stream,
@@ -62,6 +67,7 @@ DEFAULT_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 _SYSTEM_ROLES = ("system", "developer")
 _CHOICES = {"auto": "auto", "none": "none", "required": "any"}
+ANY_TOOL = b'"required"'  # with tools of the client's own: some tool, the format's or theirs
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
            "max_tokens": "length", "model_context_window_exceeded": "length",
            "tool_use": "tool_calls", "refusal": "content_filter"}
@@ -99,18 +105,26 @@ class AnthropicProvider:
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
         show = reasoning_param.shown(reasoning_param.requested(request.extra_json))
-        return await self._http.post_json(
-            self._url, self.body(request, deployment, stream=False),
+        forced = forced_tool(request, any_tool=ANY_TOOL)
+        sent = request if forced is None else with_tool(request, forced)
+        completion = await self._http.post_json(
+            self._url, self.body(sent, deployment, stream=False),
             lambda data: parse_message(self._name, json_object(self._name, data),
                                        show_reasoning=show))
+        return completion if forced is None else as_answer(completion, forced)
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
-        async with self._http.open(self._url, self.body(request, deployment, stream=True),
+        forced = forced_tool(request, any_tool=ANY_TOOL)
+        sent = request if forced is None else with_tool(request, forced)
+        answer = None if forced is None else StreamedAnswer(forced)
+        async with self._http.open(self._url, self.body(sent, deployment, stream=True),
                                    content_types=("text/event-stream",)) as resp:
             show = reasoning_param.shown(reasoning_param.requested(request.extra_json))
             state = StreamState(self._name, show_reasoning=show)
             async for events in read_events(resp, self._name):
                 batch = state.batch(events)
+                if answer is not None:
+                    batch = answer.batch(batch)
                 if batch.deltas or batch.usage or batch.done:
                     yield batch
                 if state.error is not None:
@@ -150,9 +164,6 @@ def request_body(provider: str, request: ChatRequest, deployment: Deployment, *,
         body["tools"] = [tool_json(t) for t in request.tools]
         if choice is not None:
             body["tool_choice"] = choice
-    schema = _json_schema(request.response_format_json)
-    if schema is not None:
-        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     if request.user:
         body["metadata"] = {"user_id": request.user}
     if stream:
@@ -218,17 +229,6 @@ def tool_choice_json(raw: bytes) -> dict[str, Any] | None:
         name = (choice.get("function") or {}).get("name")
         if name:
             return {"type": "tool", "name": name}
-    return None
-
-
-def _json_schema(raw: bytes) -> Any:
-    """The schema of a json_schema response_format (Anthropic has no plain JSON mode)."""
-    if not raw:
-        return None
-    fmt = orjson.loads(raw)
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        spec = fmt.get("json_schema") or {}
-        return spec.get("schema") if isinstance(spec, dict) else None
     return None
 
 

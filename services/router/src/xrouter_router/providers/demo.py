@@ -48,28 +48,42 @@ def reply_words(request: ChatRequest) -> list[str]:
     return f"Hello from the XRouter demo model! You said: \u00ab{_said(request)}\u00bb".split(" ")
 
 
-def example(schema: Any, depth: int = 0) -> Any:
+def example(schema: Any, depth: int = 0, root: Any = None) -> Any:
     """A value that conforms to a JSON schema's common subset (type, enum, const, properties,
-    items, anyOf/oneOf): what the demo puts in tool arguments and structured answers."""
+    items, anyOf/oneOf, local $refs as pydantic writes them): what the demo puts in tool
+    arguments and structured answers (which the router checks against the schema)."""
+    root = schema if root is None else root
     if not isinstance(schema, dict) or depth > _DEPTH_LIMIT:
         return None
+    if isinstance(schema.get("$ref"), str):
+        return example(_local(root, schema["$ref"]), depth + 1, root)
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
         if schema.get(key):
-            return example(schema[key][0], depth + 1)
+            return example(schema[key][0], depth + 1, root)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object" or "properties" in schema:
         props = schema.get("properties") or {}
-        return {name: example(sub, depth + 1) for name, sub in props.items()}
+        return {name: example(sub, depth + 1, root) for name, sub in props.items()}
     if kind == "array":
-        item = example(schema.get("items", {}), depth + 1)
+        item = example(schema.get("items", {}), depth + 1, root)
         return [item] * max(1, int(schema.get("minItems", 1)))
     return {"string": "demo", "integer": 1, "number": 1, "boolean": True}.get(str(kind))
+
+
+def _local(root: Any, ref: str) -> Any:
+    """The part of the schema a `#/...` reference points at (None for any other reference)."""
+    if not ref.startswith("#/"):
+        return None
+    target = root
+    for name in ref[2:].split("/"):
+        target = target.get(name) if isinstance(target, dict) else None
+    return target
 
 
 def _options(raw: bytes) -> dict[str, Any]:

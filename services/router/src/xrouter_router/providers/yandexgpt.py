@@ -15,7 +15,10 @@ is "deny" is sent with `x-data-logging-enabled: false` whatever the headers say.
 
 The request's `reasoning` becomes `reasoningOptions.mode` ("ENABLED_HIDDEN", or "DISABLED" for
 effort "none") on deployments whose catalog `parameters` list "reasoning" (the models that have
-the option); Yandex returns no reasoning text, only its token count.
+the option); Yandex returns no reasoning text, only its token count. A `response_format` is
+sent natively: json_schema as `jsonSchema: {"schema": ...}`, json_object as `jsonObject: true`
+(fields of the CompletionRequest, beside completionOptions, in Foundation Models' REST
+reference: yandex.cloud/docs/foundation-models/text-generation/api-ref/TextGeneration/completion).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from xrouter_common.env import ConfigError
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.errors import UpstreamBadResponse, UpstreamError, UpstreamRejected
 from xrouter_router.domain.ports import ChatProvider
+from xrouter_router.domain.structured import answer_format
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
@@ -158,7 +162,8 @@ class YandexGPTProvider:
 
     def body(self, request: ChatRequest, deployment: Deployment, *, stream: bool) -> bytes:
         """The completion request. Only temperature and maxTokens exist upstream; the rest of
-        the sampling parameters, tool_choice and response_format are dropped."""
+        the sampling parameters and tool_choice are dropped. response_format becomes the
+        request's `jsonSchema` ({"schema": ...}) or `jsonObject: true`."""
         options: dict[str, Any] = {"stream": stream}
         s = request.sampling
         if s.temperature is not None:
@@ -177,6 +182,11 @@ class YandexGPTProvider:
         }
         if request.tools:
             body["tools"] = [tool_json(t) for t in request.tools]
+        fmt = answer_format(request.response_format_json)
+        if fmt is not None and fmt.schema is not None:
+            body["jsonSchema"] = {"schema": fmt.schema}
+        elif fmt is not None:
+            body["jsonObject"] = True
         wanted = reasoning_param.requested(request.extra_json)
         if wanted is not None and "reasoning" in deployment.parameters:
             body["reasoningOptions"] = {"mode": "ENABLED_HIDDEN" if wanted.enabled else "DISABLED"}

@@ -1,5 +1,7 @@
 """The GigaChat adapter itself: chat, streams and embeddings over Bearer-token HTTP, with one
-retry on a fresh token when the API refuses the cached one."""
+retry on a fresh token when the API refuses the cached one. GigaChat has no response_format: a
+json_schema (or json_object) becomes one more function, named after the schema, that
+`function_call` forces; its arguments come back as the answer's text (providers/forced_tool.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from xrouter_router.domain.types import (
     StreamBatch,
     TokenCounts,
 )
+from xrouter_router.providers.forced_tool import StreamedAnswer, as_answer, forced_tool, with_tool
 from xrouter_router.providers.gigachat.auth import TokenSource
 from xrouter_router.providers.gigachat.wire import (
     api_error,
@@ -32,6 +35,8 @@ from xrouter_router.providers.gigachat.wire import (
 from xrouter_router.providers.http import Upstream, incomplete_stream, json_object, read_events
 
 _DONE = b"[DONE]"
+# GigaChat has no "call some function": beside the client's functions the model chooses.
+AUTO = b'"auto"'
 
 
 class GigaChatProvider:
@@ -73,16 +78,22 @@ class GigaChatProvider:
                          update_interval=self._update_interval)
 
     async def chat(self, request: ChatRequest, deployment: Deployment) -> Completion:
-        body = self.body(request, deployment, stream=False)
+        forced = forced_tool(request, any_tool=AUTO)
+        sent = request if forced is None else with_tool(request, forced)
+        body = self.body(sent, deployment, stream=False)
         async with self._open(self._chat_url, body, request.generation_id) as resp:
             data = json_object(self._name, orjson.loads(await resp.read()))
-            return parse_completion(self._name, data)
+            completion = parse_completion(self._name, data)
+        return completion if forced is None else as_answer(completion, forced)
 
     async def stream(self, request: ChatRequest, deployment: Deployment) -> AsyncIterator[StreamBatch]:
-        body = self.body(request, deployment, stream=True)
+        forced = forced_tool(request, any_tool=AUTO)
+        sent = request if forced is None else with_tool(request, forced)
+        answer = None if forced is None else StreamedAnswer(forced)
+        body = self.body(sent, deployment, stream=True)
         async with self._open(self._chat_url, body, request.generation_id) as resp:
             async for batch in self._read_stream(resp):
-                yield batch
+                yield batch if answer is None else answer.batch(batch)
 
     async def embed(self, request: EmbeddingRequest, deployment: Deployment) -> Embeddings:
         body = embeddings_body(request.inputs, deployment.upstream_model)

@@ -58,7 +58,8 @@ def finish_reason(raw: Any, has_call: bool) -> str:
 def chat_body(provider: str, request: ChatRequest, model: str, *, stream: bool,
               update_interval: float = 0.0) -> bytes:
     """The POST /chat/completions body. Sampling GigaChat lacks (stop, seed, top_k, frequency
-    and presence penalties), response_format, user and extra_json are dropped."""
+    and presence penalties), user and extra_json are dropped; the provider turns response_format
+    into a forced function before this is called."""
     body: dict[str, Any] = {"model": model, "messages": messages_json(provider, request.messages)}
     s = request.sampling
     if s.temperature is not None:
