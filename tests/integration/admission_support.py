@@ -64,7 +64,7 @@ class FixedKey:
     def __init__(self, key: ApiKey) -> None:
         self.key = key
 
-    async def authenticate(self, api_key: str) -> ApiKey:
+    async def authenticate(self, api_key: str, address: str = "") -> ApiKey:
         return self.key
 
 

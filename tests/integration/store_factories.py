@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.infra.postgres_ha import PostgresHA
+from xrouter_router.domain.addresses import AllowList
 from xrouter_router.domain.errors import Attempt
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
@@ -112,6 +113,7 @@ def full_key(key_id: str = "key-1", account_id: str = "acc-a") -> ApiKey:
                   limits=Limits(requests_per_minute=7, requests_per_day=70, tokens_per_minute=7000,
                                 concurrent=3),
                   credit_limit=Decimal("12.34567891"), allowed_models=("z/last", "a/first"),
+                  allowed_ips=AllowList.parse(["2001:db8::/32", "192.0.2.0/24", "198.51.100.7"]),
                   expires_at=1_900_000_000.25, disabled=True, created_at=1_700_000_000.5)
 
 

@@ -113,3 +113,21 @@ async def test_embeddings_are_charged_and_recorded_on_every_replica(cluster: Clu
                                        headers=auth)
         assert found.status_code == 200 and found.json()["data"]["total_cost"] == 0.00002
     assert await cluster.balance(Decimal("0.99996")) == Decimal("0.99996")
+
+
+async def test_an_allow_list_change_holds_on_every_replica(cluster: Cluster) -> None:
+    await cluster.top_up("10")
+    key, key_id = await cluster.key(allowed_ips=["127.0.0.1", "2001:db8::/32"])
+    for _ in range(4):  # both replicas serve the key from their caches now (round robin)
+        assert (await cluster.chat(key)).status_code == 200
+    resp = await cluster.http.patch(f"{cluster.url}/v1/keys/{key_id}", headers=AUTH,
+                                    json={"allowed_ips": ["192.0.2.0/24"]})
+    assert resp.json()["data"]["allowed_ips"] == ["192.0.2.0/24"]
+    # The other replica forgets the key when the announcement reaches it (well under a
+    # second); the bound only keeps a broken announcement from hanging the test.
+    deadline = asyncio.get_running_loop().time() + 10.0
+    statuses: list[int] = []
+    while statuses[-6:] != [403] * 6:
+        assert asyncio.get_running_loop().time() < deadline, statuses
+        statuses.append((await cluster.chat(key)).status_code)
+    assert set(statuses) <= {200, 403}

@@ -35,6 +35,16 @@ class TestKeyStore:
         got = await stores.keys.get("key-1")
         assert got is not None and type(got.credit_limit) is Decimal
 
+    async def test_the_ip_allow_list_comes_back_in_order_and_parsed(self, stores: Stores) -> None:
+        await with_accounts(stores, "acc-a")
+        await stores.keys.create(full_key(), HASH_1)
+        got = await stores.keys.by_hash(HASH_1)
+        assert got is not None
+        assert got.allowed_ips.entries == ("2001:db8::/32", "192.0.2.0/24", "198.51.100.7")
+        assert [got.allowed_ips.admits(a) for a in ("192.0.2.9", "2001:db8::1", "198.51.100.7",
+                                                    "198.51.100.8", "::1")] == [
+            True, True, True, False, False]
+
     async def test_a_key_with_only_defaults_round_trips(self, stores: Stores) -> None:
         await with_accounts(stores, "acc-a")
         key = plain_key("key-1")

@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,7 +23,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tests.infra.pg_fixtures import postgres_ha, postgres_ha_disposable  # noqa: F401 - fixtures
 from tests.infra.postgres_ha import PostgresHA, free_ports
 from xrouter_router.cli import main
-from xrouter_router.storage.sql.migrate import migrate
+from xrouter_router.domain.addresses import EVERYWHERE, AllowList
+from xrouter_router.storage.sql.migrate import bundled, migrate
+from xrouter_router.storage.sql.pg import PgDatabase, PgKeyStore
 from xrouter_router.storage.sql.postgres import pool
 
 TABLES = {"accounts", "api_keys", "credit_entries", "generations", "generation_ids", "usage_daily",
@@ -83,7 +85,7 @@ def month_partitions(now: datetime, months: int) -> set[str]:
 
 
 async def test_migrate_creates_the_schema(db: Database) -> None:
-    assert await migrate(db.primary) == [1, 2, 3, 4, 5]
+    assert await migrate(db.primary) == [1, 2, 3, 4, 5, 6]
 
     tables = await query(db.primary, "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
                                      "AND relnamespace = 'public'::regnamespace AND NOT relispartition")
@@ -91,16 +93,32 @@ async def test_migrate_creates_the_schema(db: Database) -> None:
     partitions = await query(db.primary, "SELECT inhrelid::regclass::text FROM pg_inherits "
                                          "WHERE inhparent = 'generations'::regclass")
     assert {name for (name,) in partitions} == month_partitions(datetime.now(UTC), 2)
-    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,)]
+    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,)]
     assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(1,)]
     assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(0,)]
     assert await migrate(db.primary) == []
 
 
+async def test_a_database_of_the_previous_release_gets_ip_allow_lists(db: Database) -> None:
+    assert await migrate(db.primary, migrations=bundled()[:5]) == [1, 2, 3, 4, 5]
+    async with await psycopg.AsyncConnection.connect(db.primary, autocommit=True) as conn:
+        await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
+        await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier)"
+                           " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free')")
+    assert await migrate(db.primary) == [6]
+    async with pool(db.primary, min_size=1, max_size=1) as connections:
+        keys = PgKeyStore(PgDatabase(connections))
+        old = await keys.get("key-1")
+        assert old is not None and old.allowed_ips == EVERYWHERE  # usable from any address
+        await keys.update(replace(old, allowed_ips=AllowList.parse(["192.0.2.0/24"])))
+        assert await keys.by_hash("h1") == replace(old,
+                                                   allowed_ips=AllowList.parse(["192.0.2.0/24"]))
+
+
 async def test_concurrent_runners_apply_once(db: Database) -> None:
     results = await asyncio.gather(migrate(db.primary), migrate(db.primary))
-    assert sorted(results) == [[], [1, 2, 3, 4, 5]]
-    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,)]
+    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6]]
+    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,)]
 
 
 async def test_the_standby_has_the_schema_and_committed_rows(
@@ -113,7 +131,7 @@ async def test_the_standby_has_the_schema_and_committed_rows(
         await conn.execute("INSERT INTO accounts (id, name) VALUES ('acct-1', 'Ada')")
     assert await query(db.standby, "SELECT id, name, balance FROM accounts") == [
         ("acct-1", "Ada", Decimal(0))]
-    assert await query(db.standby, VERSIONS) == [(1,), (2,), (3,), (4,), (5,)]
+    assert await query(db.standby, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,)]
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         await query(db.standby, "INSERT INTO accounts (id) VALUES ('acct-2')")
     admin = postgres_ha.conninfo(0, "postgres", "postgres")  # replication state is for superusers
@@ -173,7 +191,7 @@ async def test_a_generation_is_recorded_once(db: Database) -> None:
 def test_cli_migrates_and_reports(db: Database, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--database-url", db.primary, "--wait", "5"]) == 0
     assert main(["migrate", "--database-url", db.primary]) == 0
-    assert capsys.readouterr().out == "applied migrations: 1, 2, 3, 4, 5\nschema is up to date\n"
+    assert capsys.readouterr().out == "applied migrations: 1, 2, 3, 4, 5, 6\nschema is up to date\n"
 
 
 def test_cli_gives_up_on_an_unreachable_database(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,7 +244,7 @@ class Writer:
 
 async def test_writes_survive_a_failover(postgres_ha_disposable: PostgresHA) -> None:  # noqa: F811
     cluster = postgres_ha_disposable
-    assert await migrate(cluster.multi_host(), wait=5) == [1, 2, 3, 4, 5]
+    assert await migrate(cluster.multi_host(), wait=5) == [1, 2, 3, 4, 5, 6]
     async with pool(cluster.multi_host(), min_size=2, max_size=4, timeout=2.0) as writes:
         async with writes.connection() as conn:
             await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")

@@ -4,6 +4,7 @@ the loop, maps lock and open failures to Unavailable and stores money as integer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sqlite3
 import threading
@@ -18,12 +19,14 @@ import pytest
 from tests.integration.store_factories import (
     ATTEMPTS,
     HASH_1,
+    Stores,
     balance,
     full_key,
     generation,
     sqlite_stores_over,
     with_accounts,
 )
+from xrouter_router.domain.addresses import EVERYWHERE
 from xrouter_router.domain.errors import (
     InternalError,
     Unavailable,
@@ -40,6 +43,29 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
         yield db
     finally:
         await db.close()
+
+
+@contextlib.asynccontextmanager
+async def _opened(path: Path) -> AsyncIterator[tuple[SqliteDatabase, Stores]]:
+    """The file opened (and migrated) with its stores; closed on the way out."""
+    db = SqliteDatabase(path)
+    try:
+        yield db, sqlite_stores_over(db)
+    finally:
+        await db.close()
+
+
+def _rewind(path: Path, version: int, *statements: str) -> None:
+    """Make the file one an older release wrote: its schema as then, its user_version."""
+    with sqlite3.connect(path) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+
+
+async def _version(db: SqliteDatabase) -> int:
+    return int(await db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0]))
 
 
 class TestSqliteDatabase:
@@ -73,33 +99,45 @@ class TestSqliteDatabase:
     async def test_a_file_of_schema_version_1_is_migrated_and_keeps_its_records(
             self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
-        db = SqliteDatabase(path)
-        before = sqlite_stores_over(db)
-        await with_accounts(before, "acc-a")
-        await before.ledger.record(generation("gen-1", cost="0.25"))
-        await db.close()
-        # Make it the file the previous release wrote: no bucket columns, no plans, version 1.
-        with sqlite3.connect(path) as conn:
-            conn.execute("DROP TABLE account_plans")
-            conn.execute("ALTER TABLE generations DROP COLUMN cache_write_tokens")
-            for column in ("cached_tokens", "cache_write_tokens", "reasoning_tokens"):
-                conn.execute(f"ALTER TABLE usage_daily DROP COLUMN {column}")
-            conn.execute("PRAGMA user_version = 1")
-        conn.close()
+        async with _opened(path) as (_, before):
+            await with_accounts(before, "acc-a")
+            await before.ledger.record(generation("gen-1", cost="0.25"))
+        # Make it the file the first release wrote: no bucket columns, no plans, no IP
+        # allow-lists, version 1.
+        _rewind(path, 1, "DROP TABLE account_plans",
+                "ALTER TABLE api_keys DROP COLUMN allowed_ips",
+                "ALTER TABLE generations DROP COLUMN cache_write_tokens",
+                *(f"ALTER TABLE usage_daily DROP COLUMN {column}"
+                  for column in ("cached_tokens", "cache_write_tokens", "reasoning_tokens")))
 
-        db = SqliteDatabase(path)
-        try:
-            after = sqlite_stores_over(db)
+        async with _opened(path) as (db, after):
             assert await after.ledger.get("gen-1") == generation("gen-1", cost="0.25")
             await after.ledger.record(replace(generation("gen-2", cost="0.5"), cached_tokens=3,
                                               cache_write_tokens=2, reasoning_tokens=7))
             assert await after.ledger.totals() == UsageTotals(2, 20, 40, Decimal("0.75"), 3, 2, 7)
             await after.plans.set("acc-a", Plan("pro"))
             assert await after.plans.get("acc-a") == Plan("pro")
-            version = await db.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
-            assert version == 3
-        finally:
-            await db.close()
+            await after.keys.create(full_key(), HASH_1)
+            assert await after.keys.by_hash(HASH_1) == full_key()
+            assert await _version(db) == 4
+
+    async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        old_key = replace(full_key(), allowed_ips=EVERYWHERE)
+        async with _opened(path) as (_, before):
+            await with_accounts(before, "acc-a")
+            await before.keys.create(old_key, HASH_1)
+            await before.plans.set("acc-a", Plan("pro"))
+        # The file the previous release wrote: api_keys without allowed_ips, version 3.
+        _rewind(path, 3, "ALTER TABLE api_keys DROP COLUMN allowed_ips")
+
+        async with _opened(path) as (db, after):
+            assert await after.keys.by_hash(HASH_1) == old_key  # usable from any address
+            assert await after.plans.get("acc-a") == Plan("pro")
+            await after.keys.update(full_key())
+            assert await after.keys.by_hash(HASH_1) == full_key()
+            assert await _version(db) == 4
 
     async def test_the_loop_keeps_ticking_while_500_records_wait_for_the_disk(
             self, sqlite_db: SqliteDatabase) -> None:
@@ -209,11 +247,11 @@ class TestSqliteDatabase:
     async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
         newer = sqlite3.connect(path, isolation_level=None)
-        newer.execute("PRAGMA user_version = 4")
+        newer.execute("PRAGMA user_version = 5")
         newer.close()
         db = SqliteDatabase(path)
         try:
-            with pytest.raises(InternalError, match=r"schema version 4; this XRouter knows 3$"):
+            with pytest.raises(InternalError, match=r"schema version 5; this XRouter knows 4$"):
                 await db.open()
         finally:
             await db.close()

@@ -138,6 +138,36 @@ def test_a_broken_schema_is_the_clients_error_when_an_answer_meets_it(
     assert caught.value.param == "response_format.json_schema.schema"
 
 
+def _schema_check(schema: dict[str, Any]) -> AnswerCheck:
+    return _check(orjson.dumps({"type": "json_schema", "json_schema": {"name": "x",
+                                                                       "schema": schema}}))
+
+
+@pytest.mark.parametrize("schema", [
+    {"properties": {"city": {"type": "string", "pattern": "^(a|aa)+$"}}},
+    {"patternProperties": {"^(a|aa)+$": {"type": "string"}}},
+])
+def test_a_catastrophic_pattern_is_the_clients_error_not_a_stalled_router(
+        schema: dict[str, Any]) -> None:
+    """Exponential backtracking (the regex module avoids some, not this one): the bounded
+    search gives up after PATTERN_SECONDS."""
+    hostile = "a" * 40 + "!"
+    answer = orjson.dumps({"city": hostile, hostile: "x"}).decode()
+    with pytest.raises(InvalidRequest) as caught:
+        _schema_check(schema).check("a", Message(role="assistant", content=answer), "stop")
+    assert caught.value.message.startswith(
+        "response_format.json_schema.schema: the pattern '^(a|aa)+$' took over 50 ms")
+
+
+def test_patterns_still_apply_to_values_and_property_names() -> None:
+    check = _schema_check({"properties": {"city": {"pattern": "^[A-Z]"}},
+                           "patternProperties": {"^n_": {"type": "integer"}}})
+    check.check("a", Message(role="assistant", content='{"city": "Moscow", "n_1": 2}'), "stop")
+    for bad in ('{"city": "moscow"}', '{"n_1": "two"}'):
+        with pytest.raises(NonConforming):
+            check.check("a", Message(role="assistant", content=bad), "stop")
+
+
 def test_a_schema_that_cannot_be_compiled_is_refused_before_any_provider() -> None:
     raw = orjson.dumps({"type": "json_schema", "json_schema": {"name": "x",
                                                                "schema": {"$schema": [1]}}})

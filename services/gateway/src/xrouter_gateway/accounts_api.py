@@ -53,6 +53,7 @@ def key_json(k: pb.KeyInfo) -> dict[str, Any]:
         "created_at": _iso(k.created_at),
         "expires_at": _iso(k.expires_at) if k.HasField("expires_at") else None,
         "allowed_models": list(k.allowed_models) or None,
+        "allowed_ips": list(k.allowed_ips) or None,
         "rate_limit": {
             "requests": k.requests_per_minute if k.HasField("requests_per_minute") else None,
             "interval": "1m",
@@ -73,6 +74,7 @@ class CreateKey(Struct, forbid_unknown_fields=True):
     limit: Annotated[float | str, Meta(description="credit limit, RUB")] | None = None
     expires_at: str | float | None = None
     allowed_models: list[str] | None = None
+    allowed_ips: list[str] | None = None
     requests_per_minute: Annotated[int, Meta(ge=0)] | None = None
     requests_per_day: Annotated[int, Meta(ge=0)] | None = None
     tokens_per_minute: Annotated[int, Meta(ge=0)] | None = None
@@ -86,6 +88,7 @@ class UpdateKey(Struct, forbid_unknown_fields=True):
     limit: float | str | None = None
     expires_at: str | float | None = None
     allowed_models: list[str] | None = None
+    allowed_ips: list[str] | None = None  # [] clears the list; absent or null: unchanged
     requests_per_minute: Annotated[int, Meta(ge=0)] | None = None
     requests_per_day: Annotated[int, Meta(ge=0)] | None = None
     tokens_per_minute: Annotated[int, Meta(ge=0)] | None = None
@@ -225,6 +228,7 @@ class AccountsEndpoints:
         out = pb.CreateKeyRequest(label=req.label or req.name or "", tier=req.tier,
                                   account_id=req.account_id,
                                   allowed_models=req.allowed_models or [],
+                                  allowed_ips=req.allowed_ips or [],
                                   credit_limit=_limit(req.limit))
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
@@ -237,7 +241,7 @@ class AccountsEndpoints:
         """The origin's POST /v1/auth/key: {label, expires_at} -> {data: {key, label, ...}}."""
         req = _decode(await read_body(request, _MAX_BODY), CreateKey)
         out = pb.CreateKeyRequest(label=req.label or req.name or "", tier=req.tier,
-                                  account_id=req.account_id)
+                                  account_id=req.account_id, allowed_ips=req.allowed_ips or [])
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires
@@ -268,6 +272,9 @@ class AccountsEndpoints:
         if req.allowed_models is not None:
             out.allowed_models.extend(req.allowed_models)
             out.replace_allowed_models = True
+        if req.allowed_ips is not None:
+            out.allowed_ips.extend(req.allowed_ips)
+            out.replace_allowed_ips = True
         _limits(req, out)
         info = await self._call(request, self._client.accounts.UpdateKey, out)
         return _json({"data": key_json(info)})

@@ -16,7 +16,12 @@ from starlette.responses import Response
 from xrouter.v1 import router_pb2 as pb
 from xrouter_common.apikeys import is_xrouter_key, well_formed
 from xrouter_common.tracing import child_traceparent
-from xrouter_common.wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
+from xrouter_common.wire import (
+    AUTHORIZATION_KEY,
+    CLIENT_ADDRESS_KEY,
+    REQUEST_ID_KEY,
+    TRACEPARENT_KEY,
+)
 from xrouter_gateway.convert import ROUTE_HEADER, rate_limit_headers, route_header
 from xrouter_gateway.errors import APIError, from_rpc_error
 from xrouter_gateway.guards import header_token
@@ -25,6 +30,8 @@ from xrouter_gateway.settings import GatewaySettings
 from xrouter_gateway.sse import RouterStream, SSEResponse, StreamWriter
 
 log = logging.getLogger("xrouter.gateway")
+# Longer than any textual IP address (with an IPv6 zone): anything longer is no address.
+_MAX_ADDRESS = 64
 
 
 def new_generation_id() -> str:
@@ -62,10 +69,21 @@ def api_key(request: Request) -> str:
     return token
 
 
+def client_address(request: Request) -> str:
+    """The client's address as the failed-auth throttle counts it: the socket peer, or the
+    client a trusted proxy named in X-Forwarded-For (uvicorn's proxy headers, configured by
+    XROUTER_GATEWAY_TRUSTED_PROXIES, rewrite the peer). Empty when unknown, or when a trusted
+    proxy's header held something that cannot travel as metadata: no IP allow-list admits it."""
+    client = request.scope.get("client")
+    host = client[0] if client else ""
+    return host if len(host) <= _MAX_ADDRESS and host.isascii() and host.isprintable() else ""
+
+
 def call_metadata(request: Request, key: str, generation_id: str) -> Metadata:
     """Metadata of the router call. The traceparent is the gateway span's when tracing is on
     (set by TracingMiddleware), else a new hop of the client's trace (or a new trace), kept in
-    the request state so that the access log names the same trace."""
+    the request state so that the access log names the same trace. The client's address goes
+    with every call: the router checks keys with an IP allow-list against it."""
     request_id = header_token(request.headers.get("x-request-id", ""), "X-Request-Id") \
         or generation_id
     state = request.scope.setdefault("state", {})
@@ -76,6 +94,7 @@ def call_metadata(request: Request, key: str, generation_id: str) -> Metadata:
         (AUTHORIZATION_KEY, "Bearer " + key),
         (REQUEST_ID_KEY, request_id[:128]),
         (TRACEPARENT_KEY, traceparent),
+        (CLIENT_ADDRESS_KEY, client_address(request)),
     )
 
 

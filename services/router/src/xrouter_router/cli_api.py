@@ -46,17 +46,36 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
         return 1
 
 
+_LIMIT_FIELDS = ("requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent")
+
+
+def _key_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of `keys create` and `keys update` that were given."""
+    body: dict[str, Any] = {"name": args.name, "limit": args.limit, "expires_at": args.expires_at,
+                            "allowed_models": args.model, "allowed_ips": args.allow_ip,
+                            **{f: getattr(args, f) for f in _LIMIT_FIELDS}}
+    if args.any_ip:
+        body["allowed_ips"] = []
+    return {k: v for k, v in body.items() if v is not None}
+
+
 def keys_command(parser: argparse.ArgumentParser) -> Handler:
-    """Create, list, disable, enable or delete API keys."""
+    """Create, list, update, disable, enable or delete API keys."""
     _connection(parser)
-    parser.add_argument("action", choices=["create", "list", "disable", "enable", "delete"])
-    parser.add_argument("id", nargs="?", help="key id (disable, enable, delete)")
-    parser.add_argument("--name", default="")
+    parser.add_argument("action", choices=["create", "list", "update", "disable", "enable",
+                                           "delete"])
+    parser.add_argument("id", nargs="?", help="key id (update, disable, enable, delete)")
+    parser.add_argument("--name", default=None)
     parser.add_argument("--tier", default="free")
     parser.add_argument("--account", default="")
     parser.add_argument("--limit", default=None, help="credit limit in RUB")
     parser.add_argument("--expires-at", default=None, help="ISO 8601 time")
     parser.add_argument("--model", action="append", default=None, help="allowed model (repeat)")
+    parser.add_argument("--allow-ip", action="append", default=None, metavar="ADDRESS",
+                        help="an IPv4/IPv6 address or CIDR network the key may be used from "
+                             "(repeat; at most 100; none: any address)")
+    parser.add_argument("--any-ip", action="store_true",
+                        help="update: remove the key's IP allow-list (any address)")
     for flag in ("requests-per-minute", "requests-per-day", "tokens-per-minute", "concurrent"):
         parser.add_argument(f"--{flag}", type=int, default=None)
 
@@ -64,18 +83,15 @@ def keys_command(parser: argparse.ArgumentParser) -> Handler:
         if args.action == "list":
             return call(args, "GET", "/v1/keys", query={"account_id": args.account})
         if args.action == "create":
-            body: dict[str, Any] = {"name": args.name, "tier": args.tier,
-                                    "account_id": args.account, "limit": args.limit,
-                                    "expires_at": args.expires_at, "allowed_models": args.model}
-            for field in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
-                          "concurrent"):
-                body[field] = getattr(args, field)
-            return call(args, "POST", "/v1/keys", {k: v for k, v in body.items() if v is not None})
+            body = {"tier": args.tier, "account_id": args.account, **_key_body(args)}
+            return call(args, "POST", "/v1/keys", body)
         if not args.id:
             print(f"xrouter keys {args.action}: a key id is required", file=sys.stderr)
             return 2
         if args.action == "delete":
             return call(args, "DELETE", f"/v1/keys/{args.id}")
+        if args.action == "update":
+            return call(args, "PATCH", f"/v1/keys/{args.id}", _key_body(args))
         return call(args, "PATCH", f"/v1/keys/{args.id}", {"disabled": args.action == "disable"})
     return run
 

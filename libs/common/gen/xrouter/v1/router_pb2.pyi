@@ -184,6 +184,7 @@ class KeyInfo(_message.Message):
     USAGE_WEEKLY_FIELD_NUMBER: _builtins.int
     USAGE_MONTHLY_FIELD_NUMBER: _builtins.int
     LIMIT_REMAINING_FIELD_NUMBER: _builtins.int
+    ALLOWED_IPS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     account_id: _builtins.str
     label: _builtins.str
@@ -206,6 +207,10 @@ class KeyInfo(_message.Message):
     limit_remaining: _builtins.str
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The addresses and CIDR networks the key may be used from, in canonical form (empty: any)."""
+
     def __init__(
         self,
         *,
@@ -228,10 +233,11 @@ class KeyInfo(_message.Message):
         usage_weekly: _builtins.str = ...,
         usage_monthly: _builtins.str = ...,
         limit_remaining: _builtins.str = ...,
+        allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "expires_at", b"expires_at", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "created_at", b"created_at", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "limit_remaining", b"limit_remaining", "prefix", b"prefix", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute", "usage", b"usage", "usage_daily", b"usage_daily", "usage_monthly", b"usage_monthly", "usage_weekly", b"usage_weekly"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "created_at", b"created_at", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "limit_remaining", b"limit_remaining", "prefix", b"prefix", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute", "usage", b"usage", "usage_daily", b"usage_daily", "usage_monthly", b"usage_monthly", "usage_weekly", b"usage_weekly"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -309,6 +315,7 @@ class CreateKeyRequest(_message.Message):
     REQUESTS_PER_DAY_FIELD_NUMBER: _builtins.int
     TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
     CONCURRENT_FIELD_NUMBER: _builtins.int
+    ALLOWED_IPS_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     tier: _builtins.str
     account_id: _builtins.str
@@ -321,6 +328,10 @@ class CreateKeyRequest(_message.Message):
     concurrent: _builtins.int
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """IPv4/IPv6 addresses or CIDR networks, at most 100 (empty: any address)."""
+
     def __init__(
         self,
         *,
@@ -334,10 +345,11 @@ class CreateKeyRequest(_message.Message):
         requests_per_day: _builtins.int | None = ...,
         tokens_per_minute: _builtins.int | None = ...,
         concurrent: _builtins.int | None = ...,
+        allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "expires_at", b"expires_at", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -400,6 +412,8 @@ class UpdateKeyRequest(_message.Message):
     CONCURRENT_FIELD_NUMBER: _builtins.int
     ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
     REPLACE_ALLOWED_MODELS_FIELD_NUMBER: _builtins.int
+    ALLOWED_IPS_FIELD_NUMBER: _builtins.int
+    REPLACE_ALLOWED_IPS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     label: _builtins.str
     disabled: _builtins.bool
@@ -410,8 +424,13 @@ class UpdateKeyRequest(_message.Message):
     tokens_per_minute: _builtins.int
     concurrent: _builtins.int
     replace_allowed_models: _builtins.bool
+    replace_allowed_ips: _builtins.bool
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replaces the key's IP allow-list when replace_allowed_ips is set (empty: any address)."""
+
     def __init__(
         self,
         *,
@@ -426,10 +445,12 @@ class UpdateKeyRequest(_message.Message):
         concurrent: _builtins.int | None = ...,
         allowed_models: _abc.Iterable[_builtins.str] | None = ...,
         replace_allowed_models: _builtins.bool = ...,
+        allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
+        replace_allowed_ips: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "replace_allowed_models", b"replace_allowed_models", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "replace_allowed_ips", b"replace_allowed_ips", "replace_allowed_models", b"replace_allowed_models", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015

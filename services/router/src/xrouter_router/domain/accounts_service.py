@@ -14,6 +14,7 @@ from dataclasses import astuple, dataclass, replace
 from decimal import Decimal
 
 from xrouter_common.apikeys import display_prefix, generate
+from xrouter_router.domain.addresses import EVERYWHERE, AllowList
 from xrouter_router.domain.auth import KeyAuthenticator
 from xrouter_router.domain.errors import Forbidden, InvalidRequest, NotFound
 from xrouter_router.domain.keys import TIERS, ApiKey, Limits, key_hash, with_tier
@@ -58,6 +59,7 @@ class KeyChanges:
     expires_at: float | None = None
     limits: Limits | None = None
     allowed_models: tuple[str, ...] | None = None
+    allowed_ips: AllowList | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,8 @@ class AccountsService:
     async def create_key(self, caller: ApiKey, *, tier: str, label: str = "",
                          account_id: str = "", limits: Limits | None = None,
                          credit_limit: Decimal | None = None, expires_at: float | None = None,
-                         allowed_models: Sequence[str] = ()) -> NewKey:
+                         allowed_models: Sequence[str] = (),
+                         allowed_ips: AllowList = EVERYWHERE) -> NewKey:
         self._manage(caller, account_id)
         if tier not in TIERS and tier != MANAGEMENT_TIER:
             raise InvalidRequest(f"tier must be one of {sorted([*TIERS, MANAGEMENT_TIER])}",
@@ -159,7 +162,7 @@ class AccountsService:
         key = with_tier(ApiKey(id="key-" + secrets.token_hex(8), account_id=account, tier=tier,
                                prefix=display_prefix(plain), label=label,
                                credit_limit=credit_limit, allowed_models=tuple(allowed_models),
-                               expires_at=expires_at, created_at=self._wall()),
+                               allowed_ips=allowed_ips, expires_at=expires_at, created_at=self._wall()),
                         tier, limits)
         if not caller.master:
             (await self.plan(caller, account)).plan.admit(key)
@@ -178,7 +181,8 @@ class AccountsService:
                 key.credit_limit if changes.credit_limit is None else changes.credit_limit),
             expires_at=key.expires_at if changes.expires_at is None else changes.expires_at,
             allowed_models=key.allowed_models if changes.allowed_models is None
-            else changes.allowed_models)
+            else changes.allowed_models,
+            allowed_ips=key.allowed_ips if changes.allowed_ips is None else changes.allowed_ips)
         if changes.limits is not None:
             # The limits not named keep their values.
             updated = replace(updated, limits=Limits(*(new if new is not None else old for new, old

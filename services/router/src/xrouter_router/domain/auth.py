@@ -1,7 +1,8 @@
-"""Who is calling: API keys looked up by their keyed hash (cached, so a hot key costs no
-database round trip), and the operator's master key. Both caches are bounded: known keys in an
-LRU table, unknown (forged or revoked) hashes in a smaller one of their own, so a flood of
-forged keys can neither grow the process nor evict the keys in use."""
+"""Who is calling: API keys looked up by their keyed hash (cached with their parsed IP
+allow-lists, so a hot key costs no database round trip), and the operator's master key. Both
+caches are bounded: known keys in an LRU table, unknown (forged or revoked) hashes in a smaller
+one of their own, so a flood of forged keys can neither grow the process nor evict the keys in
+use."""
 
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ class KeyAuthenticator:
         self.hits = 0
         self.misses = 0
 
-    async def authenticate(self, api_key: str) -> ApiKey:
+    async def authenticate(self, api_key: str, address: str = "") -> ApiKey:
+        """The key, usable now from the client's `address` (as the gateway saw it; empty when
+        unknown, which no allow-list admits)."""
         if not api_key:
             raise Unauthenticated("Missing API key: send 'Authorization: Bearer <key>'")
         if hmac.compare_digest(hashlib.sha256(api_key.encode()).digest(), self._master):
@@ -60,6 +63,7 @@ class KeyAuthenticator:
         key = await self._lookup(hashed)
         if key is None:
             raise Unauthenticated("Invalid API key")
+        key.allowed_ips.check(address)
         key.usable(self._wall())
         return key
 

@@ -74,6 +74,10 @@ class Forbidden(XRouterError):
     kind = ErrorKind.FORBIDDEN
 
 
+class AddressNotAllowed(Forbidden):
+    """The key has an IP allow-list and the client's address is not on it (or is unknown)."""
+
+
 class RateLimited(XRouterError):
     """A rate limit of the key ran out; retry_after says when to try again."""
 

@@ -1,5 +1,6 @@
 """API keys and what they may do: tiers with their limits, per-key overrides, expiry, allowed
-models, credit limit, and the keyed hash under which a key is stored (never the key itself)."""
+models, allowed client addresses, credit limit, and the keyed hash under which a key is stored
+(never the key itself)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hmac
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from xrouter_router.domain.addresses import EVERYWHERE, AllowList
 from xrouter_router.domain.errors import Forbidden, Unauthenticated
 
 
@@ -40,6 +42,8 @@ class ApiKey:
     limits: Limits = field(default_factory=Limits)
     credit_limit: Decimal | None = None
     allowed_models: tuple[str, ...] = ()
+    # Parsed once, when the record is read: the authenticator caches it with the key.
+    allowed_ips: AllowList = EVERYWHERE
     expires_at: float | None = None
     disabled: bool = False
     created_at: float = 0.0

@@ -54,9 +54,11 @@ class TokenCounter(Protocol):
 
 
 class Authenticator(Protocol):
-    """Turns an API key into the ApiKey it is, or raises Unauthenticated."""
+    """Turns an API key, used from the client's address (empty: unknown), into the ApiKey it
+    is; raises Unauthenticated, or AddressNotAllowed when the key's allow-list refuses the
+    address."""
 
-    async def authenticate(self, api_key: str) -> ApiKey: ...
+    async def authenticate(self, api_key: str, address: str = "") -> ApiKey: ...
 
 
 

@@ -149,8 +149,8 @@ class ChatService:
             return False
         return True
 
-    async def explain(self, api_key: str, request: ChatRequest) -> Plan:
-        await self._auth.authenticate(api_key)
+    async def explain(self, api_key: str, request: ChatRequest, *, address: str = "") -> Plan:
+        await self._auth.authenticate(api_key, address)
         return await self.route(request, commit=False)
 
     async def _estimate(self, request: ChatRequest, completion_text: str) -> TokenCounts:
@@ -182,11 +182,11 @@ class ChatService:
                               max_completion=cand.deployment.max_completion_tokens)
         return vetted or await self._estimate(request, completion_text)
 
-    async def embed(self, api_key: str, request: EmbeddingRequest,
-                    deadline: float | None) -> tuple[Served, Embeddings, Usage]:
+    async def embed(self, api_key: str, request: EmbeddingRequest, deadline: float | None, *,
+                    address: str = "") -> tuple[Served, Embeddings, Usage]:
         """Admitted, charged and recorded like chat: reserved from an upper bound of the input,
         charged by the provider's usage (estimated when it reports none)."""
-        key = await self._auth.authenticate(api_key)
+        key = await self._auth.authenticate(api_key, address)
         model = self._catalog.resolve(request.model)
         key.may_use(model.id)
         snapshot = await self._stats.snapshot(d.id for d in model.deployments)
@@ -217,9 +217,11 @@ class ChatService:
         self._observer.generation(model, "none", outcome=error.kind.value, streamed=streamed,
                                   attempts=attempts, usage=None)
 
-    async def chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
+    async def chat(self, api_key: str, request: ChatRequest, deadline: float | None, *,
+                   address: str = "") -> ChatResult:
+        """`address`: the client's, as the gateway saw it (empty: unknown)."""
         try:
-            result = await self._chat(api_key, request, deadline)
+            result = await self._chat(api_key, request, deadline, address)
         except XRouterError as exc:
             self._failed(request, exc, streamed=False)
             raise
@@ -228,19 +230,20 @@ class ChatService:
                                   usage=result.usage)
         return result
 
-    async def _admitted_route(self, api_key: str, request: ChatRequest,
+    async def _admitted_route(self, api_key: str, address: str, request: ChatRequest,
                               bill: Bill) -> tuple[ApiKey, Fitted, Plan]:
         """The key, the plan's candidates that fit their models' token limits, and the plan;
         every candidate the plan may try is one the key may use."""
-        key = await self._auth.authenticate(api_key)
+        key = await self._auth.authenticate(api_key, address)
         route = await self.route(request, commit=True)
         for cand in route.candidates:
             key.may_use(cand.model.id)
         return key, fit(route.candidates, bill.prompt_tokens, bill.completion_tokens), route
 
-    async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None) -> ChatResult:
+    async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None,
+                    address: str) -> ChatResult:
         bill = chat_bill(request, stream=False)
-        key, fitted, route = await self._admitted_route(api_key, request, bill)
+        key, fitted, route = await self._admitted_route(api_key, address, request, bill)
         check = answer_check(request)
         async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                        fitted.asks) as held:
@@ -263,7 +266,7 @@ class ChatService:
         return result
 
     async def stream(
-        self, api_key: str, request: ChatRequest, deadline: float | None
+        self, api_key: str, request: ChatRequest, deadline: float | None, *, address: str = ""
     ) -> AsyncGenerator[StreamEvent, None]:
         """Raises before the first event (nothing sent yet); after it, errors end the stream
         in-band in StreamEnd.error and usage is always reported."""
@@ -271,7 +274,7 @@ class ChatService:
         try:
             check = answer_check(request)
             bill = chat_bill(request, stream=True, buffered=check is not None)
-            key, fitted, route = await self._admitted_route(api_key, request, bill)
+            key, fitted, route = await self._admitted_route(api_key, address, request, bill)
             async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                            fitted.asks) as held:
                 opened = await self._failover.open_stream(

@@ -16,13 +16,14 @@ from xrouter_router.domain.accounts_service import (
     KeyUsage,
     PlanView,
 )
+from xrouter_router.domain.addresses import AllowList
 from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import Authenticator
 from xrouter_router.transport.convert import attempts_to_proto
 from xrouter_router.transport.errors import answering
-from xrouter_router.transport.servicer import _api_key
+from xrouter_router.transport.servicer import credentials
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[object, object]
@@ -51,7 +52,8 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
                      allowed_models=list(k.allowed_models), credit_limit=_money(k.credit_limit),
                      usage=_money(u.total), usage_daily=_money(u.daily),
                      usage_weekly=_money(u.weekly), usage_monthly=_money(u.monthly),
-                     limit_remaining=_money(u.limit_remaining))
+                     limit_remaining=_money(u.limit_remaining),
+                     allowed_ips=list(k.allowed_ips.entries))
     if k.expires_at is not None:
         out.expires_at = k.expires_at
     _set_limits(out, k.limits)
@@ -87,8 +89,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
 
     async def _run(self, context: Context, work: Callable[[ApiKey], Awaitable[T]]) -> T:
         async with answering(context):
-            caller = await self._auth.authenticate(_api_key(context))
-            return await work(caller)
+            api_key, address = credentials(context)
+            return await work(await self._auth.authenticate(api_key, address))
         raise AssertionError("unreachable: abort raises")
 
     async def GetKey(self, request: pb.KeyRef, context: Context) -> pb.KeyInfo:  # noqa: N802
@@ -112,7 +114,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 account_id=request.account_id, limits=_limits(request),
                 credit_limit=_decimal(request.credit_limit, "limit"),
                 expires_at=request.expires_at if request.HasField("expires_at") else None,
-                allowed_models=tuple(request.allowed_models))
+                allowed_models=tuple(request.allowed_models),
+                allowed_ips=AllowList.parse(request.allowed_ips))
             return pb.CreatedKey(info=key_info(new.info), key=new.plain)
         return await self._run(context, work)
 
@@ -128,7 +131,9 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 expires_at=request.expires_at if request.HasField("expires_at") else None,
                 limits=_limits(request),
                 allowed_models=tuple(request.allowed_models)
-                if request.replace_allowed_models else None)
+                if request.replace_allowed_models else None,
+                allowed_ips=AllowList.parse(request.allowed_ips)
+                if request.replace_allowed_ips else None)
             return key_info(await self._service.update_key(caller, request.id, changes))
         return await self._run(context, work)
 

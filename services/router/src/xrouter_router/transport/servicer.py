@@ -13,7 +13,12 @@ import grpc
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.tracing import trace_id_of
-from xrouter_common.wire import AUTHORIZATION_KEY, REQUEST_ID_KEY, TRACEPARENT_KEY
+from xrouter_common.wire import (
+    AUTHORIZATION_KEY,
+    CLIENT_ADDRESS_KEY,
+    REQUEST_ID_KEY,
+    TRACEPARENT_KEY,
+)
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import ProviderStatus, provider_status
 from xrouter_router.tracing import server_span
@@ -29,6 +34,8 @@ class _Meta:
     api_key: str = ""
     traceparent: str = ""
     request_id: str = ""
+    # Empty when the gateway sent none: no IP allow-list admits it.
+    address: str = ""
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> _Meta:  # type: ignore[type-arg]
@@ -42,11 +49,15 @@ def _metadata(context: grpc.aio.ServicerContext) -> _Meta:  # type: ignore[type-
             meta.traceparent = text
         elif key == REQUEST_ID_KEY:
             meta.request_id = text
+        elif key == CLIENT_ADDRESS_KEY:
+            meta.address = text
     return meta
 
 
-def _api_key(context: grpc.aio.ServicerContext) -> str:  # type: ignore[type-arg]
-    return _metadata(context).api_key
+def credentials(context: grpc.aio.ServicerContext) -> tuple[str, str]:  # type: ignore[type-arg]
+    """The API key and the client's address from the call's metadata."""
+    meta = _metadata(context)
+    return meta.api_key, meta.address
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:  # type: ignore[type-arg]
@@ -86,7 +97,8 @@ class RouterServicer(pb_grpc.RouterServicer):
             try:
                 async with answering(context, self._redactor, outcome):
                     req = convert.request_from_proto(request)
-                    result = await self._service.chat(meta.api_key, req, _deadline(context))
+                    result = await self._service.chat(meta.api_key, req, _deadline(context),
+                                                      address=meta.address)
                     outcome.value = "success"
                     served = (result.served.model, result.served.provider, len(result.attempts))
                     return convert.result_to_proto(request.generation_id, result)
@@ -108,7 +120,8 @@ class RouterServicer(pb_grpc.RouterServicer):
             try:
                 async with answering(context, self._redactor, outcome):
                     req = convert.request_from_proto(request)
-                    events = self._service.stream(meta.api_key, req, _deadline(context))
+                    events = self._service.stream(meta.api_key, req, _deadline(context),
+                                                  address=meta.address)
                     async for event in events:
                         if event.served is not None:
                             served = (event.served.model, event.served.provider,
@@ -150,8 +163,9 @@ class RouterServicer(pb_grpc.RouterServicer):
                       context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                       ) -> pb.ExplainResponse:
         async with answering(context, self._redactor):
-            route = await self._service.explain(_api_key(context),
-                                                convert.request_from_proto(request))
+            api_key, address = credentials(context)
+            route = await self._service.explain(api_key, convert.request_from_proto(request),
+                                                address=address)
             return convert.explain_to_proto(route)
         raise AssertionError("unreachable: abort raises")
 
@@ -159,7 +173,9 @@ class RouterServicer(pb_grpc.RouterServicer):
                     context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                     ) -> pb.EmbedResponse:
         async with answering(context, self._redactor):
+            api_key, address = credentials(context)
             served, result, usage = await self._service.embed(
-                _api_key(context), convert.embed_request_from_proto(request), _deadline(context))
+                api_key, convert.embed_request_from_proto(request), _deadline(context),
+                address=address)
             return convert.embeddings_to_proto(served, result, usage)
         raise AssertionError("unreachable: abort raises")

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from xrouter_router.domain.addresses import AllowList
 from xrouter_router.domain.errors import (
     Attempt,
     DatabaseUnavailable,
@@ -162,18 +163,19 @@ def _day(ts: float) -> date:
 
 
 _KEY_COLUMNS = ("id, account_id, tier, prefix, coalesce(label, ''), rpm, rpd, tpm, concurrent, "
-                "credit_limit, allowed_models, expires_at, disabled, created_at")
+                "credit_limit, allowed_models, expires_at, disabled, created_at, allowed_ips")
 _UPDATE_KEY = ("UPDATE api_keys SET tier = %s, label = %s, rpm = %s, rpd = %s, tpm = %s, "
                "concurrent = %s, credit_limit = %s, allowed_models = %s, expires_at = %s, "
-               "disabled = %s, updated_at = now() WHERE id = %s")
+               "disabled = %s, allowed_ips = %s, updated_at = now() WHERE id = %s")
 
 
 def _key(row: Row) -> ApiKey:
     (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
-     expires_at, disabled, created_at) = row
+     expires_at, disabled, created_at, ips) = row
     return ApiKey(id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
                   limits=Limits(rpm, rpd, tpm, concurrent), credit_limit=credit_limit,
-                  allowed_models=tuple(models), expires_at=_unix(expires_at), disabled=disabled,
+                  allowed_models=tuple(models), allowed_ips=AllowList.parse(ips),
+                  expires_at=_unix(expires_at), disabled=disabled,
                   created_at=created_at.timestamp())
 
 
@@ -183,7 +185,8 @@ def _mutable(key: ApiKey) -> tuple[Any, ...]:
     return (key.tier, key.label, limits.requests_per_minute, limits.requests_per_day,
             limits.tokens_per_minute, limits.concurrent,
             None if key.credit_limit is None else money(key.credit_limit),
-            list(key.allowed_models), _time(key.expires_at), key.disabled)
+            list(key.allowed_models), _time(key.expires_at), key.disabled,
+            list(key.allowed_ips.entries))
 
 
 class PgKeyStore:
@@ -197,8 +200,8 @@ class PgKeyStore:
             raise InvalidRequest("the master key is not stored")
         await self._db.execute(
             "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at, tier, label, rpm, rpd,"
-            " tpm, concurrent, credit_limit, allowed_models, expires_at, disabled)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " tpm, concurrent, credit_limit, allowed_models, expires_at, disabled, allowed_ips)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (key.id, key.account_id, hashed, key.prefix, _time(key.created_at), *_mutable(key)))
 
     async def by_hash(self, hashed: str) -> ApiKey | None:

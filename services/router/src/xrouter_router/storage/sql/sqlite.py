@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from xrouter_router.domain.addresses import AllowList
 from xrouter_router.domain.errors import Attempt, InvalidRequest, NotFound
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import (
@@ -52,16 +53,17 @@ def _post_credit(conn: sqlite3.Connection, account_id: str, units: int, kind: st
 
 
 _KEY_COLUMNS = ("id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, "
-                "allowed_models, expires_at, disabled, created_at")
+                "allowed_models, expires_at, disabled, created_at, allowed_ips")
 
 
 def _key(row: Sequence[Any]) -> ApiKey:
     (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
-     expires_at, disabled, created_at) = row
+     expires_at, disabled, created_at, ips) = row
     return ApiKey(id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
                   limits=Limits(rpm, rpd, tpm, concurrent),
                   credit_limit=None if credit_limit is None else from_units(credit_limit),
-                  allowed_models=tuple(json.loads(models)), expires_at=expires_at,
+                  allowed_models=tuple(json.loads(models)),
+                  allowed_ips=AllowList.parse(json.loads(ips)), expires_at=expires_at,
                   disabled=bool(disabled), created_at=created_at)
 
 
@@ -72,11 +74,13 @@ def _mutable(key: ApiKey) -> tuple[Any, ...]:
     return (key.tier, key.label, limits.requests_per_minute, limits.requests_per_day,
             limits.tokens_per_minute, limits.concurrent,
             None if key.credit_limit is None else to_units(key.credit_limit),
-            json.dumps(list(key.allowed_models)), key.expires_at, int(key.disabled))
+            json.dumps(list(key.allowed_models)), key.expires_at, int(key.disabled),
+            json.dumps(list(key.allowed_ips.entries)))
 
 
 _UPDATE_KEY = ("UPDATE api_keys SET tier = ?, label = ?, rpm = ?, rpd = ?, tpm = ?, concurrent = ?, "
-               "credit_limit = ?, allowed_models = ?, expires_at = ?, disabled = ?, updated_at = ? "
+               "credit_limit = ?, allowed_models = ?, expires_at = ?, disabled = ?, allowed_ips = ?, "
+               "updated_at = ? "
                "WHERE id = ?")
 
 
@@ -99,7 +103,7 @@ class SqliteKeyStore:
             conn.execute(
                 "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at, tier, label, rpm,"
                 " rpd, tpm, concurrent, credit_limit, allowed_models, expires_at, disabled,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " allowed_ips, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key.id, key.account_id, hashed, key.prefix, key.created_at, *values, time.time()))
         await self._db.write(insert)
 

@@ -30,7 +30,7 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _USAGE_BUCKETS = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
 _MIGRATIONS = {
     # 2: the cache write bucket of generations, and every bucket in the usage rollup.
@@ -40,6 +40,9 @@ _MIGRATIONS = {
     # 3: account plans (as PostgreSQL's 0005_account_plans.sql), made by SCHEMA's CREATE TABLE IF
     # NOT EXISTS on every file, so the step has no statement of its own.
     2: [],
+    # 4: the IP allow-list of keys (PostgreSQL's 0006_key_allowed_ips.sql); keys that exist get
+    # an empty one (any address).
+    3: ["ALTER TABLE api_keys ADD COLUMN allowed_ips TEXT NOT NULL DEFAULT '[]'"],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -66,7 +69,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     credit_limit INTEGER,
     rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    allowed_ips TEXT NOT NULL DEFAULT '[]'
 ) STRICT;
 CREATE INDEX IF NOT EXISTS api_keys_account_id_idx ON api_keys (account_id);
 CREATE TABLE IF NOT EXISTS credit_entries (

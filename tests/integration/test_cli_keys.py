@@ -1,0 +1,47 @@
+"""`xrouter keys` against a real gateway and router: creating a key with an IP allow-list,
+replacing and removing the list with `keys update`, and a malformed entry refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Stack
+from tests.support import MASTER_KEY
+from xrouter_router.cli import main
+
+
+async def _xrouter(stack: Stack, capsys: pytest.CaptureFixture[str],
+                   *argv: str) -> tuple[int, Any, str]:
+    """Exit code, the JSON printed on stdout (None when nothing) and stderr. The CLI blocks on
+    its HTTP call, so it runs in a thread while this loop serves the gateway."""
+    code = await asyncio.to_thread(main, ["keys", *argv, "--url", stack.url, "--key", MASTER_KEY])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out else None, err
+
+
+async def test_keys_create_and_update_set_the_ip_allow_list(
+        stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    code, created, _ = await _xrouter(stack, capsys, "create", "--account", "acct-cli",
+                                      "--tier", "pro", "--name", "ci", "--allow-ip",
+                                      "192.0.2.0/24", "--allow-ip", "2001:DB8::1")
+    assert code == 0
+    info = created["data"]
+    assert (info["label"], info["allowed_ips"]) == ("ci", ["192.0.2.0/24", "2001:db8::1"])
+    code, updated, _ = await _xrouter(stack, capsys, "update", info["id"],
+                                      "--allow-ip", "127.0.0.1")
+    assert code == 0
+    assert (updated["data"]["label"], updated["data"]["allowed_ips"]) == ("ci", ["127.0.0.1"])
+    code, cleared, _ = await _xrouter(stack, capsys, "update", info["id"], "--any-ip")
+    assert code == 0 and cleared["data"]["allowed_ips"] is None
+    code, out, err = await _xrouter(stack, capsys, "create", "--account", "acct-cli",
+                                    "--allow-ip", "192.0.2.300")
+    assert (code, out) == (1, None)
+    assert json.loads(err)["error"] == {
+        "message": "allowed_ips: '192.0.2.300' is not an IP address or CIDR network",
+        "type": "invalid_request_error", "code": 400, "param": "allowed_ips", "metadata": {}}
+    code, out, err = await _xrouter(stack, capsys, "update")
+    assert (code, out, err) == (2, None, "xrouter keys update: a key id is required\n")
