@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: installs nginx and wrk when missing, then runs scripts/bench/run.py
+# `make bench`: installs nginx and wrk when missing, prints the personal-data guard's CPU
+# (scripts/bench/pii.py), then runs scripts/bench/run.py
 # (BENCH_MODE=embedded, the default, or cluster), or compare.py (BENCH_MODE=compare).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,4 +11,6 @@ if [[ "${BENCH_MODE:-}" == "compare" ]]; then
     # Both modes at once, alternating rounds: what the cluster mode adds (scripts/bench/compare.py).
     exec "$root/.venv/bin/python" "$root/scripts/bench/compare.py" "$@"
 fi
+# The personal-data guard's CPU per 2 KB Russian prompt (pure CPU, no server: docs/compliance.md).
+"$root/.venv/bin/python" "$root/scripts/bench/pii.py"
 exec "$root/.venv/bin/python" "$root/scripts/bench/run.py" "$@"
