@@ -65,20 +65,20 @@ async def _limits_as_a_client_sees_them(http: httpx.AsyncClient, url: str, key: 
                                headers={"Authorization": f"Bearer {key}"},
                                json={"model": "test/limited", "messages": HELLO, **body})
 
-    refused = await chat(max_tokens=46)  # 15 + 46 > 60
+    # The prompt counts as the tokenizer's 2 tokens and 4 for the message: 6 + 55 > 60.
+    refused = await chat(max_tokens=55)
     assert refused.status_code == 400
     assert refused.json() == {"error": {
         "message": "The request does not fit the tokens_per_request of model 'test/limited' "
-                   "(60): its prompt counts as up to 15 tokens (its UTF-8 bytes) plus "
-                   "max_tokens 46",
+                   "(60): its prompt counts as 6 tokens plus max_tokens 55",
         "type": "invalid_request_error", "code": 400, "param": "max_tokens",
         "metadata": {"model": "test/limited", "limit": "tokens_per_request",
-                     "tokens_per_request": 60, "prompt_tokens_bound": 15, "max_tokens": 46}}}
+                     "tokens_per_request": 60, "prompt_tokens": 6, "max_tokens": 55}}}
     await clear_of_minute_boundary()
-    # Each asks 15 + 45 = 60 and keeps the 8 it used: the sixth fits exactly (5 x 8 + 60).
-    codes = [(await chat(max_tokens=45)).status_code for _ in range(6)]
+    # Each asks 6 + 54 = 60 and keeps the 8 it used: the sixth fits exactly (5 x 8 + 60).
+    codes = [(await chat(max_tokens=54)).status_code for _ in range(6)]
     assert codes == [200] * 6
-    limited = await chat(max_tokens=45)  # 6 x 8 + 60 > 100
+    limited = await chat(max_tokens=54)  # 6 x 8 + 60 > 100
     assert limited.status_code == 429
     error = limited.json()["error"]
     assert (error["type"], error["message"], error["metadata"]["model"],
@@ -99,3 +99,14 @@ async def test_embedded(stack: Stack) -> None:
 async def test_cluster(cluster: Cluster) -> None:
     key = await _key(cluster.http, cluster.url, cluster.account)
     await _limits_as_a_client_sees_them(cluster.http, cluster.url, key)
+
+
+async def test_a_prompt_counts_by_its_tokens_not_its_bytes(stack: Stack) -> None:
+    """240 bytes of English are 41 tokens: 41 + 4 + max_tokens 15 fits a 60-token request
+    limit exactly (the reservation's byte bound, 244 + 15, would have refused it)."""
+    key = await _key(stack.http, stack.url, "acct-bytes")
+    resp = await stack.http.post(f"{stack.url}/v1/chat/completions",
+                                 headers={"Authorization": f"Bearer {key}"},
+                                 json={"model": "test/limited", "max_tokens": 15, "messages": [
+                                     {"role": "user", "content": "hello there " * 20}]})
+    assert resp.status_code == 200, resp.text

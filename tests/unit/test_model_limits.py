@@ -44,10 +44,10 @@ def test_a_request_past_tokens_per_request_is_refused_naming_the_limit() -> None
         fit(plan, 3000, 1001)
     assert exc.value.message == (
         "The request does not fit the tokens_per_request of model 'gigachat-pro' (4000): its "
-        "prompt counts as up to 3000 tokens (its UTF-8 bytes) plus max_tokens 1001")
+        "prompt counts as 3000 tokens plus max_tokens 1001")
     assert (exc.value.param, exc.value.metadata) == ("max_tokens", {
         "model": "gigachat-pro", "limit": "tokens_per_request", "tokens_per_request": 4000,
-        "prompt_tokens_bound": 3000, "max_tokens": 1001})
+        "prompt_tokens": 3000, "max_tokens": 1001})
     assert fit(plan, 3000, 1000).candidates == plan  # exactly the limit fits
 
 

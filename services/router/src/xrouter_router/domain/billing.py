@@ -31,6 +31,8 @@ from xrouter_router.domain.types import (
     Usage,
 )
 
+# The tokens an image counts as, in a reservation and against a model's token limits.
+IMAGE_TOKENS = 1500
 # Tokens a stream must be able to afford before it starts, and how many more each top-up buys.
 MIN_STREAM_TOKENS = 16
 TOP_UP_TOKENS = 256
@@ -137,7 +139,7 @@ def prompt_bound(request: ChatRequest) -> int:
                  for t in request.tools)
     total += len(request.response_format_json) + len(request.tool_choice_json)
     images = sum(1 for m in request.messages for p in m.parts if p.type == "image_url")
-    return total + accounting.MESSAGE_OVERHEAD * len(request.messages) + 1500 * images
+    return total + accounting.MESSAGE_OVERHEAD * len(request.messages) + IMAGE_TOKENS * images
 
 
 def chat_bill(request: ChatRequest, *, stream: bool, buffered: bool = False) -> Bill:

@@ -105,10 +105,16 @@ class Fitted(NamedTuple):
 _NO_CAPS: Mapping[str, int] = MappingProxyType({})
 
 
+def any_limits(candidates: Sequence[Candidate]) -> bool:
+    """Whether any candidate's model has token limits (then the request's tokens are counted)."""
+    return any(cand.model.limits is not NO_LIMITS for cand in candidates)
+
+
 def fit(candidates: Sequence[Candidate], prompt: int, max_tokens: int | None) -> Fitted:
-    """Drop the candidates whose model cannot take the request at all: an upper bound `prompt`
-    of the prompt's tokens plus the completion (`max_tokens`; else the deployments' cap, cut to
-    what the model's smallest limit leaves) past the model's tokens per request, minute or day.
+    """Drop the candidates whose model cannot take the request at all: `prompt`, the prompt's
+    tokens as the bundled tokenizer counts them, plus the completion (`max_tokens`; else the
+    deployments' cap, cut to what the model's smallest limit leaves) past the model's tokens
+    per request, minute or day.
     Raises InvalidRequest (400) naming the first model's limit when no candidate is left."""
     for cand in candidates:
         if cand.model.limits is not NO_LIMITS:
@@ -165,7 +171,7 @@ def _too_big(model: str, name: str, limit: int, prompt: int,
         ", which leaves no room for a completion"
     return InvalidRequest(
         f"The request does not fit the {name} of model {model!r} ({limit}): its prompt counts "
-        f"as up to {prompt} tokens (its UTF-8 bytes){asked}",
+        f"as {prompt} tokens{asked}",
         param="max_tokens" if max_tokens is not None else "messages",
-        metadata={"model": model, "limit": name, name: limit, "prompt_tokens_bound": prompt,
+        metadata={"model": model, "limit": name, name: limit, "prompt_tokens": prompt,
                   "max_tokens": max_tokens})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from xrouter_router.domain import accounting
 from xrouter_router.domain.billing import (
+    IMAGE_TOKENS,
     Admission,
     Bill,
     Billing,
@@ -31,7 +32,7 @@ from xrouter_router.domain.errors import (
 )
 from xrouter_router.domain.failover import Failover, OpenedStream, close_stream
 from xrouter_router.domain.keys import ApiKey
-from xrouter_router.domain.limits import Fitted, fit
+from xrouter_router.domain.limits import Fitted, any_limits, fit
 from xrouter_router.domain.observe import NullObserver, Observer
 from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
@@ -193,7 +194,8 @@ class ChatService:
         candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
                                     policy=self._stats.policy)
         bill = embedding_bill(request, request.generation_id or _generation_id())
-        fitted = fit(candidates, bill.prompt_tokens, 0)
+        counted = await self._counter.count(request.inputs) if any_limits(candidates) else 0
+        fitted = fit(candidates, counted, 0)
         async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                        fitted.asks) as held:
             cand, result, attempts = await self._failover.embed(
@@ -238,7 +240,20 @@ class ChatService:
         route = await self.route(request, commit=True)
         for cand in route.candidates:
             key.may_use(cand.model.id)
-        return key, fit(route.candidates, bill.prompt_tokens, bill.completion_tokens), route
+        prompt = await self._limit_tokens(request) if any_limits(route.candidates) else 0
+        return key, fit(route.candidates, prompt, bill.completion_tokens), route
+
+    async def _limit_tokens(self, request: ChatRequest) -> int:
+        """The prompt's tokens as models' token limits count them: the bundled tokenizer's count
+        of its texts and tool definitions (the reservation's UTF-8 byte bound would overcount
+        English about fourfold and refuse requests that fit), plus each message's overhead
+        and each image's allowance. Held against the windows, then settled to the real usage."""
+        texts = [m.text() for m in request.messages]
+        texts += [f"{t.name} {t.description} {t.parameters_json.decode(errors='replace')}"
+                  for t in request.tools]
+        images = sum(1 for m in request.messages for p in m.parts if p.type == "image_url")
+        return (await self._counter.count(texts)
+                + accounting.MESSAGE_OVERHEAD * len(request.messages) + IMAGE_TOKENS * images)
 
     async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None,
                     address: str) -> ChatResult:
