@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -26,25 +27,29 @@ from tests.unit.fakes import FakeEmbedder, FakeProvider
 from xrouter_router.bootstrap import AccountingStack, build_accounting
 from xrouter_router.domain.accounting import Utf8BoundCounter
 from xrouter_router.domain.billing import Billing
-from xrouter_router.domain.catalog import Catalog
+from xrouter_router.domain.catalog import Catalog, ModelLimits
 from xrouter_router.domain.failover import Failover, FailoverPolicy
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account
+from xrouter_router.domain.limits import windows_of
 from xrouter_router.domain.ports import UsageLedger
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.types import Delta, StreamBatch, TokenCounts
-from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter
+from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter, InProcessMeter
 from xrouter_router.storage.redis.credits import RedisCreditGuard
 from xrouter_router.storage.redis.limits import RedisLimiter
 from xrouter_router.storage.redis.stats import cluster_client
 from xrouter_router.storage.sql.migrate import migrate
 
-# m is served by a; m2 (a fallback) by b; "e" offers embeddings.
+# m is served by a; m2 (a fallback) by b; "e" offers embeddings. Each has token windows too
+# large to refuse anything (so every path holds and settles them).
+AMPLE = ModelLimits(tokens_per_minute=10**9, tokens_per_day=10**10)
 CATALOG: Catalog = catalog(
-    model("m", deployment("m", "a", prompt="100", completion="200")),
-    model("m2", deployment("m2", "b", prompt="100", completion="200")),
-    model("e", deployment("e", "a", caps=("embeddings",), prompt="100", completion="0")),
+    replace(model("m", deployment("m", "a", prompt="100", completion="200")), limits=AMPLE),
+    replace(model("m2", deployment("m2", "b", prompt="100", completion="200")), limits=AMPLE),
+    replace(model("e", deployment("e", "a", caps=("embeddings",), prompt="100", completion="0")),
+            limits=AMPLE),
 )
 BATCHES = (StreamBatch((Delta(role="assistant", content="hel"),)),
            StreamBatch((Delta(content="lo there"),)),
@@ -138,10 +143,11 @@ class Rig:
         return self.stacks[0]
 
     def billing(self, faults: Faults | None = None, replica: int = 0,
-                ledger: UsageLedger | None = None) -> Billing:
+                ledger: UsageLedger | None = None, wall: Callable[[], float] = time.time
+                ) -> Billing:
         stack = self.stacks[replica]
         ledger = ledger or (stack.ledger if faults is None else faults.wrap(stack.ledger))
-        return Billing(stack.meter, ledger)
+        return Billing(stack.meter, ledger, wall=wall)
 
     async def account(self, balance: str) -> str:
         account_id = f"acct-{uuid.uuid4().hex[:12]}"
@@ -168,6 +174,16 @@ class Rig:
         units = await self.redis.hget(guard.keys(key.account_id)[0], "reserved")
         return int(slots), Decimal(int(units or 0)) * UNITS
 
+    async def tokens(self, key: ApiKey, model_id: str, now: float) -> tuple[int, int]:
+        """The key's tokens of the model in the minute and the day of `now` (held and used)."""
+        meter = self.stack.meter
+        if isinstance(meter, InProcessMeter):
+            return meter.windows.used(key.id, model_id, now)
+        limiter = self.stack.limiter
+        assert isinstance(limiter, RedisLimiter) and self.redis is not None
+        minute_key, day_key = limiter.model_keys(key, [model_id], *windows_of(now))
+        return int(await self.redis.get(minute_key) or 0), int(await self.redis.get(day_key) or 0)
+
     async def balance(self, account_id: str) -> Decimal:
         account = await self.stack.accounts.get(account_id)
         assert account is not None
@@ -176,12 +192,12 @@ class Rig:
 
 def service(rig: Rig, key: ApiKey, *, faults: Faults | None = None,
             providers: tuple[FakeProvider, ...] | None = None,
-            billing: Billing | None = None) -> ChatService:
+            billing: Billing | None = None, models: Catalog = CATALOG) -> ChatService:
     faults = faults or Faults()
     made = providers or (FakeEmbedder("a", batches=BATCHES), FakeProvider("b", batches=BATCHES))
     stats = faults.wrap(InMemoryStats())
     failover = Failover({p.name: faults.wrap(p) for p in made}, FailoverPolicy(5.0, 3), stats)
-    return ChatService(CATALOG, failover, faults.wrap(FixedKey(key)), idle_timeout=5.0,
+    return ChatService(models, failover, faults.wrap(FixedKey(key)), idle_timeout=5.0,
                        stats=stats, counter=faults.wrap(Utf8BoundCounter()),
                        billing=billing or rig.billing(faults))
 

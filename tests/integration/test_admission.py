@@ -6,7 +6,9 @@ point; every candidate the router may try is one the key may use."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from tests.unit.builders import request
 from tests.unit.fakes import VECTORS, FakeEmbedder, FakeProvider
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.errors import Forbidden, InsufficientCredits, UpstreamServerError
+from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord
 from xrouter_router.domain.ports import UsageLedger
 from xrouter_router.domain.service import ChatService
@@ -34,6 +37,7 @@ from xrouter_router.domain.types import (
 EMBED = EmbeddingRequest(model="e", inputs=("hello world", "привет"), generation_id="gen-e1")
 # The fake reports no usage: counted by their UTF-8 bytes (11 + 12), at 100 RUB per million.
 EMBED_COST = Decimal("0.0023")
+FIXED = 1_699_999_995.0  # the admissions' clock in the fault tests: their windows stay put
 
 
 @pytest.fixture(params=["embedded", "cluster"])
@@ -123,33 +127,53 @@ async def test_an_error_of_ours_gives_the_slot_and_the_reservation_back(rig: Rig
     assert await rig.held(key) == (0, Decimal(0))
 
 
-async def _chat(svc: ChatService) -> None:
-    await svc.chat("k", request("m", fallback=("m2",)), None)
+async def _chat(svc: ChatService, gen: str = "gen-1") -> None:
+    await svc.chat("k", replace(request("m", fallback=("m2",)), generation_id=gen), None)
 
 
-async def _stream(svc: ChatService) -> None:
-    async for _ in svc.stream("k", request("m", fallback=("m2",)), None):
+async def _stream(svc: ChatService, gen: str = "gen-1") -> None:
+    async for _ in svc.stream("k", replace(request("m", fallback=("m2",)), generation_id=gen),
+                              None):
         pass
 
 
-async def _embed(svc: ChatService) -> None:
-    await svc.embed("k", EMBED, None)
+async def _embed(svc: ChatService, gen: str = "gen-e1") -> None:
+    await svc.embed("k", replace(EMBED, generation_id=gen), None)
+
+
+async def _windows_settled(rig: Rig, key: ApiKey, gen: str, model_id: str) -> bool:
+    """No upper bound is left held in the models' windows: the model that would serve counts
+    what its generation's record says it used (nothing when none was recorded), the fallback
+    counts nothing (a fault is no provider error: there is no failover to it)."""
+    record = await rig.stack.ledger.get(gen)
+    used = record.prompt_tokens + record.completion_tokens if record is not None else 0
+    fallback = await rig.tokens(key, "m2", FIXED) if model_id == "m" else (0, 0)
+    return await rig.tokens(key, model_id, FIXED) in ((0, 0), (used, used)) \
+        and fallback == (0, 0)
 
 
 @pytest.mark.parametrize("kind", ["raise", "cancel"])
 @pytest.mark.parametrize("call", [_chat, _stream, _embed], ids=["unary", "stream", "embeddings"])
 async def test_a_fault_at_any_await_point_gives_everything_back(
-        rig: Rig, kind: str, call: Callable[[ChatService], Awaitable[None]]) -> None:
+        rig: Rig, kind: str, call: Callable[[ChatService, str], Awaitable[None]]) -> None:
     account = await rig.account("10")
     points = 0
+    model_id = "e" if call is _embed else "m"
     for at in range(1, 200):
         key = rig.key(account)
         faults = Faults(at, kind)
-        task = asyncio.ensure_future(call(service(rig, key, faults=faults)))
+        gen = f"gen-{uuid.uuid4().hex}"
+        svc = service(rig, key, faults=faults, billing=rig.billing(faults, wall=lambda: FIXED))
+        task = asyncio.ensure_future(call(svc, gen))
         await asyncio.wait([task])
         assert await rig.held(key) == (0, Decimal(0)), f"fault {kind} at await point {at}"
+        assert await _windows_settled(rig, key, gen, model_id), f"windows: {kind} at {at}"
         if not faults.fired:  # the request completed before the at-th await point
             assert task.exception() is None
+            record = await rig.stack.ledger.get(gen)
+            assert record is not None  # and its model's windows keep what it used
+            used = record.prompt_tokens + record.completion_tokens
+            assert used > 0 and await rig.tokens(key, model_id, FIXED) == (used, used)
             points = faults.seen
             break
         assert task.cancelled() if kind == "cancel" else isinstance(task.exception(), RuntimeError)
@@ -215,7 +239,7 @@ async def test_the_in_process_meter_gives_a_generations_slot_back_once(
     async with running_rig("embedded", request, tmp_path) as rig:
         key = rig.key(await rig.account("1"))
         meter = rig.stack.meter
-        _, first = await meter.admit(key, "gen-a", Decimal("0.1"), partial_from=None, now=0.0)
+        _, first, _ = await meter.admit(key, "gen-a", Decimal("0.1"), partial_from=None, now=0.0)
         await meter.admit(key, "gen-b", Decimal("0.1"), partial_from=None, now=0.0)
         for _ in range(2):  # an interrupted conclusion runs again
             await meter.conclude(key, first, Decimal("0.05"), 10, 0.0)

@@ -3,9 +3,11 @@ cancellations and failures (hypothesis, derandomized, bounded): in-process, and 
 router replicas (two adapter instances) on the real Redis Cluster and PostgreSQL HA.
 
 At every step: the money reserved fits what is left (top-ups = free + reserved + spent, the
-free part never negative) and the slots taken are the admissions open. At the end: no slot and
-no money is held, each generation is recorded once and charged once, the balance is what was
-topped up less the charges."""
+free part never negative), the slots taken are the admissions open, and the key's window of the
+model's tokens per minute holds the open admissions' upper bounds plus what the concluded ones
+used, never more than the limit. At the end: no slot, no money and no upper bound is held, each
+generation is recorded once and charged once, the balance is what was topped up less the
+charges."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixt
 from tests.integration.admission_support import CATALOG, Rig, running_rig
 from xrouter_router.domain.billing import Admission, Admitted, Bill, Outcome, cost_of
 from xrouter_router.domain.errors import InsufficientCredits, RateLimited
+from xrouter_router.domain.limits import TokenAsk
 from xrouter_router.domain.types import Served, TokenCounts, Usage
 
 TOP_UP = Decimal("0.05")  # 100 RUB / 200 RUB a million: a few hundred tokens each way
@@ -32,6 +35,8 @@ DEPLOYMENTS = CATALOG.resolve("m").deployments
 PRICE = DEPLOYMENTS[0].price
 SERVED = Served("m", "a", "m@a", 0)
 CONCURRENT = 3
+TPM = 500  # the model's tokens per minute: a few hundred tokens asked each, so some refused
+NOW = 1_699_999_995.0  # the admissions' clock: every one in the same minute
 
 OPS = st.lists(st.one_of(
     # admit: replica, streamed, prompt tokens, max tokens
@@ -51,6 +56,7 @@ class Open:
     admitted: Admitted
     admission: Admission
     completion: int  # the completion tokens paid for so far
+    asked: int  # the upper bound held in the model's window
 
 
 @pytest.fixture(params=["embedded", "cluster"])
@@ -66,9 +72,11 @@ class Run:
     def __init__(self, rig: Rig, account: str) -> None:
         self.rig = rig
         self.key = rig.key(account, concurrent=CONCURRENT)
-        self.billings = [rig.billing(replica=i) for i in range(len(rig.stacks))]
+        self.billings = [rig.billing(replica=i, wall=lambda: NOW)
+                         for i in range(len(rig.stacks))]
         self.open: list[Open] = []
         self.charged: dict[str, Decimal] = {}
+        self.used = 0  # the tokens of the concluded generations
 
     async def step(self, op: tuple[object, ...]) -> None:
         kind = op[0]
@@ -95,12 +103,14 @@ class Run:
 
     async def _admit(self, replica: int, streamed: bool, prompt: int, max_tokens: int) -> None:
         bill = Bill(f"gen-{uuid.uuid4().hex}", "m", prompt, max_tokens, streamed)
-        admitted = self.billings[replica % len(self.billings)].admit(self.key, bill, DEPLOYMENTS)
+        ask = TokenAsk("m", TPM, None, prompt + max_tokens)
+        admitted = self.billings[replica % len(self.billings)].admit(self.key, bill, DEPLOYMENTS,
+                                                                     (ask,))
         try:
             admission = await admitted.__aenter__()
         except (RateLimited, InsufficientCredits):
             return
-        self.open.append(Open(admitted, admission, 0 if streamed else max_tokens))
+        self.open.append(Open(admitted, admission, 0 if streamed else max_tokens, ask.tokens))
 
     async def _conclude(self, held: Open, percent: int) -> None:
         prompt = held.admission.prompt_tokens * percent // 100
@@ -109,12 +119,15 @@ class Run:
         await held.admission.conclude(Outcome(SERVED, Usage(tokens, cost), "success", "stop"))
         await held.admitted.__aexit__(None, None, None)
         self.charged[held.admission.generation_id] = cost
+        self.used += tokens.total
 
     async def check(self) -> None:
         slots, reserved = await self.rig.held(self.key)
         spent = sum(self.charged.values(), Decimal(0))
         assert slots == len(self.open)
         assert Decimal(0) <= reserved <= TOP_UP - spent  # free = top-up - reserved - spent >= 0
+        window = self.used + sum(o.asked for o in self.open)
+        assert await self.rig.tokens(self.key, "m", NOW) == (window, 0) and window <= TPM
 
 
 async def _settled_balance(rig: Rig, account: str, expected: Decimal) -> Decimal:
@@ -128,7 +141,7 @@ async def _settled_balance(rig: Rig, account: str, expected: Decimal) -> Decimal
     return balance
 
 
-@settings(max_examples=25, derandomize=True, deadline=None,
+@settings(max_examples=40, derandomize=True, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
 async def test_any_interleaving_keeps_the_money_and_the_slots_exact(

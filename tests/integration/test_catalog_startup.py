@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import catalog_toml
 
 
@@ -21,15 +23,19 @@ def _start(catalog: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, timeout=60, check=False)
 
 
-def test_an_unknown_key_stops_the_router_naming_file_table_and_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('api_key_env = "FAKE_WRONG_KEY"', 'api_key_env = "FAKE_WRONG_KEY"\nmax_retries = 3',
+     "providers.fakebad: unknown key 'max_retries' (known: api_key_env, base_url, headers, "
+     "jurisdiction, reasoning_format, send_nonstandard_params, type)"),
+    ('id = "test/echo"\n', 'id = "test/echo"\nlimits = { tokens_per_hour = 100 }\n',
+     "models[1].limits: unknown key 'tokens_per_hour' (known: tokens_per_day, "
+     "tokens_per_minute, tokens_per_request)"),
+], ids=["provider", "model-limits"])
+def test_an_unknown_key_stops_the_router_naming_file_table_and_key(
+        tmp_path: Path, old: str, new: str, message: str) -> None:
     path = tmp_path / "catalog.toml"
-    path.write_text(catalog_toml("http://127.0.0.1:9/v1").replace(
-        'api_key_env = "FAKE_WRONG_KEY"', 'api_key_env = "FAKE_WRONG_KEY"\nmax_retries = 3'),
-        encoding="utf-8")
+    path.write_text(catalog_toml("http://127.0.0.1:9/v1").replace(old, new), encoding="utf-8")
     done = _start(path, tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        f"xrouter-router: configuration error: {path}: providers.fakebad: unknown key "
-        "'max_retries' (known: api_key_env, base_url, headers, jurisdiction, reasoning_format, "
-        "send_nonstandard_params, type)")
-
+        f"xrouter-router: configuration error: {path}: {message}")

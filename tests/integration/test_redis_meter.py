@@ -46,7 +46,7 @@ async def test_limits_come_first_and_a_refusal_for_credits_still_counts(
     accounts = await _accounts(tmp_path, closer)
     meter = await _meter(redis_cluster, closer, accounts)
     key = api_key(await _account(accounts, "0.05"), requests_per_minute=3, concurrent=2)
-    window, held = await meter.admit(key, "g1", D("0.02"), partial_from=None, now=NOW)
+    window, held, _ = await meter.admit(key, "g1", D("0.02"), partial_from=None, now=NOW)
     assert (window, held) == (RateWindow(3, 2, MINUTE_END),
                               Reservation("g1", key.account_id, key.id, D("0.02")))
     with pytest.raises(InsufficientCredits) as refused:
@@ -55,7 +55,7 @@ async def test_limits_come_first_and_a_refusal_for_credits_still_counts(
                                       "available": "0.03000000"}
     # g2 counted (as InProcessLimiter counts it) but its concurrency slot went back: the third
     # request gets the second slot and the last request of the minute.
-    window, _ = await meter.admit(key, "g3", D("0.01"), partial_from=None, now=NOW)
+    window, _, _ = await meter.admit(key, "g3", D("0.01"), partial_from=None, now=NOW)
     assert window == RateWindow(3, 0, MINUTE_END)
     with pytest.raises(RateLimited) as limited:  # no credits left either: limits answer first
         await meter.admit(key, "g4", D("5"), partial_from=None, now=NOW)
@@ -67,7 +67,7 @@ async def test_conclude_gives_the_slot_back_and_counts_the_tokens(
     accounts = await _accounts(tmp_path, closer)
     meter = await _meter(redis_cluster, closer, accounts)
     key = api_key(await _account(accounts, "1.00"), concurrent=1, tokens_per_minute=100)
-    _, held = await meter.admit(key, "g1", D("0.50"), partial_from=None, now=NOW)
+    _, held, _ = await meter.admit(key, "g1", D("0.50"), partial_from=None, now=NOW)
     with pytest.raises(RateLimited) as busy:
         await meter.admit(key, "g2", D("0.10"), partial_from=None, now=NOW)
     assert busy.value.message == "Rate limit exceeded: 1 concurrent requests"
@@ -90,7 +90,7 @@ async def test_two_replicas_admit_exactly_the_limit(
                                                  now=NOW) for i in range(100)])
     admitted = [r for r in results if isinstance(r, tuple)]
     assert len(admitted) == 20
-    assert sorted(w.remaining for w, _ in admitted if w is not None) == list(range(20))
+    assert sorted(w.remaining for w, _, _ in admitted if w is not None) == list(range(20))
     assert all(isinstance(r, RateLimited) for r in results if not isinstance(r, tuple))
 
 
@@ -116,6 +116,6 @@ async def test_redis_down_the_credit_policy_answers_then_the_limits(
         await meter(credits_open=True, limits_open=False).admit(
             key, "g2", D("0.10"), partial_from=None, now=NOW)
     lenient = meter(credits_open=True, limits_open=True)
-    window, held = await lenient.admit(key, "g3", D("0.10"), partial_from=None, now=NOW)
+    window, held, _ = await lenient.admit(key, "g3", D("0.10"), partial_from=None, now=NOW)
     assert (window, held) == (None, Reservation("g3", key.account_id, key.id, D("0.10")))
     await lenient.conclude(key, held, D("0.05"), 10, NOW)  # never raises; the slot lapses

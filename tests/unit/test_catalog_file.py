@@ -14,7 +14,7 @@ import pytest
 
 from xrouter_common.env import ConfigError
 from xrouter_router.catalog_file import CatalogConfig, load, parse
-from xrouter_router.domain.catalog import Deployment, Model, Price
+from xrouter_router.domain.catalog import NO_LIMITS, Deployment, Model, ModelLimits, Price
 from xrouter_router.providers import registry
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.settings import DEFAULT_CATALOG
@@ -97,6 +97,16 @@ def _delete(path: str) -> Mutation:
 D0 = "models.0.deployments.0"
 
 
+def test_model_limits_are_read_each_optional() -> None:
+    data = copy.deepcopy(VALID)
+    data["models"][0]["limits"] = {"tokens_per_request": 4000, "tokens_per_day": 1_000_000}
+    data["models"][1]["limits"] = {}
+    catalog = parse(data, ENV).catalog
+    assert catalog.resolve("gpt-4o").limits == ModelLimits(4000, None, 1_000_000)
+    assert catalog.resolve("xrouter/demo").limits is NO_LIMITS
+    assert parse(VALID, ENV).catalog.resolve("gpt-4o").limits is NO_LIMITS
+
+
 def test_bucket_prices_are_read_and_default_to_unset() -> None:
     data = copy.deepcopy(VALID)
     data["models"][0]["deployments"][0]["price"].update(
@@ -166,7 +176,14 @@ def test_bucket_prices_are_read_and_default_to_unset() -> None:
      "jurisdiction, type, word_delay)"),
     (_set("models.1.alias", ["d"]),
      "catalog: models[1]: unknown key 'alias' (known: aliases, created, deployments, description, "
-     "id, name)"),
+     "id, limits, name)"),
+    (_set("models.0.limits", {"tokens_per_hour": 5}), "catalog: models[0].limits: unknown key "
+     "'tokens_per_hour' (known: tokens_per_day, tokens_per_minute, tokens_per_request)"),
+    (_set("models.0.limits", 4000), "catalog: models[0].limits must be a table, got 4000"),
+    (_set("models.0.limits", {"tokens_per_minute": 0}),
+     "catalog: models[0].limits.tokens_per_minute must be an integer >= 1, got 0"),
+    (_set("models.0.limits", {"tokens_per_request": "4000"}),
+     "catalog: models[0].limits.tokens_per_request must be an integer >= 1, got '4000'"),
     (_set(f"{D0}.context_window", 8), "catalog: models[0].deployments[0]: unknown key "
      "'context_window' (known: capabilities, collects_data, context_length, id, "
      "max_completion_tokens, parameters, price, provider, upstream_model, weight)"),

@@ -10,6 +10,7 @@ import pytest
 from tests.unit.builders import request
 from xrouter_common.env import ConfigError
 from xrouter_router.catalog_file import load
+from xrouter_router.domain.catalog import NO_LIMITS, ModelLimits
 from xrouter_router.domain.errors import NoProvider
 from xrouter_router.domain.routing import plan
 from xrouter_router.domain.types import ProviderPreferences
@@ -55,6 +56,17 @@ def test_the_example_catalog_has_the_current_generations() -> None:
     # Yandex's reasoning option is sent only where the catalog says the model has it.
     assert "reasoning" in catalog.resolve("yandexgpt-5.1-pro").deployments[0].parameters
     assert "reasoning" not in catalog.resolve("yandexgpt-5-lite").deployments[0].parameters
+
+
+def test_the_example_catalog_has_the_origins_model_limits() -> None:
+    catalog = load(EXAMPLE, ENV).catalog
+    limits = {alias: catalog.resolve(alias).limits for alias in (
+        "gigachat-pro", "gigachat-basic", "yandexgpt:latest", "yandexgpt-lite:latest")}
+    assert limits == {"gigachat-pro": ModelLimits(4000, 100_000, 1_000_000),
+                      "gigachat-basic": ModelLimits(2000, 20_000, 200_000),
+                      "yandexgpt:latest": ModelLimits(4000, 100_000, 1_000_000),
+                      "yandexgpt-lite:latest": ModelLimits(2000, 50_000, 500_000)}
+    assert catalog.resolve("gigachat-max").limits is NO_LIMITS
 
 
 def test_structured_outputs_route_to_every_deployment_that_honours_them() -> None:

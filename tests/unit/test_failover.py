@@ -26,6 +26,7 @@ from xrouter_router.domain.errors import (
 )
 from xrouter_router.domain.failover import Failover, FailoverPolicy
 from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.limits import TokenAsk, TokenHold
 from xrouter_router.domain.routing import Candidate, plan
 from xrouter_router.domain.stats import DeploymentStats, InMemoryStats
 from xrouter_router.domain.types import Completion, Delta, EmbeddingRequest, Message, StreamBatch
@@ -421,3 +422,13 @@ async def test_no_provider_is_called_for_a_deployment_the_admission_was_not_pric
     with pytest.raises(InternalError, match="m@b"):
         await _failover(a, b).complete(admitted(PLAN[:1]), PLAN, REQ, None)
     assert (a.calls, b.calls) == (["m@a"], [])
+
+
+async def test_no_provider_is_called_for_a_model_whose_token_windows_had_no_room() -> None:
+    a = FakeProvider("a")
+    held = admitted(PLAN)
+    held.hold = TokenHold((TokenAsk("other", 100, None, 10),), 0, 0)  # m had no room
+    with pytest.raises(InternalError, match="m@a"):
+        await _failover(a).complete(held, PLAN, REQ, None)
+    assert a.calls == []
+    assert held.candidates(PLAN) == ()

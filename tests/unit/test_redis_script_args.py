@@ -3,8 +3,9 @@ position the Lua reads it from (1-based, as in the script)."""
 
 from __future__ import annotations
 
+from xrouter_router.domain.limits import TokenAsk
 from xrouter_router.storage.redis.credits import STALE, CreditArgs
-from xrouter_router.storage.redis.limits import LimitArgs
+from xrouter_router.storage.redis.limits import LimitArgs, WindowArgs
 
 
 def _at(argv: list[str | int]) -> dict[int, str | int]:
@@ -32,3 +33,17 @@ def test_without_limits_the_arguments_end_with_the_snapshot() -> None:
     argv = CreditArgs("extend", "k", "g", 5, ("5.0", "900.0", 960), held=10,
                       snapshot=STALE).argv()
     assert argv[6:] == [10, "5.0", "900.0", 960, "stale", "", ""]
+
+
+def test_the_models_windows_follow_the_key_limits_three_values_each() -> None:
+    limits = LimitArgs("", "", "", "", "", 900000, models=(
+        WindowArgs("1000", "", 600), WindowArgs("", "5000", -40)))
+    argv = _at(CreditArgs("reserve", "key-1", "gen-1", 1, ("5.0", "900.0", 960),
+                          limits=limits).argv())
+    assert {i: argv[i] for i in range(20, 28)} == {
+        20: "", 21: 2, 22: "1000", 23: "", 24: 600, 25: "", 26: "5000", 27: -40}
+    assert len(argv) == 27
+
+
+def test_a_window_takes_its_models_limits_and_the_given_tokens() -> None:
+    assert WindowArgs.of(TokenAsk("m", 1000, None, 600), -560) == WindowArgs("1000", "", -560)

@@ -14,13 +14,23 @@ from typing import Any
 
 from xrouter_common.env import ConfigError
 from xrouter_router.domain import residency
-from xrouter_router.domain.catalog import CAPABILITIES, Catalog, Deployment, Model, Price
+from xrouter_router.domain.catalog import (
+    CAPABILITIES,
+    NO_LIMITS,
+    Catalog,
+    Deployment,
+    Model,
+    ModelLimits,
+    Price,
+)
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.registry import MODULES, OPTIONS
 
 _TOP = frozenset({"providers", "models"})
 _PROVIDER = frozenset({"type", "api_key_env", "base_url", "headers", "jurisdiction"})
-_MODEL = frozenset({"id", "name", "description", "created", "aliases", "deployments"})
+_MODEL = frozenset({"id", "name", "description", "created", "aliases", "deployments",
+                    "limits"})
+_LIMITS = frozenset({"tokens_per_request", "tokens_per_minute", "tokens_per_day"})
 _DEPLOYMENT = frozenset({"id", "provider", "upstream_model", "price", "context_length",
                          "max_completion_tokens", "capabilities", "weight", "parameters",
                          "collects_data"})
@@ -162,7 +172,21 @@ def _model(i: int, spec: Any, providers: Mapping[str, str], where: str) -> Model
         aliases=_strings(spec.get("aliases", []), f"{here}.aliases"),
         deployments=tuple(_deployment(f"{here}.deployments[{j}]", model_id, d, providers)
                           for j, d in enumerate(deployments)),
+        limits=_limits(spec.get("limits", {}), f"{here}.limits"),
     )
+
+
+def _limits(value: Any, here: str) -> ModelLimits:
+    """The model's token limits, each optional (a positive integer); none: NO_LIMITS."""
+    table = _table(value, here)
+    _known(table, _LIMITS, here)
+    if not table:
+        return NO_LIMITS
+    def optional(name: str) -> int | None:
+        return None if name not in table else _int(table[name], f"{here}.{name}", 1)
+
+    return ModelLimits(optional("tokens_per_request"), optional("tokens_per_minute"),
+                       optional("tokens_per_day"))
 
 
 def _price(table: dict[str, Any], here: str) -> Price:

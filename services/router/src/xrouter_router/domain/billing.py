@@ -1,14 +1,15 @@
 """The money path of every billable call, as one admission: `admit` (rate limits and a
-concurrency slot, then a credit reservation of the worst-case cost) -> `extend` (a stream's
-top-ups) -> `conclude` (the ledger record, settlement at the real cost, the slot back), exactly
-once. The admission is an async context manager around the provider call: whatever way the
-block is left (an answer, a provider error, a bug, a cancellation), it concludes on exit."""
+concurrency slot, the models' token windows, then a credit reservation of the worst-case
+cost) -> `extend` (a stream's top-ups) -> `conclude` (the ledger record, settlement at the real
+cost, the holds and the slot back), exactly once. The admission is an async context manager
+around the provider call: whatever way the block is left (an answer, a provider error, a bug,
+a cancellation), it concludes on exit."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
@@ -18,7 +19,9 @@ from xrouter_router.domain.catalog import Deployment, Price
 from xrouter_router.domain.errors import AllAttemptsFailed, Attempt, XRouterError
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord
+from xrouter_router.domain.limits import TokenAsk, TokenHold
 from xrouter_router.domain.ports import Meter, Reservation, UsageLedger
+from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.types import (
     ChatRequest,
     EmbeddingRequest,
@@ -28,6 +31,8 @@ from xrouter_router.domain.types import (
     Usage,
 )
 
+# The tokens an image counts as, in a reservation and against a model's token limits.
+IMAGE_TOKENS = 1500
 # Tokens a stream must be able to afford before it starts, and how many more each top-up buys.
 MIN_STREAM_TOKENS = 16
 TOP_UP_TOKENS = 256
@@ -78,6 +83,8 @@ class Admission:
     # What is already done of the conclusion (so an interrupted one resumes where it stopped).
     recorded: bool = False
     released: bool = False
+    # What the key's windows of the candidate models' token limits hold (None: nothing asked).
+    hold: TokenHold | None = None
 
     @property
     def generation_id(self) -> str:
@@ -91,6 +98,17 @@ class Admission:
         """Whether a provider call to `deployment` may go out under this admission: it is live
         (not concluded) and its reservation was priced for that deployment."""
         return not self.concluded and deployment.id in self.covers
+
+    def admits(self, model_id: str) -> bool:
+        """Whether the model's token windows admitted the call (True when none was asked)."""
+        return self.hold is None or self.hold.admits(model_id)
+
+    def candidates(self, planned: Iterable[Candidate]) -> tuple[Candidate, ...]:
+        """The planned candidates whose model's token windows admitted the call (every one when
+        no window was asked)."""
+        if self.hold is None:
+            return tuple(planned)
+        return tuple(c for c in planned if self.hold.admits(c.model.id))
 
     async def extend(self, completion_tokens: int) -> bool:
         """For streams: True while the tokens so far are paid for, topping the reservation up
@@ -121,7 +139,7 @@ def prompt_bound(request: ChatRequest) -> int:
                  for t in request.tools)
     total += len(request.response_format_json) + len(request.tool_choice_json)
     images = sum(1 for m in request.messages for p in m.parts if p.type == "image_url")
-    return total + accounting.MESSAGE_OVERHEAD * len(request.messages) + 1500 * images
+    return total + accounting.MESSAGE_OVERHEAD * len(request.messages) + IMAGE_TOKENS * images
 
 
 def chat_bill(request: ChatRequest, *, stream: bool, buffered: bool = False) -> Bill:
@@ -160,14 +178,15 @@ def failed(exc: BaseException | None) -> Outcome:
 class Admitted:
     """`async with billing.admit(...) as admission:` the provider call goes inside."""
 
-    __slots__ = ("_admission", "_bill", "_billing", "_deployments", "_key")
+    __slots__ = ("_admission", "_asks", "_bill", "_billing", "_deployments", "_key")
 
     def __init__(self, billing: Billing | None, key: ApiKey, bill: Bill,
-                 deployments: Sequence[Deployment]) -> None:
+                 deployments: Sequence[Deployment], asks: Sequence[TokenAsk] = ()) -> None:
         self._billing = billing
         self._key = key
         self._bill = bill
         self._deployments = deployments
+        self._asks = asks
         self._admission: Admission | None = None
 
     async def __aenter__(self) -> Admission:
@@ -176,7 +195,7 @@ class Admitted:
                                         worst_price(self._deployments), time.time())
         else:
             self._admission = await self._billing.enter(self._key, self._bill,
-                                                         self._deployments)
+                                                         self._deployments, self._asks)
         self._admission.covers = frozenset(d.id for d in self._deployments)
         return self._admission
 
@@ -189,7 +208,8 @@ class Admitted:
 class Unbilled:
     """No stores (tests, tools): admissions that hold nothing and record nothing."""
 
-    def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment]) -> Admitted:
+    def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment],
+              asks: Sequence[TokenAsk] = ()) -> Admitted:
         return Admitted(None, key, bill, deployments)
 
 
@@ -204,9 +224,12 @@ class Billing:
         self._wall = wall
         self._releasing: set[asyncio.Task[None]] = set()
 
-    def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment]) -> Admitted:
-        """Entering raises RateLimited or InsufficientCredits; leaving concludes."""
-        return Admitted(self, key, bill, deployments)
+    def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment],
+              asks: Sequence[TokenAsk] = ()) -> Admitted:
+        """Entering raises RateLimited or InsufficientCredits; leaving concludes. `asks`: what
+        the key's windows of each candidate model with token limits are to hold (limits.fit);
+        the admission's candidates() are those whose model had room."""
+        return Admitted(self, key, bill, deployments, asks)
 
     async def drain(self) -> None:
         """At shutdown, before the stores close: wait for the releases still running (those of
@@ -214,8 +237,8 @@ class Billing:
         while self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
 
-    async def enter(self, key: ApiKey, bill: Bill,
-                    deployments: Sequence[Deployment]) -> Admission:
+    async def enter(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment],
+                    asks: Sequence[TokenAsk] = ()) -> Admission:
         now = self._wall()
         price = worst_price(deployments)
         if key.master:
@@ -225,9 +248,9 @@ class Billing:
         amount = cost_of(bill.prompt_tokens, completion, price)
         partial = (cost_of(bill.prompt_tokens, MIN_STREAM_TOKENS, price)
                    if bill.streamed and not bill.buffered else None)
-        window, reservation = await self._meter.admit(
-            key, bill.generation_id, amount, partial_from=partial, now=now)
-        return Admission(key, bill, window, reservation, price, now, self)
+        window, reservation, hold = await self._meter.admit(
+            key, bill.generation_id, amount, partial_from=partial, now=now, tokens=asks)
+        return Admission(key, bill, window, reservation, price, now, self, hold=hold)
 
     async def extend(self, admission: Admission, completion_tokens: int) -> bool:
         held = admission.reservation
@@ -256,14 +279,17 @@ class Billing:
             # The stream was cut when its reservation ran out: it cannot cost more than that.
             cost = admission.reservation.amount
         tokens = usage.tokens.total if usage is not None else 0
+        served = outcome.served.model if outcome.served is not None else ""
         try:
             await self._ledger.record(self._record(admission, outcome, cost))
             admission.recorded = True
-            await self._release(admission, cost, tokens)
+            await self._release(admission, cost, tokens, served)
         except BaseException:
             if not admission.released:
+                done = admission.recorded  # a generation not recorded costs and counts nothing
                 task = asyncio.ensure_future(self._release(
-                    admission, cost if admission.recorded else Decimal(0), 0))
+                    admission, cost if done else Decimal(0), tokens if done else 0,
+                    served if done else ""))
                 self._releasing.add(task)
                 task.add_done_callback(self._releasing.discard)
                 await asyncio.shield(task)
@@ -287,10 +313,12 @@ class Billing:
             finish_reason=outcome.finish_reason, status=outcome.status,
             attempts=outcome.attempts, jurisdiction=served.jurisdiction if served else "")
 
-    async def _release(self, admission: Admission, cost: Decimal, tokens: int) -> None:
-        """Settle, count the tokens, give the concurrency slot back (nothing for the master key).
-        Safe to run again after an interruption: the Meter finishes what was left."""
+    async def _release(self, admission: Admission, cost: Decimal, tokens: int,
+                       served: str) -> None:
+        """Settle, count the tokens (against the served model's windows too), give the holds and
+        the concurrency slot back (nothing for the master key). Safe to run again after an
+        interruption: the Meter finishes what was left."""
         if admission.reservation is not None and not admission.released:
             await self._meter.conclude(admission.key, admission.reservation, cost, tokens,
-                                       self._wall())
+                                       self._wall(), hold=admission.hold, served=served)
         admission.released = True

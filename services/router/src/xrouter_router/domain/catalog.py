@@ -77,6 +77,24 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """The operator's token limits of a model (None: unlimited): per request (prompt and
+    completion together), and per API key in each minute and each UTC day (domain/limits.py)."""
+
+    tokens_per_request: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+
+    @property
+    def windowed(self) -> bool:
+        """Whether a key's use of the model is counted in windows."""
+        return self.tokens_per_minute is not None or self.tokens_per_day is not None
+
+
+NO_LIMITS = ModelLimits()
+
+
+@dataclass(frozen=True, slots=True)
 class Model:
     id: str
     name: str
@@ -84,6 +102,7 @@ class Model:
     description: str = ""
     created: int = 0
     aliases: tuple[str, ...] = ()
+    limits: ModelLimits = NO_LIMITS
 
     @property
     def context_length(self) -> int:

@@ -6,8 +6,9 @@ with a response_format has each answer checked (domain/structured.py) before it 
 a streamed one is read whole first, so nothing of a non-conforming answer reaches the client.
 
 No provider call goes out without a live admission (domain/billing.py): every entry point takes
-the `Admission` the call is made under, and each attempt checks that it is still live and was
-priced for the attempt's deployment, so a caller cannot reach a provider around the money path.
+the `Admission` the call is made under, and each attempt checks that it is still live, was
+priced for the attempt's deployment and holds tokens in the windows of the deployment's model
+(when it has token limits), so a caller cannot reach a provider around the money path.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from xrouter_router.domain.billing import Admission
@@ -113,10 +114,13 @@ class Failover:
 
     async def complete(
         self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
-        deadline: float | None, check: AnswerCheck | None = None,
+        deadline: float | None, check: AnswerCheck | None = None, *,
+        caps: Mapping[str, int] | None = None,
     ) -> tuple[Candidate, Completion, list[Attempt]]:
+        """`caps`: the max_tokens to send each model named (limits.fit's, for a request that
+        set none)."""
         async def call(provider: ChatProvider, cand: Candidate) -> Completion:
-            completion = await provider.chat(request, cand.deployment)
+            completion = await provider.chat(capped(request, caps, cand), cand.deployment)
             if check is not None:
                 check.check(provider.name, completion.message, completion.finish_reason)
             return completion
@@ -125,11 +129,12 @@ class Failover:
 
     async def open_stream(
         self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
-        deadline: float | None, check: AnswerCheck | None = None,
+        deadline: float | None, check: AnswerCheck | None = None, *,
+        caps: Mapping[str, int] | None = None,
     ) -> OpenedStream:
         async def call(provider: ChatProvider,
                        cand: Candidate) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
-            stream = provider.stream(request, cand.deployment)
+            stream = provider.stream(capped(request, caps, cand), cand.deployment)
             try:
                 if check is not None:
                     return await _checked(provider.name, stream, check)
@@ -167,7 +172,7 @@ class Failover:
         attempts: list[Attempt] = []
         last: UpstreamError | None = None
         for cand in plan[: self._policy.max_attempts]:
-            if not held.permits(cand.deployment):
+            if not held.permits(cand.deployment) or not held.admits(cand.model.id):
                 raise InternalError(f"no live admission covers deployment {cand.deployment.id}")
             timeout = self._timeout(deadline, attempts)
             provider = self._providers[cand.deployment.provider]
@@ -198,6 +203,16 @@ class Failover:
                 raise DeadlineExceeded("The request's deadline passed before a provider answered",
                                        metadata=attempts_metadata(attempts))
         raise AllAttemptsFailed(attempts, last)
+
+
+def capped(request: ChatRequest, caps: Mapping[str, int] | None,
+           cand: Candidate) -> ChatRequest:
+    """The request as the candidate's model gets it: with the max_tokens its token limits
+    leave, when there is a cap for it."""
+    cap = caps.get(cand.model.id) if caps else None
+    if cap is None:
+        return request
+    return replace(request, sampling=replace(request.sampling, max_tokens=cap))
 
 
 async def _checked(provider: str, stream: AsyncIterator[StreamBatch],

@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import Account, GenerationRecord, UsageRow, UsageTotals
+from xrouter_router.domain.limits import TokenAsk, TokenHold
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.types import (
     ChatRequest,
@@ -173,16 +174,21 @@ class CreditGuard(Protocol):
 
 
 class Meter(Protocol):
-    """The admission port's stores: a key's limits and its account's credits in one call at
-    each end of a generation (InProcessMeter over the in-process Limiter and CreditGuard;
-    RedisMeter: one script each), and a stream's top-ups in between. Billing uses nothing else."""
+    """The admission port's stores: a key's limits, its windows of the models' token limits and
+    its account's credits in one call at each end of a generation (InProcessMeter over the
+    in-process Limiter, TokenWindows and CreditGuard; RedisMeter: one script each), and a
+    stream's top-ups in between. Billing uses nothing else."""
 
     async def admit(self, key: ApiKey, generation_id: str, amount: Decimal, *,
-                    partial_from: Decimal | None, now: float) -> tuple[RateWindow | None,
-                                                                       Reservation]:
-        """Count the request against the key's limits, then reserve as CreditGuard.reserve
-        does. Raises RateLimited (limits are checked first) or InsufficientCredits (the request
-        still counts, its concurrency slot goes back)."""
+                    partial_from: Decimal | None, now: float,
+                    tokens: Sequence[TokenAsk] = ()) -> tuple[RateWindow | None, Reservation,
+                                                              TokenHold | None]:
+        """Count the request against the key's limits, hold `tokens` in the key's windows of
+        each model that has room for them (the hold says which; None when no tokens were
+        asked for or the windows are not counted), then reserve as CreditGuard.reserve does.
+        Raises RateLimited (limits are checked first; then the models' windows, when none has
+        room) or InsufficientCredits (for both refusals the request still counts, its
+        concurrency slot goes back and no window holds anything)."""
         ...
 
     async def extend(self, key: ApiKey, reservation: Reservation,
@@ -191,8 +197,10 @@ class Meter(Protocol):
         ...
 
     async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
-                       now: float) -> None:
-        """Settle as CreditGuard.settle does, count the tokens, give the concurrency slot back.
+                       now: float, *, hold: TokenHold | None = None, served: str = "") -> None:
+        """Settle as CreditGuard.settle does, count the tokens, settle the hold (the model that
+        `served` keeps `tokens`, the others give theirs back), give the concurrency slot back.
         Never raises but may be interrupted (cancelled): Billing then concludes again, which
-        finishes it (settlements are idempotent per generation; the slot goes back once)."""
+        finishes it (settlements, holds included, are idempotent per generation; the slot goes
+        back once)."""
         ...

@@ -11,7 +11,9 @@ from dataclasses import dataclass, replace
 
 from xrouter_router.domain import accounting
 from xrouter_router.domain.billing import (
+    IMAGE_TOKENS,
     Admission,
+    Bill,
     Billing,
     Outcome,
     Unbilled,
@@ -30,6 +32,7 @@ from xrouter_router.domain.errors import (
 )
 from xrouter_router.domain.failover import Failover, OpenedStream, close_stream
 from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.limits import Fitted, any_limits, fit
 from xrouter_router.domain.observe import NullObserver, Observer
 from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
@@ -194,9 +197,12 @@ class ChatService:
                                     policy=self._stats.policy,
                                     residency=key.residency_policy[0])
         bill = embedding_bill(request, request.generation_id or _generation_id())
-        async with self._billing.admit(key, bill, [c.deployment for c in candidates]) as held:
+        counted = await self._counter.count(request.inputs) if any_limits(candidates) else 0
+        fitted = fit(candidates, counted, 0)
+        async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
+                                       fitted.asks) as held:
             cand, result, attempts = await self._failover.embed(
-                held, candidates, request, deadline)
+                held, held.candidates(fitted.candidates), request, deadline)
             bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD
                         for i in request.inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
@@ -229,23 +235,39 @@ class ChatService:
                                   usage=result.usage)
         return result
 
-    async def _admitted_route(self, api_key: str, address: str,
-                              request: ChatRequest) -> tuple[ApiKey, Plan]:
-        """The key and the plan; every candidate the plan may try is one the key may use."""
+    async def _admitted_route(self, api_key: str, address: str, request: ChatRequest,
+                              bill: Bill) -> tuple[ApiKey, Fitted, Plan]:
+        """The key, the plan's candidates that fit their models' token limits, and the plan;
+        every candidate the plan may try is one the key may use."""
         key = await self._auth.authenticate(api_key, address)
         route = await self.route(request, commit=True, residency=key.residency_policy[0])
         for cand in route.candidates:
             key.may_use(cand.model.id)
-        return key, route
+        prompt = await self._limit_tokens(request) if any_limits(route.candidates) else 0
+        return key, fit(route.candidates, prompt, bill.completion_tokens), route
+
+    async def _limit_tokens(self, request: ChatRequest) -> int:
+        """The prompt's tokens as models' token limits count them: the bundled tokenizer's count
+        of its texts and tool definitions (the reservation's UTF-8 byte bound would overcount
+        English about fourfold and refuse requests that fit), plus each message's overhead
+        and each image's allowance. Held against the windows, then settled to the real usage."""
+        texts = [m.text() for m in request.messages]
+        texts += [f"{t.name} {t.description} {t.parameters_json.decode(errors='replace')}"
+                  for t in request.tools]
+        images = sum(1 for m in request.messages for p in m.parts if p.type == "image_url")
+        return (await self._counter.count(texts)
+                + accounting.MESSAGE_OVERHEAD * len(request.messages) + IMAGE_TOKENS * images)
 
     async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None,
                     address: str) -> ChatResult:
-        key, route = await self._admitted_route(api_key, address, request)
+        bill = chat_bill(request, stream=False)
+        key, fitted, route = await self._admitted_route(api_key, address, request, bill)
         check = answer_check(request)
-        async with self._billing.admit(key, chat_bill(request, stream=False),
-                                       [c.deployment for c in route.candidates]) as held:
+        async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
+                                       fitted.asks) as held:
             cand, completion, attempts = await self._failover.complete(
-                held, route.candidates, request, deadline, check)
+                held, held.candidates(fitted.candidates), request, deadline, check,
+                caps=fitted.caps)
             self._sticky.remember(route.affinity, cand.deployment.id)
             tokens = await self._tokens(request, cand, completion.usage,
                                         completion.message.text())
@@ -268,13 +290,14 @@ class ChatService:
         in-band in StreamEnd.error and usage is always reported."""
         streaming = False
         try:
-            key, route = await self._admitted_route(api_key, address, request)
             check = answer_check(request)
             bill = chat_bill(request, stream=True, buffered=check is not None)
-            async with self._billing.admit(key, bill,
-                                           [c.deployment for c in route.candidates]) as held:
-                opened = await self._failover.open_stream(held, route.candidates, request,
-                                                            deadline, check)
+            key, fitted, route = await self._admitted_route(api_key, address, request, bill)
+            async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
+                                           fitted.asks) as held:
+                opened = await self._failover.open_stream(
+                    held, held.candidates(fitted.candidates), request, deadline, check,
+                    caps=fitted.caps)
                 streaming = True
                 self._sticky.remember(route.affinity, opened.candidate.deployment.id)
                 relay = self._relay(request, opened, held)

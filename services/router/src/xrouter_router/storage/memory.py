@@ -7,14 +7,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from xrouter_router.domain.errors import NotFound
 from xrouter_router.domain.keys import ApiKey
-from xrouter_router.domain.limits import DAY, MINUTE, limited, spendable, unaffordable
+from xrouter_router.domain.limits import (
+    DAY,
+    MINUTE,
+    TokenAsk,
+    TokenHold,
+    limited,
+    spendable,
+    unaffordable,
+)
 from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.domain.types import RateWindow
+from xrouter_router.storage.model_windows import TokenWindows
 
 
 class InProcessLimiter:
@@ -196,40 +205,57 @@ class InProcessCreditGuard:
 
 
 class InProcessMeter:
-    """The Meter port over the in-process limiter and credit guard: one call after the other at
-    each end, the slot given back once per generation (so an interrupted conclusion can run
-    again)."""
+    """The Meter port over the in-process limiter, token windows and credit guard: one call
+    after the other at each end, the slot and the hold given back once per generation (so an
+    interrupted conclusion can run again)."""
 
-    def __init__(self, limiter: InProcessLimiter, guard: InProcessCreditGuard) -> None:
+    def __init__(self, limiter: InProcessLimiter, guard: InProcessCreditGuard,
+                 windows: TokenWindows | None = None) -> None:
         self._limiter = limiter
         self._guard = guard
+        self.windows = windows or TokenWindows()
         self._slots: set[str] = set()  # generations holding a concurrency slot
+        self._holds: dict[str, TokenHold] = {}  # generations holding tokens in model windows
 
     async def admit(self, key: ApiKey, generation_id: str, amount: Decimal, *,
-                    partial_from: Decimal | None, now: float) -> tuple[RateWindow | None,
-                                                                       Reservation]:
+                    partial_from: Decimal | None, now: float,
+                    tokens: Sequence[TokenAsk] = ()) -> tuple[RateWindow | None, Reservation,
+                                                              TokenHold | None]:
         window = await self._limiter.acquire(key, now)
         self._slots.add(generation_id)
+        hold = None
         try:
+            if tokens:
+                hold = self.windows.take(key.id, tokens, now)
+                self._holds[generation_id] = hold
             reservation = await self._guard.reserve(key, generation_id, amount,
                                                     partial_from=partial_from)
         except BaseException:
+            self._give_back(key, generation_id, "", 0)
             await self._release(key, generation_id)
             raise
-        return window, reservation
+        return window, reservation, hold
 
     async def extend(self, key: ApiKey, reservation: Reservation,
                      amount: Decimal) -> Reservation | None:
         return await self._guard.extend(key, reservation, amount)
 
     async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
-                       now: float) -> None:
+                       now: float, *, hold: TokenHold | None = None, served: str = "") -> None:
+        # The hold first: it takes no await, so no interruption can leave it half settled.
+        self._give_back(key, reservation.generation_id, served, tokens)
         try:
             await self._guard.settle(reservation, cost)
             if tokens > 0:
                 await self._limiter.add_tokens(key, tokens, now)
         finally:
             await self._release(key, reservation.generation_id)
+
+    def _give_back(self, key: ApiKey, generation_id: str, served: str, tokens: int) -> None:
+        """Settle the generation's hold in the model windows, once."""
+        hold = self._holds.pop(generation_id, None)
+        if hold is not None:
+            self.windows.settle(key.id, hold, served, tokens)
 
     async def _release(self, key: ApiKey, generation_id: str) -> None:
         if generation_id in self._slots:

@@ -44,7 +44,7 @@ from xrouter_router.storage.redis.stats import Script
 class CreditArgs:
     """The credit script's ARGV, built here only (argv() is the one place that knows the order):
     ARGV[1..7] the call, [8..10] the TTLs, [11..13] the snapshot, [14..20] the key's limits
-    (RedisMeter's; limits_lua(3, 13))."""
+    (RedisMeter's; limits_lua(3, 13)), then [21..] the models' token windows (LimitArgs)."""
 
     mode: str  # reserve | extend | settle
     key_id: str
@@ -102,11 +102,29 @@ end
 local function expire_all()
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[10]) end
 end
+-- RedisMeter's windows of the models' token limits: model i's limits per minute and per day
+-- and its tokens (ARGV[22..24] for i = 1, ...), its windows KEYS[8..9] (the minute's, the day's)
+local models = tonumber(ARGV[21] or '')
+local function window(i)
+  local a = 21 + 3 * (i - 1)
+  return tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), 8 + 2 * (i - 1)
+end
+local function count(i, tokens)
+  local tpm, tpd, _, k = window(i)
+  if tpm then
+    redis.call('INCRBY', KEYS[k], tokens)
+    redis.call('EXPIRE', KEYS[k], 120)
+  end
+  if tpd then
+    redis.call('INCRBY', KEYS[k + 1], tokens)
+    redis.call('EXPIRE', KEYS[k + 1], 90000)
+  end
+end
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', exps, '-inf', string.format('%.6f', now), 'LIMIT', 0, 64)) do
   drop(g)
 end
 if mode == 'settle' then
-  drop(gen)
+  local held = drop(gen)  -- nil when settled already: the windows are settled once too
   local state = redis.call('HGET', gens, 's:' .. gen)
   if amount > 0 and state ~= 'p' and state ~= 'x' then
     if state == 'a' then
@@ -125,6 +143,12 @@ if mode == 'settle' then
       redis.call('EXPIRE', KEYS[6], 120)
     end
     if ARGV[18] ~= '' then redis.call('ZREM', KEYS[7], ARGV[18]) end
+    if held then
+      for i = 1, models or 0 do
+        local _, _, tokens = window(i)
+        count(i, tokens)
+      end
+    end
   end
   expire_all()
   return {{'ok', '0'}}
@@ -155,15 +179,32 @@ end
 if balance == nil or (limit and spent == nil) then return {{'miss', int(charged)}} end
 -- RedisMeter's admission: the key's limits first (a refusal for credits still counts the
 -- request, as InProcessLimiter does; only its slot goes back)
-local lm, ld = '', ''
+local lm, ld, fits = '', '', ''
+local function refused(...)
+  if lm ~= '' and ARGV[18] ~= '' then redis.call('ZREM', KEYS[7], ARGV[18]) end
+  return {{'no', ...}}
+end
 if mode == 'reserve' and KEYS[7] then
   local code, m, d = limits()
   if code ~= 0 then return {{'limited', tostring(code), tostring(m), tostring(d)}} end
   lm, ld = tostring(m), tostring(d)
-end
-local function refused(...)
-  if lm ~= '' and ARGV[18] ~= '' then redis.call('ZREM', KEYS[7], ARGV[18]) end
-  return {{'no', ...}}
+  -- then the models' windows: '1' where the tokens fit, else 'm' or 'd' (the full window),
+  -- and the use of the first full one; none fits: refused as credits are (the request counts)
+  local first = ''
+  for i = 1, models or 0 do
+    local tpm, tpd, want, k = window(i)
+    local used_m = tpm and tonumber(redis.call('GET', KEYS[k]) or '0') or 0
+    local used_d = tpd and tonumber(redis.call('GET', KEYS[k + 1]) or '0') or 0
+    local full, used = '1', 0
+    if tpm and used_m + want > tpm then full, used = 'm', used_m
+    elseif tpd and used_d + want > tpd then full, used = 'd', used_d end
+    if full ~= '1' and first == '' then first = tostring(used) end
+    fits = fits .. full
+  end
+  if models and not string.find(fits, '1', 1, true) then
+    refused()  -- the slot back
+    return {{'limited', '5', lm, ld, fits, first}}
+  end
 end
 local existing = nil
 if mode == 'reserve' then
@@ -190,8 +231,14 @@ elseif partial and available >= partial then granted = available
 else return refused(int(for_account), for_key and int(for_key) or '') end
 add(key, granted)
 hold(granted)
+for i = 1, models or 0 do
+  if string.sub(fits, i, i) == '1' then
+    local _, _, tokens = window(i)
+    count(i, tokens)
+  end
+end
 expire_all()
-return {{'ok', int(granted), lm, ld}}
+return {{'ok', int(granted), lm, ld, fits}}
 """
 
 # The AccountStore took these charges. KEYS as above; ARGV: the states' TTL, the keys' TTL, then

@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from xrouter_router.domain.errors import InternalError, Unavailable
 from xrouter_router.domain.keys import ApiKey, Limits
-from xrouter_router.domain.limits import DAY, MINUTE, limited
+from xrouter_router.domain.limits import DAY, MINUTE, TokenAsk, limited, windows_of
 from xrouter_router.domain.types import RateWindow
 from xrouter_router.storage.redis.link import VERSION, Link, LinkCounters, RedisDown
 from xrouter_router.storage.redis.stats import Script
@@ -78,10 +78,27 @@ TOKENS_SCRIPT = Script(_ADD_TOKENS)
 
 
 @dataclass(frozen=True, slots=True)
+class WindowArgs:
+    """One model's token windows in the credit script: its limits per minute and per day
+    ('' = none), and the tokens to hold (a reservation) or to add (a settlement: the real
+    tokens less the hold, negative for a model that did not serve)."""
+
+    per_minute: str
+    per_day: str
+    tokens: int
+
+    @classmethod
+    def of(cls, ask: TokenAsk, tokens: int) -> WindowArgs:
+        return cls(_opt(ask.per_minute), _opt(ask.per_day), tokens)
+
+
+@dataclass(frozen=True, slots=True)
 class LimitArgs:
     """limits_lua's ARGV from a+1, built here only: the key's limits ('' = unlimited), its
     concurrency slot and the slot's TTL in ms, then the tokens a settlement counts (the credit
-    script's ARGV[20])."""
+    script's ARGV[20]); then, only when the key holds tokens in models' windows, how many
+    models (ARGV[21]) and each one's WindowArgs (ARGV[22..24] the first, [25..27] the next...),
+    whose keys are KEYS[8..9], [10..11]... (RedisMeter.model_keys)."""
 
     requests_per_minute: str = ""
     requests_per_day: str = ""
@@ -90,10 +107,18 @@ class LimitArgs:
     slot: str = ""
     slot_ttl_ms: int | str = ""
     tokens: str = ""
+    models: tuple[WindowArgs, ...] = ()
 
     def argv(self) -> list[str | int]:
-        return [self.requests_per_minute, self.requests_per_day, self.tokens_per_minute,
-                self.concurrent, self.slot, self.slot_ttl_ms, self.tokens]
+        head: list[str | int] = [self.requests_per_minute, self.requests_per_day,
+                                 self.tokens_per_minute, self.concurrent, self.slot,
+                                 self.slot_ttl_ms, self.tokens]
+        if not self.models:
+            return head
+        head.append(len(self.models))
+        for model in self.models:
+            head += [model.per_minute, model.per_day, model.tokens]
+        return head
 
 
 def new_slot(lim: Limits) -> str:
@@ -129,9 +154,17 @@ class RedisLimiter(LinkCounters):
     def keys(self, key: ApiKey, now: float) -> tuple[str, str, str, str]:
         """Requests this minute, requests today, tokens this minute, concurrency slots: under the
         account's hash tag, the slot of its credit keys (so RedisMeter runs both in one script)."""
-        minute, day = int(now // MINUTE), int(now // DAY)
+        minute, day = windows_of(now)
         base = f"{self._prefix}{{{key.account_id}}}:{key.id}:"
         return f"{base}m:{minute}", f"{base}d:{day}", f"{base}t:{minute}", f"{base}c"
+
+    def model_keys(self, key: ApiKey, models: Sequence[str], minute: int,
+                   day: int) -> list[str]:
+        """The key's tokens of each model in that minute and in that day (pairs, in order),
+        under the account's hash tag too."""
+        base = f"{self._prefix}{{{key.account_id}}}:{key.id}:"
+        return [name for model in models
+                for name in (f"{base}tm:{minute}:{model}", f"{base}td:{day}:{model}")]
 
     async def acquire(self, key: ApiKey, now: float) -> RateWindow | None:
         lim = key.limits
