@@ -119,3 +119,17 @@ async def test_redis_down_the_credit_policy_answers_then_the_limits(
     window, held, _ = await lenient.admit(key, "g3", D("0.10"), partial_from=None, now=NOW)
     assert (window, held) == (None, Reservation("g3", key.account_id, key.id, D("0.10")))
     await lenient.conclude(key, held, D("0.05"), 10, NOW)  # never raises; the slot lapses
+
+
+async def test_a_free_model_is_admitted_extended_and_concluded(
+        redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
+    """A deployment priced at 0 RUB (the demo model, a free tier) reserves and settles
+    nothing, but is admitted and gives its slot back like any other (Billing never tops up a
+    reservation that costs nothing)."""
+    accounts = await _accounts(tmp_path, closer)
+    meter = await _meter(redis_cluster, closer, accounts)
+    key = api_key(await _account(accounts, "1.00"), concurrent=1)
+    for partial in (None, D("0")):
+        _, held, _ = await meter.admit(key, "g-free", D("0"), partial_from=partial, now=NOW)
+        assert held == Reservation("g-free", key.account_id, key.id, D("0"))
+        await meter.conclude(key, held, D("0"), 12, NOW)

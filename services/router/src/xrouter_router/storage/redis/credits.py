@@ -73,7 +73,8 @@ local amount, partial, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(AR
 local snapshot_ttl, reservation_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function int(x) return string.format('%.0f', x) end
+-- '%.0f' writes a negative zero (0 units given back) as '-0', which HINCRBY refuses.
+local function int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
 local function field(name) return tonumber(redis.call('HGET', acct, name)) end
 local function add(of_key, units)
   redis.call('HINCRBY', acct, 'reserved', int(units))
