@@ -50,7 +50,7 @@ def admitted(candidates: Sequence[Candidate]) -> Admission:
     """A live admission priced for the candidates' deployments (what Billing.admit yields)."""
     return Admission(ApiKey("k", "acct", "free", "xr-test"), Bill("gen-1", "m", 10, None, False),
                      None, None, Price(Decimal(0), Decimal(0)), WALL,
-                     covers=frozenset(c.deployment.id for c in candidates))
+                     covers=tuple(c.deployment for c in candidates))
 
 
 HELD = admitted(PLAN)

@@ -78,7 +78,7 @@ class Admission:
     started: float
     billing: Billing | None = None
     # The deployments the reservation was priced for: the only ones a call under it may reach.
-    covers: frozenset[str] = frozenset()
+    covers: Sequence[Deployment] = ()
     concluded: bool = False
     # What is already done of the conclusion (so an interrupted one resumes where it stopped).
     recorded: bool = False
@@ -97,7 +97,7 @@ class Admission:
     def permits(self, deployment: Deployment) -> bool:
         """Whether a provider call to `deployment` may go out under this admission: it is live
         (not concluded) and its reservation was priced for that deployment."""
-        return not self.concluded and deployment.id in self.covers
+        return not self.concluded and deployment in self.covers
 
     def admits(self, model_id: str) -> bool:
         """Whether the model's token windows admitted the call (True when none was asked)."""
@@ -196,12 +196,12 @@ class Admitted:
         else:
             self._admission = await self._billing.enter(self._key, self._bill,
                                                          self._deployments, self._asks)
-        self._admission.covers = frozenset(d.id for d in self._deployments)
+        self._admission.covers = self._deployments
         return self._admission
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if self._admission is not None:
+        if self._admission is not None and not self._admission.concluded:
             await self._admission.conclude(failed(exc))
 
 
