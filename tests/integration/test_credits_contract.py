@@ -71,7 +71,7 @@ async def wallet(request: pytest.FixtureRequest, tmp_path: Path,
         yield Wallet(InProcessCreditGuard(accounts), accounts, account_id)
         return
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    client = closer.client(cluster)
+    client = await closer.started(cluster)
     lane = closer.lane(client) if request.param == "redis-lane" else None
     guard = RedisCreditGuard(client, accounts, lane=lane, timeout=10.0)  # exactness, not timeouts
     closer.checked.append(guard)

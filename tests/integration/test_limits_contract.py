@@ -32,7 +32,8 @@ async def limiter(request: pytest.FixtureRequest, closer: Closer) -> Limiter:
     if request.param == "memory":
         return InProcessLimiter()
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-    made = RedisLimiter(closer.client(cluster))
+    # A client that knows the slots, as the router starts it; exactness, not timeouts.
+    made = RedisLimiter(await closer.started(cluster), timeout=10.0)
     closer.checked.append(made)
     return made
 

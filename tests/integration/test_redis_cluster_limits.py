@@ -73,7 +73,8 @@ class Heard:
 
 async def test_two_replicas_admit_exactly_the_limit(redis_cluster: RedisCluster,  # noqa: F811
                                                     closer: Closer) -> None:
-    one, two = (RedisLimiter(closer.client(redis_cluster)) for _ in range(2))
+    one, two = [RedisLimiter(await closer.started(redis_cluster), timeout=10.0)
+                for _ in range(2)]  # exactness, not timeouts
     closer.checked += [one, two]
     key = api_key(requests_per_minute=20)
     now = time.time()
@@ -87,8 +88,9 @@ async def test_two_replicas_admit_exactly_the_limit(redis_cluster: RedisCluster,
 
 async def test_every_key_of_a_call_shares_one_slot(redis_cluster: RedisCluster,  # noqa: F811
                                                    tmp_path: Path, closer: Closer) -> None:
-    limiter = RedisLimiter(closer.client(redis_cluster))
-    guard = RedisCreditGuard(closer.client(redis_cluster), await _accounts(tmp_path, closer))
+    limiter = RedisLimiter(await closer.started(redis_cluster), timeout=10.0)
+    guard = RedisCreditGuard(await closer.started(redis_cluster),
+                             await _accounts(tmp_path, closer), timeout=10.0)
     key = ApiKey(id="k-1", account_id="a-1", tier="free", prefix="xr-test")
     # A key's limits and its account's credits share one slot (RedisMeter: one script).
     every = (*limiter.keys(key, NOW), *limiter.keys(key, DAY_END), *guard.keys("a-1"))
@@ -99,7 +101,8 @@ async def test_every_key_of_a_call_shares_one_slot(redis_cluster: RedisCluster, 
 
 async def test_a_slot_of_a_dead_replica_lapses(redis_cluster: RedisCluster,  # noqa: F811
                                                closer: Closer) -> None:
-    dead, alive = (RedisLimiter(closer.client(redis_cluster), slot_ttl=0.3) for _ in range(2))
+    dead, alive = [RedisLimiter(await closer.started(redis_cluster), slot_ttl=0.3)
+                   for _ in range(2)]
     closer.checked += [dead, alive]
     key = api_key(concurrent=1)
     await dead.acquire(key, time.time())  # never released
@@ -118,7 +121,7 @@ async def test_two_guards_sharing_an_account_never_overspend(
     account_id = await _account(first, "1.00")
     second = await _accounts(tmp_path, closer)  # the other replica's own connection
     stores = (first, second)
-    guards = [RedisCreditGuard(await closer.started(redis_cluster), accounts)
+    guards = [RedisCreditGuard(await closer.started(redis_cluster), accounts, timeout=10.0)
               for accounts in stores]
     closer.checked += guards
     key = api_key(account_id)
@@ -154,8 +157,8 @@ async def test_a_reservation_of_a_dead_replica_lapses(
         redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
     accounts = await _accounts(tmp_path, closer)
     account_id = await _account(accounts, "1.00")
-    dead, alive = (RedisCreditGuard(closer.client(redis_cluster), accounts, reservation_ttl=0.3)
-                   for _ in range(2))
+    dead, alive = [RedisCreditGuard(await closer.started(redis_cluster), accounts,
+                                    reservation_ttl=0.3) for _ in range(2)]
     closer.checked += [dead, alive]
     key = api_key(account_id)
     await dead.reserve(key, "g1", D("1.00"))  # never settled
@@ -181,7 +184,7 @@ async def test_a_charge_counts_once_whichever_comes_first(
     before the store has it (deferred) and after."""
     accounts = await _accounts(tmp_path, closer)
     account_id = await _account(accounts, "1.00")
-    guard = RedisCreditGuard(closer.client(redis_cluster), accounts, snapshot_ttl=0.3)
+    guard = RedisCreditGuard(await closer.started(redis_cluster), accounts, snapshot_ttl=0.3)
     closer.checked.append(guard)
     key = api_key(account_id)
     held = await guard.reserve(key, "g1", D("0.50"))
@@ -218,7 +221,7 @@ async def test_a_top_up_shows_once_the_snapshot_expires(
         redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
     accounts = await _accounts(tmp_path, closer)
     account_id = await _account(accounts, "0.10")
-    guard = RedisCreditGuard(closer.client(redis_cluster), accounts, snapshot_ttl=0.3)
+    guard = RedisCreditGuard(await closer.started(redis_cluster), accounts, snapshot_ttl=0.3)
     closer.checked.append(guard)
     key = api_key(account_id)
     with pytest.raises(InsufficientCredits):
@@ -232,8 +235,8 @@ async def test_scripts_lost_by_the_nodes_are_loaded_again(
         redis_cluster: RedisCluster, tmp_path: Path, closer: Closer) -> None:  # noqa: F811
     accounts = await _accounts(tmp_path, closer)
     account_id = await _account(accounts, "1.00")
-    limiter = RedisLimiter(closer.client(redis_cluster))
-    guard = RedisCreditGuard(closer.client(redis_cluster), accounts)
+    limiter = RedisLimiter(await closer.started(redis_cluster))
+    guard = RedisCreditGuard(await closer.started(redis_cluster), accounts)
     closer.checked += [limiter, guard]
     key = api_key(account_id, requests_per_minute=5)
     await limiter.acquire(key, NOW)
@@ -252,7 +255,7 @@ async def test_scripts_lost_by_the_nodes_are_loaded_again(
 
 async def test_a_revocation_reaches_another_replica_within_a_second(
         redis_cluster: RedisCluster, closer: Closer) -> None:  # noqa: F811
-    sender, receiver = (KeyRevocations(closer.client(redis_cluster)) for _ in range(2))
+    sender, receiver = [KeyRevocations(await closer.started(redis_cluster)) for _ in range(2)]
     closer.checked += [sender, receiver]
     closer.closing += [sender, receiver]
     heard = Heard()
@@ -305,7 +308,7 @@ async def test_a_master_failover_mid_load(redis_cluster: RedisCluster, tmp_path:
     key = ApiKey(id=key_id, account_id=account_id, tier="pro", prefix="xr-test",
                  limits=Limits(requests_per_minute=10**6, concurrent=50))
     # A client's only startup node may be the one killed: every client exists before the kill.
-    sender = KeyRevocations(closer.client(redis_cluster))
+    sender = KeyRevocations(await closer.started(redis_cluster))
     assert await sender.publish("warm-up")
     load = Load(limiter, guard, key)
     loading = [asyncio.create_task(load.run(w)) for w in range(4)]
