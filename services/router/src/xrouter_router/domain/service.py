@@ -19,7 +19,6 @@ from xrouter_router.domain.billing import (
     Unbilled,
     chat_bill,
     embedding_bill,
-    prompt_bound,
 )
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.errors import (
@@ -179,9 +178,11 @@ class ChatService:
         self._observer.implausible_usage(provider, flaw)
         return None
 
-    async def _tokens(self, request: ChatRequest, cand: Candidate, reported: TokenCounts | None,
-                      completion_text: str) -> TokenCounts:
-        vetted = self._vetted(reported, cand, bound=prompt_bound(request),
+    async def _tokens(self, request: ChatRequest, held: Admission, cand: Candidate,
+                      reported: TokenCounts | None, completion_text: str) -> TokenCounts:
+        """The provider's counts when plausible against the admission's prompt bound (computed
+        once, for the bill), else the estimate."""
+        vetted = self._vetted(reported, cand, bound=held.prompt_tokens,
                               max_completion=cand.deployment.max_completion_tokens)
         return vetted or await self._estimate(request, completion_text)
 
@@ -269,7 +270,7 @@ class ChatService:
                 held, held.candidates(fitted.candidates), request, deadline, check,
                 caps=fitted.caps)
             self._sticky.remember(route.affinity, cand.deployment.id)
-            tokens = await self._tokens(request, cand, completion.usage,
+            tokens = await self._tokens(request, held, cand, completion.usage,
                                         completion.message.text())
             result = ChatResult(
                 served=_served(cand),
@@ -314,7 +315,8 @@ class ChatService:
     async def _conclude_cancelled(self, request: ChatRequest, opened: OpenedStream,
                                   held: Admission, acc: accounting.StreamAccumulator,
                                   usage: TokenCounts | None) -> None:
-        tokens = await self._tokens(request, opened.candidate, usage, acc.completion_text())
+        tokens = await self._tokens(request, held, opened.candidate, usage,
+                                    acc.completion_text())
         priced = accounting.usage(tokens, opened.candidate.deployment.price)
         if held.reservation is not None:
             priced = priced.capped(held.reservation.amount)
@@ -329,7 +331,8 @@ class ChatService:
                         usage: TokenCounts | None, error: XRouterError | None, spread: bool,
                         elapsed: float) -> StreamEnd:
         """Usage, statistics, metrics and billing of a stream that ended (not cancelled)."""
-        tokens = await self._tokens(request, opened.candidate, usage, acc.completion_text())
+        tokens = await self._tokens(request, held, opened.candidate, usage,
+                                    acc.completion_text())
         cand = opened.candidate
         # Throughput needs tokens spread over time: an answer that came in one read says nothing.
         if error is None and tokens.completion and spread:
