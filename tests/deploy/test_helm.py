@@ -249,6 +249,18 @@ def test_replicas_are_left_to_the_autoscalers_with_the_terraform_values() -> Non
         assert rendered.get("HorizontalPodAutoscaler", tier)["spec"]["minReplicas"] == floor
 
 
+
+def test_autoscalers_scale_on_cpu_and_memory_routers_up_to_twenty() -> None:
+    """The origin's scaling document: routers 2..20 (our floor is 3), triggers CPU > 70 % and
+    memory > 80 %."""
+    rendered = render({})
+    for tier, most in (("api-gateway", 10), ("router-service", 20)):
+        spec = rendered.get("HorizontalPodAutoscaler", tier)["spec"]
+        assert spec["maxReplicas"] == most
+        assert [(m["resource"]["name"], m["resource"]["target"]) for m in spec["metrics"]] == [
+            ("cpu", {"type": "Utilization", "averageUtilization": 70}),
+            ("memory", {"type": "Utilization", "averageUtilization": 80})]
+
 # ---- values schema and Secret handling ---------------------------------------------------------
 
 @pytest.mark.parametrize(("values", "message"), [

@@ -294,7 +294,7 @@ def test_rollouts_surge_and_drain(overlay: str) -> None:
 
 
 REPLICAS = {"dev": {"api-gateway": (1, 3), "router-service": (1, 3)},
-            "prod": {"api-gateway": (2, 10), "router-service": (3, 12)}}
+            "prod": {"api-gateway": (2, 10), "router-service": (3, 20)}}
 
 
 @pytest.mark.parametrize("overlay", APP_OVERLAYS)
@@ -309,8 +309,11 @@ def test_autoscalers_target_the_deployments(overlay: str) -> None:
         assert (ref["apiVersion"], ref["kind"]) == ("apps/v1", "Deployment")
         find(docs, "Deployment", ref["name"])
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == expected[ref["name"]]
-        assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
-            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+        assert hpa["spec"]["metrics"] == [
+            {"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}},
+            {"type": "Resource", "resource": {
+                "name": "memory", "target": {"type": "Utilization", "averageUtilization": 80}}}]
 
 
 @pytest.mark.parametrize("overlay", APP_OVERLAYS)

@@ -128,6 +128,7 @@ def readme() -> str:
 
 @pytest.mark.parametrize("command", [
     "kubectl apply -f k8s/base/namespace.yaml",
+    "-f k8s/charts/postgresql-ha-values.yaml",
     "kubectl -n xrouter create configmap xrouter-ca-bundle --from-file=russian_trusted_root_ca.pem",
     "kubectl -n xrouter delete job xrouter-migrate --ignore-not-found",
     "kubectl apply -k k8s/overlays/prod/migrate",
@@ -152,3 +153,16 @@ def test_every_path_the_readme_names_exists() -> None:
     assert paths
     missing = sorted(p for p in paths if not (ROOT / p).exists())
     assert missing == []
+
+
+def test_the_kustomize_path_installs_postgresql_with_one_synchronous_standby() -> None:
+    """The kustomize install path sets the same PostgreSQL HA values as the Helm chart: 3 nodes,
+    synchronous_commit on, exactly one synchronous standby (not the chart's syncReplication,
+    which makes both standbys synchronous)."""
+    values = yaml.safe_load((K8S / "charts" / "postgresql-ha-values.yaml").read_text(encoding="utf-8"))
+    chart = yaml.safe_load((ROOT / "helm" / "xrouter" / "values.yaml").read_text(encoding="utf-8"))
+    ours = values["postgresql"]
+    assert {k: v for k, v in chart["postgresql-ha"]["postgresql"].items() if k != "existingSecret"} == ours
+    assert ours["replicaCount"] == 3 and ours["syncReplication"] is False
+    assert {e["name"]: e["value"] for e in ours["extraEnvVars"]} == {
+        "POSTGRESQL_SYNCHRONOUS_COMMIT_MODE": "on", "POSTGRESQL_NUM_SYNCHRONOUS_REPLICAS": "1"}
