@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from xrouter_common.memory_limit import MemoryLimitCollector
 from xrouter_gateway.metrics import GatewayMetrics
 from xrouter_router import accounting_metrics
 from xrouter_router.storage.timing import Latency
@@ -233,6 +235,16 @@ def test_every_alert_has_severity_annotations_and_a_runbook() -> None:
         assert anchor in headings, f"docs/operations.md has no section for {name}"
 
 
+
+def test_the_alert_table_lists_every_alert_once() -> None:
+    text = OPERATIONS.read_text(encoding="utf-8")
+    table = re.findall(r"^\| `(XRouter\w+)` \| (critical|warning) \|", text, re.M)
+    assert [name for name, _ in table] == alert_names()
+    rules = (PROMETHEUS_DIR / "alerts.yml").read_text(encoding="utf-8")
+    for name, severity in table:
+        chunk = rules.split(f"- alert: {name}\n", 1)[1].split("- alert:", 1)[0]
+        assert f"severity: {severity}" in chunk, name
+
 def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     text = (PROMETHEUS_DIR / "alerts.test.yml").read_text(encoding="utf-8")
     cases = re.findall(r"alertname: (\w+)\n\s+exp_alerts:( \[\])?", text)
@@ -280,7 +292,11 @@ def exported_metric_names() -> frozenset[str]:
     PlatformCollector(registry=registry)
     suffixes = {"counter": ("_total", "_created"), "gauge": ("",), "info": ("_info",),
                 "histogram": ("_bucket", "_count", "_sum", "_created")}
-    return frozenset(family.name + suffix for family in registry.collect()
+    with tempfile.TemporaryDirectory() as cgroup:  # a container with a memory limit
+        Path(cgroup, "memory.max").write_text("1073741824\n", encoding="ascii")
+        registry.register(MemoryLimitCollector(Path(cgroup)))
+        families = list(registry.collect())
+    return frozenset(family.name + suffix for family in families
                      for suffix in suffixes[family.type])
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.registry import REGISTRY
 
+from xrouter_common.memory_limit import MemoryLimitCollector
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
@@ -50,6 +52,7 @@ class GatewayMetrics:
         self.loop_lag = Gauge("xrouter_gateway_event_loop_lag_seconds",
                               "How late the event loop wakes up", registry=registry,
                               multiprocess_mode="max")
+        registry.register(MemoryLimitCollector())
 
 
 class MetricsMiddleware:
@@ -166,4 +169,5 @@ def registry_for_scrape(registry: CollectorRegistry) -> CollectorRegistry:
         return registry
     merged = CollectorRegistry()
     multiprocess.MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+    merged.register(MemoryLimitCollector())
     return merged

@@ -7,6 +7,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import REGISTRY
 
+from xrouter_common.memory_limit import MemoryLimitCollector
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.types import Usage
 
@@ -50,6 +51,7 @@ class RouterMetrics:
         self.loop_lag = Gauge(
             "xrouter_router_event_loop_lag_seconds", "How late the event loop wakes up",
             registry=registry)
+        registry.register(MemoryLimitCollector())
 
     def attempt(self, deployment: Deployment, outcome: str, seconds: float, health: str) -> None:
         self.attempts.labels(deployment.provider, outcome).inc()
