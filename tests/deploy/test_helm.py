@@ -212,6 +212,7 @@ def test_probes_and_graceful_shutdown(managed: Rendered) -> None:
     # Not /health for liveness: it is 503 whenever no router answers.
     assert probes == {"startupProbe": "/livez", "livenessProbe": "/livez", "readinessProbe": "/readyz"}
     assert gateway["lifecycle"] == {"preStop": {"sleep": {"seconds": 10}}}
+    assert env(gateway)["XROUTER_GATEWAY_DRAIN_SECONDS"]["value"] == "30"
     assert gateway_pod["terminationGracePeriodSeconds"] >= 10 + 30  # preStop + uvicorn's drain
     router_pod = managed.get("Deployment", "router-service")["spec"]["template"]["spec"]
     [router] = router_pod["containers"]
@@ -331,6 +332,15 @@ def test_every_secret_reference_names_the_configured_secret(secret: str) -> None
         "Deployment/router-service", "Job/xrouter-migrate", "CronJob/xrouter-backup"}
     assert {target for _, target in references} == {secret}
 
+
+def test_a_drain_longer_than_the_grace_period_is_refused() -> None:
+    rendered = render({"gateway": {"drainSeconds": 300, "terminationGracePeriodSeconds": 320}})
+    gateway = containers(rendered.get("Deployment", "api-gateway")["spec"]["template"])[0]
+    assert env(gateway)["XROUTER_GATEWAY_DRAIN_SECONDS"]["value"] == "300"
+    with pytest.raises(helm_python.HelmRenderError,
+                       match=r"gateway\.terminationGracePeriodSeconds \(60\) must cover "
+                             r"gateway\.preStopSleepSeconds \+ gateway\.drainSeconds \(310\)"):
+        render({"gateway": {"drainSeconds": 300}})
 
 def test_a_subchart_reading_another_secret_is_refused() -> None:
     with pytest.raises(helm_python.HelmRenderError, match=r"must equal secrets\.existingSecret"):

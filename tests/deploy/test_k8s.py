@@ -46,7 +46,6 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH:
 ROUTER_TARGET = "dns:///router-service-headless.xrouter.svc.cluster.local:50051"
 # Created by the operator, not by the build (k8s/README.md: GigaChat's root CA).
 EXTERNAL_CONFIGMAPS = frozenset({"xrouter-ca-bundle"})
-UVICORN_GRACEFUL_SHUTDOWN = 30  # xrouter_gateway/__main__.py: timeout_graceful_shutdown
 PROVIDER_DEFAULT_URLS = {
     "gigachat": (gigachat.BASE_URL, gigachat.AUTH_URL),
     "yandexgpt": (yandexgpt.DEFAULT_URL,),
@@ -149,7 +148,8 @@ def test_the_gateway_balances_over_the_headless_service(overlay: str) -> None:
     assert int(port) in [p["port"] for p in service["spec"]["ports"]]
     assert env | {"XROUTER_ROUTER_TARGET": None} == {
         "XROUTER_GATEWAY_HOST": "0.0.0.0", "XROUTER_GATEWAY_PORT": "8000",
-        "XROUTER_ROUTER_TARGET": None, "XROUTER_GATEWAY_WORKERS": "1"}
+        "XROUTER_ROUTER_TARGET": None, "XROUTER_GATEWAY_WORKERS": "1",
+        "XROUTER_GATEWAY_DRAIN_SECONDS": "30"}
 
 
 @pytest.mark.parametrize("overlay", APP_OVERLAYS)
@@ -288,7 +288,9 @@ def test_rollouts_surge_and_drain(overlay: str) -> None:
     pod = gateway(docs)["spec"]["template"]["spec"]
     command = container(gateway(docs), "api-gateway")["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
-    assert pod["terminationGracePeriodSeconds"] >= int(command[1]) + UVICORN_GRACEFUL_SHUTDOWN
+    drain = int(env_of(container(gateway(docs), "api-gateway"))["XROUTER_GATEWAY_DRAIN_SECONDS"])
+    assert drain == 30
+    assert pod["terminationGracePeriodSeconds"] >= int(command[1]) + drain
     grace = int(env_of(container(router(docs), "router-service"))["XROUTER_SHUTDOWN_GRACE"])
     assert router(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= grace + 10
 

@@ -199,6 +199,10 @@ capabilities:
 {{- fail (printf "redis-cluster.existingSecret/existingSecretPasswordKey must be %q/redis-password: Redis and the routers share one password" $secret) -}}
 {{- end -}}
 {{- end -}}
+{{- $gw := .Values.gateway -}}
+{{- if lt (int $gw.terminationGracePeriodSeconds) (add $gw.preStopSleepSeconds $gw.drainSeconds | int) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must cover gateway.preStopSleepSeconds + gateway.drainSeconds (%v): Kubernetes would kill the gateway mid-drain" $gw.terminationGracePeriodSeconds (add $gw.preStopSleepSeconds $gw.drainSeconds)) -}}
+{{- end -}}
 {{- if and (not .Values.catalog.existingConfigMap) (not .Values.catalog.toml) -}}
 {{- fail "catalog.toml or catalog.existingConfigMap is required" -}}
 {{- end -}}
