@@ -71,6 +71,8 @@ async def test_known_keys_keep_working_while_postgres_is_down(
     # on calls to PostgreSQL fail fast.
     await _until(lambda: cluster.metric("xrouter_router_database_up") == 0, 60,
                  "both replicas seeing the database down")
+    health = (await cluster.http.get(f"{cluster.url}/health")).json()
+    assert (health["status"], health["components"]["db"]) == ("degraded", "down")
     # The request path does not touch PostgreSQL for a known key (charges travel with the
     # records), so no request waits for the pool's 5 s. The bound is 40x a request's usual
     # 0.1 s on a loaded machine, and below the 5 s that a request waiting on PostgreSQL takes.
@@ -92,6 +94,8 @@ async def test_known_keys_keep_working_while_postgres_is_down(
     assert len(rows) == 14 and {n for _, n in rows} == {1}
     assert charged == cost
     assert cluster.metric("xrouter_router_database_up") == 2
+    health = (await cluster.http.get(f"{cluster.url}/health")).json()
+    assert (health["status"], health["components"]["db"]) == ("healthy", "up")
     credits = (await cluster.http.get(f"{cluster.url}/v1/credits", headers=AUTH,
                                       params={"account_id": cluster.account})).json()["data"]
     assert Decimal(str(credits["balance"])) == Decimal(10) - cost

@@ -131,3 +131,40 @@ async def test_an_allow_list_change_holds_on_every_replica(cluster: Cluster) -> 
         assert asyncio.get_running_loop().time() < deadline, statuses
         statuses.append((await cluster.chat(key)).status_code)
     assert set(statuses) <= {200, 403}
+
+
+async def test_health_reports_the_database_and_the_cache(
+        tmp_path: Path, catalog: Path, upstream: FakeOpenAI,
+        postgres_ha: PostgresHA) -> None:  # noqa: F811
+    """The origin's /health components `db` and `cache`: a hung Redis Cluster (every node
+    stopped) is `cache: down` within the probe's bound, and `up` again once it answers."""
+    redis = await asyncio.to_thread(RedisCluster().start)
+    try:
+        async with running_cluster(tmp_path, catalog, postgres_ha, redis, replicas=1) as cluster:
+            health = await cluster.http.get(f"{cluster.url}/health")
+            assert health.status_code == 200
+            body = health.json()
+            assert (body["status"], body["mode"]) == ("healthy", "cluster")
+            assert {k: body["components"][k] for k in ("api", "router", "db", "cache")} == {
+                "api": "up", "router": "up", "db": "up", "cache": "up"}
+
+            redis.freeze()  # connections stay open, nothing answers
+            try:
+                # The probe's answer is kept for 1 s: the first call after that says down.
+                for _ in range(100):
+                    body = (await cluster.http.get(f"{cluster.url}/health")).json()
+                    if body["components"]["cache"] == "down":
+                        break
+                    await asyncio.sleep(0.1)
+                assert body["status"] == "degraded"
+                assert (body["components"]["db"], body["components"]["cache"]) == ("up", "down")
+            finally:
+                redis.thaw()
+            for _ in range(100):
+                body = (await cluster.http.get(f"{cluster.url}/health")).json()
+                if body["components"]["cache"] == "up":
+                    break
+                await asyncio.sleep(0.1)
+            assert (body["status"], body["components"]["cache"]) == ("healthy", "up")
+    finally:
+        await asyncio.to_thread(redis.stop)

@@ -108,7 +108,7 @@ async def test_no_router_means_503_and_not_ready() -> None:
         health = await http.get(f"{url}/health")
         assert health.status_code == 503
         assert health.json() == {"status": "unhealthy", "components": {
-            "api": "up", "router": "down", "providers": {}}}
+            "api": "up", "router": "down", "db": "unknown", "cache": "unknown", "providers": {}}}
         assert (await http.get(f"{url}/livez")).json() == {"status": "alive"}
 
 

@@ -36,8 +36,9 @@ async def test_models_in_openrouter_shape_with_rub_prices(stack: Stack) -> None:
 
 async def test_health_reflects_live_provider_outcomes(stack: Stack) -> None:
     body = (await stack.http.get(f"{stack.url}/health")).json()
-    assert body == {"status": "healthy", "components": {"api": "up", "router": "up", "providers": {
-        "fake": "unknown", "fake2": "unknown", "fakebad": "unknown", "demo": "unknown"}}}
+    assert body == {"status": "healthy", "mode": "embedded", "components": {
+        "api": "up", "router": "up", "db": "up", "cache": "up", "providers": {
+            "fake": "unknown", "fake2": "unknown", "fakebad": "unknown", "demo": "unknown"}}}
     for _ in range(3):
         await stack.chat({"model": "test/all-fail", "messages": [{"role": "user", "content": "x"}]})
     body = (await stack.http.get(f"{stack.url}/health")).json()

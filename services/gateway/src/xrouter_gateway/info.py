@@ -87,23 +87,21 @@ class InfoEndpoints:
         raise APIError(404, f"Model '{wanted}' is not in the catalog", param="model")
 
     async def health(self, request: Request) -> Response:
-        providers: dict[str, str] = {}
-        router = "down"
+        """The origin's component health: the API, a router replica, that replica's database
+        and cache, and the providers as its traffic sees them (docs/operations.md)."""
         try:
-            reply = await self._client.list_models("", _PROBE_TIMEOUT)
-            router = "up"
-            providers = {p.name: p.status for p in reply.providers}
+            reply = await self._client.components(_PROBE_TIMEOUT)
         except grpc.aio.AioRpcError:
-            pass
-        if router == "down":
-            status = "unhealthy"
-        elif any(s == "down" for s in providers.values()):
-            status = "degraded"
-        else:
-            status = "healthy"
-        body = {"status": status, "components": {"api": "up", "router": router,
-                                                 "providers": providers}}
-        return json_response(body, 200 if router == "up" else 503)
+            body = {"status": "unhealthy", "components": {
+                "api": "up", "router": "down", "db": "unknown", "cache": "unknown",
+                "providers": {}}}
+            return json_response(body, 503)
+        providers = {p.name: p.status for p in reply.providers}
+        degraded = "down" in (reply.db, reply.cache) or "down" in providers.values()
+        body = {"status": "degraded" if degraded else "healthy", "components": {
+            "api": "up", "router": "up", "db": reply.db, "cache": reply.cache,
+            "providers": providers}, "mode": reply.mode}
+        return json_response(body, 200)
 
     async def livez(self, request: Request) -> Response:
         return json_response({"status": "alive"})

@@ -118,6 +118,9 @@ class RouterClient:
     async def list_models(self, provider: str, timeout: float) -> pb.ListModelsResponse:
         return await self._stub.ListModels(pb.ListModelsRequest(provider=provider), timeout=timeout)
 
+    async def components(self, timeout: float) -> pb.ComponentsResponse:
+        return await self._stub.Components(pb.ComponentsRequest(), timeout=timeout)
+
     async def healthy(self, timeout: float) -> bool:
         try:
             reply = await self._health.Check(health_pb2.HealthCheckRequest(service=""),

@@ -49,6 +49,7 @@ from xrouter_router.providers.registry import build_provider
 from xrouter_router.providers.tokenizer import Cl100kCounter
 from xrouter_router.settings import RouterSettings
 from xrouter_router.storage import tasks
+from xrouter_router.storage.health import StorageHealth, always_up
 from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter, InProcessMeter
 from xrouter_router.telemetry import RouterMetrics
 from xrouter_router.tracing import OtelSpans
@@ -116,6 +117,8 @@ class AccountingStack:
     stops: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # For metrics: the ledger's backlog in Redis (None in the embedded mode).
     backlog: Callable[[], Awaitable[int]] | None = None
+    # The database and cache states the gateway's /health reports.
+    health: StorageHealth = field(default_factory=always_up)
     # More components whose state the metrics read (None where the mode has none).
     database: object | None = None
     consumer: object | None = None
@@ -178,6 +181,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.redis.ledger_stream import StreamLedger
     from xrouter_router.storage.redis.limits import RedisLimiter
     from xrouter_router.storage.redis.meter import RedisMeter
+    from xrouter_router.storage.redis.ping import masters_answer
     from xrouter_router.storage.redis.revocations import KeyRevocations
     from xrouter_router.storage.redis.stats import cluster_client
 
@@ -225,7 +229,9 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         starts=[initialize_clients, open_pool, consumer.start],
         stops=[consumer.stop, revocations.close, close_clients, database.close,
                connections.close],
-        backlog=consumer.backlog, database=database, consumer=consumer, stream=ledger)
+        backlog=consumer.backlog, database=database, consumer=consumer, stream=ledger,
+        health=StorageHealth("cluster", lambda: not database.down,
+                             lambda: masters_answer(clients["revocations"])))
 
 
 def build_providers(config: catalog_file.CatalogConfig,
@@ -286,7 +292,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                           counter=counter, observer=metrics, billing=billing, sticky=sticky)
     servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
                               request_log=settings.request_log,
-                              redactor=Redactor(p.api_key for p in config.providers))
+                              redactor=Redactor(p.api_key for p in config.providers),
+                              storage=stack.health)
     accounts_servicer = AccountsServicer(
         AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
                         plans=stack.plans, default_plan=Plan(settings.default_plan_tier),

@@ -1679,6 +1679,57 @@ class ExplainResponse(_message.Message):
 Global___ExplainResponse: _TypeAlias = ExplainResponse  # noqa: Y015
 
 @_typing.final
+class ComponentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComponentsRequest: _TypeAlias = ComponentsRequest  # noqa: Y015
+
+@_typing.final
+class ComponentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DB_FIELD_NUMBER: _builtins.int
+    CACHE_FIELD_NUMBER: _builtins.int
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    db: _builtins.str
+    """"up" | "down": PostgreSQL in the cluster mode (a node accepts writes), SQLite in the
+    embedded mode.
+    """
+    cache: _builtins.str
+    """"up" | "down": Redis Cluster in the cluster mode (every master answers PING), the
+    in-process limiter in the embedded mode.
+    """
+    mode: _builtins.str
+    """"embedded" | "cluster"."""
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderState]: ...
+    def __init__(
+        self,
+        *,
+        db: _builtins.str = ...,
+        cache: _builtins.str = ...,
+        providers: _abc.Iterable[Global___ProviderState] | None = ...,
+        mode: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "db", b"db", "mode", b"mode", "providers", b"providers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComponentsResponse: _TypeAlias = ComponentsResponse  # noqa: Y015
+
+@_typing.final
 class ProviderStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

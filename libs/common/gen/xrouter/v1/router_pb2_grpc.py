@@ -64,6 +64,11 @@ class RouterStub:
                 request_serializer=xrouter_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=xrouter_dot_v1_dot_router__pb2.EmbedResponse.FromString,
                 _registered_method=True)
+        self.Components = channel.unary_unary(
+                '/xrouter.v1.Router/Components',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.ComponentsRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.ComponentsResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -112,6 +117,13 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Components(self, request, context):
+        """The gateway's /health: this replica's database, cache and providers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +156,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Embed,
                     request_deserializer=xrouter_dot_v1_dot_router__pb2.EmbedRequest.FromString,
                     response_serializer=xrouter_dot_v1_dot_router__pb2.EmbedResponse.SerializeToString,
+            ),
+            'Components': grpc.unary_unary_rpc_method_handler(
+                    servicer.Components,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.ComponentsRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.ComponentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +325,33 @@ class Router:
             '/xrouter.v1.Router/Embed',
             xrouter_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
             xrouter_dot_v1_dot_router__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Components(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Router/Components',
+            xrouter_dot_v1_dot_router__pb2.ComponentsRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.ComponentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,8 @@ class RouterStub:
     """Live provider statistics (from real traffic)."""
     Embed: _grpc.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.EmbedResponse]
     """Text embeddings."""
+    Components: _grpc.UnaryUnaryMultiCallable[_router_pb2.ComponentsRequest, _router_pb2.ComponentsResponse]
+    """The gateway's /health: this replica's database, cache and providers."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -73,6 +75,8 @@ class RouterAsyncStub(RouterStub):
     """Live provider statistics (from real traffic)."""
     Embed: _aio.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.EmbedResponse]  # type: ignore[assignment]
     """Text embeddings."""
+    Components: _aio.UnaryUnaryMultiCallable[_router_pb2.ComponentsRequest, _router_pb2.ComponentsResponse]  # type: ignore[assignment]
+    """The gateway's /health: this replica's database, cache and providers."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -124,6 +128,14 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.EmbedResponse, _abc.Awaitable[_router_pb2.EmbedResponse]]:
         """Text embeddings."""
+
+    @_abc_1.abstractmethod
+    def Components(
+        self,
+        request: _router_pb2.ComponentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.ComponentsResponse, _abc.Awaitable[_router_pb2.ComponentsResponse]]:
+        """The gateway's /health: this replica's database, cache and providers."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

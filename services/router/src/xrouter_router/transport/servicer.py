@@ -21,6 +21,7 @@ from xrouter_common.wire import (
 )
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import ProviderStatus, provider_status
+from xrouter_router.storage.health import StorageHealth, always_up
 from xrouter_router.tracing import server_span
 from xrouter_router.transport import convert
 from xrouter_router.transport.errors import Outcome, answering, to_detail
@@ -67,8 +68,10 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:  # type: ignor
 
 class RouterServicer(pb_grpc.RouterServicer):
     def __init__(self, service: ChatService, providers: list[str], *, tracer: Any | None = None,
-                 request_log: bool = True, redactor: Redactor = PATTERNS_ONLY) -> None:
+                 request_log: bool = True, redactor: Redactor = PATTERNS_ONLY,
+                 storage: StorageHealth | None = None) -> None:
         self._service = service
+        self._storage = storage or always_up()
         self._redactor = redactor
         self._providers = providers
         self._tracer = tracer
@@ -153,6 +156,15 @@ class RouterServicer(pb_grpc.RouterServicer):
         return [provider_status(name, [s for s in every.values() if s.provider == name], now,
                                 stats.policy)
                 for name in self._providers]
+
+    async def Components(self, request: pb.ComponentsRequest,  # noqa: N802
+                         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+                         ) -> pb.ComponentsResponse:
+        state = await self._storage.check()
+        providers = [pb.ProviderState(name=st.name, status=st.status)
+                     for st in await self._statuses()]
+        return pb.ComponentsResponse(db=state.db, cache=state.cache, providers=providers,
+                                     mode=state.mode)
 
     async def ProviderStatus(self, request: pb.ProviderStatusRequest,  # noqa: N802
                              context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
