@@ -57,6 +57,7 @@ async def test_a_key_pays_exactly_and_sees_only_its_own_generations(stack: Stack
     assert (data["id"], data["model"], data["provider_name"], data["tokens_prompt"],
             data["tokens_completion"], data["total_cost"], data["streamed"]) == (
         gen, "test/echo", "fake", 5, 3, 0.0011, False)
+    assert data["provider"] == data["provider_name"]  # the origin's name beside OpenRouter's
     assert data["attempts"][0]["outcome"] == "success"
     other, _ = await _key(stack, account_id="acct-2")
     hidden = await stack.http.get(f"{stack.url}/v1/generation", params={"id": gen},

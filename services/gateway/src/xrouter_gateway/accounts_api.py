@@ -159,7 +159,9 @@ def _limits(req: CreateKey | UpdateKey | SetPlan,
 def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
     """OpenRouter's generation stats, XRouter's extras after them."""
     return {
-        "id": g.id, "model": g.model, "provider_name": g.provider, "streamed": g.streamed,
+        "id": g.id, "model": g.model, "provider_name": g.provider,
+        "provider": g.provider,  # the origin's name for provider_name
+        "streamed": g.streamed,
         "created_at": _iso(g.created_at), "generation_time": g.generation_ms,
         "latency": g.latency_ms, "tokens_prompt": g.prompt_tokens,
         "tokens_completion": g.completion_tokens,
