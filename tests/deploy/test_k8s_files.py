@@ -40,9 +40,9 @@ def example_keys() -> dict[str, str]:
 def test_the_catalog_loads_with_the_keys_the_example_names() -> None:
     config = parse(tomllib.loads(CATALOG.read_text(encoding="utf-8")), example_keys(), str(CATALOG))
     assert [(p.name, p.type) for p in config.providers] == [
-        ("gigachat", "gigachat"), ("yandex", "yandexgpt"), ("openai", "openai")]
+        ("gigachat", "gigachat"), ("yandexgpt", "yandexgpt"), ("openai", "openai")]
     pro = config.catalog.resolve("gigachat-pro")
-    assert [d.provider for d in pro.deployments] == ["gigachat", "yandex"]
+    assert [d.provider for d in pro.deployments] == ["gigachat", "yandexgpt"]
     assert config.catalog.resolve("gpt-4o-mini").id == "openai/gpt-4o-mini"
 
 

@@ -36,7 +36,7 @@ def test_the_example_catalog_loads_with_the_origin_aliases() -> None:
                             ("yandexgpt-32k:latest", "yandexgpt/yandexgpt-32k:latest")]:
         assert catalog.resolve(alias).id == model_id
     pro = catalog.resolve("gigachat-pro")
-    assert [d.provider for d in pro.deployments] == ["gigachat", "yandex"]
+    assert [d.provider for d in pro.deployments] == ["gigachat", "yandexgpt"]
 
 
 def test_the_example_catalog_names_every_credential_variable() -> None:
@@ -84,4 +84,4 @@ def test_structured_outputs_route_to_every_deployment_that_honours_them() -> Non
     with pytest.raises(NoProvider) as caught:
         plan(catalog, request("yandexgpt-32k", response_format_json=fmt, provider=strict))
     assert caught.value.metadata["reasons"] == {
-        "yandexgpt/yandexgpt-32k:latest@yandex": "does not support json_mode"}
+        "yandexgpt/yandexgpt-32k:latest@yandexgpt": "does not support json_mode"}
