@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test test-unit test-integration test-e2e check lint typecheck imports \
+.PHONY: help install run run-cluster test test-unit test-integration test-e2e check lint typecheck imports \
         proto proto-check bench dashboards deploy-check clean
 
 help: ## List the targets
@@ -15,6 +15,10 @@ install: ## Create .venv and install the services and dev tools (idempotent)
 
 run: install ## Start router + gateway on 127.0.0.1 (embedded mode, demo model) and print a key
 	@scripts/run.sh
+
+run-cluster: install ## The production topology on 127.0.0.1: Redis Cluster 3+3, PostgreSQL HA, 2 routers, gateway
+	@scripts/apt-install.sh redis-server postgresql
+	@$(PY) scripts/run_cluster.py
 
 test: install ## Everything CI runs: checks, then unit, integration and e2e tests
 	@scripts/test.sh

@@ -167,6 +167,13 @@ class PostgresHA:
             return row == ("streaming", "sync")
         self._wait(synced, time.monotonic() + timeout, "a streaming synchronous standby")
 
+    def pids(self) -> dict[int, int]:
+        """Process id of each running node's postmaster, by node (0: started as the primary)."""
+        return {node: proc.pid for node, proc in self._procs.items()}
+
+    def data_dir(self, node: int) -> Path:
+        return self._data(node)
+
     def create_database(self, name: str) -> None:
         """A fresh database owned by the xrouter role, already usable on the standby on return."""
         with self._admin(0) as conn:

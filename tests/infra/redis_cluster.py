@@ -93,6 +93,10 @@ class RedisCluster:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
+    def pids(self) -> dict[int, int]:
+        """Process id of each running node, by port."""
+        return {port: proc.pid for port, proc in self._procs.items()}
+
     def master_ports(self) -> list[int]:
         """Ports of the live masters, as a live node sees them."""
         return sorted({port for _, _, port in self._slots()})
