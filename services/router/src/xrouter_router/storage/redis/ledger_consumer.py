@@ -23,6 +23,7 @@ from xrouter_router.domain.errors import InvalidRequest, Unavailable, XRouterErr
 from xrouter_router.domain.ledger import GenerationRecord
 from xrouter_router.storage import tasks
 from xrouter_router.storage.record_codec import generation_from_document
+from xrouter_router.storage.redis.ledger_liveness import Liveness
 from xrouter_router.storage.redis.ledger_stream import FIELD, GROUP, StreamLayout, Warnings
 from xrouter_router.storage.timing import Latency
 
@@ -91,18 +92,20 @@ class LedgerConsumer:
     later, in fewer round trips. While PostgreSQL fails, the flusher retries with backoff and
     the entries stay pending (the backlog grows, and drains when it returns); so they do while
     `on_stored` fails (Redis: a claim later repeats both, which changes nothing). A flusher's
-    pending entries are kept fresh meanwhile, so that nobody claims them. Entries pending for
-    `claim_idle` seconds (a consumer that died) are claimed (XAUTOCLAIM) and written again, which
-    writes nothing twice. A live consumer does not wait for that with its own: after Redis
-    failed under a reader (a lost reply, a failover that lost acknowledgements) or a batch, that
-    reader reads the entries pending to it first.
+    pending entries are kept fresh meanwhile, so that nobody claims them. Each consumer keeps a
+    key alive with a TTL of `heartbeat` seconds (ledger_liveness); the entries a consumer left
+    pending are claimed (XCLAIM) by another as soon as its key expired, and written again, which
+    writes nothing twice. Entries pending for `claim_idle` seconds whoever holds them (a hung
+    consumer) are claimed too (XAUTOCLAIM), as a backstop. A live consumer does not wait for
+    that with its own: after Redis failed under a reader (a lost reply, a failover that lost
+    acknowledgements) or a batch, that reader reads the entries pending to it first.
 
     `block` must stay below the client's socket timeout. The caller owns `client`."""
 
     def __init__(self, client: RedisCluster, pg: BatchLedger, layout: StreamLayout | None = None,
                  *, name: str | None = None, batch: int = 500, block: float = 0.5,
                  linger: float = 0.05, pause: float = 0.5, claim_idle: float = 30.0,
-                 grace: float = 5.0, backoff: float = 0.2, max_backoff: float = 5.0,
+                 heartbeat: float = 2.0, grace: float = 5.0, backoff: float = 0.2, max_backoff: float = 5.0,
                  forget_consumers_after: float = 3600.0, on_stored: Stored | None = None) -> None:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._client = client
@@ -114,6 +117,7 @@ class LedgerConsumer:
         self._linger = linger
         self._pause = pause
         self._claim_idle_ms = int(claim_idle * 1000)
+        self._liveness = Liveness(client, self._layout, self.name, heartbeat)
         self._grace = grace
         self._backoff = (backoff, max_backoff)
         self._forget_ms = int(forget_consumers_after * 1000)
@@ -127,6 +131,7 @@ class LedgerConsumer:
         self.written = 0  # records new to PostgreSQL
         self.repeated = 0  # records PostgreSQL already had
         self.dead_lettered = 0
+        self.rescued = 0  # entries taken over from consumers whose heartbeat expired
         self.last_flush_seconds = 0.0  # how long the last batch took, write and acknowledgement
         self.last_flush_at = 0.0  # unix time of the last batch written
         self.latency = Latency()  # of the acknowledgements (one pipeline per batch)
@@ -142,6 +147,7 @@ class LedgerConsumer:
         self._readers = [loop.create_task(self._read_loop(shard), name=f"ledger-reader-{shard}")
                          for shard in range(self._layout.shards)]
         self._readers.append(loop.create_task(self._claim_loop(), name="ledger-claimer"))
+        self._readers.append(loop.create_task(self._rescue_loop(), name="ledger-rescuer"))
 
     async def stop(self) -> None:
         """Stop reading; write what was taken within the grace period. Whatever is left stays
@@ -158,6 +164,8 @@ class LedgerConsumer:
         left = sum(len(chunk.entries) for chunk in self._drain_queue())
         if left:
             log.warning("ledger consumer: %d records left pending at shutdown", left)
+        with contextlib.suppress(Exception):  # Redis away: the key expires by itself
+            await self._liveness.forget()
 
     async def backlog(self) -> int:
         """Records not yet in PostgreSQL, over every shard (written ones are deleted).
@@ -243,6 +251,42 @@ class LedgerConsumer:
                     await self._claim(shard)
                 except Exception as exc:  # noqa: BLE001 - the claimer outlives any failure of Redis
                     self._redis_warnings.failed(exc)
+
+    async def _rescue_loop(self) -> None:
+        """Four times per heartbeat TTL: renew this consumer's key, and take over the entries
+        of consumers whose key expired."""
+        every = self._liveness.ttl_ms / 4000
+        shards = range(self._layout.shards)
+        while not self._stopping:
+            try:
+                await self._client.initialize()
+                await self._liveness.beat()
+                for shard, name in await self._liveness.dead_with_pending(shards):
+                    await self._rescue(shard, name)
+            except Exception as exc:  # noqa: BLE001 - the rescuer outlives any failure of Redis
+                self._redis_warnings.failed(exc)
+            await asyncio.sleep(every)
+
+    async def _rescue(self, shard: int, name: str) -> None:
+        """Claims what `name` holds on the shard's stream, a batch at a time. Entries idle for
+        less than `claim_min_idle_ms` are left (another rescuer took them a moment ago)."""
+        stream = self._layout.stream(shard)
+        while not self._stopping:
+            pending = await self._client.xpending_range(stream, GROUP, min="-", max="+",
+                                                        count=self._batch, consumername=name)
+            if not pending:
+                return
+            ids: list[Any] = [p["message_id"] for p in pending]
+            claimed: list[Any] = await self._client.xclaim(stream, GROUP, self.name,
+                                                           self._liveness.claim_min_idle_ms, ids)
+            entries = [(entry_id, fields) for entry_id, fields in claimed if fields is not None]
+            if not claimed:
+                return
+            self.rescued += len(entries)
+            log.info("ledger consumer: took over %d pending records of %s from %s",
+                     len(entries), stream, name)
+            if entries:
+                await self._submit(shard, entries)
 
     async def _claim(self, shard: int) -> None:
         stream = self._layout.stream(shard)
