@@ -155,6 +155,14 @@ class RedisCluster:
                 self._client(live).config_set("cluster-replica-no-failover", "no")
         self.wait_healthy(timeout)
 
+    def pause(self, port: int) -> None:
+        """SIGSTOP one node: it keeps its connections and answers nothing (a replica that
+        cannot acknowledge, here)."""
+        self._procs[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self._procs[port].send_signal(signal.SIGCONT)
+
     def freeze(self) -> None:
         """SIGSTOP every node: connections stay open, nothing answers (a hung Redis)."""
         for proc in self._procs.values():

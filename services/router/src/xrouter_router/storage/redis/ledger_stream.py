@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
-from xrouter_router.domain.errors import XRouterError
 from xrouter_router.domain.ledger import GenerationRecord, UsageRow, UsageTotals
 from xrouter_router.storage.record_codec import generation_document, generation_from_document
 from xrouter_router.storage.redis.lane import Lane, LaneMiss
@@ -88,18 +88,24 @@ class StreamLedger:
     """UsageLedger whose writes go through Redis: record() returns once the shard's master, and
     `replicas` of its replicas (WAIT), hold the record; a LedgerConsumer then writes it to
     PostgreSQL. When Redis cannot take it, record() writes to PostgreSQL directly (Unavailable when
-    that fails too); when only the replication is not confirmed, it writes there as well (the
-    stream's copy is then a harmless repeat). Reads go to PostgreSQL, except that get() first looks
-    for a record still on its way; totals and reports lag by the consumer's flush interval.
-    Records carry their charges when `pg` charges (PgUsageLedger(charge=True)); `on_stored` is
-    told of a record written to PostgreSQL here (RedisCreditGuard.applied). The caller owns
-    `client`. Appends go through `lane` when given (storage/redis/lane.py)."""
+    that fails too). When only the replication is not confirmed (the shard's master has no live
+    replica), the record is written to PostgreSQL as well, off the request path (the stream's
+    copy is then a harmless repeat), and for `probe_every` seconds the appends to that master
+    wait for no replica (they are written to PostgreSQL the same way); then one append asks
+    again. So a master without a replica costs one request a `replica_timeout` per
+    `probe_every`, not every request (docs/accounts.md, "How a charge travels"). Reads go to
+    PostgreSQL, except that get() first looks for a record still on its way; totals and reports
+    lag by the consumer's flush interval. Records carry their charges when `pg` charges
+    (PgUsageLedger(charge=True)); `on_stored` is told of a record written to PostgreSQL here
+    (RedisCreditGuard.applied). The caller owns `client`. Appends go through `lane` when given
+    (storage/redis/lane.py)."""
 
     def __init__(self, client: RedisCluster, pg: PgUsageLedger, layout: StreamLayout | None = None,
                  *, lane: Lane | None = None, max_len: int = 500_000, recent_ttl: int = 3600,
                  replicas: int = 1, replica_timeout: float = 0.1, timeout: float = 2.0,
                  on_stored: Callable[[Sequence[GenerationRecord]], Awaitable[None]] | None = None,
-                 ) -> None:
+                 probe_every: float = 1.0, max_deferred: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._lane = lane or Lane(client, enabled=False)
         self._pg = pg
@@ -114,26 +120,75 @@ class StreamLedger:
         self._replica_timeout_ms = int(replica_timeout * 1000)
         self._timeout = timeout
         self._warnings = Warnings("ledger: Redis did not take a record; written to PostgreSQL")
+        self._probe_every = probe_every
+        self._clock = clock
+        self._slots: dict[str, int] = {}
+        # Masters (node names) whose appends skip the WAIT until the time given (clock).
+        self._unreplicated: dict[str, float] = {}
+        self._deferred: set[asyncio.Task[None]] = set()
+        self._max_deferred = max_deferred
         self.direct_writes = 0  # records written to PostgreSQL by record() itself
+        self.replica_timeouts = 0  # WAITs no replica confirmed in time
+        self.deferred_writes = 0  # records written to PostgreSQL off the request path
         self.latency = Latency()  # of the appends (XADD, recent record, WAIT: one round trip)
 
     async def record(self, record: GenerationRecord) -> None:
         payload = orjson.dumps(generation_document(record))  # InvalidRequest before any write
         started = time.perf_counter()
+        stream = self._layout.stream(self._layout.shard(record.id))
+        master = self._master(stream) if self._replicas > 0 else None
+        wait = self._replicas > 0 and (
+            master is None or self._clock() >= self._unreplicated.get(master, 0.0))
         try:
             async with asyncio.timeout(self._timeout):
-                replicated = await self._append(record.id, payload)
+                replicated = await self._append(record.id, stream, payload, wait)
         except Exception as exc:  # noqa: BLE001 - any failure of Redis: write to PostgreSQL
             self.latency.observe(time.perf_counter() - started)
             self._warnings.failed(exc)
             await self._write_directly(record)
             return
         self.latency.observe(time.perf_counter() - started)
-        if not replicated:
-            try:
-                await self._write_directly(record)
-            except XRouterError as exc:  # the shard's master has it; the consumer will write it
-                self._warnings.failed(exc)
+        if replicated or self._replicas <= 0:
+            return
+        if wait:
+            self.replica_timeouts += 1
+            master = master or self._master(stream)  # the append taught the client the slots
+            if master is not None:
+                self._unreplicated[master] = self._clock() + self._probe_every
+        self._defer(record)
+
+    def _master(self, stream: str) -> str | None:
+        """The node name of the stream's master, from the client's slot map (None: unknown yet)."""
+        slot = self._slots.get(stream)
+        if slot is None:
+            slot = self._slots[stream] = key_slot(stream.encode())
+        try:
+            return str(self._client.nodes_manager.get_node_from_slot(slot).name)
+        except Exception:  # noqa: BLE001 - no slot map yet: wait for the replica as usual
+            return None
+
+    def _defer(self, record: GenerationRecord) -> None:
+        """PostgreSQL gets the record off the request path; the stream's copy stays for the
+        consumer (a harmless repeat). Past `max_deferred` writes in flight, only the stream's."""
+        if len(self._deferred) >= self._max_deferred:
+            return
+        task = asyncio.ensure_future(self._write_quietly(record))
+        self._deferred.add(task)
+        task.add_done_callback(self._deferred.discard)
+
+    async def _write_quietly(self, record: GenerationRecord) -> None:
+        self.deferred_writes += 1
+        try:
+            await self._pg.record(record)
+            if self._on_stored is not None:
+                await self._on_stored((record,))
+        except Exception as exc:  # noqa: BLE001 - the master has it; the consumer will write it
+            self._warnings.failed(exc)
+
+    async def settle(self) -> None:
+        """Waits for the deferred writes in flight (tests, shutdown)."""
+        while self._deferred:
+            await asyncio.gather(*list(self._deferred), return_exceptions=True)
 
     async def _write_directly(self, record: GenerationRecord) -> None:
         self.direct_writes += 1
@@ -144,35 +199,33 @@ class StreamLedger:
             except Exception as exc:  # noqa: BLE001 - Redis counts the charge as deferred
                 self._warnings.failed(exc)
 
-    async def _append(self, generation_id: str, payload: bytes) -> bool:
-        """The entry and the recent record (APPEND_SCRIPT), and WAIT, in one round trip;
-        whether enough replicas confirmed. Raises when the stream did not take the record."""
+    async def _append(self, generation_id: str, stream: str, payload: bytes, wait: bool) -> bool:
+        """The entry and the recent record (APPEND_SCRIPT), and WAIT when `wait`, in one round
+        trip; whether enough replicas confirmed (False without a WAIT). Raises when the stream
+        did not take the record."""
         shard = self._layout.shard(generation_id)
-        stream = self._layout.stream(shard)
         append = ("EVAL", APPEND_SCRIPT, 2, stream, self._layout.recent(shard, generation_id),
                   self._max_len, payload, self._recent_ttl)
-        wait = ("WAIT", self._replicas, self._replica_timeout_ms)
+        waiting = ("WAIT", self._replicas, self._replica_timeout_ms)
         try:
-            replies = await self._lane.send(stream, [append, wait] if self._replicas > 0
-                                            else [append])
+            replies = await self._lane.send(stream, [append, waiting] if wait else [append])
         except LaneMiss:
-            replies = await self._pipeline(stream, append)
+            replies = await self._pipeline(stream, append, wait)
             self._lane.resume()
         return self._replicated(replies)
 
     def _replicated(self, replies: list[Any]) -> bool:
         if isinstance(replies[0], BaseException):  # an error reply, or redis-py's failure
             raise replies[0]
-        if self._replicas <= 0:
-            return True
         return len(replies) > 1 and isinstance(replies[1], int) and replies[1] >= self._replicas
 
-    async def _pipeline(self, stream: str, append: tuple[str | int | bytes, ...]) -> list[Any]:
+    async def _pipeline(self, stream: str, append: tuple[str | int | bytes, ...],
+                        wait: bool) -> list[Any]:
         """_append through the cluster client: a pipeline of the same commands."""
         await self._client.initialize()  # a no-op once done; get_node_from_key needs the slots
         pipe = self._client.pipeline()
         pipe.execute_command(*append)
-        if self._replicas > 0:
+        if wait:
             # On the pipeline's connection to the stream's node: WAIT covers that connection's
             # writes only.
             node = self._client.get_node_from_key(stream)
