@@ -227,7 +227,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
-        stops=[consumer.stop, revocations.close, close_clients, database.close,
+        stops=[consumer.stop, ledger.close, revocations.close, close_clients, database.close,
                connections.close],
         backlog=consumer.backlog, database=database, consumer=consumer, stream=ledger,
         health=StorageHealth("cluster", lambda: not database.down,

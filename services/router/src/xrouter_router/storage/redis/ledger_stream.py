@@ -18,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from xrouter_router.domain.ledger import GenerationRecord, UsageRow, UsageTotals
+from xrouter_router.storage import tasks
 from xrouter_router.storage.record_codec import generation_document, generation_from_document
 from xrouter_router.storage.redis.lane import Lane, LaneMiss
 from xrouter_router.storage.sql.pg import PgUsageLedger
@@ -186,9 +187,17 @@ class StreamLedger:
             self._warnings.failed(exc)
 
     async def settle(self) -> None:
-        """Waits for the deferred writes in flight (tests, shutdown)."""
+        """Waits for the deferred writes in flight."""
         while self._deferred:
             await asyncio.gather(*list(self._deferred), return_exceptions=True)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """At shutdown: the deferred writes get `grace` seconds; those still running then are
+        cancelled (their records are in the stream, for the consumers)."""
+        try:
+            await asyncio.wait_for(self.settle(), grace)
+        except TimeoutError:
+            await tasks.stop(list(self._deferred))
 
     async def _write_directly(self, record: GenerationRecord) -> None:
         self.direct_writes += 1
