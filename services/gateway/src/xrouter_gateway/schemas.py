@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
@@ -165,9 +164,3 @@ TYPED_FIELDS = frozenset({
     "response_format", "user", "provider", "transforms", "route",
 })
 
-
-def request_json_schema() -> dict[str, Any]:
-    """JSON Schema of the request body, for /openapi.json (kept in sync by construction)."""
-    (schema,), components = msgspec.json.schema_components([ChatCompletionRequest],
-                                                           ref_template="#/components/schemas/{name}")
-    return {"request": schema, "components": components}
