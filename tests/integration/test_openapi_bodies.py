@@ -134,7 +134,9 @@ async def _completions_and_embeddings(c: Client) -> None:
                               {"model": "test/echo", "prompt": "hi", "echo": True})
     assert streamed[0]["data"]["choices"][0]["text"].startswith("hi")
     failed = await c.stream("/v1/completions", {"model": "test/stream-error", "prompt": "hi"})
-    assert failed[-2]["data"]["choices"][0]["finish_reason"] == "error"
+    # A text_completion error chunk: text, not a chat delta.
+    assert failed[-2]["data"]["choices"] == [
+        {"text": "", "index": 0, "logprobs": None, "finish_reason": "error"}]
     for encoding in ("float", "base64"):
         body = await c.call("post", "/v1/embeddings", json={
             "model": "test/embed", "input": ["a", "b"], "encoding_format": encoding})

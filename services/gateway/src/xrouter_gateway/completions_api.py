@@ -108,6 +108,9 @@ class TextChunkWriter(ChunkWriter):
             out.append(b"data: " + orjson.dumps({**self._head, "choices": [choice]}) + b"\n\n")
         return b"".join(out)
 
+    def _error_choice(self) -> dict[str, Any]:
+        return {"text": "", "index": 0, "logprobs": None, "finish_reason": "error"}
+
 
 class CompletionsFormat:
     def key(self, request: Request) -> str:

@@ -347,8 +347,11 @@ class ChunkWriter:
         code = metadata.pop("error_code", err.status)
         chunk = {**self._head, "error": {"code": code, "message": err.message,
                                          "metadata": metadata},
-                 "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]}
+                 "choices": [self._error_choice()]}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _error_choice(self) -> dict[str, Any]:
+        return {"index": 0, "delta": {"content": ""}, "finish_reason": "error"}
 
     def usage(self, u: pb.Usage | None) -> bytes:
         chunk = {**self._head, "choices": [], "usage": usage_json(u or pb.Usage())}

@@ -102,13 +102,11 @@ def _text_completion(chunk: bool) -> Schema:
     if not chunk:
         return obj({**head, "choices": array(choice), "usage": ref("Usage")},
                    description="A legacy text completion")
-    error_choice = obj({"index": INT, "delta": obj({"content": {"const": ""}}),
-                        "finish_reason": {"const": "error"}},
-                       description="The choice of an error chunk (as in chat chunks)")
-    return obj({**head, "choices": array({"anyOf": [choice, error_choice]})},
+    return obj({**head, "choices": array(choice)},
                {"usage": ref("Usage"), "error": ref("StreamError")},
                description="A streamed piece of a text completion; the last has no choices "
-                           "and the usage")
+                           "and the usage; an error chunk has `error` and a choice with empty "
+                           "text and finish_reason `error`")
 
 
 def _embeddings() -> Schema:
