@@ -109,6 +109,21 @@ async def test_a_body_slower_than_the_deadline_gets_408_and_close(gateway: str) 
         await conn.close()
 
 
+@pytest.mark.parametrize("overrides", [{"body_timeout": 0.5}])
+async def test_a_slow_body_to_the_messages_api_gets_anthropics_error_shape(gateway: str) -> None:
+    conn = await connect(gateway)
+    try:
+        head = request_bytes("/v1/messages", VALID, {"x-api-key": MASTER_KEY.encode()})
+        await conn.send(head[:-10])
+        resp = await conn.response()
+        assert resp.status == 408
+        assert resp.json() == {"type": "error", "error": {
+            "type": "timeout_error",
+            "message": "The request body did not arrive within 0.5 seconds"}}
+    finally:
+        await conn.close()
+
+
 @pytest.mark.parametrize("overrides", [{"max_connections": 2}])
 async def test_connections_above_the_cap_get_503_and_close(gateway: str) -> None:
     first, second = await connect(gateway), await connect(gateway)

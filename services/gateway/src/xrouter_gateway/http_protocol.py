@@ -14,8 +14,11 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from xrouter_gateway.anthropic_format import error_json
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.settings import GatewaySettings
+
+_MESSAGES = b"/v1/messages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +37,12 @@ class _HeadersTooLarge(Exception):
     pass
 
 
-def raw_error(status: int, message: str, retry_after: int = 0) -> bytes:
-    """A whole HTTP/1.1 error response that closes the connection."""
-    body = orjson.dumps({"error": APIError(status, message).body()})
+def raw_error(status: int, message: str, retry_after: int = 0, *,
+              anthropic: bool = False) -> bytes:
+    """A whole HTTP/1.1 error response that closes the connection; in Anthropic's error shape
+    for a request to its Messages API (`anthropic`), as the application answers there."""
+    err = APIError(status, message)
+    body = orjson.dumps(error_json(err) if anthropic else {"error": err.body()})
     head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
             "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n")
@@ -170,7 +176,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline, self._deadline_for = None, ""
         if self._phase == "headers":
             self._refuse(raw_error(408, "The request headers did not arrive within "
-                                        f"{self.limits.header_timeout:g} seconds"))
+                                        f"{self.limits.header_timeout:g} seconds",
+                                   anthropic=self._anthropic()))
         elif not self.transport.is_closing():
             self.transport.close()  # a connection that never sent a byte
 
@@ -180,7 +187,8 @@ class GuardedProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_started:
             # The handler waiting for the body sees a disconnect; what it answers is dropped.
             self.transport.write(raw_error(408, "The request body did not arrive within "
-                                                f"{self.limits.body_timeout:g} seconds"))
+                                                f"{self.limits.body_timeout:g} seconds",
+                                           anthropic=self._anthropic()))
         if cycle is not None:
             cycle.disconnected = True
             cycle.message_event.set()
@@ -189,7 +197,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _too_large_answer(self) -> bytes:
         return raw_error(431, f"The request headers are larger than "
-                              f"{self.limits.max_header_bytes} bytes")
+                              f"{self.limits.max_header_bytes} bytes", anthropic=self._anthropic())
+
+    def _anthropic(self) -> bool:
+        """Whether the request (as far as its URL arrived) is for Anthropic's Messages API."""
+        url: bytes = getattr(self, "url", b"")
+        return url.startswith(_MESSAGES)
 
     def _refuse(self, response: bytes) -> None:
         self._disarm()
