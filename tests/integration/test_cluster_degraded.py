@@ -67,8 +67,8 @@ async def test_known_keys_keep_working_while_postgres_is_down(
     during = [await cluster.chat(key) for _ in range(6)]
     assert [r.status_code for r in during] == [200] * 6
     await asyncio.sleep(5.5)  # past the balance snapshot's 5 s: Redis's balance still decides
-    # Both replicas notice (their consumers' batches wait on the pool's 5 s first); from then
-    # on calls to PostgreSQL fail fast.
+    # Both replicas notice (their databases' watchers, within about a second); from then on
+    # calls to PostgreSQL fail fast.
     await _until(lambda: cluster.metric("xrouter_router_database_up") == 0, 60,
                  "both replicas seeing the database down")
     health = (await cluster.http.get(f"{cluster.url}/health")).json()

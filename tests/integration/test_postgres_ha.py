@@ -25,6 +25,7 @@ from tests.infra.postgres_ha import PostgresHA, free_ports
 from tests.integration.store_factories import generation as stored_generation
 from xrouter_router.cli import main
 from xrouter_router.domain.addresses import EVERYWHERE, AllowList
+from xrouter_router.domain.errors import DatabaseUnavailable
 from xrouter_router.domain.plans import Plan
 from xrouter_router.storage.sql.migrate import bundled, migrate
 from xrouter_router.storage.sql.pg import PgDatabase, PgKeyStore, PgUsageLedger
@@ -302,3 +303,37 @@ async def test_writes_survive_a_failover(postgres_ha_disposable: PostgresHA) -> 
     assert await query(cluster.standby, "SELECT * FROM xrouter_reconcile()") == []
     assert await query(cluster.standby, "SELECT balance FROM accounts") == [
         (Decimal(5) - Decimal("0.01") * total,)]
+
+
+async def _until(check: Any, bound: float, what: str) -> float:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < bound, f"no {what} after {bound}s"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def test_the_watcher_sees_an_outage_and_a_promotion_without_waiting_on_the_pool(
+        postgres_ha_disposable: PostgresHA) -> None:  # noqa: F811
+    """The database's watcher probes a connection of its own: it marks PostgreSQL down when the
+    primary stops, with no caller waiting out the pool's timeout (30 s here, so only the watcher
+    can explain a detection within the bound), and up again once the standby is promoted."""
+    cluster = postgres_ha_disposable
+    await migrate(cluster.multi_host(), wait=5)
+    async with pool(cluster.multi_host(), min_size=1, max_size=2, timeout=30.0) as connections:
+        database = PgDatabase(connections, probe_every=0.5)
+        database.watch(cluster.multi_host())
+        try:
+            await asyncio.sleep(0.6)  # one probe at least, against a live primary
+            assert not database.down
+            await asyncio.to_thread(cluster.stop_primary)
+            noticed = await _until(lambda: database.down, 10.0, "outage noticed")
+            with pytest.raises(DatabaseUnavailable):
+                async with database.connection():  # fails fast now: no 30 s wait
+                    pass
+            await asyncio.to_thread(cluster.promote_standby)
+            recovered = await _until(lambda: not database.down, 10.0, "recovery noticed")
+            assert await database.fetchone("SELECT 1") == (1,)
+        finally:
+            await database.close()
+    print(f"watcher: outage noticed after {noticed:.2f}s, recovery {recovered:.2f}s after promotion")

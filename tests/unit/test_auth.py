@@ -3,6 +3,8 @@ revocation, served from cache when the store fails), refused with the documented
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from xrouter_common.apikeys import generate
@@ -71,8 +73,84 @@ async def test_store_keys_are_found_by_keyed_hash_and_cached() -> None:
     assert await auth.authenticate(plain) == key
     assert store.lookups == 1 and (auth.hits, auth.misses) == (1, 1)
     now[0] = 31.0
+    assert await auth.authenticate(plain) == key  # the stale entry answers at once
+    await auth.settle()
+    assert store.lookups == 2  # and was re-read in the background
+
+
+class SlowStore(Store):
+    """Each lookup waits until the test opens the gate (a database that hangs)."""
+
+    def __init__(self, keys: dict[str, ApiKey]) -> None:
+        super().__init__(keys)
+        self.gate = asyncio.Event()
+
+    async def by_hash(self, hashed: str) -> ApiKey | None:
+        self.lookups += 1
+        await self.gate.wait()
+        if self.down:
+            raise ConnectionError("database unreachable")
+        return self.keys.get(hashed)
+
+
+async def test_a_known_key_never_waits_for_a_hanging_store() -> None:
+    plain = generate("pro")
+    key = ApiKey(id="key-1", account_id="acct", tier="pro", prefix="p")
+    store = SlowStore({key_hash(SECRET, plain): key})
+    now = [0.0]
+    auth = _auth(store, now)
+    store.gate.set()
     await auth.authenticate(plain)
+    store.gate.clear()  # the store hangs from now on
+    now[0] = 31.0
+    answers = [await auth.authenticate(plain) for _ in range(5)]  # none of them waits
+    assert answers == [key] * 5
+    await asyncio.sleep(0)  # the re-read starts, and hangs
+    assert store.lookups == 2  # one re-read in flight for the five
+    del store.keys[key_hash(SECRET, plain)]  # deleted meanwhile, without a revocation notice
+    store.gate.set()
+    await auth.settle()
+    with pytest.raises(Unauthenticated, match=r"^Invalid API key$"):
+        await auth.authenticate(plain)
+
+
+async def test_a_revocation_during_a_re_read_is_not_undone_by_it() -> None:
+    plain = generate("pro")
+    key = ApiKey(id="key-1", account_id="acct", tier="pro", prefix="p")
+    store = SlowStore({key_hash(SECRET, plain): key})
+    now = [0.0]
+    auth = _auth(store, now)
+    store.gate.set()
+    await auth.authenticate(plain)
+    store.gate.clear()
+    now[0] = 31.0
+    await auth.authenticate(plain)  # starts a re-read, which will read the key as it was
+    auth.forget("key-1")
+    store.gate.set()
+    await auth.settle()
+    assert auth.sizes == (0, 0)  # the re-read's answer was dropped
+    del store.keys[key_hash(SECRET, plain)]
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(plain)
+
+
+async def test_a_failed_re_read_is_retried_a_second_later_not_on_every_request() -> None:
+    plain = generate("pro")
+    key = ApiKey(id="key-1", account_id="acct", tier="pro", prefix="p")
+    store = Store({key_hash(SECRET, plain): key})
+    now = [0.0]
+    auth = _auth(store, now)
+    await auth.authenticate(plain)
+    store.down = True
+    now[0] = 31.0
+    for _ in range(3):
+        assert await auth.authenticate(plain) == key
+        await auth.settle()
     assert store.lookups == 2
+    now[0] = 32.0
+    assert await auth.authenticate(plain) == key
+    await auth.settle()
+    assert store.lookups == 3
 
 
 async def test_forget_drops_a_revoked_key_at_once() -> None:

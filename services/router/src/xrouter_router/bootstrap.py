@@ -168,6 +168,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
 
     async def open_pool() -> None:
         await connections.open(wait=False)
+        database.watch(settings.database_url)
 
     if not settings.redis_url:
         guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()

@@ -6,6 +6,7 @@ use."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -20,6 +21,8 @@ from xrouter_router.domain.ports import KeyStore
 
 log = logging.getLogger("xrouter.router.auth")
 _NEGATIVE_TTL = 5.0
+# After a failed refresh, the cached key is asked for again no sooner than this.
+_RETRY_REFRESH = 1.0
 KEY_CACHE_SIZE = 10_000
 # forget(ACCOUNT_PREFIX + account_id) drops every cached key of the account (its plan changed).
 ACCOUNT_PREFIX = "account:"
@@ -28,7 +31,10 @@ NEGATIVE_CACHE_SIZE = 1_000
 
 class KeyAuthenticator:
     """Keys from the store, cached for `ttl` seconds (entries of a revoked key are dropped at
-    once through forget()); when the store fails, keys already cached keep working. At most
+    once through forget()). A known key never waits for the store: past its `ttl` the cached
+    entry answers and is re-read in the background (one read per key at a time), so a slow or
+    failing store (a PostgreSQL failover) delays no request of a key already seen; a key deleted
+    without a revocation notice is served until that re-read lands. At most
     `size` known keys (least recently used evicted first) and `negative_size` unknown hashes
     (each for a few seconds, oldest evicted first) are held."""
 
@@ -49,6 +55,8 @@ class KeyAuthenticator:
         self._negative_size = max(1, negative_size)
         self._known: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
         self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._epoch = 0  # bumped by forget(): a re-read that began before it is discarded
         self.hits = 0
         self.misses = 0
 
@@ -78,24 +86,43 @@ class KeyAuthenticator:
         assert self._keys is not None
         now = self._clock()
         cached = self._known.get(hashed)
-        if cached is not None and cached[1] > now:
+        if cached is not None:
             self._known.move_to_end(hashed)
             self.hits += 1
+            if cached[1] <= now and hashed not in self._refreshing:
+                task = asyncio.ensure_future(self._refresh(hashed, self._epoch))
+                self._refreshing[hashed] = task
+                task.add_done_callback(lambda _: self._refreshing.pop(hashed, None))
             return cached[0]
-        if cached is None and self._unknown.get(hashed, 0.0) > now:
+        if self._unknown.get(hashed, 0.0) > now:
             self.hits += 1
             return None
         self.misses += 1
         try:
             key = await self._keys.by_hash(hashed)
         except Exception as exc:
-            if cached is not None:
-                log.warning("key store unavailable (%s); serving a cached key", type(exc).__name__)
-                return cached[0]
             raise Unavailable("The key store is unavailable; retry shortly",
                               retry_after=1.0) from exc
         self._remember(hashed, key, self._clock())
         return key
+
+    async def _refresh(self, hashed: str, epoch: int) -> None:
+        assert self._keys is not None
+        try:
+            key = await self._keys.by_hash(hashed)
+        except Exception as exc:  # noqa: BLE001 - the cached key keeps serving meanwhile
+            log.warning("key store unavailable (%s); serving a cached key", type(exc).__name__)
+            cached = self._known.get(hashed)
+            if cached is not None and epoch == self._epoch:
+                self._known[hashed] = (cached[0], self._clock() + min(self._ttl, _RETRY_REFRESH))
+            return
+        if epoch == self._epoch:
+            self._remember(hashed, key, self._clock())
+
+    async def settle(self) -> None:
+        """Waits for the background re-reads in flight."""
+        while self._refreshing:
+            await asyncio.gather(*list(self._refreshing.values()), return_exceptions=True)
 
     def _remember(self, hashed: str, key: ApiKey | None, now: float) -> None:
         if key is None:
@@ -116,6 +143,7 @@ class KeyAuthenticator:
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (it was revoked, disabled or changed); given
         ACCOUNT_PREFIX + an account id, every key of that account (its plan changed)."""
+        self._epoch += 1
         account = key_id.removeprefix(ACCOUNT_PREFIX) if key_id.startswith(ACCOUNT_PREFIX) else None
         for hashed, (key, _) in list(self._known.items()):
             if key.id == key_id or key.account_id == account:

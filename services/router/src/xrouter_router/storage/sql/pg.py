@@ -38,6 +38,7 @@ from xrouter_router.domain.ledger import (
 )
 from xrouter_router.storage import tasks
 from xrouter_router.storage.record_codec import generation_document, money
+from xrouter_router.storage.sql.postgres import with_defaults
 from xrouter_router.storage.sql.usage_sql import ACCOUNT_RESIDENCY, report_groups, where
 from xrouter_router.storage.timing import Latency
 
@@ -77,7 +78,11 @@ class PgDatabase:
     When no connection could be had (PostgreSQL down, no primary), every caller fails fast
     until a background probe gets a connection again (every `probe_every` seconds), instead
     of each waiting out the pool's timeout: the degraded paths (key cache, the stream
-    ledger) answer at once. close() stops the probe."""
+    ledger) answer at once. With watch(), a connection of its own (not the pool's, which a
+    burst may hold) is probed while the database is up too, so an outage is known within
+    about `probe_every + probe_timeout` seconds rather than after a caller waited out the
+    pool's timeout, and recovery within `probe_every` of a primary accepting writes again.
+    close() stops the probes."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, probe_every: float = 0.5,
                  probe_timeout: float = 2.0) -> None:
@@ -86,6 +91,7 @@ class PgDatabase:
         self._probe_timeout = probe_timeout
         self._down: str | None = None
         self._probe: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self.latency = Latency()  # of each call: a pooled connection and its transaction
         self.errors = 0  # calls failed by the database itself (not refused as invalid)
 
@@ -115,7 +121,8 @@ class PgDatabase:
         if self._down is None:
             log.warning("%s; failing fast until a connection succeeds again", reason)
         self._down = reason
-        if self._probe is None or self._probe.done():
+        watched = self._watcher is not None and not self._watcher.done()
+        if not watched and (self._probe is None or self._probe.done()):
             self._probe = asyncio.get_running_loop().create_task(self._wait_until_up())
 
     async def _wait_until_up(self) -> None:
@@ -130,8 +137,41 @@ class PgDatabase:
             log.info("database reachable again")
             return
 
+    def watch(self, conninfo: str, *, timeout: float = 1.0) -> None:
+        """Start the watcher (once): `conninfo` as the pool's, with the same node selection
+        (target_session_attrs=read-write finds the primary)."""
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._watch(with_defaults(conninfo), timeout))
+
+    async def _watch(self, conninfo: str, timeout: float) -> None:
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while True:
+                try:
+                    if conn is None or conn.closed:
+                        # Bounded by the conninfo's connect_timeout per host: a silent dead node
+                        # costs that much before the next is tried (a refusing one, nothing).
+                        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+                    async with asyncio.timeout(timeout):
+                        await conn.execute("SELECT 1")
+                except (psycopg.Error, TimeoutError, OSError) as exc:
+                    if conn is not None:
+                        await conn.close()
+                        conn = None
+                    if self._down is None:
+                        self._went_down(f"{type(exc).__name__}: the watcher's probe failed")
+                else:
+                    if self._down is not None:
+                        self._down = None
+                        log.info("database reachable again")
+                await asyncio.sleep(self._probe_every)
+        finally:
+            if conn is not None:
+                await conn.close()
+
     async def close(self) -> None:
-        await tasks.stop([self._probe])
+        await tasks.stop([self._probe, self._watcher])
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         async with self.connection() as conn:
