@@ -229,3 +229,14 @@ async def test_the_messages_and_responses_apis_go_through_the_same_guard(stack: 
     output = responses.json()["output"]
     assert [p["text"] for item in output for p in item.get("content", [])] == [f"echo: {TEXT}"]
     assert _seen(stack.upstream) == [MASKED, MASKED]
+
+
+@pytest.mark.parametrize("router_overrides", [{"pii_ner": "natasha"}])
+async def test_with_the_ner_detector_a_name_is_masked_and_restored(stack: Stack) -> None:
+    key, _ = await _key(stack, pii_guard="mask")
+    named = "Меня зовут Иван Петрович Сидоров, звоните на " + PHONE
+    resp = await stack.chat({"model": "pii/abroad", "messages": [
+        {"role": "user", "content": named}]}, headers=_bearer(key))
+    assert resp.status_code == 200, resp.text
+    assert _seen(stack.upstream) == ["Меня зовут [PERSON_1], звоните на [PHONE_1]"]
+    assert resp.json()["choices"][0]["message"]["content"] == f"echo: {named}"

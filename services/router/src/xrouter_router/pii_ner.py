@@ -13,8 +13,6 @@ from typing import Any
 from xrouter_router.domain.pii import REGEX_DETECTOR, Detector, Finding, Kind
 from xrouter_router.domain.pii.guard import PiiGuard
 
-NATASHA = "natasha"
-CHOICES = ("", NATASHA)
 _KINDS = {"PER": Kind.PERSON, "LOC": Kind.ADDRESS}
 
 
@@ -39,8 +37,9 @@ class NatashaDetector:
 
 
 def build_guard(ner: str) -> tuple[PiiGuard, ThreadPoolExecutor | None]:
-    """The guard with the regular expressions, plus the NER detector named by `ner` ("" none)
-    and the one thread it runs in (the caller shuts it down at exit)."""
+    """The guard with the regular expressions, plus the NER detector `ner` names ("" none;
+    settings.py accepts only "natasha") and the one thread it runs in (the caller shuts it
+    down at exit)."""
     if not ner:
         return PiiGuard(), None
     detectors: tuple[Detector, ...] = (REGEX_DETECTOR, NatashaDetector())
