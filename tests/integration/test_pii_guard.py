@@ -35,9 +35,11 @@ id = "pii/{name}"
   provider = "{provider}"
   upstream_model = "{upstream}"
   price = {{ prompt = "100", completion = "200" }}
+  capabilities = ["streaming", "embeddings"]
 """ for name, provider, upstream in (("abroad", "fakeus", "fake-echo-split"),
                                       ("home", "fakeru", "fake-echo-split"),
-                                      ("broken-abroad", "fakeus", "fake-500")))
+                                      ("broken-abroad", "fakeus", "fake-500"),
+                                      ("embed-abroad", "fakeus", "text-embedding-fake")))
 
 
 @pytest.fixture
@@ -240,3 +242,19 @@ async def test_with_the_ner_detector_a_name_is_masked_and_restored(stack: Stack)
     assert resp.status_code == 200, resp.text
     assert _seen(stack.upstream) == ["Меня зовут [PERSON_1], звоните на [PHONE_1]"]
     assert resp.json()["choices"][0]["message"]["content"] == f"echo: {named}"
+
+
+async def test_embeddings_inputs_are_masked_or_blocked_too(stack: Stack) -> None:
+    masking, _ = await _key(stack, pii_guard="mask")
+    body = {"model": "pii/embed-abroad", "input": [TEXT, "без данных"]}
+    resp = await stack.http.post(f"{stack.url}/v1/embeddings", headers=_bearer(masking), json=body)
+    assert resp.status_code == 200, resp.text
+    assert stack.upstream.requests[-1]["input"] == [MASKED, "без данных"]
+    # The fake's vector starts with the length of the input it got: the masked one.
+    assert resp.json()["data"][0]["embedding"][0] == float(len(MASKED))
+    blocking, _ = await _key(stack, pii_guard="block")
+    refused = await stack.http.post(f"{stack.url}/v1/embeddings", headers=_bearer(blocking),
+                                    json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {"error": {**BLOCKED["error"], "param": "input"}}
+    assert len(stack.upstream.requests) == 1

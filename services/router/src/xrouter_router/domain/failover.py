@@ -116,7 +116,7 @@ class Failover:
     async def complete(
         self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
         deadline: float | None, check: AnswerCheck | None = None, *,
-        caps: Mapping[str, int] | None = None, guarded: Guarded | None = None,
+        caps: Mapping[str, int] | None = None, guarded: Guarded[ChatRequest] | None = None,
     ) -> tuple[Candidate, Completion, list[Attempt]]:
         """`caps`: the max_tokens to send each model named (limits.fit's, for a request that
         set none). `guarded`: the masked request, for the attempts its policy covers (the
@@ -133,7 +133,7 @@ class Failover:
     async def open_stream(
         self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
         deadline: float | None, check: AnswerCheck | None = None, *,
-        caps: Mapping[str, int] | None = None, guarded: Guarded | None = None,
+        caps: Mapping[str, int] | None = None, guarded: Guarded[ChatRequest] | None = None,
     ) -> OpenedStream:
         async def call(provider: ChatProvider,
                        cand: Candidate) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
@@ -154,13 +154,14 @@ class Failover:
         return OpenedStream(cand, first, rest, attempts, replayed=check is not None)
 
     async def embed(
-        self, held: Admission, plan: Sequence[Candidate], request: EmbeddingRequest, deadline: float | None
+        self, held: Admission, plan: Sequence[Candidate], request: EmbeddingRequest,
+        deadline: float | None, guarded: Guarded[EmbeddingRequest] | None = None,
     ) -> tuple[Candidate, Embeddings, list[Attempt]]:
         async def call(provider: ChatProvider, cand: Candidate) -> Embeddings:
             if not isinstance(provider, EmbeddingProvider):
                 raise UpstreamBadResponse(f"{provider.name} has no embeddings API",
                                           provider=provider.name)
-            return await provider.embed(request, cand.deployment)
+            return await provider.embed(sent(request, guarded, cand), cand.deployment)
 
         return await self._run(held, plan, deadline, call, "did not answer")
 

@@ -89,7 +89,7 @@ class _Admissible:
     fitted: Fitted
     route: Plan
     bill: Bill
-    guarded: Guarded | None
+    guarded: Guarded[ChatRequest] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,17 +214,23 @@ class ChatService:
         candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
                                     policy=self._stats.policy,
                                     residency=key.residency_policy[0])
-        bill = embedding_bill(request, request.generation_id or _generation_id())
+        generation_id = request.generation_id or _generation_id()
         counted = await self._counter.count(request.inputs) if any_limits(candidates) else 0
         fitted = fit(candidates, counted, 0)
+        guarded = await self._guard.prepare_embedding(key.pii_policy, request, fitted.candidates)
+        # Reserved for the larger of the inputs and their masked form (placeholders may be longer).
+        bill = embedding_bill(request, generation_id)
+        if guarded is not None:
+            bill = max(bill, embedding_bill(guarded.masked, generation_id),
+                       key=lambda b: b.prompt_tokens)
         async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                        fitted.asks) as held:
             cand, result, attempts = await self._failover.embed(
-                held, held.candidates(fitted.candidates), request, deadline)
-            bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD
-                        for i in request.inputs)
+                held, held.candidates(fitted.candidates), request, deadline, guarded)
+            inputs = sent(request, guarded, cand).inputs
+            bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD for i in inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
-                TokenCounts(prompt=await self._counter.count(request.inputs), estimated=True)
+                TokenCounts(prompt=await self._counter.count(inputs), estimated=True)
             usage = accounting.usage(tokens, cand.deployment.price)
             served = _served(cand)
             await held.conclude(Outcome(served, usage, "success", "", tuple(attempts),
@@ -384,7 +390,7 @@ class ChatService:
         return end
 
     async def _relay(self, request: ChatRequest, opened: OpenedStream, held: Admission,
-                     guarded: Guarded | None) -> AsyncGenerator[StreamEvent, None]:
+                     guarded: Guarded[ChatRequest] | None) -> AsyncGenerator[StreamEvent, None]:
         """Pass the opened stream on (the personal data restored in a masked attempt's);
         account for it as the provider sent it; end it in-band on errors or when the money runs
         out; always end with usage."""

@@ -1,6 +1,7 @@
-"""The guard applied to one chat request: its texts read in a fixed order, the policy of the key
-decided against the plan's candidates (block: a 400 before any provider call; mask: the masked
-request for each attempt whose provider the policy covers), and the answer restored."""
+"""The guard applied to one request (chat or embeddings): its texts read in a fixed order, the
+policy of the key decided against the plan's candidates (block: a 400 before any provider call;
+mask: the masked request for each attempt whose provider the policy covers), and a chat answer
+restored."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
 
 from xrouter_router.domain.pii.block import blocked
 from xrouter_router.domain.pii.detectors import REGEX_DETECTOR, Detector
 from xrouter_router.domain.pii.masking import Masked, mask
 from xrouter_router.domain.pii.policy import BLOCK, OFF, PiiPolicy
 from xrouter_router.domain.routing import Candidate
-from xrouter_router.domain.types import ChatRequest, Completion, ContentPart, Message, ToolCall
+from xrouter_router.domain.types import (
+    ChatRequest,
+    Completion,
+    ContentPart,
+    EmbeddingRequest,
+    Message,
+    ToolCall,
+)
+
+R = TypeVar("R", ChatRequest, EmbeddingRequest)
 
 
 def request_texts(request: ChatRequest) -> list[str]:
@@ -46,12 +57,12 @@ def with_texts(request: ChatRequest, texts: Sequence[str]) -> ChatRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Guarded:
+class Guarded(Generic[R]):
     """A masked request: the original, what a provider the policy covers gets instead, and the
     mapping that restores its answers (held in this request's memory only)."""
 
-    original: ChatRequest
-    masked: ChatRequest
+    original: R
+    masked: R
     masking: Masked
     policy: PiiPolicy
 
@@ -59,7 +70,7 @@ class Guarded:
         """Whether the attempt to `cand` gets the masked request."""
         return self.policy.applies(cand.deployment.jurisdiction)
 
-    def request_for(self, cand: Candidate) -> ChatRequest:
+    def request_for(self, cand: Candidate) -> R:
         return self.masked if self.masks(cand) else self.original
 
     def restore(self, completion: Completion) -> Completion:
@@ -74,7 +85,7 @@ class Guarded:
         return replace(completion, message=message)
 
 
-def sent(request: ChatRequest, guarded: Guarded | None, cand: Candidate) -> ChatRequest:
+def sent(request: R, guarded: Guarded[R] | None, cand: Candidate) -> R:
     """The request as the attempt to `cand` sends it: masked when the guard covers it."""
     return request if guarded is None else guarded.request_for(cand)
 
@@ -103,20 +114,33 @@ class PiiGuard:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, mask, texts, self._detectors)
 
-    async def prepare(self, policy: PiiPolicy, request: ChatRequest,
-                      candidates: Sequence[Candidate]) -> Guarded | None:
-        """None when no attempt needs the guard or the request carries no personal data.
-        Raises PersonalDataBlocked (naming the kinds, before any provider call) when the policy
-        is block and any candidate the request may reach is one it covers."""
-        if policy.guard == OFF or not any(policy.applies(c.deployment.jurisdiction)
-                                          for c in candidates):
-            return None
-        texts = request_texts(request)
-        if not texts:
+    async def _scan(self, policy: PiiPolicy, texts: list[str], candidates: Sequence[Candidate],
+                    param: str) -> Masked | None:
+        if policy.guard == OFF or not texts or not any(policy.applies(c.deployment.jurisdiction)
+                                                       for c in candidates):
             return None
         masked = await self._mask(texts)
         if not masked.mapping:
             return None
         if policy.guard == BLOCK:
-            raise blocked(masked.kinds)
+            raise blocked(masked.kinds, param)
+        return masked
+
+    async def prepare(self, policy: PiiPolicy, request: ChatRequest,
+                      candidates: Sequence[Candidate]) -> Guarded[ChatRequest] | None:
+        """None when no attempt needs the guard or the request carries no personal data.
+        Raises PersonalDataBlocked (naming the kinds, before any provider call) when the policy
+        is block and any candidate the request may reach is one it covers."""
+        masked = await self._scan(policy, request_texts(request), candidates, "messages")
+        if masked is None:
+            return None
         return Guarded(request, with_texts(request, masked.texts), masked, policy)
+
+    async def prepare_embedding(self, policy: PiiPolicy, request: EmbeddingRequest,
+                                candidates: Sequence[Candidate]) -> Guarded[EmbeddingRequest] | None:
+        """prepare() for embeddings: the inputs are the texts (the vectors of a masked
+        input are those of its placeholders; there is nothing to restore)."""
+        masked = await self._scan(policy, list(request.inputs), candidates, "input")
+        if masked is None:
+            return None
+        return Guarded(request, replace(request, inputs=masked.texts), masked, policy)
