@@ -4,6 +4,7 @@ back; the regular expressions still find what they find beside it."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ import pytest
 
 from tests.unit.builders import request
 from tests.unit.test_pii_guard import FOREIGN, MASK
+from xrouter_common.env import ConfigError
 from xrouter_router.domain.pii import REGEX_DETECTOR, Finding, Kind
 from xrouter_router.domain.pii.guard import PiiGuard, request_texts
 from xrouter_router.domain.types import Completion, Message
@@ -74,3 +76,10 @@ async def test_the_setting_builds_the_guard_with_natasha_in_its_own_thread() -> 
     finally:
         executor.shutdown()
     assert build_guard("")[1] is None
+
+
+def test_the_setting_without_the_package_is_a_configuration_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "natasha", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r"^XROUTER_PII_NER=natasha needs the natasha package"):
+        build_guard("natasha")

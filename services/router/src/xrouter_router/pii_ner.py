@@ -10,6 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from xrouter_common.env import ConfigError
 from xrouter_router.domain.pii import REGEX_DETECTOR, Detector, Finding, Kind
 from xrouter_router.domain.pii.guard import PiiGuard
 
@@ -42,6 +43,10 @@ def build_guard(ner: str) -> tuple[PiiGuard, ThreadPoolExecutor | None]:
     down at exit)."""
     if not ner:
         return PiiGuard(), None
-    detectors: tuple[Detector, ...] = (REGEX_DETECTOR, NatashaDetector())
+    try:
+        detectors: tuple[Detector, ...] = (REGEX_DETECTOR, NatashaDetector())
+    except ImportError as exc:
+        raise ConfigError(f"XROUTER_PII_NER={ner} needs the natasha package, which is not "
+                          f"installed ({exc}): pip install natasha, or unset it") from None
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pii-ner")
     return PiiGuard(detectors, executor), executor
