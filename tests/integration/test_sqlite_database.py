@@ -33,7 +33,7 @@ from xrouter_router.domain.errors import (
     Unavailable,
 )
 from xrouter_router.domain.keys import Limits
-from xrouter_router.domain.ledger import UsageTotals
+from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
 from xrouter_router.domain.pii.policy import PiiPolicy
 from xrouter_router.domain.plans import Plan
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
@@ -79,6 +79,16 @@ _BEFORE_RESIDENCY = (*_BEFORE_PII, "ALTER TABLE api_keys DROP COLUMN residency",
 
 # A key as the releases before its policies wrote it: none of its own.
 NO_POLICY = replace(full_key(), residency="", pii_guard="", pii_scope="")
+
+
+async def _written(path: Path, plan: Plan, *records: GenerationRecord) -> None:
+    """A file with account acc-a, its `plan`, a key without policies of its own, `records`."""
+    async with _opened(path) as (_, before):
+        await with_accounts(before, "acc-a")
+        await before.keys.create(NO_POLICY, HASH_1)
+        await before.plans.set("acc-a", plan)
+        for record in records:
+            await before.ledger.record(record)
 
 
 async def _version(db: SqliteDatabase) -> int:
@@ -161,11 +171,7 @@ class TestSqliteDatabase:
     async def test_a_file_of_schema_version_4_gets_residency_and_keeps_its_records(
             self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
-        async with _opened(path) as (_, before):
-            await with_accounts(before, "acc-a")
-            await before.keys.create(NO_POLICY, HASH_1)
-            await before.plans.set("acc-a", Plan("pro", Limits(requests_per_minute=7)))
-            await before.ledger.record(generation("gen-1", cost="0.25"))
+        await _written(path, Plan("pro", Limits(requests_per_minute=7)), generation("gen-1", cost="0.25"))
         # The file the previous release wrote: no residency of keys and plans, no jurisdiction
         # of generations, version 4.
         _rewind(path, 4, *_BEFORE_RESIDENCY, *_PLANS_BEFORE_PII,
@@ -188,10 +194,7 @@ class TestSqliteDatabase:
     async def test_a_file_of_schema_version_5_gets_the_pii_guard_and_keeps_its_plans(
             self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
-        async with _opened(path) as (_, before):
-            await with_accounts(before, "acc-a")
-            await before.keys.create(NO_POLICY, HASH_1)
-            await before.plans.set("acc-a", Plan("pro", Limits(requests_per_minute=7), "ru"))
+        await _written(path, Plan("pro", Limits(requests_per_minute=7), "ru"))
         # The file the previous release wrote: no personal-data guard policy, version 5.
         _rewind(path, 5, *_BEFORE_PII, *_PLANS_BEFORE_PII)
 
