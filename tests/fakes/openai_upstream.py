@@ -14,7 +14,8 @@ The requested `model` picks the behaviour, so one server serves every scenario:
   fake-deepseek-reasoner (DeepSeek's `reasoning_content`: THOUGHT in the whole message, and as
   two deltas before the answer in a stream) |
   fake-json | fake-json-bad (asked for a response_format: TOOL_ARGS, or harness.NON_CONFORMING,
-  in two pieces when streamed)
+  in two pieces when streamed) | fake-echo-split (the echo streamed 4 characters a delta, so
+  that a word, or a placeholder, is cut across deltas)
 A `reasoning_effort` outside OpenAI's values is refused with 400, as OpenAI does.
 It runs on its own thread and event loop so tests in any loop, and services in other processes,
 can use it; what it saw is kept in `requests` and `disconnects`.
@@ -144,6 +145,8 @@ class FakeOpenAI(FakeUpstream):
             text = TOOL_ARGS if model == "fake-json" else orjson.dumps(NON_CONFORMING).decode()
             return [text[:9], text[9:]], []
         text = "echo: " + _last_user_text(body)
+        if model == "fake-echo-split":
+            return [text[i:i + 4] for i in range(0, len(text), 4)], []
         words = text.split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)], []
 

@@ -115,7 +115,7 @@ def full_key(key_id: str = "key-1", account_id: str = "acc-a") -> ApiKey:
                   credit_limit=Decimal("12.34567891"), allowed_models=("z/last", "a/first"),
                   allowed_ips=AllowList.parse(["2001:db8::/32", "192.0.2.0/24", "198.51.100.7"]),
                   expires_at=1_900_000_000.25, disabled=True, created_at=1_700_000_000.5,
-                  residency="ru")
+                  residency="ru", pii_guard="mask", pii_scope="always")
 
 
 def plain_key(key_id: str, account_id: str = "acc-a", created_at: float = 1_700_000_000.0) -> ApiKey:

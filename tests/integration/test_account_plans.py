@@ -41,8 +41,8 @@ async def test_a_management_key_stays_within_its_accounts_plan(stack: Stack) -> 
     status, body = await _set_plan(stack, "acme", {"tier": "pro", "requests_per_minute": 50})
     assert status == 200
     assert body["data"] == {"account_id": "acme", "tier": "pro", "is_default": False, "residency": None,
-                            "requests_per_minute": 50, "requests_per_day": 1000,
-                            "tokens_per_minute": None, "concurrent": 20}
+                            "pii_guard": None, "pii_scope": None, "requests_per_minute": 50,
+                            "requests_per_day": 1000, "tokens_per_minute": None, "concurrent": 20}
     status, created = await _create(stack, manager, tier="pro", requests_per_minute=40)
     assert status == 201 and created["data"]["rate_limit"]["requests"] == 40
     status, body = await _create(stack, manager, tier="max")
@@ -73,7 +73,8 @@ async def test_an_account_without_a_plan_has_the_default_one(stack: Stack) -> No
     manager = await _manager(stack, "newco")
     shown = await stack.http.get(f"{stack.url}/v1/accounts/newco/plan", headers=_bearer(manager))
     assert shown.json()["data"] == {"account_id": "newco", "tier": "free", "is_default": True,
-                                    "residency": None, "requests_per_minute": 20, "requests_per_day": 200,
+                                    "residency": None, "pii_guard": None, "pii_scope": None,
+                                    "requests_per_minute": 20, "requests_per_day": 200,
                                     "tokens_per_minute": None, "concurrent": 5}
     assert (await _create(stack, manager, tier="free"))[0] == 201
     status, body = await _create(stack, manager, tier="pro")

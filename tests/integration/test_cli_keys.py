@@ -1,6 +1,6 @@
 """`xrouter keys` against a real gateway and router: creating a key with an IP allow-list,
 replacing and removing the list with `keys update`, and a malformed entry refused; residency
-policies of keys and plans."""
+policies of keys and plans, and their personal-data guard."""
 
 from __future__ import annotations
 
@@ -67,3 +67,32 @@ async def test_keys_and_plans_take_a_residency_policy(
                                     "--residency", "eu")
     assert (code, out) == (1, None)
     assert json.loads(err)["error"]["param"] == "residency"
+
+
+async def test_keys_and_plans_take_a_personal_data_guard(
+        stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    code, created, _ = await _xrouter(stack, capsys, "create", "--account", "acct-pii",
+                                      "--pii-guard", "mask")
+    assert code == 0
+    info = created["data"]
+    assert (info["pii_guard"], info["pii_scope"]) == ("mask", None)
+    assert info["effective_pii_guard"] == {"pii_guard": "mask", "pii_scope": "foreign",
+                                           "source": "key"}
+    plan = await asyncio.to_thread(main, ["plans", "set", "acct-pii", "--tier", "pro",
+                                          "--pii-guard", "block", "--pii-scope", "always",
+                                          "--url", stack.url, "--key", MASTER_KEY])
+    out, _ = capsys.readouterr()
+    assert plan == 0
+    assert (json.loads(out)["data"]["pii_guard"], json.loads(out)["data"]["pii_scope"]) == (
+        "block", "always")
+    code, updated, _ = await _xrouter(stack, capsys, "update", info["id"], "--pii-guard", "")
+    assert code == 0
+    assert updated["data"]["effective_pii_guard"] == {"pii_guard": "block", "pii_scope": "always",
+                                                      "source": "account"}
+    code, out, err = await _xrouter(stack, capsys, "create", "--account", "acct-pii",
+                                    "--pii-scope", "abroad")
+    assert (code, out) == (1, None)
+    assert json.loads(err)["error"] == {
+        "message": "pii_scope must be one of ['foreign', 'always'] (or empty to clear it), "
+                   "got 'abroad'",
+        "type": "invalid_request_error", "code": 400, "param": "pii_scope", "metadata": {}}

@@ -24,7 +24,8 @@ class TestPlanStore:
     async def test_a_plan_is_stored_whole_and_replaced_whole(self, stores: Stores) -> None:
         await with_accounts(stores, "acc-a", "acc-b")
         full = Plan("max", Limits(requests_per_minute=500, requests_per_day=0,
-                                  tokens_per_minute=90_000, concurrent=7))
+                                  tokens_per_minute=90_000, concurrent=7),
+                    residency="ru", pii_guard="mask", pii_scope="always")
         await stores.plans.set("acc-a", full)
         assert await stores.plans.get("acc-a") == full
         await stores.plans.set("acc-a", Plan("pro"))

@@ -26,6 +26,7 @@ from tests.integration.store_factories import generation as stored_generation
 from xrouter_router.cli import main
 from xrouter_router.domain.addresses import EVERYWHERE, AllowList
 from xrouter_router.domain.errors import DatabaseUnavailable
+from xrouter_router.domain.pii.policy import PiiPolicy
 from xrouter_router.domain.plans import Plan
 from xrouter_router.storage.sql.migrate import bundled, migrate
 from xrouter_router.storage.sql.pg import PgDatabase, PgKeyStore, PgUsageLedger
@@ -89,7 +90,7 @@ def month_partitions(now: datetime, months: int) -> set[str]:
 
 
 async def test_migrate_creates_the_schema(db: Database) -> None:
-    assert await migrate(db.primary) == [1, 2, 3, 4, 5, 6, 7]
+    assert await migrate(db.primary) == [1, 2, 3, 4, 5, 6, 7, 8]
 
     tables = await query(db.primary, "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
                                      "AND relnamespace = 'public'::regnamespace AND NOT relispartition")
@@ -97,7 +98,7 @@ async def test_migrate_creates_the_schema(db: Database) -> None:
     partitions = await query(db.primary, "SELECT inhrelid::regclass::text FROM pg_inherits "
                                          "WHERE inhparent = 'generations'::regclass")
     assert {name for (name,) in partitions} == month_partitions(datetime.now(UTC), 2)
-    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
+    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,)]
     assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(1,)]
     assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(0,)]
     assert await migrate(db.primary) == []
@@ -109,7 +110,7 @@ async def test_a_database_of_the_previous_release_gets_ip_allow_lists(db: Databa
         await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
         await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier)"
                            " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free')")
-    assert await migrate(db.primary) == [6, 7]
+    assert await migrate(db.primary) == [6, 7, 8]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         keys = PgKeyStore(PgDatabase(connections))
         old = await keys.get("key-1")
@@ -130,12 +131,13 @@ async def test_a_database_of_the_previous_release_gets_residency(db: Database) -
         # Recorded by the previous release's function, which has no column for it.
         await PgUsageLedger(PgDatabase(connections)).record(
             replace(stored_generation("gen-old"), jurisdiction="ru"))
-    assert await migrate(db.primary) == [7]
+    assert await migrate(db.primary) == [7, 8]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         pg = PgDatabase(connections)
         keys, plans, ledger = PgKeyStore(pg), PgPlanStore(pg), PgUsageLedger(pg)
         old = await keys.get("key-1")
         assert old is not None and (old.residency, old.account_residency) == ("", "")
+        assert old.pii_policy == PiiPolicy()
         assert await plans.get("acct-1") == Plan("pro")
         await plans.set("acct-1", Plan("pro", residency="ru"))
         await keys.update(replace(old, residency="any"))
@@ -146,10 +148,34 @@ async def test_a_database_of_the_previous_release_gets_residency(db: Database) -
                                                       jurisdiction="ru")
 
 
+async def test_a_database_of_the_previous_release_gets_the_pii_guard(db: Database) -> None:
+    assert await migrate(db.primary, migrations=bundled()[:7]) == [1, 2, 3, 4, 5, 6, 7]
+    async with await psycopg.AsyncConnection.connect(db.primary, autocommit=True) as conn:
+        await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
+        await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier, residency)"
+                           " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free', 'ru')")
+        await conn.execute("INSERT INTO account_plans (account_id, tier) VALUES ('acct-1', 'pro')")
+    assert await migrate(db.primary) == [8]
+    async with pool(db.primary, min_size=1, max_size=1) as connections:
+        pg = PgDatabase(connections)
+        keys, plans = PgKeyStore(pg), PgPlanStore(pg)
+        old = await keys.get("key-1")
+        assert old is not None and old.residency == "ru" and old.pii_policy == PiiPolicy()
+        assert await plans.get("acct-1") == Plan("pro")
+        await plans.set("acct-1", Plan("pro", pii_guard="block", pii_scope="always"))
+        await keys.update(replace(old, pii_guard="mask"))
+        assert await keys.by_hash("h1") == replace(old, pii_guard="mask", account_pii_guard="block",
+                                                   account_pii_scope="always")
+        assert await plans.get("acct-1") == Plan("pro", pii_guard="block", pii_scope="always")
+    async with await psycopg.AsyncConnection.connect(db.primary, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute("UPDATE api_keys SET pii_guard = 'redact'")
+
+
 async def test_concurrent_runners_apply_once(db: Database) -> None:
     results = await asyncio.gather(migrate(db.primary), migrate(db.primary))
-    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6, 7]]
-    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
+    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6, 7, 8]]
+    assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,)]
 
 
 async def test_the_standby_has_the_schema_and_committed_rows(
@@ -162,7 +188,8 @@ async def test_the_standby_has_the_schema_and_committed_rows(
         await conn.execute("INSERT INTO accounts (id, name) VALUES ('acct-1', 'Ada')")
     assert await query(db.standby, "SELECT id, name, balance FROM accounts") == [
         ("acct-1", "Ada", Decimal(0))]
-    assert await query(db.standby, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
+    assert await query(db.standby, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,),
+                                                 (8,)]
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         await query(db.standby, "INSERT INTO accounts (id) VALUES ('acct-2')")
     admin = postgres_ha.conninfo(0, "postgres", "postgres")  # replication state is for superusers
@@ -222,7 +249,7 @@ async def test_a_generation_is_recorded_once(db: Database) -> None:
 def test_cli_migrates_and_reports(db: Database, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--database-url", db.primary, "--wait", "5"]) == 0
     assert main(["migrate", "--database-url", db.primary]) == 0
-    assert capsys.readouterr().out == "applied migrations: 1, 2, 3, 4, 5, 6, 7\nschema is up to date\n"
+    assert capsys.readouterr().out == "applied migrations: 1, 2, 3, 4, 5, 6, 7, 8\nschema is up to date\n"
 
 
 def test_cli_gives_up_on_an_unreachable_database(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,7 +302,7 @@ class Writer:
 
 async def test_writes_survive_a_failover(postgres_ha_disposable: PostgresHA) -> None:  # noqa: F811
     cluster = postgres_ha_disposable
-    assert await migrate(cluster.multi_host(), wait=5) == [1, 2, 3, 4, 5, 6, 7]
+    assert await migrate(cluster.multi_host(), wait=5) == [1, 2, 3, 4, 5, 6, 7, 8]
     async with pool(cluster.multi_host(), min_size=2, max_size=4, timeout=2.0) as writes:
         async with writes.connection() as conn:
             await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")

@@ -28,11 +28,13 @@ from tests.integration.store_factories import (
 )
 from xrouter_router.domain.addresses import EVERYWHERE
 from xrouter_router.domain.errors import (
+    DatabaseUnavailable,
     InternalError,
     Unavailable,
 )
 from xrouter_router.domain.keys import Limits
-from xrouter_router.domain.ledger import UsageTotals
+from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
+from xrouter_router.domain.pii.policy import PiiPolicy
 from xrouter_router.domain.plans import Plan
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
@@ -65,10 +67,28 @@ def _rewind(path: Path, version: int, *statements: str) -> None:
     conn.close()
 
 
-# What version 5 added to the tables every file has (account_plans' column is dropped apart: the
+# What versions 5 and 6 added to the tables every file has (account_plans' column is dropped apart: the
 # files before version 3 have no such table).
-_BEFORE_RESIDENCY = ("ALTER TABLE api_keys DROP COLUMN residency",
+_BEFORE_PII = ("ALTER TABLE api_keys DROP COLUMN pii_guard",
+               "ALTER TABLE api_keys DROP COLUMN pii_scope")
+_PLANS_BEFORE_PII = ("ALTER TABLE account_plans DROP COLUMN pii_guard",
+                     "ALTER TABLE account_plans DROP COLUMN pii_scope")
+_BEFORE_RESIDENCY = (*_BEFORE_PII, "ALTER TABLE api_keys DROP COLUMN residency",
                      "ALTER TABLE generations DROP COLUMN jurisdiction")
+
+
+# A key as the releases before its policies wrote it: none of its own.
+NO_POLICY = replace(full_key(), residency="", pii_guard="", pii_scope="")
+
+
+async def _written(path: Path, plan: Plan, *records: GenerationRecord) -> None:
+    """A file with account acc-a, its `plan`, a key without policies of its own, `records`."""
+    async with _opened(path) as (_, before):
+        await with_accounts(before, "acc-a")
+        await before.keys.create(NO_POLICY, HASH_1)
+        await before.plans.set("acc-a", plan)
+        for record in records:
+            await before.ledger.record(record)
 
 
 async def _version(db: SqliteDatabase) -> int:
@@ -126,52 +146,71 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.create(full_key(), HASH_1)
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 5
+            assert await _version(db) == 6
 
     async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
             self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
-        old_key = replace(full_key(), allowed_ips=EVERYWHERE, residency="")
+        old_key = replace(full_key(), allowed_ips=EVERYWHERE, residency="", pii_guard="",
+                          pii_scope="")
         async with _opened(path) as (_, before):
             await with_accounts(before, "acc-a")
             await before.keys.create(old_key, HASH_1)
             await before.plans.set("acc-a", Plan("pro"))
         # The file the previous release wrote: api_keys without allowed_ips, version 3.
         _rewind(path, 3, "ALTER TABLE api_keys DROP COLUMN allowed_ips", *_BEFORE_RESIDENCY,
-                "ALTER TABLE account_plans DROP COLUMN residency")
+                *_PLANS_BEFORE_PII, "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
             assert await after.keys.by_hash(HASH_1) == old_key  # usable from any address
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.update(full_key())
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 5
+            assert await _version(db) == 6
 
     async def test_a_file_of_schema_version_4_gets_residency_and_keeps_its_records(
             self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
-        async with _opened(path) as (_, before):
-            await with_accounts(before, "acc-a")
-            await before.keys.create(replace(full_key(), residency=""), HASH_1)
-            await before.plans.set("acc-a", Plan("pro", Limits(requests_per_minute=7)))
-            await before.ledger.record(generation("gen-1", cost="0.25"))
+        await _written(path, Plan("pro", Limits(requests_per_minute=7)), generation("gen-1", cost="0.25"))
         # The file the previous release wrote: no residency of keys and plans, no jurisdiction
         # of generations, version 4.
-        _rewind(path, 4, *_BEFORE_RESIDENCY, "ALTER TABLE account_plans DROP COLUMN residency")
+        _rewind(path, 4, *_BEFORE_RESIDENCY, *_PLANS_BEFORE_PII,
+                "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 5
+            assert await _version(db) == 6
             # No policy of its own: it follows its account's (none).
-            assert await after.keys.by_hash(HASH_1) == replace(full_key(), residency="")
+            assert await after.keys.by_hash(HASH_1) == NO_POLICY
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7))
             assert await after.ledger.get("gen-1") == generation("gen-1", cost="0.25")
             await after.plans.set("acc-a", Plan("pro", residency="ru"))
-            await after.keys.update(replace(full_key(), residency="any"))
+            await after.keys.update(replace(NO_POLICY, residency="any"))
             assert await after.keys.by_hash(HASH_1) == replace(
-                full_key(), residency="any", account_residency="ru")
+                NO_POLICY, residency="any", account_residency="ru")
             served = replace(generation("gen-2", cost="0.5"), jurisdiction="ru")
             await after.ledger.record(served)
             assert await after.ledger.get("gen-2") == served
+
+    async def test_a_file_of_schema_version_5_gets_the_pii_guard_and_keeps_its_plans(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        await _written(path, Plan("pro", Limits(requests_per_minute=7), "ru"))
+        # The file the previous release wrote: no personal-data guard policy, version 5.
+        _rewind(path, 5, *_BEFORE_PII, *_PLANS_BEFORE_PII)
+
+        async with _opened(path) as (db, after):
+            assert await _version(db) == 6
+            assert await after.keys.by_hash(HASH_1) == replace(NO_POLICY, account_residency="ru")
+            assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7), "ru")
+            await after.plans.set("acc-a", Plan("pro", residency="ru", pii_guard="block",
+                                                pii_scope="always"))
+            await after.keys.update(replace(NO_POLICY, pii_guard="mask"))
+            key = await after.keys.by_hash(HASH_1)
+            assert key == replace(NO_POLICY, pii_guard="mask", account_residency="ru",
+                                  account_pii_guard="block", account_pii_scope="always")
+            assert key.pii_policy == PiiPolicy("mask", "always", "key")
+            with pytest.raises(DatabaseUnavailable):  # the CHECK constraint refuses it
+                await db.write(lambda c: c.execute("UPDATE api_keys SET pii_guard = 'redact'"))
 
     async def test_the_loop_keeps_ticking_while_500_records_wait_for_the_disk(
             self, sqlite_db: SqliteDatabase) -> None:
@@ -281,11 +320,11 @@ class TestSqliteDatabase:
     async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
         newer = sqlite3.connect(path, isolation_level=None)
-        newer.execute("PRAGMA user_version = 6")
+        newer.execute("PRAGMA user_version = 7")
         newer.close()
         db = SqliteDatabase(path)
         try:
-            with pytest.raises(InternalError, match=r"schema version 6; this XRouter knows 5$"):
+            with pytest.raises(InternalError, match=r"schema version 7; this XRouter knows 6$"):
                 await db.open()
         finally:
             await db.close()

@@ -86,7 +86,8 @@ def test_block_mode_names_sorted_kinds_and_never_a_value() -> None:
     error = blocked(kinds)
     assert error.kind is ErrorKind.INVALID_REQUEST
     assert error.param == "messages"
-    assert error.metadata == {"reasons": ["pii_guard"], "pii_kinds": ["card", "email", "phone"]}
+    assert error.metadata == {"error_code": "personal_data_blocked", "reasons": ["pii_guard"],
+                              "kinds": ["card", "email", "phone"]}
     assert error.message == (
         "The request carries personal data (card, email, phone) and the key's personal-data "
         "policy is block: remove it or ask the operator for the mask policy")

@@ -57,6 +57,10 @@ def key_json(k: pb.KeyInfo) -> dict[str, Any]:
         # The key's own residency policy (null: its account's applies), and the one in force.
         "residency": k.residency or None,
         "effective_residency": {"residency": k.effective_residency, "source": k.residency_source},
+        # Its own personal-data guard and scope (null: its account's apply), and those in force.
+        "pii_guard": k.pii_guard or None, "pii_scope": k.pii_scope or None,
+        "effective_pii_guard": {"pii_guard": k.effective_pii_guard,
+                                "pii_scope": k.effective_pii_scope, "source": k.pii_guard_source},
         "rate_limit": {
             "requests": k.requests_per_minute if k.HasField("requests_per_minute") else None,
             "interval": "1m",
@@ -79,6 +83,8 @@ class CreateKey(Struct, forbid_unknown_fields=True):
     allowed_models: list[str] | None = None
     allowed_ips: list[str] | None = None
     residency: Annotated[str, Meta(max_length=64)] = ""
+    pii_guard: Annotated[str, Meta(max_length=64)] = ""
+    pii_scope: Annotated[str, Meta(max_length=64)] = ""
     requests_per_minute: Annotated[int, Meta(ge=0)] | None = None
     requests_per_day: Annotated[int, Meta(ge=0)] | None = None
     tokens_per_minute: Annotated[int, Meta(ge=0)] | None = None
@@ -94,6 +100,8 @@ class UpdateKey(Struct, forbid_unknown_fields=True):
     allowed_models: list[str] | None = None
     allowed_ips: list[str] | None = None  # [] clears the list; absent or null: unchanged
     residency: Annotated[str, Meta(max_length=64)] | None = None  # "": the account's policy
+    pii_guard: Annotated[str, Meta(max_length=64)] | None = None  # likewise
+    pii_scope: Annotated[str, Meta(max_length=64)] | None = None
     requests_per_minute: Annotated[int, Meta(ge=0)] | None = None
     requests_per_day: Annotated[int, Meta(ge=0)] | None = None
     tokens_per_minute: Annotated[int, Meta(ge=0)] | None = None
@@ -107,11 +115,14 @@ class SetPlan(Struct, forbid_unknown_fields=True):
     tokens_per_minute: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
     concurrent: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
     residency: Annotated[str, Meta(max_length=64)] = ""
+    pii_guard: Annotated[str, Meta(max_length=64)] = ""
+    pii_scope: Annotated[str, Meta(max_length=64)] = ""
 
 
 def plan_json(p: pb.Plan) -> dict[str, Any]:
     return {"account_id": p.account_id, "tier": p.tier, "is_default": p.is_default,
-            "residency": p.residency or None,
+            "residency": p.residency or None, "pii_guard": p.pii_guard or None,
+            "pii_scope": p.pii_scope or None,
             **{name: getattr(p, name) if p.HasField(name) else None
                for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
                             "concurrent")}}
@@ -238,7 +249,8 @@ class AccountsEndpoints:
                                   account_id=req.account_id,
                                   allowed_models=req.allowed_models or [],
                                   allowed_ips=req.allowed_ips or [],
-                                  credit_limit=_limit(req.limit), residency=req.residency)
+                                  credit_limit=_limit(req.limit), residency=req.residency,
+                                  pii_guard=req.pii_guard, pii_scope=req.pii_scope)
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires
@@ -251,7 +263,8 @@ class AccountsEndpoints:
         req = _decode(await read_body(request, _MAX_BODY), CreateKey)
         out = pb.CreateKeyRequest(label=req.label or req.name or "", tier=req.tier,
                                   account_id=req.account_id, allowed_ips=req.allowed_ips or [],
-                                  residency=req.residency)
+                                  residency=req.residency, pii_guard=req.pii_guard,
+                                  pii_scope=req.pii_scope)
         expires = _timestamp(req.expires_at, "expires_at")
         if expires is not None:
             out.expires_at = expires
@@ -285,8 +298,10 @@ class AccountsEndpoints:
         if req.allowed_ips is not None:
             out.allowed_ips.extend(req.allowed_ips)
             out.replace_allowed_ips = True
-        if req.residency is not None:
-            out.residency = req.residency
+        for name in ("residency", "pii_guard", "pii_scope"):
+            value = getattr(req, name)
+            if value is not None:
+                setattr(out, name, value)
         _limits(req, out)
         info = await self._call(request, self._client.accounts.UpdateKey, out)
         return _json({"data": key_json(info)})
@@ -326,7 +341,7 @@ class AccountsEndpoints:
     async def set_plan(self, request: Request) -> Response:
         req = _decode(await read_body(request, _MAX_BODY), SetPlan)
         out = pb.Plan(account_id=request.path_params["account_id"], tier=req.tier,
-                      residency=req.residency)
+                      residency=req.residency, pii_guard=req.pii_guard, pii_scope=req.pii_scope)
         _limits(req, out)
         reply = await self._call(request, self._client.accounts.SetPlan, out)
         return _json({"data": plan_json(reply)})

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
 from xrouter_common.loop_lag import watch_loop_lag
-from xrouter_router import accounting_metrics, catalog_file, provider_keys
+from xrouter_router import accounting_metrics, catalog_file, pii_ner, provider_keys
 from xrouter_router.accounting_metrics import AccountingCollector, sample_backlog
 from xrouter_router.domain.accounts_service import AccountsService
 from xrouter_router.domain.auth import KeyAuthenticator
@@ -72,6 +73,8 @@ class RouterApp:
     shared_stats: RedisStats | None = None
     accounting_metrics: AccountingCollector | None = None
     billing: Billing | None = None
+    # The personal-data guard's NER thread (None: no NER detector).
+    ner_thread: Executor | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -95,6 +98,8 @@ class RouterApp:
             await self.billing.drain()  # the cancelled requests' releases, then the stores
         for stop in self.accounting.stops:
             await stop()
+        if self.ner_thread is not None:
+            self.ner_thread.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(slots=True)
@@ -288,9 +293,11 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     billing = Billing(stack.meter, stack.ledger)
     sticky = StickyRoutes(ttl=settings.prompt_affinity,
                           size=10_000 if settings.prompt_affinity > 0 else 0)
+    guard, ner_thread = pii_ner.build_guard(settings.pii_ner)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
-                          counter=counter, observer=metrics, billing=billing, sticky=sticky)
+                          counter=counter, observer=metrics, billing=billing, sticky=sticky,
+                          guard=guard)
     servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
                               request_log=settings.request_log,
                               redactor=Redactor(p.api_key for p in config.providers),
@@ -303,4 +310,4 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     collector = accounting_metrics.register(registry, {"keys": auth, **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats,
-                     accounting_metrics=collector, billing=billing)
+                     accounting_metrics=collector, billing=billing, ner_thread=ner_thread)

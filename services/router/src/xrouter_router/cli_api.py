@@ -53,7 +53,8 @@ def _key_body(args: argparse.Namespace) -> dict[str, Any]:
     """The fields of `keys create` and `keys update` that were given."""
     body: dict[str, Any] = {"name": args.name, "limit": args.limit, "expires_at": args.expires_at,
                             "allowed_models": args.model, "allowed_ips": args.allow_ip,
-                            "residency": args.residency,
+                            "residency": args.residency, "pii_guard": args.pii_guard,
+                            "pii_scope": args.pii_scope,
                             **{f: getattr(args, f) for f in _LIMIT_FIELDS}}
     if args.any_ip:
         body["allowed_ips"] = []
@@ -62,6 +63,17 @@ def _key_body(args: argparse.Namespace) -> dict[str, Any]:
 
 def _residency(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument("--residency", default=None, metavar="POLICY", help=text)
+
+
+def _pii(parser: argparse.ArgumentParser, whose: str) -> None:
+    parser.add_argument("--pii-guard", default=None, metavar="POLICY",
+                        help=f"{whose} personal-data guard: off, mask, block{_CLEAR[whose]}")
+    parser.add_argument("--pii-scope", default=None, metavar="SCOPE",
+                        help=f"before which providers {whose} guard acts: foreign (outside "
+                             f"Russia) or always{_CLEAR[whose]}")
+
+
+_CLEAR = {"the key's": ", or '' for its account's", "the account's": " (default none)"}
 
 
 def keys_command(parser: argparse.ArgumentParser) -> Handler:
@@ -83,6 +95,7 @@ def keys_command(parser: argparse.ArgumentParser) -> Handler:
                         help="update: remove the key's IP allow-list (any address)")
     _residency(parser, "where the key's requests may be served: ru, any, or '' for its "
                        "account's policy")
+    _pii(parser, "the key's")
     for flag in ("requests-per-minute", "requests-per-day", "tokens-per-minute", "concurrent"):
         parser.add_argument(f"--{flag}", type=int, default=None)
 
@@ -149,6 +162,7 @@ def plans_command(parser: argparse.ArgumentParser) -> Handler:
         parser.add_argument(f"--{flag}", type=int, default=None,
                             help="ceiling for the account's keys (default: the tier's)")
     _residency(parser, "set: the account's residency policy (ru, any; default none)")
+    _pii(parser, "the account's")
 
     def run(args: argparse.Namespace) -> int:
         path = f"/v1/accounts/{urllib.parse.quote(args.account, safe='')}/plan"
@@ -159,6 +173,6 @@ def plans_command(parser: argparse.ArgumentParser) -> Handler:
             return 2
         body = {"tier": args.tier, **{f: getattr(args, f) for f in (
             "requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent",
-            "residency") if getattr(args, f) is not None}}
+            "residency", "pii_guard", "pii_scope") if getattr(args, f) is not None}}
         return call(args, "PUT", path, body)
     return run

@@ -20,6 +20,13 @@ def _plan_tier(env: Mapping[str, str] | None) -> str:
     return tier
 
 
+def _pii_ner(env: Mapping[str, str] | None) -> str:
+    ner = env_str("XROUTER_PII_NER", "", env).lower()
+    if ner not in ("", "natasha"):
+        raise ConfigError(f"XROUTER_PII_NER must be 'natasha' or empty, got {ner!r}")
+    return ner
+
+
 @dataclass(frozen=True, slots=True)
 class RouterSettings:
     listen: str
@@ -64,6 +71,8 @@ class RouterSettings:
     # The address /metrics listens on: every interface (containers, scraped by Prometheus), or
     # 127.0.0.1 on a single server whose Prometheus runs on the same host.
     metrics_host: str = "0.0.0.0"
+    # The personal-data guard's NER detector of names and places ("" none; "natasha").
+    pii_ner: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -101,6 +110,7 @@ class RouterSettings:
             credits_fail_open=env_bool("XROUTER_CREDITS_FAIL_OPEN", False, env),
             redis_lane=env_bool("XROUTER_REDIS_LANE", True, env),
             redis_timeout=env_float("XROUTER_REDIS_TIMEOUT", 0.5, env, minimum=0.01),
+            pii_ner=_pii_ner(env),
             provider_keys_file=Path(keys_file) if (keys_file := env_str(
                 "XROUTER_PROVIDER_KEYS_FILE", "", env)) else None,
         )

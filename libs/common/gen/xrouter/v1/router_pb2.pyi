@@ -82,6 +82,8 @@ class Plan(_message.Message):
     CONCURRENT_FIELD_NUMBER: _builtins.int
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
     RESIDENCY_FIELD_NUMBER: _builtins.int
+    PII_GUARD_FIELD_NUMBER: _builtins.int
+    PII_SCOPE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     tier: _builtins.str
     requests_per_minute: _builtins.int
@@ -92,6 +94,11 @@ class Plan(_message.Message):
     """True when the operator never set this account's plan (XROUTER_DEFAULT_PLAN_TIER applies)."""
     residency: _builtins.str
     """The account's residency policy: "ru", "any" or "" (none); its keys' unless a key sets its own."""
+    pii_guard: _builtins.str
+    """The account's personal-data guard: "off", "mask", "block" or "" (none: off), and its scope:
+    "foreign", "always" or "" (none: foreign); its keys' unless a key sets its own.
+    """
+    pii_scope: _builtins.str
     def __init__(
         self,
         *,
@@ -103,10 +110,12 @@ class Plan(_message.Message):
         concurrent: _builtins.int | None = ...,
         is_default: _builtins.bool = ...,
         residency: _builtins.str = ...,
+        pii_guard: _builtins.str = ...,
+        pii_scope: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "pii_guard", b"pii_guard", "pii_scope", b"pii_scope", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -192,6 +201,11 @@ class KeyInfo(_message.Message):
     RESIDENCY_FIELD_NUMBER: _builtins.int
     EFFECTIVE_RESIDENCY_FIELD_NUMBER: _builtins.int
     RESIDENCY_SOURCE_FIELD_NUMBER: _builtins.int
+    PII_GUARD_FIELD_NUMBER: _builtins.int
+    PII_SCOPE_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_PII_GUARD_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_PII_SCOPE_FIELD_NUMBER: _builtins.int
+    PII_GUARD_SOURCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     account_id: _builtins.str
     label: _builtins.str
@@ -218,6 +232,14 @@ class KeyInfo(_message.Message):
     """
     effective_residency: _builtins.str
     residency_source: _builtins.str
+    pii_guard: _builtins.str
+    """The key's own personal-data guard and scope ("" follows its account's), the ones that apply
+    ("off", "mask" or "block"; "foreign" or "always") and where the guard comes from.
+    """
+    pii_scope: _builtins.str
+    effective_pii_guard: _builtins.str
+    effective_pii_scope: _builtins.str
+    pii_guard_source: _builtins.str
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -250,10 +272,15 @@ class KeyInfo(_message.Message):
         residency: _builtins.str = ...,
         effective_residency: _builtins.str = ...,
         residency_source: _builtins.str = ...,
+        pii_guard: _builtins.str = ...,
+        pii_scope: _builtins.str = ...,
+        effective_pii_guard: _builtins.str = ...,
+        effective_pii_scope: _builtins.str = ...,
+        pii_guard_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "expires_at", b"expires_at", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "created_at", b"created_at", "credit_limit", b"credit_limit", "disabled", b"disabled", "effective_residency", b"effective_residency", "expires_at", b"expires_at", "id", b"id", "label", b"label", "limit_remaining", b"limit_remaining", "prefix", b"prefix", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "residency_source", b"residency_source", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute", "usage", b"usage", "usage_daily", b"usage_daily", "usage_monthly", b"usage_monthly", "usage_weekly", b"usage_weekly"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "created_at", b"created_at", "credit_limit", b"credit_limit", "disabled", b"disabled", "effective_pii_guard", b"effective_pii_guard", "effective_pii_scope", b"effective_pii_scope", "effective_residency", b"effective_residency", "expires_at", b"expires_at", "id", b"id", "label", b"label", "limit_remaining", b"limit_remaining", "pii_guard", b"pii_guard", "pii_guard_source", b"pii_guard_source", "pii_scope", b"pii_scope", "prefix", b"prefix", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "residency_source", b"residency_source", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute", "usage", b"usage", "usage_daily", b"usage_daily", "usage_monthly", b"usage_monthly", "usage_weekly", b"usage_weekly"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -333,6 +360,8 @@ class CreateKeyRequest(_message.Message):
     CONCURRENT_FIELD_NUMBER: _builtins.int
     ALLOWED_IPS_FIELD_NUMBER: _builtins.int
     RESIDENCY_FIELD_NUMBER: _builtins.int
+    PII_GUARD_FIELD_NUMBER: _builtins.int
+    PII_SCOPE_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     tier: _builtins.str
     account_id: _builtins.str
@@ -345,6 +374,9 @@ class CreateKeyRequest(_message.Message):
     concurrent: _builtins.int
     residency: _builtins.str
     """"ru", "any" or "" (the account's policy applies)."""
+    pii_guard: _builtins.str
+    """"off", "mask", "block" or "" (the account's applies); "foreign", "always" or ""."""
+    pii_scope: _builtins.str
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -366,10 +398,12 @@ class CreateKeyRequest(_message.Message):
         concurrent: _builtins.int | None = ...,
         allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
         residency: _builtins.str = ...,
+        pii_guard: _builtins.str = ...,
+        pii_scope: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "expires_at", b"expires_at", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "expires_at", b"expires_at", "label", b"label", "pii_guard", b"pii_guard", "pii_scope", b"pii_scope", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -435,6 +469,8 @@ class UpdateKeyRequest(_message.Message):
     ALLOWED_IPS_FIELD_NUMBER: _builtins.int
     REPLACE_ALLOWED_IPS_FIELD_NUMBER: _builtins.int
     RESIDENCY_FIELD_NUMBER: _builtins.int
+    PII_GUARD_FIELD_NUMBER: _builtins.int
+    PII_SCOPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     label: _builtins.str
     disabled: _builtins.bool
@@ -448,6 +484,9 @@ class UpdateKeyRequest(_message.Message):
     replace_allowed_ips: _builtins.bool
     residency: _builtins.str
     """Replaces the key's residency policy when set ("" : its account's from then on)."""
+    pii_guard: _builtins.str
+    """Replace the key's personal-data guard and scope when set ("": its account's from then on)."""
+    pii_scope: _builtins.str
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -471,10 +510,12 @@ class UpdateKeyRequest(_message.Message):
         allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
         replace_allowed_ips: _builtins.bool = ...,
         residency: _builtins.str | None = ...,
+        pii_guard: _builtins.str | None = ...,
+        pii_scope: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_residency", b"_residency", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "label", b"label", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_pii_guard", b"_pii_guard", "_pii_scope", b"_pii_scope", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_residency", b"_residency", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "label", b"label", "pii_guard", b"pii_guard", "pii_scope", b"pii_scope", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_residency", b"_residency", "_tokens_per_minute", b"_tokens_per_minute", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "replace_allowed_ips", b"replace_allowed_ips", "replace_allowed_models", b"replace_allowed_models", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_credit_limit", b"_credit_limit", "_disabled", b"_disabled", "_expires_at", b"_expires_at", "_label", b"_label", "_pii_guard", b"_pii_guard", "_pii_scope", b"_pii_scope", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_residency", b"_residency", "_tokens_per_minute", b"_tokens_per_minute", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "credit_limit", b"credit_limit", "disabled", b"disabled", "expires_at", b"expires_at", "id", b"id", "label", b"label", "pii_guard", b"pii_guard", "pii_scope", b"pii_scope", "replace_allowed_ips", b"replace_allowed_ips", "replace_allowed_models", b"replace_allowed_models", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -486,6 +527,10 @@ class UpdateKeyRequest(_message.Message):
     _WhichOneofArgType__expires_at: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at"]  # noqa: Y015
     _WhichOneofReturnType__label: _TypeAlias = _typing.Literal["label"]  # noqa: Y015
     _WhichOneofArgType__label: _TypeAlias = _typing.Literal["_label", b"_label"]  # noqa: Y015
+    _WhichOneofReturnType__pii_guard: _TypeAlias = _typing.Literal["pii_guard"]  # noqa: Y015
+    _WhichOneofArgType__pii_guard: _TypeAlias = _typing.Literal["_pii_guard", b"_pii_guard"]  # noqa: Y015
+    _WhichOneofReturnType__pii_scope: _TypeAlias = _typing.Literal["pii_scope"]  # noqa: Y015
+    _WhichOneofArgType__pii_scope: _TypeAlias = _typing.Literal["_pii_scope", b"_pii_scope"]  # noqa: Y015
     _WhichOneofReturnType__requests_per_day: _TypeAlias = _typing.Literal["requests_per_day"]  # noqa: Y015
     _WhichOneofArgType__requests_per_day: _TypeAlias = _typing.Literal["_requests_per_day", b"_requests_per_day"]  # noqa: Y015
     _WhichOneofReturnType__requests_per_minute: _TypeAlias = _typing.Literal["requests_per_minute"]  # noqa: Y015
@@ -504,6 +549,10 @@ class UpdateKeyRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_at) -> _WhichOneofReturnType__expires_at | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__label) -> _WhichOneofReturnType__label | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pii_guard) -> _WhichOneofReturnType__pii_guard | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pii_scope) -> _WhichOneofReturnType__pii_scope | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__requests_per_day) -> _WhichOneofReturnType__requests_per_day | None: ...
     @_typing.overload

@@ -61,6 +61,8 @@ class KeyChanges:
     allowed_models: tuple[str, ...] | None = None
     allowed_ips: AllowList | None = None
     residency: str | None = None
+    pii_guard: str | None = None
+    pii_scope: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +152,8 @@ class AccountsService:
                          account_id: str = "", limits: Limits | None = None,
                          credit_limit: Decimal | None = None, expires_at: float | None = None,
                          allowed_models: Sequence[str] = (),
-                         allowed_ips: AllowList = EVERYWHERE, residency: str = "") -> NewKey:
+                         allowed_ips: AllowList = EVERYWHERE, residency: str = "",
+                         pii_guard: str = "", pii_scope: str = "") -> NewKey:
         self._manage(caller, account_id)
         if tier not in TIERS and tier != MANAGEMENT_TIER:
             raise InvalidRequest(f"tier must be one of {sorted([*TIERS, MANAGEMENT_TIER])}",
@@ -164,10 +167,12 @@ class AccountsService:
                                prefix=display_prefix(plain), label=label,
                                credit_limit=credit_limit, allowed_models=tuple(allowed_models),
                                allowed_ips=allowed_ips, expires_at=expires_at, created_at=self._wall(),
-                               residency=residency),
+                               residency=residency, pii_guard=pii_guard, pii_scope=pii_scope),
                         tier, limits)
         plan = await self._plans.get(account)
-        key = replace(key, account_residency=plan.residency if plan else "")
+        if plan is not None:
+            key = replace(key, account_residency=plan.residency, account_pii_guard=plan.pii_guard,
+                          account_pii_scope=plan.pii_scope)
         if not caller.master:
             (plan or self._default_plan).admit(key)
         await self._keys.create(key, key_hash(self._secret, plain))
@@ -187,13 +192,16 @@ class AccountsService:
             allowed_models=key.allowed_models if changes.allowed_models is None
             else changes.allowed_models,
             allowed_ips=key.allowed_ips if changes.allowed_ips is None else changes.allowed_ips,
-            residency=key.residency if changes.residency is None else changes.residency)
+            residency=key.residency if changes.residency is None else changes.residency,
+            pii_guard=key.pii_guard if changes.pii_guard is None else changes.pii_guard,
+            pii_scope=key.pii_scope if changes.pii_scope is None else changes.pii_scope)
         if changes.limits is not None:
             # The limits not named keep their values.
             updated = replace(updated, limits=Limits(*(new if new is not None else old for new, old
                                                        in zip(astuple(changes.limits),
                                                               astuple(key.limits), strict=True))))
-        if not caller.master and (changes.limits is not None or changes.residency is not None):
+        policies = (changes.limits, changes.residency, changes.pii_guard, changes.pii_scope)
+        if not caller.master and any(p is not None for p in policies):
             (await self.plan(caller, key.account_id)).plan.admit(updated)
         await self._keys.update(updated)
         await self._key_changed(key_id)
@@ -232,7 +240,8 @@ class AccountsService:
             raise InvalidRequest("account_id is required", param="account_id")
         await self._ensure_account(account_id)
         await self._plans.set(account_id, plan)
-        # Cached keys carry their account's residency: every replica drops the account's keys.
+        # Cached keys carry their account's residency and personal-data guard policy: every
+        # replica drops the account's keys.
         await self._key_changed(ACCOUNT_PREFIX + account_id)
         return PlanView(account_id, plan, False)
 

@@ -56,6 +56,11 @@ class InvalidRequest(XRouterError):
     kind = ErrorKind.INVALID_REQUEST
 
 
+class PersonalDataBlocked(InvalidRequest):
+    """The key's personal-data guard policy is `block` and the request carries personal data
+    (a 400): metadata.kinds names the kinds found, never a value (domain/pii/block.py)."""
+
+
 class Unauthenticated(XRouterError):
     """The API key is missing, malformed, unknown, expired or disabled."""
 

@@ -31,6 +31,7 @@ from xrouter_router.domain.errors import (
     attempts_metadata,
 )
 from xrouter_router.domain.observe import NullObserver, NullTracer, Observer, SpanLike, Tracer
+from xrouter_router.domain.pii.guard import Guarded, sent
 from xrouter_router.domain.ports import ChatProvider, EmbeddingProvider
 from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.stats import StatsStore
@@ -115,12 +116,14 @@ class Failover:
     async def complete(
         self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
         deadline: float | None, check: AnswerCheck | None = None, *,
-        caps: Mapping[str, int] | None = None,
+        caps: Mapping[str, int] | None = None, guarded: Guarded[ChatRequest] | None = None,
     ) -> tuple[Candidate, Completion, list[Attempt]]:
         """`caps`: the max_tokens to send each model named (limits.fit's, for a request that
-        set none)."""
+        set none). `guarded`: the masked request, for the attempts its policy covers (the
+        answer comes back masked: the caller restores it)."""
         async def call(provider: ChatProvider, cand: Candidate) -> Completion:
-            completion = await provider.chat(capped(request, caps, cand), cand.deployment)
+            completion = await provider.chat(capped(sent(request, guarded, cand), caps, cand),
+                                             cand.deployment)
             if check is not None:
                 check.check(provider.name, completion.message, completion.finish_reason)
             return completion
@@ -130,11 +133,12 @@ class Failover:
     async def open_stream(
         self, held: Admission, plan: Sequence[Candidate], request: ChatRequest,
         deadline: float | None, check: AnswerCheck | None = None, *,
-        caps: Mapping[str, int] | None = None,
+        caps: Mapping[str, int] | None = None, guarded: Guarded[ChatRequest] | None = None,
     ) -> OpenedStream:
         async def call(provider: ChatProvider,
                        cand: Candidate) -> tuple[StreamBatch, AsyncIterator[StreamBatch]]:
-            stream = provider.stream(capped(request, caps, cand), cand.deployment)
+            stream = provider.stream(capped(sent(request, guarded, cand), caps, cand),
+                                     cand.deployment)
             try:
                 if check is not None:
                     return await _checked(provider.name, stream, check)
@@ -150,13 +154,14 @@ class Failover:
         return OpenedStream(cand, first, rest, attempts, replayed=check is not None)
 
     async def embed(
-        self, held: Admission, plan: Sequence[Candidate], request: EmbeddingRequest, deadline: float | None
+        self, held: Admission, plan: Sequence[Candidate], request: EmbeddingRequest,
+        deadline: float | None, guarded: Guarded[EmbeddingRequest] | None = None,
     ) -> tuple[Candidate, Embeddings, list[Attempt]]:
         async def call(provider: ChatProvider, cand: Candidate) -> Embeddings:
             if not isinstance(provider, EmbeddingProvider):
                 raise UpstreamBadResponse(f"{provider.name} has no embeddings API",
                                           provider=provider.name)
-            return await provider.embed(request, cand.deployment)
+            return await provider.embed(sent(request, guarded, cand), cand.deployment)
 
         return await self._run(held, plan, deadline, call, "did not answer")
 

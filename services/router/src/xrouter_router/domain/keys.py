@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from xrouter_router.domain.addresses import EVERYWHERE, AllowList
 from xrouter_router.domain.errors import Forbidden, Unauthenticated
+from xrouter_router.domain.pii import policy as pii
 from xrouter_router.domain.residency import effective
 
 
@@ -50,6 +51,12 @@ class ApiKey:
     # with the key from the account's plan, so the cached key carries both).
     residency: str = ""
     account_residency: str = ""
+    # Its own personal-data guard policy and scope ("" follows its account's; domain/pii/policy.py)
+    # and its account's, read with it as the residency is.
+    pii_guard: str = ""
+    pii_scope: str = ""
+    account_pii_guard: str = ""
+    account_pii_scope: str = ""
     disabled: bool = False
     created_at: float = 0.0
     # The operator's master key: no limits, no credits, management allowed.
@@ -66,6 +73,12 @@ class ApiKey:
     def residency_policy(self) -> tuple[str, str]:
         """The residency policy that applies to the key's requests, and where it comes from."""
         return effective(self.residency, self.account_residency)
+
+    @property
+    def pii_policy(self) -> pii.PiiPolicy:
+        """The personal-data guard policy that applies to the key's requests, and its source."""
+        return pii.effective(self.pii_guard, self.pii_scope, self.account_pii_guard,
+                             self.account_pii_scope)
 
     def may_use(self, model_id: str) -> None:
         if self.allowed_models and model_id not in self.allowed_models:

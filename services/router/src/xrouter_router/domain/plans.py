@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from xrouter_router.domain import residency
 from xrouter_router.domain.errors import Forbidden, InvalidRequest
 from xrouter_router.domain.keys import TIERS, ApiKey, Limits
+from xrouter_router.domain.pii import policy as pii
 
 # Tiers from lowest to highest. A management key has no limits of its own, so it ranks with max.
 TIER_ORDER = ("free", "pro", "max")
@@ -27,10 +28,16 @@ class Plan:
     # The account's residency policy (domain/residency.py): its keys' unless a key sets its own;
     # a management key of the account cannot give a key another one.
     residency: str = ""
+    # The account's personal-data guard policy and scope (domain/pii/policy.py), likewise.
+    pii_guard: str = ""
+    pii_scope: str = ""
 
     def __post_init__(self) -> None:
         if residency.policy(self.residency) != self.residency:
             raise InvalidRequest("residency must be given in lower case", param="residency")
+        if pii.guard(self.pii_guard) != self.pii_guard or pii.scope(self.pii_scope) != self.pii_scope:
+            raise InvalidRequest("pii_guard and pii_scope must be given in lower case",
+                                 param="pii_guard")
         if self.tier not in TIER_ORDER:
             raise InvalidRequest(f"a plan's tier must be one of {list(TIER_ORDER)}", param="tier")
         for f in fields(Limits):
@@ -54,6 +61,11 @@ class Plan:
         if self.residency and key.residency not in ("", self.residency):
             raise Forbidden(f"The account's plan sets residency {self.residency!r}; only the "
                             f"operator may give a key {key.residency!r}", param="residency")
+        loosened = pii.loosens(self.pii_guard, self.pii_scope, key.pii_guard, key.pii_scope)
+        if loosened:
+            raise Forbidden(f"The account's plan sets pii_guard {self.pii_guard!r} with scope "
+                            f"{self.pii_scope or pii.FOREIGN!r}; only the operator may give a "
+                            f"key a looser {loosened}", param=loosened)
         ceilings = self.ceilings
         for f in fields(Limits):
             ceiling, asked = getattr(ceilings, f.name), getattr(key.limits, f.name)

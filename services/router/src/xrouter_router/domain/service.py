@@ -19,6 +19,7 @@ from xrouter_router.domain.billing import (
     Unbilled,
     chat_bill,
     embedding_bill,
+    prompt_bound,
 )
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.errors import (
@@ -33,6 +34,8 @@ from xrouter_router.domain.failover import Failover, OpenedStream, close_stream
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.limits import Fitted, any_limits, fit
 from xrouter_router.domain.observe import NullObserver, Observer
+from xrouter_router.domain.pii.guard import Guarded, PiiGuard, sent
+from xrouter_router.domain.pii.stream import DeltaRestorer
 from xrouter_router.domain.ports import Authenticator, TokenCounter
 from xrouter_router.domain.routing import Balancer, Candidate, Plan, embedding_plan, plan
 from xrouter_router.domain.stats import InMemoryStats, StatsStore
@@ -78,6 +81,18 @@ class StreamEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class _Admissible:
+    """A request ready for admission: the key, the candidates that fit and their plan, the bill
+    (its prompt bound covering the masked request too) and the masked request, if any."""
+
+    key: ApiKey
+    fitted: Fitted
+    route: Plan
+    bill: Bill
+    guarded: Guarded[ChatRequest] | None
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEnd:
     usage: Usage
     error: XRouterError | None = None
@@ -98,6 +113,7 @@ class ChatService:
         billing: Billing | Unbilled | None = None,
         wall: Callable[[], float] = time.time,
         sticky: StickyRoutes | None = None,
+        guard: PiiGuard | None = None,
     ) -> None:
         self._catalog = catalog
         self._failover = failover
@@ -110,6 +126,7 @@ class ChatService:
         self._billing: Billing | Unbilled = billing or Unbilled()
         self._wall = wall
         self._sticky = sticky if sticky is not None else StickyRoutes()
+        self._guard = guard or PiiGuard()
 
     @property
     def catalog(self) -> Catalog:
@@ -197,17 +214,23 @@ class ChatService:
         candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
                                     policy=self._stats.policy,
                                     residency=key.residency_policy[0])
-        bill = embedding_bill(request, request.generation_id or _generation_id())
+        generation_id = request.generation_id or _generation_id()
         counted = await self._counter.count(request.inputs) if any_limits(candidates) else 0
         fitted = fit(candidates, counted, 0)
+        guarded = await self._guard.prepare_embedding(key.pii_policy, request, fitted.candidates)
+        # Reserved for the larger of the inputs and their masked form (placeholders may be longer).
+        bill = embedding_bill(request, generation_id)
+        if guarded is not None:
+            bill = max(bill, embedding_bill(guarded.masked, generation_id),
+                       key=lambda b: b.prompt_tokens)
         async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
                                        fitted.asks) as held:
             cand, result, attempts = await self._failover.embed(
-                held, held.candidates(fitted.candidates), request, deadline)
-            bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD
-                        for i in request.inputs)
+                held, held.candidates(fitted.candidates), request, deadline, guarded)
+            inputs = sent(request, guarded, cand).inputs
+            bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD for i in inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
-                TokenCounts(prompt=await self._counter.count(request.inputs), estimated=True)
+                TokenCounts(prompt=await self._counter.count(inputs), estimated=True)
             usage = accounting.usage(tokens, cand.deployment.price)
             served = _served(cand)
             await held.conclude(Outcome(served, usage, "success", "", tuple(attempts),
@@ -237,15 +260,22 @@ class ChatService:
         return result
 
     async def _admitted_route(self, api_key: str, address: str, request: ChatRequest,
-                              bill: Bill) -> tuple[ApiKey, Fitted, Plan]:
+                              bill: Bill) -> _Admissible:
         """The key, the plan's candidates that fit their models' token limits, and the plan;
-        every candidate the plan may try is one the key may use."""
+        every candidate the plan may try is one the key may use. The key's personal-data guard
+        acts here, before admission: a blocked request reserves and records nothing."""
         key = await self._auth.authenticate(api_key, address)
         route = await self.route(request, commit=True, residency=key.residency_policy[0])
         for cand in route.candidates:
             key.may_use(cand.model.id)
         prompt = await self._limit_tokens(request) if any_limits(route.candidates) else 0
-        return key, fit(route.candidates, prompt, bill.completion_tokens), route
+        fitted = fit(route.candidates, prompt, bill.completion_tokens)
+        guarded = await self._guard.prepare(key.pii_policy, request, fitted.candidates)
+        if guarded is not None:
+            # Placeholders may be longer than the values they replace (a short name).
+            bill = replace(bill, prompt_tokens=max(bill.prompt_tokens,
+                                                   prompt_bound(guarded.masked)))
+        return _Admissible(key, fitted, route, bill, guarded)
 
     async def _limit_tokens(self, request: ChatRequest) -> int:
         """The prompt's tokens as models' token limits count them: the bundled tokenizer's count
@@ -261,17 +291,22 @@ class ChatService:
 
     async def _chat(self, api_key: str, request: ChatRequest, deadline: float | None,
                     address: str) -> ChatResult:
-        bill = chat_bill(request, stream=False)
-        key, fitted, route = await self._admitted_route(api_key, address, request, bill)
+        ready = await self._admitted_route(api_key, address, request,
+                                           chat_bill(request, stream=False))
+        fitted, guarded = ready.fitted, ready.guarded
         check = answer_check(request)
-        async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
+        async with self._billing.admit(ready.key, ready.bill,
+                                       [c.deployment for c in fitted.candidates],
                                        fitted.asks) as held:
             cand, completion, attempts = await self._failover.complete(
                 held, held.candidates(fitted.candidates), request, deadline, check,
-                caps=fitted.caps)
-            self._sticky.remember(route.affinity, cand.deployment.id)
-            tokens = await self._tokens(request, held, cand, completion.usage,
-                                        completion.message.text())
+                caps=fitted.caps, guarded=guarded)
+            self._sticky.remember(ready.route.affinity, cand.deployment.id)
+            # Counted as the provider got it and wrote it; the client gets the values back.
+            tokens = await self._tokens(sent(request, guarded, cand), held, cand,
+                                        completion.usage, completion.message.text())
+            if guarded is not None and guarded.masks(cand):
+                completion = guarded.restore(completion)
             result = ChatResult(
                 served=_served(cand),
                 completion=completion,
@@ -293,15 +328,17 @@ class ChatService:
         try:
             check = answer_check(request)
             bill = chat_bill(request, stream=True, buffered=check is not None)
-            key, fitted, route = await self._admitted_route(api_key, address, request, bill)
-            async with self._billing.admit(key, bill, [c.deployment for c in fitted.candidates],
+            ready = await self._admitted_route(api_key, address, request, bill)
+            fitted, guarded = ready.fitted, ready.guarded
+            async with self._billing.admit(ready.key, ready.bill,
+                                           [c.deployment for c in fitted.candidates],
                                            fitted.asks) as held:
                 opened = await self._failover.open_stream(
                     held, held.candidates(fitted.candidates), request, deadline, check,
-                    caps=fitted.caps)
+                    caps=fitted.caps, guarded=guarded)
                 streaming = True
-                self._sticky.remember(route.affinity, opened.candidate.deployment.id)
-                relay = self._relay(request, opened, held)
+                self._sticky.remember(ready.route.affinity, opened.candidate.deployment.id)
+                relay = self._relay(request, opened, held, guarded)
                 try:
                     async for event in relay:
                         yield event
@@ -352,10 +389,14 @@ class ChatService:
             tuple(opened.attempts), _latency(opened.attempts)))
         return end
 
-    async def _relay(self, request: ChatRequest, opened: OpenedStream,
-                     held: Admission) -> AsyncGenerator[StreamEvent, None]:
-        """Pass the opened stream on; account for it; end it in-band on errors or when the
-        money runs out; always end with usage."""
+    async def _relay(self, request: ChatRequest, opened: OpenedStream, held: Admission,
+                     guarded: Guarded[ChatRequest] | None) -> AsyncGenerator[StreamEvent, None]:
+        """Pass the opened stream on (the personal data restored in a masked attempt's);
+        account for it as the provider sent it; end it in-band on errors or when the money runs
+        out; always end with usage."""
+        request = sent(request, guarded, opened.candidate)
+        restorer = (DeltaRestorer(guarded.masking.mapping)
+                    if guarded is not None and guarded.masks(opened.candidate) else None)
         started = time.monotonic()
         batches = 0
         acc = accounting.StreamAccumulator()
@@ -374,7 +415,8 @@ class ChatService:
                 if batch.done:
                     break
                 if batch.deltas:
-                    yield StreamEvent(deltas=batch.deltas, served=served, attempts=attempts,
+                    out = batch.deltas if restorer is None else restorer.feed(batch.deltas)
+                    yield StreamEvent(deltas=out, served=served, attempts=attempts,
                                       rate_limit=window)
                     served, attempts, window = None, (), None
                 if not await held.extend(acc.bytes):
@@ -402,6 +444,8 @@ class ChatService:
         end = await self._conclude(request, opened, held, acc, usage=usage, error=error,
                                    spread=spread, elapsed=time.monotonic() - started)
         last = batch.deltas if batch is not None else ()
+        if restorer is not None:
+            last = restorer.finish(last)
         yield StreamEvent(deltas=last, served=served, end=end, attempts=attempts,
                           rate_limit=window)
 

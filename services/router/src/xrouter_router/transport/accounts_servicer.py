@@ -20,6 +20,7 @@ from xrouter_router.domain.accounts_service import (
 from xrouter_router.domain.addresses import AllowList
 from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.pii import policy as pii
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import Authenticator
 from xrouter_router.transport.convert import attempts_to_proto
@@ -54,8 +55,12 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
                      usage=_money(u.total), usage_daily=_money(u.daily),
                      usage_weekly=_money(u.weekly), usage_monthly=_money(u.monthly),
                      limit_remaining=_money(u.limit_remaining),
-                     allowed_ips=list(k.allowed_ips.entries), residency=k.residency)
+                     allowed_ips=list(k.allowed_ips.entries), residency=k.residency,
+                     pii_guard=k.pii_guard, pii_scope=k.pii_scope)
     out.effective_residency, out.residency_source = k.residency_policy
+    guard = k.pii_policy
+    out.effective_pii_guard, out.effective_pii_scope = guard.guard, guard.scope
+    out.pii_guard_source = guard.source
     if k.expires_at is not None:
         out.expires_at = k.expires_at
     _set_limits(out, k.limits)
@@ -64,7 +69,8 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
 
 def plan_info(view: PlanView) -> pb.Plan:
     out = pb.Plan(account_id=view.account_id, tier=view.plan.tier, is_default=view.is_default,
-                  residency=view.plan.residency)
+                  residency=view.plan.residency, pii_guard=view.plan.pii_guard,
+                  pii_scope=view.plan.pii_scope)
     _set_limits(out, view.plan.ceilings)
     return out
 
@@ -119,7 +125,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 expires_at=request.expires_at if request.HasField("expires_at") else None,
                 allowed_models=tuple(request.allowed_models),
                 allowed_ips=AllowList.parse(request.allowed_ips),
-                residency=residency.policy(request.residency))
+                residency=residency.policy(request.residency),
+                pii_guard=pii.guard(request.pii_guard), pii_scope=pii.scope(request.pii_scope))
             return pb.CreatedKey(info=key_info(new.info), key=new.plain)
         return await self._run(context, work)
 
@@ -139,7 +146,9 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 allowed_ips=AllowList.parse(request.allowed_ips)
                 if request.replace_allowed_ips else None,
                 residency=residency.policy(request.residency)
-                if request.HasField("residency") else None)
+                if request.HasField("residency") else None,
+                pii_guard=pii.guard(request.pii_guard) if request.HasField("pii_guard") else None,
+                pii_scope=pii.scope(request.pii_scope) if request.HasField("pii_scope") else None)
             return key_info(await self._service.update_key(caller, request.id, changes))
         return await self._run(context, work)
 
@@ -207,6 +216,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
     async def SetPlan(self, request: pb.Plan, context: Context) -> pb.Plan:  # noqa: N802
         async def work(caller: ApiKey) -> pb.Plan:
             plan = Plan(request.tier or "free", _limits(request) or Limits(),
-                        residency.policy(request.residency))
+                        residency.policy(request.residency), pii.guard(request.pii_guard),
+                        pii.scope(request.pii_scope))
             return plan_info(await self._service.set_plan(caller, request.account_id, plan))
         return await self._run(context, work)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xrouter_router.domain.errors import InvalidRequest
+from xrouter_router.domain.errors import PersonalDataBlocked
 from xrouter_router.domain.pii.detectors import REGEX_DETECTOR, Detector, detect
 from xrouter_router.domain.pii.kinds import Kind
 from xrouter_router.domain.pii.masking import sorted_kinds
@@ -16,10 +16,12 @@ def kinds_found(texts: Sequence[str], detectors: Sequence[Detector] = (REGEX_DET
     return sorted_kinds({f.kind for text in texts for f in detect(text, detectors)})
 
 
-def blocked(kinds: Sequence[Kind]) -> InvalidRequest:
-    """The 400 for a request that the `block` policy stops: it names the kinds, never a value."""
+def blocked(kinds: Sequence[Kind], param: str = "messages") -> PersonalDataBlocked:
+    """The 400 for a request that the `block` policy stops: it names the kinds, never a value;
+    `param` the field that carries them (messages, or an embeddings request's input)."""
     names = [k.value for k in kinds]
-    return InvalidRequest(
+    return PersonalDataBlocked(
         f"The request carries personal data ({', '.join(names)}) and the key's personal-data "
         "policy is block: remove it or ask the operator for the mask policy",
-        param="messages", metadata={"reasons": ["pii_guard"], "pii_kinds": names})
+        param=param, metadata={"error_code": "personal_data_blocked",
+                                    "reasons": ["pii_guard"], "kinds": names})

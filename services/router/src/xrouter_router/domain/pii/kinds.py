@@ -13,8 +13,8 @@ class Kind(enum.Enum):
     characters (see detectors.resolve): an e-mail, a card, a SNILS (11 and more digits under a
     check), a passport (found only when written apart or after a keyword, so that context beats
     the one-in-ten chance of a bare ten-digit series and number passing an INN check), an INN,
-    then a phone (no check digit at all). (No kind for names or addresses: the NER library
-    measured was too slow for the request path, see docs/compliance.md.)"""
+    then a phone (no check digit at all); then what the optional NER detector finds (pii_ner.py):
+    a person's name and an address or place, which never beat a checked number."""
 
     EMAIL = "email"
     CARD = "card"
@@ -22,6 +22,8 @@ class Kind(enum.Enum):
     PASSPORT = "passport"
     INN = "inn"
     PHONE = "phone"
+    PERSON = "person"
+    ADDRESS = "address"
 
     @property
     def priority(self) -> int:

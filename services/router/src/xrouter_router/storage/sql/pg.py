@@ -39,7 +39,7 @@ from xrouter_router.domain.ledger import (
 from xrouter_router.storage import tasks
 from xrouter_router.storage.record_codec import generation_document, money
 from xrouter_router.storage.sql.postgres import with_defaults
-from xrouter_router.storage.sql.usage_sql import ACCOUNT_RESIDENCY, report_groups, where
+from xrouter_router.storage.sql.usage_sql import KEY_POLICIES, report_groups, where, with_policies
 from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
@@ -203,22 +203,23 @@ def _day(ts: float) -> date:
 
 
 _KEY_COLUMNS = ("id, account_id, tier, prefix, coalesce(label, ''), rpm, rpd, tpm, concurrent, "
-                "credit_limit, allowed_models, expires_at, disabled, created_at, allowed_ips, residency, "
-                + ACCOUNT_RESIDENCY)
+                "credit_limit, allowed_models, expires_at, disabled, created_at, allowed_ips, "
+                + KEY_POLICIES)
 _UPDATE_KEY = ("UPDATE api_keys SET tier = %s, label = %s, rpm = %s, rpd = %s, tpm = %s, "
                "concurrent = %s, credit_limit = %s, allowed_models = %s, expires_at = %s, "
-               "disabled = %s, allowed_ips = %s, residency = %s, updated_at = now() WHERE id = %s")
+               "disabled = %s, allowed_ips = %s, residency = %s, pii_guard = %s, pii_scope = %s, "
+               "updated_at = now() WHERE id = %s")
 
 
 def _key(row: Row) -> ApiKey:
     (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
-     expires_at, disabled, created_at, ips, residency, account_residency) = row
-    return ApiKey(id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
-                  limits=Limits(rpm, rpd, tpm, concurrent), credit_limit=credit_limit,
-                  allowed_models=tuple(models), allowed_ips=AllowList.parse(ips),
-                  expires_at=_unix(expires_at), disabled=disabled, residency=residency,
-                  account_residency=account_residency or "",
-                  created_at=created_at.timestamp())
+     expires_at, disabled, created_at, ips, *policies) = row
+    return with_policies(ApiKey(
+        id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
+        limits=Limits(rpm, rpd, tpm, concurrent), credit_limit=credit_limit,
+        allowed_models=tuple(models), allowed_ips=AllowList.parse(ips),
+        expires_at=_unix(expires_at), disabled=disabled, created_at=created_at.timestamp()),
+        policies)
 
 
 def _mutable(key: ApiKey) -> tuple[Any, ...]:
@@ -228,7 +229,7 @@ def _mutable(key: ApiKey) -> tuple[Any, ...]:
             limits.tokens_per_minute, limits.concurrent,
             None if key.credit_limit is None else money(key.credit_limit),
             list(key.allowed_models), _time(key.expires_at), key.disabled,
-            list(key.allowed_ips.entries), key.residency)
+            list(key.allowed_ips.entries), key.residency, key.pii_guard, key.pii_scope)
 
 
 class PgKeyStore:
@@ -243,7 +244,8 @@ class PgKeyStore:
         await self._db.execute(
             "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at, tier, label, rpm, rpd,"
             " tpm, concurrent, credit_limit, allowed_models, expires_at, disabled, allowed_ips,"
-            " residency) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " residency, pii_guard, pii_scope)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (key.id, key.account_id, hashed, key.prefix, _time(key.created_at), *_mutable(key)))
 
     async def by_hash(self, hashed: str) -> ApiKey | None:

@@ -23,7 +23,7 @@ from xrouter_router.domain.ledger import (
     UsageTotals,
 )
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase, from_units, to_units, utc_day
-from xrouter_router.storage.sql.usage_sql import ACCOUNT_RESIDENCY, report_groups, where
+from xrouter_router.storage.sql.usage_sql import KEY_POLICIES, report_groups, where, with_policies
 
 
 def _require_account(conn: sqlite3.Connection, account_id: str) -> None:
@@ -53,20 +53,18 @@ def _post_credit(conn: sqlite3.Connection, account_id: str, units: int, kind: st
 
 
 _KEY_COLUMNS = ("id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, "
-                "allowed_models, expires_at, disabled, created_at, allowed_ips, residency, "
-                + ACCOUNT_RESIDENCY)
+                "allowed_models, expires_at, disabled, created_at, allowed_ips, " + KEY_POLICIES)
 
 
 def _key(row: Sequence[Any]) -> ApiKey:
     (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
-     expires_at, disabled, created_at, ips, residency, account_residency) = row
-    return ApiKey(id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
-                  limits=Limits(rpm, rpd, tpm, concurrent),
-                  credit_limit=None if credit_limit is None else from_units(credit_limit),
-                  allowed_models=tuple(json.loads(models)),
-                  allowed_ips=AllowList.parse(json.loads(ips)), expires_at=expires_at,
-                  residency=residency, account_residency=account_residency or "",
-                  disabled=bool(disabled), created_at=created_at)
+     expires_at, disabled, created_at, ips, *policies) = row
+    return with_policies(ApiKey(
+        id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
+        limits=Limits(rpm, rpd, tpm, concurrent),
+        credit_limit=None if credit_limit is None else from_units(credit_limit),
+        allowed_models=tuple(json.loads(models)), allowed_ips=AllowList.parse(json.loads(ips)),
+        expires_at=expires_at, disabled=bool(disabled), created_at=created_at), policies)
 
 
 def _mutable(key: ApiKey) -> tuple[Any, ...]:
@@ -77,12 +75,12 @@ def _mutable(key: ApiKey) -> tuple[Any, ...]:
             limits.tokens_per_minute, limits.concurrent,
             None if key.credit_limit is None else to_units(key.credit_limit),
             json.dumps(list(key.allowed_models)), key.expires_at, int(key.disabled),
-            json.dumps(list(key.allowed_ips.entries)), key.residency)
+            json.dumps(list(key.allowed_ips.entries)), key.residency, key.pii_guard, key.pii_scope)
 
 
 _UPDATE_KEY = ("UPDATE api_keys SET tier = ?, label = ?, rpm = ?, rpd = ?, tpm = ?, concurrent = ?, "
                "credit_limit = ?, allowed_models = ?, expires_at = ?, disabled = ?, allowed_ips = ?, "
-               "residency = ?, "
+               "residency = ?, pii_guard = ?, pii_scope = ?, "
                "updated_at = ? "
                "WHERE id = ?")
 
@@ -106,8 +104,8 @@ class SqliteKeyStore:
             conn.execute(
                 "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at, tier, label, rpm,"
                 " rpd, tpm, concurrent, credit_limit, allowed_models, expires_at, disabled,"
-                " allowed_ips, residency, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " allowed_ips, residency, pii_guard, pii_scope, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key.id, key.account_id, hashed, key.prefix, key.created_at, *values, time.time()))
         await self._db.write(insert)
 

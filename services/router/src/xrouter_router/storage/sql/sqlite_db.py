@@ -30,14 +30,18 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+# The personal-data guard's policy and scope columns of keys and plans ("": not set).
+_PII_COLUMNS = ("pii_guard TEXT NOT NULL DEFAULT '' CHECK (pii_guard IN ('', 'off', 'mask', 'block'))",
+                "pii_scope TEXT NOT NULL DEFAULT '' CHECK (pii_scope IN ('', 'foreign', 'always'))")
 _PLANS = """
 CREATE TABLE IF NOT EXISTS account_plans (
     account_id TEXT PRIMARY KEY REFERENCES accounts (id),
     tier TEXT NOT NULL CHECK (tier IN ('free', 'pro', 'max')),
     rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
     updated_at REAL NOT NULL,
-    residency TEXT NOT NULL DEFAULT ''
+    residency TEXT NOT NULL DEFAULT '',
+    """ + ",\n    ".join(_PII_COLUMNS) + """
 ) STRICT;
 """
 _USAGE_BUCKETS = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -62,6 +66,15 @@ _MIGRATIONS = {
         " SELECT account_id, tier, rpm, rpd, tpm, concurrent, updated_at FROM account_plans",
         "DROP TABLE account_plans",
         "ALTER TABLE account_plans_v5 RENAME TO account_plans"],
+    # 6: the personal-data guard (PostgreSQL's 0008_pii_guard.sql): keys' and plans' policy and
+    # scope (none). account_plans is rebuilt again, for the same reason as in step 5.
+    5: [*(f"ALTER TABLE api_keys ADD COLUMN {c}" for c in _PII_COLUMNS),
+        _PLANS.replace("IF NOT EXISTS account_plans", "account_plans_v6"),
+        "INSERT INTO account_plans_v6 (account_id, tier, rpm, rpd, tpm, concurrent, updated_at,"
+        " residency) SELECT account_id, tier, rpm, rpd, tpm, concurrent, updated_at, residency"
+        " FROM account_plans",
+        "DROP TABLE account_plans",
+        "ALTER TABLE account_plans_v6 RENAME TO account_plans"],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -90,7 +103,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     allowed_ips TEXT NOT NULL DEFAULT '[]',
-    residency TEXT NOT NULL DEFAULT ''
+    residency TEXT NOT NULL DEFAULT '',
+    """ + ",\n    ".join(_PII_COLUMNS) + """
 ) STRICT;
 CREATE INDEX IF NOT EXISTS api_keys_account_id_idx ON api_keys (account_id);
 CREATE TABLE IF NOT EXISTS credit_entries (

@@ -17,9 +17,9 @@ class SqlitePlanStore:
 
     async def get(self, account_id: str) -> Plan | None:
         row = await self._db.read(lambda conn: conn.execute(
-            "SELECT tier, rpm, rpd, tpm, concurrent, residency FROM account_plans"
-            " WHERE account_id = ?", (account_id,)).fetchone())
-        return None if row is None else Plan(row[0], Limits(*row[1:5]), row[5])
+            "SELECT tier, rpm, rpd, tpm, concurrent, residency, pii_guard, pii_scope"
+            " FROM account_plans WHERE account_id = ?", (account_id,)).fetchone())
+        return None if row is None else Plan(row[0], Limits(*row[1:5]), *row[5:])
 
     async def set(self, account_id: str, plan: Plan) -> None:
         lim = plan.limits
@@ -29,10 +29,13 @@ class SqlitePlanStore:
                 raise NotFound(f"Account {account_id!r} does not exist", param="account_id")
             conn.execute(
                 "INSERT INTO account_plans (account_id, tier, rpm, rpd, tpm, concurrent, residency,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE"
+                " pii_guard, pii_scope, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (account_id) DO UPDATE"
                 " SET tier = excluded.tier, rpm = excluded.rpm, rpd = excluded.rpd,"
                 " tpm = excluded.tpm, concurrent = excluded.concurrent,"
-                " residency = excluded.residency, updated_at = excluded.updated_at",
+                " residency = excluded.residency, pii_guard = excluded.pii_guard,"
+                " pii_scope = excluded.pii_scope, updated_at = excluded.updated_at",
                 (account_id, plan.tier, lim.requests_per_minute, lim.requests_per_day,
-                 lim.tokens_per_minute, lim.concurrent, plan.residency, time.time()))
+                 lim.tokens_per_minute, lim.concurrent, plan.residency, plan.pii_guard,
+                 plan.pii_scope, time.time()))
         await self._db.write(upsert)

@@ -4,13 +4,26 @@ and the checked list of report groups. Pure: no driver, no I/O; each caller pass
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from xrouter_router.domain.errors import InvalidRequest
+from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import REPORT_GROUPS
 
-# The key's account's residency policy, read with the key (its plan's; NULL without a plan).
-ACCOUNT_RESIDENCY = ("(SELECT p.residency FROM account_plans p"
-                     " WHERE p.account_id = api_keys.account_id)")
+# A key's own policies and its account's (its plan's; NULL without a plan), read with the key in
+# this order: residency, pii_guard, pii_scope (see policy_fields).
+_POLICIES = ("residency", "pii_guard", "pii_scope")
+KEY_POLICIES = ", ".join([*_POLICIES, *(
+    f"(SELECT p.{c} FROM account_plans p WHERE p.account_id = api_keys.account_id)"
+    for c in _POLICIES)])
+
+
+def with_policies(key: ApiKey, values: Sequence[object]) -> ApiKey:
+    """`key` with the policies of KEY_POLICIES' columns (an account without a plan: none)."""
+    residency, pii_guard, pii_scope, *account = (str(v or "") for v in values)
+    return replace(key, residency=residency, pii_guard=pii_guard, pii_scope=pii_scope,
+                   account_residency=account[0], account_pii_guard=account[1],
+                   account_pii_scope=account[2])
 
 
 def where(conditions: Mapping[str, object | None]) -> tuple[str, list[object]]:
