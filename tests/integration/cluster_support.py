@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -68,7 +69,8 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
-                          redis: RedisCluster, *, replicas: int = 2) -> AsyncIterator[Cluster]:
+                          redis: RedisCluster, *, replicas: int = 2,
+                          **overrides: Any) -> AsyncIterator[Cluster]:
     name = "x" + uuid.uuid4().hex[:12]
     postgres.create_database(name)
     database = postgres.multi_host(name)
@@ -80,7 +82,7 @@ async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
                         data_dir=tmp_path / f"r{i}", key_cache_ttl=30.0,
                         # Not a test of Redis timeouts: a loaded machine must not turn a slow
                         # script into a degraded answer (fail-open limits would admit one more).
-                        redis_timeout=10.0) for i in range(replicas)]
+                        redis_timeout=10.0, **overrides) for i in range(replicas)]
     async with contextlib.AsyncExitStack() as stack:
         routers = [await stack.enter_async_context(running_router(s)) for s in settings]
         target = ",".join(f"127.0.0.1:{r.server.port}" for r in routers)

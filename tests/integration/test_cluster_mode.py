@@ -15,13 +15,14 @@ import psycopg
 import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.fixtures import killed, redis_cluster  # noqa: F401 - fixtures
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
 from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.cluster_support import Cluster, running_cluster
 from tests.integration.conftest import AUTH
 from tests.support import clear_of_minute_boundary
+from xrouter_router.storage.redis.link import VERSION
 
 
 @pytest.fixture
@@ -168,3 +169,51 @@ async def test_health_reports_the_database_and_the_cache(
             assert (body["status"], body["components"]["cache"]) == ("healthy", "up")
     finally:
         await asyncio.to_thread(redis.stop)
+
+
+ALLOWANCE = Decimal("5")
+
+
+@pytest.fixture
+async def allowed(tmp_path: Path, catalog: Path, upstream: FakeOpenAI,
+                  postgres_ha: PostgresHA,  # noqa: F811
+                  redis_cluster: RedisCluster) -> AsyncIterator[Cluster]:  # noqa: F811
+    async with running_cluster(tmp_path, catalog, postgres_ha, redis_cluster,
+                               credits_outage_allowance=ALLOWANCE) as cluster:
+        yield cluster
+
+
+async def test_an_outage_allowance_keeps_paid_requests_answered_through_a_master_failover(
+        allowed: Cluster, redis_cluster: RedisCluster,  # noqa: F811
+        killed: list[int]) -> None:  # noqa: F811
+    """XROUTER_CREDITS_OUTAGE_ALLOWANCE: the master holding the account's credit keys is
+    SIGKILLed and its replica held back until the test promotes it; every paid request before,
+    during and after is answered, and each is recorded and charged exactly once."""
+    cluster = allowed
+    await cluster.top_up("10")
+    key, _ = await cluster.key()
+    credits_key = f"xr:{VERSION}:cr:{{{cluster.account}}}"
+    answers = [await cluster.chat(key) for _ in range(4)]
+    port = redis_cluster.master_of(credits_key)
+    replica = redis_cluster.hold_failover(port)  # the outage lasts until the test ends it
+    redis_cluster.kill_master(port)
+    killed.append(port)
+    during = [await cluster.chat(key) for _ in range(8)]
+    admitted = sum(r.metrics.registry.get_sample_value(
+        "xrouter_router_credits_outage_requests_total", {"outcome": "admitted"}) or 0.0
+        for r in cluster.routers)
+    await asyncio.to_thread(redis_cluster.take_over, replica)
+    after = [await cluster.chat(key) for _ in range(4)]
+    answers += during + after
+    assert [a.status_code for a in answers] == [200] * 16, [a.text for a in answers]
+    assert admitted == 8  # every request of the outage came through the allowance
+    cost = sum(Decimal(str(a.json()["usage"]["cost"])) for a in answers)
+    ids = [a.json()["id"] for a in answers]
+    assert len(set(ids)) == 16 and cost > 0
+    assert await cluster.balance(Decimal(10) - cost) == Decimal(10) - cost
+    async with await psycopg.AsyncConnection.connect(cluster.database) as conn:
+        cur = await conn.execute("SELECT id, count(*) FROM generations WHERE id = ANY(%s) "
+                                 "GROUP BY id", (ids,))
+        assert sorted(await cur.fetchall()) == sorted((i, 1) for i in ids)
+        cur = await conn.execute("SELECT * FROM xrouter_reconcile()")
+        assert await cur.fetchall() == []

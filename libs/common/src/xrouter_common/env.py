@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,21 @@ def env_float(name: str, default: float, env: Mapping[str, str] | None = None, *
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if number < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def env_decimal(name: str, default: Decimal, env: Mapping[str, str] | None = None, *,
+                minimum: Decimal = Decimal(0)) -> Decimal:
+    """An exact decimal (money): no float on the way."""
+    value = _get(env, name)
+    if value is None:
+        return default
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a decimal number, got {value!r}") from None
+    if not number.is_finite() or number < minimum:
+        raise ConfigError(f"{name} must be a finite number of at least {minimum}, got {value!r}")
     return number
 
 

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from xrouter_router.storage.redis.outage import OutageAllowance
 from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class AccountingCollector(Collector):
         self._caches = [c for c in components.values() if isinstance(c, KeyCache)]
         self._flushing = [c for c in components.values() if isinstance(c, Flushing)]
         self._databases = [c for c in components.values() if isinstance(c, Database)]
+        self._allowances = [a for c in components.values()
+                            if isinstance(a := getattr(c, "allowance", None), OutageAllowance)]
         self._timed = {name: c for name, c in components.items()
                        if isinstance(c, Timed) and isinstance(c.latency, Latency)}
         self.backlog: int | None = None
@@ -97,6 +100,7 @@ class AccountingCollector(Collector):
             degraded.add_metric([name], component.degraded)
         yield errors
         yield degraded
+        yield from self._outage()
         if self._laned:
             fallbacks = CounterMetricFamily(
                 "xrouter_router_redis_lane_fallbacks",
@@ -155,6 +159,23 @@ class AccountingCollector(Collector):
                                     "Generation records in the Redis stream ledger not yet "
                                     "written to PostgreSQL (nor their charges)", value=self.backlog)
 
+
+    def _outage(self) -> Iterator[Metric]:
+        for allowance in self._allowances:
+            yield GaugeMetricFamily(
+                "xrouter_router_credits_outage_allowance_used_rub",
+                "RUB of the outage allowance (XROUTER_CREDITS_OUTAGE_ALLOWANCE) that paid "
+                "requests hold or spent on this replica while Redis cannot check credits; per "
+                "account at most the allowance, so the overspend is bounded by allowance x "
+                "replicas", value=float(allowance.used))
+            outcomes = CounterMetricFamily(
+                "xrouter_router_credits_outage_requests",
+                "Paid requests decided by the outage allowance while Redis could not check "
+                "credits: admitted, or refused because the account's allowance was spent",
+                labels=["outcome"])
+            outcomes.add_metric(["admitted"], allowance.admitted)
+            outcomes.add_metric(["refused"], allowance.refused)
+            yield outcomes
 
 def register(registry: CollectorRegistry, components: dict[str, object]) -> AccountingCollector:
     collector = AccountingCollector(components)

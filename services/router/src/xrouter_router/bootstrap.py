@@ -199,6 +199,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md).
     lanes = [Lane(clients[name], enabled=settings.redis_lane) for name in ("credits", "ledger")]
     shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open,
+                              outage_allowance=settings.credits_outage_allowance,
                               lane=lanes[0], timeout=settings.redis_timeout)
     # Charges travel with the records: the consumer writes both in one transaction, then tells
     # the credit guard (no database call on the request path).

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
-from xrouter_common.env import ConfigError, env_bool, env_float, env_int, env_str
+from xrouter_common.env import ConfigError, env_bool, env_decimal, env_float, env_int, env_str
 from xrouter_router.domain.plans import TIER_ORDER
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.toml")
@@ -61,6 +62,8 @@ class RouterSettings:
     # Degraded modes when Redis fails: rate limits admit (fail open), credits refuse (fail closed).
     limits_fail_open: bool = True
     credits_fail_open: bool = False
+    # RUB per account per replica a paid request may reserve while Redis cannot check credits.
+    credits_outage_allowance: Decimal = Decimal(0)
     # The request path's Redis commands on the router's own connections (storage/redis/lane.py);
     # off: every command through redis-py's cluster client.
     redis_lane: bool = True
@@ -108,6 +111,7 @@ class RouterSettings:
             database_pool_size=env_int("XROUTER_DATABASE_POOL_SIZE", 10, env, minimum=1),
             limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),
             credits_fail_open=env_bool("XROUTER_CREDITS_FAIL_OPEN", False, env),
+            credits_outage_allowance=env_decimal("XROUTER_CREDITS_OUTAGE_ALLOWANCE", Decimal(0), env),
             redis_lane=env_bool("XROUTER_REDIS_LANE", True, env),
             redis_timeout=env_float("XROUTER_REDIS_TIMEOUT", 0.5, env, minimum=0.01),
             pii_ner=_pii_ner(env),

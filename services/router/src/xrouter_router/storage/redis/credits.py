@@ -19,6 +19,7 @@ from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.storage.redis.lane import Lane
 from xrouter_router.storage.redis.limits import LimitArgs, limits_lua
 from xrouter_router.storage.redis.link import VERSION, Link, LinkCounters, RedisDown
+from xrouter_router.storage.redis.outage import OutageAllowance
 from xrouter_router.storage.redis.stats import Script
 
 # KEYS: the account's hash (balance and spent snapshots with the server time they were taken,
@@ -302,20 +303,26 @@ class RedisCreditGuard(LinkCounters):
     (applied()), Redis counts it as deferred and subtracts it from any snapshot it reads.
 
     When Redis fails, reserve() raises Unavailable (503) unless `fail_open`, which lets the
-    request through unchecked; extend() then answers None (or, open, grows the reservation);
-    the reservation lapses and the charge reaches the store with the record all the same.
+    request through unchecked, or the account's `outage_allowance` on this replica still has
+    room (storage/redis/outage.py); extend() then answers None (or grows the reservation, open
+    or within the allowance); the reservation lapses and the charge reaches the store with
+    the record all the same.
     """
 
     def __init__(self, client: RedisCluster, accounts: AccountStore, *, prefix: str = "xr",
                  fail_open: bool = False, snapshot_ttl: float = 5.0,
                  reservation_ttl: float = 900.0, timeout: float = 0.5,
-                 retry_after: float = 1.0, lane: Lane | None = None) -> None:
-        policy = "admitting requests unchecked" if fail_open else "refusing paid requests (503)"
+                 retry_after: float = 1.0, lane: Lane | None = None,
+                 outage_allowance: Decimal = Decimal(0)) -> None:
+        policy = "admitting requests unchecked" if fail_open else (
+            f"admitting up to {outage_allowance} RUB per account, then refusing paid requests (503)"
+            if outage_allowance > 0 else "refusing paid requests (503)")
         self._link = Link(client, "credits", policy, timeout=timeout, retry_after=retry_after,
                           lane=lane)
         self._accounts = accounts
         self._prefix = f"{prefix}:{VERSION}:cr:"
         self._fail_open = fail_open
+        self.allowance = OutageAllowance(outage_allowance)
         # Snapshot TTL, reservation TTL, and the TTL of the account's keys (idle accounts vanish).
         self._ttls = (repr(float(snapshot_ttl)), repr(float(reservation_ttl)),
                       max(1, round(max(snapshot_ttl, reservation_ttl))) + 60)
@@ -354,7 +361,7 @@ class RedisCreditGuard(LinkCounters):
     def reserve_degraded(self, key: ApiKey, generation_id: str, amount: Decimal) -> Reservation:
         """Redis failed: the policy's answer (the whole amount when failing open)."""
         self._link.degraded += 1
-        if self._fail_open:
+        if self._fail_open or self.allowance.take(generation_id, key.account_id, amount):
             return Reservation(generation_id, key.account_id, key.id, amount)
         raise Unavailable("Credit checks are unavailable; retry shortly",
                           retry_after=1.0) from None
@@ -362,6 +369,7 @@ class RedisCreditGuard(LinkCounters):
     def granted(self, key: ApiKey, generation_id: str, amount: Decimal,
                 reply: list[str]) -> Reservation:
         """The reservation an 'ok' reply grants, or InsufficientCredits for a 'no'."""
+        self.allowance.restore()  # Redis answered: its balances decide again
         if reply[0] == "ok":
             granted = int(reply[1])
             return Reservation(generation_id, key.account_id, key.id,
@@ -375,7 +383,8 @@ class RedisCreditGuard(LinkCounters):
                                      held=_units(reservation.amount))
         except RedisDown:
             self._link.degraded += 1
-            reply = ["ok"] if self._fail_open else ["no"]
+            grown = self._fail_open or self.allowance.extend(reservation.generation_id, amount)
+            reply = ["ok"] if grown else ["no"]
         if reply[0] != "ok":
             return None
         return Reservation(reservation.generation_id, reservation.account_id,
@@ -390,9 +399,11 @@ class RedisCreditGuard(LinkCounters):
         arguments (its tokens and its slot's release)."""
         args = CreditArgs("settle", reservation.key_id, reservation.generation_id,
                           _units(cost) if cost > 0 else 0, self._ttls, limits=limits)
-        with contextlib.suppress(RedisDown):
+        try:
             await self._link.script(CREDITS_SCRIPT,
                                     (*self.keys(reservation.account_id), *extra_keys), args.argv())
+        except RedisDown:
+            self.allowance.settle(reservation.generation_id, cost)
 
     async def applied(self, records: Sequence[GenerationRecord]) -> None:
         """The AccountStore took these records' charges (the ledger wrote them): they stop
