@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
+from typing import Any
 
-from xrouter_router.domain import accounting
+from xrouter_router.domain import accounting, fx
 from xrouter_router.domain.catalog import Deployment, Price
 from xrouter_router.domain.errors import AllAttemptsFailed, Attempt, XRouterError
 from xrouter_router.domain.keys import ApiKey
@@ -165,6 +166,17 @@ def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
     return accounting.price(TokenCounts(prompt=prompt, completion=completion), price)
 
 
+def _converted(usage: Usage | None, cost: Decimal) -> dict[str, Any]:
+    """The ledger's currency fields of a cost: its conversion's, the foreign cost recomputed
+    from `cost` when a cap cut the usage's (nothing for a cost in RUB)."""
+    conv = usage.conversion if usage is not None else None
+    if conv is None:
+        return {}
+    original = conv.cost if usage is not None and cost == usage.cost else \
+        fx.from_rub(cost, conv.rate)
+    return {"price_currency": conv.currency, "fx_rate": conv.rate, "cost_original": original}
+
+
 def failed(exc: BaseException | None) -> Outcome:
     """The outcome of a block left without one: by an error, a cancellation, or a bug."""
     if isinstance(exc, XRouterError):
@@ -311,7 +323,8 @@ class Billing:
             latency_ms=outcome.latency_ms,
             generation_ms=int((self._wall() - admission.started) * 1000),
             finish_reason=outcome.finish_reason, status=outcome.status,
-            attempts=outcome.attempts, jurisdiction=served.jurisdiction if served else "")
+            attempts=outcome.attempts, jurisdiction=served.jurisdiction if served else "",
+            **_converted(outcome.usage, cost))
 
     async def _release(self, admission: Admission, cost: Decimal, tokens: int,
                        served: str) -> None:

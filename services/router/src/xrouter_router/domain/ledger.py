@@ -41,6 +41,11 @@ class GenerationRecord:
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
     # The serving provider's jurisdiction from the catalog ("" unknown, or no provider served).
     jurisdiction: str = ""
+    # The currency of the serving deployment's price; for one not in RUB, the rate that
+    # converted the cost (RUB per unit) and the cost in that currency (domain/fx.py).
+    price_currency: str = "RUB"
+    fx_rate: Decimal | None = None
+    cost_original: Decimal | None = None
 
 
 def charge_of(record: GenerationRecord) -> Decimal:

@@ -156,6 +156,16 @@ class StreamBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Conversion:
+    """A cost in RUB converted from a deployment's own currency (domain/fx.py): the currency,
+    the rate used (RUB per unit) and the cost in that currency."""
+
+    currency: str
+    rate: Decimal
+    cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts priced: what a generation cost, in RUB, and how much of it the prompt's
     buckets cost (None: not split; the rest is the completion's)."""
@@ -164,6 +174,8 @@ class Usage:
     cost: Decimal
     # Derived from the tokens and the price that made `cost`: not part of equality.
     prompt_cost: Decimal | None = field(default=None, compare=False)
+    # Set when the deployment is priced in another currency than RUB.
+    conversion: Conversion | None = field(default=None, compare=False)
 
     @property
     def prompt_share(self) -> Decimal:
@@ -172,7 +184,8 @@ class Usage:
 
     def capped(self, most: Decimal) -> Usage:
         """The same usage costing at most `most` (a stream cut when its reservation ran out)."""
-        return self if self.cost <= most else Usage(self.tokens, most, self.prompt_cost)
+        return self if self.cost <= most else Usage(self.tokens, most, self.prompt_cost,
+                                                    self.conversion)
 
 
 @dataclass(frozen=True, slots=True)
