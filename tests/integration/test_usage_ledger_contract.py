@@ -38,6 +38,18 @@ class TestUsageLedger:
         assert await stores.ledger.get("gen-1") == record
         assert await stores.ledger.get("gen-2") is None
 
+    async def test_a_cost_converted_from_usd_keeps_its_currency_rate_and_original(
+            self, stores: Stores) -> None:
+        await with_accounts(stores, "acc-a")
+        usd = replace(generation("gen-usd", cost="0.04859030"), price_currency="USD",
+                      fx_rate=Decimal("92.5001"), cost_original=Decimal("0.00052530"))
+        await stores.ledger.record(usd)
+        await stores.ledger.record(generation("gen-rub", cost="1"))
+        assert await stores.ledger.get("gen-usd") == usd
+        rub = await stores.ledger.get("gen-rub")
+        assert rub is not None
+        assert (rub.price_currency, rub.fx_rate, rub.cost_original) == ("RUB", None, None)
+
     async def test_every_usage_bucket_is_summed_apart(self, stores: Stores) -> None:
         await with_accounts(stores, "acc-a")
         await stores.ledger.record(replace(generation("gen-1", cost="0.5"), cached_tokens=3,

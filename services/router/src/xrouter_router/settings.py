@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xrouter_common.env import ConfigError, env_bool, env_float, env_int, env_str
+from xrouter_router.domain.fx import Rate, configured
 from xrouter_router.domain.plans import TIER_ORDER
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.toml")
+CBR_URL = "https://www.cbr.ru/scripts/XML_daily.asp"
 
 
 def _plan_tier(env: Mapping[str, str] | None) -> str:
@@ -18,6 +20,24 @@ def _plan_tier(env: Mapping[str, str] | None) -> str:
         raise ConfigError(f"XROUTER_DEFAULT_PLAN_TIER must be one of {list(TIER_ORDER)}, "
                           f"got {tier!r}")
     return tier
+
+
+def _fx_rates(env: Mapping[str, str] | None) -> tuple[Rate, ...]:
+    try:
+        return configured(env_str("XROUTER_FX_RATES", "", env))
+    except ValueError as exc:
+        raise ConfigError(f"XROUTER_FX_RATES: {exc}") from None
+
+
+def _cbr_url(env: Mapping[str, str] | None) -> str:
+    """The Central Bank's feed URL; "off" turns it off (an empty variable means unset, as every
+    setting's does)."""
+    url = env_str("XROUTER_FX_CBR_URL", CBR_URL, env)
+    if url == "off":
+        return ""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"XROUTER_FX_CBR_URL must be an http(s) URL or off, got {url[:64]!r}")
+    return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +84,12 @@ class RouterSettings:
     # The address /metrics listens on: every interface (containers, scraped by Prometheus), or
     # 127.0.0.1 on a single server whose Prometheus runs on the same host.
     metrics_host: str = "0.0.0.0"
+    # Exchange rates to RUB (domain/fx.py): fixed ones ("USD=92.5,EUR=100.1", they win), and the
+    # Central Bank's daily XML ("" = off; from_env: CBR_URL unless "off"), fetched every
+    # fx_cbr_interval seconds while the catalog has a currency no fixed rate covers.
+    fx_rates: tuple[Rate, ...] = ()
+    fx_cbr_url: str = ""
+    fx_cbr_interval: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -103,4 +129,7 @@ class RouterSettings:
             redis_timeout=env_float("XROUTER_REDIS_TIMEOUT", 0.5, env, minimum=0.01),
             provider_keys_file=Path(keys_file) if (keys_file := env_str(
                 "XROUTER_PROVIDER_KEYS_FILE", "", env)) else None,
+            fx_rates=_fx_rates(env),
+            fx_cbr_url=_cbr_url(env),
+            fx_cbr_interval=env_float("XROUTER_FX_CBR_INTERVAL", 3600.0, env, minimum=1.0),
         )

@@ -30,7 +30,7 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _PLANS = """
 CREATE TABLE IF NOT EXISTS account_plans (
     account_id TEXT PRIMARY KEY REFERENCES accounts (id),
@@ -62,6 +62,11 @@ _MIGRATIONS = {
         " SELECT account_id, tier, rpm, rpd, tpm, concurrent, updated_at FROM account_plans",
         "DROP TABLE account_plans",
         "ALTER TABLE account_plans_v5 RENAME TO account_plans"],
+    # 6: currencies (PostgreSQL's 0008_fx_rates.sql): each generation's price currency, rate and
+    # cost in that currency (earlier ones were all in RUB); fx_rates comes from SCHEMA.
+    5: ["ALTER TABLE generations ADD COLUMN price_currency TEXT NOT NULL DEFAULT 'RUB'",
+        "ALTER TABLE generations ADD COLUMN fx_rate TEXT",
+        "ALTER TABLE generations ADD COLUMN cost_original INTEGER"],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -122,10 +127,21 @@ CREATE TABLE IF NOT EXISTS generations (
     finish_reason TEXT NOT NULL, status TEXT NOT NULL,
     attempts TEXT NOT NULL,
     cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    jurisdiction TEXT NOT NULL DEFAULT ''
+    jurisdiction TEXT NOT NULL DEFAULT '',
+    price_currency TEXT NOT NULL DEFAULT 'RUB',
+    fx_rate TEXT,  -- RUB per unit of price_currency (a decimal string); NULL for RUB
+    cost_original INTEGER  -- the cost in price_currency, units of 1e-8; NULL for RUB
 ) STRICT;
 CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
 CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);
+CREATE TABLE IF NOT EXISTS fx_rates (  -- the Central Bank's rates fetched (domain/fx.py)
+    currency TEXT NOT NULL,
+    effective TEXT NOT NULL,  -- the Moscow date from which it is in force, YYYY-MM-DD
+    rate TEXT NOT NULL,  -- RUB per one unit, a decimal string
+    source TEXT NOT NULL,
+    fetched_at REAL NOT NULL,
+    PRIMARY KEY (currency, effective)
+) STRICT;
 CREATE TABLE IF NOT EXISTS usage_daily (
     day TEXT NOT NULL,  -- the UTC date, YYYY-MM-DD
     account_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,

@@ -1,0 +1,56 @@
+"""Parsing the Central Bank's daily document (cbr.parse): windows-1251, decimal commas, rates per
+Nominal units (VunitRate preferred), the document's date as the effective date, and every way a
+body can fail to be the document."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from tests.fakes.cbr_upstream import VALUTES, Valute, document
+from xrouter_router.cbr import CbrFormatError, parse
+from xrouter_router.domain import fx
+
+DAY = date(2026, 12, 5)
+EXPECTED = {"USD": Decimal("92.5"), "EUR": Decimal("100.1234"), "CNY": Decimal("12.7031"),
+            "SEK": Decimal("8.52417"), "JPY": Decimal("0.616548"), "KZT": Decimal("0.178915"),
+            "VND": Decimal("0.00351239")}
+
+
+@pytest.mark.parametrize("unit_rates", [True, False], ids=["VunitRate", "Value/Nominal"])
+def test_a_realistic_document_gives_roubles_per_unit_from_its_date(unit_rates: bool) -> None:
+    rates = parse(document(DAY, unit_rates=unit_rates))
+    assert {r.currency: r.value for r in rates} == EXPECTED
+    assert {(r.effective, r.source) for r in rates} == {(DAY, fx.CBR)}
+
+
+def test_vunitrate_is_preferred_to_value_over_nominal() -> None:
+    body = document(DAY, VALUTES[:1]).replace(b"<VunitRate>92,5000", b"<VunitRate>92,4999")
+    assert [r.value for r in parse(body)] == [Decimal("92.4999")]
+
+
+def _bad_value(text: str) -> bytes:
+    return document(DAY, (Valute("R01235", "840", "USD", 1, "Доллар США", "92.5"),)) \
+        .replace(b"<Value>92,5000</Value><VunitRate>92,5000</VunitRate>",
+                 f"<Value>{text}</Value>".encode())
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (document(DAY)[:400], "not XML (ParseError)"),
+    (b"<html><body>502</body></html>", "the root element is not ValCurs"),
+    (document(DAY).replace(b'Date="05.12.2026"', b'Date="2026-12-05"'),
+     "ValCurs has no Date dd.mm.yyyy"),
+    (document(DAY, ()), "no Valute"),
+    (document(DAY, VALUTES[:1]).replace(b"USD", b"$$$"), "a Valute without a valid CharCode"),
+    (_bad_value("n/a"), "USD Value is not a number"),
+    (_bad_value("0,0000"), "USD Value is not a positive number"),
+    (_bad_value("92,5").replace(b"<Nominal>1<", b"<Nominal>0<"),
+     "USD Nominal is not a positive number"),
+    (b"<?xml version='1.0' encoding='x-unknown'?><ValCurs/>", "not XML (LookupError)"),
+])
+def test_what_is_not_the_document_is_a_format_error(body: bytes, message: str) -> None:
+    with pytest.raises(CbrFormatError) as info:
+        parse(body)
+    assert str(info.value) == message
