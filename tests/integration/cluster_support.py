@@ -68,12 +68,14 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
-                          redis: RedisCluster, *, replicas: int = 2) -> AsyncIterator[Cluster]:
+                          redis: RedisCluster, *, replicas: int = 2,
+                          **overrides: object) -> AsyncIterator[Cluster]:
+    """`overrides`: more router settings, the same for every replica."""
     name = "x" + uuid.uuid4().hex[:12]
     postgres.create_database(name)
     database = postgres.multi_host(name)
     await migrate(database, wait=10)
-    base = router_settings(catalog)
+    base = router_settings(catalog, **overrides)
     # The first replica sends its request-path commands through the lane, the others through
     # redis-py (XROUTER_REDIS_LANE=false): the two paths must agree, to the request.
     settings = [replace(base, database_url=database, redis_url=redis.url, redis_lane=i == 0,

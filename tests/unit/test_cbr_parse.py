@@ -1,6 +1,6 @@
-"""Parsing the Central Bank's daily document (cbr.parse): windows-1251, decimal commas, rates per
+"""The Central Bank's daily document parsed (cbr.parse): windows-1251, decimal commas, rates per
 Nominal units (VunitRate preferred), the document's date as the effective date, and every way a
-body can fail to be the document."""
+body can fail to be the document; and the rates' metrics."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.fakes.cbr_upstream import VALUTES, Valute, document
-from xrouter_router.cbr import CbrFormatError, parse
+from tests.unit.builders import catalog, deployment, model
+from xrouter_router.cbr import CbrFormatError, FxCollector, parse
 from xrouter_router.domain import fx
 
 DAY = date(2026, 12, 5)
@@ -54,3 +56,20 @@ def test_what_is_not_the_document_is_a_format_error(body: bytes, message: str) -
     with pytest.raises(CbrFormatError) as info:
         parse(body)
     assert str(info.value) == message
+
+
+def test_the_metrics_show_the_rates_in_force_of_the_catalogs_currencies() -> None:
+    registry = CollectorRegistry()
+    prices = fx.FxPrices(catalog(model("m", deployment("m", "p"))), fx.RateBook.of([
+        fx.Rate("USD", Decimal("92.5")), fx.Rate("JPY", Decimal("0.616548"), DAY, fx.CBR),
+        fx.Rate("EUR", Decimal("100"), DAY, fx.CBR)]))
+    noon = fx.moscow_midnight(DAY) + 12 * 3600
+    registry.register(FxCollector(prices, {"USD", "JPY", "CNY"}, wall=lambda: noon))
+    value = registry.get_sample_value
+    assert (value("xrouter_fx_rate", {"currency": "USD"}),
+            value("xrouter_fx_rate", {"currency": "JPY"}),
+            value("xrouter_fx_rate", {"currency": "CNY"}),
+            value("xrouter_fx_rate", {"currency": "EUR"})) == (92.5, 0.616548, None, None)
+    assert value("xrouter_fx_rate_effective_timestamp_seconds", {"currency": "JPY"}) == (
+        fx.moscow_midnight(DAY))
+    assert value("xrouter_fx_rate_effective_timestamp_seconds", {"currency": "USD"}) == 0.0

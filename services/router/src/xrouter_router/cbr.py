@@ -104,6 +104,8 @@ class CbrFeed:
         self._wall = wall
         self.last_success: float | None = None
         self.failures = 0
+        # Set once run()'s first fetch is over, good or bad.
+        self.ready = asyncio.Event()
 
     async def restore(self) -> None:
         """The last rates stored, before the first fetch (a store failure only means none)."""
@@ -138,6 +140,7 @@ class CbrFeed:
     async def run(self) -> None:
         while True:
             ok = await self.refresh()
+            self.ready.set()
             await asyncio.sleep(self._interval if ok else min(self._interval, RETRY))
 
 
