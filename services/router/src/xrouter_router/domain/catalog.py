@@ -74,16 +74,14 @@ class Deployment:
     # Derived once, for routing on the hot path: prompt + completion price per token, and the
     # balancing weight (inverse square of that price, times `weight`).
     unit_price: float = field(init=False, repr=False, compare=False, default=0.0)
+    # A foreign-currency price with no rate to convert it: never served (domain/fx.py).
+    unpriced: bool = field(init=False, repr=False, compare=False, default=False)
     balance_weight: float = field(init=False, repr=False, compare=False, default=0.0)
-
-    @property
-    def unpriced(self) -> bool:
-        """A foreign-currency price with no rate to convert it: never served (domain/fx.py)."""
-        return self.currency != "RUB" and self.fx_rate is None
 
     def __post_init__(self) -> None:
         unit = float((self.price.prompt + self.price.completion) / _MILLION)
         object.__setattr__(self, "unit_price", unit)
+        object.__setattr__(self, "unpriced", self.currency != "RUB" and self.fx_rate is None)
         floor = max(unit, 1e-9)
         object.__setattr__(self, "balance_weight", self.weight / (floor * floor))
 

@@ -226,7 +226,9 @@ class FxPrices:
         day = moscow_day(now)
         change = self._book.next_change(day)
         until = math.inf if change is None else moscow_midnight(change)
-        return _Snapshot(priced_catalog(self._base, self._book, day), moscow_midnight(day), until)
+        # Without dated rates the prices never change: one snapshot for any time.
+        since = moscow_midnight(day) if self._book.dated else -math.inf
+        return _Snapshot(priced_catalog(self._base, self._book, day), since, until)
 
 
 def missing_rate(d: Deployment) -> str:
