@@ -23,7 +23,7 @@ from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixt
 from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.cluster_support import Cluster, running_cluster
-from tests.integration.conftest import AUTH, Stack
+from tests.integration.conftest import AUTH, Stack, events
 from tests.support import extended_catalog
 from xrouter_router.domain.fx import Rate
 
@@ -133,6 +133,20 @@ async def test_a_usd_generation_costs_its_usd_cost_converted_exactly(stack: Stac
                                  headers={"Authorization": f"Bearer {key}"})
     shown = stats.json()["data"]
     assert (shown["price_currency"], shown["fx_rate"], shown["cost_original"]) == ("RUB", None, None)
+
+
+async def test_a_usd_stream_ends_with_its_cost_converted(stack: Stack) -> None:
+    key = await _key(stack.http, stack.url, ACCOUNT, "100")
+    lines: list[str] = []
+    async with stack.http.stream("POST", f"{stack.url}/v1/chat/completions",
+                                 headers={"Authorization": f"Bearer {key}"},
+                                 json={"model": "fx/usd", "messages": HELLO,
+                                       "stream": True}) as resp:
+        assert resp.status_code == 200
+        lines = [line async for line in resp.aiter_lines() if line]
+    usage = events(lines)[-1]["usage"]
+    cost = rub(usd_cost(usage["prompt_tokens"], usage["completion_tokens"]) * RATE)
+    assert cost > 0 and Decimal(str(usage["cost"])) == cost
 
 
 async def test_the_reservation_prices_the_usd_worst_case_in_rub(stack: Stack) -> None:

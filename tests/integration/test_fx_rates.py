@@ -112,6 +112,20 @@ async def test_a_failed_fetch_keeps_the_last_known_rate_and_logs_no_body(
     assert "ValCurs" not in warning and "Сервис" not in warning and "99" not in warning
 
 
+async def test_a_bank_that_does_not_answer_leaves_the_last_known_rate(
+        session: aiohttp.ClientSession, database: SqliteDatabase,
+        caplog: pytest.LogCaptureFixture) -> None:
+    gone = FakeCbr(SAT).start()
+    gone.stop()  # nothing listens at its port any more: the connection is refused
+    prices = fx.FxPrices(USD_CATALOG, fx.RateBook.of([_cbr("USD", "92.5", SAT)]))
+    feed = _feed(prices, gone, session, database)
+    with caplog.at_level(logging.WARNING, logger="xrouter.router.fx"):
+        assert await feed.refresh() is False
+    assert (_usd_rate(prices), feed.failures, feed.last_success) == (Decimal("92.5"), 1, None)
+    assert caplog.records[0].getMessage().startswith(
+        "the Central Bank's rates could not be fetched (ClientConnectorError")
+
+
 async def test_a_changed_rate_takes_effect_from_its_documents_date(
         bank: FakeCbr, session: aiohttp.ClientSession, database: SqliteDatabase) -> None:
     prices = fx.FxPrices(USD_CATALOG)

@@ -122,7 +122,7 @@ class CbrFeed:
         """One fetch; True when it brought good rates."""
         try:
             rates = [r for r in parse(await self._fetch()) if r.currency in self._wanted]
-        except (CbrFormatError, aiohttp.ClientError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the loop and the rates stay
             self.failures += 1
             log.warning("the Central Bank's rates could not be fetched (%s: %s); keeping the "
                         "last known", type(exc).__name__, str(exc)[:200])
