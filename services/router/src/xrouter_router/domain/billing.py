@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
 
 from xrouter_router.domain import accounting, fx
 from xrouter_router.domain.catalog import Deployment, Price
@@ -166,15 +165,16 @@ def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
     return accounting.price(TokenCounts(prompt=prompt, completion=completion), price)
 
 
-def _converted(usage: Usage | None, cost: Decimal) -> dict[str, Any]:
-    """The ledger's currency fields of a cost: its conversion's, the foreign cost recomputed
-    from `cost` when a cap cut the usage's (nothing for a cost in RUB)."""
-    conv = usage.conversion if usage is not None else None
-    if conv is None:
-        return {}
-    original = conv.cost if usage is not None and cost == usage.cost else \
-        fx.from_rub(cost, conv.rate)
-    return {"price_currency": conv.currency, "fx_rate": conv.rate, "cost_original": original}
+def _converted(usage: Usage | None, cost: Decimal) -> tuple[str, Decimal | None,
+                                                            Decimal | None]:
+    """The ledger's currency, rate and foreign cost of `cost`: its usage's conversion, the
+    foreign cost recomputed from `cost` when a cap cut the usage's (RUB, None, None for a cost
+    in RUB)."""
+    if usage is None or usage.conversion is None:
+        return fx.RUB, None, None
+    conv = usage.conversion
+    original = conv.cost if cost == usage.cost else fx.from_rub(cost, conv.rate)
+    return conv.currency, conv.rate, original
 
 
 def failed(exc: BaseException | None) -> Outcome:
@@ -309,6 +309,7 @@ class Billing:
 
     def _record(self, admission: Admission, outcome: Outcome, cost: Decimal) -> GenerationRecord:
         key, served = admission.key, outcome.served
+        currency, rate, original = _converted(outcome.usage, cost)
         tokens = outcome.usage.tokens if outcome.usage is not None else None
         return GenerationRecord(
             id=admission.generation_id, created_at=admission.started, key_id=key.id,
@@ -324,7 +325,7 @@ class Billing:
             generation_ms=int((self._wall() - admission.started) * 1000),
             finish_reason=outcome.finish_reason, status=outcome.status,
             attempts=outcome.attempts, jurisdiction=served.jurisdiction if served else "",
-            **_converted(outcome.usage, cost))
+            price_currency=currency, fx_rate=rate, cost_original=original)
 
     async def _release(self, admission: Admission, cost: Decimal, tokens: int,
                        served: str) -> None:
