@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.fakes.cbr_upstream import VALUTES, Valute, document
 from tests.unit.builders import catalog, deployment, model
-from xrouter_router.cbr import CbrFormatError, FxCollector, parse
+from xrouter_router.cbr import CbrFeed, CbrFormatError, FxCollector, parse
 from xrouter_router.domain import fx
 
 DAY = date(2026, 12, 5)
@@ -73,3 +73,21 @@ def test_the_metrics_show_the_rates_in_force_of_the_catalogs_currencies() -> Non
     assert value("xrouter_fx_rate_effective_timestamp_seconds", {"currency": "JPY"}) == (
         fx.moscow_midnight(DAY))
     assert value("xrouter_fx_rate_effective_timestamp_seconds", {"currency": "USD"}) == 0.0
+    assert value("xrouter_fx_last_success_timestamp_seconds") is None  # no feed
+
+
+async def test_the_feeds_metrics_count_its_failures_and_time_its_last_success() -> None:
+    registry = CollectorRegistry()
+    prices = fx.FxPrices(catalog(model("m", deployment("m", "p"))))
+    bodies = [document(DAY), b"<html/>"]
+
+    async def fetch() -> bytes:
+        return bodies.pop(0)
+
+    noon = fx.moscow_midnight(DAY) + 12 * 3600
+    feed = CbrFeed(prices, fetch, wanted={"USD"}, wall=lambda: noon)
+    registry.register(FxCollector(prices, {"USD"}, feed, wall=lambda: noon))
+    assert (await feed.refresh(), await feed.refresh()) == (True, False)
+    assert registry.get_sample_value("xrouter_fx_last_success_timestamp_seconds") == noon
+    assert registry.get_sample_value("xrouter_fx_fetch_failures_total") == 1.0
+    assert registry.get_sample_value("xrouter_fx_rate", {"currency": "USD"}) == 92.5

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 import aiohttp
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from xrouter_router.domain import fx
@@ -156,7 +156,7 @@ class FxCollector(Collector):
         self._feed = feed
         self._wall = wall
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         rates = self._prices.book.rates(fx.moscow_day(self._wall()))
         value = GaugeMetricFamily("xrouter_fx_rate", "RUB per unit of the currency in force",
                                   labels=["currency"])
@@ -176,6 +176,6 @@ class FxCollector(Collector):
             yield GaugeMetricFamily("xrouter_fx_last_success_timestamp_seconds",
                                     "When the Central Bank's rates were last fetched (0: never)",
                                     value=self._feed.last_success or 0.0)
-            yield GaugeMetricFamily("xrouter_fx_fetch_failures",
-                                    "Failed fetches of the Central Bank's rates since start",
-                                    value=float(self._feed.failures))
+            yield CounterMetricFamily("xrouter_fx_fetch_failures",
+                                      "Failed fetches of the Central Bank's rates",
+                                      value=float(self._feed.failures))
