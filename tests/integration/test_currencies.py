@@ -121,8 +121,9 @@ async def test_a_usd_generation_costs_its_usd_cost_converted_exactly(stack: Stac
     stats = await stack.http.get(f"{stack.url}/v1/generation", params={"id": gen},
                                  headers={"Authorization": f"Bearer {key}"})
     data = stats.json()["data"]
-    assert (data["price_currency"], data["fx_rate"], Decimal(data["cost_original"]),
-            Decimal(str(data["total_cost"]))) == ("USD", "92.5", rub(original), cost)
+    assert (data["price_currency"], data["fx_rate"], data["fx_date"],
+            Decimal(data["cost_original"]), Decimal(str(data["total_cost"]))) == (
+        "USD", "92.5", None, rub(original), cost)  # a fixed rate has no date
     with sqlite3.connect(stack.data_dir / "xrouter.sqlite3") as conn:
         row = conn.execute("SELECT cost, price_currency, fx_rate, cost_original FROM generations"
                            " WHERE id = ?", (gen,)).fetchone()
@@ -132,7 +133,8 @@ async def test_a_usd_generation_costs_its_usd_cost_converted_exactly(stack: Stac
     stats = await stack.http.get(f"{stack.url}/v1/generation", params={"id": rouble.json()["id"]},
                                  headers={"Authorization": f"Bearer {key}"})
     shown = stats.json()["data"]
-    assert (shown["price_currency"], shown["fx_rate"], shown["cost_original"]) == ("RUB", None, None)
+    assert (shown["price_currency"], shown["fx_rate"], shown["fx_date"],
+            shown["cost_original"]) == ("RUB", None, None, None)
 
 
 async def test_a_usd_stream_ends_with_its_cost_converted(stack: Stack) -> None:

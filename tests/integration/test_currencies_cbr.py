@@ -52,8 +52,10 @@ async def running(path: Path, bank: FakeCbr) -> AsyncIterator[
         yield router, url, http
 
 
-async def _generation(http: httpx.AsyncClient, url: str, key: str) -> tuple[str, str, Decimal]:
-    """A generation of fx/usd: its recorded rate and original cost, and its expected cost."""
+async def _generation(http: httpx.AsyncClient, url: str,
+                      key: str) -> tuple[str, str, str, Decimal]:
+    """A generation of fx/usd: its recorded currency, rate, the rate's date and original cost
+    (checked against its cost)."""
     resp = await _chat(http, url, key, "fx/usd")
     assert resp.status_code == 200, resp.text
     stats = await http.get(f"{url}/v1/generation", params={"id": resp.json()["id"]},
@@ -63,7 +65,7 @@ async def _generation(http: httpx.AsyncClient, url: str, key: str) -> tuple[str,
     original = usd_cost(usage["prompt_tokens"], usage["completion_tokens"])
     assert (Decimal(data["cost_original"]), Decimal(str(data["total_cost"]))) == (
         rub(original), rub(original * Decimal(data["fx_rate"])))
-    return data["price_currency"], data["fx_rate"], rub(original)
+    return data["price_currency"], data["fx_rate"], data["fx_date"], rub(original)
 
 
 async def test_each_generation_records_the_rate_in_force_when_it_ran(
@@ -80,14 +82,15 @@ async def test_each_generation_records_the_rate_in_force_when_it_ran(
         bank.scenario = "malformed"
         assert await router.fx.refresh() is False
         third = await _generation(http, url, key)
-    assert [(c, r) for c, r, _ in (first, second, third)] == [
-        ("USD", "92.5"), ("USD", "93.1"), ("USD", "93.1")]
+    yesterday, today = (TODAY - timedelta(days=1)).isoformat(), TODAY.isoformat()
+    assert [g[:3] for g in (first, second, third)] == [
+        ("USD", "92.5", yesterday), ("USD", "93.1", today), ("USD", "93.1", today)]
     models = None
     async with running(catalog, bank) as (_, url, http):
         listed = await http.get(f"{url}/v1/models", headers=AUTH)
         models = {m["id"]: m for m in listed.json()["data"]}
         # The Bank is still down: the restarted router prices with the stored rate.
         again = await _generation(http, url, key)
-    assert again[:2] == ("USD", "93.1")
+    assert again[:3] == ("USD", "93.1", today)
     assert models["fx/usd"]["original_pricing"]["fx_rate"] == "93.1"
     assert bank.served == 4  # two good fetches, the malformed one, the restart's failed one

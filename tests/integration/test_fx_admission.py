@@ -65,5 +65,5 @@ async def test_a_stream_cut_at_its_reservation_records_the_cut_cost_in_both_curr
         await held.conclude(Outcome(SERVED, usage, "budget_exhausted", "length"))
     record = await rig.stack.ledger.get(gen)
     assert record is not None
-    assert (record.cost, record.price_currency, record.fx_rate, record.cost_original) == (
-        reserved, "USD", RATE, fx.from_rub(reserved, RATE))
+    assert (record.cost, record.price_currency, record.fx_rate, record.cost_original,
+            record.fx_date) == (reserved, "USD", RATE, fx.from_rub(reserved, RATE), None)

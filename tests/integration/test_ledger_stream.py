@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -334,7 +335,8 @@ async def test_the_jurisdiction_crosses_the_stream_and_older_documents_record_no
 async def test_a_converted_cost_crosses_the_stream_with_its_currency_rate_and_original(
         rig: Rig) -> None:
     usd = replace(generation("gen-usd", cost="0.04859030"), price_currency="USD",
-                  fx_rate=Decimal("92.5001"), cost_original=Decimal("0.0005253"))
+                  fx_rate=Decimal("92.5001"), cost_original=Decimal("0.0005253"),
+                  fx_date=date(2026, 12, 5))
     rub = generation("gen-rub")
     assert "fx_rate" not in generation_document(rub)  # RUB documents keep their old shape
     for doc in (generation_document(usd), generation_document(rub)):

@@ -154,7 +154,7 @@ async def test_a_database_of_the_previous_release_gets_currencies(db: Database) 
         await PgUsageLedger(PgDatabase(connections)).record(stored_generation("gen-old"))
     assert await migrate(db.primary) == [8]
     usd = replace(stored_generation("gen-usd"), price_currency="USD", fx_rate=Decimal("92.5"),
-                  cost_original=Decimal("0.01"))
+                  cost_original=Decimal("0.01"), fx_date=date(2026, 12, 5))
     rate = Rate("USD", Decimal("92.5"), date(2026, 12, 5), "cbr")
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         pg = PgDatabase(connections)

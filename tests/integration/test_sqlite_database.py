@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def _rewind(path: Path, version: int, *statements: str) -> None:
 # What version 6 added: the currency columns of generations (fx_rates is made by SCHEMA on every
 # file); every older file lacks them too.
 _BEFORE_CURRENCIES = tuple(f"ALTER TABLE generations DROP COLUMN {column}"
-                           for column in ("price_currency", "fx_rate", "cost_original"))
+                           for column in ("price_currency", "fx_rate", "cost_original", "fx_date"))
 _BEFORE_RESIDENCY = ("ALTER TABLE api_keys DROP COLUMN residency",
                      "ALTER TABLE generations DROP COLUMN jurisdiction", *_BEFORE_CURRENCIES)
 
@@ -297,7 +298,8 @@ class TestSqliteDatabase:
             assert await after.ledger.get("gen-1") == replace(
                 generation("gen-1", cost="0.25"), jurisdiction="ru")  # in RUB, as it was
             usd = replace(generation("gen-2", cost="0.925"), price_currency="USD",
-                          fx_rate=Decimal("92.5"), cost_original=Decimal("0.01"))
+                          fx_rate=Decimal("92.5"), cost_original=Decimal("0.01"),
+                          fx_date=date(2026, 12, 5))
             await after.ledger.record(usd)
             assert await after.ledger.get("gen-2") == usd
 

@@ -101,7 +101,7 @@ def test_prices_in_usd_are_converted_exactly_and_keep_their_original() -> None:
     usd = priced.resolve("m").deployments[0]
     assert (usd.price, usd.currency, usd.fx_rate) == (
         Price(D("230.8640"), D("923.4560")), "USD", D("92.3456"))
-    assert usd.original_price == Price(D("2.5"), D(10))
+    assert (usd.original_price, usd.fx_date) == (Price(D("2.5"), D(10)), None)
     assert not usd.unpriced
     assert priced.resolve("m").deployments[1] is CAT.resolve("m").deployments[1]
     assert fx.priced_catalog(catalog(model("rub", deployment("rub", "g"))), fx.EMPTY, SUN) \
@@ -123,7 +123,8 @@ def test_the_snapshot_changes_at_moscow_midnight_of_a_rate_published_ahead() -> 
     tuesday = fx.moscow_midnight(TUE)
     before = prices.catalog(tuesday - 1).resolve("only-usd").deployments[0]
     after = prices.catalog(tuesday).resolve("only-usd").deployments[0]
-    assert (before.fx_rate, after.fx_rate) == (D(90), D(92))
+    assert (before.fx_rate, before.fx_date, after.fx_rate, after.fx_date) == (D(90), MON, D(92), TUE)
+    assert fx.usage(TokenCounts(prompt=10**6), after).conversion == Conversion("USD", D(92), D(1), TUE)
     assert prices.catalog(tuesday + 5) is prices.catalog(tuesday + 6)  # no rebuild per request
     assert fx.moscow_midnight(TUE) == 1796677200.0  # 2026-12-07T21:00:00Z
 

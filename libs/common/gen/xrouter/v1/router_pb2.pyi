@@ -633,6 +633,7 @@ class GenerationInfo(_message.Message):
     PRICE_CURRENCY_FIELD_NUMBER: _builtins.int
     FX_RATE_FIELD_NUMBER: _builtins.int
     COST_ORIGINAL_FIELD_NUMBER: _builtins.int
+    FX_DATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created_at: _builtins.float
     key_id: _builtins.str
@@ -659,6 +660,8 @@ class GenerationInfo(_message.Message):
     """
     fx_rate: _builtins.str
     cost_original: _builtins.str
+    fx_date: _builtins.str
+    """The Moscow date (YYYY-MM-DD) from which fx_rate was in force ("" for RUB or a fixed rate)."""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptInfo]: ...
     def __init__(
@@ -686,10 +689,11 @@ class GenerationInfo(_message.Message):
         price_currency: _builtins.str = ...,
         fx_rate: _builtins.str = ...,
         cost_original: _builtins.str = ...,
+        fx_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "cost_original", b"cost_original", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "fx_rate", b"fx_rate", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "price_currency", b"price_currency", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "cost_original", b"cost_original", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "fx_date", b"fx_date", "fx_rate", b"fx_rate", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "price_currency", b"price_currency", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from types import TracebackType
 
@@ -24,6 +24,7 @@ from xrouter_router.domain.ports import Meter, Reservation, UsageLedger
 from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.types import (
     ChatRequest,
+    Conversion,
     EmbeddingRequest,
     RateWindow,
     Served,
@@ -165,16 +166,13 @@ def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
     return accounting.price(TokenCounts(prompt=prompt, completion=completion), price)
 
 
-def _converted(usage: Usage | None, cost: Decimal) -> tuple[str, Decimal | None,
-                                                            Decimal | None]:
-    """The ledger's currency, rate and foreign cost of `cost`: its usage's conversion, the
-    foreign cost recomputed from `cost` when a cap cut the usage's (RUB, None, None for a cost
-    in RUB)."""
+def _converted(usage: Usage | None, cost: Decimal) -> Conversion | None:
+    """The conversion the ledger records with `cost`: its usage's, the foreign cost recomputed
+    from `cost` when a cap cut the usage's (None for a cost in RUB)."""
     if usage is None or usage.conversion is None:
-        return fx.RUB, None, None
+        return None
     conv = usage.conversion
-    original = conv.cost if cost == usage.cost else fx.from_rub(cost, conv.rate)
-    return conv.currency, conv.rate, original
+    return conv if cost == usage.cost else replace(conv, cost=fx.from_rub(cost, conv.rate))
 
 
 def failed(exc: BaseException | None) -> Outcome:
@@ -309,7 +307,7 @@ class Billing:
 
     def _record(self, admission: Admission, outcome: Outcome, cost: Decimal) -> GenerationRecord:
         key, served = admission.key, outcome.served
-        currency, rate, original = _converted(outcome.usage, cost)
+        conv = _converted(outcome.usage, cost)
         tokens = outcome.usage.tokens if outcome.usage is not None else None
         return GenerationRecord(
             id=admission.generation_id, created_at=admission.started, key_id=key.id,
@@ -325,7 +323,9 @@ class Billing:
             generation_ms=int((self._wall() - admission.started) * 1000),
             finish_reason=outcome.finish_reason, status=outcome.status,
             attempts=outcome.attempts, jurisdiction=served.jurisdiction if served else "",
-            price_currency=currency, fx_rate=rate, cost_original=original)
+            price_currency=conv.currency if conv else fx.RUB,
+            fx_rate=conv.rate if conv else None, cost_original=conv.cost if conv else None,
+            fx_date=conv.since if conv else None)
 
     async def _release(self, admission: Admission, cost: Decimal, tokens: int,
                        served: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 from xrouter_router.domain.errors import ModelNotFound
@@ -67,10 +68,12 @@ class Deployment:
     jurisdiction: str = ""
     # The currency of the catalog's price (ISO 4217). In the catalog a request routes over
     # (fx.priced_catalog) `price` is always in RUB: `fx_rate` is the rate that converted it
-    # (None: RUB, or no rate known, which `unpriced` says) and `original_price` the catalog's.
+    # (None: RUB, or no rate known, which `unpriced` says), `fx_date` the Moscow date from which
+    # that rate is in force (None: a fixed rate) and `original_price` the catalog's.
     currency: str = "RUB"
     fx_rate: Decimal | None = None
     original_price: Price | None = None
+    fx_date: date | None = None
     # Derived once, for routing on the hot path: prompt + completion price per token, and the
     # balancing weight (inverse square of that price, times `weight`).
     unit_price: float = field(init=False, repr=False, compare=False, default=0.0)

@@ -164,7 +164,7 @@ def usage(tokens: TokenCounts, deployment: Deployment) -> Usage:
         return priced
     original = accounting.price(tokens, deployment.original_price)
     return replace(priced, conversion=Conversion(deployment.currency, deployment.fx_rate,
-                                                 original))
+                                                 original, deployment.fx_date))
 
 
 def priced_deployment(d: Deployment, book: RateBook, day: date) -> Deployment:
@@ -175,9 +175,9 @@ def priced_deployment(d: Deployment, book: RateBook, day: date) -> Deployment:
     original = d.original_price or d.price
     rate = book.in_force(d.currency, day)
     if rate is None:
-        return replace(d, price=original, fx_rate=None, original_price=original)
+        return replace(d, price=original, fx_rate=None, original_price=original, fx_date=None)
     return replace(d, price=convert_price(original, rate.value), fx_rate=rate.value,
-                   original_price=original)
+                   original_price=original, fx_date=rate.effective)
 
 
 def priced_catalog(catalog: Catalog, book: RateBook, day: date) -> Catalog:

@@ -7,6 +7,7 @@ inspects (tool schemas, response_format, pass-through parameters) stay as raw JS
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 from xrouter_router.domain.errors import Attempt
@@ -158,11 +159,13 @@ class StreamBatch:
 @dataclass(frozen=True, slots=True)
 class Conversion:
     """A cost in RUB converted from a deployment's own currency (domain/fx.py): the currency,
-    the rate used (RUB per unit) and the cost in that currency."""
+    the rate used (RUB per unit), the cost in that currency, and the Moscow date from which
+    the rate is in force (None: a fixed rate)."""
 
     currency: str
     rate: Decimal
     cost: Decimal
+    since: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

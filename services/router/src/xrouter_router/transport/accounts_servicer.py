@@ -183,7 +183,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 attempts=attempts_to_proto(r.attempts), jurisdiction=r.jurisdiction,
                 price_currency=r.price_currency,
                 fx_rate="" if r.fx_rate is None else decimal_text(r.fx_rate),
-                cost_original="" if r.cost_original is None else _money(r.cost_original))
+                cost_original="" if r.cost_original is None else _money(r.cost_original),
+                fx_date="" if r.fx_date is None else r.fx_date.isoformat())
         return await self._run(context, work)
 
     async def Usage(self, request: pb.UsageRequest,  # noqa: N802

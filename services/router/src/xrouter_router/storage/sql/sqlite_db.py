@@ -62,11 +62,13 @@ _MIGRATIONS = {
         " SELECT account_id, tier, rpm, rpd, tpm, concurrent, updated_at FROM account_plans",
         "DROP TABLE account_plans",
         "ALTER TABLE account_plans_v5 RENAME TO account_plans"],
-    # 6: currencies (PostgreSQL's 0008_fx_rates.sql): each generation's price currency, rate and
-    # cost in that currency (earlier ones were all in RUB); fx_rates comes from SCHEMA.
+    # 6: currencies (PostgreSQL's 0008_fx_rates.sql): each generation's price currency, rate, its
+    # date and the cost in that currency (earlier ones were all in RUB); fx_rates comes from
+    # SCHEMA.
     5: ["ALTER TABLE generations ADD COLUMN price_currency TEXT NOT NULL DEFAULT 'RUB'",
         "ALTER TABLE generations ADD COLUMN fx_rate TEXT",
-        "ALTER TABLE generations ADD COLUMN cost_original INTEGER"],
+        "ALTER TABLE generations ADD COLUMN cost_original INTEGER",
+        "ALTER TABLE generations ADD COLUMN fx_date TEXT"],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -130,7 +132,8 @@ CREATE TABLE IF NOT EXISTS generations (
     jurisdiction TEXT NOT NULL DEFAULT '',
     price_currency TEXT NOT NULL DEFAULT 'RUB',
     fx_rate TEXT,  -- RUB per unit of price_currency (a decimal string); NULL for RUB
-    cost_original INTEGER  -- the cost in price_currency, units of 1e-8; NULL for RUB
+    cost_original INTEGER,  -- the cost in price_currency, units of 1e-8; NULL for RUB
+    fx_date TEXT  -- the Moscow date from which fx_rate was in force, YYYY-MM-DD; NULL: fixed
 ) STRICT;
 CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
 CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);

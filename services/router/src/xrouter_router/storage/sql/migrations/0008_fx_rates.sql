@@ -1,6 +1,7 @@
 -- 0008: currencies (issue 15). Each generation's price currency ('RUB', or NULL for those
 -- recorded before this release: RUB), the rate that converted its cost (RUB per unit; NULL for
--- RUB) and its cost in that currency (NULL for RUB); fx_rates keeps the Central Bank's rates
+-- RUB), the Moscow date from which that rate was in force (NULL: RUB or a fixed rate) and its
+-- cost in that currency (NULL for RUB); fx_rates keeps the Central Bank's rates
 -- fetched, each with the Moscow date from which it is in force, so that a restarted router
 -- prices with the last known ones (domain/fx.py). xrouter_record_generations is redefined to
 -- record the new columns.
@@ -8,6 +9,7 @@
 ALTER TABLE generations ADD COLUMN price_currency text;
 ALTER TABLE generations ADD COLUMN fx_rate numeric;
 ALTER TABLE generations ADD COLUMN cost_original numeric(20, 8);
+ALTER TABLE generations ADD COLUMN fx_date date;
 
 CREATE TABLE fx_rates (
     currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
@@ -40,7 +42,7 @@ BEGIN
                coalesce(g.cache_write_tokens, 0) AS cache_write_tokens,
                coalesce(g.jurisdiction, '') AS jurisdiction,
                coalesce(g.price_currency, 'RUB') AS price_currency, g.fx_rate,
-               g.cost_original::numeric(20, 8) AS cost_original
+               g.cost_original::numeric(20, 8) AS cost_original, g.fx_date
         FROM jsonb_array_elements(batch) WITH ORDINALITY AS e(doc, n),
              jsonb_to_record(e.doc) AS g(
                  id text, created_at float8, key_id text, account_id text, model text, provider text,
@@ -48,7 +50,7 @@ BEGIN
                  cached_tokens integer, reasoning_tokens integer, counts_native boolean, cost numeric,
                  latency_ms integer, generation_ms integer, finish_reason text, status text,
                  attempts jsonb, cache_write_tokens integer, jurisdiction text,
-                 price_currency text, fx_rate numeric, cost_original numeric)
+                 price_currency text, fx_rate numeric, cost_original numeric, fx_date date)
         ORDER BY g.id, e.n
     ), claimed AS (
         INSERT INTO generation_ids (id, created_at)
@@ -62,7 +64,7 @@ BEGIN
                                  prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
                                  counts_native, cost, latency_ms, generation_ms, finish_reason,
                                  status, attempts, cache_write_tokens, jurisdiction,
-                                 price_currency, fx_rate, cost_original)
+                                 price_currency, fx_rate, cost_original, fx_date)
         SELECT * FROM fresh
     ), rolled AS (
         INSERT INTO usage_daily AS u (day, account_id, key_id, model, provider,
