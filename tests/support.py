@@ -99,6 +99,14 @@ word_delay = 0.001
     return text
 
 
+def extended_catalog(directory: Path, upstream: str, extra: str) -> Path:
+    """The test catalog plus `extra` (TOML in which {url} is the upstream's), written to
+    directory/catalog.toml."""
+    path = directory / "catalog.toml"
+    path.write_text(catalog_toml(upstream) + extra.format(url=upstream), encoding="utf-8")
+    return path
+
+
 def write_catalog(directory: Path, upstream: str) -> Path:
     path = directory / "catalog.toml"
     path.write_text(catalog_toml(upstream), encoding="utf-8")

@@ -71,18 +71,19 @@ class Cluster:
 async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
                           redis: RedisCluster, *, replicas: int = 2,
                           **overrides: Any) -> AsyncIterator[Cluster]:
+    """`overrides`: more router settings, the same for every replica."""
     name = "x" + uuid.uuid4().hex[:12]
     postgres.create_database(name)
     database = postgres.multi_host(name)
     await migrate(database, wait=10)
-    base = router_settings(catalog)
+    base = router_settings(catalog, **overrides)
     # The first replica sends its request-path commands through the lane, the others through
     # redis-py (XROUTER_REDIS_LANE=false): the two paths must agree, to the request.
     settings = [replace(base, database_url=database, redis_url=redis.url, redis_lane=i == 0,
                         data_dir=tmp_path / f"r{i}", key_cache_ttl=30.0,
                         # Not a test of Redis timeouts: a loaded machine must not turn a slow
                         # script into a degraded answer (fail-open limits would admit one more).
-                        redis_timeout=10.0, **overrides) for i in range(replicas)]
+                        redis_timeout=10.0) for i in range(replicas)]
     async with contextlib.AsyncExitStack() as stack:
         routers = [await stack.enter_async_context(running_router(s)) for s in settings]
         target = ",".join(f"127.0.0.1:{r.server.port}" for r in routers)

@@ -25,12 +25,15 @@ def _start(catalog: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(("old", "new", "message"), [
     ('api_key_env = "FAKE_WRONG_KEY"', 'api_key_env = "FAKE_WRONG_KEY"\nmax_retries = 3',
-     "providers.fakebad: unknown key 'max_retries' (known: api_key_env, base_url, headers, "
-     "jurisdiction, reasoning_format, send_nonstandard_params, type)"),
+     "providers.fakebad: unknown key 'max_retries' (known: api_key_env, base_url, currency, "
+     "headers, jurisdiction, reasoning_format, send_nonstandard_params, type)"),
+    ('api_key_env = "FAKE_WRONG_KEY"', 'api_key_env = "FAKE_WRONG_KEY"\ncurrency = "dollars"',
+     "providers.fakebad.currency must be an ISO 4217 currency code such as \"USD\", got "
+     "'dollars'"),
     ('id = "test/echo"\n', 'id = "test/echo"\nlimits = { tokens_per_hour = 100 }\n',
      "models[1].limits: unknown key 'tokens_per_hour' (known: tokens_per_day, "
      "tokens_per_minute, tokens_per_request)"),
-], ids=["provider", "model-limits"])
+], ids=["provider", "currency", "model-limits"])
 def test_an_unknown_key_stops_the_router_naming_file_table_and_key(
         tmp_path: Path, old: str, new: str, message: str) -> None:
     path = tmp_path / "catalog.toml"

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -405,6 +406,23 @@ async def test_the_jurisdiction_crosses_the_stream_and_older_documents_record_no
     assert (consumer.written, consumer.dead_lettered) == (2, 0)
     assert await rig.pg.get("gen-ru") == served
     assert await rig.pg.get("gen-old") == older
+
+
+async def test_a_converted_cost_crosses_the_stream_with_its_currency_rate_and_original(
+        rig: Rig) -> None:
+    usd = replace(generation("gen-usd", cost="0.04859030"), price_currency="USD",
+                  fx_rate=Decimal("92.5001"), cost_original=Decimal("0.0005253"),
+                  fx_date=date(2026, 12, 5))
+    rub = generation("gen-rub")
+    assert "fx_rate" not in generation_document(rub)  # RUB documents keep their old shape
+    for doc in (generation_document(usd), generation_document(rub)):
+        stream = rig.layout.stream(rig.layout.shard(str(doc["id"])))
+        await rig.client.xadd(stream, {FIELD: orjson.dumps(doc)})
+    consumer = await rig.consumer()
+    await rig.drained(consumer)
+    assert (consumer.written, consumer.dead_lettered) == (2, 0)
+    assert await rig.pg.get("gen-usd") == usd
+    assert await rig.pg.get("gen-rub") == rub
 
 
 async def test_postgres_down_for_seconds_loses_nothing(

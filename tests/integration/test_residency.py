@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.conftest import AUTH, Stack
-from tests.support import catalog_toml
+from tests.support import extended_catalog
 
 ACCOUNT = "acct-res"
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -68,10 +68,7 @@ POLICY = "; the residency policy requires 'ru'"
 
 @pytest.fixture
 def catalog(tmp_path: Path, upstream: FakeOpenAI) -> Path:
-    path = tmp_path / "catalog.toml"
-    path.write_text(catalog_toml(upstream.base_url) + EXTRA.format(url=upstream.base_url),
-                    encoding="utf-8")
-    return path
+    return extended_catalog(tmp_path, upstream.base_url, EXTRA)
 
 
 def _bearer(key: str) -> dict[str, str]:

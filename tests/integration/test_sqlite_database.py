@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -69,8 +70,12 @@ def _rewind(path: Path, version: int, *statements: str) -> None:
 
 # What versions 5 and 6 added to the tables every file has (account_plans' column is dropped apart: the
 # files before version 3 have no such table).
+# What version 7 added: the currency columns of generations (fx_rates is made by SCHEMA on every
+# file); every older file lacks them too.
+_BEFORE_CURRENCIES = tuple(f"ALTER TABLE generations DROP COLUMN {column}"
+                           for column in ("price_currency", "fx_rate", "cost_original", "fx_date"))
 _BEFORE_PII = ("ALTER TABLE api_keys DROP COLUMN pii_guard",
-               "ALTER TABLE api_keys DROP COLUMN pii_scope")
+               "ALTER TABLE api_keys DROP COLUMN pii_scope", *_BEFORE_CURRENCIES)
 _PLANS_BEFORE_PII = ("ALTER TABLE account_plans DROP COLUMN pii_guard",
                      "ALTER TABLE account_plans DROP COLUMN pii_scope")
 _BEFORE_RESIDENCY = (*_BEFORE_PII, "ALTER TABLE api_keys DROP COLUMN residency",
@@ -146,7 +151,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.create(full_key(), HASH_1)
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 6
+            assert await _version(db) == 7
 
     async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
             self, tmp_path: Path) -> None:
@@ -166,7 +171,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.update(full_key())
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 6
+            assert await _version(db) == 7
 
     async def test_a_file_of_schema_version_4_gets_residency_and_keeps_its_records(
             self, tmp_path: Path) -> None:
@@ -178,7 +183,7 @@ class TestSqliteDatabase:
                 "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 6
+            assert await _version(db) == 7
             # No policy of its own: it follows its account's (none).
             assert await after.keys.by_hash(HASH_1) == NO_POLICY
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7))
@@ -199,7 +204,7 @@ class TestSqliteDatabase:
         _rewind(path, 5, *_BEFORE_PII, *_PLANS_BEFORE_PII)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 6
+            assert await _version(db) == 7
             assert await after.keys.by_hash(HASH_1) == replace(NO_POLICY, account_residency="ru")
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7), "ru")
             await after.plans.set("acc-a", Plan("pro", residency="ru", pii_guard="block",
@@ -317,14 +322,34 @@ class TestSqliteDatabase:
         with pytest.raises(InternalError):
             await stores.accounts.get("acc-a")
 
+    async def test_a_file_of_schema_version_6_gets_currencies_and_keeps_its_records(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        async with _opened(path) as (_, before):
+            await with_accounts(before, "acc-a")
+            await before.ledger.record(replace(generation("gen-1", cost="0.25"),
+                                               jurisdiction="ru"))
+        # The file the previous release wrote: generations without currency columns, version 6.
+        _rewind(path, 6, *_BEFORE_CURRENCIES)
+
+        async with _opened(path) as (db, after):
+            assert await _version(db) == 7
+            assert await after.ledger.get("gen-1") == replace(
+                generation("gen-1", cost="0.25"), jurisdiction="ru")  # in RUB, as it was
+            usd = replace(generation("gen-2", cost="0.925"), price_currency="USD",
+                          fx_rate=Decimal("92.5"), cost_original=Decimal("0.01"),
+                          fx_date=date(2026, 12, 5))
+            await after.ledger.record(usd)
+            assert await after.ledger.get("gen-2") == usd
+
     async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
         newer = sqlite3.connect(path, isolation_level=None)
-        newer.execute("PRAGMA user_version = 7")
+        newer.execute("PRAGMA user_version = 8")
         newer.close()
         db = SqliteDatabase(path)
         try:
-            with pytest.raises(InternalError, match=r"schema version 7; this XRouter knows 6$"):
+            with pytest.raises(InternalError, match=r"schema version 8; this XRouter knows 7$"):
                 await db.open()
         finally:
             await db.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -37,6 +38,23 @@ class TestUsageLedger:
         await stores.ledger.record(record)
         assert await stores.ledger.get("gen-1") == record
         assert await stores.ledger.get("gen-2") is None
+
+    async def test_a_cost_converted_from_usd_keeps_its_currency_rate_and_original(
+            self, stores: Stores) -> None:
+        await with_accounts(stores, "acc-a")
+        usd = replace(generation("gen-usd", cost="0.04859030"), price_currency="USD",
+                      fx_rate=Decimal("92.5001"), cost_original=Decimal("0.00052530"),
+                      fx_date=date(2026, 12, 5))
+        await stores.ledger.record(usd)
+        await stores.ledger.record(generation("gen-rub", cost="1"))
+        assert await stores.ledger.get("gen-usd") == usd
+        rub = await stores.ledger.get("gen-rub")
+        assert rub is not None
+        assert (rub.price_currency, rub.fx_rate, rub.cost_original, rub.fx_date) == (
+            "RUB", None, None, None)
+        fixed = replace(usd, id="gen-fixed", fx_date=None)  # a fixed rate has no date
+        await stores.ledger.record(fixed)
+        assert await stores.ledger.get("gen-fixed") == fixed
 
     async def test_every_usage_bucket_is_summed_apart(self, stores: Stores) -> None:
         await with_accounts(stores, "acc-a")

@@ -169,11 +169,11 @@ def test_bucket_prices_are_read_and_default_to_unset() -> None:
      "catalog: model id or alias 'openai/gpt-4o' is defined twice"),
     (_set("model", []), "catalog: top level: unknown key 'model' (known: models, providers)"),
     (_set("providers.oai.base_ulr", "http://x"),
-     "catalog: providers.oai: unknown key 'base_ulr' (known: api_key_env, base_url, headers, "
-     "jurisdiction, reasoning_format, send_nonstandard_params, type)"),
+     "catalog: providers.oai: unknown key 'base_ulr' (known: api_key_env, base_url, currency, "
+     "headers, jurisdiction, reasoning_format, send_nonstandard_params, type)"),
     (_set("providers.demo.word_delay_s", 1),
-     "catalog: providers.demo: unknown key 'word_delay_s' (known: api_key_env, base_url, headers, "
-     "jurisdiction, type, word_delay)"),
+     "catalog: providers.demo: unknown key 'word_delay_s' (known: api_key_env, base_url, currency, "
+     "headers, jurisdiction, type, word_delay)"),
     (_set("models.1.alias", ["d"]),
      "catalog: models[1]: unknown key 'alias' (known: aliases, created, deployments, description, "
      "id, limits, name)"),
@@ -185,8 +185,12 @@ def test_bucket_prices_are_read_and_default_to_unset() -> None:
     (_set("models.0.limits", {"tokens_per_request": "4000"}),
      "catalog: models[0].limits.tokens_per_request must be an integer >= 1, got '4000'"),
     (_set(f"{D0}.context_window", 8), "catalog: models[0].deployments[0]: unknown key "
-     "'context_window' (known: capabilities, collects_data, context_length, id, "
+     "'context_window' (known: capabilities, collects_data, context_length, currency, id, "
      "max_completion_tokens, parameters, price, provider, upstream_model, weight)"),
+    (_set(f"{D0}.currency", "US$"), "catalog: models[0].deployments[0].currency must be an ISO "
+     "4217 currency code such as \"USD\", got 'US$'"),
+    (_set("providers.oai.currency", 840), "catalog: providers.oai.currency must be an ISO 4217 "
+     "currency code such as \"USD\", got 840"),
     (_set(f"{D0}.price.output", "1"), "catalog: models[0].deployments[0].price: unknown key "
      "'output' (known: cache_read, cache_write, completion, prompt, reasoning)"),
 ])

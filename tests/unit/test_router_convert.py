@@ -221,7 +221,8 @@ def test_model_to_proto() -> None:
         supported_parameters=["max_tokens", "temperature", "top_p", "stop", "seed",
                               "frequency_penalty", "presence_penalty", "tools", "tool_choice",
                               "response_format"],
-        input_modalities=["text", "image"], aliases=["gpt-4o"], jurisdictions=["", "us"])
+        input_modalities=["text", "image"], aliases=["gpt-4o"], jurisdictions=["", "us"],
+        price_currency="RUB")
 
 
 def test_a_plain_model_lists_only_the_basic_parameters_and_text_input() -> None:

@@ -182,6 +182,11 @@ def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
         "native_tokens_cache_write": g.cache_write_tokens,
         "total_cost": _num(g.cost) or 0, "currency": "RUB", "finish_reason": g.finish_reason,
         "status": g.status, "key_id": g.key_id, "jurisdiction": g.jurisdiction or None,
+        # The deployment's own currency; for one not RUB, the rate that converted total_cost,
+        # the date from which it was in force (null: a fixed rate) and the cost in that
+        # currency (decimal strings).
+        "price_currency": g.price_currency or "RUB", "fx_rate": g.fx_rate or None,
+        "fx_date": g.fx_date or None, "cost_original": g.cost_original or None,
         "attempts": [{"provider_name": a.provider, "model": a.model, "deployment": a.deployment,
                       "outcome": a.outcome, "latency_ms": a.latency_ms, "status": a.status}
                      for a in g.attempts],

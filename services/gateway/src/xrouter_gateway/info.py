@@ -35,12 +35,11 @@ def model_json(m: pb.ModelInfo) -> dict[str, Any]:
         "architecture": {"modality": "+".join(inputs) + "->text", "input_modalities": inputs,
                          "output_modalities": ["text"], "tokenizer": "Other",
                          "instruct_type": None},
-        "pricing": {"prompt": m.price_prompt, "completion": m.price_completion,
-                    "request": "0", "image": "0",
-                    "input_cache_read": m.price_cache_read or m.price_prompt,
-                    "input_cache_write": m.price_cache_write or m.price_prompt,
-                    "internal_reasoning": m.price_reasoning or m.price_completion,
-                    "currency": "RUB"},
+        # In RUB; null while no deployment has an exchange rate for its currency (unpriced).
+        "pricing": None if m.unpriced else _pricing(m),
+        "unpriced": m.unpriced,
+        # The shown price's deployment's own prices, when they are not in RUB.
+        "original_pricing": _original_pricing(m),
         "top_provider": {"context_length": m.context_length,
                          "max_completion_tokens": m.max_completion_tokens,
                          "is_moderated": False},
@@ -51,6 +50,23 @@ def model_json(m: pb.ModelInfo) -> dict[str, Any]:
         # Where its providers keep data (ISO 3166-1 alpha-2; null: not declared).
         "jurisdictions": [j or None for j in m.jurisdictions],
     }
+
+
+def _pricing(m: pb.ModelInfo) -> dict[str, Any]:
+    return {"prompt": m.price_prompt, "completion": m.price_completion,
+            "request": "0", "image": "0",
+            "input_cache_read": m.price_cache_read or m.price_prompt,
+            "input_cache_write": m.price_cache_write or m.price_prompt,
+            "internal_reasoning": m.price_reasoning or m.price_completion,
+            "currency": "RUB"}
+
+
+def _original_pricing(m: pb.ModelInfo) -> dict[str, Any] | None:
+    """The catalog's prices in their own currency and the rate to RUB in force (null: none)."""
+    if m.price_currency in ("", "RUB"):
+        return None
+    return {"currency": m.price_currency, "prompt": m.original_price_prompt,
+            "completion": m.original_price_completion, "fx_rate": m.fx_rate or None}
 
 
 class InfoEndpoints:

@@ -26,6 +26,8 @@ from prometheus_client.registry import REGISTRY
 from xrouter_common.loop_lag import watch_loop_lag
 from xrouter_router import accounting_metrics, catalog_file, pii_ner, provider_keys
 from xrouter_router.accounting_metrics import AccountingCollector, sample_backlog
+from xrouter_router.cbr import CbrFeed, FxCollector, http_fetch
+from xrouter_router.domain import fx
 from xrouter_router.domain.accounts_service import AccountsService
 from xrouter_router.domain.auth import KeyAuthenticator
 from xrouter_router.domain.billing import Billing
@@ -40,6 +42,7 @@ from xrouter_router.domain.ports import (
     Limiter,
     Meter,
     PlanStore,
+    RateStore,
     UsageLedger,
 )
 from xrouter_router.domain.service import ChatService
@@ -75,12 +78,18 @@ class RouterApp:
     billing: Billing | None = None
     # The personal-data guard's NER thread (None: no NER detector).
     ner_thread: Executor | None = None
+    # The Central Bank's rates feed (None: no currency needs it).
+    fx: CbrFeed | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         for start in self.accounting.starts:
             await start()
+        if self.fx is not None:
+            await self.fx.restore()  # the last known rates price the first requests
         await self.server.start()
+        if self.fx is not None:
+            self._tasks.append(asyncio.ensure_future(self.fx.run()))
         self._tasks.append(asyncio.ensure_future(watch_loop_lag(self.metrics.loop_lag)))
         if self.accounting.backlog is not None and self.accounting_metrics is not None:
             self._tasks.append(asyncio.ensure_future(
@@ -108,6 +117,7 @@ class AccountingStack:
     accounts: AccountStore
     plans: PlanStore
     ledger: UsageLedger
+    rates: RateStore
     limiter: Limiter
     guard: CreditGuard
     # The admission port's stores: limits and credits in one call at each end of a generation.
@@ -149,6 +159,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
         SqliteUsageLedger,
     )
     from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
+    from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
     from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -156,20 +167,21 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     accounts = SqliteAccountStore(database)
     guard, limiter = InProcessCreditGuard(accounts), InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
-                           SqliteUsageLedger(database),
+                           SqliteUsageLedger(database), SqliteRateStore(database),
                            limiter, guard, InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
 
 def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
+    from xrouter_router.storage.sql.pg_fx import PgRateStore
     from xrouter_router.storage.sql.pg_plans import PgPlanStore
     from xrouter_router.storage.sql.postgres import pool
 
     connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
     database = PgDatabase(connections)
     keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
-    plans = PgPlanStore(database)
+    plans, rates = PgPlanStore(database), PgRateStore(database)
 
     async def open_pool() -> None:
         await connections.open(wait=False)
@@ -177,7 +189,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
 
     if not settings.redis_url:
         guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()
-        return AccountingStack(keys, accounts, plans, pg_ledger, in_process, guard,
+        return AccountingStack(keys, accounts, plans, pg_ledger, rates, in_process, guard,
                                InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)
@@ -230,7 +242,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
                            timeout=settings.redis_timeout)
     return AccountingStack(
-        keys, accounts, plans, ledger, limiter, shared, RedisMeter(limiter, shared),
+        keys, accounts, plans, ledger, rates, limiter, shared, RedisMeter(limiter, shared),
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
@@ -255,6 +267,22 @@ def build_stats(redis_url: str, catalog: Catalog) -> InMemoryStats | RedisStats:
 
     deployments = {d.id: d.provider for m in catalog.models for d in m.deployments}
     return RedisStats(cluster_client(redis_url), deployments)
+
+
+def build_fx(settings: RouterSettings, catalog: Catalog, session: aiohttp.ClientSession,
+             store: RateStore, registry: CollectorRegistry) -> tuple[fx.FxPrices, CbrFeed | None]:
+    """The catalog priced in RUB at the configured rates, and the Central Bank's feed when it is
+    on and the catalog has a currency they do not cover (with the metrics of both)."""
+    prices = fx.FxPrices(catalog, fx.RateBook.of(settings.fx_rates))
+    foreign = {d.currency for m in catalog.models for d in m.deployments} - {fx.RUB}
+    wanted = foreign - {r.currency for r in settings.fx_rates}
+    feed = None
+    if settings.fx_cbr_url and wanted:
+        feed = CbrFeed(prices, http_fetch(session, settings.fx_cbr_url), wanted=wanted,
+                       store=store, interval=settings.fx_cbr_interval)
+    if foreign:
+        registry.register(FxCollector(prices, foreign, feed))
+    return prices, feed
 
 
 def key_secret(settings: RouterSettings) -> bytes:
@@ -295,10 +323,11 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     sticky = StickyRoutes(ttl=settings.prompt_affinity,
                           size=10_000 if settings.prompt_affinity > 0 else 0)
     guard, ner_thread = pii_ner.build_guard(settings.pii_ner)
+    prices, feed = build_fx(settings, config.catalog, session, stack.rates, registry)
     service = ChatService(config.catalog, failover, auth,
                           idle_timeout=settings.stream_idle_timeout, stats=stats,
                           counter=counter, observer=metrics, billing=billing, sticky=sticky,
-                          guard=guard)
+                          guard=guard, prices=prices)
     servicer = RouterServicer(service, [p.name for p in config.providers], tracer=tracer,
                               request_log=settings.request_log,
                               redactor=Redactor(p.api_key for p in config.providers),
@@ -311,4 +340,5 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     collector = accounting_metrics.register(registry, {"keys": auth, **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats,
-                     accounting_metrics=collector, billing=billing, ner_thread=ner_thread)
+                     accounting_metrics=collector, billing=billing, ner_thread=ner_thread,
+                     fx=feed)

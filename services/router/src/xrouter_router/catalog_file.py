@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xrouter_common.env import ConfigError
-from xrouter_router.domain import residency
+from xrouter_router.domain import fx, residency
 from xrouter_router.domain.catalog import (
     CAPABILITIES,
     NO_LIMITS,
@@ -27,13 +27,14 @@ from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.registry import MODULES, OPTIONS
 
 _TOP = frozenset({"providers", "models"})
-_PROVIDER = frozenset({"type", "api_key_env", "base_url", "headers", "jurisdiction"})
+_PROVIDER = frozenset({"type", "api_key_env", "base_url", "headers", "jurisdiction",
+                       "currency"})
 _MODEL = frozenset({"id", "name", "description", "created", "aliases", "deployments",
                     "limits"})
 _LIMITS = frozenset({"tokens_per_request", "tokens_per_minute", "tokens_per_day"})
 _DEPLOYMENT = frozenset({"id", "provider", "upstream_model", "price", "context_length",
                          "max_completion_tokens", "capabilities", "weight", "parameters",
-                         "collects_data"})
+                         "collects_data", "currency"})
 _PRICE = frozenset({"prompt", "completion", "cache_read", "cache_write", "reasoning"})
 
 
@@ -66,7 +67,10 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str], where: str = "catalog
     if not isinstance(raw_providers, dict) or not raw_providers:
         raise ConfigError(f"{where}: [providers] must define at least one provider")
     providers = tuple(_provider(name, spec, env, where) for name, spec in raw_providers.items())
-    names = {p.name: _jurisdiction(p.name, raw_providers[p.name], where) for p in providers}
+    names = {p.name: _Origin(_jurisdiction(p.name, raw_providers[p.name], where),
+                             _currency(raw_providers[p.name], f"{where}: providers.{p.name}",
+                                       fx.RUB))
+             for p in providers}
     raw_models = data.get("models") or []
     if not isinstance(raw_models, list) or not raw_models:
         raise ConfigError(f"{where}: [[models]] must define at least one model")
@@ -115,6 +119,24 @@ def _jurisdiction(name: str, spec: Mapping[str, Any], where: str) -> str:
         raise ConfigError(f"{where}: providers.{name}.jurisdiction {exc}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """What a provider gives its deployments: its jurisdiction and its prices' currency."""
+
+    jurisdiction: str
+    currency: str
+
+
+def _currency(spec: Mapping[str, Any], here: str, default: str) -> str:
+    """The table's `currency` (ISO 4217, upper case), else `default`."""
+    if "currency" not in spec:
+        return default
+    try:
+        return fx.currency(spec["currency"])
+    except ValueError as exc:
+        raise ConfigError(f"{here}.currency {exc}") from None
+
+
 def _int(value: Any, here: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{here} must be an integer >= {minimum}, got {value!r}")
@@ -155,7 +177,7 @@ def _decimal(value: Any, here: str) -> Decimal:
     return number
 
 
-def _model(i: int, spec: Any, providers: Mapping[str, str], where: str) -> Model:
+def _model(i: int, spec: Any, providers: Mapping[str, _Origin], where: str) -> Model:
     here = f"{where}: models[{i}]"
     if not isinstance(spec, dict) or not spec.get("id"):
         raise ConfigError(f"{here} must be a table with an id")
@@ -201,7 +223,8 @@ def _price(table: dict[str, Any], here: str) -> Price:
                  reasoning=optional("reasoning"))
 
 
-def _deployment(here: str, model_id: str, spec: Any, providers: Mapping[str, str]) -> Deployment:
+def _deployment(here: str, model_id: str, spec: Any,
+                providers: Mapping[str, _Origin]) -> Deployment:
     if not isinstance(spec, dict):
         raise ConfigError(f"{here} must be a table")
     _known(spec, _DEPLOYMENT, here)
@@ -213,6 +236,7 @@ def _deployment(here: str, model_id: str, spec: Any, providers: Mapping[str, str
         raise ConfigError(f"{here}.capabilities: unknown {sorted(caps - CAPABILITIES)}")
     price = _table(spec.get("price", {}), f"{here}.price")
     _known(price, _PRICE, f"{here}.price")
+    origin = providers[str(provider)]
     return Deployment(
         id=str(spec.get("id", f"{model_id}@{provider}")),
         provider=str(provider),
@@ -225,5 +249,6 @@ def _deployment(here: str, model_id: str, spec: Any, providers: Mapping[str, str
         weight=_number(spec.get("weight", 1.0), f"{here}.weight"),
         parameters=frozenset(_strings(spec.get("parameters", []), f"{here}.parameters")),
         collects_data=_bool(spec.get("collects_data", False), f"{here}.collects_data"),
-        jurisdiction=providers[str(provider)],
+        jurisdiction=origin.jurisdiction,
+        currency=_currency(spec, here, origin.currency),
     )

@@ -8,9 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from xrouter_common.env import ConfigError, env_bool, env_decimal, env_float, env_int, env_str
+from xrouter_router.domain.fx import Rate, configured
 from xrouter_router.domain.plans import TIER_ORDER
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.toml")
+CBR_URL = "https://www.cbr.ru/scripts/XML_daily.asp"
 
 
 def _plan_tier(env: Mapping[str, str] | None) -> str:
@@ -26,6 +28,24 @@ def _pii_ner(env: Mapping[str, str] | None) -> str:
     if ner not in ("", "natasha"):
         raise ConfigError(f"XROUTER_PII_NER must be 'natasha' or empty, got {ner!r}")
     return ner
+
+
+def _fx_rates(env: Mapping[str, str] | None) -> tuple[Rate, ...]:
+    try:
+        return configured(env_str("XROUTER_FX_RATES", "", env))
+    except ValueError as exc:
+        raise ConfigError(f"XROUTER_FX_RATES: {exc}") from None
+
+
+def _cbr_url(env: Mapping[str, str] | None) -> str:
+    """The Central Bank's feed URL; "off" turns it off (an empty variable means unset, as every
+    setting's does)."""
+    url = env_str("XROUTER_FX_CBR_URL", CBR_URL, env)
+    if url == "off":
+        return ""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"XROUTER_FX_CBR_URL must be an http(s) URL or off, got {url[:64]!r}")
+    return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +96,12 @@ class RouterSettings:
     metrics_host: str = "0.0.0.0"
     # The personal-data guard's NER detector of names and places ("" none; "natasha").
     pii_ner: str = ""
+    # Exchange rates to RUB (domain/fx.py): fixed ones ("USD=92.5,EUR=100.1", they win), and the
+    # Central Bank's daily XML ("" = off; from_env: CBR_URL unless "off"), fetched every
+    # fx_cbr_interval seconds while the catalog has a currency no fixed rate covers.
+    fx_rates: tuple[Rate, ...] = ()
+    fx_cbr_url: str = ""
+    fx_cbr_interval: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -117,4 +143,7 @@ class RouterSettings:
             pii_ner=_pii_ner(env),
             provider_keys_file=Path(keys_file) if (keys_file := env_str(
                 "XROUTER_PROVIDER_KEYS_FILE", "", env)) else None,
+            fx_rates=_fx_rates(env),
+            fx_cbr_url=_cbr_url(env),
+            fx_cbr_interval=env_float("XROUTER_FX_CBR_INTERVAL", 3600.0, env, minimum=1.0),
         )

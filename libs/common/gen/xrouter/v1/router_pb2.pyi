@@ -679,6 +679,10 @@ class GenerationInfo(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
     JURISDICTION_FIELD_NUMBER: _builtins.int
+    PRICE_CURRENCY_FIELD_NUMBER: _builtins.int
+    FX_RATE_FIELD_NUMBER: _builtins.int
+    COST_ORIGINAL_FIELD_NUMBER: _builtins.int
+    FX_DATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created_at: _builtins.float
     key_id: _builtins.str
@@ -698,6 +702,15 @@ class GenerationInfo(_message.Message):
     cache_write_tokens: _builtins.int
     jurisdiction: _builtins.str
     """The serving provider's jurisdiction (ISO 3166-1 alpha-2; "" unknown)."""
+    price_currency: _builtins.str
+    """The currency of the serving deployment's catalog price (ISO 4217; "" means RUB) and, for
+    one other than RUB, the rate that converted the cost (RUB per unit) and the cost in that
+    currency (decimal strings; "" for RUB).
+    """
+    fx_rate: _builtins.str
+    cost_original: _builtins.str
+    fx_date: _builtins.str
+    """The Moscow date (YYYY-MM-DD) from which fx_rate was in force ("" for RUB or a fixed rate)."""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptInfo]: ...
     def __init__(
@@ -722,10 +735,14 @@ class GenerationInfo(_message.Message):
         attempts: _abc.Iterable[Global___AttemptInfo] | None = ...,
         cache_write_tokens: _builtins.int = ...,
         jurisdiction: _builtins.str = ...,
+        price_currency: _builtins.str = ...,
+        fx_rate: _builtins.str = ...,
+        cost_original: _builtins.str = ...,
+        fx_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "cost_original", b"cost_original", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "fx_date", b"fx_date", "fx_rate", b"fx_rate", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "price_currency", b"price_currency", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1535,6 +1552,11 @@ class ModelInfo(_message.Message):
     PRICE_CACHE_WRITE_FIELD_NUMBER: _builtins.int
     PRICE_REASONING_FIELD_NUMBER: _builtins.int
     JURISDICTIONS_FIELD_NUMBER: _builtins.int
+    PRICE_CURRENCY_FIELD_NUMBER: _builtins.int
+    FX_RATE_FIELD_NUMBER: _builtins.int
+    ORIGINAL_PRICE_PROMPT_FIELD_NUMBER: _builtins.int
+    ORIGINAL_PRICE_COMPLETION_FIELD_NUMBER: _builtins.int
+    UNPRICED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -1550,6 +1572,17 @@ class ModelInfo(_message.Message):
     """
     price_cache_write: _builtins.str
     price_reasoning: _builtins.str
+    price_currency: _builtins.str
+    """The shown price's deployment's catalog currency (ISO 4217); when not RUB, the rate that
+    converted the prices above and its catalog prices (decimal strings, that currency per token).
+    """
+    fx_rate: _builtins.str
+    original_price_prompt: _builtins.str
+    original_price_completion: _builtins.str
+    unpriced: _builtins.bool
+    """No deployment has a rate for its currency: the prices above are in price_currency, and
+    the model is not served until a rate is known.
+    """
     @_builtins.property
     def providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -1581,10 +1614,15 @@ class ModelInfo(_message.Message):
         price_cache_write: _builtins.str = ...,
         price_reasoning: _builtins.str = ...,
         jurisdictions: _abc.Iterable[_builtins.str] | None = ...,
+        price_currency: _builtins.str = ...,
+        fx_rate: _builtins.str = ...,
+        original_price_prompt: _builtins.str = ...,
+        original_price_completion: _builtins.str = ...,
+        unpriced: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "context_length", b"context_length", "created", b"created", "description", b"description", "id", b"id", "input_modalities", b"input_modalities", "jurisdictions", b"jurisdictions", "max_completion_tokens", b"max_completion_tokens", "name", b"name", "price_cache_read", b"price_cache_read", "price_cache_write", b"price_cache_write", "price_completion", b"price_completion", "price_prompt", b"price_prompt", "price_reasoning", b"price_reasoning", "providers", b"providers", "supported_parameters", b"supported_parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "context_length", b"context_length", "created", b"created", "description", b"description", "fx_rate", b"fx_rate", "id", b"id", "input_modalities", b"input_modalities", "jurisdictions", b"jurisdictions", "max_completion_tokens", b"max_completion_tokens", "name", b"name", "original_price_completion", b"original_price_completion", "original_price_prompt", b"original_price_prompt", "price_cache_read", b"price_cache_read", "price_cache_write", b"price_cache_write", "price_completion", b"price_completion", "price_currency", b"price_currency", "price_prompt", b"price_prompt", "price_reasoning", b"price_reasoning", "providers", b"providers", "supported_parameters", b"supported_parameters", "unpriced", b"unpriced"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

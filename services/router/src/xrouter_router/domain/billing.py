@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from types import TracebackType
 
-from xrouter_router.domain import accounting
+from xrouter_router.domain import accounting, fx
 from xrouter_router.domain.catalog import Deployment, Price
 from xrouter_router.domain.errors import AllAttemptsFailed, Attempt, XRouterError
 from xrouter_router.domain.keys import ApiKey
@@ -24,6 +24,7 @@ from xrouter_router.domain.ports import Meter, Reservation, UsageLedger
 from xrouter_router.domain.routing import Candidate
 from xrouter_router.domain.types import (
     ChatRequest,
+    Conversion,
     EmbeddingRequest,
     RateWindow,
     Served,
@@ -165,6 +166,15 @@ def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
     return accounting.price(TokenCounts(prompt=prompt, completion=completion), price)
 
 
+def _converted(usage: Usage | None, cost: Decimal) -> Conversion | None:
+    """The conversion the ledger records with `cost`: its usage's, the foreign cost recomputed
+    from `cost` when a cap cut the usage's (None for a cost in RUB)."""
+    if usage is None or usage.conversion is None:
+        return None
+    conv = usage.conversion
+    return conv if cost == usage.cost else replace(conv, cost=fx.from_rub(cost, conv.rate))
+
+
 def failed(exc: BaseException | None) -> Outcome:
     """The outcome of a block left without one: by an error, a cancellation, or a bug."""
     if isinstance(exc, XRouterError):
@@ -297,6 +307,7 @@ class Billing:
 
     def _record(self, admission: Admission, outcome: Outcome, cost: Decimal) -> GenerationRecord:
         key, served = admission.key, outcome.served
+        conv = _converted(outcome.usage, cost)
         tokens = outcome.usage.tokens if outcome.usage is not None else None
         return GenerationRecord(
             id=admission.generation_id, created_at=admission.started, key_id=key.id,
@@ -311,7 +322,10 @@ class Billing:
             latency_ms=outcome.latency_ms,
             generation_ms=int((self._wall() - admission.started) * 1000),
             finish_reason=outcome.finish_reason, status=outcome.status,
-            attempts=outcome.attempts, jurisdiction=served.jurisdiction if served else "")
+            attempts=outcome.attempts, jurisdiction=served.jurisdiction if served else "",
+            price_currency=conv.currency if conv else fx.RUB,
+            fx_rate=conv.rate if conv else None, cost_original=conv.cost if conv else None,
+            fx_date=conv.since if conv else None)
 
     async def _release(self, admission: Admission, cost: Decimal, tokens: int,
                        served: str) -> None:

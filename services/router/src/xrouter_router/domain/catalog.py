@@ -1,9 +1,11 @@
-"""The model catalog: models, their aliases and deployments, with prices in RUB per million tokens."""
+"""The model catalog: models, their aliases and deployments, with prices per million tokens in
+each deployment's currency (RUB unless it says otherwise; domain/fx.py converts the others)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 from xrouter_router.domain.errors import ModelNotFound
@@ -64,14 +66,25 @@ class Deployment:
     collects_data: bool = False
     # Its provider's country (ISO 3166-1 alpha-2, lower case; "" unknown), for residency.
     jurisdiction: str = ""
+    # The currency of the catalog's price (ISO 4217). In the catalog a request routes over
+    # (fx.priced_catalog) `price` is always in RUB: `fx_rate` is the rate that converted it
+    # (None: RUB, or no rate known, which `unpriced` says), `fx_date` the Moscow date from which
+    # that rate is in force (None: a fixed rate) and `original_price` the catalog's.
+    currency: str = "RUB"
+    fx_rate: Decimal | None = None
+    original_price: Price | None = None
+    fx_date: date | None = None
     # Derived once, for routing on the hot path: prompt + completion price per token, and the
     # balancing weight (inverse square of that price, times `weight`).
     unit_price: float = field(init=False, repr=False, compare=False, default=0.0)
+    # A foreign-currency price with no rate to convert it: never served (domain/fx.py).
+    unpriced: bool = field(init=False, repr=False, compare=False, default=False)
     balance_weight: float = field(init=False, repr=False, compare=False, default=0.0)
 
     def __post_init__(self) -> None:
         unit = float((self.price.prompt + self.price.completion) / _MILLION)
         object.__setattr__(self, "unit_price", unit)
+        object.__setattr__(self, "unpriced", self.currency != "RUB" and self.fx_rate is None)
         floor = max(unit, 1e-9)
         object.__setattr__(self, "balance_weight", self.weight / (floor * floor))
 
@@ -113,9 +126,20 @@ class Model:
         return max(d.max_completion_tokens for d in self.deployments)
 
     @property
+    def cheapest(self) -> Deployment:
+        """The deployment whose price is shown for the model: the cheapest priced one (its
+        price in RUB; when every one is unpriced, the cheapest in its own currency)."""
+        priced = [d for d in self.deployments if not d.unpriced] or self.deployments
+        return min(priced, key=lambda d: d.price.prompt + d.price.completion)
+
+    @property
     def price(self) -> Price:
-        """The price shown for the model: its cheapest deployment's."""
-        return min((d.price for d in self.deployments), key=lambda p: (p.prompt + p.completion))
+        return self.cheapest.price
+
+    @property
+    def unpriced(self) -> bool:
+        """Whether no deployment of it has a price in RUB (a rate is missing for each)."""
+        return all(d.unpriced for d in self.deployments)
 
     @property
     def capabilities(self) -> frozenset[str]:

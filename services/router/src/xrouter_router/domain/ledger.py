@@ -4,6 +4,7 @@ by a double-entry credit ledger, and the usage totals and reports read back from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 from xrouter_router.domain.errors import Attempt
@@ -41,6 +42,13 @@ class GenerationRecord:
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
     # The serving provider's jurisdiction from the catalog ("" unknown, or no provider served).
     jurisdiction: str = ""
+    # The currency of the serving deployment's price; for one not in RUB, the rate that
+    # converted the cost (RUB per unit), the cost in that currency (domain/fx.py) and the
+    # Moscow date from which the rate was in force (None: a fixed rate).
+    price_currency: str = "RUB"
+    fx_rate: Decimal | None = None
+    cost_original: Decimal | None = None
+    fx_date: date | None = None
 
 
 def charge_of(record: GenerationRecord) -> Decimal:

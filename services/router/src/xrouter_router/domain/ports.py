@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from xrouter_router.domain.catalog import Deployment
+from xrouter_router.domain.fx import Rate
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import Account, GenerationRecord, UsageRow, UsageTotals
 from xrouter_router.domain.limits import TokenAsk, TokenHold
@@ -108,6 +109,19 @@ class PlanStore(Protocol):
 
     async def set(self, account_id: str, plan: Plan) -> None:
         """Store the account's plan, replacing any; NotFound when the account does not exist."""
+        ...
+
+
+class RateStore(Protocol):
+    """The exchange rates fetched (domain/fx.py), kept so that a restarted router prices with
+    the last known ones."""
+
+    async def load(self) -> list[Rate]:
+        """The latest rates of each currency (those in force and those published ahead)."""
+        ...
+
+    async def save(self, rates: Sequence[Rate], fetched_at: float) -> None:
+        """Store the rates, replacing one of the same currency and date."""
         ...
 
 

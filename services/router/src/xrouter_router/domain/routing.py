@@ -4,7 +4,8 @@ explanation (which filter removed each deployment, each one's score, the order t
 Pure: the catalog, the request, a statistics snapshot and the clock go in; a Plan comes out.
 Per model, in the order of `model` then `models`:
 - filters: the key's residency policy (domain/residency.py: "ru" keeps providers in Russia
-  only, and a plan it empties is a 403, ResidencyForbidden), capabilities the request needs
+  only, and a plan it empties is a 403, ResidencyForbidden), a price in a currency with no
+  exchange rate (domain/fx.py: never served unpriced), capabilities the request needs
   (tools, json mode, images), `provider.only/ignore`, `data_collection: deny`, `max_price`,
   `require_parameters`;
 - order: `provider.order` first (then the rest, unless `allow_fallbacks` is false); else
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import NamedTuple
 
+from xrouter_router.domain import fx
 from xrouter_router.domain import residency as residency_policy
 from xrouter_router.domain.catalog import Catalog, Deployment, Model
 from xrouter_router.domain.errors import NoProvider, ResidencyForbidden
@@ -132,7 +134,7 @@ def _format_type(response_format_json: bytes) -> str:
 def _rejection(d: Deployment, needs: frozenset[str], params: frozenset[str],
                prefs: ProviderPreferences, residency: str) -> str:
     """Why a deployment may not serve this request; empty when it may."""
-    excluded = residency_policy.excludes(residency, d.jurisdiction)
+    excluded = residency_policy.excludes(residency, d.jurisdiction) or fx.missing_rate(d)
     if excluded:
         return excluded
     if prefs.only and d.provider not in prefs.only:
@@ -236,8 +238,10 @@ def plan(
         health = {d.id: stats[d.id].health(now, policy) if d.id in stats else "healthy"
                   for d in model.deployments}
         rejected: dict[str, str] = {}
-        eligible: list[Deployment] = [] if filtering else list(model.deployments)
-        for d in model.deployments if filtering else ():
+        # A deployment without a rate for its currency is never called unpriced (domain/fx.py).
+        sifting = filtering or any(d.unpriced for d in model.deployments)
+        eligible: list[Deployment] = [] if sifting else list(model.deployments)
+        for d in model.deployments if sifting else ():
             why = _rejection(d, needs, params, prefs, residency)
             if why:
                 rejected[d.id] = why
@@ -283,7 +287,12 @@ def embedding_plan(catalog: Catalog, model_name: str, stats: Mapping[str, Deploy
             residency_policy.FORBIDDEN, metadata={"reasons": {
                 f"{model.id}@{d.provider}": residency_policy.excludes(residency, d.jurisdiction)
                 for d in able}})
-    able = resident
+    priced = [d for d in resident if not d.unpriced]
+    if resident and not priced:
+        raise NoProvider(f"Model {model.id!r} has no priced embeddings deployment",
+                         metadata={"reasons": {f"{model.id}@{d.provider}": fx.missing_rate(d)
+                                               for d in resident}})
+    able = priced
     if not able:
         raise NoProvider(f"Model {model.id!r} has no embeddings deployment",
                          metadata={"reasons": {f"{model.id}@{d.provider}": "does not support embeddings"

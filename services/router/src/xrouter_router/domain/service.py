@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
-from xrouter_router.domain import accounting
+from xrouter_router.domain import accounting, fx
 from xrouter_router.domain.billing import (
     IMAGE_TOKENS,
     Admission,
@@ -114,8 +114,10 @@ class ChatService:
         wall: Callable[[], float] = time.time,
         sticky: StickyRoutes | None = None,
         guard: PiiGuard | None = None,
+        prices: fx.FxPrices | None = None,
     ) -> None:
-        self._catalog = catalog
+        # The catalog priced in RUB at the rates in force (domain/fx.py): one snapshot a request.
+        self._prices = prices or fx.FxPrices(catalog)
         self._failover = failover
         self._auth = auth
         self._idle_timeout = idle_timeout
@@ -130,7 +132,8 @@ class ChatService:
 
     @property
     def catalog(self) -> Catalog:
-        return self._catalog
+        """The catalog as priced now (every price in RUB, unpriced deployments marked)."""
+        return self._prices.catalog(self._wall())
 
     @property
     def stats(self) -> StatsStore:
@@ -141,11 +144,12 @@ class ChatService:
         it without moving the balancer, so the next real request takes the route shown). A
         prompt prefix served a moment ago goes back to the deployment that served it
         (domain/sticky.py)."""
+        catalog = self.catalog
         ids = [d.id for name in (request.model, *request.fallback_models)
-               for d in self._catalog.resolve(name).deployments] if self._known(request) else []
+               for d in catalog.resolve(name).deployments] if _known(catalog, request) else []
         snapshot = await self._stats.snapshot(ids)
         now = self._wall()
-        route = plan(self._catalog, request, snapshot, now=now, policy=self._stats.policy,
+        route = plan(catalog, request, snapshot, now=now, policy=self._stats.policy,
                      balancer=self._balancer, commit=commit, explain=not commit,
                      residency=residency)
         prefix = prefix_key(request) if self._sticky.enabled else None
@@ -159,14 +163,6 @@ class ChatService:
         if preferred == route.candidates:
             return replace(route, affinity=prefix)
         return replace(route, candidates=preferred, strategy="sticky", affinity=prefix)
-
-    def _known(self, request: ChatRequest) -> bool:
-        try:
-            for name in (request.model, *request.fallback_models):
-                self._catalog.resolve(name)
-        except XRouterError:
-            return False
-        return True
 
     async def explain(self, api_key: str, request: ChatRequest, *, address: str = "") -> Plan:
         key = await self._auth.authenticate(api_key, address)
@@ -208,10 +204,11 @@ class ChatService:
         """Admitted, charged and recorded like chat: reserved from an upper bound of the input,
         charged by the provider's usage (estimated when it reports none)."""
         key = await self._auth.authenticate(api_key, address)
-        model = self._catalog.resolve(request.model)
+        catalog = self.catalog
+        model = catalog.resolve(request.model)
         key.may_use(model.id)
         snapshot = await self._stats.snapshot(d.id for d in model.deployments)
-        candidates = embedding_plan(self._catalog, request.model, snapshot, now=self._wall(),
+        candidates = embedding_plan(catalog, request.model, snapshot, now=self._wall(),
                                     policy=self._stats.policy,
                                     residency=key.residency_policy[0])
         generation_id = request.generation_id or _generation_id()
@@ -231,7 +228,7 @@ class ChatService:
             bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD for i in inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
                 TokenCounts(prompt=await self._counter.count(inputs), estimated=True)
-            usage = accounting.usage(tokens, cand.deployment.price)
+            usage = fx.usage(tokens, cand.deployment)
             served = _served(cand)
             await held.conclude(Outcome(served, usage, "success", "", tuple(attempts),
                                         _latency(attempts)))
@@ -239,7 +236,7 @@ class ChatService:
 
     def _failed(self, request: ChatRequest, error: XRouterError, *, streamed: bool) -> None:
         try:
-            model = self._catalog.resolve(request.model).id
+            model = self.catalog.resolve(request.model).id
         except XRouterError:
             model = "unknown"
         attempts = len(error.attempts) if isinstance(error, AllAttemptsFailed) else 0
@@ -310,7 +307,7 @@ class ChatService:
             result = ChatResult(
                 served=_served(cand),
                 completion=completion,
-                usage=accounting.usage(tokens, cand.deployment.price),
+                usage=fx.usage(tokens, cand.deployment),
                 attempts=tuple(attempts),
                 rate_limit=held.window,
             )
@@ -354,7 +351,7 @@ class ChatService:
                                   usage: TokenCounts | None) -> None:
         tokens = await self._tokens(request, held, opened.candidate, usage,
                                     acc.completion_text())
-        priced = accounting.usage(tokens, opened.candidate.deployment.price)
+        priced = fx.usage(tokens, opened.candidate.deployment)
         if held.reservation is not None:
             priced = priced.capped(held.reservation.amount)
         cand = opened.candidate
@@ -374,7 +371,7 @@ class ChatService:
         # Throughput needs tokens spread over time: an answer that came in one read says nothing.
         if error is None and tokens.completion and spread:
             await self._stats.record_throughput(cand.deployment.id, tokens.completion / elapsed)
-        priced = accounting.usage(tokens, cand.deployment.price)
+        priced = fx.usage(tokens, cand.deployment)
         if isinstance(error, BudgetExhausted) and held.reservation is not None:
             # Cut when the money ran out: it costs at most what was reserved.
             priced = priced.capped(held.reservation.amount)
@@ -448,6 +445,15 @@ class ChatService:
             last = restorer.finish(last)
         yield StreamEvent(deltas=last, served=served, end=end, attempts=attempts,
                           rate_limit=window)
+
+
+def _known(catalog: Catalog, request: ChatRequest) -> bool:
+    try:
+        for name in (request.model, *request.fallback_models):
+            catalog.resolve(name)
+    except XRouterError:
+        return False
+    return True
 
 
 async def _next(stream: AsyncIterator[StreamBatch], idle: float, provider: str) -> StreamBatch | None:

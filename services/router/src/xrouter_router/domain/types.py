@@ -7,6 +7,7 @@ inspects (tool schemas, response_format, pass-through parameters) stay as raw JS
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 from xrouter_router.domain.errors import Attempt
@@ -156,6 +157,18 @@ class StreamBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Conversion:
+    """A cost in RUB converted from a deployment's own currency (domain/fx.py): the currency,
+    the rate used (RUB per unit), the cost in that currency, and the Moscow date from which
+    the rate is in force (None: a fixed rate)."""
+
+    currency: str
+    rate: Decimal
+    cost: Decimal
+    since: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts priced: what a generation cost, in RUB, and how much of it the prompt's
     buckets cost (None: not split; the rest is the completion's)."""
@@ -164,6 +177,8 @@ class Usage:
     cost: Decimal
     # Derived from the tokens and the price that made `cost`: not part of equality.
     prompt_cost: Decimal | None = field(default=None, compare=False)
+    # Set when the deployment is priced in another currency than RUB.
+    conversion: Conversion | None = field(default=None, compare=False)
 
     @property
     def prompt_share(self) -> Decimal:
@@ -172,7 +187,8 @@ class Usage:
 
     def capped(self, most: Decimal) -> Usage:
         """The same usage costing at most `most` (a stream cut when its reservation ran out)."""
-        return self if self.cost <= most else Usage(self.tokens, most, self.prompt_cost)
+        return self if self.cost <= most else Usage(self.tokens, most, self.prompt_cost,
+                                                    self.conversion)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ PostgreSQL batch function's JSON and the Redis ledger stream's entries), and mon
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -44,7 +45,21 @@ def generation_document(r: GenerationRecord) -> dict[str, Any]:
                       "outcome": a.outcome, "latency_ms": a.latency_ms, "error": a.error,
                       "status": a.status} for a in r.attempts],
         "jurisdiction": r.jurisdiction,
+        **_currency_fields(r),
     }
+
+
+def _currency_fields(r: GenerationRecord) -> dict[str, Any]:
+    """The price currency, and for one not RUB the rate, its date (YYYY-MM-DD, when it has one)
+    and the foreign cost (decimal strings); absent for RUB, so that records in RUB keep their
+    documents' old shape."""
+    if r.fx_rate is None or r.cost_original is None:
+        return {}
+    fields = {"price_currency": r.price_currency, "fx_rate": str(r.fx_rate),
+              "cost_original": str(money(r.cost_original))}
+    if r.fx_date is not None:
+        fields["fx_date"] = r.fx_date.isoformat()
+    return fields
 
 
 def generation_from_document(doc: Mapping[str, Any]) -> GenerationRecord:
@@ -61,4 +76,9 @@ def generation_from_document(doc: Mapping[str, Any]) -> GenerationRecord:
         cost=Decimal(doc["cost"]), latency_ms=int(doc["latency_ms"]),
         generation_ms=int(doc["generation_ms"]), finish_reason=doc["finish_reason"],
         status=doc["status"], attempts=tuple(Attempt(**a) for a in doc["attempts"]),
-        jurisdiction=str(doc.get("jurisdiction", "")))
+        jurisdiction=str(doc.get("jurisdiction", "")),
+        # Absent from documents of costs in RUB, and from those written before currencies.
+        price_currency=str(doc.get("price_currency", "RUB")),
+        fx_rate=Decimal(doc["fx_rate"]) if "fx_rate" in doc else None,
+        cost_original=Decimal(doc["cost_original"]) if "cost_original" in doc else None,
+        fx_date=date.fromisoformat(doc["fx_date"]) if "fx_date" in doc else None)

@@ -23,7 +23,7 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.pii import policy as pii
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import Authenticator
-from xrouter_router.transport.convert import attempts_to_proto
+from xrouter_router.transport.convert import attempts_to_proto, decimal_text
 from xrouter_router.transport.errors import answering
 from xrouter_router.transport.servicer import credentials
 
@@ -189,7 +189,11 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 cache_write_tokens=r.cache_write_tokens,
                 cost=_money(r.cost), latency_ms=r.latency_ms, generation_ms=r.generation_ms,
                 finish_reason=r.finish_reason, status=r.status,
-                attempts=attempts_to_proto(r.attempts), jurisdiction=r.jurisdiction)
+                attempts=attempts_to_proto(r.attempts), jurisdiction=r.jurisdiction,
+                price_currency=r.price_currency,
+                fx_rate="" if r.fx_rate is None else decimal_text(r.fx_rate),
+                cost_original="" if r.cost_original is None else _money(r.cost_original),
+                fx_date="" if r.fx_date is None else r.fx_date.isoformat())
         return await self._run(context, work)
 
     async def Usage(self, request: pb.UsageRequest,  # noqa: N802

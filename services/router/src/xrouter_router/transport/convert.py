@@ -204,7 +204,8 @@ def per_token(price_per_million: Decimal) -> str:
 
 
 def model_to_proto(m: Model) -> pb.ModelInfo:
-    price = m.price
+    shown = m.cheapest
+    price = shown.price
     caps = m.capabilities
     params = ["max_tokens", "temperature", "top_p", "stop", "seed", "frequency_penalty",
               "presence_penalty"]
@@ -222,7 +223,18 @@ def model_to_proto(m: Model) -> pb.ModelInfo:
         providers=list(m.providers), supported_parameters=params,
         input_modalities=["text", "image"] if "vision" in caps else ["text"],
         aliases=list(m.aliases), jurisdictions=list(m.jurisdictions),
+        price_currency=shown.currency, unpriced=m.unpriced,
+        fx_rate="" if shown.fx_rate is None else decimal_text(shown.fx_rate),
+        original_price_prompt=per_token(shown.original_price.prompt)
+        if shown.original_price is not None else "",
+        original_price_completion=per_token(shown.original_price.completion)
+        if shown.original_price is not None else "",
     )
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal as a plain string (no exponent, no trailing zeros)."""
+    return format(value.normalize(), "f")
 
 
 def explain_to_proto(route: Plan) -> pb.ExplainResponse:

@@ -327,7 +327,8 @@ class PgAccountStore:
 _GENERATION_COLUMNS = ("g.id, g.created_at, g.key_id, g.account_id, g.model, g.provider, g.streamed, "
                        "g.prompt_tokens, g.completion_tokens, g.cached_tokens, g.reasoning_tokens, "
                        "g.counts_native, g.cost, g.latency_ms, g.generation_ms, g.finish_reason, "
-                       "g.status, g.attempts, g.cache_write_tokens, g.jurisdiction")
+                       "g.status, g.attempts, g.cache_write_tokens, g.jurisdiction, "
+                       "g.price_currency, g.fx_rate, g.cost_original, g.fx_date")
 _TOTALS = ("coalesce(sum(requests), 0)::bigint, coalesce(sum(prompt_tokens), 0)::bigint, "
            "coalesce(sum(completion_tokens), 0)::bigint, coalesce(sum(cost), 0), "
            "coalesce(sum(cached_tokens), 0)::bigint, coalesce(sum(cache_write_tokens), 0)::bigint, "
@@ -343,9 +344,10 @@ assert set(_GROUPS) == REPORT_GROUPS
 def _generation(row: Row) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
      reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
-     cache_write, jurisdiction) = row
+     cache_write, jurisdiction, currency, fx_rate, cost_original, fx_date) = row
     return GenerationRecord(
-        jurisdiction=jurisdiction or "",
+        jurisdiction=jurisdiction or "", price_currency=currency or "RUB", fx_rate=fx_rate,
+        cost_original=cost_original, fx_date=fx_date,
         id=gen_id, created_at=created_at.timestamp(), key_id=key_id, account_id=account_id,
         model=model, provider=provider, streamed=streamed, prompt_tokens=prompt,
         completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning,

@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -197,9 +198,10 @@ class SqliteAccountStore:
 _GENERATION_COLUMNS = ("id, created_at, key_id, account_id, model, provider, streamed, prompt_tokens, "
                        "completion_tokens, cached_tokens, reasoning_tokens, counts_native, cost, "
                        "latency_ms, generation_ms, finish_reason, status, attempts, "
-                       "cache_write_tokens, jurisdiction")
+                       "cache_write_tokens, jurisdiction, price_currency, fx_rate, cost_original, "
+                       "fx_date")
 _INSERT_GENERATION = (f"INSERT INTO generations ({_GENERATION_COLUMNS}) VALUES "
-                      f"({', '.join('?' * 20)}) ON CONFLICT (id) DO NOTHING")
+                      f"({', '.join('?' * 24)}) ON CONFLICT (id) DO NOTHING")
 _ADD_USAGE = """INSERT INTO usage_daily (day, account_id, key_id, model, provider, requests,
     prompt_tokens, completion_tokens, cost, cached_tokens, cache_write_tokens, reasoning_tokens)
 VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
@@ -225,15 +227,21 @@ def _generation_row(r: GenerationRecord, cost: int) -> tuple[Any, ...]:
     return (r.id, r.created_at, r.key_id, r.account_id, r.model, r.provider, int(r.streamed),
             r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
             int(r.counts_native), cost, r.latency_ms, r.generation_ms, r.finish_reason, r.status,
-            attempts, r.cache_write_tokens, r.jurisdiction)
+            attempts, r.cache_write_tokens, r.jurisdiction, r.price_currency,
+            None if r.fx_rate is None else str(r.fx_rate),
+            None if r.cost_original is None else to_units(r.cost_original),
+            None if r.fx_date is None else r.fx_date.isoformat())
 
 
 def _generation(row: Sequence[Any]) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
      reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
-     cache_write, jurisdiction) = row
+     cache_write, jurisdiction, currency, fx_rate, cost_original, fx_date) = row
     return GenerationRecord(
-        jurisdiction=jurisdiction,
+        jurisdiction=jurisdiction, price_currency=currency,
+        fx_date=None if fx_date is None else date.fromisoformat(fx_date),
+        fx_rate=None if fx_rate is None else Decimal(fx_rate),
+        cost_original=None if cost_original is None else from_units(cost_original),
         id=gen_id, created_at=created_at, key_id=key_id, account_id=account_id, model=model,
         provider=provider, streamed=bool(streamed), prompt_tokens=prompt, completion_tokens=completion,
         cached_tokens=cached, reasoning_tokens=reasoning, cache_write_tokens=cache_write,

@@ -30,7 +30,7 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # The personal-data guard's policy and scope columns of keys and plans ("": not set).
 _PII_COLUMNS = ("pii_guard TEXT NOT NULL DEFAULT '' CHECK (pii_guard IN ('', 'off', 'mask', 'block'))",
                 "pii_scope TEXT NOT NULL DEFAULT '' CHECK (pii_scope IN ('', 'foreign', 'always'))")
@@ -75,6 +75,13 @@ _MIGRATIONS = {
         " FROM account_plans",
         "DROP TABLE account_plans",
         "ALTER TABLE account_plans_v6 RENAME TO account_plans"],
+    # 7: currencies (PostgreSQL's 0009_fx_rates.sql): each generation's price currency, rate, its
+    # date and the cost in that currency (earlier ones were all in RUB); fx_rates comes from
+    # SCHEMA.
+    6: ["ALTER TABLE generations ADD COLUMN price_currency TEXT NOT NULL DEFAULT 'RUB'",
+        "ALTER TABLE generations ADD COLUMN fx_rate TEXT",
+        "ALTER TABLE generations ADD COLUMN cost_original INTEGER",
+        "ALTER TABLE generations ADD COLUMN fx_date TEXT"],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -136,10 +143,22 @@ CREATE TABLE IF NOT EXISTS generations (
     finish_reason TEXT NOT NULL, status TEXT NOT NULL,
     attempts TEXT NOT NULL,
     cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    jurisdiction TEXT NOT NULL DEFAULT ''
+    jurisdiction TEXT NOT NULL DEFAULT '',
+    price_currency TEXT NOT NULL DEFAULT 'RUB',
+    fx_rate TEXT,  -- RUB per unit of price_currency (a decimal string); NULL for RUB
+    cost_original INTEGER,  -- the cost in price_currency, units of 1e-8; NULL for RUB
+    fx_date TEXT  -- the Moscow date from which fx_rate was in force, YYYY-MM-DD; NULL: fixed
 ) STRICT;
 CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
 CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);
+CREATE TABLE IF NOT EXISTS fx_rates (  -- the Central Bank's rates fetched (domain/fx.py)
+    currency TEXT NOT NULL,
+    effective TEXT NOT NULL,  -- the Moscow date from which it is in force, YYYY-MM-DD
+    rate TEXT NOT NULL,  -- RUB per one unit, a decimal string
+    source TEXT NOT NULL,
+    fetched_at REAL NOT NULL,
+    PRIMARY KEY (currency, effective)
+) STRICT;
 CREATE TABLE IF NOT EXISTS usage_daily (
     day TEXT NOT NULL,  -- the UTC date, YYYY-MM-DD
     account_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
