@@ -21,7 +21,7 @@ from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.cluster_support import Cluster, running_cluster
 from tests.integration.conftest import AUTH
-from tests.support import clear_of_minute_boundary
+from tests.support import clear_of_minute_boundary, gross
 
 
 @pytest.fixture
@@ -106,13 +106,16 @@ async def test_embeddings_are_charged_and_recorded_on_every_replica(cluster: Clu
         resp = await cluster.http.post(f"{cluster.url}/v1/embeddings", headers=auth,
                                        json={"model": "test/embed", "input": "hello"})
         assert resp.status_code == 200
-        assert resp.json()["usage"]["cost"] == 0.00002  # 2 tokens at 10 RUB a million
+        # 2 tokens at 10 RUB a million, net; with VAT.
+        assert Decimal(str(resp.json()["usage"]["cost"])) == gross("0.00002")
         ids.append(resp.headers["x-generation-id"])
     for gen in ids:
         found = await cluster.http.get(f"{cluster.url}/v1/generation", params={"id": gen},
                                        headers=auth)
-        assert found.status_code == 200 and found.json()["data"]["total_cost"] == 0.00002
-    assert await cluster.balance(Decimal("0.99996")) == Decimal("0.99996")
+        assert found.status_code == 200
+        assert Decimal(str(found.json()["data"]["total_cost"])) == gross("0.00002")
+    left = Decimal(1) - 2 * gross("0.00002")
+    assert await cluster.balance(left) == left
 
 
 async def test_an_allow_list_change_holds_on_every_replica(cluster: Cluster) -> None:

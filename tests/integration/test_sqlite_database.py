@@ -69,6 +69,10 @@ def _rewind(path: Path, version: int, *statements: str) -> None:
 # files before version 3 have no such table).
 _BEFORE_RESIDENCY = ("ALTER TABLE api_keys DROP COLUMN residency",
                      "ALTER TABLE generations DROP COLUMN jurisdiction")
+# What version 6 added (VAT).
+_BEFORE_VAT = (*(f"ALTER TABLE generations DROP COLUMN {c}" for c in ("cost_net", "vat",
+                                                                        "vat_rate")),
+               "ALTER TABLE usage_daily DROP COLUMN vat")
 
 
 async def _version(db: SqliteDatabase) -> int:
@@ -112,7 +116,7 @@ class TestSqliteDatabase:
         # Make it the file the first release wrote: no bucket columns, no plans, no IP
         # allow-lists, no residency, version 1.
         _rewind(path, 1, "DROP TABLE account_plans",
-                "ALTER TABLE api_keys DROP COLUMN allowed_ips", *_BEFORE_RESIDENCY,
+                "ALTER TABLE api_keys DROP COLUMN allowed_ips", *_BEFORE_RESIDENCY, *_BEFORE_VAT,
                 "ALTER TABLE generations DROP COLUMN cache_write_tokens",
                 *(f"ALTER TABLE usage_daily DROP COLUMN {column}"
                   for column in ("cached_tokens", "cache_write_tokens", "reasoning_tokens")))
@@ -126,7 +130,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.create(full_key(), HASH_1)
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 5
+            assert await _version(db) == 6
 
     async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
             self, tmp_path: Path) -> None:
@@ -138,14 +142,14 @@ class TestSqliteDatabase:
             await before.plans.set("acc-a", Plan("pro"))
         # The file the previous release wrote: api_keys without allowed_ips, version 3.
         _rewind(path, 3, "ALTER TABLE api_keys DROP COLUMN allowed_ips", *_BEFORE_RESIDENCY,
-                "ALTER TABLE account_plans DROP COLUMN residency")
+                *_BEFORE_VAT, "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
             assert await after.keys.by_hash(HASH_1) == old_key  # usable from any address
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.update(full_key())
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 5
+            assert await _version(db) == 6
 
     async def test_a_file_of_schema_version_4_gets_residency_and_keeps_its_records(
             self, tmp_path: Path) -> None:
@@ -157,10 +161,11 @@ class TestSqliteDatabase:
             await before.ledger.record(generation("gen-1", cost="0.25"))
         # The file the previous release wrote: no residency of keys and plans, no jurisdiction
         # of generations, version 4.
-        _rewind(path, 4, *_BEFORE_RESIDENCY, "ALTER TABLE account_plans DROP COLUMN residency")
+        _rewind(path, 4, *_BEFORE_RESIDENCY, *_BEFORE_VAT,
+                "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 5
+            assert await _version(db) == 6
             # No policy of its own: it follows its account's (none).
             assert await after.keys.by_hash(HASH_1) == replace(full_key(), residency="")
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7))
@@ -278,14 +283,40 @@ class TestSqliteDatabase:
         with pytest.raises(InternalError):
             await stores.accounts.get("acc-a")
 
+    async def test_a_file_of_schema_version_5_gets_vat_and_its_history_stays_net(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        async with _opened(path) as (_, before):
+            await with_accounts(before, "acc-a")
+            await before.ledger.record(generation("gen-1", cost="0.25"))
+        # The file the previous release wrote: no VAT anywhere, version 5.
+        _rewind(path, 5, *_BEFORE_VAT)
+
+        async with _opened(path) as (db, after):
+            assert await _version(db) == 6
+            old = await after.ledger.get("gen-1")
+            assert old == generation("gen-1", cost="0.25")
+            assert old is not None and (old.cost_net, old.vat, old.vat_rate) == (
+                Decimal("0.25"), Decimal(0), Decimal(0))
+            assert await db.read(lambda c: c.execute(
+                "SELECT cost, cost_net, vat, vat_rate FROM generations").fetchall()) == [
+                    (25_000_000, 25_000_000, 0, 0)]
+            taxed = replace(generation("gen-2", cost="0.61"), vat=Decimal("0.11"),
+                            vat_rate=Decimal("0.22"))
+            await after.ledger.record(taxed)
+            assert await after.ledger.get("gen-2") == taxed
+            totals = await after.ledger.totals()
+            assert (totals.cost, totals.vat, totals.cost_net) == (
+                Decimal("0.86"), Decimal("0.11"), Decimal("0.75"))
+
     async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
         newer = sqlite3.connect(path, isolation_level=None)
-        newer.execute("PRAGMA user_version = 6")
+        newer.execute("PRAGMA user_version = 7")
         newer.close()
         db = SqliteDatabase(path)
         try:
-            with pytest.raises(InternalError, match=r"schema version 6; this XRouter knows 5$"):
+            with pytest.raises(InternalError, match=r"schema version 7; this XRouter knows 6$"):
                 await db.open()
         finally:
             await db.close()

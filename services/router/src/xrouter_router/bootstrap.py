@@ -278,7 +278,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                             negative_size=settings.key_cache_negative_size)
     if stack.listen is not None:
         stack.listen(auth.forget)
-    billing = Billing(stack.meter, stack.ledger)
+    billing = Billing(stack.meter, stack.ledger, vat=settings.vat)
     sticky = StickyRoutes(ttl=settings.prompt_affinity,
                           size=10_000 if settings.prompt_affinity > 0 else 0)
     service = ChatService(config.catalog, failover, auth,
@@ -290,7 +290,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     accounts_servicer = AccountsServicer(
         AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
                         plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
-                        balance_changed=stack.balance_changed, announce=stack.announce), auth)
+                        balance_changed=stack.balance_changed, announce=stack.announce,
+                        vat_zone=settings.vat.zone), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
     collector = accounting_metrics.register(registry, {"keys": auth, **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from xrouter_common.env import ConfigError, env_bool, env_float, env_int, env_str
 from xrouter_router.domain.plans import TIER_ORDER
+from xrouter_router.domain.vat import DEFAULT_SCHEDULE, MOSCOW, VatSchedule
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.toml")
 
@@ -18,6 +20,21 @@ def _plan_tier(env: Mapping[str, str] | None) -> str:
         raise ConfigError(f"XROUTER_DEFAULT_PLAN_TIER must be one of {list(TIER_ORDER)}, "
                           f"got {tier!r}")
     return tier
+
+
+def _vat(env: Mapping[str, str] | None) -> VatSchedule:
+    """XROUTER_VAT_SCHEDULE in XROUTER_VAT_TIMEZONE, parsed once: a bad value stops the start."""
+    zone_name = env_str("XROUTER_VAT_TIMEZONE", "Europe/Moscow", env)
+    try:
+        zone = MOSCOW if zone_name == "Europe/Moscow" else ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"XROUTER_VAT_TIMEZONE must be an IANA time zone, got {zone_name!r}") \
+            from None
+    text = env_str("XROUTER_VAT_SCHEDULE", DEFAULT_SCHEDULE, env)
+    try:
+        return VatSchedule.parse(text, zone)
+    except ValueError as exc:
+        raise ConfigError(f"XROUTER_VAT_SCHEDULE {text!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +81,9 @@ class RouterSettings:
     # The address /metrics listens on: every interface (containers, scraped by Prometheus), or
     # 127.0.0.1 on a single server whose Prometheus runs on the same host.
     metrics_host: str = "0.0.0.0"
+    # VAT rates by date (catalog prices are net; generations are charged gross), in the days of
+    # XROUTER_VAT_TIMEZONE.
+    vat: VatSchedule = field(default_factory=lambda: VatSchedule.parse(DEFAULT_SCHEDULE))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -103,4 +123,5 @@ class RouterSettings:
             redis_timeout=env_float("XROUTER_REDIS_TIMEOUT", 0.5, env, minimum=0.01),
             provider_keys_file=Path(keys_file) if (keys_file := env_str(
                 "XROUTER_PROVIDER_KEYS_FILE", "", env)) else None,
+            vat=_vat(env),
         )

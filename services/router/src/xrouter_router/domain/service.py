@@ -208,7 +208,7 @@ class ChatService:
                         for i in request.inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
                 TokenCounts(prompt=await self._counter.count(request.inputs), estimated=True)
-            usage = accounting.usage(tokens, cand.deployment.price)
+            usage = held.priced(tokens, cand.deployment.price)
             served = _served(cand)
             await held.conclude(Outcome(served, usage, "success", "", tuple(attempts),
                                         _latency(attempts)))
@@ -275,7 +275,7 @@ class ChatService:
             result = ChatResult(
                 served=_served(cand),
                 completion=completion,
-                usage=accounting.usage(tokens, cand.deployment.price),
+                usage=held.priced(tokens, cand.deployment.price),
                 attempts=tuple(attempts),
                 rate_limit=held.window,
             )
@@ -317,7 +317,7 @@ class ChatService:
                                   usage: TokenCounts | None) -> None:
         tokens = await self._tokens(request, held, opened.candidate, usage,
                                     acc.completion_text())
-        priced = accounting.usage(tokens, opened.candidate.deployment.price)
+        priced = held.priced(tokens, opened.candidate.deployment.price)
         if held.reservation is not None:
             priced = priced.capped(held.reservation.amount)
         cand = opened.candidate
@@ -337,7 +337,7 @@ class ChatService:
         # Throughput needs tokens spread over time: an answer that came in one read says nothing.
         if error is None and tokens.completion and spread:
             await self._stats.record_throughput(cand.deployment.id, tokens.completion / elapsed)
-        priced = accounting.usage(tokens, cand.deployment.price)
+        priced = held.priced(tokens, cand.deployment.price)
         if isinstance(error, BudgetExhausted) and held.reservation is not None:
             # Cut when the money ran out: it costs at most what was reserved.
             priced = priced.capped(held.reservation.amount)

@@ -29,9 +29,9 @@ def money(amount: Decimal) -> Decimal:
 
 def generation_document(r: GenerationRecord) -> dict[str, Any]:
     """The record as one element of xrouter_record_generations' batch (and of the ledger stream):
-    created_at in unix seconds and cost a decimal string, both already rounded as stored (to the
-    microsecond, to 1e-8), so that a record reads back the same from the stream and from the
-    table. InvalidRequest when the cost cannot be stored."""
+    created_at in unix seconds and cost (gross), cost_net, vat and vat_rate decimal strings, all
+    already rounded as stored (to the microsecond, to 1e-8), so that a record reads back the same
+    from the stream and from the table. InvalidRequest when the cost cannot be stored."""
     return {
         "id": r.id, "created_at": round(r.created_at, 6), "key_id": r.key_id, "account_id": r.account_id,
         "model": r.model, "provider": r.provider, "streamed": r.streamed,
@@ -44,6 +44,9 @@ def generation_document(r: GenerationRecord) -> dict[str, Any]:
                       "outcome": a.outcome, "latency_ms": a.latency_ms, "error": a.error,
                       "status": a.status} for a in r.attempts],
         "jurisdiction": r.jurisdiction,
+        # cost is gross; cost_net is for readers of the document (PostgreSQL stores it).
+        "cost_net": str(money(r.cost) - money(r.vat)), "vat": str(money(r.vat)),
+        "vat_rate": str(r.vat_rate),
     }
 
 
@@ -61,4 +64,6 @@ def generation_from_document(doc: Mapping[str, Any]) -> GenerationRecord:
         cost=Decimal(doc["cost"]), latency_ms=int(doc["latency_ms"]),
         generation_ms=int(doc["generation_ms"]), finish_reason=doc["finish_reason"],
         status=doc["status"], attempts=tuple(Attempt(**a) for a in doc["attempts"]),
-        jurisdiction=str(doc.get("jurisdiction", "")))
+        jurisdiction=str(doc.get("jurisdiction", "")),
+        # Absent from documents written before VAT was kept: no VAT, the cost all net.
+        vat=Decimal(doc.get("vat", "0")), vat_rate=Decimal(doc.get("vat_rate", "0")))

@@ -30,7 +30,7 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _PLANS = """
 CREATE TABLE IF NOT EXISTS account_plans (
     account_id TEXT PRIMARY KEY REFERENCES accounts (id),
@@ -62,6 +62,13 @@ _MIGRATIONS = {
         " SELECT account_id, tier, rpm, rpd, tpm, concurrent, updated_at FROM account_plans",
         "DROP TABLE account_plans",
         "ALTER TABLE account_plans_v5 RENAME TO account_plans"],
+    # 6: VAT (PostgreSQL's 0008_vat.sql). cost stays the gross debited; generations recorded
+    # before had no VAT, so their net is their cost, their VAT and rate 0.
+    5: ["ALTER TABLE generations ADD COLUMN cost_net INTEGER NOT NULL DEFAULT 0",
+        "UPDATE generations SET cost_net = cost",
+        "ALTER TABLE generations ADD COLUMN vat INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE generations ADD COLUMN vat_rate INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE usage_daily ADD COLUMN vat INTEGER NOT NULL DEFAULT 0"],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -122,7 +129,10 @@ CREATE TABLE IF NOT EXISTS generations (
     finish_reason TEXT NOT NULL, status TEXT NOT NULL,
     attempts TEXT NOT NULL,
     cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    jurisdiction TEXT NOT NULL DEFAULT ''
+    jurisdiction TEXT NOT NULL DEFAULT '',
+    cost_net INTEGER NOT NULL DEFAULT 0,  -- cost (gross) = cost_net + vat
+    vat INTEGER NOT NULL DEFAULT 0,
+    vat_rate INTEGER NOT NULL DEFAULT 0  -- the fraction (0.22) in units of 1e-8, as money is
 ) STRICT;
 CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
 CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);
@@ -136,6 +146,7 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     cached_tokens INTEGER NOT NULL DEFAULT 0,
     cache_write_tokens INTEGER NOT NULL DEFAULT 0,
     reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    vat INTEGER NOT NULL DEFAULT 0,  -- the part of cost that is VAT
     PRIMARY KEY (day, account_id, key_id, model, provider)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS usage_daily_account_idx ON usage_daily (account_id, day);
