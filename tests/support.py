@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -143,11 +143,12 @@ def router_settings(catalog: Path, **overrides: object) -> RouterSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_router(settings: RouterSettings, tracer: object = None) -> AsyncIterator[RouterApp]:
+async def running_router(settings: RouterSettings, tracer: object = None,
+                         wall: Callable[[], float] = time.time) -> AsyncIterator[RouterApp]:
     previous = {k: os.environ.get(k) for k in UPSTREAM_ENV}
     os.environ.update(UPSTREAM_ENV)
     try:
-        app = build(settings, registry=CollectorRegistry(), tracer=tracer)
+        app = build(settings, registry=CollectorRegistry(), tracer=tracer, wall=wall)
     finally:
         for key, value in previous.items():
             if value is None:

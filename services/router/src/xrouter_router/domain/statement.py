@@ -14,13 +14,13 @@ from xrouter_router.domain import vat
 from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.ledger import GenerationRecord
 
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 def month_period(month: str, zone: tzinfo) -> tuple[float, float]:
     """`YYYY-MM` as [its first instant, the next month's first instant) in unix time, months
     beginning at midnight in `zone`. InvalidRequest naming `month` otherwise."""
-    found = _MONTH.match(month)
+    found = _MONTH.fullmatch(month)
     if found is None or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1970:
         raise InvalidRequest(f"month must be YYYY-MM (e.g. 2026-01), got {month!r}",
                              param="month")

@@ -6,11 +6,14 @@
 -- ledger stream) carry no vat and record the same. xrouter_record_generations is redefined to
 -- record and roll up the new columns (xrouter_record_and_charge calls it; it charges `cost`).
 
+-- The three are nullable as cache_write_tokens and jurisdiction are, for 0001's
+-- xrouter_record_generation (which fills every column from its document): NULL reads as no VAT
+-- (vat and vat_rate 0, cost_net = cost).
 ALTER TABLE generations
     ADD COLUMN cost_net numeric(20, 8),
-    ADD COLUMN vat numeric(20, 8) NOT NULL DEFAULT 0,
-    ADD COLUMN vat_rate numeric(9, 8) NOT NULL DEFAULT 0;
-UPDATE generations SET cost_net = cost WHERE cost_net IS NULL;
+    ADD COLUMN vat numeric(20, 8),
+    ADD COLUMN vat_rate numeric(9, 8);
+UPDATE generations SET cost_net = cost, vat = 0, vat_rate = 0;
 
 ALTER TABLE usage_daily ADD COLUMN vat numeric(20, 8) NOT NULL DEFAULT 0;
 
