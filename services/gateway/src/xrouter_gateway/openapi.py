@@ -71,7 +71,8 @@ def _accounts_paths() -> dict[str, Any]:
                             403, 404, body=True, management=True), "parameters": key_id},
             "delete": {**_op("Delete a key", 403, 404, management=True), "parameters": key_id}},
         "/v1/credits": {
-            "get": _op("Credits of the key's account: total_credits, total_usage (RUB)"),
+            "get": _op("Credits of the key's account: total_credits, total_usage (gross RUB; "
+                       "its net and VAT apart), balance"),
             "post": _op("Top up an account (master key)", 400, 403, body=True,
                         management=True)},
         "/v1/generation": {"get": {**_op("A generation's stats, to the key that made it", 400,
@@ -85,6 +86,12 @@ def _accounts_paths() -> dict[str, Any]:
                                               "schema": {"type": "string"}}
                                              for n in ("group_by", "since", "until",
                                                        "account_id")]}},
+        "/v1/statement": {"get": {**_op("An account's monthly statement (net, VAT, gross per "
+                                        "generation and totals), JSON or CSV", 400, 403),
+                                  "parameters": [{"name": n, "in": "query",
+                                                  "required": n == "month",
+                                                  "schema": {"type": "string"}}
+                                                 for n in ("month", "format", "account_id")]}},
         "/v1/accounts/{account_id}/plan": {
             "get": {**_op("The account's plan: highest tier and limit ceilings of its keys", 403,
                           management=True), "parameters": account_id},
