@@ -100,11 +100,10 @@ class Admission:
     def priced(self, tokens: TokenCounts, price: Price) -> Usage:
         """The tokens at the price, gross: cost and prompt_cost with VAT at the admission's
         rate (the catalog's prices are net), as the response shows and the account pays."""
-        usage = accounting.usage(tokens, price)
+        usage, rate = accounting.usage(tokens, price), self.vat_rate
         prompt = usage.prompt_cost
-        return Usage(tokens, vat.Split.from_net(usage.cost, self.vat_rate).gross,
-                     prompt_cost=None if prompt is None
-                     else vat.Split.from_net(prompt, self.vat_rate).gross)
+        return Usage(tokens, usage.cost + vat.vat_of(usage.cost, rate),
+                     prompt_cost=None if prompt is None else prompt + vat.vat_of(prompt, rate))
 
     def permits(self, deployment: Deployment) -> bool:
         """Whether a provider call to `deployment` may go out under this admission: it is live
