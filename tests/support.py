@@ -32,6 +32,17 @@ MASTER_KEY = "xr-test-master-key"
 UPSTREAM_ENV = {"FAKE_UPSTREAM_KEY": API_KEY, "FAKE_WRONG_KEY": "sk-wrong"}
 
 
+class Clock:
+    """A router's wall clock (running_router's `wall`), set by the test: it dates generations
+    and so chooses their VAT rate."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def gross(net: str | Decimal, at: float | None = None) -> Decimal:
     """What a generation whose catalog (net) price is `net` is charged: with the VAT of the
     default schedule (the tests' routers run on it) at `at` (now). Normalized (no trailing

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.cluster_support import Cluster, running_cluster
 from tests.integration.conftest import AUTH
-from tests.support import clear_of_minute_boundary, gross
+from tests.support import Clock, clear_of_minute_boundary, gross
 
 
 @pytest.fixture
@@ -134,3 +135,35 @@ async def test_an_allow_list_change_holds_on_every_replica(cluster: Cluster) -> 
         assert asyncio.get_running_loop().time() < deadline, statuses
         statuses.append((await cluster.chat(key)).status_code)
     assert set(statuses) <= {200, 403}
+
+
+async def test_vat_and_statements_on_two_replicas(
+        tmp_path: Path, catalog: Path, upstream: FakeOpenAI, postgres_ha: PostgresHA,  # noqa: F811
+        redis_cluster: RedisCluster) -> None:  # noqa: F811
+    last_of_20 = datetime.fromisoformat("2025-12-31T23:59:00+03:00").timestamp()
+    clock = Clock(last_of_20)
+    async with running_cluster(tmp_path, catalog, postgres_ha, redis_cluster,
+                               wall=clock) as cluster:
+        await cluster.top_up("10")
+        key, _ = await cluster.key()
+        auth = {"Authorization": f"Bearer {key}"}
+        gens = []
+        for at in (last_of_20, last_of_20 + 60):  # the second is 2026-01-01 00:00 Moscow time
+            clock.now = at
+            resp = await cluster.chat(key)  # one on each replica (round robin)
+            assert resp.status_code == 200
+            gens.append(resp.json()["id"])
+        # 0.0011 net: 20% VAT, then 22%. Once debited, the records are in PostgreSQL too (the
+        # charge travels with the record).
+        left = Decimal(10) - Decimal("0.00132") - Decimal("0.001342")
+        assert await cluster.balance(left) == left
+        for month, gen, rate, vat, gross_cost in (
+                ("2025-12", gens[0], "0.2", "0.00022000", "0.00132000"),
+                ("2026-01", gens[1], "0.22", "0.00024200", "0.00134200")):
+            resp = await cluster.http.get(f"{cluster.url}/v1/statement", headers=auth,
+                                          params={"month": month})
+            data = resp.json()["data"]
+            assert [(x["generation_id"], x["vat_rate"], x["net"], x["vat"], x["gross"])
+                    for x in data["lines"]] == [(gen, rate, "0.00110000", vat, gross_cost)]
+            assert (data["totals"]["net"], data["totals"]["vat"], data["totals"]["gross"]) == (
+                "0.00110000", vat, gross_cost)

@@ -16,22 +16,19 @@ import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.conftest import AUTH
-from tests.support import MASTER_KEY, gateway_settings, router_settings, running_gateway, running_router
+from tests.support import (
+    MASTER_KEY,
+    Clock,
+    gateway_settings,
+    router_settings,
+    running_gateway,
+    running_router,
+)
 from xrouter_router.cli import main
 
 LAST_MINUTE_OF_20 = datetime.fromisoformat("2025-12-31T23:59:00+03:00").timestamp()
 FIRST_SECOND_OF_22 = datetime.fromisoformat("2026-01-01T00:00:00+03:00").timestamp()
 HELLO = [{"role": "user", "content": "hello there"}]
-
-
-class Clock:
-    """The router's wall clock, set by the test."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Api:
