@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -23,11 +24,30 @@ from xrouter_gateway.__main__ import client_options
 from xrouter_gateway.app import build_app
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_router.bootstrap import RouterApp, build
+from xrouter_router.domain.vat import DEFAULT_VAT
 from xrouter_router.settings import RouterSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER_KEY = "xr-test-master-key"
 UPSTREAM_ENV = {"FAKE_UPSTREAM_KEY": API_KEY, "FAKE_WRONG_KEY": "sk-wrong"}
+
+
+class Clock:
+    """A router's wall clock (running_router's `wall`), set by the test: it dates generations
+    and so chooses their VAT rate."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gross(net: str | Decimal, at: float | None = None) -> Decimal:
+    """What a generation whose catalog (net) price is `net` is charged: with the VAT of the
+    default schedule (the tests' routers run on it) at `at` (now). Normalized (no trailing
+    zeros), so that it compares equal to a JSON number's text as Decimal."""
+    return DEFAULT_VAT.gross(Decimal(net), time.time() if at is None else at).normalize()
 
 
 def catalog_toml(upstream: str) -> str:
@@ -142,11 +162,12 @@ def router_settings(catalog: Path, **overrides: object) -> RouterSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_router(settings: RouterSettings, tracer: object = None) -> AsyncIterator[RouterApp]:
+async def running_router(settings: RouterSettings, tracer: object = None,
+                         wall: Callable[[], float] = time.time) -> AsyncIterator[RouterApp]:
     previous = {k: os.environ.get(k) for k in UPSTREAM_ENV}
     os.environ.update(UPSTREAM_ENV)
     try:
-        app = build(settings, registry=CollectorRegistry(), tracer=tracer)
+        app = build(settings, registry=CollectorRegistry(), tracer=tracer, wall=wall)
     finally:
         for key, value in previous.items():
             if value is None:

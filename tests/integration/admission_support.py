@@ -189,6 +189,17 @@ class Rig:
         assert account is not None
         return account.balance
 
+    async def charged(self, account_id: str, expected: Decimal) -> Decimal:
+        """The account's balance once it is `expected`: in the cluster mode the charge reaches
+        PostgreSQL with the record, through the ledger consumer, a moment after the answer (the
+        10 s bound only stops a broken consumer from hanging the test)."""
+        for _ in range(200):
+            balance = await self.balance(account_id)
+            if balance == expected or self.mode == "embedded":
+                return balance
+            await asyncio.sleep(0.05)
+        return balance
+
 
 def service(rig: Rig, key: ApiKey, *, faults: Faults | None = None,
             providers: tuple[FakeProvider, ...] | None = None,

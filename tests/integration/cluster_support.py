@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -70,6 +70,7 @@ class Cluster:
 @contextlib.asynccontextmanager
 async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
                           redis: RedisCluster, *, replicas: int = 2,
+                          wall: Callable[[], float] = time.time,
                           **overrides: Any) -> AsyncIterator[Cluster]:
     """`overrides`: more router settings, the same for every replica."""
     name = "x" + uuid.uuid4().hex[:12]
@@ -85,7 +86,8 @@ async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
                         # script into a degraded answer (fail-open limits would admit one more).
                         redis_timeout=10.0) for i in range(replicas)]
     async with contextlib.AsyncExitStack() as stack:
-        routers = [await stack.enter_async_context(running_router(s)) for s in settings]
+        routers = [await stack.enter_async_context(running_router(s, wall=wall))
+                   for s in settings]
         target = ",".join(f"127.0.0.1:{r.server.port}" for r in routers)
         url = await stack.enter_async_context(running_gateway(gateway_settings(target)))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))

@@ -18,6 +18,7 @@ import pytest
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
 from tests.integration.admission_support import Faults, Rig, running_rig, service
+from tests.support import gross
 from tests.unit.builders import request
 from tests.unit.fakes import VECTORS, FakeEmbedder, FakeProvider
 from xrouter_router.domain.catalog import Deployment
@@ -35,8 +36,9 @@ from xrouter_router.domain.types import (
 )
 
 EMBED = EmbeddingRequest(model="e", inputs=("hello world", "привет"), generation_id="gen-e1")
-# The fake reports no usage: counted by their UTF-8 bytes (11 + 12), at 100 RUB per million.
-EMBED_COST = Decimal("0.0023")
+# The fake reports no usage: counted by their UTF-8 bytes (11 + 12), at 100 RUB per million,
+# net; charged with VAT (the admissions run on the real clock and the default schedule).
+EMBED_NET = Decimal("0.0023")
 FIXED = 1_699_999_995.0  # the admissions' clock in the fault tests: their windows stay put
 
 
@@ -46,32 +48,22 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
         yield made
 
 
-async def _charged(rig: Rig, account_id: str, expected: Decimal) -> Decimal:
-    """The account's balance once it is `expected`: in the cluster mode the charge reaches
-    PostgreSQL with the record, through the ledger consumer, a moment after the answer (the
-    10 s bound only stops a broken consumer from hanging the test)."""
-    for _ in range(200):
-        balance = await rig.balance(account_id)
-        if balance == expected or rig.mode == "embedded":
-            return balance
-        await asyncio.sleep(0.05)
-    return balance
-
-
 # ---- embeddings ---------------------------------------------------------------------------
 
 async def test_embeddings_are_charged_and_recorded_like_chat(rig: Rig) -> None:
     account = await rig.account("1")
     key = rig.key(account)
+    embed_cost = gross(EMBED_NET)
     served, result, usage = await service(rig, key).embed("k", EMBED, None)
     assert (served.model, served.provider, result, usage.tokens, usage.cost) == (
-        "e", "a", VECTORS, TokenCounts(prompt=23, estimated=True), EMBED_COST)
+        "e", "a", VECTORS, TokenCounts(prompt=23, estimated=True), embed_cost)
     record = await rig.stack.ledger.get("gen-e1")
     assert record is not None
     assert (record.model, record.provider, record.key_id, record.prompt_tokens, record.cost,
-            record.status, record.streamed) == ("e", "a", key.id, 23, EMBED_COST, "success", False)
+            record.status, record.streamed) == ("e", "a", key.id, 23, embed_cost, "success", False)
+    assert (record.cost_net, record.vat) == (EMBED_NET, embed_cost - EMBED_NET)
     assert await rig.held(key) == (0, Decimal(0))
-    assert await _charged(rig, account, Decimal(1) - EMBED_COST) == Decimal(1) - EMBED_COST
+    assert await rig.charged(account, Decimal(1) - embed_cost) == Decimal(1) - embed_cost
 
 
 async def test_embeddings_are_reserved_from_an_upper_bound_of_their_input(rig: Rig) -> None:
@@ -100,8 +92,9 @@ async def test_embeddings_are_limited(rig: Rig) -> None:
     svc = service(rig, key, providers=(Slow("a"), FakeProvider("b")))
     first = asyncio.create_task(svc.embed("k", EMBED, None))
     await entered.wait()
-    # (11 + 1) + (12 + 1) tokens: the UTF-8 bytes of each input and one more, at 100 RUB a million
-    assert await rig.held(key) == (1, Decimal("0.0025"))
+    # (11 + 1) + (12 + 1) tokens: the UTF-8 bytes of each input and one more, at 100 RUB a
+    # million (net), reserved with VAT
+    assert await rig.held(key) == (1, gross("0.0025"))
     with pytest.raises(Exception, match="1 concurrent requests"):
         await svc.embed("k", EmbeddingRequest(model="e", inputs=("x",), generation_id="g3"), None)
     gate.set()

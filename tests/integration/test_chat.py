@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes.openai_upstream import API_KEY, TOOL_ARGS
 from tests.integration.conftest import Stack
+from tests.support import gross
 
 HELLO = [{"role": "user", "content": "hello there"}]
 
@@ -32,9 +33,10 @@ async def test_echo_answer_usage_cost_and_headers(stack: Stack) -> None:
     assert usage["prompt_tokens"] == 5 and usage["completion_tokens"] == 3
     assert usage["total_tokens"] == 8
     assert usage["is_estimated"] is False
-    # The cost is the exact decimal, written as a JSON number without float rounding.
-    assert b'"cost":0.0011,' in resp.content
+    # The cost is the exact decimal, written as a JSON number without float rounding: the
+    # catalog's (net) price of the tokens, with VAT.
     assert Decimal("0.0011") == _cost(5, 3)
+    assert f'"cost":{gross("0.0011")},'.encode() in resp.content
     sent = stack.upstream.requests[-1]
     assert sent["model"] == "fake-echo"
     assert sent["temperature"] == 0.5

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.cluster_support import Cluster, running_cluster
 from tests.integration.conftest import AUTH
-from tests.support import clear_of_minute_boundary
+from tests.support import Clock, clear_of_minute_boundary, gross
 from xrouter_router.storage.redis.link import VERSION
 
 
@@ -107,13 +108,16 @@ async def test_embeddings_are_charged_and_recorded_on_every_replica(cluster: Clu
         resp = await cluster.http.post(f"{cluster.url}/v1/embeddings", headers=auth,
                                        json={"model": "test/embed", "input": "hello"})
         assert resp.status_code == 200
-        assert resp.json()["usage"]["cost"] == 0.00002  # 2 tokens at 10 RUB a million
+        # 2 tokens at 10 RUB a million, net; with VAT.
+        assert Decimal(str(resp.json()["usage"]["cost"])) == gross("0.00002")
         ids.append(resp.headers["x-generation-id"])
     for gen in ids:
         found = await cluster.http.get(f"{cluster.url}/v1/generation", params={"id": gen},
                                        headers=auth)
-        assert found.status_code == 200 and found.json()["data"]["total_cost"] == 0.00002
-    assert await cluster.balance(Decimal("0.99996")) == Decimal("0.99996")
+        assert found.status_code == 200
+        assert Decimal(str(found.json()["data"]["total_cost"])) == gross("0.00002")
+    left = Decimal(1) - 2 * gross("0.00002")
+    assert await cluster.balance(left) == left
 
 
 async def test_an_allow_list_change_holds_on_every_replica(cluster: Cluster) -> None:
@@ -217,3 +221,35 @@ async def test_an_outage_allowance_keeps_paid_requests_answered_through_a_master
         assert sorted(await cur.fetchall()) == sorted((i, 1) for i in ids)
         cur = await conn.execute("SELECT * FROM xrouter_reconcile()")
         assert await cur.fetchall() == []
+
+
+async def test_vat_and_statements_on_two_replicas(
+        tmp_path: Path, catalog: Path, upstream: FakeOpenAI, postgres_ha: PostgresHA,  # noqa: F811
+        redis_cluster: RedisCluster) -> None:  # noqa: F811
+    last_of_20 = datetime.fromisoformat("2025-12-31T23:59:00+03:00").timestamp()
+    clock = Clock(last_of_20)
+    async with running_cluster(tmp_path, catalog, postgres_ha, redis_cluster,
+                               wall=clock) as cluster:
+        await cluster.top_up("10")
+        key, _ = await cluster.key()
+        auth = {"Authorization": f"Bearer {key}"}
+        gens = []
+        for at in (last_of_20, last_of_20 + 60):  # the second is 2026-01-01 00:00 Moscow time
+            clock.now = at
+            resp = await cluster.chat(key)  # one on each replica (round robin)
+            assert resp.status_code == 200
+            gens.append(resp.json()["id"])
+        # 0.0011 net: 20% VAT, then 22%. Once debited, the records are in PostgreSQL too (the
+        # charge travels with the record).
+        left = Decimal(10) - Decimal("0.00132") - Decimal("0.001342")
+        assert await cluster.balance(left) == left
+        for month, gen, rate, vat, gross_cost in (
+                ("2025-12", gens[0], "0.2", "0.00022000", "0.00132000"),
+                ("2026-01", gens[1], "0.22", "0.00024200", "0.00134200")):
+            resp = await cluster.http.get(f"{cluster.url}/v1/statement", headers=auth,
+                                          params={"month": month})
+            data = resp.json()["data"]
+            assert [(x["generation_id"], x["vat_rate"], x["net"], x["vat"], x["gross"])
+                    for x in data["lines"]] == [(gen, rate, "0.00110000", vat, gross_cost)]
+            assert (data["totals"]["net"], data["totals"]["vat"], data["totals"]["gross"]) == (
+                "0.00110000", vat, gross_cost)

@@ -24,7 +24,7 @@ from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.cluster_support import Cluster, running_cluster
 from tests.integration.conftest import AUTH, Stack, events
-from tests.support import extended_catalog
+from tests.support import extended_catalog, gross
 from xrouter_router.domain.fx import Rate
 
 ACCOUNT = "acct-fx"
@@ -115,7 +115,7 @@ async def test_a_usd_generation_costs_its_usd_cost_converted_exactly(stack: Stac
     assert resp.status_code == 200, resp.text
     usage = resp.json()["usage"]
     original = usd_cost(usage["prompt_tokens"], usage["completion_tokens"])
-    cost = rub(original * RATE)
+    cost = gross(rub(original * RATE))  # converted net, then its VAT
     assert cost > 0
     gen = resp.json()["id"]
     stats = await stack.http.get(f"{stack.url}/v1/generation", params={"id": gen},
@@ -147,7 +147,7 @@ async def test_a_usd_stream_ends_with_its_cost_converted(stack: Stack) -> None:
         assert resp.status_code == 200
         lines = [line async for line in resp.aiter_lines() if line]
     usage = events(lines)[-1]["usage"]
-    cost = rub(usd_cost(usage["prompt_tokens"], usage["completion_tokens"]) * RATE)
+    cost = gross(rub(usd_cost(usage["prompt_tokens"], usage["completion_tokens"]) * RATE))
     assert cost > 0 and Decimal(str(usage["cost"])) == cost
 
 
@@ -211,7 +211,7 @@ async def test_in_the_cluster_mode_the_reservation_and_the_ledger_are_in_rub(
     assert served.status_code == 200, served.text
     usage = served.json()["usage"]
     original = usd_cost(usage["prompt_tokens"], usage["completion_tokens"])
-    expected = (rub(original * RATE), "USD", RATE, rub(original))
+    expected = (gross(rub(original * RATE)), "USD", RATE, rub(original))
     rows: list[tuple[Any, ...]] = []
     for _ in range(300):  # 30 s for a consumer to write the record, loaded machine included
         async with await psycopg.AsyncConnection.connect(cluster.database) as conn:

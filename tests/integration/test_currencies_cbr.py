@@ -25,7 +25,7 @@ from tests.integration.test_currencies import (
     rub,
     usd_cost,
 )
-from tests.support import gateway_settings, router_settings, running_gateway, running_router
+from tests.support import gateway_settings, gross, router_settings, running_gateway, running_router
 from xrouter_router.bootstrap import RouterApp
 from xrouter_router.domain import fx
 
@@ -64,7 +64,7 @@ async def _generation(http: httpx.AsyncClient, url: str,
     usage = resp.json()["usage"]
     original = usd_cost(usage["prompt_tokens"], usage["completion_tokens"])
     assert (Decimal(data["cost_original"]), Decimal(str(data["total_cost"]))) == (
-        rub(original), rub(original * Decimal(data["fx_rate"])))
+        rub(original), gross(rub(original * Decimal(data["fx_rate"]))))
     return data["price_currency"], data["fx_rate"], data["fx_date"], rub(original)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from tests.integration.conftest import AUTH, Stack, events
-from tests.support import clear_of_minute_boundary
+from tests.support import clear_of_minute_boundary, gross
 
 HELLO = [{"role": "user", "content": "hello there"}]
 
@@ -34,7 +34,7 @@ def _bearer(key: str) -> dict[str, str]:
 
 
 async def test_a_key_pays_exactly_and_sees_only_its_own_generations(stack: Stack) -> None:
-    await _top_up(stack, "acct-1", "1")
+    await _top_up(stack, "acct-1", "1.22")  # 1 RUB net and 22% VAT: credits are bought gross
     key, info = await _key(stack, name="app")
     assert key.startswith("xr-pro-") and info["prefix"] == key[:13] + "..."
     assert info["rate_limit"]["requests"] == 100 and info["rate_limit"]["concurrent"] == 20
@@ -43,20 +43,24 @@ async def test_a_key_pays_exactly_and_sees_only_its_own_generations(stack: Stack
     assert resp.headers["x-ratelimit-limit"] == "100"
     assert resp.headers["x-ratelimit-remaining"] == "99"
     gen = resp.json()["id"]
+    # 5 + 3 tokens at 100 and 200 RUB a million is 0.0011 net; the client pays it with VAT.
     cost = Decimal(str(resp.json()["usage"]["cost"]))
-    assert cost == Decimal("0.0011")
+    assert cost == gross("0.0011")
     credits = (await stack.http.get(f"{stack.url}/v1/credits", headers=_bearer(key))).json()
-    assert credits["data"]["total_usage"] == 0.0011
-    assert Decimal(str(credits["data"]["balance"])) == Decimal(1) - cost
+    assert Decimal(str(credits["data"]["total_usage"])) == cost
+    assert Decimal(str(credits["data"]["total_usage_net"])) == Decimal("0.0011")
+    assert Decimal(str(credits["data"]["total_usage_vat"])) == cost - Decimal("0.0011")
+    assert Decimal(str(credits["data"]["balance"])) == Decimal("1.22") - cost
     me = (await stack.http.get(f"{stack.url}/v1/key", headers=_bearer(key))).json()["data"]
-    assert me["usage"] == 0.0011 and me["label"] == "app" and me["is_free_tier"] is False
+    assert Decimal(str(me["usage"])) == cost
+    assert me["label"] == "app" and me["is_free_tier"] is False
     stats = await stack.http.get(f"{stack.url}/v1/generation", params={"id": gen},
                                  headers=_bearer(key))
     assert stats.status_code == 200
     data = stats.json()["data"]
     assert (data["id"], data["model"], data["provider_name"], data["tokens_prompt"],
-            data["tokens_completion"], data["total_cost"], data["streamed"]) == (
-        gen, "test/echo", "fake", 5, 3, 0.0011, False)
+            data["tokens_completion"], Decimal(str(data["total_cost"])), data["streamed"]) == (
+        gen, "test/echo", "fake", 5, 3, cost, False)
     assert data["provider"] == data["provider_name"]  # the origin's name beside OpenRouter's
     assert data["attempts"][0]["outcome"] == "success"
     other, _ = await _key(stack, account_id="acct-2")
@@ -66,7 +70,7 @@ async def test_a_key_pays_exactly_and_sees_only_its_own_generations(stack: Stack
 
 
 async def test_mistyped_unknown_and_revoked_keys(stack: Stack) -> None:
-    await _top_up(stack, "acct-1", "1")
+    await _top_up(stack, "acct-1", "1.22")
     key, info = await _key(stack)
     typo = key[:-1] + ("a" if key[-1] != "a" else "b")
     resp = await stack.chat({"model": "test/echo", "messages": HELLO}, headers=_bearer(typo))
@@ -154,7 +158,7 @@ async def test_a_stream_stops_cleanly_when_the_money_runs_out(stack: Stack) -> N
 
 
 async def test_usage_report_and_management_rights(stack: Stack) -> None:
-    await _top_up(stack, "acct-1", "1")
+    await _top_up(stack, "acct-1", "1.22")
     key, _ = await _key(stack)
     for model in ("test/echo", "test/echo", "test/failover"):
         assert (await stack.chat({"model": model, "messages": HELLO},
@@ -163,7 +167,9 @@ async def test_usage_report_and_management_rights(stack: Stack) -> None:
                                   params={"group_by": "model", "account_id": "acct-1"})
     rows = {r["model"]: r for r in report.json()["data"]}
     assert rows["test/echo"]["requests"] == 2 and rows["test/failover"]["requests"] == 1
-    assert rows["test/echo"]["cost"] == 0.0022
+    echo = rows["test/echo"]
+    assert (Decimal(str(echo["cost"])), Decimal(str(echo["cost_net"])), Decimal(str(echo["vat"]))) \
+        == (2 * gross("0.0011"), Decimal("0.0022"), 2 * gross("0.0011") - Decimal("0.0022"))
     forbidden = await stack.http.get(f"{stack.url}/v1/usage", headers=_bearer(key))
     assert forbidden.status_code == 403
     assert (await stack.http.post(f"{stack.url}/v1/keys", headers=_bearer(key),
@@ -183,14 +189,16 @@ async def test_embeddings_are_charged_recorded_and_refused_without_credit(stack:
     resp = await stack.http.post(url, headers=_bearer(key),
                                  json={"model": "test/embed", "input": "hello"})
     assert resp.status_code == 200
-    # The fake reports 2 tokens (5 // 4 + 1) at 10 RUB a million.
-    assert resp.json()["usage"]["cost"] == 0.00002
+    # The fake reports 2 tokens (5 // 4 + 1) at 10 RUB a million: 0.00002 net.
+    cost = gross("0.00002")
+    assert Decimal(str(resp.json()["usage"]["cost"])) == cost
     credits = (await stack.http.get(f"{stack.url}/v1/credits", headers=_bearer(key))).json()
-    assert Decimal(str(credits["data"]["balance"])) == Decimal("0.00008")
+    assert Decimal(str(credits["data"]["balance"])) == Decimal("0.0001") - cost
     stats = await stack.http.get(f"{stack.url}/v1/generation",
                                  params={"id": resp.headers["x-generation-id"]},
                                  headers=_bearer(key))
     assert stats.status_code == 200
     data = stats.json()["data"]
-    assert (data["model"], data["provider_name"], data["tokens_prompt"], data["total_cost"],
-            data["streamed"]) == ("test/embed", "fake2", 2, 0.00002, False)
+    assert (data["model"], data["provider_name"], data["tokens_prompt"],
+            Decimal(str(data["total_cost"])), data["streamed"]) == ("test/embed", "fake2", 2, cost,
+                                                                   False)

@@ -425,6 +425,31 @@ async def test_a_converted_cost_crosses_the_stream_with_its_currency_rate_and_or
     assert await rig.pg.get("gen-rub") == rub
 
 
+async def test_vat_crosses_the_stream_and_older_documents_record_none(rig: Rig) -> None:
+    taxed = replace(generation("gen-vat", cost="1.22"), vat=Decimal("0.22"),
+                    vat_rate=Decimal("0.22"))
+    older = generation("gen-old", cost="0.5")
+    old = generation_document(older)
+    for name in ("cost_net", "vat", "vat_rate"):
+        del old[name]  # what a router of the previous release appended
+    assert {k: generation_document(taxed)[k] for k in ("cost", "cost_net", "vat", "vat_rate")} \
+        == {"cost": "1.22000000", "cost_net": "1.00000000", "vat": "0.22000000",
+            "vat_rate": "0.22"}
+    for doc in (generation_document(taxed), old):
+        stream = rig.layout.stream(rig.layout.shard(str(doc["id"])))
+        await rig.client.xadd(stream, {FIELD: orjson.dumps(doc)})
+    consumer = await rig.consumer()
+    await rig.drained(consumer)
+    assert (consumer.written, consumer.dead_lettered) == (2, 0)
+    assert await rig.pg.get("gen-vat") == taxed
+    assert await rig.pg.get("gen-old") == older
+    async with await psycopg.AsyncConnection.connect(rig.conninfo, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT id, cost, cost_net, vat, vat_rate FROM generations"
+                                    " ORDER BY id")
+        rows = await cursor.fetchall()
+    assert rows == [("gen-old", Decimal("0.5"), Decimal("0.5"), Decimal(0), Decimal(0)),
+                    ("gen-vat", Decimal("1.22"), Decimal(1), Decimal("0.22"), Decimal("0.22"))]
+
 async def test_postgres_down_for_seconds_loses_nothing(
         postgres_ha_disposable: PostgresHA, redis_cluster: RedisCluster) -> None:  # noqa: F811
     cluster = postgres_ha_disposable

@@ -5,6 +5,7 @@ against the stream's event schema. The shapes: tests/unit/test_openapi.py."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,12 @@ async def _info(c: Client, key_id: str, generation_id: str) -> None:
     report = await c.call("get", "/v1/usage", headers=AUTH, params={
         "group_by": "day,key,model,provider", "account_id": "acct-1"})
     assert {"day", "key", "model", "provider"} <= report["data"][0].keys()
+    month = time.strftime("%Y-%m", time.gmtime(time.time() + 3 * 3600))  # Moscow's month
+    statement = await c.call("get", "/v1/statement", params={"month": month})
+    assert generation_id in [line["generation_id"] for line in statement["data"]["lines"]]
+    csv_answer = await c.stack.http.get(f"{c.stack.url}/v1/statement", headers=c.key,
+                                        params={"month": month, "format": "csv"})
+    c.spec.check("/v1/statement", "get", 200, csv_answer.text, media="text/csv")
     await c.call("post", "/v1/chat/completions", 401, headers={}, json={"model": "test/echo"})
 
 

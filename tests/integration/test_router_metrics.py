@@ -9,7 +9,13 @@ import httpx
 
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.conftest import AUTH
-from tests.support import gateway_settings, router_settings, running_gateway, running_router
+from tests.support import (
+    gateway_settings,
+    gross,
+    router_settings,
+    running_gateway,
+    running_router,
+)
 
 HELLO = [{"role": "user", "content": "hello there"}]
 
@@ -51,8 +57,8 @@ async def test_router_metrics_after_traffic(catalog: Path, upstream: FakeOpenAI)
                  {"provider": "fake", "outcome": "success"}) == 1.0
     assert value("xrouter_router_tokens_total", {"model": "test/echo", "provider": "fake",
                                                  "kind": "completion", "source": "native"}) == 3.0
-    assert value("xrouter_router_cost_rub_total",
-                 {"model": "test/echo", "provider": "fake"}) == 0.0011
+    assert value("xrouter_router_cost_rub_total",  # 0.0011 net, counted gross
+                 {"model": "test/echo", "provider": "fake"}) == float(gross("0.0011"))
     assert value("xrouter_router_deployment_health",
                  {"deployment": "test/failover@fake", "provider": "fake"}) == 1.0
     assert value("xrouter_router_provider_attempt_duration_seconds_count",

@@ -70,10 +70,15 @@ def _rewind(path: Path, version: int, *statements: str) -> None:
 
 # What versions 5 and 6 added to the tables every file has (account_plans' column is dropped apart: the
 # files before version 3 have no such table).
+# What version 8 added (VAT); every older file lacks it too.
+_BEFORE_VAT = (*(f"ALTER TABLE generations DROP COLUMN {c}" for c in ("cost_net", "vat",
+                                                                        "vat_rate")),
+               "ALTER TABLE usage_daily DROP COLUMN vat")
 # What version 7 added: the currency columns of generations (fx_rates is made by SCHEMA on every
 # file); every older file lacks them too.
-_BEFORE_CURRENCIES = tuple(f"ALTER TABLE generations DROP COLUMN {column}"
-                           for column in ("price_currency", "fx_rate", "cost_original", "fx_date"))
+_BEFORE_CURRENCIES = (*(f"ALTER TABLE generations DROP COLUMN {column}"
+                        for column in ("price_currency", "fx_rate", "cost_original", "fx_date")),
+                      *_BEFORE_VAT)
 _BEFORE_PII = ("ALTER TABLE api_keys DROP COLUMN pii_guard",
                "ALTER TABLE api_keys DROP COLUMN pii_scope", *_BEFORE_CURRENCIES)
 _PLANS_BEFORE_PII = ("ALTER TABLE account_plans DROP COLUMN pii_guard",
@@ -151,7 +156,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.create(full_key(), HASH_1)
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 7
+            assert await _version(db) == 8
 
     async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
             self, tmp_path: Path) -> None:
@@ -171,7 +176,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.update(full_key())
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 7
+            assert await _version(db) == 8
 
     async def test_a_file_of_schema_version_4_gets_residency_and_keeps_its_records(
             self, tmp_path: Path) -> None:
@@ -183,7 +188,7 @@ class TestSqliteDatabase:
                 "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 7
+            assert await _version(db) == 8
             # No policy of its own: it follows its account's (none).
             assert await after.keys.by_hash(HASH_1) == NO_POLICY
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7))
@@ -204,7 +209,7 @@ class TestSqliteDatabase:
         _rewind(path, 5, *_BEFORE_PII, *_PLANS_BEFORE_PII)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 7
+            assert await _version(db) == 8
             assert await after.keys.by_hash(HASH_1) == replace(NO_POLICY, account_residency="ru")
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7), "ru")
             await after.plans.set("acc-a", Plan("pro", residency="ru", pii_guard="block",
@@ -329,11 +334,11 @@ class TestSqliteDatabase:
             await with_accounts(before, "acc-a")
             await before.ledger.record(replace(generation("gen-1", cost="0.25"),
                                                jurisdiction="ru"))
-        # The file the previous release wrote: generations without currency columns, version 6.
+        # The file the release before currencies wrote: no currency (nor VAT) columns, version 6.
         _rewind(path, 6, *_BEFORE_CURRENCIES)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 7
+            assert await _version(db) == 8
             assert await after.ledger.get("gen-1") == replace(
                 generation("gen-1", cost="0.25"), jurisdiction="ru")  # in RUB, as it was
             usd = replace(generation("gen-2", cost="0.925"), price_currency="USD",
@@ -342,14 +347,40 @@ class TestSqliteDatabase:
             await after.ledger.record(usd)
             assert await after.ledger.get("gen-2") == usd
 
+    async def test_a_file_of_schema_version_7_gets_vat_and_its_history_stays_net(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        async with _opened(path) as (_, before):
+            await with_accounts(before, "acc-a")
+            await before.ledger.record(generation("gen-1", cost="0.25"))
+        # The file the previous release wrote: no VAT anywhere, version 7.
+        _rewind(path, 7, *_BEFORE_VAT)
+
+        async with _opened(path) as (db, after):
+            assert await _version(db) == 8
+            old = await after.ledger.get("gen-1")
+            assert old == generation("gen-1", cost="0.25")
+            assert old is not None and (old.cost_net, old.vat, old.vat_rate) == (
+                Decimal("0.25"), Decimal(0), Decimal(0))
+            assert await db.read(lambda c: c.execute(
+                "SELECT cost, cost_net, vat, vat_rate FROM generations").fetchall()) == [
+                    (25_000_000, 25_000_000, 0, 0)]
+            taxed = replace(generation("gen-2", cost="0.61"), vat=Decimal("0.11"),
+                            vat_rate=Decimal("0.22"))
+            await after.ledger.record(taxed)
+            assert await after.ledger.get("gen-2") == taxed
+            totals = await after.ledger.totals()
+            assert (totals.cost, totals.vat, totals.cost_net) == (
+                Decimal("0.86"), Decimal("0.11"), Decimal("0.75"))
+
     async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
         newer = sqlite3.connect(path, isolation_level=None)
-        newer.execute("PRAGMA user_version = 8")
+        newer.execute("PRAGMA user_version = 9")
         newer.close()
         db = SqliteDatabase(path)
         try:
-            with pytest.raises(InternalError, match=r"schema version 8; this XRouter knows 7$"):
+            with pytest.raises(InternalError, match=r"schema version 9; this XRouter knows 8$"):
                 await db.open()
         finally:
             await db.close()

@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes.openai_upstream import TOOL_ARGS
 from tests.integration.conftest import AUTH, Stack, content_of, events
+from tests.support import gross
 
 HELLO = [{"role": "user", "content": "hello there"}]
 
@@ -31,7 +32,7 @@ async def test_stream_chunks_usage_and_done(stack: Stack) -> None:
     final = evs[-1]
     assert final["choices"] == []
     assert final["usage"]["prompt_tokens"] == 5 and final["usage"]["completion_tokens"] == 3
-    assert Decimal(str(final["usage"]["cost"])) == Decimal("0.0011")
+    assert Decimal(str(final["usage"]["cost"])) == gross("0.0011")  # 0.0011 net, with VAT
     sent = stack.upstream.requests[-1]
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
 

@@ -26,7 +26,13 @@ from tests.fakes.harness import TOOL_ARGUMENTS, WEATHER_SCHEMA
 from tests.fakes.openai_upstream import TOOL_ARGS, FakeOpenAI
 from tests.fakes.yandexgpt_upstream import FakeYandexGPT
 from tests.integration.conftest import AUTH, content_of, events
-from tests.support import gateway_settings, router_settings, running_gateway, running_router
+from tests.support import (
+    gateway_settings,
+    gross,
+    router_settings,
+    running_gateway,
+    running_router,
+)
 
 FORMAT = {"type": "json_schema", "json_schema": {"name": "weather", "strict": True,
                                                   "schema": WEATHER_SCHEMA}}
@@ -207,8 +213,8 @@ async def test_a_non_conforming_answer_fails_over_and_is_not_charged(rig: Rig) -
     assert [a["outcome"] for a in stats["attempts"]] == ["non_conforming", "success"]
     # Charged once, for the answer the client got: the discarded attempt costs it nothing.
     usage = body["usage"]
-    expected = (Decimal(usage["prompt_tokens"]) * 100
-                + Decimal(usage["completion_tokens"]) * 200) / 1_000_000
+    expected = gross((Decimal(usage["prompt_tokens"]) * 100
+                      + Decimal(usage["completion_tokens"]) * 200) / 1_000_000)
     assert Decimal(str(stats["total_cost"])) == Decimal(str(usage["cost"])) == expected
 
 

@@ -16,7 +16,13 @@ import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.conftest import AUTH, events
-from tests.support import gateway_settings, router_settings, running_gateway, running_router
+from tests.support import (
+    gateway_settings,
+    gross,
+    router_settings,
+    running_gateway,
+    running_router,
+)
 from xrouter_router.bootstrap import RouterApp
 from xrouter_router.providers.tokenizer import Cl100kCounter
 
@@ -64,15 +70,19 @@ async def rig(catalog: Path, upstream: FakeOpenAI) -> AsyncIterator[Rig]:
 
 # test/buckets: prices 100 prompt, 10 cache read, 125 cache write, 200 completion, 300
 # reasoning; the upstream reports 5 prompt tokens (2 read, 1 written) and 3 completion (2 of
-# reasoning): (2*100 + 2*10 + 1*125) + (1*200 + 2*300) = 345 + 800 per million.
-BUCKETS_USAGE = {
-    "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8, "cost": 0.001145,
-    "is_estimated": False,
-    "prompt_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 1},
-    "completion_tokens_details": {"reasoning_tokens": 2},
-    "cost_details": {"upstream_inference_cost": None, "upstream_inference_prompt_cost": 0.000345,
-                     "upstream_inference_completions_cost": 0.0008},
-}
+# reasoning): (2*100 + 2*10 + 1*125) + (1*200 + 2*300) = 345 + 800 per million, net; the
+# response shows (and the account pays) them with VAT.
+def buckets_usage() -> dict[str, object]:
+    return {
+        "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+        "cost": float(gross("0.001145")), "is_estimated": False,
+        "prompt_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 1},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+        "cost_details": {"upstream_inference_cost": None,
+                         "upstream_inference_prompt_cost": float(gross("0.000345")),
+                         "upstream_inference_completions_cost": float(
+                             gross("0.001145") - gross("0.000345"))},
+    }
 
 
 async def test_every_bucket_reaches_the_response_the_generation_and_the_report(rig: Rig) -> None:
@@ -81,24 +91,27 @@ async def test_every_bucket_reaches_the_response_the_generation_and_the_report(r
     resp = await rig.http.post(f"{rig.url}/v1/chat/completions", headers=headers,
                                json={"model": "test/buckets", "messages": HELLO})
     assert resp.status_code == 200
-    assert resp.json()["usage"] == BUCKETS_USAGE
-    assert await rig.balance(headers) == Decimal("9.998855")
+    assert resp.json()["usage"] == buckets_usage()
+    assert await rig.balance(headers) == Decimal(10) - gross("0.001145")
 
     found = await rig.http.get(f"{rig.url}/v1/generation", headers=headers,
                                params={"id": resp.json()["id"]})
     data = found.json()["data"]
     assert (data["tokens_prompt"], data["tokens_completion"], data["native_tokens_cached"],
             data["native_tokens_cache_write"], data["native_tokens_reasoning"],
-            data["total_cost"]) == (5, 3, 2, 1, 2, 0.001145)
+            Decimal(str(data["total_cost"])), data["cost_net"]) == (
+        5, 3, 2, 1, 2, gross("0.001145"), "0.001145")
 
     streamed = await rig.stream({"model": "test/buckets", "messages": HELLO}, headers)
-    assert streamed[-1]["usage"] == BUCKETS_USAGE
+    assert streamed[-1]["usage"] == buckets_usage()
 
     report = await rig.http.get(f"{rig.url}/v1/usage", headers=AUTH,
                                 params={"group_by": "model", "account_id": "acct-1"})
     assert report.json()["data"] == [{
         "model": "test/buckets", "requests": 2, "prompt_tokens": 10, "completion_tokens": 6,
-        "cached_tokens": 4, "cache_write_tokens": 2, "reasoning_tokens": 4, "cost": 0.00229}]
+        "cached_tokens": 4, "cache_write_tokens": 2, "reasoning_tokens": 4,
+        "cost": float(2 * gross("0.001145")), "cost_net": 0.00229,
+        "vat": float(2 * gross("0.001145") - Decimal("0.00229"))}]
 
 
 async def test_streamed_reasoning_is_billed_when_no_usage_arrives(rig: Rig) -> None:
@@ -125,7 +138,7 @@ async def test_reasoning_counts_toward_the_stream_budget(rig: Rig) -> None:
 
 async def test_negative_counts_are_charged_at_the_estimate_counted_and_logged(
         rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
-    headers = await rig.key("1")
+    headers = await rig.key("1.22")  # 1 RUB net, with 22% VAT
     with caplog.at_level(logging.WARNING, logger="xrouter.router.usage"):
         resp = await rig.http.post(f"{rig.url}/v1/chat/completions", headers=headers,
                                    json={"model": "test/negative", "messages": HELLO})
@@ -135,8 +148,9 @@ async def test_negative_counts_are_charged_at_the_estimate_counted_and_logged(
     completion = await TOKENIZER.count(["echo: hello there"])
     assert (usage["prompt_tokens"], usage["completion_tokens"], usage["is_estimated"]) == (
         prompt, completion, True)
-    assert Decimal(str(usage["cost"])) == (prompt * 100 + completion * 200) / Decimal(1_000_000)
-    assert await rig.balance(headers) == Decimal(1) - Decimal(str(usage["cost"]))
+    assert Decimal(str(usage["cost"])) == gross(
+        (prompt * 100 + completion * 200) / Decimal(1_000_000))
+    assert await rig.balance(headers) == Decimal("1.22") - Decimal(str(usage["cost"]))
     value = rig.router.metrics.registry.get_sample_value
     assert value("xrouter_router_implausible_usage_total", {"provider": "fake"}) == 1.0
     assert [r.getMessage().split(":")[0] for r in caplog.records

@@ -167,6 +167,45 @@ class TestUsageLedger:
                                        until=DAY2)
 
 
+    async def test_vat_is_kept_per_generation_and_summed_beside_the_gross(
+            self, stores: Stores) -> None:
+        await with_accounts(stores, "acc-a")
+        taxed = replace(generation("gen-1", cost="1.22"), vat=Decimal("0.22"),
+                        vat_rate=Decimal("0.22"))
+        await stores.ledger.record(taxed)
+        await stores.ledger.record(replace(generation("gen-2", cost="0.6"), vat=Decimal("0.1"),
+                                           vat_rate=Decimal("0.2")))
+        await stores.ledger.record(generation("gen-3", cost="0.5"))  # no VAT (before 0008)
+        got = await stores.ledger.get("gen-1")
+        assert got == taxed
+        assert got is not None and (got.cost_net, got.vat, got.vat_rate) == (
+            Decimal("1"), Decimal("0.22"), Decimal("0.22"))
+        expected = UsageTotals(3, 30, 60, Decimal("2.32"), vat=Decimal("0.32"))
+        assert await stores.ledger.totals(account_id="acc-a") == expected
+        assert expected.cost_net == Decimal("2.00")
+        rows = await stores.ledger.report(account_id="acc-a", group_by=(), since=DAY1,
+                                          until=DAY1)
+        assert rows == [UsageRow(totals=expected)]
+
+    async def test_charged_lists_an_accounts_costing_generations_of_a_period(
+            self, stores: Stores) -> None:
+        await with_accounts(stores, "acc-a", "acc-b")
+        for record in (
+            generation("gen-early", at=DAY1 - 0.000001, cost="0.1"),  # before the period
+            generation("gen-b", at=DAY1 + 10, cost="0.2"),
+            generation("gen-a", at=DAY1 + 10, cost="0.3"),  # same time: by id
+            generation("gen-first", at=DAY1, cost="0.4"),  # the period's first instant
+            generation("gen-free", at=DAY1 + 20, cost="0"),  # cost nothing: no line
+            generation("gen-other", at=DAY1 + 30, account="acc-b", cost="0.5"),
+            generation("gen-end", at=DAY2, cost="0.6"),  # the next period's first instant
+        ):
+            await stores.ledger.record(record)
+        lines = await stores.ledger.charged(account_id="acc-a", since=DAY1, until=DAY2)
+        assert [r.id for r in lines] == ["gen-first", "gen-a", "gen-b"]
+        assert lines[0] == generation("gen-first", at=DAY1, cost="0.4")
+        assert await stores.ledger.charged(account_id="acc-c", since=DAY1, until=DAY2) == []
+
+
 async def recorded_usage(stores: Stores) -> None:
     """Five generations over three UTC days, two accounts and three keys."""
     await with_accounts(stores, "acc-a", "acc-b")

@@ -20,6 +20,7 @@ from xrouter_gateway.guards import decimal_text, validation_error
 from xrouter_gateway.inbound import api_key, call_metadata, read_body
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.settings import GatewaySettings
+from xrouter_gateway.statement_format import FORMATS, statement_csv, statement_json
 
 T = TypeVar("T")
 _TIMEOUT = 10.0
@@ -187,11 +188,21 @@ def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
         # currency (decimal strings).
         "price_currency": g.price_currency or "RUB", "fx_rate": g.fx_rate or None,
         "fx_date": g.fx_date or None, "cost_original": g.cost_original or None,
+        "cost_net": g.cost_net or "0", "vat": g.vat or "0", "vat_rate": g.vat_rate or "0",
         "attempts": [{"provider_name": a.provider, "model": a.model, "deployment": a.deployment,
                       "outcome": a.outcome, "latency_ms": a.latency_ms, "status": a.status}
                      for a in g.attempts],
     }
 
+
+
+def credits_json(c: pb.Credits) -> dict[str, Any]:
+    """An account's credits, as /v1/credits shows them and a top-up answers (usage gross, and
+    its net and VAT apart)."""
+    return {"total_credits": _num(c.total_credits) or 0, "total_usage": _num(c.total_usage) or 0,
+            "total_usage_net": _num(c.total_usage_net) or 0,
+            "total_usage_vat": _num(c.total_usage_vat) or 0,
+            "balance": _num(c.balance) or 0, "currency": "RUB", "account_id": c.account_id}
 
 class AccountsEndpoints:
     def __init__(self, client: RouterClient, settings: GatewaySettings) -> None:
@@ -220,20 +231,14 @@ class AccountsEndpoints:
     async def credits(self, request: Request) -> Response:
         ref = pb.AccountRef(account_id=request.query_params.get("account_id", ""))
         c = await self._call(request, self._client.accounts.GetCredits, ref)
-        return _json({"data": {"total_credits": _num(c.total_credits) or 0,
-                               "total_usage": _num(c.total_usage) or 0,
-                               "balance": _num(c.balance) or 0, "currency": "RUB",
-                               "account_id": c.account_id}})
+        return _json({"data": credits_json(c)})
 
     async def top_up(self, request: Request) -> Response:
         req = _decode(await read_body(request, _MAX_BODY), TopUp)
         c = await self._call(request, self._client.accounts.TopUp, pb.TopUpRequest(
             account_id=req.account_id, amount=decimal_text(req.amount, "amount", positive=True),
             reference=req.reference))
-        return _json({"data": {"total_credits": _num(c.total_credits) or 0,
-                               "total_usage": _num(c.total_usage) or 0,
-                               "balance": _num(c.balance) or 0, "currency": "RUB",
-                               "account_id": c.account_id}})
+        return _json({"data": credits_json(c)})
 
     async def generation(self, request: Request) -> Response:
         generation_id = request.query_params.get("id", "")
@@ -330,13 +335,30 @@ class AccountsEndpoints:
                                    "cached_tokens": r.cached_tokens,
                                    "cache_write_tokens": r.cache_write_tokens,
                                    "reasoning_tokens": r.reasoning_tokens,
-                                   "cost": _num(r.cost) or 0}
+                                   "cost": _num(r.cost) or 0,
+                                   "cost_net": _num(r.cost_net) or 0, "vat": _num(r.vat) or 0}
             for group, value in (("day", r.day), ("key", r.key_id), ("model", r.model),
                                  ("provider", r.provider)):
                 if group in groups:
                     row[group] = value
             rows.append(row)
         return _json({"data": rows, "currency": "RUB"})
+
+    async def statement(self, request: Request) -> Response:
+        params = request.query_params
+        fmt = params.get("format", "json")
+        if fmt not in FORMATS:
+            raise APIError(400, f"format must be one of {list(FORMATS)}, got {fmt!r}",
+                           param="format")
+        reply = await self._call(request, self._client.accounts.GetStatement, pb.StatementRequest(
+            account_id=params.get("account_id", ""), month=params.get("month", "")))
+        if fmt == "json":
+            return _json({"data": statement_json(reply)})
+        safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_"
+                       for c in reply.account_id)
+        name = f"statement-{safe}-{reply.month}.csv"
+        return Response(statement_csv(reply), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="{name}"'})
 
     async def plan(self, request: Request) -> Response:
         reply = await self._call(request, self._client.accounts.GetPlan,

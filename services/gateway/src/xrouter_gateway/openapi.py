@@ -110,8 +110,8 @@ def _accounts_paths() -> dict[str, Any]:
             "delete": {**_op("Delete a key", "Deleted", 403, 404, management=True),
                        "parameters": key_id}},
         "/v1/credits": {
-            "get": {**_op("Credits of the key's account: total_credits, total_usage (RUB)",
-                          "Credits"), "parameters": of_account},
+            "get": {**_op("Credits of the key's account: total_credits, total_usage (gross RUB; "
+                          "its net and VAT apart), balance", "Credits"), "parameters": of_account},
             "post": _op("Top up an account (master key)", "Credits", 400, 403, body="TopUp",
                         management=True)},
         "/v1/generation": {"get": {**_op("A generation's stats, to the key that made it",
@@ -125,6 +125,11 @@ def _accounts_paths() -> dict[str, Any]:
                                               "schema": {"type": "string"}}
                                              for n in ("group_by", "since", "until",
                                                        "account_id")]}},
+        "/v1/statement": {"get": {**_statement_op(),
+                                  "parameters": [{"name": n, "in": "query",
+                                                  "required": n == "month",
+                                                  "schema": {"type": "string"}}
+                                                 for n in ("month", "format", "account_id")]}},
         "/v1/accounts/{account_id}/plan": {
             "get": {**_op("The account's plan: highest tier and limit ceilings of its keys",
                           "PlanResponse", 403, management=True), "parameters": account_id},
@@ -132,6 +137,15 @@ def _accounts_paths() -> dict[str, Any]:
                           body="SetPlan", management=True), "parameters": account_id}},
     }
 
+
+def _statement_op() -> dict[str, Any]:
+    """JSON, or CSV with `format=csv` (a row per generation, then total rows)."""
+    op = _op("An account's monthly statement (net, VAT, gross per generation and totals), "
+             "JSON or CSV", "Statement", 400, 403)
+    op["responses"]["200"]["content"]["text/csv"] = {"schema": {
+        **STR, "description": "columns: date, generation_id, model, provider, prompt_tokens, "
+                              "completion_tokens, vat_rate, net, vat, gross"}}
+    return op
 
 def _generation(summary: str, body: str, answer: str, schema: str, event: str,
                 *errors: int, error: str = "Error") -> dict[str, Any]:

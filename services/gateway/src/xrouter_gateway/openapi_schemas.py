@@ -77,7 +77,9 @@ def _key() -> Schema:
 
 
 def _credits() -> Schema:
-    return data(obj({"total_credits": RUB, "total_usage": RUB, "balance": RUB,
+    return data(obj({"total_credits": RUB,
+                     "total_usage": {**RUB, "description": "gross, as debited (net + VAT)"},
+                     "total_usage_net": RUB, "total_usage_vat": RUB, "balance": RUB,
                      "currency": CURRENCY, "account_id": STR}))
 
 
@@ -94,14 +96,22 @@ def _generation() -> Schema:
         "native_tokens_completion": tokens, "native_tokens_cached": INT,
         "native_tokens_reasoning": INT, "native_tokens_cache_write": INT,
         "total_cost": RUB, "currency": CURRENCY, "finish_reason": STR, "status": STR,
-        "key_id": STR, "jurisdiction": nullable(STR), "attempts": array(attempt),
+        "key_id": STR, "jurisdiction": nullable(STR),
+        "price_currency": {**STR, "description": "ISO 4217: RUB, or the deployment's currency"},
+        "fx_rate": {**nullable(STR), "description": "RUB per unit (null for RUB)"},
+        "fx_date": {**nullable(STR), "description": "YYYY-MM-DD the rate was in force from "
+                                                    "(null: RUB or a fixed rate)"},
+        "cost_original": {**nullable(STR), "description": "the net cost in price_currency"},
+        "cost_net": {**STR, "description": "total_cost = cost_net + vat; decimal strings"},
+        "vat": STR, "vat_rate": {**STR, "description": "a fraction: \"0.22\""},
+        "attempts": array(attempt),
     }, description="A generation's stats (OpenRouter's, XRouter's extras after them)")
 
 
 def _usage_report() -> Schema:
     row = obj({"requests": INT, "prompt_tokens": INT, "completion_tokens": INT,
                "cached_tokens": INT, "cache_write_tokens": INT, "reasoning_tokens": INT,
-               "cost": RUB},
+               "cost": {**RUB, "description": "gross"}, "cost_net": RUB, "vat": RUB},
               {"day": STR, "key": STR, "model": STR, "provider": STR},
               description="One group; the grouping fields named in group_by are present")
     return obj({"data": array(row), "currency": CURRENCY})
@@ -124,7 +134,11 @@ def _model() -> Schema:
         "architecture": obj({"modality": STR, "input_modalities": array(STR),
                              "output_modalities": array(STR), "tokenizer": STR,
                              "instruct_type": nullable(STR)}),
-        "pricing": obj({**prices, "currency": CURRENCY}),
+        "pricing": {**nullable(obj({**prices, "currency": CURRENCY})),
+                    "description": "in RUB; null while the model is unpriced (no exchange rate)"},
+        "unpriced": BOOL,
+        "original_pricing": nullable(obj({"currency": STR, "prompt": STR, "completion": STR,
+                                          "fx_rate": nullable(STR)})),
         "top_provider": obj({"context_length": INT, "max_completion_tokens": INT,
                              "is_moderated": BOOL}),
         "per_request_limits": NULL, "supported_parameters": array(STR),
@@ -132,6 +146,20 @@ def _model() -> Schema:
         "jurisdictions": {**array(nullable(STR)),
                           "description": "ISO 3166-1 alpha-2 (null: not declared)"},
     }, description="A model (OpenRouter's shape; prices in RUB)")
+
+
+def _statement() -> Schema:
+    money = {**STR, "description": "RUB to 1e-8, a decimal string"}
+    line = obj({"date": STR, "generation_id": STR, "model": STR, "provider": STR,
+                "prompt_tokens": INT, "completion_tokens": INT, "vat_rate": STR,
+                "net": money, "vat": money, "gross": money})
+    total = obj({"vat_rate": nullable(STR), "requests": INT, "prompt_tokens": INT,
+                 "completion_tokens": INT, "net": money, "vat": money, "gross": money,
+                 "net_rub": STR, "vat_rub": STR, "gross_rub": STR},
+                description="Exact sums, and the kopeck figures (_rub)")
+    return data(obj({"account_id": STR, "month": STR, "timezone": STR, "currency": CURRENCY,
+                     "lines": array(line), "totals_by_rate": array(total), "totals": total},
+                    description="An account's monthly statement: net + VAT = gross"))
 
 
 def _explanation() -> Schema:
@@ -188,6 +216,7 @@ def management_components() -> dict[str, Schema]:
         "Deleted": data(obj({"deleted": BOOL})),
         "Credits": _credits(),
         "Generation": _generation(),
+        "Statement": _statement(),
         "GenerationResponse": data(ref("Generation")),
         "UsageReport": _usage_report(),
         "Plan": _plan(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -299,9 +300,10 @@ def key_secret(settings: RouterSettings) -> bytes:
 
 
 def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
-          tracer: Any | None = None) -> RouterApp:
+          tracer: Any | None = None, wall: Callable[[], float] = time.time) -> RouterApp:
     """Must run inside the event loop that will serve (aiohttp and grpc.aio bind to it).
-    `tracer` is an OpenTelemetry tracer, or None when tracing is off."""
+    `tracer` is an OpenTelemetry tracer, or None when tracing is off. `wall`: the clock that
+    dates generations (and so their VAT rate) and key usage; tests inject one."""
     metrics = RouterMetrics(registry)
     counter = Cl100kCounter()
     config = catalog_file.load(settings.catalog_path,
@@ -319,7 +321,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                             negative_size=settings.key_cache_negative_size)
     if stack.listen is not None:
         stack.listen(auth.forget)
-    billing = Billing(stack.meter, stack.ledger)
+    billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat)
     sticky = StickyRoutes(ttl=settings.prompt_affinity,
                           size=10_000 if settings.prompt_affinity > 0 else 0)
     guard, ner_thread = pii_ner.build_guard(settings.pii_ner)
@@ -335,7 +337,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     accounts_servicer = AccountsServicer(
         AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
                         plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
-                        balance_changed=stack.balance_changed, announce=stack.announce), auth)
+                        balance_changed=stack.balance_changed, announce=stack.announce,
+                        wall=wall, vat_zone=settings.vat.zone), auth)
     server = GrpcServer(servicer, settings.listen, accounts_servicer)
     collector = accounting_metrics.register(registry, {"keys": auth, **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,

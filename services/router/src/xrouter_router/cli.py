@@ -1,5 +1,5 @@
-"""`xrouter`: operator commands (migrate runs against the database; keys, credits, usage and
-plans against the gateway's management API). Each subcommand is one function that declares its
+"""`xrouter`: operator commands (migrate runs against the database; keys, credits, usage,
+statement and plans against the gateway's management API). Each subcommand is one function that declares its
 arguments and returns its handler; list it in COMMANDS."""
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from xrouter_router.cli_api import credits_command, keys_command, plans_command, usage_command
+from xrouter_router.cli_api import (
+    credits_command,
+    keys_command,
+    plans_command,
+    statement_command,
+    usage_command,
+)
 from xrouter_router.storage.sql.migrate import MigrationError, migrate
 from xrouter_router.storage.sql.postgres import DatabaseUnreachable
 
@@ -42,6 +48,7 @@ COMMANDS: Mapping[str, Subcommand] = {
     "keys": keys_command,
     "credits": credits_command,
     "usage": usage_command,
+    "statement": statement_command,
     "plans": plans_command,
 }
 

@@ -1,6 +1,6 @@
-"""`xrouter keys|credits|usage|plans`: the management API over HTTP (the gateway's /v1/keys,
-/v1/credits, /v1/usage and /v1/accounts/{id}/plan), authenticated with the master key or a
-management key."""
+"""`xrouter keys|credits|usage|statement|plans`: the management API over HTTP (the gateway's
+/v1/keys, /v1/credits, /v1/usage, /v1/statement and /v1/accounts/{id}/plan), authenticated with
+the master key or a management key (a statement: any key of the account)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def _connection(parser: argparse.ArgumentParser) -> None:
 
 
 def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
-         query: dict[str, str] | None = None) -> int:
-    """One API call; prints the JSON answer; exit code 0 on 2xx, 1 otherwise."""
+         query: dict[str, str] | None = None, *, raw: bool = False) -> int:
+    """One API call; prints the JSON answer (indented; `raw`: the body as it came, e.g. CSV);
+    exit code 0 on 2xx, 1 otherwise."""
     url = args.url.rstrip("/") + path
     if query:
         url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
@@ -36,7 +37,11 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
         "Authorization": f"Bearer {args.key}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
-            print(json.dumps(json.loads(resp.read()), indent=2, ensure_ascii=False))
+            answer = resp.read()
+            if raw:
+                sys.stdout.write(answer.decode())
+            else:
+                print(json.dumps(json.loads(answer), indent=2, ensure_ascii=False))
             return 0
     except urllib.error.HTTPError as exc:
         print(exc.read().decode(errors="replace"), file=sys.stderr)
@@ -148,6 +153,22 @@ def usage_command(parser: argparse.ArgumentParser) -> Handler:
         return call(args, "GET", "/v1/usage", query={"group_by": args.group_by,
                                                       "account_id": args.account,
                                                       "since": args.since, "until": args.until})
+    return run
+
+
+def statement_command(parser: argparse.ArgumentParser) -> Handler:
+    """An account's monthly statement (net, VAT, gross per generation and totals) as CSV or
+    JSON: `--month 2026-01 [--account ACCOUNT] [--format csv]`."""
+    _connection(parser)
+    parser.add_argument("--month", required=True, help="YYYY-MM (Moscow months by default)")
+    parser.add_argument("--account", default="", help="the account (required with the master "
+                                                      "key; default: the key's own)")
+    parser.add_argument("--format", default="json", choices=["json", "csv"])
+
+    def run(args: argparse.Namespace) -> int:
+        return call(args, "GET", "/v1/statement", query={
+            "month": args.month, "account_id": args.account, "format": args.format},
+            raw=args.format == "csv")
     return run
 
 

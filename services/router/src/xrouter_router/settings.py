@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from xrouter_common.env import ConfigError, env_bool, env_decimal, env_float, env_int, env_str
 from xrouter_router.domain.fx import Rate, configured
 from xrouter_router.domain.plans import TIER_ORDER
+from xrouter_router.domain.vat import DEFAULT_SCHEDULE, MOSCOW, VatSchedule
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.toml")
 CBR_URL = "https://www.cbr.ru/scripts/XML_daily.asp"
@@ -46,6 +48,21 @@ def _cbr_url(env: Mapping[str, str] | None) -> str:
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"XROUTER_FX_CBR_URL must be an http(s) URL or off, got {url[:64]!r}")
     return url
+
+
+def _vat(env: Mapping[str, str] | None) -> VatSchedule:
+    """XROUTER_VAT_SCHEDULE in XROUTER_VAT_TIMEZONE, parsed once: a bad value stops the start."""
+    zone_name = env_str("XROUTER_VAT_TIMEZONE", "Europe/Moscow", env)
+    try:
+        zone = MOSCOW if zone_name == "Europe/Moscow" else ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"XROUTER_VAT_TIMEZONE must be an IANA time zone, got {zone_name!r}") \
+            from None
+    text = env_str("XROUTER_VAT_SCHEDULE", DEFAULT_SCHEDULE, env)
+    try:
+        return VatSchedule.parse(text, zone)
+    except ValueError as exc:
+        raise ConfigError(f"XROUTER_VAT_SCHEDULE {text!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +119,9 @@ class RouterSettings:
     fx_rates: tuple[Rate, ...] = ()
     fx_cbr_url: str = ""
     fx_cbr_interval: float = 3600.0
+    # VAT rates by date (catalog prices are net; generations are charged gross), in the days of
+    # XROUTER_VAT_TIMEZONE.
+    vat: VatSchedule = field(default_factory=lambda: VatSchedule.parse(DEFAULT_SCHEDULE))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -146,4 +166,5 @@ class RouterSettings:
             fx_rates=_fx_rates(env),
             fx_cbr_url=_cbr_url(env),
             fx_cbr_interval=env_float("XROUTER_FX_CBR_INTERVAL", 3600.0, env, minimum=1.0),
+            vat=_vat(env),
         )

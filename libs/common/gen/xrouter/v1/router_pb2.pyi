@@ -591,11 +591,16 @@ class Credits(_message.Message):
     TOTAL_CREDITS_FIELD_NUMBER: _builtins.int
     TOTAL_USAGE_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
+    TOTAL_USAGE_NET_FIELD_NUMBER: _builtins.int
+    TOTAL_USAGE_VAT_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     total_credits: _builtins.str
     """Decimal strings, RUB."""
     total_usage: _builtins.str
     balance: _builtins.str
+    total_usage_net: _builtins.str
+    """total_usage (gross, as debited) = total_usage_net + total_usage_vat."""
+    total_usage_vat: _builtins.str
     def __init__(
         self,
         *,
@@ -603,10 +608,12 @@ class Credits(_message.Message):
         total_credits: _builtins.str = ...,
         total_usage: _builtins.str = ...,
         balance: _builtins.str = ...,
+        total_usage_net: _builtins.str = ...,
+        total_usage_vat: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance", b"balance", "total_credits", b"total_credits", "total_usage", b"total_usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance", b"balance", "total_credits", b"total_credits", "total_usage", b"total_usage", "total_usage_net", b"total_usage_net", "total_usage_vat", b"total_usage_vat"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -683,6 +690,9 @@ class GenerationInfo(_message.Message):
     FX_RATE_FIELD_NUMBER: _builtins.int
     COST_ORIGINAL_FIELD_NUMBER: _builtins.int
     FX_DATE_FIELD_NUMBER: _builtins.int
+    COST_NET_FIELD_NUMBER: _builtins.int
+    VAT_FIELD_NUMBER: _builtins.int
+    VAT_RATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created_at: _builtins.float
     key_id: _builtins.str
@@ -711,6 +721,10 @@ class GenerationInfo(_message.Message):
     cost_original: _builtins.str
     fx_date: _builtins.str
     """The Moscow date (YYYY-MM-DD) from which fx_rate was in force ("" for RUB or a fixed rate)."""
+    cost_net: _builtins.str
+    """cost (gross, as debited) = cost_net + vat; vat_rate is a fraction ("0.22"). Decimal strings."""
+    vat: _builtins.str
+    vat_rate: _builtins.str
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptInfo]: ...
     def __init__(
@@ -739,14 +753,175 @@ class GenerationInfo(_message.Message):
         fx_rate: _builtins.str = ...,
         cost_original: _builtins.str = ...,
         fx_date: _builtins.str = ...,
+        cost_net: _builtins.str = ...,
+        vat: _builtins.str = ...,
+        vat_rate: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "cost_original", b"cost_original", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "fx_date", b"fx_date", "fx_rate", b"fx_rate", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "price_currency", b"price_currency", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "cost_net", b"cost_net", "cost_original", b"cost_original", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "fx_date", b"fx_date", "fx_rate", b"fx_rate", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "price_currency", b"price_currency", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed", "vat", b"vat", "vat_rate", b"vat_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GenerationInfo: _TypeAlias = GenerationInfo  # noqa: Y015
+
+@_typing.final
+class StatementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    month: _builtins.str
+    """YYYY-MM, months beginning at midnight in the VAT time zone."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        month: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "month", b"month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementRequest: _TypeAlias = StatementRequest  # noqa: Y015
+
+@_typing.final
+class StatementLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GENERATION_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    VAT_RATE_FIELD_NUMBER: _builtins.int
+    NET_FIELD_NUMBER: _builtins.int
+    VAT_FIELD_NUMBER: _builtins.int
+    GROSS_FIELD_NUMBER: _builtins.int
+    generation_id: _builtins.str
+    date: _builtins.str
+    """ISO 8601 in the statement's time zone, to the second."""
+    model: _builtins.str
+    provider: _builtins.str
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    vat_rate: _builtins.str
+    """Decimal strings: the rate a fraction, money in RUB to 1e-8; net + vat = gross."""
+    net: _builtins.str
+    vat: _builtins.str
+    gross: _builtins.str
+    def __init__(
+        self,
+        *,
+        generation_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+        model: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        vat_rate: _builtins.str = ...,
+        net: _builtins.str = ...,
+        vat: _builtins.str = ...,
+        gross: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "date", b"date", "generation_id", b"generation_id", "gross", b"gross", "model", b"model", "net", b"net", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "vat", b"vat", "vat_rate", b"vat_rate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementLine: _TypeAlias = StatementLine  # noqa: Y015
+
+@_typing.final
+class StatementTotal(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VAT_RATE_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    NET_FIELD_NUMBER: _builtins.int
+    VAT_FIELD_NUMBER: _builtins.int
+    GROSS_FIELD_NUMBER: _builtins.int
+    NET_RUB_FIELD_NUMBER: _builtins.int
+    VAT_RUB_FIELD_NUMBER: _builtins.int
+    GROSS_RUB_FIELD_NUMBER: _builtins.int
+    vat_rate: _builtins.str
+    """"" for the total of every rate."""
+    requests: _builtins.int
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    net: _builtins.str
+    """Exact sums of the lines (1e-8 RUB)."""
+    vat: _builtins.str
+    gross: _builtins.str
+    net_rub: _builtins.str
+    """In kopecks: net and vat rounded half up (per rate; the total's are the rates' sums)."""
+    vat_rub: _builtins.str
+    gross_rub: _builtins.str
+    def __init__(
+        self,
+        *,
+        vat_rate: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        net: _builtins.str = ...,
+        vat: _builtins.str = ...,
+        gross: _builtins.str = ...,
+        net_rub: _builtins.str = ...,
+        vat_rub: _builtins.str = ...,
+        gross_rub: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "gross", b"gross", "gross_rub", b"gross_rub", "net", b"net", "net_rub", b"net_rub", "prompt_tokens", b"prompt_tokens", "requests", b"requests", "vat", b"vat", "vat_rate", b"vat_rate", "vat_rub", b"vat_rub"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementTotal: _TypeAlias = StatementTotal  # noqa: Y015
+
+@_typing.final
+class Statement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    BY_RATE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    month: _builtins.str
+    timezone: _builtins.str
+    """The IANA time zone of the dates and of the month's bounds."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]: ...
+    @_builtins.property
+    def by_rate(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementTotal]: ...
+    @_builtins.property
+    def total(self) -> Global___StatementTotal: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        month: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        lines: _abc.Iterable[Global___StatementLine] | None = ...,
+        by_rate: _abc.Iterable[Global___StatementTotal] | None = ...,
+        total: Global___StatementTotal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "by_rate", b"by_rate", "lines", b"lines", "month", b"month", "timezone", b"timezone", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Statement: _TypeAlias = Statement  # noqa: Y015
 
 @_typing.final
 class UsageRequest(_message.Message):
@@ -794,6 +969,8 @@ class UsageRow(_message.Message):
     CACHED_TOKENS_FIELD_NUMBER: _builtins.int
     CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
     REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_NET_FIELD_NUMBER: _builtins.int
+    VAT_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     key_id: _builtins.str
     model: _builtins.str
@@ -806,6 +983,9 @@ class UsageRow(_message.Message):
     """The buckets inside prompt_tokens (cache reads, cache writes) and completion_tokens (reasoning)."""
     cache_write_tokens: _builtins.int
     reasoning_tokens: _builtins.int
+    cost_net: _builtins.str
+    """cost (gross) = cost_net + vat."""
+    vat: _builtins.str
     def __init__(
         self,
         *,
@@ -820,10 +1000,12 @@ class UsageRow(_message.Message):
         cached_tokens: _builtins.int = ...,
         cache_write_tokens: _builtins.int = ...,
         reasoning_tokens: _builtins.int = ...,
+        cost_net: _builtins.str = ...,
+        vat: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "day", b"day", "key_id", b"key_id", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "cost_net", b"cost_net", "day", b"day", "key_id", b"key_id", "model", b"model", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "requests", b"requests", "vat", b"vat"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -429,6 +429,11 @@ class AccountsStub:
                 request_serializer=xrouter_dot_v1_dot_router__pb2.Plan.SerializeToString,
                 response_deserializer=xrouter_dot_v1_dot_router__pb2.Plan.FromString,
                 _registered_method=True)
+        self.GetStatement = channel.unary_unary(
+                '/xrouter.v1.Accounts/GetStatement',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.StatementRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.Statement.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -505,6 +510,13 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatement(self, request, context):
+        """An account's monthly statement: any key, of its own account; the master key names one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -562,6 +574,11 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.SetPlan,
                     request_deserializer=xrouter_dot_v1_dot_router__pb2.Plan.FromString,
                     response_serializer=xrouter_dot_v1_dot_router__pb2.Plan.SerializeToString,
+            ),
+            'GetStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatement,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.StatementRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.Statement.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -863,6 +880,33 @@ class Accounts:
             '/xrouter.v1.Accounts/SetPlan',
             xrouter_dot_v1_dot_router__pb2.Plan.SerializeToString,
             xrouter_dot_v1_dot_router__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/GetStatement',
+            xrouter_dot_v1_dot_router__pb2.StatementRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.Statement.FromString,
             options,
             channel_credentials,
             insecure,

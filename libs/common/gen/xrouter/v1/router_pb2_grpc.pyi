@@ -162,6 +162,8 @@ class AccountsStub:
     GetPlan: _grpc.UnaryUnaryMultiCallable[_router_pb2.AccountRef, _router_pb2.Plan]
     """The account's plan (management of that account); set only with the master key."""
     SetPlan: _grpc.UnaryUnaryMultiCallable[_router_pb2.Plan, _router_pb2.Plan]
+    GetStatement: _grpc.UnaryUnaryMultiCallable[_router_pb2.StatementRequest, _router_pb2.Statement]
+    """An account's monthly statement: any key, of its own account; the master key names one."""
 
 @_typing.type_check_only
 class AccountsAsyncStub(AccountsStub):
@@ -184,6 +186,8 @@ class AccountsAsyncStub(AccountsStub):
     GetPlan: _aio.UnaryUnaryMultiCallable[_router_pb2.AccountRef, _router_pb2.Plan]  # type: ignore[assignment]
     """The account's plan (management of that account); set only with the master key."""
     SetPlan: _aio.UnaryUnaryMultiCallable[_router_pb2.Plan, _router_pb2.Plan]  # type: ignore[assignment]
+    GetStatement: _aio.UnaryUnaryMultiCallable[_router_pb2.StatementRequest, _router_pb2.Statement]  # type: ignore[assignment]
+    """An account's monthly statement: any key, of its own account; the master key names one."""
 
 class AccountsServicer(metaclass=_abc_1.ABCMeta):
     """Keys, credits, generations and usage. The caller's key travels in the `authorization`
@@ -269,5 +273,13 @@ class AccountsServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.Plan,
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.Plan, _abc.Awaitable[_router_pb2.Plan]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStatement(
+        self,
+        request: _router_pb2.StatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.Statement, _abc.Awaitable[_router_pb2.Statement]]:
+        """An account's monthly statement: any key, of its own account; the master key names one."""
 
 def add_AccountsServicer_to_server(servicer: AccountsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

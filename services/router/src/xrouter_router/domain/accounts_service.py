@@ -11,9 +11,11 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import astuple, dataclass, replace
+from datetime import tzinfo
 from decimal import Decimal
 
 from xrouter_common.apikeys import display_prefix, generate
+from xrouter_router.domain import statement, vat
 from xrouter_router.domain.addresses import EVERYWHERE, AllowList
 from xrouter_router.domain.auth import ACCOUNT_PREFIX, KeyAuthenticator
 from xrouter_router.domain.errors import Forbidden, InvalidRequest, NotFound
@@ -27,6 +29,7 @@ from xrouter_router.domain.ledger import (
 )
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import AccountStore, KeyStore, PlanStore, UsageLedger
+from xrouter_router.domain.statement import Statement, month_period
 
 MANAGEMENT_TIER = "mgmt"
 DAY = 86400.0
@@ -69,8 +72,13 @@ class KeyChanges:
 class CreditsView:
     account_id: str
     total_credits: Decimal
-    total_usage: Decimal
+    total_usage: Decimal  # gross, as debited: total_usage_net + total_usage_vat
     balance: Decimal
+    total_usage_vat: Decimal = Decimal(0)
+
+    @property
+    def total_usage_net(self) -> Decimal:
+        return self.total_usage - self.total_usage_vat
 
 
 def is_manager(key: ApiKey) -> bool:
@@ -90,8 +98,10 @@ class AccountsService:
                  default_plan: Plan | None = None,
                  balance_changed: Callable[[str], Awaitable[None]] | None = None,
                  announce: Callable[[str], Awaitable[object]] | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 vat_zone: tzinfo = vat.MOSCOW) -> None:
         self._keys = keys
+        self._vat_zone = vat_zone
         self._plans = plans
         self._default_plan = default_plan or Plan()
         self._accounts = accounts
@@ -253,8 +263,9 @@ class AccountsService:
         account = await self._accounts.get(target)
         if account is None:
             raise NotFound(f"Account {target!r} does not exist", param="account_id")
-        usage = (await self._ledger.totals(account_id=target)).cost
-        return CreditsView(target, account.balance + usage, usage, account.balance)
+        usage = await self._ledger.totals(account_id=target)
+        return CreditsView(target, account.balance + usage.cost, usage.cost, account.balance,
+                           usage.vat)
 
     async def top_up(self, caller: ApiKey, account_id: str, amount: Decimal,
                      reference: str) -> CreditsView:
@@ -287,6 +298,18 @@ class AccountsService:
         scope = account_id or (None if caller.master else caller.account_id)
         return await self._ledger.report(account_id=scope, group_by=group_by, since=since,
                                          until=until)
+
+    async def statement(self, caller: ApiKey, account_id: str, month: str) -> Statement:
+        """The account's statement for the month (YYYY-MM, in the VAT time zone): any key, of
+        its own account; the master key names the account."""
+        if caller.master and not account_id:
+            raise InvalidRequest("account_id is required with the master key", param="account_id")
+        if account_id and account_id != caller.account_id:
+            self._manage(caller, account_id)
+        target = account_id or caller.account_id
+        since, until = month_period(month, self._vat_zone)
+        records = await self._ledger.charged(account_id=target, since=since, until=until)
+        return statement.build(target, month, self._vat_zone, records)
 
 
 __all__ = ["AccountsService", "CreditsView", "KeyChanges", "KeyUsage", "NewKey", "PlanView",

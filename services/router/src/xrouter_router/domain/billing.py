@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from types import TracebackType
 
-from xrouter_router.domain import accounting, fx
+from xrouter_router.domain import accounting, fx, vat
 from xrouter_router.domain.catalog import Deployment, Price
 from xrouter_router.domain.errors import AllAttemptsFailed, Attempt, XRouterError
 from xrouter_router.domain.keys import ApiKey
@@ -31,6 +31,7 @@ from xrouter_router.domain.types import (
     TokenCounts,
     Usage,
 )
+from xrouter_router.domain.vat import DEFAULT_VAT, VatSchedule
 
 # The tokens an image counts as, in a reservation and against a model's token limits.
 IMAGE_TOKENS = 1500
@@ -86,6 +87,8 @@ class Admission:
     released: bool = False
     # What the key's windows of the candidate models' token limits hold (None: nothing asked).
     hold: TokenHold | None = None
+    # The VAT rate in force when the call was admitted: its reservation and its charge are gross.
+    vat_rate: Decimal = Decimal(0)
 
     @property
     def generation_id(self) -> str:
@@ -94,6 +97,16 @@ class Admission:
     @property
     def prompt_tokens(self) -> int:
         return self.bill.prompt_tokens
+
+    def priced(self, tokens: TokenCounts, deployment: Deployment) -> Usage:
+        """The tokens at the deployment's price in RUB (converted from its currency, fx.usage),
+        gross: cost and prompt_cost with VAT at the admission's rate (the catalog's prices are
+        net), as the response shows and the account pays. The conversion keeps the foreign
+        cost, net."""
+        usage, rate = fx.usage(tokens, deployment), self.vat_rate
+        prompt = usage.prompt_cost
+        return replace(usage, cost=usage.cost + vat.vat_of(usage.cost, rate),
+                       prompt_cost=None if prompt is None else prompt + vat.vat_of(prompt, rate))
 
     def permits(self, deployment: Deployment) -> bool:
         """Whether a provider call to `deployment` may go out under this admission: it is live
@@ -162,17 +175,20 @@ def worst_price(deployments: Sequence[Deployment]) -> Price:
                  max(d.price.completion_ceiling for d in deployments))
 
 
-def cost_of(prompt: int, completion: int, price: Price) -> Decimal:
-    return accounting.price(TokenCounts(prompt=prompt, completion=completion), price)
+def cost_of(prompt: int, completion: int, price: Price, rate: Decimal = Decimal(0)) -> Decimal:
+    """The gross cost (with VAT at `rate`) of so many tokens at the price."""
+    net = accounting.price(TokenCounts(prompt=prompt, completion=completion), price)
+    return net + vat.vat_of(net, rate)
 
 
-def _converted(usage: Usage | None, cost: Decimal) -> Conversion | None:
-    """The conversion the ledger records with `cost`: its usage's, the foreign cost recomputed
-    from `cost` when a cap cut the usage's (None for a cost in RUB)."""
+def _converted(usage: Usage | None, split: vat.Split) -> Conversion | None:
+    """The conversion the ledger records with the charge `split`: its usage's, the foreign
+    (net) cost recomputed from the net charge when a cap cut the usage's (None for RUB)."""
     if usage is None or usage.conversion is None:
         return None
     conv = usage.conversion
-    return conv if cost == usage.cost else replace(conv, cost=fx.from_rub(cost, conv.rate))
+    return conv if split.gross == usage.cost else replace(conv, cost=fx.from_rub(split.net,
+                                                                               conv.rate))
 
 
 def failed(exc: BaseException | None) -> Outcome:
@@ -228,10 +244,12 @@ class Billing:
     usage ledger, around every billable call."""
 
     def __init__(self, meter: Meter, ledger: UsageLedger, *,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 vat: VatSchedule = DEFAULT_VAT) -> None:
         self._meter = meter
         self._ledger = ledger
         self._wall = wall
+        self._vat = vat
         self._releasing: set[asyncio.Task[None]] = set()
 
     def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment],
@@ -251,26 +269,30 @@ class Billing:
                     asks: Sequence[TokenAsk] = ()) -> Admission:
         now = self._wall()
         price = worst_price(deployments)
+        rate = self._vat.rate_at(now)
         if key.master:
-            return Admission(key, bill, None, None, price, now, self)
+            return Admission(key, bill, None, None, price, now, self, vat_rate=rate)
         cap = max(d.max_completion_tokens for d in deployments)
         completion = cap if bill.completion_tokens is None else min(bill.completion_tokens, cap)
-        amount = cost_of(bill.prompt_tokens, completion, price)
-        partial = (cost_of(bill.prompt_tokens, MIN_STREAM_TOKENS, price)
+        # Gross: the balance is debited net + VAT, so the worst case must cover the VAT too.
+        amount = cost_of(bill.prompt_tokens, completion, price, rate)
+        partial = (cost_of(bill.prompt_tokens, MIN_STREAM_TOKENS, price, rate)
                    if bill.streamed and not bill.buffered else None)
         window, reservation, hold = await self._meter.admit(
             key, bill.generation_id, amount, partial_from=partial, now=now, tokens=asks)
-        return Admission(key, bill, window, reservation, price, now, self, hold=hold)
+        return Admission(key, bill, window, reservation, price, now, self, hold=hold,
+                         vat_rate=rate)
 
     async def extend(self, admission: Admission, completion_tokens: int) -> bool:
         held = admission.reservation
         if held is None:
             return True
-        spent = cost_of(admission.prompt_tokens, completion_tokens, admission.price)
-        if spent + cost_of(0, TOP_UP_TOKENS // 4, admission.price) <= held.amount:
+        rate = admission.vat_rate
+        spent = cost_of(admission.prompt_tokens, completion_tokens, admission.price, rate)
+        if spent + cost_of(0, TOP_UP_TOKENS // 4, admission.price, rate) <= held.amount:
             return True
         grown = await self._meter.extend(admission.key, held,
-                                         cost_of(0, TOP_UP_TOKENS, admission.price))
+                                         cost_of(0, TOP_UP_TOKENS, admission.price, rate))
         if grown is not None:
             admission.reservation = grown
             return True
@@ -288,10 +310,13 @@ class Billing:
                 and outcome.status == "budget_exhausted":
             # The stream was cut when its reservation ran out: it cannot cost more than that.
             cost = admission.reservation.amount
+        # The cost is gross (Admission.priced); splitting it gives back the net it was made of,
+        # exactly (|rounding| < 1e-8 / 2 either way), and splits a capped cost at the same rate.
+        split = vat.Split.from_gross(cost, admission.vat_rate)
         tokens = usage.tokens.total if usage is not None else 0
         served = outcome.served.model if outcome.served is not None else ""
         try:
-            await self._ledger.record(self._record(admission, outcome, cost))
+            await self._ledger.record(self._record(admission, outcome, split))
             admission.recorded = True
             await self._release(admission, cost, tokens, served)
         except BaseException:
@@ -305,9 +330,10 @@ class Billing:
                 await asyncio.shield(task)
             raise
 
-    def _record(self, admission: Admission, outcome: Outcome, cost: Decimal) -> GenerationRecord:
+    def _record(self, admission: Admission, outcome: Outcome,
+                split: vat.Split) -> GenerationRecord:
         key, served = admission.key, outcome.served
-        conv = _converted(outcome.usage, cost)
+        conv = _converted(outcome.usage, split)
         tokens = outcome.usage.tokens if outcome.usage is not None else None
         return GenerationRecord(
             id=admission.generation_id, created_at=admission.started, key_id=key.id,
@@ -318,7 +344,8 @@ class Billing:
             cached_tokens=tokens.cached if tokens else 0,
             reasoning_tokens=tokens.reasoning if tokens else 0,
             cache_write_tokens=tokens.cache_write if tokens else 0,
-            counts_native=bool(tokens and not tokens.estimated), cost=cost,
+            counts_native=bool(tokens and not tokens.estimated), cost=split.gross,
+            vat=split.vat, vat_rate=split.rate,
             latency_ms=outcome.latency_ms,
             generation_ms=int((self._wall() - admission.started) * 1000),
             finish_reason=outcome.finish_reason, status=outcome.status,

@@ -49,6 +49,14 @@ class GenerationRecord:
     fx_rate: Decimal | None = None
     cost_original: Decimal | None = None
     fx_date: date | None = None
+    # `cost` is gross (what the account is debited): cost_net + vat. vat_rate is the fraction
+    # in force when the generation ran (0.22). Records made before VAT was kept have none.
+    vat: Decimal = Decimal(0)
+    vat_rate: Decimal = Decimal(0)
+
+    @property
+    def cost_net(self) -> Decimal:
+        return self.cost - self.vat
 
 
 def charge_of(record: GenerationRecord) -> Decimal:
@@ -62,11 +70,16 @@ class UsageTotals:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)  # gross: cost_net + vat
     # The prompt's cache reads and writes and the completion's reasoning (parts of the above).
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    vat: Decimal = Decimal(0)
+
+    @property
+    def cost_net(self) -> Decimal:
+        return self.cost - self.vat
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,12 @@ class UsageLedger(Protocol):
     async def report(self, *, account_id: str | None, group_by: Sequence[str], since: float,
                      until: float) -> list[UsageRow]: ...
 
+    async def charged(self, *, account_id: str, since: float,
+                      until: float) -> list[GenerationRecord]:
+        """The account's generations that cost something, made in [since, until), oldest first
+        (then by id): the lines of a statement."""
+        ...
+
 
 class Limiter(Protocol):
     """Rate limits and concurrency per key, exact across router replicas."""

@@ -228,7 +228,7 @@ class ChatService:
             bound = sum(accounting.utf8_bound(i) + accounting.MESSAGE_OVERHEAD for i in inputs)
             tokens = self._vetted(result.usage, cand, bound=bound, max_completion=0) or \
                 TokenCounts(prompt=await self._counter.count(inputs), estimated=True)
-            usage = fx.usage(tokens, cand.deployment)
+            usage = held.priced(tokens, cand.deployment)
             served = _served(cand)
             await held.conclude(Outcome(served, usage, "success", "", tuple(attempts),
                                         _latency(attempts)))
@@ -307,7 +307,7 @@ class ChatService:
             result = ChatResult(
                 served=_served(cand),
                 completion=completion,
-                usage=fx.usage(tokens, cand.deployment),
+                usage=held.priced(tokens, cand.deployment),
                 attempts=tuple(attempts),
                 rate_limit=held.window,
             )
@@ -351,7 +351,7 @@ class ChatService:
                                   usage: TokenCounts | None) -> None:
         tokens = await self._tokens(request, held, opened.candidate, usage,
                                     acc.completion_text())
-        priced = fx.usage(tokens, opened.candidate.deployment)
+        priced = held.priced(tokens, opened.candidate.deployment)
         if held.reservation is not None:
             priced = priced.capped(held.reservation.amount)
         cand = opened.candidate
@@ -371,7 +371,7 @@ class ChatService:
         # Throughput needs tokens spread over time: an answer that came in one read says nothing.
         if error is None and tokens.completion and spread:
             await self._stats.record_throughput(cand.deployment.id, tokens.completion / elapsed)
-        priced = fx.usage(tokens, cand.deployment)
+        priced = held.priced(tokens, cand.deployment)
         if isinstance(error, BudgetExhausted) and held.reservation is not None:
             # Cut when the money ran out: it costs at most what was reserved.
             priced = priced.capped(held.reservation.amount)

@@ -30,9 +30,9 @@ def money(amount: Decimal) -> Decimal:
 
 def generation_document(r: GenerationRecord) -> dict[str, Any]:
     """The record as one element of xrouter_record_generations' batch (and of the ledger stream):
-    created_at in unix seconds and cost a decimal string, both already rounded as stored (to the
-    microsecond, to 1e-8), so that a record reads back the same from the stream and from the
-    table. InvalidRequest when the cost cannot be stored."""
+    created_at in unix seconds and cost (gross), cost_net, vat and vat_rate decimal strings, all
+    already rounded as stored (to the microsecond, to 1e-8), so that a record reads back the same
+    from the stream and from the table. InvalidRequest when the cost cannot be stored."""
     return {
         "id": r.id, "created_at": round(r.created_at, 6), "key_id": r.key_id, "account_id": r.account_id,
         "model": r.model, "provider": r.provider, "streamed": r.streamed,
@@ -46,6 +46,9 @@ def generation_document(r: GenerationRecord) -> dict[str, Any]:
                       "status": a.status} for a in r.attempts],
         "jurisdiction": r.jurisdiction,
         **_currency_fields(r),
+        # cost is gross; cost_net is for readers of the document (PostgreSQL stores it).
+        "cost_net": str(money(r.cost) - money(r.vat)), "vat": str(money(r.vat)),
+        "vat_rate": str(r.vat_rate),
     }
 
 
@@ -81,4 +84,6 @@ def generation_from_document(doc: Mapping[str, Any]) -> GenerationRecord:
         price_currency=str(doc.get("price_currency", "RUB")),
         fx_rate=Decimal(doc["fx_rate"]) if "fx_rate" in doc else None,
         cost_original=Decimal(doc["cost_original"]) if "cost_original" in doc else None,
-        fx_date=date.fromisoformat(doc["fx_date"]) if "fx_date" in doc else None)
+        fx_date=date.fromisoformat(doc["fx_date"]) if "fx_date" in doc else None,
+        # Absent from documents written before VAT was kept: no VAT, the cost all net.
+        vat=Decimal(doc.get("vat", "0")), vat_rate=Decimal(doc.get("vat_rate", "0")))

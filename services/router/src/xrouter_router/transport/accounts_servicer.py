@@ -13,6 +13,7 @@ from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_router.domain import residency
 from xrouter_router.domain.accounts_service import (
     AccountsService,
+    CreditsView,
     KeyChanges,
     KeyUsage,
     PlanView,
@@ -23,9 +24,11 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.pii import policy as pii
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import Authenticator
+from xrouter_router.domain.vat import rate_text
 from xrouter_router.transport.convert import attempts_to_proto, decimal_text
 from xrouter_router.transport.errors import answering
 from xrouter_router.transport.servicer import credentials
+from xrouter_router.transport.statement_proto import statement_to_proto
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[object, object]
@@ -33,6 +36,13 @@ Context = grpc.aio.ServicerContext[object, object]
 
 def _money(value: Decimal | None) -> str:
     return "" if value is None else format(value.normalize(), "f")
+
+
+def _credits(view: CreditsView) -> pb.Credits:
+    return pb.Credits(account_id=view.account_id, total_credits=_money(view.total_credits),
+                      total_usage=_money(view.total_usage), balance=_money(view.balance),
+                      total_usage_net=_money(view.total_usage_net),
+                      total_usage_vat=_money(view.total_usage_vat))
 
 
 def _decimal(text: str, param: str) -> Decimal | None:
@@ -162,8 +172,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                          context: Context) -> pb.Credits:
         async def work(caller: ApiKey) -> pb.Credits:
             view = await self._service.credits(caller, request.account_id)
-            return pb.Credits(account_id=view.account_id, total_credits=_money(view.total_credits),
-                              total_usage=_money(view.total_usage), balance=_money(view.balance))
+            return _credits(view)
         return await self._run(context, work)
 
     async def TopUp(self, request: pb.TopUpRequest, context: Context) -> pb.Credits:  # noqa: N802
@@ -173,8 +182,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 raise InvalidRequest("amount is required", param="amount")
             view = await self._service.top_up(caller, request.account_id, amount,
                                               request.reference)
-            return pb.Credits(account_id=view.account_id, total_credits=_money(view.total_credits),
-                              total_usage=_money(view.total_usage), balance=_money(view.balance))
+            return _credits(view)
         return await self._run(context, work)
 
     async def GetGeneration(self, request: pb.GenerationRef,  # noqa: N802
@@ -193,7 +201,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 price_currency=r.price_currency,
                 fx_rate="" if r.fx_rate is None else decimal_text(r.fx_rate),
                 cost_original="" if r.cost_original is None else _money(r.cost_original),
-                fx_date="" if r.fx_date is None else r.fx_date.isoformat())
+                fx_date="" if r.fx_date is None else r.fx_date.isoformat(),
+                cost_net=_money(r.cost_net), vat=_money(r.vat), vat_rate=rate_text(r.vat_rate))
         return await self._run(context, work)
 
     async def Usage(self, request: pb.UsageRequest,  # noqa: N802
@@ -208,7 +217,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 completion_tokens=r.totals.completion_tokens, cost=_money(r.totals.cost),
                 cached_tokens=r.totals.cached_tokens,
                 cache_write_tokens=r.totals.cache_write_tokens,
-                reasoning_tokens=r.totals.reasoning_tokens)
+                reasoning_tokens=r.totals.reasoning_tokens, cost_net=_money(r.totals.cost_net),
+                vat=_money(r.totals.vat))
                 for r in rows])
         return await self._run(context, work)
 
@@ -223,4 +233,11 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                         residency.policy(request.residency), pii.guard(request.pii_guard),
                         pii.scope(request.pii_scope))
             return plan_info(await self._service.set_plan(caller, request.account_id, plan))
+        return await self._run(context, work)
+
+    async def GetStatement(self, request: pb.StatementRequest,  # noqa: N802
+                           context: Context) -> pb.Statement:
+        async def work(caller: ApiKey) -> pb.Statement:
+            return statement_to_proto(
+                await self._service.statement(caller, request.account_id, request.month))
         return await self._run(context, work)

@@ -271,3 +271,8 @@ class StreamLedger:
                      until: float) -> builtins.list[UsageRow]:
         return await self._pg.report(account_id=account_id, group_by=group_by, since=since,
                                      until=until)
+
+    async def charged(self, *, account_id: str, since: float,
+                      until: float) -> builtins.list[GenerationRecord]:
+        """From PostgreSQL: a record still in the stream is not on a statement yet."""
+        return await self._pg.charged(account_id=account_id, since=since, until=until)

@@ -328,11 +328,12 @@ _GENERATION_COLUMNS = ("g.id, g.created_at, g.key_id, g.account_id, g.model, g.p
                        "g.prompt_tokens, g.completion_tokens, g.cached_tokens, g.reasoning_tokens, "
                        "g.counts_native, g.cost, g.latency_ms, g.generation_ms, g.finish_reason, "
                        "g.status, g.attempts, g.cache_write_tokens, g.jurisdiction, "
-                       "g.price_currency, g.fx_rate, g.cost_original, g.fx_date")
+                       "g.price_currency, g.fx_rate, g.cost_original, g.fx_date, "
+                       "coalesce(g.vat, 0), coalesce(g.vat_rate, 0)")
 _TOTALS = ("coalesce(sum(requests), 0)::bigint, coalesce(sum(prompt_tokens), 0)::bigint, "
            "coalesce(sum(completion_tokens), 0)::bigint, coalesce(sum(cost), 0), "
            "coalesce(sum(cached_tokens), 0)::bigint, coalesce(sum(cache_write_tokens), 0)::bigint, "
-           "coalesce(sum(reasoning_tokens), 0)::bigint")
+           "coalesce(sum(reasoning_tokens), 0)::bigint, coalesce(sum(vat), 0)")
 # What report() groups by for each name (bytewise, as SQLite orders), and UsageRow's field for it.
 _GROUPS = {"day": ("to_char(day, 'YYYY-MM-DD') COLLATE \"C\"", "day"),
            "key": ('key_id COLLATE "C"', "key_id"),
@@ -344,10 +345,10 @@ assert set(_GROUPS) == REPORT_GROUPS
 def _generation(row: Row) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
      reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
-     cache_write, jurisdiction, currency, fx_rate, cost_original, fx_date) = row
+     cache_write, jurisdiction, currency, fx_rate, cost_original, fx_date, vat, vat_rate) = row
     return GenerationRecord(
         jurisdiction=jurisdiction or "", price_currency=currency or "RUB", fx_rate=fx_rate,
-        cost_original=cost_original, fx_date=fx_date,
+        cost_original=cost_original, fx_date=fx_date, vat=vat, vat_rate=vat_rate.normalize(),
         id=gen_id, created_at=created_at.timestamp(), key_id=key_id, account_id=account_id,
         model=model, provider=provider, streamed=streamed, prompt_tokens=prompt,
         completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning,
@@ -358,8 +359,8 @@ def _generation(row: Row) -> GenerationRecord:
 
 
 def _totals(row: Row) -> UsageTotals:
-    requests, prompt, completion, cost, cached, cache_write, reasoning = row
-    return UsageTotals(requests, prompt, completion, cost, cached, cache_write, reasoning)
+    requests, prompt, completion, cost, cached, cache_write, reasoning, vat = row
+    return UsageTotals(requests, prompt, completion, cost, cached, cache_write, reasoning, vat)
 
 
 class PgUsageLedger:
@@ -433,3 +434,13 @@ class PgUsageLedger:
         fields = [field for _, field in groups]
         return [UsageRow(**dict(zip(fields, row, strict=False)), totals=_totals(row[len(fields):]))
                 for row in rows]
+
+    async def charged(self, *, account_id: str, since: float,
+                      until: float) -> builtins.list[GenerationRecord]:
+        """The account's generations that cost something in [since, until), oldest first."""
+        rows = await self._db.fetchall(
+            f"SELECT {_GENERATION_COLUMNS} FROM generations g WHERE g.account_id = %s"
+            " AND g.created_at >= %s AND g.created_at < %s AND g.cost > 0"
+            ' ORDER BY g.created_at, g.id COLLATE "C"',
+            (account_id, _time(since), _time(until)))
+        return [_generation(row) for row in rows]

@@ -199,28 +199,28 @@ _GENERATION_COLUMNS = ("id, created_at, key_id, account_id, model, provider, str
                        "completion_tokens, cached_tokens, reasoning_tokens, counts_native, cost, "
                        "latency_ms, generation_ms, finish_reason, status, attempts, "
                        "cache_write_tokens, jurisdiction, price_currency, fx_rate, cost_original, "
-                       "fx_date")
+                       "fx_date, vat, vat_rate, cost_net")
 _INSERT_GENERATION = (f"INSERT INTO generations ({_GENERATION_COLUMNS}) VALUES "
-                      f"({', '.join('?' * 24)}) ON CONFLICT (id) DO NOTHING")
+                      f"({', '.join('?' * 27)}) ON CONFLICT (id) DO NOTHING")
 _ADD_USAGE = """INSERT INTO usage_daily (day, account_id, key_id, model, provider, requests,
-    prompt_tokens, completion_tokens, cost, cached_tokens, cache_write_tokens, reasoning_tokens)
-VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)
+    prompt_tokens, completion_tokens, cost, cached_tokens, cache_write_tokens, reasoning_tokens, vat)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (day, account_id, key_id, model, provider) DO UPDATE SET
     requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
     completion_tokens = completion_tokens + excluded.completion_tokens,
     cost = cost + excluded.cost, cached_tokens = cached_tokens + excluded.cached_tokens,
     cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens"""
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, vat = vat + excluded.vat"""
 _TOTALS = ("COALESCE(SUM(requests), 0), COALESCE(SUM(prompt_tokens), 0), "
            "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0), "
            "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cache_write_tokens), 0), "
-           "COALESCE(SUM(reasoning_tokens), 0)")
+           "COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(vat), 0)")
 # The usage_daily column (named as UsageRow's field) for each name report() may group by.
 _GROUPS = {"day": "day", "key": "key_id", "model": "model", "provider": "provider"}
 assert set(_GROUPS) == REPORT_GROUPS
 
 
-def _generation_row(r: GenerationRecord, cost: int) -> tuple[Any, ...]:
+def _generation_row(r: GenerationRecord, cost: int, vat: int) -> tuple[Any, ...]:
     attempts = json.dumps([
         {"model": a.model, "provider": a.provider, "deployment": a.deployment, "outcome": a.outcome,
          "latency_ms": a.latency_ms, "error": a.error, "status": a.status} for a in r.attempts])
@@ -230,18 +230,20 @@ def _generation_row(r: GenerationRecord, cost: int) -> tuple[Any, ...]:
             attempts, r.cache_write_tokens, r.jurisdiction, r.price_currency,
             None if r.fx_rate is None else str(r.fx_rate),
             None if r.cost_original is None else to_units(r.cost_original),
-            None if r.fx_date is None else r.fx_date.isoformat())
+            None if r.fx_date is None else r.fx_date.isoformat(),
+            vat, to_units(r.vat_rate), cost - vat)
 
 
 def _generation(row: Sequence[Any]) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
      reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
-     cache_write, jurisdiction, currency, fx_rate, cost_original, fx_date) = row
+     cache_write, jurisdiction, currency, fx_rate, cost_original, fx_date, vat, vat_rate, _) = row
     return GenerationRecord(
         jurisdiction=jurisdiction, price_currency=currency,
         fx_date=None if fx_date is None else date.fromisoformat(fx_date),
         fx_rate=None if fx_rate is None else Decimal(fx_rate),
         cost_original=None if cost_original is None else from_units(cost_original),
+        vat=from_units(vat), vat_rate=from_units(vat_rate).normalize(),
         id=gen_id, created_at=created_at, key_id=key_id, account_id=account_id, model=model,
         provider=provider, streamed=bool(streamed), prompt_tokens=prompt, completion_tokens=completion,
         cached_tokens=cached, reasoning_tokens=reasoning, cache_write_tokens=cache_write,
@@ -252,9 +254,9 @@ def _generation(row: Sequence[Any]) -> GenerationRecord:
 
 
 def _totals(row: Sequence[Any]) -> UsageTotals:
-    requests, prompt, completion, cost, cached, cache_write, reasoning = row
+    requests, prompt, completion, cost, cached, cache_write, reasoning, vat = row
     return UsageTotals(requests, prompt, completion, from_units(cost), cached, cache_write,
-                       reasoning)
+                       reasoning, from_units(vat))
 
 
 class SqliteUsageLedger:
@@ -266,11 +268,11 @@ class SqliteUsageLedger:
         self._db = db
 
     async def record(self, record: GenerationRecord) -> None:
-        cost = to_units(record.cost)
-        row = _generation_row(record, cost)
+        cost, vat = to_units(record.cost), to_units(record.vat)
+        row = _generation_row(record, cost, vat)
         usage = (utc_day(record.created_at), record.account_id, record.key_id, record.model,
                  record.provider, record.prompt_tokens, record.completion_tokens, cost,
-                 record.cached_tokens, record.cache_write_tokens, record.reasoning_tokens)
+                 record.cached_tokens, record.cache_write_tokens, record.reasoning_tokens, vat)
 
         def insert(conn: sqlite3.Connection) -> None:
             if conn.execute(_INSERT_GENERATION, row).rowcount > 0:  # else recorded before
@@ -305,3 +307,13 @@ class SqliteUsageLedger:
         rows = await self._db.read(lambda conn: conn.execute(sql, params).fetchall())
         return [UsageRow(**dict(zip(columns, row, strict=False)), totals=_totals(row[len(columns):]))
                 for row in rows]
+
+    async def charged(self, *, account_id: str, since: float,
+                      until: float) -> builtins.list[GenerationRecord]:
+        """The account's generations that cost something, made at or after `since` and before
+        `until`, oldest first (then by id): a statement's lines."""
+        sql = (f"SELECT {_GENERATION_COLUMNS} FROM generations WHERE account_id = ?"
+               " AND created_at >= ? AND created_at < ? AND cost > 0 ORDER BY created_at, id")
+        rows = await self._db.read(
+            lambda conn: conn.execute(sql, (account_id, since, until)).fetchall())
+        return [_generation(row) for row in rows]

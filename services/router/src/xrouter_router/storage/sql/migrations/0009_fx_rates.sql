@@ -1,4 +1,4 @@
--- 0008: currencies (issue 15). Each generation's price currency ('RUB', or NULL for those
+-- 0009: currencies (issue 15). Each generation's price currency ('RUB', or NULL for those
 -- recorded before this release: RUB), the rate that converted its cost (RUB per unit; NULL for
 -- RUB), the Moscow date from which that rate was in force (NULL: RUB or a fixed rate) and its
 -- cost in that currency (NULL for RUB); fx_rates keeps the Central Bank's rates
