@@ -169,11 +169,12 @@ def test_bucket_prices_are_read_and_default_to_unset() -> None:
      "catalog: model id or alias 'openai/gpt-4o' is defined twice"),
     (_set("model", []), "catalog: top level: unknown key 'model' (known: models, providers)"),
     (_set("providers.oai.base_ulr", "http://x"),
-     "catalog: providers.oai: unknown key 'base_ulr' (known: api_key_env, base_url, currency, "
-     "headers, jurisdiction, reasoning_format, send_nonstandard_params, type)"),
+     "catalog: providers.oai: unknown key 'base_ulr' (known: api_key_env, base_url, "
+     "collects_data, currency, headers, jurisdiction, reasoning_format, "
+     "send_nonstandard_params, type)"),
     (_set("providers.demo.word_delay_s", 1),
-     "catalog: providers.demo: unknown key 'word_delay_s' (known: api_key_env, base_url, currency, "
-     "headers, jurisdiction, type, word_delay)"),
+     "catalog: providers.demo: unknown key 'word_delay_s' (known: api_key_env, base_url, "
+     "collects_data, currency, headers, jurisdiction, type, word_delay)"),
     (_set("models.1.alias", ["d"]),
      "catalog: models[1]: unknown key 'alias' (known: aliases, created, deployments, description, "
      "id, limits, name)"),

@@ -28,7 +28,7 @@ from xrouter_router.providers.registry import MODULES, OPTIONS
 
 _TOP = frozenset({"providers", "models"})
 _PROVIDER = frozenset({"type", "api_key_env", "base_url", "headers", "jurisdiction",
-                       "currency"})
+                       "currency", "collects_data"})
 _MODEL = frozenset({"id", "name", "description", "created", "aliases", "deployments",
                     "limits"})
 _LIMITS = frozenset({"tokens_per_request", "tokens_per_minute", "tokens_per_day"})
@@ -69,7 +69,9 @@ def parse(data: Mapping[str, Any], env: Mapping[str, str], where: str = "catalog
     providers = tuple(_provider(name, spec, env, where) for name, spec in raw_providers.items())
     names = {p.name: _Origin(_jurisdiction(p.name, raw_providers[p.name], where),
                              _currency(raw_providers[p.name], f"{where}: providers.{p.name}",
-                                       fx.RUB))
+                                       fx.RUB),
+                             _bool(raw_providers[p.name].get("collects_data", False),
+                                   f"{where}: providers.{p.name}.collects_data"))
              for p in providers}
     raw_models = data.get("models") or []
     if not isinstance(raw_models, list) or not raw_models:
@@ -121,10 +123,12 @@ def _jurisdiction(name: str, spec: Mapping[str, Any], where: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Origin:
-    """What a provider gives its deployments: its jurisdiction and its prices' currency."""
+    """What a provider gives its deployments: its jurisdiction, its prices' currency, and
+    whether it keeps or trains on data (each deployment may say otherwise)."""
 
     jurisdiction: str
     currency: str
+    collects_data: bool = False
 
 
 def _currency(spec: Mapping[str, Any], here: str, default: str) -> str:
@@ -248,7 +252,8 @@ def _deployment(here: str, model_id: str, spec: Any,
         capabilities=caps,
         weight=_number(spec.get("weight", 1.0), f"{here}.weight"),
         parameters=frozenset(_strings(spec.get("parameters", []), f"{here}.parameters")),
-        collects_data=_bool(spec.get("collects_data", False), f"{here}.collects_data"),
+        collects_data=_bool(spec.get("collects_data", origin.collects_data),
+                            f"{here}.collects_data"),
         jurisdiction=origin.jurisdiction,
         currency=_currency(spec, here, origin.currency),
     )
