@@ -51,13 +51,16 @@ class Authority:
             .sign(self._key, hashes.SHA256()))
         self.pem = self._cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, *, client: bool = False,
+    def issue(self, common_name: str, *, client: bool = False, peer: bool = False,
               names: tuple[str, ...] = ("localhost",),
               addresses: tuple[str, ...] = ("127.0.0.1",)) -> Issued:
-        """A leaf certificate for a server (those names and addresses) or a client."""
+        """A leaf certificate for a server (those names and addresses), a client, or a `peer`
+        that is both (a Redis node on the TLS cluster bus)."""
         key = _key()
         now = datetime.datetime.now(datetime.UTC)
-        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
+        if peer:
+            usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
         sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
         serial = x509.random_serial_number()
@@ -67,7 +70,7 @@ class Authority:
             .issuer_name(self._name).public_key(key.public_key()).serial_number(serial)
             .not_valid_before(now - _DAY).not_valid_after(now + 30 * _DAY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .sign(self._key, hashes.SHA256()))
         return Issued(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key), serial)
