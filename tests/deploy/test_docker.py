@@ -239,11 +239,15 @@ async def run(argv: list[str], env: dict[str, str]) -> int:
 
 
 async def test_router_healthcheck(tmp_path: Path) -> None:
-    settings = router_settings(DEFAULT_CATALOG, data_dir=tmp_path)
+    settings = router_settings(DEFAULT_CATALOG, data_dir=tmp_path, health_listen="127.0.0.1:0")
     async with running_router(settings) as app:
         serving = await run(healthcheck("router"), {"XROUTER_ROUTER_LISTEN": f"[::]:{app.server.port}"})
+        # With mTLS on the main port the check asks the health-only port instead.
+        probes = await run(healthcheck("router"), {
+            "XROUTER_ROUTER_LISTEN": f"[::]:{free_port()}",
+            "XROUTER_ROUTER_HEALTH_LISTEN": f"[::]:{app.server.health_port}"})
     closed = await run(healthcheck("router"), {"XROUTER_ROUTER_LISTEN": f"[::]:{free_port()}"})
-    assert (serving, closed) == (0, 1)
+    assert (serving, probes, closed) == (0, 0, 1)
 
 
 async def test_gateway_healthcheck() -> None:

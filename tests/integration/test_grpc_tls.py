@@ -69,7 +69,8 @@ def pki(tmp_path: Path) -> Pki:
 async def server(pki: Pki) -> AsyncIterator[GrpcServer]:
     # The other methods answer UNIMPLEMENTED (the generated base class).
     grpc_server = GrpcServer(PeerServicer(), "127.0.0.1:0",  # type: ignore[abstract]
-                             credentials=server_credentials(pki.router))
+                             credentials=server_credentials(pki.router),
+                             health_listen="127.0.0.1:0")
     await grpc_server.start()
     try:
         yield grpc_server
@@ -180,3 +181,18 @@ async def test_the_gateway_swaps_to_rotated_client_certificates_without_a_failed
         stop.set()
         watcher.cancel()
         await router.close()
+
+
+async def test_probes_get_plaintext_health_on_their_own_port_and_nothing_else(
+        server: GrpcServer) -> None:
+    probe = RouterClient(f"127.0.0.1:{server.health_port}", retries=0)
+    plaintext = RouterClient(f"127.0.0.1:{server.port}", retries=0)
+    try:
+        assert await probe.healthy(timeout=5.0)
+        with pytest.raises(grpc.aio.AioRpcError) as unimplemented:
+            await probe.provider_status(timeout=5.0)
+        assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert not await plaintext.healthy(timeout=2.0)  # the mTLS port takes no plaintext
+    finally:
+        await probe.close()
+        await plaintext.close()

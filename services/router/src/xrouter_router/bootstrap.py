@@ -302,7 +302,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                         plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
                         balance_changed=stack.balance_changed, announce=stack.announce), auth)
     credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
-    server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials)
+    server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
+                        health_listen=settings.health_listen)
     collector = accounting_metrics.register(registry, {"keys": auth, **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats,

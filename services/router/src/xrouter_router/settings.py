@@ -115,6 +115,8 @@ class RouterSettings:
     grpc_tls: CertFiles | None = None
     # Redis TLS (rediss:// URLs): the CA bundle, and a client certificate and key if Redis asks.
     redis_tls: CertFiles | None = None
+    # grpc.health.v1 alone, in plaintext, for probes that speak no TLS (kubelet); "" = none.
+    health_listen: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -129,6 +131,7 @@ class RouterSettings:
             listen=listen,
             grpc_tls=_grpc_tls(listen, env),
             redis_tls=_redis_tls(env),
+            health_listen=env_str("XROUTER_ROUTER_HEALTH_LISTEN", "", env),
             catalog_path=Path(env_str("XROUTER_CATALOG", str(DEFAULT_CATALOG), env)),
             master_key=master_key,
             attempt_timeout=env_float("XROUTER_ATTEMPT_TIMEOUT", 60.0, env, minimum=0.1),
