@@ -10,6 +10,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from xrouter_common.env import ConfigError
 from xrouter_common.tls import CertFiles
+from xrouter_router import cli
 from xrouter_router.settings import RouterSettings
 
 BASE = {"XROUTER_MASTER_KEY": "m"}
@@ -81,3 +82,12 @@ def test_redis_tls_settings_need_a_rediss_url(tmp_path: Path) -> None:
     settings = RouterSettings.from_env({**BASE, "XROUTER_REDIS_URL": "rediss://r:6379",
                                         "XROUTER_REDIS_TLS_CA": str(ca)})
     assert settings.redis_tls == CertFiles(None, None, ca)
+
+
+def test_xrouter_migrate_verifies_the_database_like_the_router(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XROUTER_DATABASE_URL", "host=db dbname=x")
+    monkeypatch.setenv("XROUTER_DATABASE_TLS_CA", "/ca.crt")
+    args = cli.parser().parse_args(["migrate"])
+    assert conninfo_to_dict(args.database_url) == {
+        "host": "db", "dbname": "x", "sslmode": "verify-full", "sslrootcert": "/ca.crt"}

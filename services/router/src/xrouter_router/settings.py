@@ -41,7 +41,7 @@ def _grpc_tls(listen: str, env: Mapping[str, str] | None) -> CertFiles | None:
     return files
 
 
-def _database_url(env: Mapping[str, str] | None) -> str:
+def database_url(env: Mapping[str, str] | None = None) -> str:
     """XROUTER_DATABASE_URL with XROUTER_DATABASE_TLS_* applied (sslmode=verify-full)."""
     url = env_str("XROUTER_DATABASE_URL", "", env)
     ca = env_str("XROUTER_DATABASE_TLS_CA", "", env)
@@ -152,7 +152,7 @@ class RouterSettings:
             key_cache_negative_size=env_int("XROUTER_KEY_CACHE_NEGATIVE_SIZE", 1_000, env,
                                             minimum=1),
             default_plan_tier=_plan_tier(env),
-            database_url=_database_url(env),
+            database_url=database_url(env),
             database_pool_size=env_int("XROUTER_DATABASE_POOL_SIZE", 10, env, minimum=1),
             limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),
             credits_fail_open=env_bool("XROUTER_CREDITS_FAIL_OPEN", False, env),
