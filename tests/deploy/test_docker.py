@@ -30,6 +30,7 @@ from tests.deploy.dockerfiles import (
     stages,
 )
 from tests.support import ROOT, free_port, gateway_settings, router_settings, running_gateway, running_router
+from xrouter_common.env import ConfigError
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_router.settings import DEFAULT_CATALOG, RouterSettings
 
@@ -110,7 +111,11 @@ def test_gateway_runtime_defaults() -> None:
 
 def test_router_runtime_defaults() -> None:
     stage = runtime("router")
-    settings = RouterSettings.from_env({**env_of(stage), "XROUTER_MASTER_KEY": "k"})
+    # Every interface: the image refuses plaintext gRPC there unless told (TLS or the escape).
+    with pytest.raises(ConfigError, match=r"^XROUTER_ROUTER_LISTEN=\[::\]:50051 is not a loopback"):
+        RouterSettings.from_env({**env_of(stage), "XROUTER_MASTER_KEY": "k"})
+    settings = RouterSettings.from_env({**env_of(stage), "XROUTER_MASTER_KEY": "k",
+                                        "XROUTER_ROUTER_INSECURE": "true"})
     assert settings.listen == "[::]:50051"
     assert settings.metrics_port == 9100
     assert stage.all("EXPOSE") == ["50051 9100"]
