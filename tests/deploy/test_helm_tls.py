@@ -33,8 +33,8 @@ def test_production_serves_clients_over_https_only() -> None:
         == {"ClusterIP"}
     ingress = rendered.get("Ingress", "api-gateway")
     assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/hsts-max-age"] == \
-        "31536000"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"] == \
+        "off"  # server-sent events pass as they come
     assert rendered.get("Certificate", "api-gateway-tls")["spec"] == {
         "secretName": "api-gateway-tls", "dnsNames": ["api.example.com"],
         "issuerRef": {"name": "letsencrypt-prod", "kind": "ClusterIssuer"}}

@@ -1,7 +1,7 @@
 """Checks of the TLS wiring shared by the kustomize and Helm tests: gateway <-> router mutual TLS
 from cert-manager Certificates (one private CA, the Secrets mounted as directories so renewals
 reach running pods, the settings pointing into them), and the public Ingress (HTTPS only,
-redirect, HSTS). Each returns the list of problems it found."""
+redirect). Each returns the list of problems it found."""
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ def grpc_mtls_problems(docs: list[Manifest]) -> list[str]:
 
 def ingress_problems(docs: list[Manifest], service: str) -> list[str]:
     """One Ingress to the gateway's Service: TLS for every host it routes, its Secret from a
-    rendered Certificate naming those hosts, HTTP redirected to HTTPS, HSTS on."""
+    rendered Certificate naming those hosts, HTTP redirected to HTTPS (HSTS is the
+    controller's own setting: docs/security.md)."""
     ingresses = [d for d in docs if d["kind"] == "Ingress"]
     if len(ingresses) != 1:
         return [f"{len(ingresses)} Ingresses"]
@@ -127,7 +128,7 @@ def ingress_problems(docs: list[Manifest], service: str) -> list[str]:
         hosts -= set(tls["hosts"])
     if hosts or not spec.get("tls"):
         problems.append(f"{name(ingress)}: hosts without TLS: {sorted(hosts)}")
-    for annotation in ("ssl-redirect", "force-ssl-redirect", "hsts"):
+    for annotation in ("ssl-redirect", "force-ssl-redirect"):
         if notes.get(f"nginx.ingress.kubernetes.io/{annotation}") != "true":
             problems.append(f"{name(ingress)}: nginx.ingress.kubernetes.io/{annotation} != true")
     return problems
