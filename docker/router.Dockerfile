@@ -60,9 +60,10 @@ WORKDIR /var/lib/xrouter
 USER 10001:10001
 # gRPC (xrouter.v1.Router + grpc.health.v1) and Prometheus /metrics.
 EXPOSE 50051 9100
-# The gRPC health check the gateway's /readyz uses: SERVING, or the container is unhealthy.
+# The gRPC health check the gateway's /readyz uses: SERVING, or the container is unhealthy. With
+# mutual TLS on 50051 it asks the plaintext health-only port, XROUTER_ROUTER_HEALTH_LISTEN.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["/opt/xrouter/bin/python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; port = os.environ.get('XROUTER_ROUTER_LISTEN', '[::]:50051').rpartition(':')[2]; reply = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(), timeout=4); sys.exit(reply.status != h.HealthCheckResponse.SERVING)"]
+    CMD ["/opt/xrouter/bin/python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; port = (os.environ.get('XROUTER_ROUTER_HEALTH_LISTEN') or os.environ.get('XROUTER_ROUTER_LISTEN', '[::]:50051')).rpartition(':')[2]; reply = g.HealthStub(grpc.insecure_channel('127.0.0.1:' + port)).Check(h.HealthCheckRequest(), timeout=4); sys.exit(reply.status != h.HealthCheckResponse.SERVING)"]
 # SIGTERM: health turns NOT_SERVING, in-flight calls get XROUTER_SHUTDOWN_GRACE (30 s) to finish.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/opt/xrouter/bin/xrouter-router"]

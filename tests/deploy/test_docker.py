@@ -30,6 +30,7 @@ from tests.deploy.dockerfiles import (
     stages,
 )
 from tests.support import ROOT, free_port, gateway_settings, router_settings, running_gateway, running_router
+from xrouter_common.env import ConfigError
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_router.settings import DEFAULT_CATALOG, RouterSettings
 
@@ -110,7 +111,11 @@ def test_gateway_runtime_defaults() -> None:
 
 def test_router_runtime_defaults() -> None:
     stage = runtime("router")
-    settings = RouterSettings.from_env({**env_of(stage), "XROUTER_MASTER_KEY": "k"})
+    # Every interface: the image refuses plaintext gRPC there unless told (TLS or the escape).
+    with pytest.raises(ConfigError, match=r"^XROUTER_ROUTER_LISTEN=\[::\]:50051 is not a loopback"):
+        RouterSettings.from_env({**env_of(stage), "XROUTER_MASTER_KEY": "k"})
+    settings = RouterSettings.from_env({**env_of(stage), "XROUTER_MASTER_KEY": "k",
+                                        "XROUTER_ROUTER_INSECURE": "true"})
     assert settings.listen == "[::]:50051"
     assert settings.metrics_port == 9100
     assert stage.all("EXPOSE") == ["50051 9100"]
@@ -239,11 +244,15 @@ async def run(argv: list[str], env: dict[str, str]) -> int:
 
 
 async def test_router_healthcheck(tmp_path: Path) -> None:
-    settings = router_settings(DEFAULT_CATALOG, data_dir=tmp_path)
+    settings = router_settings(DEFAULT_CATALOG, data_dir=tmp_path, health_listen="127.0.0.1:0")
     async with running_router(settings) as app:
         serving = await run(healthcheck("router"), {"XROUTER_ROUTER_LISTEN": f"[::]:{app.server.port}"})
+        # With mTLS on the main port the check asks the health-only port instead.
+        probes = await run(healthcheck("router"), {
+            "XROUTER_ROUTER_LISTEN": f"[::]:{free_port()}",
+            "XROUTER_ROUTER_HEALTH_LISTEN": f"[::]:{app.server.health_port}"})
     closed = await run(healthcheck("router"), {"XROUTER_ROUTER_LISTEN": f"[::]:{free_port()}"})
-    assert (serving, closed) == (0, 1)
+    assert (serving, probes, closed) == (0, 0, 1)
 
 
 async def test_gateway_healthcheck() -> None:

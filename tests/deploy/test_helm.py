@@ -216,7 +216,7 @@ def test_probes_and_graceful_shutdown(managed: Rendered) -> None:
     assert gateway_pod["terminationGracePeriodSeconds"] >= 10 + 30  # preStop + uvicorn's drain
     router_pod = managed.get("Deployment", "router-service")["spec"]["template"]["spec"]
     [router] = router_pod["containers"]
-    assert all(router[probe]["grpc"] == {"port": 50051}
+    assert all(router[probe]["grpc"] == {"port": 50052}  # the health-only port
                for probe in ("startupProbe", "livenessProbe", "readinessProbe"))
     assert env(router)["XROUTER_SHUTDOWN_GRACE"]["value"] == "30"
     pre_stop = router["lifecycle"]["preStop"]["sleep"]["seconds"]
@@ -327,7 +327,12 @@ def test_every_secret_reference_names_the_configured_secret(secret: str) -> None
               "postgresql-ha": {"postgresql": {"existingSecret": secret},
                                 "pgpool": {"existingSecret": secret}},
               "redis-cluster": {"existingSecret": secret}, "backup": {"enabled": True}}
-    references = secret_references(render(values).docs)
+    rendered = render(values)
+    # ...but the Secrets cert-manager fills for gateway <-> router mutual TLS.
+    issued = {doc["spec"]["secretName"] for doc in rendered.docs if doc["kind"] == "Certificate"}
+    assert issued == {"xrouter-grpc-ca", "router-grpc-tls", "gateway-grpc-tls"}
+    references = [(obj, target) for obj, target in secret_references(rendered.docs)
+                  if target not in issued]
     assert {obj for obj, _ in references} == {
         "Deployment/router-service", "Job/xrouter-migrate", "CronJob/xrouter-backup"}
     assert {target for _, target in references} == {secret}
@@ -430,7 +435,7 @@ def test_dashboards_configmap_holds_the_six_dashboards(managed: Rendered) -> Non
 
 def test_notes_tell_how_to_call_the_api(managed: Rendered, production: Rendered) -> None:
     assert "kubectl -n xrouter port-forward service/api-gateway 8000:8000" in managed.notes
-    assert "status.loadBalancer.ingress" in production.notes
+    assert "export XROUTER_URL=https://api.example.com" in production.notes
     for notes in (managed.notes, production.notes):
         assert "exec deploy/router-service -- /opt/xrouter/bin/xrouter keys create" in notes
         assert 'curl -sS "$XROUTER_URL/v1/models" -H "Authorization: Bearer $XROUTER_API_KEY"' in notes

@@ -149,7 +149,10 @@ def test_the_gateway_balances_over_the_headless_service(overlay: str) -> None:
     assert env | {"XROUTER_ROUTER_TARGET": None} == {
         "XROUTER_GATEWAY_HOST": "0.0.0.0", "XROUTER_GATEWAY_PORT": "8000",
         "XROUTER_ROUTER_TARGET": None, "XROUTER_GATEWAY_WORKERS": "1",
-        "XROUTER_GATEWAY_DRAIN_SECONDS": "30"}
+        "XROUTER_GATEWAY_DRAIN_SECONDS": "30",
+        "XROUTER_GATEWAY_ROUTER_TLS_CA": "/etc/xrouter/grpc-tls/ca.crt",
+        "XROUTER_GATEWAY_ROUTER_TLS_CERT": "/etc/xrouter/grpc-tls/tls.crt",
+        "XROUTER_GATEWAY_ROUTER_TLS_KEY": "/etc/xrouter/grpc-tls/tls.key"}
 
 
 @pytest.mark.parametrize("overlay", APP_OVERLAYS)
@@ -218,10 +221,15 @@ def secret_references(template: dict[str, Any]) -> list[tuple[str, str | None]]:
 
 @pytest.mark.parametrize("overlay", ALL_OVERLAYS)
 def test_every_secret_reference_names_a_key_of_xrouter_secrets(overlay: str) -> None:
+    """...or a Secret that a rendered cert-manager Certificate fills (mounted whole)."""
     docs = render(overlay)
     assert of_kind(docs, "Secret") == []  # created by the operator, never rendered
+    issued = {c["spec"]["secretName"] for c in of_kind(docs, "Certificate")}
     for doc, template in pod_owners(docs):
         for secret, key in secret_references(template):
+            if secret in issued:
+                assert key is None, f"{name(doc)}: {secret} is mounted whole"
+                continue
             assert secret == SECRET, name(doc)
             assert key in SECRET_KEYS, f"{name(doc)}: key {key}"
 
@@ -274,8 +282,11 @@ def test_probes_are_the_agreed_endpoints(overlay: str) -> None:
     assert g["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert g["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     r = container(router(docs), "router-service")
+    # The plaintext health-only port: kubelet's gRPC probes speak no TLS.
+    assert {"name": "health", "containerPort": 50052, "protocol": "TCP"} in r["ports"]
+    assert env_of(r)["XROUTER_ROUTER_HEALTH_LISTEN"] == "[::]:50052"
     for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert r[kind]["grpc"] == {"port": 50051}
+        assert r[kind]["grpc"] == {"port": 50052}
 
 
 @pytest.mark.parametrize("overlay", APP_OVERLAYS)
@@ -342,7 +353,7 @@ def test_disruption_budgets_select_one_deployment_and_never_block_a_drain(overla
 
 
 @pytest.mark.parametrize(("overlay", "kind"), [
-    ("dev", "ClusterIP"), ("prod", "LoadBalancer"), ("prod-prometheus-operator", "LoadBalancer")])
+    ("dev", "ClusterIP"), ("prod", "ClusterIP"), ("prod-prometheus-operator", "ClusterIP")])
 def test_the_gateway_service(overlay: str, kind: str) -> None:
     service = find(render(overlay), "Service", "api-gateway")
     assert service["spec"]["type"] == kind

@@ -19,6 +19,17 @@ def redis_cluster() -> Iterator[RedisCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_tls_cluster() -> Iterator[RedisCluster]:
+    """The same cluster speaking TLS only (tls-port, TLS bus and replication, client
+    certificates required), started on first use."""
+    cluster = RedisCluster(tls=True).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def killed(redis_cluster: RedisCluster) -> Iterator[list[int]]:
     """Masters the test kills; restarted afterwards so the session's cluster is whole again."""

@@ -18,6 +18,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from tests.infra.certs import Authority, write_pair
+
 POLL = 0.05
 STANDBY_NAME = "standby1"
 DATABASE = "xrouter"
@@ -80,7 +82,11 @@ class PostgresHA:
     """Start with start(); always stop() (the pytest fixtures do). Node 0 starts as the primary,
     node 1 as its synchronous standby."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
+        # tls: every TCP connection must use TLS (hostssl), the server's certificate comes from a
+        # throwaway CA whose file is `ca_file`, and conninfo() verifies it (verify-full).
+        self.tls = tls
+        self.ca_file: Path | None = None
         self.ports: list[int] = []
         self._bin = bindir()
         self._dir: Path | None = None
@@ -89,7 +95,11 @@ class PostgresHA:
     # -- connection strings -------------------------------------------------------------------------
 
     def conninfo(self, node: int, dbname: str = DATABASE, user: str = ROLE) -> str:
-        return f"host=127.0.0.1 port={self.ports[node]} dbname={dbname} user={user} connect_timeout=2"
+        return (f"host=127.0.0.1 port={self.ports[node]} dbname={dbname} user={user} "
+                f"connect_timeout=2{self._verify()}")
+
+    def _verify(self) -> str:
+        return "" if self.ca_file is None else f" sslmode=verify-full sslrootcert={self.ca_file}"
 
     @property
     def primary(self) -> str:
@@ -103,7 +113,7 @@ class PostgresHA:
         """Both nodes; libpq tries them in order and keeps the one that accepts writes."""
         ports = ",".join(str(p) for p in self.ports)
         return (f"host=127.0.0.1,127.0.0.1 port={ports} dbname={dbname} user={ROLE} "
-                "target_session_attrs=read-write connect_timeout=2")
+                f"target_session_attrs=read-write connect_timeout=2{self._verify()}")
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -115,6 +125,8 @@ class PostgresHA:
         self.ports = free_ports(2)
         try:
             self._initdb(self._data(0), deadline)
+            if self.tls:
+                self._make_certificate()
             self._spawn(0, PRIMARY_SETTINGS)
             self._wait_accepting(0, deadline)
             self._run([self._tool("pg_basebackup"), "-D", str(self._data(1)), "-R", "-X", "stream",
@@ -192,7 +204,8 @@ class PostgresHA:
 
     def _replication_conninfo(self, node: int) -> str:
         # -R writes this into the standby's primary_conninfo: application_name names it standby1.
-        return f"host=127.0.0.1 port={self.ports[node]} user=postgres application_name={STANDBY_NAME}"
+        return (f"host=127.0.0.1 port={self.ports[node]} user=postgres "
+                f"application_name={STANDBY_NAME}{self._verify()}")
 
     def _admin(self, node: int, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.conninfo(node, dbname, "postgres"), autocommit=True)
@@ -201,7 +214,7 @@ class PostgresHA:
         remaining = max(1.0, deadline - time.monotonic())
         try:
             done = subprocess.run([*_as_postgres(), *argv], capture_output=True, timeout=remaining,
-                                  check=False, cwd=self._dir)
+                                  check=False, cwd=self._dir, env=self._env())
         except subprocess.TimeoutExpired as exc:
             raise PostgresError(f"{Path(argv[0]).name} took longer than {remaining:.0f}s") from exc
         if done.returncode != 0:
@@ -213,14 +226,37 @@ class PostgresHA:
                    "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"], deadline)
         (data / "pg_hba.conf").write_text(PG_HBA)
 
+    def _make_certificate(self) -> None:
+        """A CA and the nodes' certificate (127.0.0.1), the key readable by `postgres` only."""
+        assert self._dir is not None
+        ca = Authority("xrouter-test-pg-ca")
+        self.ca_file = self._dir / "ca.crt"
+        self.ca_file.write_bytes(ca.pem)
+        cert, key = write_pair(self._dir, "server", ca.issue("postgres"))
+        if os.geteuid() == 0:
+            for path in (cert, key):
+                shutil.chown(path, "postgres", "postgres")
+        (self._data(0) / "pg_hba.conf").write_text(PG_HBA.replace("host ", "hostssl "))
+
+    def _env(self) -> dict[str, str] | None:
+        """With TLS, HOME in the test directory: libpq would look for a client certificate in
+        the invoking user's ~/.postgresql, which `postgres` may not read."""
+        return None if not self.tls else {**os.environ, "HOME": str(self._dir)}
+
+    def _tls_settings(self) -> dict[str, str]:
+        if self._dir is None or not self.tls:
+            return {}
+        return {"ssl": "on", "ssl_cert_file": str(self._dir / "server.crt"),
+                "ssl_key_file": str(self._dir / "server.key")}
+
     def _spawn(self, node: int, settings: dict[str, str]) -> None:
         assert self._dir is not None
         log = (self._dir / f"node{node}.log").open("ab")
         options = {"port": str(self.ports[node]), "listen_addresses": "127.0.0.1",
-                   "unix_socket_directories": str(self._dir), **settings}
+                   "unix_socket_directories": str(self._dir), **self._tls_settings(), **settings}
         self._procs[node] = subprocess.Popen(
             [*_as_postgres(), self._tool("postgres"), "-D", str(self._data(node)), *_settings(options)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self._dir)
+            stdout=log, stderr=subprocess.STDOUT, cwd=self._dir, env=self._env())
         log.close()
 
     def _wait_accepting(self, node: int, deadline: float) -> None:

@@ -1,5 +1,7 @@
 """A real Redis Cluster for tests: six `redis-server` processes (3 masters, 3 replicas) on free
-loopback ports in a temporary directory, joined with `redis-cli --cluster create`."""
+loopback ports in a temporary directory, joined with `redis-cli --cluster create`. With
+`tls=True` the nodes speak TLS only (clients, the cluster bus and replication), from a
+throwaway CA, and require a client certificate from it."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+
+from tests.infra.certs import Authority, write_pair
+from xrouter_common.tls import CertFiles
 
 NODES = 6
 POLL = 0.05
@@ -49,7 +54,11 @@ def free_ports(count: int) -> list[int]:
 class RedisCluster:
     """Start with start(); always stop() (the pytest fixture does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
+        self.tls = tls
+        # The router's side when tls: its client certificate, key and the CA that signs the nodes.
+        self.client_tls: CertFiles | None = None
+        self._server_tls: CertFiles | None = None
         self.ports: list[int] = []
         self._dir: Path | None = None
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -57,17 +66,33 @@ class RedisCluster:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.ports[0]}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.ports[0]}"
+
+    def _make_certificates(self, directory: Path) -> None:
+        ca = Authority("xrouter-test-redis-ca")
+        (directory / "ca.crt").write_bytes(ca.pem)
+        cert, key = write_pair(directory, "redis", ca.issue("redis", peer=True))
+        self._server_tls = CertFiles(cert, key, directory / "ca.crt")
+        cert, key = write_pair(directory, "client", ca.issue("xrouter", client=True))
+        self.client_tls = CertFiles(cert, key, directory / "ca.crt")
+
+    def _cli_tls(self) -> list[str]:
+        files = self.client_tls
+        if files is None:
+            return []
+        return ["--tls", "--cacert", str(files.ca), "--cert", str(files.cert), "--key", str(files.key)]
 
     def start(self, timeout: float = 30.0) -> RedisCluster:
         self._dir = Path(tempfile.mkdtemp(prefix="xr-redis-cluster-"))
+        if self.tls:
+            self._make_certificates(self._dir)
         self.ports = free_ports(NODES)
         try:
             for port in self.ports:
                 self._spawn(port)
             self._wait(lambda: all(self._ping(p) for p in self.ports), timeout, "nodes to accept")
             create = subprocess.run(
-                ["redis-cli", "--cluster", "create",
+                ["redis-cli", *self._cli_tls(), "--cluster", "create",
                  *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "1", "--cluster-yes"],
                 capture_output=True, timeout=timeout, check=False)
             if create.returncode != 0:
@@ -184,17 +209,29 @@ class RedisCluster:
         self._procs[port] = subprocess.Popen(
             [*_DIE_WITH_PARENT, "redis-server", "--cluster-enabled", "yes", "--cluster-node-timeout", "1500",
              "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no",
-             "--protected-mode", "no", "--bind", "127.0.0.1", "--port", str(port),
+             "--protected-mode", "no", "--bind", "127.0.0.1", *self._listen(port),
              "--cluster-config-file", f"nodes-{port}.conf", "--dir", str(self._dir),
              "--daemonize", "no"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
+    def _listen(self, port: int) -> list[str]:
+        files = self._server_tls
+        if files is None:
+            return ["--port", str(port)]
+        return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(files.cert),
+                "--tls-key-file", str(files.key), "--tls-ca-cert-file", str(files.ca),
+                "--tls-cluster", "yes", "--tls-replication", "yes", "--tls-auth-clients", "yes"]
+
     def _client(self, port: int) -> redis.Redis:
         client = self._clients.get(port)
         if client is None:
+            files = self.client_tls
+            tls: dict[str, object] = {} if files is None else {
+                "ssl": True, "ssl_ca_certs": str(files.ca), "ssl_certfile": str(files.cert),
+                "ssl_keyfile": str(files.key)}
             client = redis.Redis(port=port, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                 decode_responses=True)
+                                 decode_responses=True, **tls)  # type: ignore[arg-type]
             self._clients[port] = client
         return client
 

@@ -24,7 +24,7 @@ from xrouter_router.storage.redis.credits import RedisCreditGuard
 from xrouter_router.storage.redis.lane import Lane
 from xrouter_router.storage.redis.limits import RedisLimiter
 from xrouter_router.storage.redis.revocations import KeyRevocations
-from xrouter_router.storage.redis.stats import cluster_client
+from xrouter_router.storage.redis.stats import cluster_client, tls_options
 from xrouter_router.storage.sql.sqlite import SqliteAccountStore
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
@@ -73,7 +73,7 @@ async def settle_and_post(guard: RedisCreditGuard, accounts: SqliteAccountStore,
 
 
 def client(cluster: RedisCluster, **options: Any) -> ClusterClient:
-    return cluster_client(cluster.url, **options)
+    return cluster_client(cluster.url, **tls_options(cluster.client_tls), **options)
 
 
 @dataclass

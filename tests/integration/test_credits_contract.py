@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.fixtures import redis_cluster, redis_tls_cluster  # noqa: F401 - session fixtures
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.limits_support import (
     Closer,
@@ -60,19 +60,20 @@ class Wallet:
         return account.balance
 
 
-@pytest.fixture(params=["memory", "redis", "redis-lane"])
+@pytest.fixture(params=["memory", "redis", "redis-lane", "redis-lane-tls"])
 async def wallet(request: pytest.FixtureRequest, tmp_path: Path,
                  closer: Closer) -> AsyncIterator[Wallet]:
     """The Redis guard through the cluster client, and through the lane as the router runs it
-    (every script of the test then went the lane's way)."""
+    (every script of the test then went the lane's way), on plain TCP and on TLS."""
     accounts = await _accounts(tmp_path, closer)
     account_id = await _account(accounts, "1.00")
     if request.param == "memory":
         yield Wallet(InProcessCreditGuard(accounts), accounts, account_id)
         return
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    cluster: RedisCluster = request.getfixturevalue(
+        "redis_tls_cluster" if request.param.endswith("-tls") else "redis_cluster")
     client = await closer.started(cluster)
-    lane = closer.lane(client) if request.param == "redis-lane" else None
+    lane = closer.lane(client) if request.param.startswith("redis-lane") else None
     guard = RedisCreditGuard(client, accounts, lane=lane, timeout=10.0)  # exactness, not timeouts
     closer.checked.append(guard)
     yield Wallet(guard, accounts, account_id, guard)

@@ -26,13 +26,14 @@ from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixtu
 from tests.infra.pg_fixtures import postgres_ha, postgres_ha_disposable  # noqa: F401 - fixtures
 from tests.infra.postgres_ha import PostgresHA, free_ports
 from tests.infra.redis_cluster import RedisCluster
+from xrouter_common.tls import CertFiles
 from xrouter_router.domain.errors import Attempt, Unavailable
 from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
 from xrouter_router.storage.record_codec import generation_document
 from xrouter_router.storage.redis.lane import Lane
 from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
 from xrouter_router.storage.redis.ledger_stream import FIELD, GROUP, StreamLayout, StreamLedger
-from xrouter_router.storage.redis.stats import cluster_client
+from xrouter_router.storage.redis.stats import cluster_client, tls_options
 from xrouter_router.storage.sql.migrate import migrate
 from xrouter_router.storage.sql.pg import PgDatabase, PgUsageLedger
 from xrouter_router.storage.sql.postgres import pool
@@ -125,9 +126,9 @@ async def append_all(ledger: StreamLedger, records: Sequence[GenerationRecord],
 
 
 @contextlib.asynccontextmanager
-async def rig_on(conninfo: str, redis_url: str) -> AsyncIterator[Rig]:
+async def rig_on(conninfo: str, redis_url: str, tls: CertFiles | None = None) -> AsyncIterator[Rig]:
     await migrate(conninfo, wait=10)
-    client = cluster_client(redis_url)
+    client = cluster_client(redis_url, **tls_options(tls))
     async with pool(conninfo, min_size=1, max_size=4, timeout=2.0) as connections:
         rig = Rig(client, PgUsageLedger(PgDatabase(connections)),
                   StreamLayout(shards=SHARDS, prefix=f"t{uuid.uuid4().hex[:10]}"), conninfo,

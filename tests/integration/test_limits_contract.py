@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
+from tests.infra.fixtures import redis_cluster, redis_tls_cluster  # noqa: F401 - session fixtures
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.limits_support import (
     DAY_END,
@@ -27,11 +27,12 @@ from xrouter_router.storage.redis.limits import RedisLimiter
 # -- the Limiter contract --------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-tls"])
 async def limiter(request: pytest.FixtureRequest, closer: Closer) -> Limiter:
     if request.param == "memory":
         return InProcessLimiter()
-    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    cluster: RedisCluster = request.getfixturevalue(
+        "redis_tls_cluster" if request.param == "redis-tls" else "redis_cluster")
     # A client that knows the slots, as the router starts it; exactness, not timeouts.
     made = RedisLimiter(await closer.started(cluster), timeout=10.0)
     closer.checked.append(made)

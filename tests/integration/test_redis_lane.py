@@ -238,7 +238,7 @@ def test_on_a_lone_node(run: Run, scenario: Callable[[], Coroutine[Any, Any, Non
     run(scenario())
 
 
-def test_tls_and_credential_providers_stay_with_the_client() -> None:
+def test_tls_takes_the_lane_and_credential_providers_stay_with_the_client() -> None:
     assert Lane(cluster_client("redis://127.0.0.1:7000")).enabled
-    assert not Lane(cluster_client("rediss://127.0.0.1:7000")).enabled
+    assert Lane(cluster_client("rediss://127.0.0.1:7000")).enabled
     assert not Lane(cluster_client("redis://127.0.0.1:7000"), enabled=False).enabled

@@ -1,13 +1,18 @@
-"""The gateway's settings reach uvicorn: one set of options for one process and for workers."""
+"""The gateway's settings reach uvicorn: one set of options for one process and for workers;
+TLS to the router."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from xrouter_common.env import ConfigError
+from xrouter_common.tls import CertFiles
 from xrouter_gateway.__main__ import uvicorn_options
 from xrouter_gateway.http_protocol import ConnectionLimits, protocol_class
+from xrouter_gateway.router_tls import RouterTls
 from xrouter_gateway.settings import GatewaySettings
 
 
@@ -50,3 +55,22 @@ def test_client_limits_have_documented_defaults_and_read_the_environment() -> No
 def test_a_trusted_proxy_that_is_not_an_address_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match=r"XROUTER_GATEWAY_TRUSTED_PROXIES: 'proxy\.local'"):
         GatewaySettings.from_env({"XROUTER_GATEWAY_TRUSTED_PROXIES": "10.0.0.1,proxy.local"})
+
+
+def test_tls_to_the_router_needs_a_ca_and_a_whole_client_pair(tmp_path: Path) -> None:
+    assert GatewaySettings.from_env({}).router_tls is None
+    pem = tmp_path / "x.pem"
+    pem.write_text("x")
+    with pytest.raises(ConfigError, match=r"^XROUTER_GATEWAY_ROUTER_TLS_CA is required"):
+        GatewaySettings.from_env({"XROUTER_GATEWAY_ROUTER_TLS_CERT": str(pem),
+                                  "XROUTER_GATEWAY_ROUTER_TLS_KEY": str(pem)})
+    with pytest.raises(ConfigError, match=r"_CERT and _KEY go together"):
+        GatewaySettings.from_env({"XROUTER_GATEWAY_ROUTER_TLS_CA": str(pem),
+                                  "XROUTER_GATEWAY_ROUTER_TLS_CERT": str(pem)})
+    settings = GatewaySettings.from_env({
+        "XROUTER_GATEWAY_ROUTER_TLS_CA": str(pem), "XROUTER_GATEWAY_ROUTER_TLS_CERT": str(pem),
+        "XROUTER_GATEWAY_ROUTER_TLS_KEY": str(pem),
+        "XROUTER_GATEWAY_ROUTER_TLS_SERVER_NAME": "router-service-headless"})
+    assert settings.router_tls == RouterTls(CertFiles(pem, pem, pem), "router-service-headless", 5.0)
+    with pytest.raises(ConfigError, match=r"^XROUTER_GATEWAY_ROUTER_TLS_\*: .*nowhere\.pem is not"):
+        GatewaySettings.from_env({"XROUTER_GATEWAY_ROUTER_TLS_CA": str(tmp_path / "nowhere.pem")})

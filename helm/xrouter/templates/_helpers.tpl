@@ -128,7 +128,12 @@ names below. Call with (dict "ctx" $ "chart" "postgresql-ha").
 
 {{/* $(REDIS_PASSWORD) is expanded by Kubernetes from the variable defined before it. */}}
 {{- define "xrouter.redisUrl" -}}
+{{- if .Values.tls.redis.caSecret -}}
+{{- printf "rediss://:$(REDIS_PASSWORD)@%s:%s" (include "xrouter.redisHost" .) (include "xrouter.redisPort" .) -}}
+{{- if not .Values.tls.redis.checkHostname }}?ssl_check_hostname=false{{ end -}}
+{{- else -}}
 {{- printf "redis://:$(REDIS_PASSWORD)@%s:%s" (include "xrouter.redisHost" .) (include "xrouter.redisPort" .) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The gateway's client-side round robin over every ready router (headless Service). */}}
@@ -206,4 +211,41 @@ capabilities:
 {{- if and (not .Values.catalog.existingConfigMap) (not .Values.catalog.toml) -}}
 {{- fail "catalog.toml or catalog.existingConfigMap is required" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The CA files of Redis and PostgreSQL (values tls.redis, tls.database), mounted from Secrets. */}}
+{{- define "xrouter.redisCaFile" -}}
+{{- printf "/etc/xrouter/redis-ca/%s" .Values.tls.redis.caKey -}}
+{{- end -}}
+
+{{- define "xrouter.databaseCaFile" -}}
+{{- printf "/etc/xrouter/database-ca/%s" .Values.tls.database.caKey -}}
+{{- end -}}
+
+{{/* Environment entries for the database's CA (router, migration). */}}
+{{- define "xrouter.databaseTlsEnv" -}}
+{{- if .Values.tls.database.caSecret }}
+- name: XROUTER_DATABASE_TLS_CA
+  value: {{ include "xrouter.databaseCaFile" . }}
+{{- end }}
+{{- end -}}
+
+{{- define "xrouter.databaseTlsMount" -}}
+{{- if .Values.tls.database.caSecret }}
+- name: database-ca
+  mountPath: /etc/xrouter/database-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "xrouter.databaseTlsVolume" -}}
+{{- if .Values.tls.database.caSecret }}
+- name: database-ca
+  secret:
+    secretName: {{ .Values.tls.database.caSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.tls.database.caKey }}
+        path: {{ .Values.tls.database.caKey }}
+{{- end }}
 {{- end -}}

@@ -60,14 +60,17 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
               tracer: Any | None = None) -> MetricsMiddleware:
     """Call inside the event loop that will serve: grpc.aio binds its channel to that loop.
     `tracer` is an OpenTelemetry tracer, or None when tracing is off (then no span code runs)."""
-    client = RouterClient(settings.router_target, retries=settings.router_retries)
+    client = RouterClient(settings.router_target, retries=settings.router_retries,
+                          tls=settings.router_tls, drain=settings.request_timeout)
     metrics = GatewayMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         lag = asyncio.ensure_future(watch_loop_lag(metrics.loop_lag))
+        certificates = asyncio.ensure_future(client.watch_certificates())
         yield
         lag.cancel()
+        certificates.cancel()
         await client.close()
 
     chat = InboundEndpoint(ChatFormat(), client, settings)

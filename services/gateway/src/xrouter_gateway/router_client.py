@@ -15,6 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.env import ConfigError
+from xrouter_common.tls import PemSet, Watched
+from xrouter_gateway.router_tls import RouterTls, channel_options, credentials, watch
 
 Metadata = Sequence[tuple[str, str]]
 
@@ -34,6 +36,10 @@ _OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
+
+
+# How long a channel built from rotated certificates may take to connect before it is dropped.
+CONNECT_WAIT = 5.0
 
 
 def channel_target(spec: str) -> str:
@@ -70,15 +76,56 @@ def retryable(exc: BaseException) -> bool:
 
 
 class RouterClient:
-    def __init__(self, target: str, *, retries: int) -> None:
-        self._channel = grpc.aio.insecure_channel(channel_target(target), options=_OPTIONS)
-        self._stub = pb_grpc.RouterStub(self._channel)
-        self.accounts = pb_grpc.AccountsStub(self._channel)
-        self._health: Any = health_pb2_grpc.HealthStub(self._channel)
+    """With `tls`, the channel is mutual TLS and is rebuilt when the certificate files change
+    (`watch_certificates`): new calls take the new channel once it connected, calls in flight
+    finish on the old one, which closes after `drain` seconds."""
+
+    def __init__(self, target: str, *, retries: int, tls: RouterTls | None = None,
+                 drain: float = 600.0) -> None:
+        self._target = channel_target(target)
+        self._tls = tls
+        self._watched = Watched(tls.files) if tls is not None else None
+        self._drain = drain
+        self._retired: set[asyncio.Task[None]] = set()
+        self._use(self._new_channel(None if self._watched is None else self._watched.current))
         self.retries = retries
+
+    def _new_channel(self, pems: PemSet | None) -> grpc.aio.Channel:
+        if pems is None:
+            return grpc.aio.insecure_channel(self._target, options=_OPTIONS)
+        return grpc.aio.secure_channel(self._target, credentials(pems),
+                                       options=_OPTIONS + channel_options(self._tls))
+
+    def _use(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+        self._stub = pb_grpc.RouterStub(channel)
+        self.accounts = pb_grpc.AccountsStub(channel)
+        self._health: Any = health_pb2_grpc.HealthStub(channel)
+
+    async def watch_certificates(self) -> None:
+        """Runs until cancelled (the app's lifespan): nothing to do without TLS."""
+        if self._tls is not None and self._watched is not None:
+            await watch(self._watched, self._swap, self._tls.reload_seconds)
+
+    async def _swap(self, pems: PemSet) -> bool:
+        channel = self._new_channel(pems)
+        try:
+            async with asyncio.timeout(CONNECT_WAIT):
+                await channel.channel_ready()
+        except TimeoutError:
+            await channel.close()
+            return False
+        old = self._channel
+        self._use(channel)
+        task = asyncio.get_running_loop().create_task(old.close(grace=self._drain))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+        return True
 
     async def close(self) -> None:
         await self._channel.close()
+        for task in list(self._retired):
+            task.cancel()
 
     async def chat(self, request: pb.ChatRequest, metadata: Metadata,
                    timeout: float) -> pb.ChatResponse:

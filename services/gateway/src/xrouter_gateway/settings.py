@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from xrouter_common.env import ConfigError, env_bool, env_float, env_int, env_str
+from xrouter_common.tls import CertFiles, optional_path, require_files
+from xrouter_gateway.router_tls import RouterTls
 
 
 def _networks(text: str) -> tuple[str, ...]:
@@ -19,6 +21,22 @@ def _networks(text: str) -> tuple[str, ...]:
             raise ConfigError(f"XROUTER_GATEWAY_TRUSTED_PROXIES: {item!r} is not an IP address "
                               "or network") from None
     return out
+
+
+def _router_tls(env: Mapping[str, str] | None) -> RouterTls | None:
+    """XROUTER_GATEWAY_ROUTER_TLS_*: mutual TLS to the routers, or None (plaintext)."""
+    files = CertFiles(optional_path(env_str("XROUTER_GATEWAY_ROUTER_TLS_CERT", "", env)),
+                      optional_path(env_str("XROUTER_GATEWAY_ROUTER_TLS_KEY", "", env)),
+                      optional_path(env_str("XROUTER_GATEWAY_ROUTER_TLS_CA", "", env)))
+    if not files.paths():
+        return None
+    if files.ca is None or (files.cert is None) != (files.key is None):
+        raise ConfigError("XROUTER_GATEWAY_ROUTER_TLS_CA is required with TLS to the router, and "
+                          "XROUTER_GATEWAY_ROUTER_TLS_CERT and _KEY go together")
+    require_files("XROUTER_GATEWAY_ROUTER_TLS_*", files)
+    return RouterTls(files, env_str("XROUTER_GATEWAY_ROUTER_TLS_SERVER_NAME", "", env),
+                     env_float("XROUTER_GATEWAY_ROUTER_TLS_RELOAD_SECONDS", 5.0, env,
+                               minimum=0.05))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +60,8 @@ class GatewaySettings:
     auth_failures_per_minute: int = 20
     auth_throttle_addresses: int = 65536
     trusted_proxies: tuple[str, ...] = field(default=())
+    # Mutual TLS to the routers (None: plaintext, for a router on 127.0.0.1).
+    router_tls: RouterTls | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -66,4 +86,5 @@ class GatewaySettings:
             auth_throttle_addresses=env_int("XROUTER_GATEWAY_AUTH_THROTTLE_ADDRESSES", 65536,
                                             env, minimum=16),
             trusted_proxies=_networks(env_str("XROUTER_GATEWAY_TRUSTED_PROXIES", "", env)),
+            router_tls=_router_tls(env),
         )

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
 from xrouter_common.loop_lag import watch_loop_lag
+from xrouter_common.tls import CertFiles
 from xrouter_router import accounting_metrics, catalog_file, pii_ner, provider_keys
 from xrouter_router.accounting_metrics import AccountingCollector, sample_backlog
 from xrouter_router.cbr import CbrFeed, FxCollector, http_fetch
@@ -62,6 +63,7 @@ from xrouter_router.transport.accounts_servicer import AccountsServicer
 from xrouter_router.transport.redact import Redactor
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
+from xrouter_router.transport.tls import server_credentials
 
 if TYPE_CHECKING:
     from xrouter_router.storage.redis.stats import RedisStats
@@ -202,11 +204,11 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.redis.meter import RedisMeter
     from xrouter_router.storage.redis.ping import masters_answer
     from xrouter_router.storage.redis.revocations import KeyRevocations
-    from xrouter_router.storage.redis.stats import cluster_client
+    from xrouter_router.storage.redis.stats import cluster_client, tls_options
 
     # One client per component: each bounds its own commands in flight, and redis-py's cluster
     # client does not queue beyond its per-node pool.
-    clients = {name: cluster_client(settings.redis_url)
+    clients = {name: cluster_client(settings.redis_url, **tls_options(settings.redis_tls))
                for name in ("credits", "ledger", "consumer", "revocations")}
     revocations = KeyRevocations(clients["revocations"])
     # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md).
@@ -259,15 +261,16 @@ def build_providers(config: catalog_file.CatalogConfig,
     return {p.name: build_provider(p, session) for p in config.providers}
 
 
-def build_stats(redis_url: str, catalog: Catalog) -> InMemoryStats | RedisStats:
+def build_stats(redis_url: str, catalog: Catalog,
+                tls: CertFiles | None = None) -> InMemoryStats | RedisStats:
     """Shared through Redis Cluster when it is configured, in-process otherwise (then the
     Redis client is not even imported)."""
     if not redis_url:
         return InMemoryStats()
-    from xrouter_router.storage.redis.stats import RedisStats, cluster_client
+    from xrouter_router.storage.redis.stats import RedisStats, cluster_client, tls_options
 
     deployments = {d.id: d.provider for m in catalog.models for d in m.deployments}
-    return RedisStats(cluster_client(redis_url), deployments)
+    return RedisStats(cluster_client(redis_url, **tls_options(tls)), deployments)
 
 
 def build_fx(settings: RouterSettings, catalog: Catalog, session: aiohttp.ClientSession,
@@ -310,7 +313,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                                provider_keys.environment(settings.provider_keys_file))
     session = new_session(connect_timeout=settings.connect_timeout, pool_size=settings.pool_size)
     providers = build_providers(config, session)
-    stats = build_stats(settings.redis_url, config.catalog)
+    stats = build_stats(settings.redis_url, config.catalog, settings.redis_tls)
     failover = Failover(providers, FailoverPolicy(settings.attempt_timeout, settings.max_attempts),
                         stats, observer=metrics,
                         tracer=OtelSpans(tracer) if tracer is not None else None)
@@ -339,7 +342,9 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                         plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
                         balance_changed=stack.balance_changed, announce=stack.announce,
                         wall=wall, vat_zone=settings.vat.zone), auth)
-    server = GrpcServer(servicer, settings.listen, accounts_servicer)
+    credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
+    server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
+                        health_listen=settings.health_listen)
     collector = accounting_metrics.register(registry, {"keys": auth, **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
@@ -17,6 +16,7 @@ from xrouter_router.cli_api import (
     statement_command,
     usage_command,
 )
+from xrouter_router.settings import database_url
 from xrouter_router.storage.sql.migrate import MigrationError, migrate
 from xrouter_router.storage.sql.postgres import DatabaseUnreachable
 
@@ -25,9 +25,10 @@ Subcommand = Callable[[argparse.ArgumentParser], Handler]
 
 
 def _database_url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", default=os.environ.get("XROUTER_DATABASE_URL", ""),
-                        help="libpq conninfo or URL (default: $XROUTER_DATABASE_URL); list every node "
-                             "of an HA pair with target_session_attrs=read-write")
+    parser.add_argument("--database-url", default=database_url(),
+                        help="libpq conninfo or URL (default: $XROUTER_DATABASE_URL, verified against "
+                             "$XROUTER_DATABASE_TLS_CA when set); list every node of an HA pair with "
+                             "target_session_attrs=read-write")
     parser.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                         help="how long to wait for the database to accept connections (default: 60)")
 

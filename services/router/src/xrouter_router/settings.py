@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from xrouter_common.env import ConfigError, env_bool, env_decimal, env_float, env_int, env_str
+from xrouter_common.tls import CertFiles, is_loopback, optional_path, require_files
 from xrouter_router.domain.fx import Rate, configured
 from xrouter_router.domain.plans import TIER_ORDER
 from xrouter_router.domain.vat import DEFAULT_SCHEDULE, MOSCOW, VatSchedule
@@ -63,6 +64,52 @@ def _vat(env: Mapping[str, str] | None) -> VatSchedule:
         return VatSchedule.parse(text, zone)
     except ValueError as exc:
         raise ConfigError(f"XROUTER_VAT_SCHEDULE {text!r}: {exc}") from None
+
+
+def _grpc_tls(listen: str, env: Mapping[str, str] | None) -> CertFiles | None:
+    """The router's mTLS files, or None for plaintext, which only a loopback listen address
+    (embedded mode) or an explicit XROUTER_ROUTER_INSECURE=true allows."""
+    files = CertFiles(optional_path(env_str("XROUTER_ROUTER_TLS_CERT", "", env)),
+                      optional_path(env_str("XROUTER_ROUTER_TLS_KEY", "", env)),
+                      optional_path(env_str("XROUTER_ROUTER_TLS_CLIENT_CA", "", env)))
+    if not files.paths():
+        if not is_loopback(listen) and not env_bool("XROUTER_ROUTER_INSECURE", False, env):
+            raise ConfigError(
+                f"XROUTER_ROUTER_LISTEN={listen} is not a loopback address: set "
+                "XROUTER_ROUTER_TLS_CERT, XROUTER_ROUTER_TLS_KEY and XROUTER_ROUTER_TLS_CLIENT_CA "
+                "(mutual TLS), or XROUTER_ROUTER_INSECURE=true to serve plaintext gRPC anyway")
+        return None
+    if None in (files.cert, files.key, files.ca):
+        raise ConfigError("XROUTER_ROUTER_TLS_CERT, XROUTER_ROUTER_TLS_KEY and "
+                          "XROUTER_ROUTER_TLS_CLIENT_CA go together (mutual TLS)")
+    require_files("XROUTER_ROUTER_TLS_*", files)
+    return files
+
+
+def database_url(env: Mapping[str, str] | None = None) -> str:
+    """XROUTER_DATABASE_URL with XROUTER_DATABASE_TLS_* applied (sslmode=verify-full)."""
+    url = env_str("XROUTER_DATABASE_URL", "", env)
+    ca = env_str("XROUTER_DATABASE_TLS_CA", "", env)
+    if not url or not ca:
+        return url
+    from xrouter_router.storage.sql.postgres import with_tls  # psycopg: cluster mode only
+
+    return with_tls(url, ca=ca, cert=env_str("XROUTER_DATABASE_TLS_CERT", "", env),
+                    key=env_str("XROUTER_DATABASE_TLS_KEY", "", env))
+
+
+def _redis_tls(env: Mapping[str, str] | None) -> CertFiles | None:
+    files = CertFiles(optional_path(env_str("XROUTER_REDIS_TLS_CERT", "", env)),
+                      optional_path(env_str("XROUTER_REDIS_TLS_KEY", "", env)),
+                      optional_path(env_str("XROUTER_REDIS_TLS_CA", "", env)))
+    if not files.paths():
+        return None
+    if (files.cert is None) != (files.key is None):
+        raise ConfigError("XROUTER_REDIS_TLS_CERT and XROUTER_REDIS_TLS_KEY go together")
+    if not env_str("XROUTER_REDIS_URL", "", env).startswith("rediss://"):
+        raise ConfigError("XROUTER_REDIS_TLS_* need a rediss:// XROUTER_REDIS_URL")
+    require_files("XROUTER_REDIS_TLS_*", files)
+    return files
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +169,12 @@ class RouterSettings:
     # VAT rates by date (catalog prices are net; generations are charged gross), in the days of
     # XROUTER_VAT_TIMEZONE.
     vat: VatSchedule = field(default_factory=lambda: VatSchedule.parse(DEFAULT_SCHEDULE))
+    # Gateway <-> router mutual TLS (certificate, key, client CA); None: plaintext.
+    grpc_tls: CertFiles | None = None
+    # Redis TLS (rediss:// URLs): the CA bundle, and a client certificate and key if Redis asks.
+    redis_tls: CertFiles | None = None
+    # grpc.health.v1 alone, in plaintext, for probes that speak no TLS (kubelet); "" = none.
+    health_listen: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -131,8 +184,12 @@ class RouterSettings:
         master_key = env_str("XROUTER_MASTER_KEY", "", env)
         if not master_key:
             raise ConfigError("XROUTER_MASTER_KEY must be set (the API key the router accepts)")
+        listen = env_str("XROUTER_ROUTER_LISTEN", "127.0.0.1:50051", env)
         return cls(
-            listen=env_str("XROUTER_ROUTER_LISTEN", "127.0.0.1:50051", env),
+            listen=listen,
+            grpc_tls=_grpc_tls(listen, env),
+            redis_tls=_redis_tls(env),
+            health_listen=env_str("XROUTER_ROUTER_HEALTH_LISTEN", "", env),
             catalog_path=Path(env_str("XROUTER_CATALOG", str(DEFAULT_CATALOG), env)),
             master_key=master_key,
             attempt_timeout=env_float("XROUTER_ATTEMPT_TIMEOUT", 60.0, env, minimum=0.1),
@@ -153,7 +210,7 @@ class RouterSettings:
             key_cache_negative_size=env_int("XROUTER_KEY_CACHE_NEGATIVE_SIZE", 1_000, env,
                                             minimum=1),
             default_plan_tier=_plan_tier(env),
-            database_url=env_str("XROUTER_DATABASE_URL", "", env),
+            database_url=database_url(env),
             database_pool_size=env_int("XROUTER_DATABASE_POOL_SIZE", 10, env, minimum=1),
             limits_fail_open=env_bool("XROUTER_LIMITS_FAIL_OPEN", True, env),
             credits_fail_open=env_bool("XROUTER_CREDITS_FAIL_OPEN", False, env),

@@ -5,6 +5,7 @@ else (topology, redirects, failover, all other commands)."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from typing import Any, cast
 
 import hiredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -112,11 +113,33 @@ def _pack(command: Command) -> bytes:
 
 
 def lane_supported(client: RedisCluster) -> bool:
-    """Plain TCP, with at most a username and password: TLS and credential providers stay with
-    redis-py (the lane would have to repeat their handshakes)."""
+    """TCP or TLS (rediss://), with at most a username and password: credential providers stay
+    with redis-py (the lane would have to repeat their handshakes)."""
     options = client.nodes_manager.connection_kwargs
-    return (options.get("connection_class", Connection) is Connection
+    return (options.get("connection_class", Connection) in (Connection, SSLConnection)
             and options.get("credential_provider") is None)
+
+
+def tls_context(options: dict[str, Any]) -> ssl.SSLContext | None:
+    """The lane's TLS context from redis-py's own connection arguments (a rediss:// URL and its
+    ssl_* options): the same CA, client certificate, verification and host-name check. None
+    for plain TCP. Built once per lane; each node connection does one handshake."""
+    if options.get("connection_class") is not SSLConnection:
+        return None
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"),
+                                         capath=options.get("ssl_ca_path"),
+                                         cadata=options.get("ssl_ca_data"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"),
+                                options.get("ssl_password"))
+    requirement = options.get("ssl_cert_reqs", ssl.CERT_REQUIRED)
+    if isinstance(requirement, str):
+        requirement = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+                       "required": ssl.CERT_REQUIRED}[requirement]
+    context.check_hostname = bool(options.get("ssl_check_hostname", True)) and (
+        requirement != ssl.CERT_NONE)
+    context.verify_mode = requirement
+    return context
 
 
 class Lane:
@@ -136,6 +159,7 @@ class Lane:
         self.client = client
         self.enabled = enabled and lane_supported(client)
         self._options = client.nodes_manager.connection_kwargs
+        self._tls = tls_context(self._options) if self.enabled else None
         self._connect_timeout = connect_timeout
         self._stall = stall
         self._nodes: dict[str, _NodeConnection] = {}
@@ -236,9 +260,10 @@ class Lane:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self._connect_timeout):
             try:
-                _, connection = await loop.create_connection(_NodeConnection, node.host,
-                                                             int(node.port))
-            except OSError as exc:
+                _, connection = await loop.create_connection(
+                    _NodeConnection, node.host, int(node.port), ssl=self._tls,
+                    server_hostname=node.host if self._tls is not None else None)
+            except OSError as exc:  # ssl.SSLError (a refused certificate) is an OSError
                 raise RedisConnectionError(f"cannot reach Redis node {node.name}: {exc}") from exc
             password = self._options.get("password")
             if password:

@@ -25,6 +25,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from xrouter_common.tls import CertFiles
 from xrouter_router.domain.stats import (
     ALPHA,
     BreakerPolicy,
@@ -192,9 +193,18 @@ def decode(reply: Any, provider: str = "") -> DeploymentStats | None:
         updated=number("updated") or 0.0)
 
 
+def tls_options(tls: CertFiles | None) -> dict[str, Any]:
+    """redis-py's TLS arguments for a rediss:// URL (the lane builds its context from them)."""
+    if tls is None:
+        return {}
+    return {key: str(path) for key, path in (("ssl_ca_certs", tls.ca), ("ssl_certfile", tls.cert),
+                                             ("ssl_keyfile", tls.key)) if path is not None}
+
+
 def cluster_client(url: str, **options: Any) -> RedisCluster:
     """A cluster client whose timeouts bound a hung Redis (the URL's query string may override
-    them). It retries little: the store's writer retries on its own, in order."""
+    them). It retries little: the store's writer retries on its own, in order. For a rediss://
+    URL, pass **tls_options(...)."""
     settings: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0,
                                 "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)}
     return RedisCluster.from_url(url, **{**settings, **options})

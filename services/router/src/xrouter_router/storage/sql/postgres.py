@@ -42,6 +42,14 @@ def with_defaults(conninfo: str) -> str:
         key: value for key, value in CONNECTION_DEFAULTS.items() if key not in given})
 
 
+def with_tls(conninfo: str, *, ca: str, cert: str = "", key: str = "") -> str:
+    """The conninfo verifying the server against `ca` (sslmode=verify-full: the certificate and
+    the host name), with a client certificate if given. Parameters the conninfo sets win."""
+    given = conninfo_to_dict(conninfo)
+    tls = {"sslmode": "verify-full", "sslrootcert": ca, "sslcert": cert, "sslkey": key}
+    return make_conninfo(conninfo, **{k: v for k, v in tls.items() if v and k not in given})
+
+
 def pool(conninfo: str, *, min_size: int, max_size: int, timeout: float = 5.0,
          reconnect_timeout: float = 300.0) -> AsyncConnectionPool:
     """An unopened pool: `async with pool(...) as p` (or `await p.open(wait=True)`) opens it.
