@@ -324,7 +324,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                             negative_size=settings.key_cache_negative_size)
     if stack.listen is not None:
         stack.listen(auth.forget)
-    billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat)
+    billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat,
+                      on_window=metrics.rate_window)
     sticky = StickyRoutes(ttl=settings.prompt_affinity,
                           size=10_000 if settings.prompt_affinity > 0 else 0)
     guard, ner_thread = pii_ner.build_guard(settings.pii_ner)

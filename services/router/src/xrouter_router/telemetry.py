@@ -9,10 +9,13 @@ from prometheus_client.registry import REGISTRY
 
 from xrouter_common.memory_limit import MemoryLimitCollector
 from xrouter_router.domain.catalog import Deployment
-from xrouter_router.domain.types import Usage
+from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.types import RateWindow, Usage
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                    20.0, 30.0, 60.0)
+# A key is near its rate limit when less than this share of its tightest window is left.
+NEAR_LIMIT = 0.2
 HEALTH_VALUES = {"healthy": 0.0, "recently_failed": 1.0, "half_open": 2.0, "open": 3.0}
 
 
@@ -51,6 +54,11 @@ class RouterMetrics:
         self.loop_lag = Gauge(
             "xrouter_router_event_loop_lag_seconds", "How late the event loop wakes up",
             registry=registry)
+        self.near_limit = Counter(
+            "xrouter_router_rate_limit_near",
+            "Admitted requests after which the key's tightest request window had less than "
+            f"{int(NEAR_LIMIT * 100)}% left, by the key's tier (never the key)",
+            ["tier"], registry=registry)
         registry.register(MemoryLimitCollector())
 
     def attempt(self, deployment: Deployment, outcome: str, seconds: float, health: str) -> None:
@@ -74,6 +82,11 @@ class RouterMetrics:
                 self.tokens.labels(model, provider, kind, source).inc(count)
         if usage.cost:
             self.cost.labels(model, provider).inc(float(usage.cost))
+
+    def rate_window(self, key: ApiKey, window: RateWindow) -> None:
+        """Billing's on_window: count the admissions that leave a key near its limit."""
+        if window.limit > 0 and window.remaining < window.limit * NEAR_LIMIT:
+            self.near_limit.labels(key.tier).inc()
 
     def implausible_usage(self, provider: str, reason: str) -> None:
         self.implausible.labels(provider).inc()

@@ -245,11 +245,15 @@ class Billing:
 
     def __init__(self, meter: Meter, ledger: UsageLedger, *,
                  wall: Callable[[], float] = time.time,
-                 vat: VatSchedule = DEFAULT_VAT) -> None:
+                 vat: VatSchedule = DEFAULT_VAT,
+                 on_window: Callable[[ApiKey, RateWindow], None] | None = None) -> None:
         self._meter = meter
         self._ledger = ledger
         self._wall = wall
         self._vat = vat
+        # Told the key's tightest request window after each admission (metrics: keys near
+        # their rate limits).
+        self._on_window = on_window
         self._releasing: set[asyncio.Task[None]] = set()
 
     def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment],
@@ -280,6 +284,8 @@ class Billing:
                    if bill.streamed and not bill.buffered else None)
         window, reservation, hold = await self._meter.admit(
             key, bill.generation_id, amount, partial_from=partial, now=now, tokens=asks)
+        if window is not None and self._on_window is not None:
+            self._on_window(key, window)
         return Admission(key, bill, window, reservation, price, now, self, hold=hold,
                          vat_rate=rate)
 
