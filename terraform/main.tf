@@ -76,6 +76,8 @@ module "release" {
   gateway_replicas      = var.gateway_replicas
   router_replicas       = var.router_replicas
   gateway_service_type  = var.gateway_service_type
+  gateway_host          = var.gateway_host
+  gateway_tls_issuer    = var.gateway_tls_issuer
   catalog_toml          = var.catalog_path == null ? null : file(var.catalog_path)
   postgresql_ha_enabled = var.postgresql_ha_enabled
   postgresql_replicas   = var.postgresql_replicas

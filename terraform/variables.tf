@@ -147,9 +147,21 @@ variable "router_replicas" {
 }
 
 variable "gateway_service_type" {
-  description = "Service type of the gateway: LoadBalancer (a network load balancer in front of the nodes) or ClusterIP (behind an Ingress)."
+  description = "Service type of the gateway: ClusterIP (the default: clients reach it over HTTPS through the Ingress of gateway_host) or LoadBalancer (a network load balancer in front of the nodes, plain HTTP: for trials only)."
   type        = string
-  default     = "LoadBalancer"
+  default     = "ClusterIP"
+}
+
+variable "gateway_host" {
+  description = "The public host name of the API: an ingress-nginx Ingress terminates TLS for it with a cert-manager certificate (HTTP redirected to HTTPS). Empty: no Ingress."
+  type        = string
+  default     = ""
+}
+
+variable "gateway_tls_issuer" {
+  description = "The cert-manager ClusterIssuer that signs the certificate of gateway_host."
+  type        = string
+  default     = "letsencrypt-prod"
 }
 
 variable "catalog_path" {

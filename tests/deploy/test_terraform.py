@@ -299,6 +299,7 @@ def test_secrets_stay_out_of_helm_values() -> None:
 CHART_VALUE_PATHS = [
     "image.gateway.tag", "image.router.tag", "secrets.existingSecret", "secrets.create", "catalog.toml",
     "gateway.replicaCount", "gateway.nodeSelector", "gateway.tolerations", "gateway.service.type",
+    "gateway.ingress.enabled", "gateway.ingress.host", "gateway.ingress.issuer.name",
     "router.replicaCount", "router.nodeSelector", "router.tolerations",
     "postgresql-ha.enabled", "postgresql-ha.postgresql.replicaCount",
     "postgresql-ha.postgresql.existingSecret", "postgresql-ha.pgpool.existingSecret",

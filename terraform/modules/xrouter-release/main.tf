@@ -33,6 +33,11 @@ locals {
       gateway = merge(local.scheduling.gateway, {
         replicaCount = var.gateway_replicas
         service      = { type = var.gateway_service_type }
+        ingress = {
+          enabled = var.gateway_host != ""
+          host    = var.gateway_host
+          issuer  = { name = var.gateway_tls_issuer, kind = "ClusterIssuer" }
+        }
       })
       router = merge(local.scheduling.router, { replicaCount = var.router_replicas })
       "postgresql-ha" = {

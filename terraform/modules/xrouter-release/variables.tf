@@ -43,10 +43,22 @@ variable "router_replicas" {
   default     = 3
 }
 
-variable "gateway_service_type" {
-  description = "Service type of the gateway: LoadBalancer (a cloud load balancer) or ClusterIP (behind an Ingress)."
+variable "gateway_host" {
+  description = "The API's public host name, served over HTTPS by an Ingress (empty: no Ingress)."
   type        = string
-  default     = "LoadBalancer"
+  default     = ""
+}
+
+variable "gateway_tls_issuer" {
+  description = "The cert-manager ClusterIssuer of gateway_host's certificate."
+  type        = string
+  default     = "letsencrypt-prod"
+}
+
+variable "gateway_service_type" {
+  description = "Service type of the gateway: ClusterIP (behind the Ingress) or LoadBalancer (plain HTTP, trials only)."
+  type        = string
+  default     = "ClusterIP"
 
   validation {
     condition     = contains(["ClusterIP", "NodePort", "LoadBalancer"], var.gateway_service_type)
