@@ -109,6 +109,9 @@ def _banner(state: dict[str, Any]) -> str:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _on_term)
+    # Ctrl-C stops everything even when this was started with SIGINT ignored (a background job
+    # of a non-interactive shell inherits that, and Python then installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     home = Path(os.environ.get("XROUTER_CLUSTER_DIR", ROOT / ".xrouter-cluster"))
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
