@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,12 +41,16 @@ def _on_term(signum: int, frame: object) -> None:
     raise Stopped
 
 
+# If this script is killed outright, the services die with it (SIGTERM from the kernel).
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+
+
 def _spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         # A process group of its own: Ctrl-C reaches this script only, which stops the children
         # in order (the gateway first, then the routers, then the servers).
-        return subprocess.Popen([str(VENV / "python"), "-m", module], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen([*_DIE_WITH_PARENT, str(VENV / "python"), "-m", module], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], bound: float = 60.0) -> None:

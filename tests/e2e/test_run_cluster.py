@@ -80,5 +80,5 @@ def test_run_cluster_serves_survives_a_router_kill_and_stops_everything(tmp_path
         assert [pid for pid in state["pids"] if _alive(pid)] == []
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # its services die with it (setpriv --pdeathsig)
             proc.wait()
