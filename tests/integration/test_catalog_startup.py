@@ -25,8 +25,9 @@ def _start(catalog: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(("old", "new", "message"), [
     ('api_key_env = "FAKE_WRONG_KEY"', 'api_key_env = "FAKE_WRONG_KEY"\nmax_retries = 3',
-     "providers.fakebad: unknown key 'max_retries' (known: api_key_env, base_url, currency, "
-     "headers, jurisdiction, reasoning_format, send_nonstandard_params, type)"),
+     "providers.fakebad: unknown key 'max_retries' (known: api_key_env, base_url, "
+     "collects_data, currency, headers, jurisdiction, reasoning_format, "
+     "send_nonstandard_params, type)"),
     ('api_key_env = "FAKE_WRONG_KEY"', 'api_key_env = "FAKE_WRONG_KEY"\ncurrency = "dollars"',
      "providers.fakebad.currency must be an ISO 4217 currency code such as \"USD\", got "
      "'dollars'"),
