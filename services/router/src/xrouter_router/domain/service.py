@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from xrouter_router.domain import accounting, fx
 from xrouter_router.domain.billing import (
@@ -26,6 +27,7 @@ from xrouter_router.domain.errors import (
     AllAttemptsFailed,
     Attempt,
     ErrorKind,
+    InvalidRequest,
     UpstreamError,
     UpstreamTimeout,
     XRouterError,
@@ -273,6 +275,33 @@ class ChatService:
             bill = replace(bill, prompt_tokens=max(bill.prompt_tokens,
                                                    prompt_bound(guarded.masked)))
         return _Admissible(key, fitted, route, bill, guarded)
+
+    async def conclude_orphan(self, api_key: str, request: ChatRequest, deployment_id: str,
+                              relayed: str, finish_reason: str, *,
+                              address: str = "") -> Decimal | None:
+        """Record and charge a stream another replica served and died in (Billing.
+        conclude_orphan): the prompt and the relayed text counted with this router's
+        tokenizer. None when the generation already has a record."""
+        key = await self._auth.authenticate(api_key, address)
+        if not request.generation_id:
+            raise InvalidRequest("The generation id is missing", param="generation_id")
+        catalog = self.catalog
+        found = [(name, d) for name in (request.model, *request.fallback_models)
+                 for d in catalog.resolve(name).deployments if d.id == deployment_id]
+        if not found:
+            raise InvalidRequest(f"No deployment {deployment_id!r} serves this request",
+                                 param="deployment")
+        name, dep = found[0]
+        model = catalog.resolve(name).id
+        key.may_use(model)
+        if isinstance(self._billing, Unbilled):
+            return None
+        tokens = TokenCounts(prompt=await self._limit_tokens(request),
+                             completion=await self._counter.count([relayed]) if relayed else 0,
+                             estimated=True)
+        served = Served(model, dep.provider, dep.id, int(self._wall()), dep.jurisdiction)
+        return await self._billing.conclude_orphan(key, chat_bill(request, stream=True), served,
+                                                   dep, tokens, finish_reason=finish_reason)
 
     async def _limit_tokens(self, request: ChatRequest) -> int:
         """The prompt's tokens as models' token limits count them: the bundled tokenizer's count
