@@ -126,6 +126,9 @@ async def test_an_orphan_is_charged_at_most_its_worst_case_and_once(cluster: Clu
                                                                             False, "0")
     found = await _records(cluster, lost, answered)
     assert found[lost] == [("router_lost", worst, "stop")]
+    assert cluster.routers[0].metrics.registry.get_sample_value(
+        "xrouter_router_generations_total", {"model": "test/echo", "provider": "fake",
+                                             "outcome": "router_lost", "streamed": "true"}) == 1
     assert [s for s, _, _ in found[answered]] == ["success"]
     charged = worst + found[answered][0][1]
     assert await cluster.balance(Decimal(100) - charged) == Decimal(100) - charged

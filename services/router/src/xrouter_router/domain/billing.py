@@ -332,7 +332,7 @@ class Billing:
 
     async def conclude_orphan(self, key: ApiKey, bill: Bill, served: Served,
                               deployment: Deployment, tokens: TokenCounts, *,
-                              finish_reason: str) -> Decimal | None:
+                              finish_reason: str) -> Usage | None:
         """Record and charge a stream whose router died after the client got part of it (the
         gateway's estimate of `tokens`): status "router_lost". None, and nothing done, when the
         generation already has a record (the ledger is exactly-once by id; so is the charge).
@@ -358,7 +358,7 @@ class Billing:
             admission, Outcome(served, usage, "router_lost", finish_reason), split))
         if reservation is not None:
             await self._meter.charge(reservation, split.gross)
-        return split.gross
+        return usage
 
     def _record(self, admission: Admission, outcome: Outcome,
                 split: vat.Split) -> GenerationRecord:

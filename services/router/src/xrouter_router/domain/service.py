@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
 
 from xrouter_router.domain import accounting, fx
 from xrouter_router.domain.billing import (
@@ -278,30 +277,25 @@ class ChatService:
 
     async def conclude_orphan(self, api_key: str, request: ChatRequest, deployment_id: str,
                               relayed: str, finish_reason: str, *,
-                              address: str = "") -> Decimal | None:
-        """Record and charge a stream another replica served and died in (Billing.
-        conclude_orphan): the prompt and the relayed text counted with this router's
-        tokenizer. None when the generation already has a record."""
+                              address: str = "") -> Usage | None:
+        """Billing.conclude_orphan, the prompt and relayed text counted with our tokenizer."""
         key = await self._auth.authenticate(api_key, address)
         if not request.generation_id:
             raise InvalidRequest("The generation id is missing", param="generation_id")
-        catalog = self.catalog
-        found = [(name, d) for name in (request.model, *request.fallback_models)
-                 for d in catalog.resolve(name).deployments if d.id == deployment_id]
-        if not found:
-            raise InvalidRequest(f"No deployment {deployment_id!r} serves this request",
-                                 param="deployment")
-        name, dep = found[0]
-        model = catalog.resolve(name).id
-        key.may_use(model)
+        model, dep = self.catalog.serving((request.model, *request.fallback_models),
+                                          deployment_id)
+        key.may_use(model.id)
         if isinstance(self._billing, Unbilled):
             return None
-        tokens = TokenCounts(prompt=await self._limit_tokens(request),
-                             completion=await self._counter.count([relayed]) if relayed else 0,
-                             estimated=True)
-        served = Served(model, dep.provider, dep.id, int(self._wall()), dep.jurisdiction)
-        return await self._billing.conclude_orphan(key, chat_bill(request, stream=True), served,
-                                                   dep, tokens, finish_reason=finish_reason)
+        tokens = TokenCounts(await self._limit_tokens(request),
+                             await self._counter.count([relayed]), estimated=True)
+        usage = await self._billing.conclude_orphan(
+            key, chat_bill(request, stream=True), _served(Candidate(model, dep)), dep, tokens,
+            finish_reason=finish_reason)
+        if usage is not None:
+            self._observer.generation(model.id, dep.provider, outcome="router_lost",
+                                      streamed=True, attempts=0, usage=usage)
+        return usage
 
     async def _limit_tokens(self, request: ChatRequest) -> int:
         """The prompt's tokens as models' token limits count them: the bundled tokenizer's count

@@ -145,13 +145,14 @@ class RouterServicer(pb_grpc.RouterServicer):
                              ) -> pb.OrphanResponse:
         async with answering(context, self._redactor):
             api_key, address = credentials(context)
-            cost = await self._service.conclude_orphan(
+            usage = await self._service.conclude_orphan(
                 api_key, convert.request_from_proto(request.request), request.deployment,
                 request.relayed_text, request.finish_reason, address=address)
             log.warning("stream concluded for a lost router", extra={"fields": {
-                "generation_id": request.request.generation_id, "recorded": cost is not None,
-                "cost": str(cost or 0)}})
-            return pb.OrphanResponse(recorded=cost is not None, cost=str(cost or 0))
+                "generation_id": request.request.generation_id, "recorded": usage is not None,
+                "cost": str(usage.cost if usage else 0)}})
+            return pb.OrphanResponse(recorded=usage is not None,
+                                     cost=str(usage.cost if usage else 0))
         raise AssertionError("unreachable: abort raises")
 
     async def ListModels(self, request: pb.ListModelsRequest,  # noqa: N802
