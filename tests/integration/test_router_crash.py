@@ -10,10 +10,12 @@ recorded the generation, no record (docs/accounts.md)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +42,8 @@ PROMPT_PRICE, COMPLETION_PRICE, VAT = Decimal(1000), Decimal(2000), Decimal("0.2
 # The generation's record and its charge reach PostgreSQL through the ledger consumer; bound
 # on a loaded 2-core machine, not a speed expectation.
 SETTLED_BOUND = 30.0
+LOST = {"code": "router_lost", "metadata": {},
+        "message": "The router serving this stream failed; the answer may be incomplete"}
 HOLD_MODEL = f"""
 [[models]]
 id = "test/hold"
@@ -101,6 +105,44 @@ def worst_case() -> Decimal:
     return net * (1 + VAT)
 
 
+@contextlib.contextmanager
+def _running(tmp_path: Path, account: str, envs: list[dict[str, str]],
+             ) -> Iterator[tuple[str, str, list[FakeOpenAI], list[Service]]]:
+    """Router processes (one per env, each with a fake upstream of its own) behind a gateway
+    process, and a key of `account` with 100 RUB: the gateway's URL, the key, the fakes and the
+    routers."""
+    fakes = [FakeOpenAI().start() for _ in envs]
+    for fake in fakes[1:]:
+        fake.held = fakes[0].held  # set when any holds a request
+    services: list[Service] = []
+    try:
+        ports = [free_port() for _ in envs]
+        for i, (fake, port, env) in enumerate(zip(fakes, ports, envs, strict=True)):
+            catalog = tmp_path / f"catalog{i}.toml"
+            catalog.write_text(catalog_toml(fake.base_url) + HOLD_MODEL, encoding="utf-8")
+            services.append(start_service("xrouter_router", {
+                **router_env(catalog, port), "XROUTER_DATA_DIR": str(tmp_path / f"r{i}"),
+                **env}, tmp_path / f"router{i}.log"))
+        for port, service in zip(ports, services, strict=True):
+            wait_port(port, service=service)
+        url, gateway = start_gateway(tmp_path, ports)
+        services.append(gateway)
+        with httpx.Client(timeout=30) as http:
+            resp = http.post(f"{url}/v1/keys", headers=AUTH,
+                             json={"account_id": account, "tier": "pro"})
+            assert resp.status_code == 201, resp.text
+            key = resp.json()["key"]
+            resp = http.post(f"{url}/v1/credits", headers=AUTH,
+                             json={"account_id": account, "amount": "100"})
+            assert resp.status_code == 200, resp.text
+        yield url, key, fakes, services[:-1]
+    finally:
+        for service in services:
+            service.kill(15)
+        for fake in fakes:
+            fake.stop()
+
+
 @pytest.fixture
 def rig(tmp_path: Path, postgres_ha: PostgresHA,  # noqa: F811 - the fixture
         redis_cluster: RedisCluster) -> Iterator[Rig]:  # noqa: F811
@@ -108,36 +150,27 @@ def rig(tmp_path: Path, postgres_ha: PostgresHA,  # noqa: F811 - the fixture
     postgres_ha.create_database(name)
     database = postgres_ha.multi_host(name)
     asyncio.run(migrate(database, wait=10))
-    fakes = [FakeOpenAI().start(), FakeOpenAI().start()]
-    fakes[1].held = fakes[0].held  # set when either holds a request
-    services: list[Service] = []
-    try:
-        ports = [free_port(), free_port()]
-        for i, (fake, port) in enumerate(zip(fakes, ports, strict=True)):
-            catalog = tmp_path / f"catalog{i}.toml"
-            catalog.write_text(catalog_toml(fake.base_url) + HOLD_MODEL, encoding="utf-8")
-            services.append(start_service("xrouter_router", {
-                **router_env(catalog, port), "XROUTER_DATABASE_URL": database,
-                "XROUTER_REDIS_URL": redis_cluster.url, "XROUTER_KEY_SECRET": "crash-secret",
-                "XROUTER_DATA_DIR": str(tmp_path / f"r{i}")}, tmp_path / f"router{i}.log"))
-        for port, service in zip(ports, services, strict=True):
-            wait_port(port, service=service)
-        url, gateway = start_gateway(tmp_path, ports)
-        services.append(gateway)
-        with httpx.Client(timeout=30) as http:
-            resp = http.post(f"{url}/v1/keys", headers=AUTH,
-                             json={"account_id": name, "tier": "pro"})
-            assert resp.status_code == 201, resp.text
-            key = resp.json()["key"]
-            resp = http.post(f"{url}/v1/credits", headers=AUTH,
-                             json={"account_id": name, "amount": "100"})
-            assert resp.status_code == 200, resp.text
-        yield Rig(url, fakes, services[:2], database, name, key)
-    finally:
-        for service in services:
-            service.kill(15)
-        for fake in fakes:
-            fake.stop()
+    env = {"XROUTER_DATABASE_URL": database, "XROUTER_REDIS_URL": redis_cluster.url,
+           "XROUTER_KEY_SECRET": "crash-secret"}
+    with _running(tmp_path, name, [env, env]) as (url, key, fakes, routers):
+        yield Rig(url, fakes, routers, database, name, key)
+
+
+def _cut_after_the_answer(url: str, key: str, kill: Callable[[], None],
+                          ) -> tuple[str, list[dict[str, object]]]:
+    """Streams the hold model until its whole answer came (its upstream then holds), calls
+    `kill`, and reads the rest: the generation id and the events after the answer."""
+    with httpx.Client(timeout=30) as http, http.stream(
+            "POST", f"{url}/v1/chat/completions", json=_body(True),
+            headers={"Authorization": f"Bearer {key}"}) as resp:
+        assert resp.status_code == 200
+        events = _events(resp.iter_lines())
+        content = ""
+        while content != "echo: " + PROMPT:
+            chunk = next(events)
+            content += chunk["choices"][0]["delta"].get("content") or ""  # type: ignore[index]
+        kill()
+        return resp.headers["x-generation-id"], list(events)
 
 
 def _body(stream: bool) -> dict[str, object]:
@@ -154,22 +187,12 @@ def _events(lines: Iterator[str]) -> Iterator[dict[str, object]]:
 def test_a_stream_whose_router_dies_after_some_chunks_is_charged_for_them(rig: Rig) -> None:
     for fake in rig.fakes:
         fake.holding = "finish"
-    with httpx.Client(timeout=30) as http, http.stream(
-            "POST", f"{rig.url}/v1/chat/completions", json=_body(True),
-            headers={"Authorization": f"Bearer {rig.key}"}) as resp:
-        assert resp.status_code == 200
-        generation_id = resp.headers["x-generation-id"]
-        events = _events(resp.iter_lines())
-        content = ""
-        while content != "echo: " + PROMPT:  # the whole answer is relayed, then the fake holds
-            chunk = next(events)
-            content += chunk["choices"][0]["delta"].get("content") or ""  # type: ignore[index]
+
+    def kill_the_serving_router() -> None:  # known once the request reached an upstream
         rig.routers[rig.served_by()].kill()
-        rest = list(events)
-    error = rest[0]["error"]
-    assert error == {"code": "router_lost", "metadata": {},
-                     "message": "The router serving this stream failed; the answer may be "
-                                "incomplete"}
+
+    generation_id, rest = _cut_after_the_answer(rig.url, rig.key, kill_the_serving_router)
+    assert rest[0]["error"] == LOST
     with httpx.Client(timeout=30) as http:
         rows, balance = rig.settled(http, generation_id)
     assert len(rows) == 1
@@ -226,3 +249,17 @@ def _killed_before_answering(rig: Rig, *, stream: bool) -> httpx.Response:
     rig.routers[dying].kill()
     asking.join(30)
     return answer[0]
+
+
+def test_in_the_embedded_mode_a_stream_whose_router_dies_ends_with_the_same_error(
+        tmp_path: Path) -> None:
+    """One router: nothing concludes its streams; it had not recorded this one (it was waiting
+    for the upstream), so the generation has no record and costs nothing."""
+    with _running(tmp_path, "embedded", [{}]) as (url, key, fakes, routers):
+        fakes[0].holding = "finish"
+        generation_id, rest = _cut_after_the_answer(url, key, routers[0].kill)
+    assert rest[0]["error"] == LOST
+    with contextlib.closing(sqlite3.connect(tmp_path / "r0" / "xrouter.sqlite3")) as db:
+        assert db.execute("SELECT count(*) FROM generations WHERE id = ?",
+                          (generation_id,)).fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM credit_entries").fetchone() == (1,)  # the top-up
