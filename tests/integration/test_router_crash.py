@@ -259,6 +259,10 @@ def test_in_the_embedded_mode_a_stream_whose_router_dies_ends_with_the_same_erro
         fakes[0].holding = "finish"
         generation_id, rest = _cut_after_the_answer(url, key, routers[0].kill)
     assert rest[0]["error"] == LOST
+    # The gateway asked for a conclusion, found no router and said so (read once it stopped).
+    log = (tmp_path / "gateway.log").read_text()
+    assert "a lost stream's generation could not be concluded" in log
+    assert "Traceback" not in log
     with contextlib.closing(sqlite3.connect(tmp_path / "r0" / "xrouter.sqlite3")) as db:
         assert db.execute("SELECT count(*) FROM generations WHERE id = ?",
                           (generation_id,)).fetchone() == (0,)

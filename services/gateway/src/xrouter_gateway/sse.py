@@ -96,7 +96,8 @@ class RouterStream:
 
     async def conclude_orphan(self) -> None:
         """Asks another replica to record and charge this stream's generation for what was
-        relayed (its router failed). Runs to its end even when the response is cancelled."""
+        relayed (its router failed). Runs to its end even when the response is cancelled; a
+        failure is logged (_concluded), the client has its answer already."""
         request = pb.OrphanRequest(request=self._request, deployment=self._deployment,
                                    relayed_text="".join(self._relayed),
                                    finish_reason=self._finish)
@@ -104,7 +105,7 @@ class RouterStream:
             self._client.conclude_orphan(request, self._metadata, self._timeout))
         _CONCLUDING.add(task)
         task.add_done_callback(_concluded)
-        await asyncio.shield(task)
+        await asyncio.wait((task,))
 
     async def first_event(self, wait: float | None) -> pb.ChatStreamEvent | None:
         """The first event, or None if it has not come within `wait` seconds.
