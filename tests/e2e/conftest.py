@@ -46,6 +46,12 @@ def launch(tmp: Path, upstream: FakeOpenAI, replicas: int) -> Deployment:
                                      tmp / f"router{i}.log"))
     for port, service in zip(ports, routers, strict=True):
         wait_port(port, service=service)
+    base, gateway = start_gateway(tmp, ports)
+    return Deployment(base + "/v1", routers, gateway, upstream)
+
+
+def start_gateway(tmp: Path, ports: list[int]) -> tuple[str, Service]:
+    """A gateway process over the routers on `ports`, ready: its base URL and its process."""
     gw_port = free_port()
     gateway = start_service("xrouter_gateway", {
         "XROUTER_GATEWAY_PORT": str(gw_port),
@@ -55,7 +61,7 @@ def launch(tmp: Path, upstream: FakeOpenAI, replicas: int) -> Deployment:
     }, tmp / "gateway.log")
     base = f"http://127.0.0.1:{gw_port}"
     wait_http(f"{base}/readyz", service=gateway)
-    return Deployment(base + "/v1", routers, gateway, upstream)
+    return base, gateway
 
 
 def shutdown(dep: Deployment) -> None:

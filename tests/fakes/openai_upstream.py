@@ -15,7 +15,9 @@ The requested `model` picks the behaviour, so one server serves every scenario:
   two deltas before the answer in a stream) |
   fake-json | fake-json-bad (asked for a response_format: TOOL_ARGS, or harness.NON_CONFORMING,
   in two pieces when streamed) | fake-echo-split (the echo streamed 4 characters a delta, so
-  that a word, or a placeholder, is cut across deltas)
+  that a word, or a placeholder, is cut across deltas) | fake-hold (the echo; with `holding`
+  "first" it sets `held` and waits for release() before answering at all, with "finish" before
+  a stream's finish chunk)
 A `reasoning_effort` outside OpenAI's values is refused with 400, as OpenAI does.
 It runs on its own thread and event loop so tests in any loop, and services in other processes,
 can use it; what it saw is kept in `requests` and `disconnects`.
@@ -24,6 +26,7 @@ can use it; what it saw is kept in `requests` and `disconnects`.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -61,6 +64,31 @@ def _last_user_text(body: dict[str, Any]) -> str:
 
 class FakeOpenAI(FakeUpstream):
     name = "fake-openai"
+    # fake-hold: whether it holds, set (from any thread) when a request is held, and what
+    # release() sets (in the fake's loop) to let the held ones go on.
+    holding = ""
+    held: threading.Event
+    _release: asyncio.Event | None = None
+
+    def start(self) -> FakeOpenAI:
+        self.held = threading.Event()
+        super().start()
+        return self
+
+    def release(self) -> None:
+        if self._loop is not None and self._release is not None:
+            self._loop.call_soon_threadsafe(self._release.set)
+
+    def stop(self) -> None:
+        self.release()
+        super().stop()
+
+    async def _hold(self, model: str, where: str) -> None:
+        if model == "fake-hold" and self.holding == where:
+            if self._release is None:
+                self._release = asyncio.Event()
+            self.held.set()
+            await self._release.wait()
 
     @property
     def base_url(self) -> str:
@@ -109,6 +137,7 @@ class FakeOpenAI(FakeUpstream):
             await asyncio.sleep(self.slow_seconds)
         if model == "fake-delay":
             await asyncio.sleep(0.05)
+        await self._hold(model, "first")
         if body.get("stream"):
             return await self._stream(request, body, model)
         return json_response(200, self._completion(body, model))
@@ -240,6 +269,7 @@ class FakeOpenAI(FakeUpstream):
                 await send([{"index": 0, "delta": {"tool_calls": [{
                     "index": i, "function": {"arguments": args[half:]}}]},
                     "logprobs": None, "finish_reason": None}])
+            await self._hold(model, "finish")
             await send([{"index": 0, "delta": {}, "logprobs": None,
                          "finish_reason": "tool_calls" if calls else "stop"}])
             include = (body.get("stream_options") or {}).get("include_usage")

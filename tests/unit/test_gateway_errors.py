@@ -8,7 +8,7 @@ import pytest
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter_common.wire import ERROR_DETAIL_KEY
-from xrouter_gateway.errors import APIError, from_detail, from_rpc_error
+from xrouter_gateway.errors import APIError, from_detail, from_rpc_error, router_failed
 
 KINDS = [
     (pb.ERROR_KIND_INVALID_REQUEST, 400, "invalid_request_error"),
@@ -108,3 +108,15 @@ def test_from_rpc_error_fallbacks_without_a_detail(code: grpc.StatusCode, status
 def test_a_non_binary_value_under_the_detail_key_is_ignored() -> None:
     err = from_rpc_error(_rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, (ERROR_DETAIL_KEY, "text")))
     assert (err.status, err.message) == (408, "The request timed out")
+
+
+@pytest.mark.parametrize(("code", "failed"), [
+    (grpc.StatusCode.UNAVAILABLE, True), (grpc.StatusCode.INTERNAL, True),
+    (grpc.StatusCode.UNKNOWN, True), (grpc.StatusCode.DEADLINE_EXCEEDED, False),
+    (grpc.StatusCode.CANCELLED, False), (grpc.StatusCode.RESOURCE_EXHAUSTED, False)])
+def test_a_router_failed_when_its_call_broke_without_an_error_of_its_own(
+        code: grpc.StatusCode, failed: bool) -> None:
+    assert router_failed(_rpc_error(code)) is failed
+    # An error the router answered (its detail in the trailers) is not a router's failure.
+    detail = pb.ErrorDetail(kind=pb.ERROR_KIND_INTERNAL, message="boom").SerializeToString()
+    assert router_failed(_rpc_error(code, (ERROR_DETAIL_KEY, detail))) is False

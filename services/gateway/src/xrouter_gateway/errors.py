@@ -77,6 +77,23 @@ def from_detail(detail: pb.ErrorDetail) -> APIError:
                     retry_after=detail.retry_after, type_=type_)
 
 
+# The failures of a router itself (gone, its connection cut, a crash): not an answer it gave.
+_LOST = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL,
+                   grpc.StatusCode.UNKNOWN})
+
+
+def router_failed(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a call broke because its router failed (no error detail from the router)."""
+    return exc.code() in _LOST and not any(
+        key == ERROR_DETAIL_KEY for key, _ in exc.trailing_metadata() or ())
+
+
+def router_lost() -> APIError:
+    """The error chunk of a stream whose router failed after the client got part of it."""
+    return APIError(502, "The router serving this stream failed; the answer may be incomplete",
+                    type_="router_lost", metadata={"error_code": "router_lost"})
+
+
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> APIError:
     """A failed router call as the client should see it."""
     for key, value in exc.trailing_metadata() or ():

@@ -147,6 +147,13 @@ class RouterClient:
                 attempt += 1
                 await asyncio.sleep(0.01 * attempt)
 
+    async def conclude_orphan(self, request: pb.OrphanRequest, metadata: Metadata,
+                              timeout: float) -> pb.OrphanResponse:
+        """Asks a replica to record and charge a stream whose router failed (sse.py)."""
+        reply: pb.OrphanResponse = await self._unary(self._stub.ConcludeOrphan, request,
+                                                     metadata, timeout)
+        return reply
+
     async def explain(self, request: pb.ChatRequest, metadata: Metadata,
                       timeout: float) -> pb.ExplainResponse:
         reply: pb.ExplainResponse = await self._unary(self._stub.Explain, request, metadata, timeout)

@@ -5,19 +5,32 @@ client gets a plain HTTP error; otherwise 200 and the SSE headers go out, `: XRO
 comments keep the connection alive until the first event, later failures arrive in-band as an
 error chunk, and a usage chunk always precedes `data: [DONE]`. A client disconnect cancels the
 router call, which cancels the upstream request.
+
+A stream whose router fails after its first event (the process died, the connection broke) ends
+with a "router_lost" error chunk, and another replica is asked to record and charge the
+generation for what was relayed (Router.ConcludeOrphan; docs/accounts.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_gateway.errors import APIError, from_detail, from_rpc_error
+from xrouter_gateway.errors import (
+    APIError,
+    from_detail,
+    from_rpc_error,
+    router_failed,
+    router_lost,
+)
 from xrouter_gateway.router_client import Metadata, RouterClient, retryable
+
+log = logging.getLogger("xrouter.gateway")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -58,6 +71,41 @@ class RouterStream:
         self._retries = client.retries
         self._call = client.chat_stream(request, metadata, timeout)
         self._first: asyncio.Future[Any] = asyncio.ensure_future(self._call.read())
+        # What was relayed, for a conclusion elsewhere if the router fails (conclude_orphan).
+        self._deployment = ""
+        self._relayed: list[str] = []
+        self._finish = ""
+
+    @property
+    def relayed(self) -> bool:
+        """Whether an event of the router's came (the served deployment is known)."""
+        return bool(self._deployment)
+
+    def _seen(self, event: pb.ChatStreamEvent) -> pb.ChatStreamEvent:
+        if event.deployment:
+            self._deployment = event.deployment
+        for chunk in event.chunks:
+            if chunk.content:
+                self._relayed.append(chunk.content)
+            if chunk.reasoning:
+                self._relayed.append(chunk.reasoning)
+            self._relayed.extend(t.name + t.arguments for t in chunk.tool_calls)
+            if chunk.finish_reason:
+                self._finish = chunk.finish_reason
+        return event
+
+    async def conclude_orphan(self) -> None:
+        """Asks another replica to record and charge this stream's generation for what was
+        relayed (its router failed). Runs to its end even when the response is cancelled; a
+        failure is logged (_concluded), the client has its answer already."""
+        request = pb.OrphanRequest(request=self._request, deployment=self._deployment,
+                                   relayed_text="".join(self._relayed),
+                                   finish_reason=self._finish)
+        task = asyncio.ensure_future(
+            self._client.conclude_orphan(request, self._metadata, self._timeout))
+        _CONCLUDING.add(task)
+        task.add_done_callback(_concluded)
+        await asyncio.wait((task,))
 
     async def first_event(self, wait: float | None) -> pb.ChatStreamEvent | None:
         """The first event, or None if it has not come within `wait` seconds.
@@ -77,11 +125,11 @@ class RouterStream:
                 continue
             if event is _EOF:
                 raise APIError(502, "The router ended the stream without any event")
-            return event  # type: ignore[no-any-return]
+            return self._seen(event)
 
     async def next_event(self) -> pb.ChatStreamEvent | None:
         event = await self._call.read()
-        return None if event is _EOF else event  # type: ignore[return-value]
+        return None if event is _EOF else self._seen(event)  # type: ignore[arg-type]
 
     def cancel(self) -> None:
         self._first.cancel()
@@ -129,6 +177,7 @@ class SSEResponse:
         writer = self._writer
         usage: pb.Usage | None = None
         tail = b""
+        lost = False
         try:
             event = self._first
             while event is None:
@@ -148,12 +197,28 @@ class SSEResponse:
             else:
                 tail = writer.error(APIError(502, "The router ended the stream early"))
         except grpc.aio.AioRpcError as exc:
-            tail = writer.error(from_rpc_error(exc))
+            lost = self._stream.relayed and router_failed(exc)
+            tail = writer.error(router_lost() if lost else from_rpc_error(exc))
         except APIError as exc:
             tail = writer.error(exc)
         # The last deltas, any error, the usage chunk and [DONE] leave in one write.
         await send({"type": "http.response.body", "body": tail + writer.usage(usage),
                     "more_body": False})
+        if lost:
+            await self._stream.conclude_orphan()
+
+
+# Conclusions of lost streams still running (a reference keeps each task alive).
+_CONCLUDING: set[asyncio.Future[pb.OrphanResponse]] = set()
+
+
+def _concluded(task: asyncio.Future[pb.OrphanResponse]) -> None:
+    _CONCLUDING.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.warning("a lost stream's generation could not be concluded: %s", exc)
 
 
 async def _write(send: Send, data: bytes) -> None:

@@ -67,6 +67,64 @@ ERROR_KIND_UNAVAILABLE: ErrorKind.ValueType  # 11
 Global___ErrorKind: _TypeAlias = ErrorKind  # noqa: Y015
 
 @_typing.final
+class OrphanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    RELAYED_TEXT_FIELD_NUMBER: _builtins.int
+    FINISH_REASON_FIELD_NUMBER: _builtins.int
+    deployment: _builtins.str
+    """The deployment that served it (the first event's)."""
+    relayed_text: _builtins.str
+    """What the gateway relayed: the content, reasoning and tool-call text, concatenated."""
+    finish_reason: _builtins.str
+    """The last finish_reason relayed ("" when none was)."""
+    @_builtins.property
+    def request(self) -> Global___ChatRequest:
+        """The original call's request, its generation_id unchanged."""
+
+    def __init__(
+        self,
+        *,
+        request: Global___ChatRequest | None = ...,
+        deployment: _builtins.str = ...,
+        relayed_text: _builtins.str = ...,
+        finish_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "finish_reason", b"finish_reason", "relayed_text", b"relayed_text", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrphanRequest: _TypeAlias = OrphanRequest  # noqa: Y015
+
+@_typing.final
+class OrphanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    recorded: _builtins.bool
+    """False when the generation already had a record: nothing was charged by this call."""
+    cost: _builtins.str
+    """What this call charged, gross RUB, as a decimal string ("0" when nothing)."""
+    def __init__(
+        self,
+        *,
+        recorded: _builtins.bool = ...,
+        cost: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "recorded", b"recorded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrphanResponse: _TypeAlias = OrphanResponse  # noqa: Y015
+
+@_typing.final
 class Plan(_message.Message):
     """The highest tier and the most of each limit an account's keys may have. Limits left unset in
     SetPlan are the tier's own; the answers carry the ceilings that apply (unset: no ceiling).

@@ -69,6 +69,11 @@ class RouterStub:
                 request_serializer=xrouter_dot_v1_dot_router__pb2.ComponentsRequest.SerializeToString,
                 response_deserializer=xrouter_dot_v1_dot_router__pb2.ComponentsResponse.FromString,
                 _registered_method=True)
+        self.ConcludeOrphan = channel.unary_unary(
+                '/xrouter.v1.Router/ConcludeOrphan',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.OrphanRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.OrphanResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -124,6 +129,18 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConcludeOrphan(self, request, context):
+        """A stream whose router died after the client got part of it: the gateway asks another
+        replica, with the original call's key, to record and charge that generation for what the
+        client received (status "router_lost"). Idempotent by generation id: a generation that
+        already has a record is left as it is (recorded false). The charge is the relayed text
+        counted with the router's tokenizer at the served deployment's price, never more than the
+        request's worst case on that deployment (docs/accounts.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +178,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Components,
                     request_deserializer=xrouter_dot_v1_dot_router__pb2.ComponentsRequest.FromString,
                     response_serializer=xrouter_dot_v1_dot_router__pb2.ComponentsResponse.SerializeToString,
+            ),
+            'ConcludeOrphan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConcludeOrphan,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.OrphanRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.OrphanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +374,33 @@ class Router:
             '/xrouter.v1.Router/Components',
             xrouter_dot_v1_dot_router__pb2.ComponentsRequest.SerializeToString,
             xrouter_dot_v1_dot_router__pb2.ComponentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConcludeOrphan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Router/ConcludeOrphan',
+            xrouter_dot_v1_dot_router__pb2.OrphanRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.OrphanResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,14 @@ class RouterStub:
     """Text embeddings."""
     Components: _grpc.UnaryUnaryMultiCallable[_router_pb2.ComponentsRequest, _router_pb2.ComponentsResponse]
     """The gateway's /health: this replica's database, cache and providers."""
+    ConcludeOrphan: _grpc.UnaryUnaryMultiCallable[_router_pb2.OrphanRequest, _router_pb2.OrphanResponse]
+    """A stream whose router died after the client got part of it: the gateway asks another
+    replica, with the original call's key, to record and charge that generation for what the
+    client received (status "router_lost"). Idempotent by generation id: a generation that
+    already has a record is left as it is (recorded false). The charge is the relayed text
+    counted with the router's tokenizer at the served deployment's price, never more than the
+    request's worst case on that deployment (docs/accounts.md).
+    """
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -77,6 +85,14 @@ class RouterAsyncStub(RouterStub):
     """Text embeddings."""
     Components: _aio.UnaryUnaryMultiCallable[_router_pb2.ComponentsRequest, _router_pb2.ComponentsResponse]  # type: ignore[assignment]
     """The gateway's /health: this replica's database, cache and providers."""
+    ConcludeOrphan: _aio.UnaryUnaryMultiCallable[_router_pb2.OrphanRequest, _router_pb2.OrphanResponse]  # type: ignore[assignment]
+    """A stream whose router died after the client got part of it: the gateway asks another
+    replica, with the original call's key, to record and charge that generation for what the
+    client received (status "router_lost"). Idempotent by generation id: a generation that
+    already has a record is left as it is (recorded false). The charge is the relayed text
+    counted with the router's tokenizer at the served deployment's price, never more than the
+    request's worst case on that deployment (docs/accounts.md).
+    """
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -136,6 +152,20 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.ComponentsResponse, _abc.Awaitable[_router_pb2.ComponentsResponse]]:
         """The gateway's /health: this replica's database, cache and providers."""
+
+    @_abc_1.abstractmethod
+    def ConcludeOrphan(
+        self,
+        request: _router_pb2.OrphanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.OrphanResponse, _abc.Awaitable[_router_pb2.OrphanResponse]]:
+        """A stream whose router died after the client got part of it: the gateway asks another
+        replica, with the original call's key, to record and charge that generation for what the
+        client received (status "router_lost"). Idempotent by generation id: a generation that
+        already has a record is left as it is (recorded false). The charge is the relayed text
+        counted with the router's tokenizer at the served deployment's price, never more than the
+        request's worst case on that deployment (docs/accounts.md).
+        """
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -336,6 +336,36 @@ class Billing:
                 await asyncio.shield(task)
             raise
 
+    async def conclude_orphan(self, key: ApiKey, bill: Bill, served: Served,
+                              deployment: Deployment, tokens: TokenCounts, *,
+                              finish_reason: str) -> Usage | None:
+        """Record and charge a stream whose router died after the client got part of it (the
+        gateway's estimate of `tokens`): status "router_lost". None, and nothing done, when the
+        generation already has a record (the ledger is exactly-once by id; so is the charge).
+        The charge is never more than the request's worst case on the served deployment (its
+        prompt bound and completion cap at that deployment's dearest prices, with VAT): what
+        the dead router could have reserved for it there. Its reservation goes back with the
+        settlement (it would lapse after the reservation TTL otherwise)."""
+        if await self._ledger.get(bill.generation_id) is not None:
+            return None
+        now = self._wall()
+        rate = self._vat.rate_at(now)
+        price = worst_price([deployment])
+        completion = min(bill.completion_tokens or deployment.max_completion_tokens,
+                         deployment.max_completion_tokens)
+        cap = cost_of(bill.prompt_tokens, completion, price, rate)
+        reservation = None if key.master else Reservation(
+            bill.generation_id, key.account_id, key.id, cap)
+        admission = Admission(key, bill, None, reservation, price, now, self,
+                              covers=(deployment,), vat_rate=rate)
+        usage = admission.priced(tokens, deployment).capped(cap)
+        split = vat.Split.from_gross(usage.cost, rate)
+        await self._ledger.record(self._record(
+            admission, Outcome(served, usage, "router_lost", finish_reason), split))
+        if reservation is not None:
+            await self._meter.charge(reservation, split.gross)
+        return usage
+
     def _record(self, admission: Admission, outcome: Outcome,
                 split: vat.Split) -> GenerationRecord:
         key, served = admission.key, outcome.served

@@ -3,12 +3,12 @@ each deployment's currency (RUB unless it says otherwise; domain/fx.py converts 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from xrouter_router.domain.errors import ModelNotFound
+from xrouter_router.domain.errors import InvalidRequest, ModelNotFound
 
 _MILLION = Decimal(1_000_000)
 CAPABILITIES = frozenset({"tools", "json_mode", "vision", "streaming", "embeddings"})
@@ -175,6 +175,17 @@ class Catalog:
     @property
     def models(self) -> tuple[Model, ...]:
         return self._models
+
+    def serving(self, names: Sequence[str], deployment_id: str) -> tuple[Model, Deployment]:
+        """The model among `names` (a request's model and fallbacks) with that deployment.
+        Raises ModelNotFound, or InvalidRequest when none of them has it."""
+        for name in names:
+            model = self.resolve(name)
+            for dep in model.deployments:
+                if dep.id == deployment_id:
+                    return model, dep
+        raise InvalidRequest(f"No deployment {deployment_id!r} serves this request",
+                             param="deployment")
 
     def resolve(self, name: str, *, param: str = "model") -> Model:
         model = self._index.get(name)

@@ -216,6 +216,12 @@ class Meter(Protocol):
         """Grow a reservation as CreditGuard.extend does; None when it does not fit."""
         ...
 
+    async def charge(self, reservation: Reservation, cost: Decimal) -> None:
+        """Settle a generation this replica did not admit (one whose router died: Billing.
+        conclude_orphan) as CreditGuard.settle does: its reservation, wherever it is held, goes
+        back; no slot, token or window of this replica is touched."""
+        ...
+
     async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
                        now: float, *, hold: TokenHold | None = None, served: str = "") -> None:
         """Settle as CreditGuard.settle does, count the tokens, settle the hold (the model that

@@ -26,6 +26,7 @@ from xrouter_router.domain.errors import (
     AllAttemptsFailed,
     Attempt,
     ErrorKind,
+    InvalidRequest,
     UpstreamError,
     UpstreamTimeout,
     XRouterError,
@@ -273,6 +274,28 @@ class ChatService:
             bill = replace(bill, prompt_tokens=max(bill.prompt_tokens,
                                                    prompt_bound(guarded.masked)))
         return _Admissible(key, fitted, route, bill, guarded)
+
+    async def conclude_orphan(self, api_key: str, request: ChatRequest, deployment_id: str,
+                              relayed: str, finish_reason: str, *,
+                              address: str = "") -> Usage | None:
+        """Billing.conclude_orphan, the prompt and relayed text counted with our tokenizer."""
+        key = await self._auth.authenticate(api_key, address)
+        if not request.generation_id:
+            raise InvalidRequest("The generation id is missing", param="generation_id")
+        model, dep = self.catalog.serving((request.model, *request.fallback_models),
+                                          deployment_id)
+        key.may_use(model.id)
+        if isinstance(self._billing, Unbilled):
+            return None
+        tokens = TokenCounts(await self._limit_tokens(request),
+                             await self._counter.count([relayed]), estimated=True)
+        usage = await self._billing.conclude_orphan(
+            key, chat_bill(request, stream=True), _served(Candidate(model, dep)), dep, tokens,
+            finish_reason=finish_reason)
+        if usage is not None:
+            self._observer.generation(model.id, dep.provider, outcome="router_lost",
+                                      streamed=True, attempts=0, usage=usage)
+        return usage
 
     async def _limit_tokens(self, request: ChatRequest) -> int:
         """The prompt's tokens as models' token limits count them: the bundled tokenizer's count

@@ -240,6 +240,9 @@ class InProcessMeter:
                      amount: Decimal) -> Reservation | None:
         return await self._guard.extend(key, reservation, amount)
 
+    async def charge(self, reservation: Reservation, cost: Decimal) -> None:
+        await self._guard.settle(reservation, cost)
+
     async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
                        now: float, *, hold: TokenHold | None = None, served: str = "") -> None:
         # The hold first: it takes no await, so no interruption can leave it half settled.

@@ -140,6 +140,21 @@ class RouterServicer(pb_grpc.RouterServicer):
                 self._log("ChatStream", meta, request, started=started, outcome=outcome.value,
                           served=served)
 
+    async def ConcludeOrphan(self, request: pb.OrphanRequest,  # noqa: N802
+                             context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+                             ) -> pb.OrphanResponse:
+        async with answering(context, self._redactor):
+            api_key, address = credentials(context)
+            usage = await self._service.conclude_orphan(
+                api_key, convert.request_from_proto(request.request), request.deployment,
+                request.relayed_text, request.finish_reason, address=address)
+            log.warning("stream concluded for a lost router", extra={"fields": {
+                "generation_id": request.request.generation_id, "recorded": usage is not None,
+                "cost": str(usage.cost if usage else 0)}})
+            return pb.OrphanResponse(recorded=usage is not None,
+                                     cost=str(usage.cost if usage else 0))
+        raise AssertionError("unreachable: abort raises")
+
     async def ListModels(self, request: pb.ListModelsRequest,  # noqa: N802
                          context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                          ) -> pb.ListModelsResponse:

@@ -66,6 +66,9 @@ class RedisMeter:
                      amount: Decimal) -> Reservation | None:
         return await self._guard.extend(key, reservation, amount)
 
+    async def charge(self, reservation: Reservation, cost: Decimal) -> None:
+        await self._guard.settle(reservation, cost)
+
     async def conclude(self, key: ApiKey, reservation: Reservation, cost: Decimal, tokens: int,
                        now: float, *, hold: TokenHold | None = None, served: str = "") -> None:
         slot = self._limiter.take(key.id)
