@@ -377,8 +377,36 @@ class Load:
             await asyncio.sleep(0.002)
 
 
+async def _answered_by_redis(limiter: RedisLimiter, guard: RedisCreditGuard, key: ApiKey,
+                             accounts: SqliteAccountStore) -> None:
+    """Until both answer from Redis again (not by their degraded policies): each client finds the
+    promoted master at its own pace, later on a loaded machine. Probes use other windows (a day
+    later) and another account, so the exact checks that follow start from nothing."""
+    probe = ApiKey(id=key.id, account_id=key.account_id, tier="free", prefix="xr-test",
+                   limits=Limits(requests_per_minute=10**6))
+    payer = api_key(await _account(accounts, "1.00"))
+    deadline = time.monotonic() + 30.0  # a failover's settling, not a speed expectation
+    while True:
+        window = await limiter.acquire(probe, NOW + 2 * 86400)
+        await limiter.release(probe)
+        if isinstance(window, RateWindow):
+            break
+        assert time.monotonic() < deadline, "the limiter never answered from Redis again"
+        await asyncio.sleep(0.05)
+    while True:
+        try:
+            held = await guard.reserve(payer, f"probe-{time.monotonic()}", D("0.01"))
+        except Unavailable:
+            assert time.monotonic() < deadline, "the credit guard never answered from Redis again"
+            await asyncio.sleep(0.05)
+            continue
+        await guard.settle(held, D(0))
+        return
+
+
 async def _exact_after_failover(limiter: RedisLimiter, guard: RedisCreditGuard, key: ApiKey,
                                 accounts: SqliteAccountStore) -> None:
+    await _answered_by_redis(limiter, guard, key, accounts)
     exact = ApiKey(id=key.id, account_id=key.account_id, tier="free", prefix="xr-test",
                    limits=Limits(requests_per_minute=20))
     windows = await _gather([limiter.acquire(exact, NOW) for _ in range(30)])
