@@ -38,8 +38,18 @@ def _iso(unix: float | None) -> str | None:
     return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def stale_headers(reply: pb.KeyInfo | pb.Credits) -> dict[str, str] | None:
+    """For an answer the router served from its last good read while the database is away:
+    X-XRouter-Stale (its age in seconds, to a tenth) and the standard Age (whole seconds)."""
+    if not reply.HasField("stale_seconds"):
+        return None
+    age = max(0.0, reply.stale_seconds)
+    return {"X-XRouter-Stale": f"{age:.1f}", "Age": str(int(age))}
 
 
 def key_json(k: pb.KeyInfo) -> dict[str, Any]:
@@ -220,18 +230,18 @@ class AccountsEndpoints:
 
     async def key(self, request: Request) -> Response:
         info = await self._call(request, self._client.accounts.GetKey, pb.KeyRef())
-        return _json({"data": key_json(info)})
+        return _json({"data": key_json(info)}, headers=stale_headers(info))
 
     async def auth_key(self, request: Request) -> Response:
         info = await self._call(request, self._client.accounts.GetKey, pb.KeyRef())
         full = key_json(info)
         return _json({"data": {k: full[k] for k in ("label", "usage", "limit", "is_free_tier",
-                                                     "rate_limit")}})
+                                                     "rate_limit")}}, headers=stale_headers(info))
 
     async def credits(self, request: Request) -> Response:
         ref = pb.AccountRef(account_id=request.query_params.get("account_id", ""))
         c = await self._call(request, self._client.accounts.GetCredits, ref)
-        return _json({"data": credits_json(c)})
+        return _json({"data": credits_json(c)}, headers=stale_headers(c))
 
     async def top_up(self, request: Request) -> Response:
         req = _decode(await read_body(request, _MAX_BODY), TopUp)
@@ -287,7 +297,7 @@ class AccountsEndpoints:
     async def get_key(self, request: Request) -> Response:
         info = await self._call(request, self._client.accounts.GetKey,
                                 pb.KeyRef(id=request.path_params["key_id"]))
-        return _json({"data": key_json(info)})
+        return _json({"data": key_json(info)}, headers=stale_headers(info))
 
     async def update_key(self, request: Request) -> Response:
         body = await read_body(request, _MAX_BODY)

@@ -116,7 +116,11 @@ class AccountsServicer(pb_grpc.AccountsServicer):
         return await self._run(context, lambda c: self._key_info(c, request.id))
 
     async def _key_info(self, caller: ApiKey, key_id: str) -> pb.KeyInfo:
-        return key_info(await self._service.key_info(caller, key_id))
+        answer = await self._service.key_info(caller, key_id)
+        out = key_info(answer.value)
+        if answer.age is not None:
+            out.stale_seconds = answer.age
+        return out
 
     async def ListKeys(self, request: pb.ListKeysRequest,  # noqa: N802
                        context: Context) -> pb.ListKeysResponse:
@@ -171,8 +175,11 @@ class AccountsServicer(pb_grpc.AccountsServicer):
     async def GetCredits(self, request: pb.AccountRef,  # noqa: N802
                          context: Context) -> pb.Credits:
         async def work(caller: ApiKey) -> pb.Credits:
-            view = await self._service.credits(caller, request.account_id)
-            return _credits(view)
+            answer = await self._service.credits(caller, request.account_id)
+            out = _credits(answer.value)
+            if answer.age is not None:
+                out.stale_seconds = answer.age
+            return out
         return await self._run(context, work)
 
     async def TopUp(self, request: pb.TopUpRequest, context: Context) -> pb.Credits:  # noqa: N802
