@@ -128,12 +128,14 @@ class SetPlan(Struct, forbid_unknown_fields=True):
     residency: Annotated[str, Meta(max_length=64)] = ""
     pii_guard: Annotated[str, Meta(max_length=64)] = ""
     pii_scope: Annotated[str, Meta(max_length=64)] = ""
+    # RUB per router replica while Redis cannot check credits; null: the global setting.
+    outage_allowance: float | str | None = None
 
 
 def plan_json(p: pb.Plan) -> dict[str, Any]:
     return {"account_id": p.account_id, "tier": p.tier, "is_default": p.is_default,
             "residency": p.residency or None, "pii_guard": p.pii_guard or None,
-            "pii_scope": p.pii_scope or None,
+            "pii_scope": p.pii_scope or None, "outage_allowance": _num(p.outage_allowance),
             **{name: getattr(p, name) if p.HasField(name) else None
                for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
                             "concurrent")}}
@@ -379,6 +381,8 @@ class AccountsEndpoints:
         req = _decode(await read_body(request, _MAX_BODY), SetPlan)
         out = pb.Plan(account_id=request.path_params["account_id"], tier=req.tier,
                       residency=req.residency, pii_guard=req.pii_guard, pii_scope=req.pii_scope)
+        if req.outage_allowance is not None:
+            out.outage_allowance = decimal_text(req.outage_allowance, "outage_allowance")
         _limits(req, out)
         reply = await self._call(request, self._client.accounts.SetPlan, out)
         return _json({"data": plan_json(reply)})

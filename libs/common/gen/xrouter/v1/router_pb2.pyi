@@ -84,6 +84,7 @@ class Plan(_message.Message):
     RESIDENCY_FIELD_NUMBER: _builtins.int
     PII_GUARD_FIELD_NUMBER: _builtins.int
     PII_SCOPE_FIELD_NUMBER: _builtins.int
+    OUTAGE_ALLOWANCE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     tier: _builtins.str
     requests_per_minute: _builtins.int
@@ -99,6 +100,10 @@ class Plan(_message.Message):
     "foreign", "always" or "" (none: foreign); its keys' unless a key sets its own.
     """
     pii_scope: _builtins.str
+    outage_allowance: _builtins.str
+    """RUB each router replica may admit for the account's paid requests while Redis cannot check
+    credits, as a decimal string; "" (none) follows XROUTER_CREDITS_OUTAGE_ALLOWANCE.
+    """
     def __init__(
         self,
         *,
@@ -112,10 +117,11 @@ class Plan(_message.Message):
         residency: _builtins.str = ...,
         pii_guard: _builtins.str = ...,
         pii_scope: _builtins.str = ...,
+        outage_allowance: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "pii_guard", b"pii_guard", "pii_scope", b"pii_scope", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "outage_allowance", b"outage_allowance", "pii_guard", b"pii_guard", "pii_scope", b"pii_scope", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015

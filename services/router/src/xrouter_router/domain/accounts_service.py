@@ -192,7 +192,8 @@ class AccountsService:
         plan = await self._plans.get(account)
         if plan is not None:
             key = replace(key, account_residency=plan.residency, account_pii_guard=plan.pii_guard,
-                          account_pii_scope=plan.pii_scope)
+                          account_pii_scope=plan.pii_scope,
+                          account_outage_allowance=plan.outage_allowance)
         if not caller.master:
             (plan or self._default_plan).admit(key)
         await self._keys.create(key, key_hash(self._secret, plain))
@@ -260,8 +261,8 @@ class AccountsService:
             raise InvalidRequest("account_id is required", param="account_id")
         await self._ensure_account(account_id)
         await self._plans.set(account_id, plan)
-        # Cached keys carry their account's residency and personal-data guard policy: every
-        # replica drops the account's keys.
+        # Cached keys carry their account's residency, personal-data guard policy and outage
+        # allowance: every replica drops the account's keys.
         await self._key_changed(ACCOUNT_PREFIX + account_id)
         return PlanView(account_id, plan, False)
 

@@ -80,7 +80,8 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
 def plan_info(view: PlanView) -> pb.Plan:
     out = pb.Plan(account_id=view.account_id, tier=view.plan.tier, is_default=view.is_default,
                   residency=view.plan.residency, pii_guard=view.plan.pii_guard,
-                  pii_scope=view.plan.pii_scope)
+                  pii_scope=view.plan.pii_scope,
+                  outage_allowance=_money(view.plan.outage_allowance))
     _set_limits(out, view.plan.ceilings)
     return out
 
@@ -238,7 +239,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
         async def work(caller: ApiKey) -> pb.Plan:
             plan = Plan(request.tier or "free", _limits(request) or Limits(),
                         residency.policy(request.residency), pii.guard(request.pii_guard),
-                        pii.scope(request.pii_scope))
+                        pii.scope(request.pii_scope),
+                        _decimal(request.outage_allowance, "outage_allowance"))
             return plan_info(await self._service.set_plan(caller, request.account_id, plan))
         return await self._run(context, work)
 
