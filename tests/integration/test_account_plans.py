@@ -5,6 +5,7 @@ it; an account without a plan has the default one (XROUTER_DEFAULT_PLAN_TIER, fr
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -41,7 +42,8 @@ async def test_a_management_key_stays_within_its_accounts_plan(stack: Stack) -> 
     status, body = await _set_plan(stack, "acme", {"tier": "pro", "requests_per_minute": 50})
     assert status == 200
     assert body["data"] == {"account_id": "acme", "tier": "pro", "is_default": False, "residency": None,
-                            "pii_guard": None, "pii_scope": None, "requests_per_minute": 50,
+                            "pii_guard": None, "pii_scope": None, "outage_allowance": None,
+                            "requests_per_minute": 50,
                             "requests_per_day": 1000, "tokens_per_minute": None, "concurrent": 20}
     status, created = await _create(stack, manager, tier="pro", requests_per_minute=40)
     assert status == 201 and created["data"]["rate_limit"]["requests"] == 40
@@ -74,8 +76,9 @@ async def test_an_account_without_a_plan_has_the_default_one(stack: Stack) -> No
     shown = await stack.http.get(f"{stack.url}/v1/accounts/newco/plan", headers=_bearer(manager))
     assert shown.json()["data"] == {"account_id": "newco", "tier": "free", "is_default": True,
                                     "residency": None, "pii_guard": None, "pii_scope": None,
-                                    "requests_per_minute": 20, "requests_per_day": 200,
-                                    "tokens_per_minute": None, "concurrent": 5}
+                                    "outage_allowance": None, "requests_per_minute": 20,
+                                    "requests_per_day": 200, "tokens_per_minute": None,
+                                    "concurrent": 5}
     assert (await _create(stack, manager, tier="free"))[0] == 201
     status, body = await _create(stack, manager, tier="pro")
     assert status == 403 and body["error"]["message"] == (
@@ -113,3 +116,18 @@ async def test_the_cli_sets_and_shows_a_plan(stack: Stack, capsys: pytest.Captur
     code = await asyncio.to_thread(cli.main, ["plans", "set", "acme", *base])
     assert code == 2
     assert "xrouter plans set: --tier is required" in capsys.readouterr().err
+
+
+async def test_a_plan_sets_an_exact_outage_allowance_or_follows_the_global_one(
+        stack: Stack) -> None:
+    url = f"{stack.url}/v1/accounts/allowed/plan"
+    put = await stack.http.put(url, headers=AUTH, json={"tier": "pro",
+                                                        "outage_allowance": "2.50000001"})
+    assert put.status_code == 200
+    assert put.json(parse_float=Decimal)["data"]["outage_allowance"] == Decimal("2.50000001")
+    got = await stack.http.get(url, headers=AUTH)
+    assert got.json(parse_float=Decimal)["data"]["outage_allowance"] == Decimal("2.50000001")
+    status, body = await _set_plan(stack, "allowed", {"tier": "pro"})  # replaced whole
+    assert status == 200 and body["data"]["outage_allowance"] is None
+    status, body = await _set_plan(stack, "allowed", {"tier": "pro", "outage_allowance": -1})
+    assert status == 400 and body["error"]["param"] == "outage_allowance"

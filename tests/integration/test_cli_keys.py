@@ -96,3 +96,17 @@ async def test_keys_and_plans_take_a_personal_data_guard(
         "message": "pii_scope must be one of ['foreign', 'always'] (or empty to clear it), "
                    "got 'abroad'",
         "type": "invalid_request_error", "code": 400, "param": "pii_scope", "metadata": {}}
+
+
+async def test_a_plan_takes_an_outage_allowance(
+        stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = await asyncio.to_thread(main, ["plans", "set", "acct-outage", "--tier", "pro",
+                                          "--outage-allowance", "1.25", "--url", stack.url,
+                                          "--key", MASTER_KEY])
+    out, _ = capsys.readouterr()
+    assert (plan, json.loads(out)["data"]["outage_allowance"]) == (0, 1.25)
+    plan = await asyncio.to_thread(main, ["plans", "set", "acct-outage", "--tier", "pro",
+                                          "--outage-allowance", "lots", "--url", stack.url,
+                                          "--key", MASTER_KEY])
+    _, err = capsys.readouterr()
+    assert plan == 1 and json.loads(err)["error"]["param"] == "outage_allowance"

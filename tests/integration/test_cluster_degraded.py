@@ -100,3 +100,63 @@ async def test_known_keys_keep_working_while_postgres_is_down(
                                       params={"account_id": cluster.account})).json()["data"]
     assert Decimal(str(credits["balance"])) == Decimal(10) - cost
     assert (await cluster.chat(key)).status_code == 200
+
+
+@pytest.fixture
+async def one_router(tmp_path: Path, catalog: Path, upstream: FakeOpenAI,
+                     postgres_ha_disposable: PostgresHA,  # noqa: F811
+                     redis_cluster: RedisCluster) -> AsyncIterator[Cluster]:  # noqa: F811
+    """One replica: each keeps its own last good reads, and the gateway's round robin would
+    make which replica answers a read a matter of chance."""
+    async with running_cluster(tmp_path, catalog, postgres_ha_disposable, redis_cluster,
+                               replicas=1) as cluster:
+        yield cluster
+
+
+async def test_account_reads_answer_their_last_good_read_while_postgres_is_down(
+        one_router: Cluster, postgres_ha_disposable: PostgresHA) -> None:  # noqa: F811
+    cluster = one_router
+    await cluster.top_up("10")
+    key, _ = await cluster.key()
+    other, _ = await cluster.key()
+    answer = await cluster.chat(key)
+    assert answer.status_code == 200
+    cost = Decimal(str(answer.json()["usage"]["cost"]))
+    assert cost > 0
+    # The charge reaches PostgreSQL through the ledger stream: wait for it to be readable.
+    assert await cluster.balance(Decimal(10) - cost) == Decimal(10) - cost
+    auth, other_auth = ({"Authorization": f"Bearer {k}"} for k in (key, other))
+    reads = {path: await cluster.http.get(f"{cluster.url}{path}", headers=auth)
+             for path in ("/v1/credits", "/v1/key", "/v1/auth/key")}
+    assert {r.status_code for r in reads.values()} == {200}
+    assert all("X-XRouter-Stale" not in r.headers and "Age" not in r.headers
+               for r in reads.values())
+    assert Decimal(str(reads["/v1/credits"].json()["data"]["total_usage"])) == cost
+    # The other key reads itself but never its account's credits.
+    assert (await cluster.http.get(f"{cluster.url}/v1/key", headers=other_auth)).status_code == 200
+
+    postgres_ha_disposable.stop_primary()
+    await _until(lambda: cluster.metric("xrouter_router_database_up") == 0, 60,
+                 "the replica seeing the database down")
+    # The bound protects "no read waits for the pool's 5 s timeout": 4 s is 40x a read's
+    # usual 0.1 s on a loaded machine and below that timeout.
+    for path, fresh in reads.items():
+        stale = await _timed(cluster.http.get(f"{cluster.url}{path}", headers=auth), 4.0)
+        assert stale.status_code == 200, (path, stale.text)
+        assert stale.json() == fresh.json()
+        age = float(stale.headers["X-XRouter-Stale"])
+        assert age > 0 and int(stale.headers["Age"]) == int(age)
+    never = await _timed(cluster.http.get(f"{cluster.url}/v1/credits", headers=other_auth), 4.0)
+    assert never.status_code == 503
+    assert never.json()["error"]["message"] == "The database is unavailable; retry shortly"
+    stale_key = await cluster.http.get(f"{cluster.url}/v1/key", headers=other_auth)
+    assert stale_key.status_code == 200 and "X-XRouter-Stale" in stale_key.headers
+    assert cluster.metric("xrouter_router_stale_account_reads_total") == 4
+
+    postgres_ha_disposable.promote_standby()
+    await _until(lambda: cluster.metric("xrouter_router_database_up") == 1, 60,
+                 "the replica seeing the database back")
+    for path in reads:
+        fresh = await cluster.http.get(f"{cluster.url}{path}", headers=auth)
+        assert fresh.status_code == 200
+        assert "X-XRouter-Stale" not in fresh.headers and "Age" not in fresh.headers

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -208,9 +209,13 @@ async def test_an_outage_allowance_keeps_paid_requests_answered_through_a_master
         for r in cluster.routers)
     await asyncio.to_thread(redis_cluster.take_over, replica)
     after = [await cluster.chat(key) for _ in range(4)]
-    answers += during + after
-    assert [a.status_code for a in answers] == [200] * 16, [a.text for a in answers]
     assert admitted == 8  # every request of the outage came through the allowance
+    await _each_answered_and_charged_once(cluster, answers + during + after)
+
+
+async def _each_answered_and_charged_once(cluster: Cluster, answers: list[httpx.Response]) -> None:
+    """All 16 answered; each recorded once, the account charged their costs exactly."""
+    assert [a.status_code for a in answers] == [200] * 16, [a.text for a in answers]
     cost = sum(Decimal(str(a.json()["usage"]["cost"])) for a in answers)
     ids = [a.json()["id"] for a in answers]
     assert len(set(ids)) == 16 and cost > 0
@@ -221,6 +226,53 @@ async def test_an_outage_allowance_keeps_paid_requests_answered_through_a_master
         assert sorted(await cur.fetchall()) == sorted((i, 1) for i in ids)
         cur = await conn.execute("SELECT * FROM xrouter_reconcile()")
         assert await cur.fetchall() == []
+
+
+async def test_a_plans_outage_allowance_keeps_its_accounts_requests_answered_alone(
+        tmp_path: Path, catalog: Path, upstream: FakeOpenAI, *,
+        postgres_ha: PostgresHA, redis_cluster: RedisCluster,  # noqa: F811
+        killed: list[int]) -> None:  # noqa: F811
+    """XROUTER_CREDITS_OUTAGE_ALLOWANCE at its default, 0; the account's plan sets 5 RUB. The
+    master holding both accounts' credit keys is SIGKILLed: the planned account's requests are
+    answered (and each recorded and charged once), the other account's are refused as before."""
+    async with running_cluster(tmp_path, catalog, postgres_ha, redis_cluster) as cluster:
+        await _planned_account_through_a_master_failover(cluster, redis_cluster, killed)
+
+
+async def _planned_account_through_a_master_failover(
+        cluster: Cluster, redis_cluster: RedisCluster, killed: list[int]) -> None:  # noqa: F811
+    plan = await cluster.http.put(f"{cluster.url}/v1/accounts/{cluster.account}/plan",
+                                  headers=AUTH, json={"tier": "max", "outage_allowance": "5"})
+    assert plan.status_code == 200, plan.text
+    await cluster.top_up("10")
+    key, _ = await cluster.key()
+    port = redis_cluster.master_of(f"xr:{VERSION}:cr:{{{cluster.account}}}")
+    # An account without a plan whose credit keys live on the same master.
+    other = next(name for name in (f"{cluster.account}-{i}" for i in range(200))
+                 if redis_cluster.master_of(f"xr:{VERSION}:cr:{{{name}}}") == port)
+    topped = await cluster.http.post(f"{cluster.url}/v1/credits", headers=AUTH,
+                                     json={"account_id": other, "amount": "10"})
+    assert topped.status_code == 200
+    made = await cluster.http.post(f"{cluster.url}/v1/keys", headers=AUTH,
+                                   json={"account_id": other, "tier": "pro"})
+    other_key = made.json()["key"]
+    answers = [await cluster.chat(key) for _ in range(4)]  # both replicas know both keys
+    assert [(await cluster.chat(other_key)).status_code for _ in range(2)] == [200, 200]
+    replica = redis_cluster.hold_failover(port)  # the outage lasts until the test ends it
+    redis_cluster.kill_master(port)
+    killed.append(port)
+    during = [await cluster.chat(key) for _ in range(8)]
+    refused = [await cluster.chat(other_key) for _ in range(2)]
+    outcomes = {outcome: sum(r.metrics.registry.get_sample_value(
+        "xrouter_router_credits_outage_requests_total", {"outcome": outcome}) or 0.0
+        for r in cluster.routers) for outcome in ("admitted", "refused")}
+    await asyncio.to_thread(redis_cluster.take_over, replica)
+    answers += during + [await cluster.chat(key) for _ in range(4)]
+    assert [r.status_code for r in refused] == [503, 503]
+    assert {r.json()["error"]["message"] for r in refused} == {
+        "Credit checks are unavailable; retry shortly"}
+    assert outcomes == {"admitted": 8, "refused": 2}
+    await _each_answered_and_charged_once(cluster, answers)
 
 
 async def test_vat_and_statements_on_two_replicas(

@@ -156,7 +156,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.create(full_key(), HASH_1)
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 8
+            assert await _version(db) == 9
 
     async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
             self, tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.update(full_key())
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 8
+            assert await _version(db) == 9
 
     async def test_a_file_of_schema_version_4_gets_residency_and_keeps_its_records(
             self, tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ class TestSqliteDatabase:
                 "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 8
+            assert await _version(db) == 9
             # No policy of its own: it follows its account's (none).
             assert await after.keys.by_hash(HASH_1) == NO_POLICY
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7))
@@ -209,7 +209,7 @@ class TestSqliteDatabase:
         _rewind(path, 5, *_BEFORE_PII, *_PLANS_BEFORE_PII)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 8
+            assert await _version(db) == 9
             assert await after.keys.by_hash(HASH_1) == replace(NO_POLICY, account_residency="ru")
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7), "ru")
             await after.plans.set("acc-a", Plan("pro", residency="ru", pii_guard="block",
@@ -338,7 +338,7 @@ class TestSqliteDatabase:
         _rewind(path, 6, *_BEFORE_CURRENCIES)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 8
+            assert await _version(db) == 9
             assert await after.ledger.get("gen-1") == replace(
                 generation("gen-1", cost="0.25"), jurisdiction="ru")  # in RUB, as it was
             usd = replace(generation("gen-2", cost="0.925"), price_currency="USD",
@@ -357,7 +357,7 @@ class TestSqliteDatabase:
         _rewind(path, 7, *_BEFORE_VAT)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 8
+            assert await _version(db) == 9
             old = await after.ledger.get("gen-1")
             assert old == generation("gen-1", cost="0.25")
             assert old is not None and (old.cost_net, old.vat, old.vat_rate) == (
@@ -373,14 +373,31 @@ class TestSqliteDatabase:
             assert (totals.cost, totals.vat, totals.cost_net) == (
                 Decimal("0.86"), Decimal("0.11"), Decimal("0.75"))
 
+    async def test_a_file_of_schema_version_8_gets_outage_allowances_and_keeps_its_plans(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        await _written(path, Plan("pro", Limits(requests_per_minute=7), "ru", "mask"))
+        # The file the previous release wrote: plans without an outage allowance, version 8.
+        _rewind(path, 8, "ALTER TABLE account_plans DROP COLUMN outage_allowance")
+
+        async with _opened(path) as (db, after):
+            assert await _version(db) == 9
+            plan = Plan("pro", Limits(requests_per_minute=7), "ru", "mask")
+            assert await after.plans.get("acc-a") == plan  # the global setting applies
+            key = replace(NO_POLICY, account_residency="ru", account_pii_guard="mask")
+            assert await after.keys.by_hash(HASH_1) == key
+            await after.plans.set("acc-a", replace(plan, outage_allowance=Decimal("0.75")))
+            assert await after.keys.by_hash(HASH_1) == replace(
+                key, account_outage_allowance=Decimal("0.75"))
+
     async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
         newer = sqlite3.connect(path, isolation_level=None)
-        newer.execute("PRAGMA user_version = 9")
+        newer.execute("PRAGMA user_version = 10")
         newer.close()
         db = SqliteDatabase(path)
         try:
-            with pytest.raises(InternalError, match=r"schema version 9; this XRouter knows 8$"):
+            with pytest.raises(InternalError, match=r"schema version 10; this XRouter knows 9$"):
                 await db.open()
         finally:
             await db.close()

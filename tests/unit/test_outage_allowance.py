@@ -28,6 +28,24 @@ def test_reservations_fit_the_allowance_per_account_and_settle_at_their_cost() -
     assert allowance.take("g4", "acct-a", Decimal("1.00"))
 
 
+def test_an_accounts_plan_allowance_replaces_the_global_one_for_it_alone() -> None:
+    allowance = OutageAllowance()  # the global setting: 0, fail closed
+    assert allowance.take("g1", "planned", Decimal("0.70"), Decimal("1.00"))
+    assert not allowance.take("g2", "planned", Decimal("0.40"), Decimal("1.00"))  # 1.10 > 1.00
+    assert not allowance.take("g3", "global", Decimal("0.01"))  # no plan allowance: 0
+    assert allowance.extend("g1", Decimal("0.30"))  # within its plan's 1.00
+    assert not allowance.extend("g1", Decimal("0.01"))
+    allowance.settle("g1", Decimal("0.20"))
+    assert allowance.used_by("planned") == Decimal("0.20")
+    assert (allowance.admitted, allowance.refused) == (1, 2)
+
+
+def test_a_plan_allowance_of_zero_refuses_where_the_global_one_would_admit() -> None:
+    allowance = OutageAllowance(Decimal("5"))
+    assert not allowance.take("g1", "closed", Decimal("0.01"), Decimal(0))
+    assert allowance.take("g2", "open", Decimal("0.01"))
+
+
 def test_a_zero_allowance_admits_nothing() -> None:
     allowance = OutageAllowance()
     assert not allowance.take("g1", "acct", Decimal("0.00000001"))

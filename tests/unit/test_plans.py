@@ -3,6 +3,8 @@ management key gets when it asks for more."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from xrouter_router.domain.errors import ErrorKind, Forbidden, InvalidRequest
@@ -59,3 +61,12 @@ def test_a_plan_is_one_of_the_tiers_with_non_negative_ceilings() -> None:
         Plan("mgmt")
     with pytest.raises(InvalidRequest, match=r"^concurrent must be >= 0$"):
         Plan("pro", Limits(concurrent=-1))
+
+
+def test_a_plans_outage_allowance_is_a_non_negative_finite_decimal() -> None:
+    assert Plan("pro", outage_allowance=Decimal("0.5")).outage_allowance == Decimal("0.5")
+    assert Plan("pro").outage_allowance is None  # the global setting
+    for bad in (Decimal(-1), Decimal("NaN"), Decimal("Infinity")):
+        with pytest.raises(InvalidRequest) as info:
+            Plan("pro", outage_allowance=bad)
+        assert info.value.param == "outage_allowance"

@@ -38,8 +38,18 @@ def _iso(unix: float | None) -> str | None:
     return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def stale_headers(reply: pb.KeyInfo | pb.Credits) -> dict[str, str] | None:
+    """For an answer the router served from its last good read while the database is away:
+    X-XRouter-Stale (its age in seconds, to a tenth) and the standard Age (whole seconds)."""
+    if not reply.HasField("stale_seconds"):
+        return None
+    age = max(0.0, reply.stale_seconds)
+    return {"X-XRouter-Stale": f"{age:.1f}", "Age": str(int(age))}
 
 
 def key_json(k: pb.KeyInfo) -> dict[str, Any]:
@@ -118,12 +128,14 @@ class SetPlan(Struct, forbid_unknown_fields=True):
     residency: Annotated[str, Meta(max_length=64)] = ""
     pii_guard: Annotated[str, Meta(max_length=64)] = ""
     pii_scope: Annotated[str, Meta(max_length=64)] = ""
+    # RUB per router replica while Redis cannot check credits; null: the global setting.
+    outage_allowance: float | str | None = None
 
 
 def plan_json(p: pb.Plan) -> dict[str, Any]:
     return {"account_id": p.account_id, "tier": p.tier, "is_default": p.is_default,
             "residency": p.residency or None, "pii_guard": p.pii_guard or None,
-            "pii_scope": p.pii_scope or None,
+            "pii_scope": p.pii_scope or None, "outage_allowance": _num(p.outage_allowance),
             **{name: getattr(p, name) if p.HasField(name) else None
                for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
                             "concurrent")}}
@@ -220,18 +232,18 @@ class AccountsEndpoints:
 
     async def key(self, request: Request) -> Response:
         info = await self._call(request, self._client.accounts.GetKey, pb.KeyRef())
-        return _json({"data": key_json(info)})
+        return _json({"data": key_json(info)}, headers=stale_headers(info))
 
     async def auth_key(self, request: Request) -> Response:
         info = await self._call(request, self._client.accounts.GetKey, pb.KeyRef())
         full = key_json(info)
         return _json({"data": {k: full[k] for k in ("label", "usage", "limit", "is_free_tier",
-                                                     "rate_limit")}})
+                                                     "rate_limit")}}, headers=stale_headers(info))
 
     async def credits(self, request: Request) -> Response:
         ref = pb.AccountRef(account_id=request.query_params.get("account_id", ""))
         c = await self._call(request, self._client.accounts.GetCredits, ref)
-        return _json({"data": credits_json(c)})
+        return _json({"data": credits_json(c)}, headers=stale_headers(c))
 
     async def top_up(self, request: Request) -> Response:
         req = _decode(await read_body(request, _MAX_BODY), TopUp)
@@ -287,7 +299,7 @@ class AccountsEndpoints:
     async def get_key(self, request: Request) -> Response:
         info = await self._call(request, self._client.accounts.GetKey,
                                 pb.KeyRef(id=request.path_params["key_id"]))
-        return _json({"data": key_json(info)})
+        return _json({"data": key_json(info)}, headers=stale_headers(info))
 
     async def update_key(self, request: Request) -> Response:
         body = await read_body(request, _MAX_BODY)
@@ -369,6 +381,8 @@ class AccountsEndpoints:
         req = _decode(await read_body(request, _MAX_BODY), SetPlan)
         out = pb.Plan(account_id=request.path_params["account_id"], tier=req.tier,
                       residency=req.residency, pii_guard=req.pii_guard, pii_scope=req.pii_scope)
+        if req.outage_allowance is not None:
+            out.outage_allowance = decimal_text(req.outage_allowance, "outage_allowance")
         _limits(req, out)
         reply = await self._call(request, self._client.accounts.SetPlan, out)
         return _json({"data": plan_json(reply)})

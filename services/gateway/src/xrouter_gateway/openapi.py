@@ -57,6 +57,22 @@ def _op(summary: str, schema: str, *errors: int, body: str = "", management: boo
     return op
 
 
+_STALE = {
+    "X-XRouter-Stale": {"description": "Present only while the database is away: this is the "
+                        "calling key's last good read, this many seconds old (to a tenth)",
+                        "schema": {"type": "string", "pattern": "^[0-9]+\\.[0-9]$"}},
+    "Age": {"description": "With X-XRouter-Stale: the same age in whole seconds",
+            "schema": {"type": "integer", "minimum": 0}},
+}
+
+
+def _stale(op: dict[str, Any]) -> dict[str, Any]:
+    """An account read that answers from the caller's last good read while the database is
+    away (with the staleness headers), or 503 when that caller never read it."""
+    ok = {**op["responses"]["200"], "headers": _STALE}
+    return {**op, "responses": {**op["responses"], "200": ok, **_errors(503)}}
+
+
 def _body(schema: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": ref(schema)}}}
 
@@ -87,10 +103,10 @@ def _accounts_paths() -> dict[str, Any]:
     # A management key may name the account; a key sees its own.
     of_account = [{"name": "account_id", "in": "query", "schema": STR}]
     return {
-        "/v1/key": {"get": _op("The calling key: limit, usage, rate limit (OpenRouter shape)",
-                                   "KeyResponse")},
+        "/v1/key": {"get": _stale(_op("The calling key: limit, usage, rate limit "
+                                      "(OpenRouter shape)", "KeyResponse"))},
         "/v1/auth/key": {
-            "get": _op("The calling key (the origin's shape)", "AuthKey"),
+            "get": _stale(_op("The calling key (the origin's shape)", "AuthKey")),
             "post": _op("Create a key; the plain key is shown once", "CreatedAuthKey", 400,
                         403, body="CreateKey", management=True, status=201)},
         "/v1/auth/key/{key_id}": {"delete": {**_op("Revoke a key", "Deleted", 403, 404,
@@ -102,7 +118,7 @@ def _accounts_paths() -> dict[str, Any]:
             "post": _op("Create a key; the plain key is shown once", "CreatedKey", 400, 403,
                         body="CreateKey", management=True, status=201)},
         "/v1/keys/{key_id}": {
-            "get": {**_op("One key", "KeyResponse", 403, 404, management=True),
+            "get": {**_stale(_op("One key", "KeyResponse", 403, 404, management=True)),
                     "parameters": key_id},
             "patch": {**_op("Change a key (name, disabled, limit, expiry, limits, models)",
                             "KeyResponse", 400, 403, 404, body="UpdateKey", management=True),
@@ -110,8 +126,9 @@ def _accounts_paths() -> dict[str, Any]:
             "delete": {**_op("Delete a key", "Deleted", 403, 404, management=True),
                        "parameters": key_id}},
         "/v1/credits": {
-            "get": {**_op("Credits of the key's account: total_credits, total_usage (gross RUB; "
-                          "its net and VAT apart), balance", "Credits"), "parameters": of_account},
+            "get": {**_stale(_op("Credits of the key's account: total_credits, total_usage "
+                                 "(gross RUB; its net and VAT apart), balance", "Credits")),
+                    "parameters": of_account},
             "post": _op("Top up an account (master key)", "Credits", 400, 403, body="TopUp",
                         management=True)},
         "/v1/generation": {"get": {**_op("A generation's stats, to the key that made it",

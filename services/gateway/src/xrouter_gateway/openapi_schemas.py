@@ -121,6 +121,9 @@ def _plan() -> Schema:
     limit = nullable(INT)
     return obj({"account_id": STR, "tier": STR, "is_default": BOOL,
                 "residency": nullable(STR), "requests_per_minute": limit,
+                "outage_allowance": {**nullable(NUM), "description": (
+                    "RUB each router replica may admit for the account's paid requests while "
+                    "Redis cannot check credits; null: XROUTER_CREDITS_OUTAGE_ALLOWANCE")},
                 "requests_per_day": limit, "tokens_per_minute": limit, "concurrent": limit})
 
 

@@ -66,6 +66,15 @@ class Timed(Protocol):
 
 
 @runtime_checkable
+class AccountReads(Protocol):
+    """The account reads' cache (domain/read_cache.py)."""
+
+    served: int
+
+    def __len__(self) -> int: ...
+
+
+@runtime_checkable
 class Database(Protocol):
     errors: int
 
@@ -80,6 +89,7 @@ class AccountingCollector(Collector):
         self._caches = [c for c in components.values() if isinstance(c, KeyCache)]
         self._flushing = [c for c in components.values() if isinstance(c, Flushing)]
         self._databases = [c for c in components.values() if isinstance(c, Database)]
+        self._reads = [c for c in components.values() if isinstance(c, AccountReads)]
         self._allowances = [a for c in components.values()
                             if isinstance(a := getattr(c, "allowance", None), OutageAllowance)]
         self._timed = {name: c for name, c in components.items()
@@ -125,6 +135,7 @@ class AccountingCollector(Collector):
             entries.add_metric(["known"], sum(c.sizes[0] for c in self._caches))
             entries.add_metric(["unknown"], sum(c.sizes[1] for c in self._caches))
             yield entries
+        yield from self._account_reads()
         for consumer in self._flushing:
             yield GaugeMetricFamily("xrouter_router_ledger_flush_seconds",
                                     "How long the ledger consumer's last batch took to write "
@@ -159,6 +170,16 @@ class AccountingCollector(Collector):
                                     "Generation records in the Redis stream ledger not yet "
                                     "written to PostgreSQL (nor their charges)", value=self.backlog)
 
+
+    def _account_reads(self) -> Iterator[Metric]:
+        for reads in self._reads:
+            yield CounterMetricFamily(
+                "xrouter_router_stale_account_reads",
+                "/v1/credits and /v1/key answered from the calling key's last good read "
+                "because the database was unavailable", value=reads.served)
+            yield GaugeMetricFamily("xrouter_router_account_read_cache_entries",
+                                    "Last good account reads kept for while the database is "
+                                    "away (bounded)", value=len(reads))
 
     def _outage(self) -> Iterator[Metric]:
         for allowance in self._allowances:

@@ -338,15 +338,16 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                               request_log=settings.request_log,
                               redactor=Redactor(p.api_key for p in config.providers),
                               storage=stack.health)
-    accounts_servicer = AccountsServicer(
-        AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
-                        plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
-                        balance_changed=stack.balance_changed, announce=stack.announce,
-                        wall=wall, vat_zone=settings.vat.zone), auth)
+    accounts = AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
+                               plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
+                               balance_changed=stack.balance_changed, announce=stack.announce,
+                               wall=wall, vat_zone=settings.vat.zone)
+    accounts_servicer = AccountsServicer(accounts, auth)
     credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
     server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
                         health_listen=settings.health_listen)
-    collector = accounting_metrics.register(registry, {"keys": auth, **stack.observed()})
+    collector = accounting_metrics.register(registry, {"keys": auth, "reads": accounts.reads,
+                                                       **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
                      shared_stats=None if isinstance(stats, InMemoryStats) else stats,
                      accounting_metrics=collector, billing=billing, ner_thread=ner_thread,

@@ -184,6 +184,10 @@ def plans_command(parser: argparse.ArgumentParser) -> Handler:
                             help="ceiling for the account's keys (default: the tier's)")
     _residency(parser, "set: the account's residency policy (ru, any; default none)")
     _pii(parser, "the account's")
+    parser.add_argument("--outage-allowance", default=None, metavar="RUB",
+                        help="set: RUB each router replica may admit for the account's paid "
+                             "requests while Redis cannot check credits (default: the "
+                             "router's XROUTER_CREDITS_OUTAGE_ALLOWANCE)")
 
     def run(args: argparse.Namespace) -> int:
         path = f"/v1/accounts/{urllib.parse.quote(args.account, safe='')}/plan"
@@ -194,6 +198,7 @@ def plans_command(parser: argparse.ArgumentParser) -> Handler:
             return 2
         body = {"tier": args.tier, **{f: getattr(args, f) for f in (
             "requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent",
-            "residency", "pii_guard", "pii_scope") if getattr(args, f) is not None}}
+            "residency", "pii_guard", "pii_scope", "outage_allowance")
+            if getattr(args, f) is not None}}
         return call(args, "PUT", path, body)
     return run

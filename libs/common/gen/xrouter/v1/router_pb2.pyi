@@ -142,6 +142,7 @@ class Plan(_message.Message):
     RESIDENCY_FIELD_NUMBER: _builtins.int
     PII_GUARD_FIELD_NUMBER: _builtins.int
     PII_SCOPE_FIELD_NUMBER: _builtins.int
+    OUTAGE_ALLOWANCE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     tier: _builtins.str
     requests_per_minute: _builtins.int
@@ -157,6 +158,10 @@ class Plan(_message.Message):
     "foreign", "always" or "" (none: foreign); its keys' unless a key sets its own.
     """
     pii_scope: _builtins.str
+    outage_allowance: _builtins.str
+    """RUB each router replica may admit for the account's paid requests while Redis cannot check
+    credits, as a decimal string; "" (none) follows XROUTER_CREDITS_OUTAGE_ALLOWANCE.
+    """
     def __init__(
         self,
         *,
@@ -170,10 +175,11 @@ class Plan(_message.Message):
         residency: _builtins.str = ...,
         pii_guard: _builtins.str = ...,
         pii_scope: _builtins.str = ...,
+        outage_allowance: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "pii_guard", b"pii_guard", "pii_scope", b"pii_scope", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "concurrent", b"concurrent", "is_default", b"is_default", "outage_allowance", b"outage_allowance", "pii_guard", b"pii_guard", "pii_scope", b"pii_scope", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -264,6 +270,7 @@ class KeyInfo(_message.Message):
     EFFECTIVE_PII_GUARD_FIELD_NUMBER: _builtins.int
     EFFECTIVE_PII_SCOPE_FIELD_NUMBER: _builtins.int
     PII_GUARD_SOURCE_FIELD_NUMBER: _builtins.int
+    STALE_SECONDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     account_id: _builtins.str
     label: _builtins.str
@@ -298,6 +305,10 @@ class KeyInfo(_message.Message):
     effective_pii_guard: _builtins.str
     effective_pii_scope: _builtins.str
     pii_guard_source: _builtins.str
+    stale_seconds: _builtins.float
+    """Set when the database is away and this is the caller's last good read, this many seconds
+    old (the gateway's X-XRouter-Stale and Age headers).
+    """
     @_builtins.property
     def allowed_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -335,10 +346,11 @@ class KeyInfo(_message.Message):
         effective_pii_guard: _builtins.str = ...,
         effective_pii_scope: _builtins.str = ...,
         pii_guard_source: _builtins.str = ...,
+        stale_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "expires_at", b"expires_at", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_stale_seconds", b"_stale_seconds", "_tokens_per_minute", b"_tokens_per_minute", "concurrent", b"concurrent", "expires_at", b"expires_at", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "stale_seconds", b"stale_seconds", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "created_at", b"created_at", "credit_limit", b"credit_limit", "disabled", b"disabled", "effective_pii_guard", b"effective_pii_guard", "effective_pii_scope", b"effective_pii_scope", "effective_residency", b"effective_residency", "expires_at", b"expires_at", "id", b"id", "label", b"label", "limit_remaining", b"limit_remaining", "pii_guard", b"pii_guard", "pii_guard_source", b"pii_guard_source", "pii_scope", b"pii_scope", "prefix", b"prefix", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "residency_source", b"residency_source", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute", "usage", b"usage", "usage_daily", b"usage_daily", "usage_monthly", b"usage_monthly", "usage_weekly", b"usage_weekly"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent", "_expires_at", b"_expires_at", "_requests_per_day", b"_requests_per_day", "_requests_per_minute", b"_requests_per_minute", "_stale_seconds", b"_stale_seconds", "_tokens_per_minute", b"_tokens_per_minute", "account_id", b"account_id", "allowed_ips", b"allowed_ips", "allowed_models", b"allowed_models", "concurrent", b"concurrent", "created_at", b"created_at", "credit_limit", b"credit_limit", "disabled", b"disabled", "effective_pii_guard", b"effective_pii_guard", "effective_pii_scope", b"effective_pii_scope", "effective_residency", b"effective_residency", "expires_at", b"expires_at", "id", b"id", "label", b"label", "limit_remaining", b"limit_remaining", "pii_guard", b"pii_guard", "pii_guard_source", b"pii_guard_source", "pii_scope", b"pii_scope", "prefix", b"prefix", "requests_per_day", b"requests_per_day", "requests_per_minute", b"requests_per_minute", "residency", b"residency", "residency_source", b"residency_source", "stale_seconds", b"stale_seconds", "tier", b"tier", "tokens_per_minute", b"tokens_per_minute", "usage", b"usage", "usage_daily", b"usage_daily", "usage_monthly", b"usage_monthly", "usage_weekly", b"usage_weekly"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__concurrent: _TypeAlias = _typing.Literal["concurrent"]  # noqa: Y015
     _WhichOneofArgType__concurrent: _TypeAlias = _typing.Literal["_concurrent", b"_concurrent"]  # noqa: Y015
@@ -348,6 +360,8 @@ class KeyInfo(_message.Message):
     _WhichOneofArgType__requests_per_day: _TypeAlias = _typing.Literal["_requests_per_day", b"_requests_per_day"]  # noqa: Y015
     _WhichOneofReturnType__requests_per_minute: _TypeAlias = _typing.Literal["requests_per_minute"]  # noqa: Y015
     _WhichOneofArgType__requests_per_minute: _TypeAlias = _typing.Literal["_requests_per_minute", b"_requests_per_minute"]  # noqa: Y015
+    _WhichOneofReturnType__stale_seconds: _TypeAlias = _typing.Literal["stale_seconds"]  # noqa: Y015
+    _WhichOneofArgType__stale_seconds: _TypeAlias = _typing.Literal["_stale_seconds", b"_stale_seconds"]  # noqa: Y015
     _WhichOneofReturnType__tokens_per_minute: _TypeAlias = _typing.Literal["tokens_per_minute"]  # noqa: Y015
     _WhichOneofArgType__tokens_per_minute: _TypeAlias = _typing.Literal["_tokens_per_minute", b"_tokens_per_minute"]  # noqa: Y015
     @_typing.overload
@@ -358,6 +372,8 @@ class KeyInfo(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__requests_per_day) -> _WhichOneofReturnType__requests_per_day | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__requests_per_minute) -> _WhichOneofReturnType__requests_per_minute | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stale_seconds) -> _WhichOneofReturnType__stale_seconds | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__tokens_per_minute) -> _WhichOneofReturnType__tokens_per_minute | None: ...
 
@@ -651,6 +667,7 @@ class Credits(_message.Message):
     BALANCE_FIELD_NUMBER: _builtins.int
     TOTAL_USAGE_NET_FIELD_NUMBER: _builtins.int
     TOTAL_USAGE_VAT_FIELD_NUMBER: _builtins.int
+    STALE_SECONDS_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     total_credits: _builtins.str
     """Decimal strings, RUB."""
@@ -659,6 +676,8 @@ class Credits(_message.Message):
     total_usage_net: _builtins.str
     """total_usage (gross, as debited) = total_usage_net + total_usage_vat."""
     total_usage_vat: _builtins.str
+    stale_seconds: _builtins.float
+    """As KeyInfo's: the age of the caller's last good read, served while the database is away."""
     def __init__(
         self,
         *,
@@ -668,12 +687,15 @@ class Credits(_message.Message):
         balance: _builtins.str = ...,
         total_usage_net: _builtins.str = ...,
         total_usage_vat: _builtins.str = ...,
+        stale_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_stale_seconds", b"_stale_seconds", "stale_seconds", b"stale_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance", b"balance", "total_credits", b"total_credits", "total_usage", b"total_usage", "total_usage_net", b"total_usage_net", "total_usage_vat", b"total_usage_vat"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_stale_seconds", b"_stale_seconds", "account_id", b"account_id", "balance", b"balance", "stale_seconds", b"stale_seconds", "total_credits", b"total_credits", "total_usage", b"total_usage", "total_usage_net", b"total_usage_net", "total_usage_vat", b"total_usage_vat"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__stale_seconds: _TypeAlias = _typing.Literal["stale_seconds"]  # noqa: Y015
+    _WhichOneofArgType__stale_seconds: _TypeAlias = _typing.Literal["_stale_seconds", b"_stale_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stale_seconds) -> _WhichOneofReturnType__stale_seconds | None: ...
 
 Global___Credits: _TypeAlias = Credits  # noqa: Y015
 

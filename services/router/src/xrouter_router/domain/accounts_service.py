@@ -29,6 +29,7 @@ from xrouter_router.domain.ledger import (
 )
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import AccountStore, KeyStore, PlanStore, UsageLedger
+from xrouter_router.domain.read_cache import Answer, ReadCache
 from xrouter_router.domain.statement import Statement, month_period
 
 MANAGEMENT_TIER = "mgmt"
@@ -99,8 +100,11 @@ class AccountsService:
                  balance_changed: Callable[[str], Awaitable[None]] | None = None,
                  announce: Callable[[str], Awaitable[object]] | None = None,
                  wall: Callable[[], float] = time.time,
-                 vat_zone: tzinfo = vat.MOSCOW) -> None:
+                 vat_zone: tzinfo = vat.MOSCOW, reads: ReadCache | None = None) -> None:
         self._keys = keys
+        # The last good answer of each caller's credits and key reads, for while the database
+        # is away (domain/read_cache.py).
+        self.reads = reads or ReadCache()
         self._vat_zone = vat_zone
         self._plans = plans
         self._default_plan = default_plan or Plan()
@@ -145,13 +149,19 @@ class AccountsService:
         return KeyUsage(key, total, daily, weekly, monthly, remaining)
 
     # ---- keys --------------------------------------------------------------------------------
-    async def key_info(self, caller: ApiKey, key_id: str = "") -> KeyUsage:
+    async def key_info(self, caller: ApiKey, key_id: str = "") -> Answer[KeyUsage]:
+        """The key's usage; while the database is away, the caller's last read of it."""
         if not key_id or key_id == caller.id:
             if caller.master:
-                return KeyUsage(caller, Decimal(0), Decimal(0), Decimal(0), Decimal(0), None)
-            return await self.usage_of(caller)
+                return Answer(KeyUsage(caller, Decimal(0), Decimal(0), Decimal(0), Decimal(0),
+                                       None))
+            return await self.reads.read(caller.id, ("key", caller.id),
+                                         lambda: self.usage_of(caller))
         self._manage(caller, None)
-        return await self.usage_of(await self._key(caller, key_id))
+
+        async def fetch() -> KeyUsage:
+            return await self.usage_of(await self._key(caller, key_id))
+        return await self.reads.read(caller.id, ("key", key_id), fetch)
 
     async def list_keys(self, caller: ApiKey, account_id: str = "") -> list[KeyUsage]:
         self._manage(caller, account_id)
@@ -182,7 +192,8 @@ class AccountsService:
         plan = await self._plans.get(account)
         if plan is not None:
             key = replace(key, account_residency=plan.residency, account_pii_guard=plan.pii_guard,
-                          account_pii_scope=plan.pii_scope)
+                          account_pii_scope=plan.pii_scope,
+                          account_outage_allowance=plan.outage_allowance)
         if not caller.master:
             (plan or self._default_plan).admit(key)
         await self._keys.create(key, key_hash(self._secret, plain))
@@ -250,16 +261,21 @@ class AccountsService:
             raise InvalidRequest("account_id is required", param="account_id")
         await self._ensure_account(account_id)
         await self._plans.set(account_id, plan)
-        # Cached keys carry their account's residency and personal-data guard policy: every
-        # replica drops the account's keys.
+        # Cached keys carry their account's residency, personal-data guard policy and outage
+        # allowance: every replica drops the account's keys.
         await self._key_changed(ACCOUNT_PREFIX + account_id)
         return PlanView(account_id, plan, False)
 
     # ---- credits -----------------------------------------------------------------------------
-    async def credits(self, caller: ApiKey, account_id: str = "") -> CreditsView:
+    async def credits(self, caller: ApiKey, account_id: str = "") -> Answer[CreditsView]:
+        """The account's credits; while the database is away, the caller's last read of them."""
         if account_id and account_id != caller.account_id:
             self._manage(caller, account_id)
         target = account_id or caller.account_id
+        return await self.reads.read(caller.id, ("credits", target),
+                                     lambda: self._credits(target))
+
+    async def _credits(self, target: str) -> CreditsView:
         account = await self._accounts.get(target)
         if account is None:
             raise NotFound(f"Account {target!r} does not exist", param="account_id")
@@ -277,7 +293,7 @@ class AccountsService:
         await self._accounts.top_up(account_id, amount, reference)
         if self._balance_changed is not None:
             await self._balance_changed(account_id)
-        return await self.credits(caller, account_id)
+        return await self._credits(account_id)  # fresh: never an answer from before the top-up
 
     # ---- generations and usage ---------------------------------------------------------------
     async def generation(self, caller: ApiKey, generation_id: str) -> GenerationRecord:

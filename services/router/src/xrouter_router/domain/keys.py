@@ -57,6 +57,9 @@ class ApiKey:
     pii_scope: str = ""
     account_pii_guard: str = ""
     account_pii_scope: str = ""
+    # Its account's outage allowance (RUB per replica while Redis cannot check credits;
+    # storage/redis/outage.py), read with it from the plan; None: the global setting.
+    account_outage_allowance: Decimal | None = None
     disabled: bool = False
     created_at: float = 0.0
     # The operator's master key: no limits, no credits, management allowed.

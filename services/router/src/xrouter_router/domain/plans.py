@@ -5,6 +5,7 @@ change a key's limits beyond it; the master key is not bound by plans."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 
 from xrouter_router.domain import residency
 from xrouter_router.domain.errors import Forbidden, InvalidRequest
@@ -31,8 +32,15 @@ class Plan:
     # The account's personal-data guard policy and scope (domain/pii/policy.py), likewise.
     pii_guard: str = ""
     pii_scope: str = ""
+    # RUB each replica may admit for the account's paid requests while Redis cannot check
+    # credits (storage/redis/outage.py); None: XROUTER_CREDITS_OUTAGE_ALLOWANCE applies.
+    outage_allowance: Decimal | None = None
 
     def __post_init__(self) -> None:
+        allowance = self.outage_allowance
+        if allowance is not None and (not allowance.is_finite() or allowance < 0):
+            raise InvalidRequest("outage_allowance must be a non-negative decimal",
+                                 param="outage_allowance")
         if residency.policy(self.residency) != self.residency:
             raise InvalidRequest("residency must be given in lower case", param="residency")
         if pii.guard(self.pii_guard) != self.pii_guard or pii.scope(self.pii_scope) != self.pii_scope:

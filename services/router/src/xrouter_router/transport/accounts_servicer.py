@@ -80,7 +80,8 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
 def plan_info(view: PlanView) -> pb.Plan:
     out = pb.Plan(account_id=view.account_id, tier=view.plan.tier, is_default=view.is_default,
                   residency=view.plan.residency, pii_guard=view.plan.pii_guard,
-                  pii_scope=view.plan.pii_scope)
+                  pii_scope=view.plan.pii_scope,
+                  outage_allowance=_money(view.plan.outage_allowance))
     _set_limits(out, view.plan.ceilings)
     return out
 
@@ -116,7 +117,11 @@ class AccountsServicer(pb_grpc.AccountsServicer):
         return await self._run(context, lambda c: self._key_info(c, request.id))
 
     async def _key_info(self, caller: ApiKey, key_id: str) -> pb.KeyInfo:
-        return key_info(await self._service.key_info(caller, key_id))
+        answer = await self._service.key_info(caller, key_id)
+        out = key_info(answer.value)
+        if answer.age is not None:
+            out.stale_seconds = answer.age
+        return out
 
     async def ListKeys(self, request: pb.ListKeysRequest,  # noqa: N802
                        context: Context) -> pb.ListKeysResponse:
@@ -171,8 +176,11 @@ class AccountsServicer(pb_grpc.AccountsServicer):
     async def GetCredits(self, request: pb.AccountRef,  # noqa: N802
                          context: Context) -> pb.Credits:
         async def work(caller: ApiKey) -> pb.Credits:
-            view = await self._service.credits(caller, request.account_id)
-            return _credits(view)
+            answer = await self._service.credits(caller, request.account_id)
+            out = _credits(answer.value)
+            if answer.age is not None:
+                out.stale_seconds = answer.age
+            return out
         return await self._run(context, work)
 
     async def TopUp(self, request: pb.TopUpRequest, context: Context) -> pb.Credits:  # noqa: N802
@@ -231,7 +239,8 @@ class AccountsServicer(pb_grpc.AccountsServicer):
         async def work(caller: ApiKey) -> pb.Plan:
             plan = Plan(request.tier or "free", _limits(request) or Limits(),
                         residency.policy(request.residency), pii.guard(request.pii_guard),
-                        pii.scope(request.pii_scope))
+                        pii.scope(request.pii_scope),
+                        _decimal(request.outage_allowance, "outage_allowance"))
             return plan_info(await self._service.set_plan(caller, request.account_id, plan))
         return await self._run(context, work)
 

@@ -316,7 +316,8 @@ class RedisCreditGuard(LinkCounters):
                  outage_allowance: Decimal = Decimal(0)) -> None:
         policy = "admitting requests unchecked" if fail_open else (
             f"admitting up to {outage_allowance} RUB per account, then refusing paid requests (503)"
-            if outage_allowance > 0 else "refusing paid requests (503)")
+            if outage_allowance > 0 else
+            "refusing paid requests (503) beyond their plans' outage allowances")
         self._link = Link(client, "credits", policy, timeout=timeout, retry_after=retry_after,
                           lane=lane)
         self._accounts = accounts
@@ -361,7 +362,8 @@ class RedisCreditGuard(LinkCounters):
     def reserve_degraded(self, key: ApiKey, generation_id: str, amount: Decimal) -> Reservation:
         """Redis failed: the policy's answer (the whole amount when failing open)."""
         self._link.degraded += 1
-        if self._fail_open or self.allowance.take(generation_id, key.account_id, amount):
+        if self._fail_open or self.allowance.take(generation_id, key.account_id, amount,
+                                                  key.account_outage_allowance):
             return Reservation(generation_id, key.account_id, key.id, amount)
         raise Unavailable("Credit checks are unavailable; retry shortly",
                           retry_after=1.0) from None

@@ -30,7 +30,7 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # The personal-data guard's policy and scope columns of keys and plans ("": not set).
 _PII_COLUMNS = ("pii_guard TEXT NOT NULL DEFAULT '' CHECK (pii_guard IN ('', 'off', 'mask', 'block'))",
                 "pii_scope TEXT NOT NULL DEFAULT '' CHECK (pii_scope IN ('', 'foreign', 'always'))")
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS account_plans (
     rpm INTEGER, rpd INTEGER, tpm INTEGER, concurrent INTEGER,
     updated_at REAL NOT NULL,
     residency TEXT NOT NULL DEFAULT '',
-    """ + ",\n    ".join(_PII_COLUMNS) + """
+    """ + ",\n    ".join(_PII_COLUMNS) + """,
+    outage_allowance TEXT
 ) STRICT;
 """
 _USAGE_BUCKETS = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -89,6 +90,15 @@ _MIGRATIONS = {
         "ALTER TABLE generations ADD COLUMN vat INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE generations ADD COLUMN vat_rate INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE usage_daily ADD COLUMN vat INTEGER NOT NULL DEFAULT 0"],
+    # 9: the outage allowance per plan (PostgreSQL's 0011_outage_allowance.sql), as exact
+    # decimal text (NULL: the global setting). account_plans is rebuilt, for the same reason as
+    # in step 5.
+    8: [_PLANS.replace("IF NOT EXISTS account_plans", "account_plans_v9"),
+        "INSERT INTO account_plans_v9 (account_id, tier, rpm, rpd, tpm, concurrent, updated_at,"
+        " residency, pii_guard, pii_scope) SELECT account_id, tier, rpm, rpd, tpm, concurrent,"
+        " updated_at, residency, pii_guard, pii_scope FROM account_plans",
+        "DROP TABLE account_plans",
+        "ALTER TABLE account_plans_v9 RENAME TO account_plans"],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON

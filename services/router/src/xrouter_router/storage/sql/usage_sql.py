@@ -5,25 +5,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from decimal import Decimal
 
 from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import REPORT_GROUPS
 
 # A key's own policies and its account's (its plan's; NULL without a plan), read with the key in
-# this order: residency, pii_guard, pii_scope (see policy_fields).
+# this order: residency, pii_guard, pii_scope, then the account's outage allowance.
 _POLICIES = ("residency", "pii_guard", "pii_scope")
 KEY_POLICIES = ", ".join([*_POLICIES, *(
     f"(SELECT p.{c} FROM account_plans p WHERE p.account_id = api_keys.account_id)"
-    for c in _POLICIES)])
+    for c in (*_POLICIES, "outage_allowance"))])
 
 
 def with_policies(key: ApiKey, values: Sequence[object]) -> ApiKey:
     """`key` with the policies of KEY_POLICIES' columns (an account without a plan: none)."""
-    residency, pii_guard, pii_scope, *account = (str(v or "") for v in values)
+    residency, pii_guard, pii_scope, *account = (str(v or "") for v in values[:6])
     return replace(key, residency=residency, pii_guard=pii_guard, pii_scope=pii_scope,
                    account_residency=account[0], account_pii_guard=account[1],
-                   account_pii_scope=account[2])
+                   account_pii_scope=account[2],
+                   account_outage_allowance=allowance(values[6]))
+
+
+def allowance(value: object) -> Decimal | None:
+    """An outage allowance column (PostgreSQL's numeric, SQLite's decimal text; NULL: none)."""
+    return None if value is None else Decimal(str(value))
 
 
 def where(conditions: Mapping[str, object | None]) -> tuple[str, list[object]]:
