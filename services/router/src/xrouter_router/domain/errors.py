@@ -100,6 +100,17 @@ class InsufficientCredits(XRouterError):
     kind = ErrorKind.INSUFFICIENT_CREDITS
 
 
+class BudgetExhausted(XRouterError):
+    """The account's money ran out in the middle of a stream: it ends with finish_reason
+    "length" and this error (code budget_exhausted) in the error chunk."""
+
+    kind = ErrorKind.INSUFFICIENT_CREDITS
+
+    def __init__(self) -> None:
+        super().__init__("The credit balance ran out during the stream",
+                         metadata={"error_code": "budget_exhausted"})
+
+
 class NotFound(XRouterError):
     """A key, account or generation that does not exist (or is not the caller's)."""
 

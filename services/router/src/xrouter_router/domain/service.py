@@ -25,7 +25,7 @@ from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.errors import (
     AllAttemptsFailed,
     Attempt,
-    ErrorKind,
+    BudgetExhausted,
     InvalidRequest,
     UpstreamError,
     UpstreamTimeout,
@@ -57,17 +57,6 @@ from xrouter_router.domain.types import (
 
 MIN_THROUGHPUT_WINDOW = 0.05
 log = logging.getLogger("xrouter.router.usage")
-
-
-class BudgetExhausted(XRouterError):
-    """The account's money ran out in the middle of a stream: it ends with finish_reason
-    "length" and this error (code budget_exhausted) in the error chunk."""
-
-    kind = ErrorKind.INSUFFICIENT_CREDITS
-
-    def __init__(self) -> None:
-        super().__init__("The credit balance ran out during the stream",
-                         metadata={"error_code": "budget_exhausted"})
 
 
 @dataclass(frozen=True, slots=True)
