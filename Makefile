@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: help install run run-cluster test test-unit test-integration test-e2e check lint typecheck imports \
-        proto proto-check bench dashboards deploy-check clean
+        proto proto-check bench bench-failover dashboards deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ deploy-check: install ## Offline checks of docker/, k8s/, helm/, terraform/, dep
 
 bench: install ## Benchmark gateway+router against a fake upstream (nginx + wrk)
 	@scripts/bench.sh
+
+bench-failover: install ## Latency through a Redis master failover, ledger delay after a router SIGKILL (run-cluster topology)
+	@$(VENV)/bin/python scripts/bench/failover.py
 
 dashboards: install ## Draw docs/dashboards/*.svg from a real Prometheus (cluster leg of the live test)
 	@scripts/dashboards.sh

@@ -158,6 +158,7 @@ def main() -> int:
         masters = {port: redis.pids()[port] for port in redis.master_ports()}
         state = {
             "base_url": base, "demo_key": created["key"], "master_key": master,
+            "database_url": postgres.multi_host(),
             "gateway": {"port": gw_port, "pid": procs[0].pid}, "routers": routers,
             "redis": {"ports": redis.ports, "masters": masters},
             "postgres": {"ports": postgres.ports, "pg_ctl": str(bindir() / "pg_ctl"),

@@ -62,6 +62,13 @@ class StreamLayout:
     def recent(self, shard: int, generation_id: str) -> str:
         return f"{self.prefix}:{VERSION}:gen:{{{shard}}}:{generation_id}"
 
+    def shard_of_stream(self, stream: str) -> int:
+        return int(stream.rsplit("{", 1)[1].rstrip("}"))
+
+    def probe(self, shard: int) -> str:
+        """A key in the stream's slot that the replication probe writes (StreamLedger)."""
+        return f"{self.prefix}:{VERSION}:probe:{{{shard}}}"
+
     def dead(self, shard: int) -> str:
         """Entries PostgreSQL refuses (or that are not records), kept for an operator."""
         return f"{self.prefix}:{VERSION}:ledger-dead:{{{shard}}}"
@@ -91,10 +98,11 @@ class StreamLedger:
     PostgreSQL. When Redis cannot take it, record() writes to PostgreSQL directly (Unavailable when
     that fails too). When only the replication is not confirmed (the shard's master has no live
     replica), the record is written to PostgreSQL as well, off the request path (the stream's
-    copy is then a harmless repeat), and for `probe_every` seconds the appends to that master
-    wait for no replica (they are written to PostgreSQL the same way); then one append asks
-    again. So a master without a replica costs one request a `replica_timeout` per
-    `probe_every`, not every request (docs/accounts.md, "How a charge travels"). Reads go to
+    copy is then a harmless repeat), that master is marked, and the appends to it wait for no
+    replica (they are written to PostgreSQL the same way) until a background probe (a write and
+    a WAIT every `probe_every` seconds, on a pooled connection of its own, never the lane's)
+    is confirmed again. So a master without a replica costs only the appends already waiting
+    when it was first found, not one per probe (docs/accounts.md, "How a charge travels"). Reads go to
     PostgreSQL, except that get() first looks for a record still on its way; totals and reports
     lag by the consumer's flush interval. Records carry their charges when `pg` charges
     (PgUsageLedger(charge=True)); `on_stored` is told of a record written to PostgreSQL here
@@ -105,8 +113,7 @@ class StreamLedger:
                  *, lane: Lane | None = None, max_len: int = 500_000, recent_ttl: int = 3600,
                  replicas: int = 1, replica_timeout: float = 0.1, timeout: float = 2.0,
                  on_stored: Callable[[Sequence[GenerationRecord]], Awaitable[None]] | None = None,
-                 probe_every: float = 1.0, max_deferred: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 probe_every: float = 1.0, max_deferred: int = 10_000) -> None:
         self._client = client
         self._lane = lane or Lane(client, enabled=False)
         self._pg = pg
@@ -122,14 +129,14 @@ class StreamLedger:
         self._timeout = timeout
         self._warnings = Warnings("ledger: Redis did not take a record; written to PostgreSQL")
         self._probe_every = probe_every
-        self._clock = clock
         self._slots: dict[str, int] = {}
-        # Masters (node names) whose appends skip the WAIT until the time given (clock).
-        self._unreplicated: dict[str, float] = {}
+        # Masters (node names) whose appends skip the WAIT, each with its probe.
+        self._unreplicated: dict[str, asyncio.Task[None]] = {}
         self._deferred: set[asyncio.Task[None]] = set()
         self._max_deferred = max_deferred
         self.direct_writes = 0  # records written to PostgreSQL by record() itself
-        self.replica_timeouts = 0  # WAITs no replica confirmed in time
+        self.replica_timeouts = 0  # WAITs of appends no replica confirmed in time
+        self.probe_timeouts = 0  # the probes' WAITs no replica confirmed in time
         self.deferred_writes = 0  # records written to PostgreSQL off the request path
         self.latency = Latency()  # of the appends (XADD, recent record, WAIT: one round trip)
 
@@ -138,8 +145,7 @@ class StreamLedger:
         started = time.perf_counter()
         stream = self._layout.stream(self._layout.shard(record.id))
         master = self._master(stream) if self._replicas > 0 else None
-        wait = self._replicas > 0 and (
-            master is None or self._clock() >= self._unreplicated.get(master, 0.0))
+        wait = self._replicas > 0 and master not in self._unreplicated
         try:
             async with asyncio.timeout(self._timeout):
                 replicated = await self._append(record.id, stream, payload, wait)
@@ -154,9 +160,31 @@ class StreamLedger:
         if wait:
             self.replica_timeouts += 1
             master = master or self._master(stream)  # the append taught the client the slots
-            if master is not None:
-                self._unreplicated[master] = self._clock() + self._probe_every
+            if master is not None and master not in self._unreplicated:
+                self._unreplicated[master] = asyncio.ensure_future(self._probe(master, stream))
         self._defer(record)
+
+    async def _probe(self, master: str, stream: str) -> None:
+        """Every `probe_every` seconds, a write next to `stream` and a WAIT on a pooled
+        connection (never the lane's, which the appends share: a WAIT there would hold up every
+        append behind it); once the replicas confirm one, or the stream's slot has another
+        master (a failover: its appends find out afresh), the appends to `master` wait again."""
+        probe = self._layout.probe(self._layout.shard_of_stream(stream))
+        try:
+            while self._master(stream) == master:
+                await asyncio.sleep(self._probe_every)
+                try:
+                    async with asyncio.timeout(self._timeout + self._replica_timeout_ms / 1000):
+                        replies = await self._pipeline(stream, ("SET", probe, b"1", "PX", 60_000),
+                                                       True)
+                    if self._replicated(replies):
+                        return
+                except Exception as exc:  # noqa: BLE001 - Redis failing: the appends find out
+                    self._warnings.failed(exc)
+                    continue
+                self.probe_timeouts += 1
+        finally:
+            self._unreplicated.pop(master, None)
 
     def _master(self, stream: str) -> str | None:
         """The node name of the stream's master, from the client's slot map (None: unknown yet)."""
@@ -194,6 +222,7 @@ class StreamLedger:
     async def close(self, grace: float = 5.0) -> None:
         """At shutdown: the deferred writes get `grace` seconds; those still running then are
         cancelled (their records are in the stream, for the consumers)."""
+        await tasks.stop(list(self._unreplicated.values()))
         try:
             await asyncio.wait_for(self.settle(), grace)
         except TimeoutError:
@@ -240,6 +269,10 @@ class StreamLedger:
             node = self._client.get_node_from_key(stream)
             pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms, target_nodes=node)
         return list(await pipe.execute(raise_on_error=False))
+
+    def unreplicated(self) -> list[str]:
+        """The masters whose appends wait for no replica now (node names)."""
+        return list(self._unreplicated)
 
     @property
     def lane_fallbacks(self) -> int:
