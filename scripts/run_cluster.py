@@ -160,7 +160,7 @@ def main() -> int:
             "base_url": base, "demo_key": created["key"], "master_key": master,
             "database_url": postgres.multi_host(),
             "gateway": {"port": gw_port, "pid": procs[0].pid}, "routers": routers,
-            "redis": {"ports": redis.ports, "masters": masters},
+            "redis": {"ports": redis.ports, "masters": masters, "nodes": redis.pids()},
             "postgres": {"ports": postgres.ports, "pg_ctl": str(bindir() / "pg_ctl"),
                          "data": [str(postgres.data_dir(n)) for n in (0, 1)]},
             "logs": str(home), "state_file": str(state_file),

@@ -4,57 +4,20 @@ every process it started."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from tests.support import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-# Starting six Redis nodes, a PostgreSQL pair with fsync on, migrations and three services on a
-# loaded 2-core machine; a bound, not a speed expectation.
-START_BOUND = 240.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is a dead process its parent has not reaped yet.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
-
-
-def _state(path: Path, proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + START_BOUND
-    while not path.exists():
-        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, "run-cluster did not come up"
-        time.sleep(0.2)
-    state: dict[str, Any] = json.loads(path.read_text())
-    return state
+from tests.e2e.run_cluster_support import run_cluster
+from tests.infra.redis_cluster import process_alive
 
 
 def test_run_cluster_serves_survives_a_router_kill_and_stops_everything(tmp_path: Path) -> None:
-    home, log = tmp_path / "cluster", tmp_path / "run-cluster.log"
-    env = {**os.environ, "XROUTER_CLUSTER_DIR": str(home),
-           "XROUTER_GATEWAY_PORT": str(free_port())}
-    env.pop("XROUTER_DATABASE_URL", None)
-    env.pop("XROUTER_REDIS_URL", None)
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_cluster.py")],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        state = _state(home / "cluster.json", proc, log)
-        banner = log.read_text()
+    with run_cluster(tmp_path) as started:
+        proc, state, home = started.proc, started.state, started.home
+        banner = started.log.read_text()
         assert state["demo_key"] in banner and "Chaos drill" in banner
         base, auth = state["base_url"], {"Authorization": f"Bearer {state['demo_key']}"}
         with httpx.Client(timeout=30) as http:
@@ -77,8 +40,4 @@ def test_run_cluster_serves_survives_a_router_kill_and_stops_everything(tmp_path
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(timeout=120) == 0
         assert not (home / "cluster.json").exists()
-        assert [pid for pid in state["pids"] if _alive(pid)] == []
-    finally:
-        if proc.poll() is None:
-            proc.kill()  # its services die with it (setpriv --pdeathsig)
-            proc.wait()
+        assert [pid for pid in state["pids"] if process_alive(pid)] == []

@@ -6,6 +6,7 @@ throwaway CA, and require a client certificate from it."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -289,3 +290,38 @@ class RedisCluster:
                 raise ClusterError(f"timed out after {timeout}s waiting for {what}; "
                                    f"logs in {self._dir}")
             time.sleep(POLL)
+
+
+class AttachedCluster(RedisCluster):
+    """A cluster some other process started (`make run-cluster`: its cluster.json gives the ports
+    and pids): the same queries and waits; a node is live while its process is."""
+
+    def __init__(self, pids: dict[int, int]) -> None:
+        super().__init__()
+        self.ports = sorted(pids)
+        self._pids = dict(pids)
+
+    def pids(self) -> dict[int, int]:
+        return dict(self._pids)
+
+    def _live(self) -> list[int]:
+        return [p for p in self.ports if process_alive(self._pids[p])]
+
+    def kill_master(self, port: int) -> None:
+        if port not in self.master_ports():
+            raise ValueError(f"{port} is not a master")
+        os.kill(self._pids[port], signal.SIGKILL)
+        self._wait(lambda: not process_alive(self._pids[port]), 10.0, f"{port} to die")
+
+
+def process_alive(pid: int) -> bool:
+    """False for a dead process and for a zombie its parent has not reaped yet."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "State:\tZ" not in status.read_text()
+    except OSError:
+        return False
