@@ -56,7 +56,8 @@ bench: install ## Benchmark gateway+router against a fake upstream (nginx + wrk)
 	@scripts/bench.sh
 
 bench-failover: install ## Latency through a Redis master failover, ledger delay after a router SIGKILL (run-cluster topology)
-	@$(VENV)/bin/python scripts/bench/failover.py
+	@scripts/apt-install.sh redis-server postgresql
+	@$(PY) scripts/bench/failover.py
 
 dashboards: install ## Draw docs/dashboards/*.svg from a real Prometheus (cluster leg of the live test)
 	@scripts/dashboards.sh

@@ -262,9 +262,11 @@ async def _check_ledger(drill: Drill) -> None:
         if answer.error is not None:  # a stream its router was serving when it died
             assert answer.stream
             assert answer.error["code"] == "router_lost", answer.error
-            # Charged for the relayed text, at most the request's worst case (VAT included).
+            # Charged for the prompt and the relayed text (none when only the role chunk had
+            # come), at most the request's worst case (VAT included).
             worst = (Decimal(PRICES[0]) * prompt + Decimal(PRICES[1]) * MAX_TOKENS) * VAT / 10**6
-            assert status == "router_lost" and 0 < completion <= MAX_TOKENS
+            assert status == "router_lost" and prompt > 0 and 0 <= completion <= MAX_TOKENS
+            assert (completion > 0) == (answer.content != "")
             assert Decimal(0) < cost <= worst, (cost, worst)
             continue
         assert (status, cost, (prompt, completion)) == ("success", answer.cost, answer.tokens)
