@@ -1,0 +1,203 @@
+"""`make bench-budget`: where the CPU of a non-streaming request goes, stage by stage, in place
+(issue 16). The bench's set-up (scripts/bench/run.py: nginx upstream, one gateway and one router
+process, a real key with accounting on, embedded mode unless BENCH_MODE=cluster) under wrk at 16
+connections, while py-spy samples both processes (Python frames; 100 Hz). Each sample goes to
+the innermost stage one of its frames belongs to (STAGES); the stage's share of the samples times
+the process's measured CPU per request is its budget in microseconds. Samples in no stage are
+native work with no Python frame above it, by thread (the event loop's `Runner.run`, gRPC's
+poller thread, an executor thread), or "other Python". py-spy's Python-only view attributes
+native work done inside a Python call (sqlite3, orjson, socket writes) to that call.
+With `perf` (Debian's linux-perf; its software clock works where hardware counters are not
+exposed, as on this machine) both processes are also sampled natively over the same window, and
+their CPU split by component: the interpreter, the kernel (context switches apart: each thread
+hand-off between the event loop, gRPC's poller and the SQLite worker costs one), gRPC's core,
+the event loop, SQLite, the C library. Prints Markdown tables; writes bench-results/budget.md."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import run as bench
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "12"))
+RATE = 100
+# (stage, substrings of a frame "function (file:line)"): the first stage, leaf first, that a
+# frame of the sample matches.
+STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "gateway": [
+        ("logs (access line)", ("logging/__init__", "xrouter_common/logs.py")),
+        ("metrics", ("prometheus_client", "xrouter_gateway/metrics.py")),
+        ("tracing hooks", ("opentelemetry", "TracingMiddleware")),
+        ("request parse and validation", ("ChatFormat.parse", "parse_request", "to_proto ",
+                                          "read_body", "api_key", "call_metadata")),
+        ("response encoding", ("completion_json", "usage_json", "ChatFormat.whole")),
+        ("gRPC client call", ("grpc/aio", "grpc/_", "router_client.py")),
+        ("HTTP server (uvicorn, Starlette, middleware)", ("uvicorn", "starlette",
+                                                         "http_protocol.py", "throttle.py",
+                                                         "observability.py", "inbound.py")),
+    ],
+    "router": [
+        ("logs (request line)", ("logging/__init__", "xrouter_common/logs.py")),
+        ("metrics", ("prometheus_client", "accounting_metrics.py", "telemetry.py")),
+        ("tracing hooks", ("opentelemetry", "tracing.py")),
+        ("ledger and credits: SQLite", ("sqlite", "storage/sql/")),
+        ("ledger and credits: Redis", ("storage/redis/", "redis/")),
+        ("authentication", ("domain/auth.py", "KeyAuthenticator")),
+        ("admission and settlement", ("domain/billing.py", "storage/memory.py",
+                                      "domain/accounting.py", "domain/limits.py")),
+        ("routing", ("domain/routing.py", "domain/failover.py", "domain/sticky.py",
+                     "domain/stats.py")),
+        ("upstream call (aiohttp)", ("aiohttp", "providers/")),
+        ("proto conversion", ("transport/convert.py",)),
+        ("gRPC server", ("grpc/aio", "grpc/_", "transport/servicer.py", "transport/")),
+        ("chat service (rest)", ("domain/",)),
+    ],
+}
+# perf's shared objects (and kernel symbols) by component.
+COMPONENTS = (("libpython", "Python interpreter"), ("cygrpc", "gRPC core"),
+              ("loop.cpython", "event loop (uvloop)"), ("sqlite", "SQLite"),
+              ("libc.so", "C library (malloc, memcpy, locks)"), ("_message", "protobuf"))
+NATIVE = "event loop, native (no Python frame)"
+EXECUTOR = "executor thread, native (no Python frame)"
+POLLER = "gRPC poller thread, native"
+OTHER = "other Python"
+
+
+def classify(stack: list[str], stages: list[tuple[str, tuple[str, ...]]]) -> str:
+    for frame in reversed(stack):  # the leaf first
+        for stage, needles in stages:
+            if any(n in frame for n in needles):
+                return stage
+    leaf = stack[-1] if stack else ""
+    if leaf.startswith("_worker") or "concurrent/futures" in leaf:
+        return EXECUTOR
+    if leaf.startswith(("Thread.run", "Thread._bootstrap")) or "threading.py" in leaf:
+        return POLLER
+    if leaf.startswith("Runner.run") or "asyncio/" in leaf:
+        return NATIVE
+    return OTHER
+
+
+def shares(raw: Path, stages: list[tuple[str, tuple[str, ...]]]) -> dict[str, float]:
+    counts: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack_text, _, n = line.rpartition(" ")
+        if not stack_text:
+            continue
+        counts[classify(stack_text.split(";"), stages)] += int(n)
+    total = sum(counts.values()) or 1
+    return {stage: count / total for stage, count in counts.items()}
+
+
+def perf_components(data: Path) -> dict[str, float]:
+    """Shares of the samples in `data` by component; the kernel's context switches apart."""
+    def report(sort: str) -> list[tuple[float, str]]:
+        out = subprocess.run(["perf", "report", "-i", str(data), "--sort", sort, "--stdio",
+                              "--no-children", "-g", "none"], capture_output=True, text=True,
+                             check=True).stdout
+        rows = []
+        for line in out.splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2 and parts[0].endswith("%"):
+                rows.append((float(parts[0][:-1]) / 100, parts[1].strip()))
+        return rows
+    split: dict[str, float] = collections.defaultdict(float)
+    for share, dso in report("dso"):
+        name = next((label for needle, label in COMPONENTS if needle in dso),
+                    "kernel" if "kernel" in dso else "other native")
+        split[name] += share
+    switches = sum(share for share, sym in report("sym") if "finish_task_switch" in sym)
+    split["kernel"] -= switches
+    split["kernel: context switches"] += switches
+    return dict(split)
+
+
+def perf_works() -> bool:
+    if shutil.which("perf") is None:
+        return False
+    probe = subprocess.run(["perf", "record", "-e", "cpu-clock", "-o", "/dev/null", "--", "true"],
+                           check=False, capture_output=True)
+    return probe.returncode == 0
+
+
+def main() -> int:
+    spy = shutil.which("py-spy") or str(bench.PY.parent / "py-spy")
+    if not Path(spy).exists():
+        raise SystemExit("py-spy is missing: make install")
+    tmp = Path(tempfile.mkdtemp(prefix="xrouter-budget-"))
+    nginx_port, gw_port = bench.free_port(), bench.free_port()
+    procs = [bench.start_nginx(tmp, nginx_port)]
+    cluster: dict[str, str] = {}
+    router, gateway = bench.start_services(tmp, nginx_port, gw_port, cluster)
+    procs += [router, gateway]
+    try:
+        gw = f"http://127.0.0.1:{gw_port}"
+        bench.wait_ready(f"{gw}/readyz")
+        key = bench.bench_key(gw)
+        body = {"model": "bench/plain", "stream": False,
+                "messages": [{"role": "user", "content": "Hello! Please say hello back."}]}
+        script = bench.lua_script(tmp, "budget", body, key)
+        url = f"{gw}/v1/chat/completions"
+        bench.wrk(url, script, 16, 2)  # warm-up
+        pids = {"gateway": gateway.pid, "router": router.pid}
+        spies = {name: subprocess.Popen(
+            [spy, "record", "-r", str(RATE), "-d", str(SECONDS + 1), "-f", "raw", "-o",
+             str(tmp / f"{name}.txt"), "-p", str(pid)], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL) for name, pid in pids.items()}
+        perfs = {name: subprocess.Popen(
+            ["perf", "record", "-e", "cpu-clock", "-F", "499", "-o", str(tmp / f"{name}.perf"),
+             "-p", str(pid), "--", "sleep", str(SECONDS + 1)], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL) for name, pid in pids.items()} if perf_works() else {}
+        time.sleep(0.5)  # py-spy and perf attach
+        before = {name: bench.cpu_seconds(pid) for name, pid in pids.items()}
+        result = bench.wrk(url, script, 16, SECONDS)
+        per_request = {name: (bench.cpu_seconds(pid) - before[name]) / result["requests"] * 1e6
+                       for name, pid in pids.items()}
+        for proc in [*spies.values(), *perfs.values()]:
+            proc.wait()
+        report = render(per_request, {name: shares(tmp / f"{name}.txt", STAGES[name])
+                                      for name in pids}, result)
+        if perfs:
+            report += "\n" + render_native(per_request, {
+                name: perf_components(tmp / f"{name}.perf") for name in perfs})
+        print(report)
+        out = bench.ROOT / "bench-results"
+        out.mkdir(exist_ok=True)
+        (out / "budget.md").write_text(report)
+        return 0
+    finally:
+        bench.stop(procs, tmp)
+
+
+def render(per_request: dict[str, float], split: dict[str, dict[str, float]],
+           result: dict[str, float]) -> str:
+    lines = [f"# CPU budget of a non-streaming request, in place ({time.strftime('%Y-%m-%d %H:%M')},"
+             f" embedded mode, 16 connections, {result['rps']:.0f} req/s under py-spy)", "",
+             "| process | stage | share | µs per request |", "|---|---|---|---|"]
+    for name in ("gateway", "router"):
+        for stage, share in sorted(split[name].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {stage} | {share * 100:.1f}% | "
+                         f"{share * per_request[name]:.0f} |")
+        lines.append(f"| {name} | **total** | 100% | **{per_request[name]:.0f}** |")
+    return "\n".join(lines) + "\n"
+
+
+def render_native(per_request: dict[str, float], split: dict[str, dict[str, float]]) -> str:
+    lines = ["| process | component (perf, cpu-clock) | share | µs per request |",
+             "|---|---|---|---|"]
+    for name in ("gateway", "router"):
+        for part, share in sorted(split[name].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {part} | {share * 100:.1f}% | "
+                         f"{share * per_request[name]:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
