@@ -18,6 +18,7 @@ import pytest
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
 from tests.integration.admission_support import Faults, Rig, running_rig, service
+from tests.integration.store_factories import generation
 from tests.support import gross
 from tests.unit.builders import request
 from tests.unit.fakes import VECTORS, FakeEmbedder, FakeProvider
@@ -234,6 +235,10 @@ async def test_the_in_process_meter_gives_a_generations_slot_back_once(
         meter = rig.stack.meter
         _, first, _ = await meter.admit(key, "gen-a", Decimal("0.1"), partial_from=None, now=0.0)
         await meter.admit(key, "gen-b", Decimal("0.1"), partial_from=None, now=0.0)
+        # As Billing.conclude does: the record first, which carries the charge in the embedded
+        # mode (SqliteUsageLedger(charge=True)), then the meter's conclusion.
+        await rig.stack.ledger.record(generation("gen-a", key=key.id, account=key.account_id,
+                                                 cost="0.05"))
         for _ in range(2):  # an interrupted conclusion runs again
             await meter.conclude(key, first, Decimal("0.05"), 10, 0.0)
         assert await rig.held(key) == (1, Decimal("0.1"))  # gen-b's slot and money stay held

@@ -168,9 +168,11 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
     accounts = SqliteAccountStore(database)
-    guard, limiter = InProcessCreditGuard(accounts), InProcessLimiter()
+    # Each record carries its charge: a request's conclusion is one database write.
+    guard = InProcessCreditGuard(accounts, ledger_charges=True)
+    limiter = InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
-                           SqliteUsageLedger(database), SqliteRateStore(database),
+                           SqliteUsageLedger(database, charge=True), SqliteRateStore(database),
                            limiter, guard, InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
@@ -183,7 +185,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
 
     connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
     database = PgDatabase(connections)
-    keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
+    keys, accounts = PgKeyStore(database), PgAccountStore(database)
     plans, rates = PgPlanStore(database), PgRateStore(database)
 
     async def open_pool() -> None:
@@ -191,8 +193,11 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         database.watch(settings.database_url)
 
     if not settings.redis_url:
-        guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()
-        return AccountingStack(keys, accounts, plans, pg_ledger, rates, in_process, guard,
+        # Each record carries its charge, as with Redis: one round trip per conclusion.
+        guard = InProcessCreditGuard(accounts, ledger_charges=True)
+        in_process = InProcessLimiter()
+        return AccountingStack(keys, accounts, plans, PgUsageLedger(database, charge=True),
+                               rates, in_process, guard,
                                InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)

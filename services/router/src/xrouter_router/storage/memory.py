@@ -108,11 +108,16 @@ def _window(key: ApiKey, counts: dict[tuple[str, str, int], int], minute: int,
 class InProcessCreditGuard:
     """Balances and key spend are read from the AccountStore at most every `refresh` seconds
     (this process's own charges are applied to the cached figures at once), so a request costs
-    no database read; a top-up shows within `refresh` seconds."""
+    no database read; a top-up shows within `refresh` seconds. With `ledger_charges` the usage
+    ledger debits the account with each generation's record (SqliteUsageLedger or
+    PgUsageLedger with charge=True), so settling only applies the cost to the cached figures
+    and gives back the reservation: no database call."""
 
     def __init__(self, accounts: AccountStore, *, refresh: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 ledger_charges: bool = False) -> None:
         self._accounts = accounts
+        self._ledger_charges = ledger_charges
         self._refresh = refresh
         self._clock = clock
         self._reserved_account: dict[str, Decimal] = defaultdict(Decimal)
@@ -187,9 +192,9 @@ class InProcessCreditGuard:
     async def settle(self, reservation: Reservation, cost: Decimal) -> None:
         async with self._locks[reservation.account_id]:
             try:
-                if cost > 0 and await self._accounts.charge(
+                if cost > 0 and (self._ledger_charges or await self._accounts.charge(
                         reservation.account_id, reservation.key_id, reservation.generation_id,
-                        cost):
+                        cost)):
                     balance = self._balance.get(reservation.account_id)
                     if balance is not None:
                         self._balance[reservation.account_id] = (balance[0] - cost, balance[1])

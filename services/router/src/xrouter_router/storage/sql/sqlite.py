@@ -22,6 +22,7 @@ from xrouter_router.domain.ledger import (
     GenerationRecord,
     UsageRow,
     UsageTotals,
+    charge_of,
 )
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase, from_units, to_units, utc_day
 from xrouter_router.storage.sql.usage_sql import KEY_POLICIES, report_groups, where, with_policies
@@ -262,10 +263,17 @@ def _totals(row: Sequence[Any]) -> UsageTotals:
 class SqliteUsageLedger:
     """UsageLedger over SqliteDatabase: a generation and its rollup, in one transaction. Recording
     moves no money (AccountStore.charge does), so generations of the master key, which has no
-    account row, are recorded like any other."""
+    account row, are recorded like any other.
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    With `charge` (the embedded mode, as PgUsageLedger(charge=True) in the cluster mode): each
+    new record also debits its account by charge_of(record) in the record's transaction, once
+    per generation id, so a request's conclusion is one write (one hop to the database's
+    thread, shared with the writes of other requests) and a record never lacks its charge. A
+    charge to an account that does not exist refuses the record (InvalidRequest)."""
+
+    def __init__(self, db: SqliteDatabase, *, charge: bool = False) -> None:
         self._db = db
+        self._charge = charge
 
     async def record(self, record: GenerationRecord) -> None:
         cost, vat = to_units(record.cost), to_units(record.vat)
@@ -274,9 +282,18 @@ class SqliteUsageLedger:
                  record.provider, record.prompt_tokens, record.completion_tokens, cost,
                  record.cached_tokens, record.cache_write_tokens, record.reasoning_tokens, vat)
 
+        due = to_units(charge_of(record)) if self._charge else 0
+
         def insert(conn: sqlite3.Connection) -> None:
-            if conn.execute(_INSERT_GENERATION, row).rowcount > 0:  # else recorded before
-                conn.execute(_ADD_USAGE, usage)
+            if conn.execute(_INSERT_GENERATION, row).rowcount == 0:
+                return  # recorded before, and charged then
+            conn.execute(_ADD_USAGE, usage)
+            if due > 0:
+                if conn.execute("SELECT 1 FROM accounts WHERE id = ?",
+                                (record.account_id,)).fetchone() is None:
+                    raise InvalidRequest(f"a charge for no account '{record.account_id}'")
+                _post_credit(conn, record.account_id, -due, "usage", generation_id=record.id,
+                             key_id=record.key_id)
         await self._db.write(insert)
 
     async def get(self, generation_id: str) -> GenerationRecord | None:
