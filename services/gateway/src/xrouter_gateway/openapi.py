@@ -12,6 +12,7 @@ from xrouter_gateway.completions_api import CompletionRequest
 from xrouter_gateway.embeddings import EmbeddingRequest
 from xrouter_gateway.openapi_chat import chat_components
 from xrouter_gateway.openapi_formats import formats_components
+from xrouter_gateway.openapi_listings import listings_components, listings_paths
 from xrouter_gateway.openapi_schemas import (
     INT,
     STR,
@@ -136,12 +137,11 @@ def _accounts_paths() -> dict[str, Any]:
                                    "parameters": [{"name": "id", "in": "query",
                                                    "required": True,
                                                    "schema": {"type": "string"}}]}},
-        "/v1/usage": {"get": {**_op("Usage report grouped by day, key, model, provider",
-                                    "UsageReport", 400, 403, management=True),
+        "/v1/usage": {"get": {**_usage_op(),
                               "parameters": [{"name": n, "in": "query",
                                               "schema": {"type": "string"}}
                                              for n in ("group_by", "since", "until",
-                                                       "account_id")]}},
+                                                       "account_id", "format")]}},
         "/v1/statement": {"get": {**_statement_op(),
                                   "parameters": [{"name": n, "in": "query",
                                                   "required": n == "month",
@@ -153,6 +153,18 @@ def _accounts_paths() -> dict[str, Any]:
             "put": {**_op("Set the account's plan (master key)", "PlanResponse", 400, 403,
                           body="SetPlan", management=True), "parameters": account_id}},
     }
+
+
+def _usage_op() -> dict[str, Any]:
+    """JSON, or with `format=csv` the same columns as CSV (usage.csv)."""
+    op = _op("Usage report grouped by day, key, model, provider; JSON or CSV", "UsageReport",
+             400, 403, management=True)
+    op["responses"]["200"]["content"]["text/csv"] = {"schema": {
+        **STR, "description": "columns: the groups asked for (day, key, model, provider), "
+                              "requests, prompt_tokens, completion_tokens, cached_tokens, "
+                              "cache_write_tokens, reasoning_tokens, cost, cost_net, vat (RUB, "
+                              "exact decimal text with at least two places)"}}
+    return op
 
 
 def _statement_op() -> dict[str, Any]:
@@ -254,14 +266,15 @@ def _info_paths() -> dict[str, Any]:
 
 def build_openapi() -> dict[str, Any]:
     components = _components(_request_components(), {"Error": _ERROR},
-                             management_components(), chat_components(), formats_components())
+                             management_components(), chat_components(), formats_components(),
+                             listings_components())
     return {
         "openapi": "3.1.0",
         "info": {"title": "XRouter API", "version": "1",
                  "description": "OpenAI-compatible LLM router (OpenRouter contract). Every "
                                 "response body is typed in components/schemas."},
         "paths": {**_inference_paths(), **_info_paths(),
-                  **_accounts_paths()},
+                  **_accounts_paths(), **listings_paths(_op)},
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "anthropic": {"type": "apiKey", "in": "header", "name": "x-api-key"}}},
