@@ -26,6 +26,7 @@ import psycopg
 from tests.e2e.run_cluster_support import Started, run_cluster
 from tests.infra.postgres_ha import _as_postgres
 from tests.infra.redis_cluster import AttachedCluster
+from xrouter_router.domain.accounting import MESSAGE_OVERHEAD
 from xrouter_router.storage.redis.link import VERSION
 
 ACCOUNT = "drill"
@@ -40,6 +41,9 @@ UNARY, STREAMS = 6, 4  # concurrent clients of each kind
 # The demo quotes it back: a stream of MAX_TOKENS words, about a second long, so that streams are
 # mid-answer on the router that is killed (those are cut, and charged for what they relayed).
 PROMPT = " ".join(f"word{i}" for i in range(40))
+# A request's reservation (billing.prompt_bound: one token a UTF-8 byte, and the role's).
+WORST = (Decimal(PRICES[0]) * (len(PROMPT.encode()) + MESSAGE_OVERHEAD)
+         + Decimal(PRICES[1]) * MAX_TOKENS) * VAT / 10**6
 AFTER = 40  # answers to wait for after each fault (and before it)
 CATALOG = f"""
 [providers.demo]
@@ -262,12 +266,12 @@ async def _check_ledger(drill: Drill) -> None:
         if answer.error is not None:  # a stream its router was serving when it died
             assert answer.stream
             assert answer.error["code"] == "router_lost", answer.error
-            # Charged for the prompt and the relayed text (none when only the role chunk had
-            # come), at most the request's worst case (VAT included).
-            worst = (Decimal(PRICES[0]) * prompt + Decimal(PRICES[1]) * MAX_TOKENS) * VAT / 10**6
-            assert status == "router_lost" and prompt > 0 and 0 <= completion <= MAX_TOKENS
-            assert (completion > 0) == (answer.content != "")
-            assert Decimal(0) < cost <= worst, (cost, worst)
+            # Charged for the prompt and the relayed text as our tokenizer counts them (none
+            # when only the role chunk had come), at most the request's worst case: its
+            # reservation, from the prompt's UTF-8 bound and max_tokens, VAT included.
+            assert status == "router_lost" and prompt > 0 and (completion > 0) == (
+                answer.content != "")
+            assert Decimal(0) < cost <= WORST, (cost, WORST)
             continue
         assert (status, cost, (prompt, completion)) == ("success", answer.cost, answer.tokens)
     charged = sum((r[1] for r in records.values()), Decimal(0))

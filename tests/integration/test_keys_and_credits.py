@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from tests.integration.conftest import AUTH, Stack, events
+from tests.integration.test_ledger_stream import until
 from tests.support import clear_of_minute_boundary, gross
 
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -113,13 +114,34 @@ async def test_credits_402_names_the_limit_that_ran_out(stack: Stack) -> None:
 
 
 async def test_concurrent_spending_never_exceeds_the_balance(stack: Stack) -> None:
-    # Worst case per request: (prompt 6 x 100 + 100 completion x 200) / 1e6 = 0.0206 RUB.
+    """30 requests at once against 0.1 RUB, each reserving its worst case: (prompt 6 x 100 +
+    100 completion x 200) / 1e6 = 0.0206 RUB net, 0.025132 with VAT. The upstream holds every
+    admitted request until all 30 are either held there or refused, so exactly the
+    reservations that fit are admitted, however fast the machine; then each is charged its
+    real (smaller) cost."""
     await _top_up(stack, "acct-1", "0.1")
     key, _ = await _key(stack, concurrent=100)
-    body = {"model": "test/echo", "messages": HELLO, "max_tokens": 100}
-    results = await asyncio.gather(*(stack.chat(body, headers=_bearer(key)) for _ in range(30)))
+    body = {"model": "test/held", "messages": HELLO, "max_tokens": 100}
+    upstream = stack.upstream
+    held_before = upstream.models_called().count("fake-hold")
+    upstream.holding = "first"
+    try:
+        tasks = [asyncio.ensure_future(stack.chat(body, headers=_bearer(key))) for _ in range(30)]
+
+        async def settled() -> bool:
+            held = upstream.models_called().count("fake-hold") - held_before
+            refused = sum(1 for t in tasks if t.done() and t.result().status_code == 402)
+            return held + refused == 30
+        # A bound for a broken build, not a speed expectation.
+        await until(settled, 60, "every request held upstream or refused")
+    finally:
+        upstream.holding = ""
+        upstream.release()
+    results = await asyncio.gather(*tasks)
     ok = [r for r in results if r.status_code == 200]
-    assert {r.status_code for r in results} <= {200, 402} and 4 <= len(ok) < 30
+    worst = gross(Decimal("0.0206"))
+    assert {r.status_code for r in results} == {200, 402}
+    assert len(ok) == int(Decimal("0.1") / worst) == 3
     spent = sum(Decimal(str(r.json()["usage"]["cost"])) for r in ok)
     credits = (await stack.http.get(f"{stack.url}/v1/credits", headers=_bearer(key))).json()
     balance = Decimal(str(credits["data"]["balance"]))
