@@ -92,3 +92,13 @@ async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
         url = await stack.enter_async_context(running_gateway(gateway_settings(target)))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
         yield Cluster(url, http, database, account=name, routers=routers)
+
+
+@contextlib.asynccontextmanager
+async def running_embedded(catalog: Path) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """The embedded mode's rig, for suites that run in both modes: one router on SQLite behind
+    the gateway; yields the gateway's URL and a client."""
+    async with running_router(router_settings(catalog)) as router, \
+            running_gateway(gateway_settings(f"127.0.0.1:{router.server.port}")) as url, \
+            httpx.AsyncClient(timeout=20) as http:
+        yield url, http

@@ -22,15 +22,9 @@ from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixtu
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
 from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
-from tests.integration.cluster_support import running_cluster
+from tests.integration.cluster_support import running_cluster, running_embedded
 from tests.integration.conftest import AUTH
-from tests.support import (
-    extended_catalog,
-    gateway_settings,
-    router_settings,
-    running_gateway,
-    running_router,
-)
+from tests.support import extended_catalog
 
 HELLO = [{"role": "user", "content": "hello"}]
 EXTRA = """
@@ -107,10 +101,7 @@ async def served(request: pytest.FixtureRequest, tmp_path: Path, upstream: FakeO
     catalog = extended_catalog(tmp_path, upstream.base_url, extra)
     async with contextlib.AsyncExitStack() as stack:
         if request.param == "embedded":
-            router = await stack.enter_async_context(running_router(router_settings(catalog)))
-            url = await stack.enter_async_context(
-                running_gateway(gateway_settings(f"127.0.0.1:{router.server.port}")))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
+            url, http = await stack.enter_async_context(running_embedded(catalog))
             yield Served(url, http, "acct-pol")
             return
         postgres: PostgresHA = request.getfixturevalue("postgres_ha")

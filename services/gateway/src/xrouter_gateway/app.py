@@ -24,6 +24,7 @@ from xrouter_gateway.accounts_api import AccountsEndpoints
 from xrouter_gateway.anthropic_api import MessagesFormat
 from xrouter_gateway.chat import ChatFormat
 from xrouter_gateway.completions_api import CompletionsFormat
+from xrouter_gateway.console import ConsoleAssets
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.inbound import InboundEndpoint
@@ -81,6 +82,7 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     routing = RoutingEndpoints(client, settings)
     accounts = AccountsEndpoints(client, settings)
     info = InfoEndpoints(client, registry)
+    console = ConsoleAssets()
     openapi = orjson.dumps(build_openapi())
 
     async def openapi_json(request: Request) -> Response:
@@ -119,6 +121,10 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         Route("/readyz", info.readyz, methods=["GET"]),
         Route("/metrics", info.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        # The web console's assets; last, so that /console/session and the like match first.
+        Route("/console", console.index, methods=["GET"]),
+        Route("/console/", console.index, methods=["GET"]),
+        Route("/console/{name:path}", console.asset, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

@@ -1,0 +1,61 @@
+// Usage: the account's report grouped by day, model, provider or key, as a chart and a table,
+// and the same as CSV.
+import { accountParam, api, query, session } from "../api.js";
+import { barChart } from "../chart.js";
+import { clear, el, field, table } from "../dom.js";
+import { num, rub } from "../format.js";
+import { t } from "../i18n.js";
+
+const GROUPS = ["day", "model", "provider", "key"];
+
+function isoDay(offsetDays) {
+  return new Date(Date.now() + offsetDays * 86400000).toISOString().slice(0, 10);
+}
+
+export async function render(main, ctx) {
+  main.append(el("h1", null, t("usage.title")));
+  const group = el("select", { testid: "usage-group" }, GROUPS.map((g) => el("option", { value: g }, t(`group.${g}`))));
+  const since = el("input", { type: "date", value: isoDay(-29), testid: "usage-since" });
+  const until = el("input", { type: "date", value: isoDay(0), testid: "usage-until" });
+  const account = el("input", { testid: "usage-account", value: session.account_id || "" });
+  const csv = el("a", { class: "button", testid: "usage-csv", download: "usage.csv" }, t("usage.csv"));
+  const out = el("div");
+
+  function params() {
+    return {
+      group_by: group.value,
+      since: since.value ? `${since.value}T00:00:00Z` : "",
+      until: until.value ? `${until.value}T23:59:59.999Z` : "",
+      account_id: accountParam(ctx, account),
+    };
+  }
+
+  async function refresh() {
+    clear(out);
+    csv.setAttribute("href", `/v1/usage${query({ ...params(), format: "csv" })}`);
+    try {
+      const reply = await api("GET", `/v1/usage${query(params())}`);
+      const g = group.value;
+      const rows = [...reply.data].sort((a, b) => (g === "day" ? String(a.day).localeCompare(String(b.day)) : Number(b.cost) - Number(a.cost)));
+      if (!rows.length) {
+        out.append(el("p", { class: "muted" }, t("common.none")));
+        return;
+      }
+      out.append(el("section", { class: "card" }, el("h2", null, t("usage.chart", t(`group.${g}`))),
+        barChart(rows.map((r) => ({ label: r[g] || "—", value: r.cost })), { title: t("usage.chart", t(`group.${g}`)), format: rub, testid: "usage-chart" })));
+      out.append(table([t(`group.${g}`), t("usage.requests"), t("usage.prompt"), t("usage.completion"), t("usage.cost")],
+        rows.map((r) => [r[g] || "—", { text: num(r.requests), class: "num" }, { text: num(r.prompt_tokens), class: "num" },
+          { text: num(r.completion_tokens), class: "num" }, { text: rub(r.cost), class: "num" }]), { testid: "usage-table" }));
+    } catch (err) {
+      out.append(ctx.errorBox(err));
+    }
+  }
+
+  const filters = el("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); refresh(); } },
+    field(t("usage.groupBy"), group), field(t("usage.since"), since), field(t("usage.until"), until),
+    session.role === "master" ? field(t("common.account"), account) : null,
+    el("button", { type: "submit", testid: "usage-apply" }, t("common.apply")), csv);
+  group.addEventListener("change", refresh);
+  main.append(filters, out);
+  await refresh();
+}
