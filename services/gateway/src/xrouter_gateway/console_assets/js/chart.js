@@ -12,7 +12,7 @@ export function barChart(points, { title, format = String, testid } = {}) {
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
   const step = points.length ? plotW / points.length : plotW;
-  const bar = Math.max(1, step * 0.7);
+  const bar = Math.min(48, Math.max(1, step * 0.7));
   const root = svg("svg", {
     viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title,
     "data-testid": testid,
@@ -49,6 +49,16 @@ export function lastDays(days, now) {
   const end = now || new Date();
   for (let i = days - 1; i >= 0; i -= 1) {
     out.push(new Date(end.getTime() - i * 86400000).toISOString().slice(0, 10));
+  }
+  return out;
+}
+
+/** Every UTC day from `first` to `last` (YYYY-MM-DD, both included), at most 366. */
+export function daysBetween(first, last) {
+  const out = [];
+  const end = Date.parse(`${last}T00:00:00Z`);
+  for (let at = Date.parse(`${first}T00:00:00Z`); at <= end && out.length < 366; at += 86400000) {
+    out.push(new Date(at).toISOString().slice(0, 10));
   }
   return out;
 }

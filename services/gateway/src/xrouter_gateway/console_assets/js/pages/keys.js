@@ -11,8 +11,8 @@ function limitsText(k) {
   const r = k.rate_limit || {};
   const parts = [];
   parts.push(k.limit === null || k.limit === undefined ? t("keys.noLimit") : `≤ ${rub(k.limit)}`);
-  if (r.requests !== null && r.requests !== undefined) parts.push(`${r.requests}/min`);
-  if (r.requests_per_day !== null && r.requests_per_day !== undefined) parts.push(`${r.requests_per_day}/day`);
+  if (r.requests !== null && r.requests !== undefined) parts.push(t("keys.perMinute", r.requests));
+  if (r.requests_per_day !== null && r.requests_per_day !== undefined) parts.push(t("keys.perDay", r.requests_per_day));
   parts.push(k.allowed_models ? k.allowed_models.join(", ") : t("keys.anyModel"));
   return parts.join(" · ");
 }

@@ -1,7 +1,7 @@
 // Usage: the account's report grouped by day, model, provider or key, as a chart and a table,
 // and the same as CSV.
 import { accountParam, api, query, session } from "../api.js";
-import { barChart } from "../chart.js";
+import { barChart, daysBetween } from "../chart.js";
 import { clear, el, field, table } from "../dom.js";
 import { num, rub } from "../format.js";
 import { t } from "../i18n.js";
@@ -41,8 +41,11 @@ export async function render(main, ctx) {
         out.append(el("p", { class: "muted" }, t("common.none")));
         return;
       }
+      // By day, every day of the range has its bar (a day without traffic is a zero).
+      const costs = new Map(rows.map((r) => [r[g] || "—", r.cost]));
+      const labels = g === "day" && since.value && until.value ? daysBetween(since.value, until.value) : [...costs.keys()];
       out.append(el("section", { class: "card" }, el("h2", null, t("usage.chart", t(`group.${g}`))),
-        barChart(rows.map((r) => ({ label: r[g] || "—", value: r.cost })), { title: t("usage.chart", t(`group.${g}`)), format: rub, testid: "usage-chart" })));
+        barChart(labels.map((label) => ({ label, value: costs.get(label) || 0 })), { title: t("usage.chart", t(`group.${g}`)), format: rub, testid: "usage-chart" })));
       out.append(table([t(`group.${g}`), t("usage.requests"), t("usage.prompt"), t("usage.completion"), t("usage.cost")],
         rows.map((r) => [r[g] || "—", { text: num(r.requests), class: "num" }, { text: num(r.prompt_tokens), class: "num" },
           { text: num(r.completion_tokens), class: "num" }, { text: rub(r.cost), class: "num" }]), { testid: "usage-table" }));
