@@ -68,6 +68,27 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
+async def running_mode(mode: str, request: Any, tmp_path: Path,
+                       catalog: Path) -> AsyncIterator[tuple[str, httpx.AsyncClient, str]]:
+    """The gateway's URL, a client and an account name for a test in `mode`: "embedded" (one
+    router on SQLite; the account "acct") or "cluster" (running_cluster's, over the session's
+    postgres_ha and redis_cluster fixtures, which the test module imports)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if mode == "embedded":
+            router = await stack.enter_async_context(running_router(router_settings(catalog)))
+            url = await stack.enter_async_context(
+                running_gateway(gateway_settings(f"127.0.0.1:{router.server.port}")))
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
+            yield url, http, "acct"
+            return
+        postgres: PostgresHA = request.getfixturevalue("postgres_ha")
+        redis: RedisCluster = request.getfixturevalue("redis_cluster")
+        cluster = await stack.enter_async_context(
+            running_cluster(tmp_path, catalog, postgres, redis))
+        yield cluster.url, cluster.http, cluster.account
+
+
+@contextlib.asynccontextmanager
 async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
                           redis: RedisCluster, *, replicas: int = 2,
                           wall: Callable[[], float] = time.time,
@@ -93,12 +114,3 @@ async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
         yield Cluster(url, http, database, account=name, routers=routers)
 
-
-@contextlib.asynccontextmanager
-async def running_embedded(catalog: Path) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
-    """The embedded mode's rig, for suites that run in both modes: one router on SQLite behind
-    the gateway; yields the gateway's URL and a client."""
-    async with running_router(router_settings(catalog)) as router, \
-            running_gateway(gateway_settings(f"127.0.0.1:{router.server.port}")) as url, \
-            httpx.AsyncClient(timeout=20) as http:
-        yield url, http

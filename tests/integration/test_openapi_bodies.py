@@ -206,6 +206,16 @@ async def _info(c: Client, key_id: str, generation_id: str) -> None:
     await c.call("get", "/v1/auth/key")
     await c.call("get", "/v1/credits")
     await c.call("get", "/v1/generation", params={"id": generation_id})
+    page = await c.call("get", "/v1/generations", params={"limit": "1"})
+    assert page["data"][0]["key_id"] == key_id and page["next_before"] is not None
+    await c.call("get", "/v1/generations", 400, params={"limit": "0"})
+    top_ups = await c.call("get", "/v1/credits/topups", headers=AUTH,
+                           params={"account_id": "acct-1"})
+    assert top_ups["data"][0]["amount"] == 5
+    await c.call("get", "/v1/credits/topups", 403)
+    accounts = await c.call("get", "/v1/accounts", headers=AUTH)
+    assert [a["account_id"] for a in accounts["data"]] == ["acct-1", "acct-2"]
+    await c.call("get", "/v1/accounts", 403)
     report = await c.call("get", "/v1/usage", headers=AUTH, params={
         "group_by": "day,key,model,provider", "account_id": "acct-1"})
     assert {"day", "key", "model", "provider"} <= report["data"][0].keys()

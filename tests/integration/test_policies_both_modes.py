@@ -7,7 +7,6 @@ their own files in both modes (test_residency*, test_pii_guard*, test_vat_billin
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.yandexgpt_upstream import API_KEY, FOLDER, FakeYandexGPT
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
-from tests.infra.postgres_ha import PostgresHA
-from tests.infra.redis_cluster import RedisCluster
-from tests.integration.cluster_support import running_cluster, running_embedded
+from tests.integration.cluster_support import running_mode
 from tests.integration.conftest import AUTH
 from tests.support import extended_catalog
 
@@ -99,16 +96,8 @@ async def served(request: pytest.FixtureRequest, tmp_path: Path, upstream: FakeO
     monkeypatch.setenv("FAKE_YANDEX_KEY", API_KEY)
     extra = EXTRA.replace("YANDEX_URL", yandex.base_url).replace("FOLDER", FOLDER)
     catalog = extended_catalog(tmp_path, upstream.base_url, extra)
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "embedded":
-            url, http = await stack.enter_async_context(running_embedded(catalog))
-            yield Served(url, http, "acct-pol")
-            return
-        postgres: PostgresHA = request.getfixturevalue("postgres_ha")
-        redis: RedisCluster = request.getfixturevalue("redis_cluster")
-        cluster = await stack.enter_async_context(
-            running_cluster(tmp_path, catalog, postgres, redis))
-        yield Served(cluster.url, cluster.http, cluster.account)
+    async with running_mode(request.param, request, tmp_path, catalog) as (url, http, account):
+        yield Served(url, http, account if request.param == "cluster" else "acct-pol")
 
 
 async def _key(s: Served) -> dict[str, str]:

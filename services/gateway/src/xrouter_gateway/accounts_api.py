@@ -27,12 +27,12 @@ _TIMEOUT = 10.0
 _MAX_BODY = 64 * 1024
 
 
-def _num(text: str) -> Any:
+def num(text: str) -> Any:
     """An exact decimal string as a JSON number, or null."""
     return orjson.Fragment(text.encode()) if text else None
 
 
-def _iso(unix: float | None) -> str | None:
+def iso(unix: float | None) -> str | None:
     if not unix:
         return None
     return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
@@ -57,12 +57,12 @@ def key_json(k: pb.KeyInfo) -> dict[str, Any]:
     return {
         "id": k.id, "label": k.label, "name": k.label, "tier": k.tier, "prefix": k.prefix,
         "account_id": k.account_id, "disabled": k.disabled,
-        "limit": _num(k.credit_limit), "limit_remaining": _num(k.limit_remaining),
-        "usage": _num(k.usage) or 0, "usage_daily": _num(k.usage_daily) or 0,
-        "usage_weekly": _num(k.usage_weekly) or 0, "usage_monthly": _num(k.usage_monthly) or 0,
+        "limit": num(k.credit_limit), "limit_remaining": num(k.limit_remaining),
+        "usage": num(k.usage) or 0, "usage_daily": num(k.usage_daily) or 0,
+        "usage_weekly": num(k.usage_weekly) or 0, "usage_monthly": num(k.usage_monthly) or 0,
         "is_free_tier": k.tier == "free",
-        "created_at": _iso(k.created_at),
-        "expires_at": _iso(k.expires_at) if k.HasField("expires_at") else None,
+        "created_at": iso(k.created_at),
+        "expires_at": iso(k.expires_at) if k.HasField("expires_at") else None,
         "allowed_models": list(k.allowed_models) or None,
         "allowed_ips": list(k.allowed_ips) or None,
         # The key's own residency policy (null: its account's applies), and the one in force.
@@ -135,7 +135,7 @@ class SetPlan(Struct, forbid_unknown_fields=True):
 def plan_json(p: pb.Plan) -> dict[str, Any]:
     return {"account_id": p.account_id, "tier": p.tier, "is_default": p.is_default,
             "residency": p.residency or None, "pii_guard": p.pii_guard or None,
-            "pii_scope": p.pii_scope or None, "outage_allowance": _num(p.outage_allowance),
+            "pii_scope": p.pii_scope or None, "outage_allowance": num(p.outage_allowance),
             **{name: getattr(p, name) if p.HasField(name) else None
                for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute",
                             "concurrent")}}
@@ -186,14 +186,14 @@ def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
         "id": g.id, "model": g.model, "provider_name": g.provider,
         "provider": g.provider,  # the origin's name for provider_name
         "streamed": g.streamed,
-        "created_at": _iso(g.created_at), "generation_time": g.generation_ms,
+        "created_at": iso(g.created_at), "generation_time": g.generation_ms,
         "latency": g.latency_ms, "tokens_prompt": g.prompt_tokens,
         "tokens_completion": g.completion_tokens,
         "native_tokens_prompt": g.prompt_tokens if g.counts_native else None,
         "native_tokens_completion": g.completion_tokens if g.counts_native else None,
         "native_tokens_cached": g.cached_tokens, "native_tokens_reasoning": g.reasoning_tokens,
         "native_tokens_cache_write": g.cache_write_tokens,
-        "total_cost": _num(g.cost) or 0, "currency": "RUB", "finish_reason": g.finish_reason,
+        "total_cost": num(g.cost) or 0, "currency": "RUB", "finish_reason": g.finish_reason,
         "status": g.status, "key_id": g.key_id, "jurisdiction": g.jurisdiction or None,
         # The deployment's own currency; for one not RUB, the rate that converted total_cost,
         # the date from which it was in force (null: a fixed rate) and the cost in that
@@ -211,10 +211,20 @@ def generation_json(g: pb.GenerationInfo) -> dict[str, Any]:
 def credits_json(c: pb.Credits) -> dict[str, Any]:
     """An account's credits, as /v1/credits shows them and a top-up answers (usage gross, and
     its net and VAT apart)."""
-    return {"total_credits": _num(c.total_credits) or 0, "total_usage": _num(c.total_usage) or 0,
-            "total_usage_net": _num(c.total_usage_net) or 0,
-            "total_usage_vat": _num(c.total_usage_vat) or 0,
-            "balance": _num(c.balance) or 0, "currency": "RUB", "account_id": c.account_id}
+    return {"total_credits": num(c.total_credits) or 0, "total_usage": num(c.total_usage) or 0,
+            "total_usage_net": num(c.total_usage_net) or 0,
+            "total_usage_vat": num(c.total_usage_vat) or 0,
+            "balance": num(c.balance) or 0, "currency": "RUB", "account_id": c.account_id}
+
+async def call_accounts(request: Request, method: Callable[..., Awaitable[T]],
+                        message: Any) -> T:
+    """One Accounts RPC with the request's key; the router's refusal as the APIError to send."""
+    key = api_key(request)
+    try:
+        return await method(message, metadata=call_metadata(request, key, ""), timeout=_TIMEOUT)
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc_error(exc) from None
+
 
 class AccountsEndpoints:
     def __init__(self, client: RouterClient, settings: GatewaySettings) -> None:
@@ -223,12 +233,7 @@ class AccountsEndpoints:
 
     async def _call(self, request: Request, method: Callable[..., Awaitable[T]],
                     message: Any) -> T:
-        key = api_key(request)
-        try:
-            return await method(message, metadata=call_metadata(request, key, ""),
-                                timeout=_TIMEOUT)
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from None
+        return await call_accounts(request, method, message)
 
     async def key(self, request: Request) -> Response:
         info = await self._call(request, self._client.accounts.GetKey, pb.KeyRef())
@@ -347,8 +352,8 @@ class AccountsEndpoints:
                                    "cached_tokens": r.cached_tokens,
                                    "cache_write_tokens": r.cache_write_tokens,
                                    "reasoning_tokens": r.reasoning_tokens,
-                                   "cost": _num(r.cost) or 0,
-                                   "cost_net": _num(r.cost_net) or 0, "vat": _num(r.vat) or 0}
+                                   "cost": num(r.cost) or 0,
+                                   "cost_net": num(r.cost_net) or 0, "vat": num(r.vat) or 0}
             for group, value in (("day", r.day), ("key", r.key_id), ("model", r.model),
                                  ("provider", r.provider)):
                 if group in groups:

@@ -29,6 +29,7 @@ from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.inbound import InboundEndpoint
 from xrouter_gateway.info import InfoEndpoints
+from xrouter_gateway.listings_api import ListingsEndpoints
 from xrouter_gateway.metrics import ASGIApp, GatewayMetrics, MetricsMiddleware
 from xrouter_gateway.observability import AccessLogMiddleware, TracingMiddleware
 from xrouter_gateway.openapi import build_openapi
@@ -81,6 +82,7 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     embeddings = EmbeddingsEndpoint(client, settings)
     routing = RoutingEndpoints(client, settings)
     accounts = AccountsEndpoints(client, settings)
+    listings = ListingsEndpoints(client)
     info = InfoEndpoints(client, registry)
     console = ConsoleAssets()
     openapi = orjson.dumps(build_openapi())
@@ -108,7 +110,10 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         Route("/v1/keys/{key_id}", accounts.delete_key, methods=["DELETE"]),
         Route("/v1/credits", accounts.credits, methods=["GET"]),
         Route("/v1/credits", accounts.top_up, methods=["POST"]),
+        Route("/v1/credits/topups", listings.top_ups, methods=["GET"]),
         Route("/v1/generation", accounts.generation, methods=["GET"]),
+        Route("/v1/generations", listings.generations, methods=["GET"]),
+        Route("/v1/accounts", listings.accounts, methods=["GET"]),
         Route("/v1/usage", accounts.usage, methods=["GET"]),
         Route("/v1/statement", accounts.statement, methods=["GET"]),
         Route("/v1/accounts/{account_id}/plan", accounts.plan, methods=["GET"]),

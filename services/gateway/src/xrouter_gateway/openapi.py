@@ -12,6 +12,7 @@ from xrouter_gateway.completions_api import CompletionRequest
 from xrouter_gateway.embeddings import EmbeddingRequest
 from xrouter_gateway.openapi_chat import chat_components
 from xrouter_gateway.openapi_formats import formats_components
+from xrouter_gateway.openapi_listings import listings_components, listings_paths
 from xrouter_gateway.openapi_schemas import (
     INT,
     STR,
@@ -254,14 +255,15 @@ def _info_paths() -> dict[str, Any]:
 
 def build_openapi() -> dict[str, Any]:
     components = _components(_request_components(), {"Error": _ERROR},
-                             management_components(), chat_components(), formats_components())
+                             management_components(), chat_components(), formats_components(),
+                             listings_components())
     return {
         "openapi": "3.1.0",
         "info": {"title": "XRouter API", "version": "1",
                  "description": "OpenAI-compatible LLM router (OpenRouter contract). Every "
                                 "response body is typed in components/schemas."},
         "paths": {**_inference_paths(), **_info_paths(),
-                  **_accounts_paths()},
+                  **_accounts_paths(), **listings_paths(_op)},
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "anthropic": {"type": "apiKey", "in": "header", "name": "x-api-key"}}},

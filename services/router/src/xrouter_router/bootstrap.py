@@ -42,6 +42,7 @@ from xrouter_router.domain.ports import (
     CreditGuard,
     KeyStore,
     Limiter,
+    Listings,
     Meter,
     PlanStore,
     RateStore,
@@ -121,6 +122,7 @@ class AccountingStack:
     plans: PlanStore
     ledger: UsageLedger
     rates: RateStore
+    listings: Listings
     limiter: Limiter
     guard: CreditGuard
     # The admission port's stores: limits and credits in one call at each end of a generation.
@@ -163,6 +165,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     )
     from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
     from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
+    from xrouter_router.storage.sql.sqlite_listings import SqliteListings
     from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -171,20 +174,22 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     guard, limiter = InProcessCreditGuard(accounts), InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
                            SqliteUsageLedger(database), SqliteRateStore(database),
-                           limiter, guard, InProcessMeter(limiter, guard), guard.forget,
+                           SqliteListings(database), limiter, guard,
+                           InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
 
 def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
     from xrouter_router.storage.sql.pg_fx import PgRateStore
+    from xrouter_router.storage.sql.pg_listings import PgListings
     from xrouter_router.storage.sql.pg_plans import PgPlanStore
     from xrouter_router.storage.sql.postgres import pool
 
     connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
     database = PgDatabase(connections)
     keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
-    plans, rates = PgPlanStore(database), PgRateStore(database)
+    plans, rates, listings = PgPlanStore(database), PgRateStore(database), PgListings(database)
 
     async def open_pool() -> None:
         await connections.open(wait=False)
@@ -192,8 +197,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
 
     if not settings.redis_url:
         guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()
-        return AccountingStack(keys, accounts, plans, pg_ledger, rates, in_process, guard,
-                               InProcessMeter(in_process, guard), guard.forget,
+        return AccountingStack(keys, accounts, plans, pg_ledger, rates, listings, in_process,
+                               guard, InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)
     from xrouter_router.storage.redis.credits import RedisCreditGuard
@@ -245,7 +250,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
                            timeout=settings.redis_timeout)
     return AccountingStack(
-        keys, accounts, plans, ledger, rates, limiter, shared, RedisMeter(limiter, shared),
+        keys, accounts, plans, ledger, rates, listings, limiter, shared,
+        RedisMeter(limiter, shared),
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
@@ -339,7 +345,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                               redactor=Redactor(p.api_key for p in config.providers),
                               storage=stack.health)
     accounts = AccountsService(stack.keys, stack.accounts, stack.ledger, auth, secret=secret,
-                               plans=stack.plans, default_plan=Plan(settings.default_plan_tier),
+                               plans=stack.plans, listings=stack.listings,
+                               default_plan=Plan(settings.default_plan_tier),
                                balance_changed=stack.balance_changed, announce=stack.announce,
                                wall=wall, vat_zone=settings.vat.zone)
     accounts_servicer = AccountsServicer(accounts, auth)

@@ -773,6 +773,7 @@ class GenerationInfo(_message.Message):
     COST_NET_FIELD_NUMBER: _builtins.int
     VAT_FIELD_NUMBER: _builtins.int
     VAT_RATE_FIELD_NUMBER: _builtins.int
+    KEY_LABEL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     created_at: _builtins.float
     key_id: _builtins.str
@@ -805,6 +806,8 @@ class GenerationInfo(_message.Message):
     """cost (gross, as debited) = cost_net + vat; vat_rate is a fraction ("0.22"). Decimal strings."""
     vat: _builtins.str
     vat_rate: _builtins.str
+    key_label: _builtins.str
+    """The label of the key that made it ("" when the key has none or is gone); set in listings."""
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptInfo]: ...
     def __init__(
@@ -836,14 +839,232 @@ class GenerationInfo(_message.Message):
         cost_net: _builtins.str = ...,
         vat: _builtins.str = ...,
         vat_rate: _builtins.str = ...,
+        key_label: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "cost_net", b"cost_net", "cost_original", b"cost_original", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "fx_date", b"fx_date", "fx_rate", b"fx_rate", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "latency_ms", b"latency_ms", "model", b"model", "price_currency", b"price_currency", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed", "vat", b"vat", "vat_rate", b"vat_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens", "completion_tokens", b"completion_tokens", "cost", b"cost", "cost_net", b"cost_net", "cost_original", b"cost_original", "counts_native", b"counts_native", "created_at", b"created_at", "finish_reason", b"finish_reason", "fx_date", b"fx_date", "fx_rate", b"fx_rate", "generation_ms", b"generation_ms", "id", b"id", "jurisdiction", b"jurisdiction", "key_id", b"key_id", "key_label", b"key_label", "latency_ms", b"latency_ms", "model", b"model", "price_currency", b"price_currency", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "reasoning_tokens", b"reasoning_tokens", "status", b"status", "streamed", b"streamed", "vat", b"vat", "vat_rate", b"vat_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GenerationInfo: _TypeAlias = GenerationInfo  # noqa: Y015
+
+@_typing.final
+class ListGenerationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Filters; "" (or unset) does not filter."""
+    key_id: _builtins.str
+    model: _builtins.str
+    provider: _builtins.str
+    since: _builtins.float
+    """Unix seconds: created at or after `since`, before `until`."""
+    until: _builtins.float
+    before: _builtins.str
+    """The previous page's next_before ("": the newest page)."""
+    limit: _builtins.int
+    """1 to 200; 0 means 50."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        since: _builtins.float | None = ...,
+        until: _builtins.float | None = ...,
+        before: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_since", b"_since", "_until", b"_until", "since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_since", b"_since", "_until", b"_until", "account_id", b"account_id", "before", b"before", "key_id", b"key_id", "limit", b"limit", "model", b"model", "provider", b"provider", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__since: _TypeAlias = _typing.Literal["since"]  # noqa: Y015
+    _WhichOneofArgType__since: _TypeAlias = _typing.Literal["_since", b"_since"]  # noqa: Y015
+    _WhichOneofReturnType__until: _TypeAlias = _typing.Literal["until"]  # noqa: Y015
+    _WhichOneofArgType__until: _TypeAlias = _typing.Literal["_until", b"_until"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__since) -> _WhichOneofReturnType__since | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__until) -> _WhichOneofReturnType__until | None: ...
+
+Global___ListGenerationsRequest: _TypeAlias = ListGenerationsRequest  # noqa: Y015
+
+@_typing.final
+class GenerationPage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GENERATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_BEFORE_FIELD_NUMBER: _builtins.int
+    next_before: _builtins.str
+    """The cursor of the next (older) page; "" when this is the last one."""
+    @_builtins.property
+    def generations(self) -> _containers.RepeatedCompositeFieldContainer[Global___GenerationInfo]:
+        """Without attempts; key_label set."""
+
+    def __init__(
+        self,
+        *,
+        generations: _abc.Iterable[Global___GenerationInfo] | None = ...,
+        next_before: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generations", b"generations", "next_before", b"next_before"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerationPage: _TypeAlias = GenerationPage  # noqa: Y015
+
+@_typing.final
+class TopUpsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    limit: _builtins.int
+    """1 to 200; 0 means 50."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopUpsRequest: _TypeAlias = TopUpsRequest  # noqa: Y015
+
+@_typing.final
+class TopUpEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    amount: _builtins.str
+    """A decimal string, RUB."""
+    reference: _builtins.str
+    created_at: _builtins.float
+    def __init__(
+        self,
+        *,
+        amount: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        created_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "created_at", b"created_at", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopUpEntry: _TypeAlias = TopUpEntry  # noqa: Y015
+
+@_typing.final
+class TopUpList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    TOP_UPS_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    @_builtins.property
+    def top_ups(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopUpEntry]: ...
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        top_ups: _abc.Iterable[Global___TopUpEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "top_ups", b"top_ups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopUpList: _TypeAlias = TopUpList  # noqa: Y015
+
+@_typing.final
+class ListAccountsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccountsRequest: _TypeAlias = ListAccountsRequest  # noqa: Y015
+
+@_typing.final
+class AccountSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    name: _builtins.str
+    balance: _builtins.str
+    """A decimal string, RUB."""
+    plan: _builtins.str
+    """The tier of the plan the operator set ("" when none was set)."""
+    created_at: _builtins.float
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        balance: _builtins.str = ...,
+        plan: _builtins.str = ...,
+        created_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance", b"balance", "created_at", b"created_at", "name", b"name", "plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountSummary: _TypeAlias = AccountSummary  # noqa: Y015
+
+@_typing.final
+class AccountList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountSummary]: ...
+    def __init__(
+        self,
+        *,
+        accounts: _abc.Iterable[Global___AccountSummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountList: _TypeAlias = AccountList  # noqa: Y015
 
 @_typing.final
 class StatementRequest(_message.Message):

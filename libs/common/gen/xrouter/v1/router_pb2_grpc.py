@@ -483,6 +483,21 @@ class AccountsStub:
                 request_serializer=xrouter_dot_v1_dot_router__pb2.StatementRequest.SerializeToString,
                 response_deserializer=xrouter_dot_v1_dot_router__pb2.Statement.FromString,
                 _registered_method=True)
+        self.ListGenerations = channel.unary_unary(
+                '/xrouter.v1.Accounts/ListGenerations',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.ListGenerationsRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.GenerationPage.FromString,
+                _registered_method=True)
+        self.ListTopUps = channel.unary_unary(
+                '/xrouter.v1.Accounts/ListTopUps',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.TopUpsRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.TopUpList.FromString,
+                _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/xrouter.v1.Accounts/ListAccounts',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.AccountList.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -566,6 +581,28 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListGenerations(self, request, context):
+        """Generations a page at a time, newest first: a key its own, a management key its account's,
+        the master key any account's (or all). Never prompts or completions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTopUps(self, request, context):
+        """An account's top-ups, newest first (management of that account; the master key names it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccounts(self, request, context):
+        """Every account with its balance and plan (the master key only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -628,6 +665,21 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.GetStatement,
                     request_deserializer=xrouter_dot_v1_dot_router__pb2.StatementRequest.FromString,
                     response_serializer=xrouter_dot_v1_dot_router__pb2.Statement.SerializeToString,
+            ),
+            'ListGenerations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGenerations,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.ListGenerationsRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.GenerationPage.SerializeToString,
+            ),
+            'ListTopUps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTopUps,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.TopUpsRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.TopUpList.SerializeToString,
+            ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.ListAccountsRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.AccountList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -956,6 +1008,87 @@ class Accounts:
             '/xrouter.v1.Accounts/GetStatement',
             xrouter_dot_v1_dot_router__pb2.StatementRequest.SerializeToString,
             xrouter_dot_v1_dot_router__pb2.Statement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGenerations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/ListGenerations',
+            xrouter_dot_v1_dot_router__pb2.ListGenerationsRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.GenerationPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTopUps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/ListTopUps',
+            xrouter_dot_v1_dot_router__pb2.TopUpsRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.TopUpList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Accounts/ListAccounts',
+            xrouter_dot_v1_dot_router__pb2.ListAccountsRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.AccountList.FromString,
             options,
             channel_credentials,
             insecure,

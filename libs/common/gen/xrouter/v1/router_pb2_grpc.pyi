@@ -194,6 +194,14 @@ class AccountsStub:
     SetPlan: _grpc.UnaryUnaryMultiCallable[_router_pb2.Plan, _router_pb2.Plan]
     GetStatement: _grpc.UnaryUnaryMultiCallable[_router_pb2.StatementRequest, _router_pb2.Statement]
     """An account's monthly statement: any key, of its own account; the master key names one."""
+    ListGenerations: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListGenerationsRequest, _router_pb2.GenerationPage]
+    """Generations a page at a time, newest first: a key its own, a management key its account's,
+    the master key any account's (or all). Never prompts or completions.
+    """
+    ListTopUps: _grpc.UnaryUnaryMultiCallable[_router_pb2.TopUpsRequest, _router_pb2.TopUpList]
+    """An account's top-ups, newest first (management of that account; the master key names it)."""
+    ListAccounts: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListAccountsRequest, _router_pb2.AccountList]
+    """Every account with its balance and plan (the master key only)."""
 
 @_typing.type_check_only
 class AccountsAsyncStub(AccountsStub):
@@ -218,6 +226,14 @@ class AccountsAsyncStub(AccountsStub):
     SetPlan: _aio.UnaryUnaryMultiCallable[_router_pb2.Plan, _router_pb2.Plan]  # type: ignore[assignment]
     GetStatement: _aio.UnaryUnaryMultiCallable[_router_pb2.StatementRequest, _router_pb2.Statement]  # type: ignore[assignment]
     """An account's monthly statement: any key, of its own account; the master key names one."""
+    ListGenerations: _aio.UnaryUnaryMultiCallable[_router_pb2.ListGenerationsRequest, _router_pb2.GenerationPage]  # type: ignore[assignment]
+    """Generations a page at a time, newest first: a key its own, a management key its account's,
+    the master key any account's (or all). Never prompts or completions.
+    """
+    ListTopUps: _aio.UnaryUnaryMultiCallable[_router_pb2.TopUpsRequest, _router_pb2.TopUpList]  # type: ignore[assignment]
+    """An account's top-ups, newest first (management of that account; the master key names it)."""
+    ListAccounts: _aio.UnaryUnaryMultiCallable[_router_pb2.ListAccountsRequest, _router_pb2.AccountList]  # type: ignore[assignment]
+    """Every account with its balance and plan (the master key only)."""
 
 class AccountsServicer(metaclass=_abc_1.ABCMeta):
     """Keys, credits, generations and usage. The caller's key travels in the `authorization`
@@ -311,5 +327,31 @@ class AccountsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.Statement, _abc.Awaitable[_router_pb2.Statement]]:
         """An account's monthly statement: any key, of its own account; the master key names one."""
+
+    @_abc_1.abstractmethod
+    def ListGenerations(
+        self,
+        request: _router_pb2.ListGenerationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.GenerationPage, _abc.Awaitable[_router_pb2.GenerationPage]]:
+        """Generations a page at a time, newest first: a key its own, a management key its account's,
+        the master key any account's (or all). Never prompts or completions.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTopUps(
+        self,
+        request: _router_pb2.TopUpsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.TopUpList, _abc.Awaitable[_router_pb2.TopUpList]]:
+        """An account's top-ups, newest first (management of that account; the master key names it)."""
+
+    @_abc_1.abstractmethod
+    def ListAccounts(
+        self,
+        request: _router_pb2.ListAccountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.AccountList, _abc.Awaitable[_router_pb2.AccountList]]:
+        """Every account with its balance and plan (the master key only)."""
 
 def add_AccountsServicer_to_server(servicer: AccountsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,8 +27,17 @@ from xrouter_router.domain.ledger import (
     UsageRow,
     UsageTotals,
 )
+from xrouter_router.domain.listings import (
+    AccountSummary,
+    GenerationPage,
+    GenerationQuery,
+    TopUp,
+    checked_limit,
+    checked_time,
+    page_of,
+)
 from xrouter_router.domain.plans import Plan
-from xrouter_router.domain.ports import AccountStore, KeyStore, PlanStore, UsageLedger
+from xrouter_router.domain.ports import AccountStore, KeyStore, Listings, PlanStore, UsageLedger
 from xrouter_router.domain.read_cache import Answer, ReadCache
 from xrouter_router.domain.statement import Statement, month_period
 
@@ -95,7 +104,7 @@ class PlanView:
 
 class AccountsService:
     def __init__(self, keys: KeyStore, accounts: AccountStore, ledger: UsageLedger,
-                 auth: KeyAuthenticator, *, secret: bytes, plans: PlanStore,
+                 auth: KeyAuthenticator, *, secret: bytes, plans: PlanStore, listings: Listings,
                  default_plan: Plan | None = None,
                  balance_changed: Callable[[str], Awaitable[None]] | None = None,
                  announce: Callable[[str], Awaitable[object]] | None = None,
@@ -110,6 +119,7 @@ class AccountsService:
         self._default_plan = default_plan or Plan()
         self._accounts = accounts
         self._ledger = ledger
+        self._listings = listings
         self._auth = auth
         self._secret = secret
         self._balance_changed = balance_changed
@@ -314,6 +324,36 @@ class AccountsService:
         scope = account_id or (None if caller.master else caller.account_id)
         return await self._ledger.report(account_id=scope, group_by=group_by, since=since,
                                          until=until)
+
+    async def generations(self, caller: ApiKey, query: GenerationQuery) -> GenerationPage:
+        """A page of the generations the caller may see: a key its own, a management key its
+        account's, the master key any account's (every account's when it names none)."""
+        if not caller.master and query.account_id not in (None, caller.account_id):
+            raise Forbidden("A key may only list its own account's generations",
+                            param="account_id")
+        if not caller.master:
+            query = replace(query, account_id=caller.account_id)
+        if not is_manager(caller):
+            if query.key_id not in (None, caller.id):
+                raise Forbidden("This key may only list its own generations", param="key_id")
+            query = replace(query, key_id=caller.id)
+        query = replace(query, limit=checked_limit(query.limit),
+                        since=checked_time(query.since, "since"),
+                        until=checked_time(query.until, "until"))
+        return page_of(await self._listings.generations(query), query.limit)
+
+    async def top_ups(self, caller: ApiKey, account_id: str, limit: int) -> list[TopUp]:
+        """The account's latest top-ups, newest first: management of the account."""
+        self._manage(caller, account_id)
+        if caller.master and not account_id:
+            raise InvalidRequest("account_id is required with the master key", param="account_id")
+        return await self._listings.top_ups(account_id or caller.account_id, checked_limit(limit))
+
+    async def accounts(self, caller: ApiKey) -> list[AccountSummary]:
+        """Every account with its balance and plan: the operator's view."""
+        if not caller.master:
+            raise Forbidden("Listing accounts needs the master key")
+        return await self._listings.accounts()
 
     async def statement(self, caller: ApiKey, account_id: str, month: str) -> Statement:
         """The account's statement for the month (YYYY-MM, in the VAT time zone): any key, of

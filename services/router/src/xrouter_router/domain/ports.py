@@ -12,6 +12,7 @@ from xrouter_router.domain.fx import Rate
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import Account, GenerationRecord, UsageRow, UsageTotals
 from xrouter_router.domain.limits import TokenAsk, TokenHold
+from xrouter_router.domain.listings import AccountSummary, GenerationQuery, ListedGeneration, TopUp
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.types import (
     ChatRequest,
@@ -143,6 +144,23 @@ class UsageLedger(Protocol):
                       until: float) -> list[GenerationRecord]:
         """The account's generations that cost something, made in [since, until), oldest first
         (then by id): the lines of a statement."""
+        ...
+
+
+class Listings(Protocol):
+    """What people's pages list, read from the database (domain/listings.py)."""
+
+    async def generations(self, query: GenerationQuery) -> list[ListedGeneration]:
+        """Up to query.limit + 1 generations matching the query, newest first (by created_at,
+        then id, both descending), each with its key's label."""
+        ...
+
+    async def top_ups(self, account_id: str, limit: int) -> list[TopUp]:
+        """The account's latest `limit` top-ups, newest first."""
+        ...
+
+    async def accounts(self) -> list[AccountSummary]:
+        """Every account, by id."""
         ...
 
 

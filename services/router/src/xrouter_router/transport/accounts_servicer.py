@@ -21,6 +21,8 @@ from xrouter_router.domain.accounts_service import (
 from xrouter_router.domain.addresses import AllowList
 from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.keys import ApiKey, Limits
+from xrouter_router.domain.ledger import GenerationRecord
+from xrouter_router.domain.listings import Cursor, GenerationQuery
 from xrouter_router.domain.pii import policy as pii
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import Authenticator
@@ -75,6 +77,31 @@ def key_info(u: KeyUsage) -> pb.KeyInfo:
         out.expires_at = k.expires_at
     _set_limits(out, k.limits)
     return out
+
+
+def generation_info(r: GenerationRecord, *, attempts: bool = True) -> pb.GenerationInfo:
+    return pb.GenerationInfo(
+        id=r.id, created_at=r.created_at, key_id=r.key_id, model=r.model,
+        provider=r.provider, streamed=r.streamed, prompt_tokens=r.prompt_tokens,
+        completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
+        reasoning_tokens=r.reasoning_tokens, counts_native=r.counts_native,
+        cache_write_tokens=r.cache_write_tokens,
+        cost=_money(r.cost), latency_ms=r.latency_ms, generation_ms=r.generation_ms,
+        finish_reason=r.finish_reason, status=r.status,
+        attempts=attempts_to_proto(r.attempts) if attempts else [], jurisdiction=r.jurisdiction,
+        price_currency=r.price_currency,
+        fx_rate="" if r.fx_rate is None else decimal_text(r.fx_rate),
+        cost_original="" if r.cost_original is None else _money(r.cost_original),
+        fx_date="" if r.fx_date is None else r.fx_date.isoformat(),
+        cost_net=_money(r.cost_net), vat=_money(r.vat), vat_rate=rate_text(r.vat_rate))
+
+
+def generation_query(r: pb.ListGenerationsRequest) -> GenerationQuery:
+    return GenerationQuery(
+        account_id=r.account_id or None, key_id=r.key_id or None, model=r.model or None,
+        provider=r.provider or None, since=r.since if r.HasField("since") else None,
+        until=r.until if r.HasField("until") else None,
+        before=Cursor.decode(r.before) if r.before else None, limit=r.limit)
 
 
 def plan_info(view: PlanView) -> pb.Plan:
@@ -196,21 +223,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
     async def GetGeneration(self, request: pb.GenerationRef,  # noqa: N802
                             context: Context) -> pb.GenerationInfo:
         async def work(caller: ApiKey) -> pb.GenerationInfo:
-            r = await self._service.generation(caller, request.id)
-            return pb.GenerationInfo(
-                id=r.id, created_at=r.created_at, key_id=r.key_id, model=r.model,
-                provider=r.provider, streamed=r.streamed, prompt_tokens=r.prompt_tokens,
-                completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
-                reasoning_tokens=r.reasoning_tokens, counts_native=r.counts_native,
-                cache_write_tokens=r.cache_write_tokens,
-                cost=_money(r.cost), latency_ms=r.latency_ms, generation_ms=r.generation_ms,
-                finish_reason=r.finish_reason, status=r.status,
-                attempts=attempts_to_proto(r.attempts), jurisdiction=r.jurisdiction,
-                price_currency=r.price_currency,
-                fx_rate="" if r.fx_rate is None else decimal_text(r.fx_rate),
-                cost_original="" if r.cost_original is None else _money(r.cost_original),
-                fx_date="" if r.fx_date is None else r.fx_date.isoformat(),
-                cost_net=_money(r.cost_net), vat=_money(r.vat), vat_rate=rate_text(r.vat_rate))
+            return generation_info(await self._service.generation(caller, request.id))
         return await self._run(context, work)
 
     async def Usage(self, request: pb.UsageRequest,  # noqa: N802
@@ -228,6 +241,37 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                 reasoning_tokens=r.totals.reasoning_tokens, cost_net=_money(r.totals.cost_net),
                 vat=_money(r.totals.vat))
                 for r in rows])
+        return await self._run(context, work)
+
+    async def ListGenerations(self, request: pb.ListGenerationsRequest,  # noqa: N802
+                              context: Context) -> pb.GenerationPage:
+        async def work(caller: ApiKey) -> pb.GenerationPage:
+            page = await self._service.generations(caller, generation_query(request))
+            out = pb.GenerationPage(next_before=page.next_before.encode()
+                                    if page.next_before else "")
+            for listed in page.generations:
+                info = generation_info(listed.record, attempts=False)
+                info.key_label = listed.key_label
+                out.generations.append(info)
+            return out
+        return await self._run(context, work)
+
+    async def ListTopUps(self, request: pb.TopUpsRequest,  # noqa: N802
+                         context: Context) -> pb.TopUpList:
+        async def work(caller: ApiKey) -> pb.TopUpList:
+            entries = await self._service.top_ups(caller, request.account_id, request.limit)
+            return pb.TopUpList(account_id=request.account_id, top_ups=[
+                pb.TopUpEntry(amount=_money(t.amount), reference=t.reference,
+                              created_at=t.created_at) for t in entries])
+        return await self._run(context, work)
+
+    async def ListAccounts(self, request: pb.ListAccountsRequest,  # noqa: N802
+                           context: Context) -> pb.AccountList:
+        async def work(caller: ApiKey) -> pb.AccountList:
+            return pb.AccountList(accounts=[
+                pb.AccountSummary(account_id=a.id, name=a.name, balance=_money(a.balance),
+                                  plan=a.plan, created_at=a.created_at)
+                for a in await self._service.accounts(caller)])
         return await self._run(context, work)
 
     async def GetPlan(self, request: pb.AccountRef, context: Context) -> pb.Plan:  # noqa: N802

@@ -324,7 +324,7 @@ class PgAccountStore:
         return None if row is None else row[0]
 
 
-_GENERATION_COLUMNS = ("g.id, g.created_at, g.key_id, g.account_id, g.model, g.provider, g.streamed, "
+GENERATION_COLUMNS = ("g.id, g.created_at, g.key_id, g.account_id, g.model, g.provider, g.streamed, "
                        "g.prompt_tokens, g.completion_tokens, g.cached_tokens, g.reasoning_tokens, "
                        "g.counts_native, g.cost, g.latency_ms, g.generation_ms, g.finish_reason, "
                        "g.status, g.attempts, g.cache_write_tokens, g.jurisdiction, "
@@ -342,7 +342,7 @@ _GROUPS = {"day": ("to_char(day, 'YYYY-MM-DD') COLLATE \"C\"", "day"),
 assert set(_GROUPS) == REPORT_GROUPS
 
 
-def _generation(row: Row) -> GenerationRecord:
+def generation_of(row: Row) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
      reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
      cache_write, jurisdiction, currency, fx_rate, cost_original, fx_date, vat, vat_rate) = row
@@ -404,9 +404,9 @@ class PgUsageLedger:
     async def get(self, generation_id: str) -> GenerationRecord | None:
         # Through generation_ids: its created_at prunes the scan to one partition.
         row = await self._db.fetchone(
-            f"SELECT {_GENERATION_COLUMNS} FROM generation_ids i JOIN generations g"
+            f"SELECT {GENERATION_COLUMNS} FROM generation_ids i JOIN generations g"
             " ON g.id = i.id AND g.created_at = i.created_at WHERE i.id = %s", (generation_id,))
-        return None if row is None else _generation(row)
+        return None if row is None else generation_of(row)
 
     async def totals(self, *, key_id: str | None = None, account_id: str | None = None,
                      since: float | None = None) -> UsageTotals:
@@ -439,8 +439,8 @@ class PgUsageLedger:
                       until: float) -> builtins.list[GenerationRecord]:
         """The account's generations that cost something in [since, until), oldest first."""
         rows = await self._db.fetchall(
-            f"SELECT {_GENERATION_COLUMNS} FROM generations g WHERE g.account_id = %s"
+            f"SELECT {GENERATION_COLUMNS} FROM generations g WHERE g.account_id = %s"
             " AND g.created_at >= %s AND g.created_at < %s AND g.cost > 0"
             ' ORDER BY g.created_at, g.id COLLATE "C"',
             (account_id, _time(since), _time(until)))
-        return [_generation(row) for row in rows]
+        return [generation_of(row) for row in rows]

@@ -195,12 +195,12 @@ class SqliteAccountStore:
         return from_units(0 if row is None else row[0])
 
 
-_GENERATION_COLUMNS = ("id, created_at, key_id, account_id, model, provider, streamed, prompt_tokens, "
+GENERATION_COLUMNS = ("id, created_at, key_id, account_id, model, provider, streamed, prompt_tokens, "
                        "completion_tokens, cached_tokens, reasoning_tokens, counts_native, cost, "
                        "latency_ms, generation_ms, finish_reason, status, attempts, "
                        "cache_write_tokens, jurisdiction, price_currency, fx_rate, cost_original, "
                        "fx_date, vat, vat_rate, cost_net")
-_INSERT_GENERATION = (f"INSERT INTO generations ({_GENERATION_COLUMNS}) VALUES "
+_INSERT_GENERATION = (f"INSERT INTO generations ({GENERATION_COLUMNS}) VALUES "
                       f"({', '.join('?' * 27)}) ON CONFLICT (id) DO NOTHING")
 _ADD_USAGE = """INSERT INTO usage_daily (day, account_id, key_id, model, provider, requests,
     prompt_tokens, completion_tokens, cost, cached_tokens, cache_write_tokens, reasoning_tokens, vat)
@@ -234,7 +234,7 @@ def _generation_row(r: GenerationRecord, cost: int, vat: int) -> tuple[Any, ...]
             vat, to_units(r.vat_rate), cost - vat)
 
 
-def _generation(row: Sequence[Any]) -> GenerationRecord:
+def generation_of(row: Sequence[Any]) -> GenerationRecord:
     (gen_id, created_at, key_id, account_id, model, provider, streamed, prompt, completion, cached,
      reasoning, native, cost, latency_ms, generation_ms, finish_reason, status, attempts,
      cache_write, jurisdiction, currency, fx_rate, cost_original, fx_date, vat, vat_rate, _) = row
@@ -281,8 +281,8 @@ class SqliteUsageLedger:
 
     async def get(self, generation_id: str) -> GenerationRecord | None:
         row = await self._db.read(lambda conn: conn.execute(
-            f"SELECT {_GENERATION_COLUMNS} FROM generations WHERE id = ?", (generation_id,)).fetchone())
-        return None if row is None else _generation(row)
+            f"SELECT {GENERATION_COLUMNS} FROM generations WHERE id = ?", (generation_id,)).fetchone())
+        return None if row is None else generation_of(row)
 
     async def totals(self, *, key_id: str | None = None, account_id: str | None = None,
                      since: float | None = None) -> UsageTotals:
@@ -312,8 +312,8 @@ class SqliteUsageLedger:
                       until: float) -> builtins.list[GenerationRecord]:
         """The account's generations that cost something, made at or after `since` and before
         `until`, oldest first (then by id): a statement's lines."""
-        sql = (f"SELECT {_GENERATION_COLUMNS} FROM generations WHERE account_id = ?"
+        sql = (f"SELECT {GENERATION_COLUMNS} FROM generations WHERE account_id = ?"
                " AND created_at >= ? AND created_at < ? AND cost > 0 ORDER BY created_at, id")
         rows = await self._db.read(
             lambda conn: conn.execute(sql, (account_id, since, until)).fetchall())
-        return [_generation(row) for row in rows]
+        return [generation_of(row) for row in rows]

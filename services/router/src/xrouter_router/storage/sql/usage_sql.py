@@ -1,15 +1,17 @@
-"""SQL pieces the SQLite and PostgreSQL usage ledgers share: the WHERE clause of the filters given
-and the checked list of report groups. Pure: no driver, no I/O; each caller passes its placeholder."""
+"""SQL pieces the SQLite and PostgreSQL usage ledgers share: the WHERE clause of the filters given,
+the checked list of report groups and the query of a page of generations. Pure: no driver, no
+I/O; each caller passes its placeholder."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
 from xrouter_router.domain.errors import InvalidRequest
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import REPORT_GROUPS
+from xrouter_router.domain.listings import GenerationQuery
 
 # A key's own policies and its account's (its plan's; NULL without a plan), read with the key in
 # this order: residency, pii_guard, pii_scope, then the account's outage allowance.
@@ -47,3 +49,29 @@ def report_groups(group_by: Sequence[str]) -> list[str]:
     if unknown:
         raise InvalidRequest(f"cannot group usage by {sorted(unknown)}", param="group_by")
     return list(dict.fromkeys(group_by))
+
+
+def generations_sql(columns: str, query: GenerationQuery, mark: str, *, table: str,
+                    id_expr: str, time: Callable[[float], object]) -> tuple[str, list[object]]:
+    """The query of up to query.limit + 1 generations, newest first, each with its key's label;
+    `table` is how the columns name generations, `id_expr` its id as ordered (bytewise), `time`
+    a unix time as the driver passes created_at. The cursor's row comparison comes with a plain
+    bound on created_at, so that an index on (account_id or key_id, created_at) ranges over it."""
+    t = table
+    def at(ts: float | None) -> object | None:
+        return None if ts is None else time(ts)
+    clause, params = where({f"{t}.account_id = {mark}": query.account_id,
+                            f"{t}.key_id = {mark}": query.key_id,
+                            f"{t}.model = {mark}": query.model,
+                            f"{t}.provider = {mark}": query.provider,
+                            f"{t}.created_at >= {mark}": at(query.since),
+                            f"{t}.created_at < {mark}": at(query.until)})
+    if query.before is not None:
+        bound = time(query.before.created_at)
+        after = (f"{t}.created_at <= {mark} AND ({t}.created_at, {id_expr}) < ({mark}, {mark})")
+        clause = f"{clause} AND {after}" if clause else f"WHERE {after}"
+        params += [bound, bound, query.before.id]
+    label = f"(SELECT k.label FROM api_keys k WHERE k.id = {t}.key_id)"
+    sql = (f"SELECT {columns}, {label} FROM generations {t} {clause}"
+           f" ORDER BY {t}.created_at DESC, {id_expr} DESC LIMIT {mark}")
+    return sql, [*params, query.limit + 1]
