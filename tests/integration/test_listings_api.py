@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +181,34 @@ async def test_top_ups_and_accounts(served: Served) -> None:
     for headers in (manager, plain):
         resp = await s.get("/v1/accounts", headers)
         assert resp.status_code == 403, resp.text
+
+
+async def test_usage_as_csv_is_the_json_report_to_the_kopeck(served: Served) -> None:
+    s = served
+    account = f"{s.prefix}-a"
+    await s.top_up(account, "100", "")
+    one, one_id = await s.key(account)
+    for _ in range(3):
+        await s.chat(one)
+    await _recorded(s, account, 3)
+    query = {"account_id": account, "group_by": "model,key,day"}
+    as_json = await s.get("/v1/usage", AUTH, **query)
+    assert as_json.status_code == 200, as_json.text
+    [row] = json.loads(as_json.text, parse_float=Decimal)["data"]
+    as_csv = await s.get("/v1/usage", AUTH, **query, format="csv")
+    assert as_csv.status_code == 200, as_csv.text
+    assert as_csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert as_csv.headers["content-disposition"] == 'attachment; filename="usage.csv"'
+    header, line, end = as_csv.text.split("\r\n")
+    assert (header, end) == ("day,key,model,requests,prompt_tokens,completion_tokens,"
+                             "cached_tokens,cache_write_tokens,reasoning_tokens,cost,cost_net,vat",
+                             "")
+    cells = line.split(",")
+    assert cells[:9] == [row["day"], one_id, "test/echo", "3", *(str(row[c]) for c in (
+        "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+        "reasoning_tokens"))]
+    money = [Decimal(c) for c in cells[9:]]
+    assert money == [row["cost"], row["cost_net"], row["vat"]] and money[0] > 0
+    assert all(len(c.split(".")[1]) >= 2 for c in cells[9:])  # to the kopeck at least
+    refused = await s.get("/v1/usage", AUTH, **query, format="xml")
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "format")

@@ -219,6 +219,9 @@ async def _info(c: Client, key_id: str, generation_id: str) -> None:
     report = await c.call("get", "/v1/usage", headers=AUTH, params={
         "group_by": "day,key,model,provider", "account_id": "acct-1"})
     assert {"day", "key", "model", "provider"} <= report["data"][0].keys()
+    usage_csv = await c.stack.http.get(f"{c.stack.url}/v1/usage", headers=AUTH, params={
+        "group_by": "model", "account_id": "acct-1", "format": "csv"})
+    c.spec.check("/v1/usage", "get", 200, usage_csv.text, media="text/csv")
     month = time.strftime("%Y-%m", time.gmtime(time.time() + 3 * 3600))  # Moscow's month
     statement = await c.call("get", "/v1/statement", params={"month": month})
     assert generation_id in [line["generation_id"] for line in statement["data"]["lines"]]

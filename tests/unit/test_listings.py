@@ -31,7 +31,7 @@ def test_page_sizes_and_times() -> None:
         with pytest.raises(InvalidRequest, match="limit must be from 1 to 200"):
             checked_limit(bad)
     assert checked_time(None, "since") is None and checked_time(0.0, "since") == 0.0
-    for bad in (float("nan"), float("inf"), -1.0, 253402300800.0):
+    for time in (float("nan"), float("inf"), -1.0, 253402300800.0):
         with pytest.raises(InvalidRequest) as refused:
-            checked_time(bad, "until")
+            checked_time(time, "until")
         assert refused.value.param == "until"

@@ -15,12 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.csv_format import csv_download, requested_format
 from xrouter_gateway.errors import APIError, from_rpc_error
 from xrouter_gateway.guards import decimal_text, validation_error
 from xrouter_gateway.inbound import api_key, call_metadata, read_body
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.settings import GatewaySettings
-from xrouter_gateway.statement_format import FORMATS, statement_csv, statement_json
+from xrouter_gateway.statement_format import statement_csv, statement_json
+from xrouter_gateway.usage_format import usage_csv, usage_json
 
 T = TypeVar("T")
 _TIMEOUT = 10.0
@@ -340,42 +342,24 @@ class AccountsEndpoints:
 
     async def usage(self, request: Request) -> Response:
         params = request.query_params
+        fmt = requested_format(request)
         groups = [g for g in params.get("group_by", "").split(",") if g]
         out = pb.UsageRequest(account_id=params.get("account_id", ""), group_by=groups,
                               since=_timestamp(params.get("since"), "since") or 0.0,
                               until=_timestamp(params.get("until"), "until") or 0.0)
         reply = await self._call(request, self._client.accounts.Usage, out)
-        rows = []
-        for r in reply.rows:
-            row: dict[str, Any] = {"requests": r.requests, "prompt_tokens": r.prompt_tokens,
-                                   "completion_tokens": r.completion_tokens,
-                                   "cached_tokens": r.cached_tokens,
-                                   "cache_write_tokens": r.cache_write_tokens,
-                                   "reasoning_tokens": r.reasoning_tokens,
-                                   "cost": num(r.cost) or 0,
-                                   "cost_net": num(r.cost_net) or 0, "vat": num(r.vat) or 0}
-            for group, value in (("day", r.day), ("key", r.key_id), ("model", r.model),
-                                 ("provider", r.provider)):
-                if group in groups:
-                    row[group] = value
-            rows.append(row)
-        return _json({"data": rows, "currency": "RUB"})
+        if fmt == "csv":
+            return csv_download(usage_csv(reply, groups), "usage.csv")
+        return _json({"data": usage_json(reply, groups), "currency": "RUB"})
 
     async def statement(self, request: Request) -> Response:
         params = request.query_params
-        fmt = params.get("format", "json")
-        if fmt not in FORMATS:
-            raise APIError(400, f"format must be one of {list(FORMATS)}, got {fmt!r}",
-                           param="format")
+        fmt = requested_format(request)
         reply = await self._call(request, self._client.accounts.GetStatement, pb.StatementRequest(
             account_id=params.get("account_id", ""), month=params.get("month", "")))
         if fmt == "json":
             return _json({"data": statement_json(reply)})
-        safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_"
-                       for c in reply.account_id)
-        name = f"statement-{safe}-{reply.month}.csv"
-        return Response(statement_csv(reply), media_type="text/csv; charset=utf-8",
-                        headers={"content-disposition": f'attachment; filename="{name}"'})
+        return csv_download(statement_csv(reply), f"statement-{reply.account_id}-{reply.month}.csv")
 
     async def plan(self, request: Request) -> Response:
         reply = await self._call(request, self._client.accounts.GetPlan,

@@ -137,12 +137,11 @@ def _accounts_paths() -> dict[str, Any]:
                                    "parameters": [{"name": "id", "in": "query",
                                                    "required": True,
                                                    "schema": {"type": "string"}}]}},
-        "/v1/usage": {"get": {**_op("Usage report grouped by day, key, model, provider",
-                                    "UsageReport", 400, 403, management=True),
+        "/v1/usage": {"get": {**_usage_op(),
                               "parameters": [{"name": n, "in": "query",
                                               "schema": {"type": "string"}}
                                              for n in ("group_by", "since", "until",
-                                                       "account_id")]}},
+                                                       "account_id", "format")]}},
         "/v1/statement": {"get": {**_statement_op(),
                                   "parameters": [{"name": n, "in": "query",
                                                   "required": n == "month",
@@ -154,6 +153,18 @@ def _accounts_paths() -> dict[str, Any]:
             "put": {**_op("Set the account's plan (master key)", "PlanResponse", 400, 403,
                           body="SetPlan", management=True), "parameters": account_id}},
     }
+
+
+def _usage_op() -> dict[str, Any]:
+    """JSON, or with `format=csv` the same columns as CSV (usage.csv)."""
+    op = _op("Usage report grouped by day, key, model, provider; JSON or CSV", "UsageReport",
+             400, 403, management=True)
+    op["responses"]["200"]["content"]["text/csv"] = {"schema": {
+        **STR, "description": "columns: the groups asked for (day, key, model, provider), "
+                              "requests, prompt_tokens, completion_tokens, cached_tokens, "
+                              "cache_write_tokens, reasoning_tokens, cost, cost_net, vat (RUB, "
+                              "exact decimal text with at least two places)"}}
+    return op
 
 
 def _statement_op() -> dict[str, Any]:

@@ -4,13 +4,11 @@ and `total_rub` rows in kopecks)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from xrouter.v1 import router_pb2 as pb
+from xrouter_gateway.csv_format import csv_text
 
-FORMATS = ("json", "csv")
 CSV_COLUMNS = ("date", "generation_id", "model", "provider", "prompt_tokens",
                "completion_tokens", "vat_rate", "net", "vat", "gross")
 
@@ -43,11 +41,5 @@ def _total_rows(total: pb.StatementTotal) -> list[list[str]]:
 
 
 def statement_csv(s: pb.Statement) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for line in s.lines:
-        writer.writerow([str(v) for v in _line(line).values()])
-    for total in (*s.by_rate, s.total):
-        writer.writerows(_total_rows(total))
-    return out.getvalue()
+    totals = [row for total in (*s.by_rate, s.total) for row in _total_rows(total)]
+    return csv_text(CSV_COLUMNS, [*(list(_line(line).values()) for line in s.lines), *totals])
