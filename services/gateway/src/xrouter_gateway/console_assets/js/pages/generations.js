@@ -27,12 +27,16 @@ export async function render(main, ctx) {
       { text: rub(g.cost), class: "num" }, { text: num(g.latency_ms), class: "num" }, yesNo(g.streamed), g.finish_reason || "—"];
   }
 
+  let latest = 0;  // only the latest request draws: an earlier answer that arrives late is dropped
+
   async function load(reset) {
+    const mine = ++latest;
     if (reset) { clear(out); before = null; body = null; }
     const params = { limit: PAGE, before, model: inputs.model.value.trim(), provider: inputs.provider.value.trim(), key_id: inputs.key_id.value.trim() };
     params.account_id = accountParam(ctx, inputs.account_id);
     try {
       const reply = await api("GET", `/v1/generations${query(params)}`);
+      if (mine !== latest) return;
       if (!body) {
         if (!reply.data.length) { out.append(el("p", { class: "muted" }, t("common.none"))); more.hidden = true; return; }
         const tbl = table([t("gen.time"), t("gen.model"), t("gen.provider"), t("gen.key"), t("gen.tokens"), t("gen.cached"), t("gen.cost"), t("gen.latency"), t("gen.streamed"), t("gen.finish")], [], { testid: "gen-table" });
@@ -41,8 +45,9 @@ export async function render(main, ctx) {
       }
       for (const g of reply.data) body.append(el("tr", null, rowOf(g).map((c) => (c !== null && typeof c === "object" && !(c instanceof Node) ? el("td", { class: c.class }, c.text) : el("td", null, c)))));
       before = reply.next_before;
-      more.hidden = !before;
+      more.hidden = !before || reply.data.length < PAGE;
     } catch (err) {
+      if (mine !== latest) return;
       more.hidden = true;
       if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
         out.append(el("p", { class: "error", testid: "error" }, t("common.unavailable", "/v1/generations")));

@@ -18,7 +18,8 @@ export async function render(main, ctx) {
   const since = el("input", { type: "date", value: isoDay(-29), testid: "usage-since" });
   const until = el("input", { type: "date", value: isoDay(0), testid: "usage-until" });
   const account = el("input", { testid: "usage-account", value: session.account_id || "" });
-  const csv = el("a", { class: "button", testid: "usage-csv", download: "usage.csv" }, t("usage.csv"));
+  const csvNote = el("span");
+  const csv = el("button", { type: "button", testid: "usage-csv", onclick: () => exportCsv() }, t("usage.csv"));
   const out = el("div");
 
   function params() {
@@ -30,11 +31,35 @@ export async function render(main, ctx) {
     };
   }
 
+  // The API's CSV, saved as a file; an API that answers something else has no CSV export.
+  async function exportCsv() {
+    clear(csvNote);
+    try {
+      const resp = await fetch(`/v1/usage${query({ ...params(), format: "csv" })}`, { credentials: "same-origin" });
+      if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+      if (!(resp.headers.get("Content-Type") || "").startsWith("text/csv")) {
+        csvNote.append(el("span", { class: "error", testid: "error" }, t("common.unavailable", t("usage.csv"))));
+        return;
+      }
+      const link = el("a", { href: URL.createObjectURL(await resp.blob()), download: `usage-${params().group_by}.csv` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    } catch (err) {
+      csvNote.append(ctx.errorBox(err));
+    }
+  }
+
+  // Only the latest request draws: an earlier answer that arrives late is dropped.
+  let latest = 0;
+
   async function refresh() {
+    const mine = ++latest;
     clear(out);
-    csv.setAttribute("href", `/v1/usage${query({ ...params(), format: "csv" })}`);
     try {
       const reply = await api("GET", `/v1/usage${query(params())}`);
+      if (mine !== latest) return;
       const g = group.value;
       const rows = [...reply.data].sort((a, b) => (g === "day" ? String(a.day).localeCompare(String(b.day)) : Number(b.cost) - Number(a.cost)));
       if (!rows.length) {
@@ -50,14 +75,14 @@ export async function render(main, ctx) {
         rows.map((r) => [r[g] || "—", { text: num(r.requests), class: "num" }, { text: num(r.prompt_tokens), class: "num" },
           { text: num(r.completion_tokens), class: "num" }, { text: rub(r.cost), class: "num" }]), { testid: "usage-table" }));
     } catch (err) {
-      out.append(ctx.errorBox(err));
+      if (mine === latest) out.append(ctx.errorBox(err));
     }
   }
 
   const filters = el("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); refresh(); } },
     field(t("usage.groupBy"), group), field(t("usage.since"), since), field(t("usage.until"), until),
     session.role === "master" ? field(t("common.account"), account) : null,
-    el("button", { type: "submit", testid: "usage-apply" }, t("common.apply")), csv);
+    el("button", { type: "submit", testid: "usage-apply" }, t("common.apply")), csv, csvNote);
   group.addEventListener("change", refresh);
   main.append(filters, out);
   await refresh();
