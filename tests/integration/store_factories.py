@@ -19,16 +19,25 @@ from xrouter_router.domain.addresses import AllowList
 from xrouter_router.domain.errors import Attempt
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
-from xrouter_router.domain.ports import AccountStore, KeyStore, PlanStore, RateStore, UsageLedger
+from xrouter_router.domain.ports import (
+    AccountStore,
+    KeyStore,
+    PlanStore,
+    RateStore,
+    SessionStore,
+    UsageLedger,
+)
 from xrouter_router.storage.sql.migrate import migrate
 from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
 from xrouter_router.storage.sql.pg_fx import PgRateStore
 from xrouter_router.storage.sql.pg_plans import PgPlanStore
+from xrouter_router.storage.sql.pg_sessions import PgSessionStore
 from xrouter_router.storage.sql.postgres import pool
 from xrouter_router.storage.sql.sqlite import SqliteAccountStore, SqliteKeyStore, SqliteUsageLedger
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
 from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
+from xrouter_router.storage.sql.sqlite_sessions import SqliteSessionStore
 
 DAY1 = datetime(2024, 5, 1, tzinfo=UTC).timestamp()
 DAY2 = DAY1 + 86_400
@@ -48,6 +57,7 @@ class Stores:
     entries_total: Callable[[str], Awaitable[Decimal]]
     plans: PlanStore
     rates: RateStore
+    sessions: SessionStore
 
 
 StoresFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Stores]]
@@ -60,7 +70,7 @@ def sqlite_stores_over(db: SqliteDatabase) -> Stores:
             (account_id,)).fetchone()[0])
         return Decimal(units).scaleb(-8)
     return Stores(SqliteKeyStore(db), SqliteAccountStore(db), SqliteUsageLedger(db), entries_total,
-                  SqlitePlanStore(db), SqliteRateStore(db))
+                  SqlitePlanStore(db), SqliteRateStore(db), SqliteSessionStore(db))
 
 
 @asynccontextmanager
@@ -91,7 +101,7 @@ async def postgres_stores(request: pytest.FixtureRequest) -> AsyncIterator[Store
             assert row is not None
             return Decimal(row[0])
         yield Stores(PgKeyStore(db), PgAccountStore(db), PgUsageLedger(db), entries_total,
-                     PgPlanStore(db), PgRateStore(db))
+                     PgPlanStore(db), PgRateStore(db), PgSessionStore(db))
 
 
 # ---------------------------------------------------------------------------------------------

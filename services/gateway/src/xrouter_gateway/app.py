@@ -24,6 +24,7 @@ from xrouter_gateway.accounts_api import AccountsEndpoints
 from xrouter_gateway.anthropic_api import MessagesFormat
 from xrouter_gateway.chat import ChatFormat
 from xrouter_gateway.completions_api import CompletionsFormat
+from xrouter_gateway.console_session import ConsoleSessionEndpoints
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.inbound import InboundEndpoint
@@ -81,6 +82,7 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     routing = RoutingEndpoints(client, settings)
     accounts = AccountsEndpoints(client, settings)
     info = InfoEndpoints(client, registry)
+    console = ConsoleSessionEndpoints(client)
     openapi = orjson.dumps(build_openapi())
 
     async def openapi_json(request: Request) -> Response:
@@ -119,6 +121,9 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         Route("/readyz", info.readyz, methods=["GET"]),
         Route("/metrics", info.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/console/session", console.sign_in, methods=["POST"]),
+        Route("/console/session", console.current, methods=["GET"]),
+        Route("/console/session", console.sign_out, methods=["DELETE"]),
     ]
     app = Starlette(
         routes=routes,

@@ -45,9 +45,11 @@ from xrouter_router.domain.ports import (
     Meter,
     PlanStore,
     RateStore,
+    SessionStore,
     UsageLedger,
 )
 from xrouter_router.domain.service import ChatService
+from xrouter_router.domain.sessions import SessionService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.sticky import StickyRoutes
 from xrouter_router.providers.http import new_session
@@ -63,6 +65,7 @@ from xrouter_router.transport.accounts_servicer import AccountsServicer
 from xrouter_router.transport.redact import Redactor
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
+from xrouter_router.transport.sessions_servicer import SessionsServicer
 from xrouter_router.transport.tls import server_credentials
 
 if TYPE_CHECKING:
@@ -121,6 +124,7 @@ class AccountingStack:
     plans: PlanStore
     ledger: UsageLedger
     rates: RateStore
+    sessions: SessionStore
     limiter: Limiter
     guard: CreditGuard
     # The admission port's stores: limits and credits in one call at each end of a generation.
@@ -164,6 +168,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
     from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
     from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
+    from xrouter_router.storage.sql.sqlite_sessions import SqliteSessionStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
@@ -171,7 +176,8 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     guard, limiter = InProcessCreditGuard(accounts), InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
                            SqliteUsageLedger(database), SqliteRateStore(database),
-                           limiter, guard, InProcessMeter(limiter, guard), guard.forget,
+                           SqliteSessionStore(database), limiter, guard,
+                           InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
 
@@ -179,12 +185,13 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
     from xrouter_router.storage.sql.pg_fx import PgRateStore
     from xrouter_router.storage.sql.pg_plans import PgPlanStore
+    from xrouter_router.storage.sql.pg_sessions import PgSessionStore
     from xrouter_router.storage.sql.postgres import pool
 
     connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
     database = PgDatabase(connections)
     keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
-    plans, rates = PgPlanStore(database), PgRateStore(database)
+    plans, rates, sessions = PgPlanStore(database), PgRateStore(database), PgSessionStore(database)
 
     async def open_pool() -> None:
         await connections.open(wait=False)
@@ -192,7 +199,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
 
     if not settings.redis_url:
         guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()
-        return AccountingStack(keys, accounts, plans, pg_ledger, rates, in_process, guard,
+        return AccountingStack(keys, accounts, plans, pg_ledger, rates, sessions, in_process, guard,
                                InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)
@@ -245,7 +252,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
                            timeout=settings.redis_timeout)
     return AccountingStack(
-        keys, accounts, plans, ledger, rates, limiter, shared, RedisMeter(limiter, shared),
+        keys, accounts, plans, ledger, rates, sessions, limiter, shared,
+        RedisMeter(limiter, shared),
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[initialize_clients, open_pool, consumer.start],
@@ -320,8 +328,9 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     stack = build_accounting(settings)
     secret = key_secret(settings)
     auth = KeyAuthenticator(stack.keys, secret=secret, master_key=settings.master_key,
-                            ttl=settings.key_cache_ttl, size=settings.key_cache_size,
-                            negative_size=settings.key_cache_negative_size)
+                            sessions=stack.sessions, ttl=settings.key_cache_ttl,
+                            size=settings.key_cache_size,
+                            negative_size=settings.key_cache_negative_size, wall=wall)
     if stack.listen is not None:
         stack.listen(auth.forget)
     billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat,
@@ -343,9 +352,12 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                                balance_changed=stack.balance_changed, announce=stack.announce,
                                wall=wall, vat_zone=settings.vat.zone)
     accounts_servicer = AccountsServicer(accounts, auth)
+    sessions = SessionService(stack.sessions, secret=secret, forget=auth.forget,
+                              announce=stack.announce, wall=wall)
     credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
     server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
-                        health_listen=settings.health_listen)
+                        health_listen=settings.health_listen,
+                        sessions=SessionsServicer(sessions, auth))
     collector = accounting_metrics.register(registry, {"keys": auth, "reads": accounts.reads,
                                                        **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
