@@ -25,6 +25,7 @@ from xrouter_gateway.anthropic_api import MessagesFormat
 from xrouter_gateway.chat import ChatFormat
 from xrouter_gateway.completions_api import CompletionsFormat
 from xrouter_gateway.console import ConsoleAssets
+from xrouter_gateway.console_session import ConsoleSessionEndpoints
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.inbound import InboundEndpoint
@@ -84,7 +85,8 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     accounts = AccountsEndpoints(client, settings)
     listings = ListingsEndpoints(client)
     info = InfoEndpoints(client, registry)
-    console = ConsoleAssets()
+    console = ConsoleSessionEndpoints(client)
+    assets = ConsoleAssets()
     openapi = orjson.dumps(build_openapi())
 
     async def openapi_json(request: Request) -> Response:
@@ -126,10 +128,13 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         Route("/readyz", info.readyz, methods=["GET"]),
         Route("/metrics", info.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        # The web console's assets; last, so that /console/session and the like match first.
-        Route("/console", console.index, methods=["GET"]),
-        Route("/console/", console.index, methods=["GET"]),
-        Route("/console/{name:path}", console.asset, methods=["GET"]),
+        Route("/console/session", console.sign_in, methods=["POST"]),
+        Route("/console/session", console.current, methods=["GET"]),
+        Route("/console/session", console.sign_out, methods=["DELETE"]),
+        # The web console's assets; last, so that /console/session matches first.
+        Route("/console", assets.index, methods=["GET"]),
+        Route("/console/", assets.index, methods=["GET"]),
+        Route("/console/{name:path}", assets.asset, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

@@ -46,9 +46,11 @@ from xrouter_router.domain.ports import (
     Meter,
     PlanStore,
     RateStore,
+    SessionStore,
     UsageLedger,
 )
 from xrouter_router.domain.service import ChatService
+from xrouter_router.domain.sessions import SessionService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.sticky import StickyRoutes
 from xrouter_router.providers.http import new_session
@@ -64,6 +66,7 @@ from xrouter_router.transport.accounts_servicer import AccountsServicer
 from xrouter_router.transport.redact import Redactor
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
+from xrouter_router.transport.sessions_servicer import SessionsServicer
 from xrouter_router.transport.tls import server_credentials
 
 if TYPE_CHECKING:
@@ -123,6 +126,7 @@ class AccountingStack:
     ledger: UsageLedger
     rates: RateStore
     listings: Listings
+    sessions: SessionStore
     limiter: Limiter
     guard: CreditGuard
     # The admission port's stores: limits and credits in one call at each end of a generation.
@@ -167,6 +171,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
     from xrouter_router.storage.sql.sqlite_listings import SqliteListings
     from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
+    from xrouter_router.storage.sql.sqlite_sessions import SqliteSessionStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
@@ -174,7 +179,8 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     guard, limiter = InProcessCreditGuard(accounts), InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
                            SqliteUsageLedger(database), SqliteRateStore(database),
-                           SqliteListings(database), limiter, guard,
+                           SqliteListings(database), SqliteSessionStore(database), limiter,
+                           guard,
                            InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
@@ -184,12 +190,14 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.pg_fx import PgRateStore
     from xrouter_router.storage.sql.pg_listings import PgListings
     from xrouter_router.storage.sql.pg_plans import PgPlanStore
+    from xrouter_router.storage.sql.pg_sessions import PgSessionStore
     from xrouter_router.storage.sql.postgres import pool
 
     connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
     database = PgDatabase(connections)
     keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
     plans, rates, listings = PgPlanStore(database), PgRateStore(database), PgListings(database)
+    sessions = PgSessionStore(database)
 
     async def open_pool() -> None:
         await connections.open(wait=False)
@@ -197,8 +205,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
 
     if not settings.redis_url:
         guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()
-        return AccountingStack(keys, accounts, plans, pg_ledger, rates, listings, in_process,
-                               guard, InProcessMeter(in_process, guard), guard.forget,
+        return AccountingStack(keys, accounts, plans, pg_ledger, rates, listings, sessions,
+                               in_process, guard, InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)
     from xrouter_router.storage.redis.credits import RedisCreditGuard
@@ -250,7 +258,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
                            timeout=settings.redis_timeout)
     return AccountingStack(
-        keys, accounts, plans, ledger, rates, listings, limiter, shared,
+        keys, accounts, plans, ledger, rates, listings, sessions, limiter, shared,
         RedisMeter(limiter, shared),
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
@@ -326,8 +334,9 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     stack = build_accounting(settings)
     secret = key_secret(settings)
     auth = KeyAuthenticator(stack.keys, secret=secret, master_key=settings.master_key,
-                            ttl=settings.key_cache_ttl, size=settings.key_cache_size,
-                            negative_size=settings.key_cache_negative_size)
+                            sessions=stack.sessions, ttl=settings.key_cache_ttl,
+                            size=settings.key_cache_size,
+                            negative_size=settings.key_cache_negative_size, wall=wall)
     if stack.listen is not None:
         stack.listen(auth.forget)
     billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat,
@@ -350,9 +359,12 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                                balance_changed=stack.balance_changed, announce=stack.announce,
                                wall=wall, vat_zone=settings.vat.zone)
     accounts_servicer = AccountsServicer(accounts, auth)
+    sessions = SessionService(stack.sessions, secret=secret, forget=auth.forget,
+                              announce=stack.announce, wall=wall)
     credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
     server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
-                        health_listen=settings.health_listen)
+                        health_listen=settings.health_listen,
+                        sessions=SessionsServicer(sessions, auth))
     collector = accounting_metrics.register(registry, {"keys": auth, "reads": accounts.reads,
                                                        **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
