@@ -147,7 +147,9 @@ async def test_every_page_renders_in_both_languages_without_console_errors(
             await expect(page.get_by_test_id("nav-overview")).to_have_text(overview)
         for page_id in ids:
             await page.get_by_test_id(f"nav-{page_id}").click()
-            await page.get_by_test_id(f"page-{page_id}").locator("h1").wait_for()
+            # Drawn with its data, in this language (a failed load shows an error instead).
+            await page.locator(f"[data-testid=page-{page_id}][data-ready]").wait_for()
+            await expect(page.get_by_test_id("error")).to_have_count(0)
         expected = {"master": ["operator", "keys", "usage", "generations", "models",
                                "providers", "playground"],
                     "mgmt": ["overview", "keys", "usage", "generations", "models",
@@ -228,3 +230,16 @@ async def test_another_accounts_data_is_refused_in_the_page_and_by_the_api(
     one = await served.http.get(f"{served.url}/v1/generation", params={"id": str(answer["id"])},
                                 headers=auth)
     assert one.status_code == 404, one.text  # another key's generation does not exist for it
+
+
+async def test_models_show_rub_per_million_tokens_and_context(served: Served, page: Page) -> None:
+    await sign_in(page, served.url, await served.key("pro"))
+    await page.get_by_test_id("nav-models").click()
+    row = page.get_by_test_id("models-table").locator("tbody tr").filter(
+        has=page.get_by_text("test/buckets", exact=True))
+    # The catalog's prices are per million tokens (100 and 200 RUB); the API's are per token.
+    await expect(row.locator("td").nth(1)).to_have_text("16,000")
+    await expect(row.locator("td").nth(2)).to_have_text("100")
+    await expect(row.locator("td").nth(3)).to_have_text("200")
+    await expect(row.locator("td").nth(4)).to_have_text("fake")
+    await expect(row.locator(".chip")).to_contain_text(["max_tokens", "temperature"])

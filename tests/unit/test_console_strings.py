@@ -32,7 +32,8 @@ def test_every_key_asked_for_exists() -> None:
     for prefix, names in (("nav", ["overview", "keys", "usage", "generations", "models",
                                    "providers", "playground", "operator"]),
                           ("role", ["master", "management", "key"]),
-                          ("group", ["day", "model", "provider", "key"])):
+                          ("group", ["day", "model", "provider", "key"]),
+                          ("status", ["operational", "degraded", "down", "unknown"])):
         assert {f"{prefix}.{n}" for n in names} <= known
 
 

@@ -92,7 +92,7 @@ function shell() {
     href: `#/${p.id}`, testid: `nav-${p.id}`, class: p === active ? "active" : null,
   }, t(`nav.${p.id}`))));
   const who = el("span", { class: "who", testid: "who" },
-    `${session.label || session.key_id || ""} · ${t(`role.${session.role}`)}${session.account_id ? ` · ${session.account_id}` : ""}`);
+    [session.label || session.key_id, t(`role.${session.role}`), session.account_id].filter(Boolean).join(" · "));
   const out = el("button", {
     type: "button", class: "link", testid: "sign-out",
     onclick: async () => { await signOut().catch(() => {}); render(); },
@@ -104,7 +104,9 @@ function shell() {
     el("div", { class: "layout" }, nav, main),
   );
   const ctx = { errorBox, params: route().params };
-  Promise.resolve(active.page.render(main, ctx)).then((fn) => { cleanup = typeof fn === "function" ? fn : null; })
+  // data-ready: the page has drawn what it loads first (a hook for tests and scripts).
+  Promise.resolve(active.page.render(main, ctx))
+    .then((fn) => { cleanup = typeof fn === "function" ? fn : null; main.setAttribute("data-ready", "true"); })
     .catch((err) => {
       if (err instanceof ApiError && err.status === 401) { for (const k of Object.keys(session)) session[k] = null; render(); return; }
       main.append(errorBox(err));

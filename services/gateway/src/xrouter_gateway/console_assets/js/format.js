@@ -11,9 +11,9 @@ export function rub(value) {
   return `${new Intl.NumberFormat(locale(), { minimumFractionDigits: 2, maximumFractionDigits: 6 }).format(n)} ₽`;
 }
 
-export function num(value) {
+export function num(value, digits = 3) {
   if (value === null || value === undefined || value === "") return "—";
-  return new Intl.NumberFormat(locale(), { maximumFractionDigits: 3 }).format(Number(value));
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits }).format(Number(value));
 }
 
 export function time(iso) {
@@ -37,8 +37,8 @@ export function perMillion(text) {
   const padded = frac.padEnd(6, "0");
   const intPart = (whole + padded.slice(0, 6)).replace(/^0+(?=\d)/, "");
   const rest = padded.slice(6).replace(/0+$/, "");
-  const sep = lang() === "ru" ? "," : ".";
-  return sign + intPart + (rest ? sep + rest : "");
+  const [sep, group] = lang() === "ru" ? [",", "\u00a0"] : [".", ","];
+  return sign + intPart.replace(/\B(?=(\d{3})+$)/g, group) + (rest ? sep + rest : "");
 }
 
 /** Today's date (UTC) as YYYY-MM-DD, as the usage report's days are. */
