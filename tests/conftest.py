@@ -1,7 +1,9 @@
-"""Fixtures every suite can use: the fake OpenAI upstream and the test catalog."""
+"""Fixtures every suite can use: the fake OpenAI upstream, the test catalog, and Moscow as the
+local time zone."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,3 +25,13 @@ def upstream() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def catalog(tmp_path: Path, upstream: FakeOpenAI) -> Path:
     return write_catalog(tmp_path, upstream.base_url)
+
+
+@pytest.fixture
+def moscow_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is Moscow's (UTC+3, TZ) in the test, and whatever it was after it."""
+    monkeypatch.setenv("TZ", "Europe/Moscow")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -4,10 +4,19 @@ every filter; an account's top-ups; every account with its balance and plan."""
 
 from __future__ import annotations
 
+import re
+import sqlite3
+import time
+import uuid
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
+from tests.infra.postgres_ha import PostgresHA
 from tests.integration.store_factories import (
     DAY1,
     DAY2,
@@ -25,6 +34,12 @@ from xrouter_router.domain.listings import (
     page_of,
 )
 from xrouter_router.domain.plans import Plan
+from xrouter_router.storage.sql.migrate import migrate
+from xrouter_router.storage.sql.pg import GENERATION_COLUMNS as PG_COLUMNS
+from xrouter_router.storage.sql.pg_listings import pg_time
+from xrouter_router.storage.sql.sqlite import GENERATION_COLUMNS as SQLITE_COLUMNS
+from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
+from xrouter_router.storage.sql.usage_sql import generations_sql
 
 
 async def _ids(stores: Stores, query: GenerationQuery) -> list[list[str]]:
@@ -113,3 +128,54 @@ class TestTopUpsAndAccounts:
             AccountSummary("acc-a", "name of acc-a", Decimal("12.33999999"), "", 0.0),
             AccountSummary("acc-b", "name of acc-b", Decimal(0), "pro", 0.0)]
         assert all(a.created_at > 1.7e9 for a in listed)
+
+
+# Now: PostgreSQL's partitions are this month's and the next (an older cursor prunes them all).
+NOW = time.time()
+QUERIES = {"every account": GenerationQuery(before=Cursor(NOW, "g-9")),
+           "one account": GenerationQuery(account_id="acc-a", model="m/alpha", since=DAY1),
+           "one key": GenerationQuery(account_id="acc-a", key_id="key-1",
+                                      before=Cursor(NOW, "g-9"))}
+# The indexes each may be read through, as PostgreSQL names them on each partition.
+SCOPED = {"account_id_created_at_idx", "key_id_created_at_idx"}
+PG_INDEXES = {"every account": {"created_at_idx"}, "one account": SCOPED, "one key": SCOPED}
+
+
+class TestPlans:
+    """Each page is read through an index on its scope and time, never a scan of every
+    generation (the tables are empty here, so PostgreSQL is told to avoid scans if it can)."""
+
+    async def test_sqlite(self, tmp_path: Path) -> None:
+        db = SqliteDatabase(tmp_path / "plans.db")
+        await db.open()
+        try:
+            for name, query in QUERIES.items():
+                sql, params = generations_sql(SQLITE_COLUMNS, query, "?", table="g",
+                                              id_expr="g.id", time=float)
+                explain = f"EXPLAIN QUERY PLAN {sql}"
+
+                def read(conn: sqlite3.Connection, explain: str = explain,
+                         params: list[object] = params) -> list[Any]:
+                    return conn.execute(explain, params).fetchall()
+                plan = await db.read(read)
+                outer = [row[3] for row in plan if " g " in f" {row[3]} "]
+                assert outer and all("USING INDEX" in step for step in outer), (name, plan)
+        finally:
+            await db.close()
+
+    async def test_postgres(self, postgres_ha: PostgresHA) -> None:  # noqa: F811
+        name = f"xr_{uuid.uuid4().hex[:12]}"
+        postgres_ha.create_database(name)
+        conninfo = postgres_ha.multi_host(name)
+        await migrate(conninfo)
+        async with await psycopg.AsyncConnection.connect(conninfo) as conn:
+            await conn.execute("SET enable_seqscan = off")
+            for label, query in QUERIES.items():
+                sql, params = generations_sql(PG_COLUMNS, query, "%s", table="g",
+                                              id_expr='g.id COLLATE "C"', time=pg_time)
+                plan = "\n".join(row[0] for row in await (
+                    await conn.execute(f"EXPLAIN {sql}", params)).fetchall())
+                used = re.findall(r"Index Scan (?:Backward )?(?:using|on) generations_\d{4}_\d{2}_(\w+)",
+                                  plan)
+                assert "Seq Scan" not in plan and used, (label, plan)
+                assert set(used) <= PG_INDEXES[label], (label, plan)

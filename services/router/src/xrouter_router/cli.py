@@ -1,6 +1,6 @@
 """`xrouter`: operator commands (migrate runs against the database; keys, credits, usage,
-statement and plans against the gateway's management API). Each subcommand is one function that declares its
-arguments and returns its handler; list it in COMMANDS."""
+generations, statement and plans against the gateway's management API). Each subcommand is one
+function that declares its arguments and returns its handler; list it in COMMANDS."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from xrouter_router.cli_api import (
     credits_command,
+    generations_command,
     keys_command,
     plans_command,
     statement_command,
@@ -49,6 +50,7 @@ COMMANDS: Mapping[str, Subcommand] = {
     "keys": keys_command,
     "credits": credits_command,
     "usage": usage_command,
+    "generations": generations_command,
     "statement": statement_command,
     "plans": plans_command,
 }

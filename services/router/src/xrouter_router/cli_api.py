@@ -1,6 +1,8 @@
-"""`xrouter keys|credits|usage|statement|plans`: the management API over HTTP (the gateway's
-/v1/keys, /v1/credits, /v1/usage, /v1/statement and /v1/accounts/{id}/plan), authenticated with
-the master key or a management key (a statement: any key of the account)."""
+"""`xrouter keys|credits|usage|generations|statement|plans`: the management API over HTTP (the
+gateway's /v1/keys, /v1/credits, /v1/usage, /v1/generations, /v1/statement and
+/v1/accounts/{id}/plan), authenticated with the master key or a management key (a statement or
+generations: any key, of its own). Lists print as tables for a person (cli_format.py); `--json`
+prints the API's JSON for scripts."""
 
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
+from xrouter_router import cli_format
+
 Handler = Callable[[argparse.Namespace], int]
+Render = Callable[[Mapping[str, Any]], str]
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +31,16 @@ def _connection(parser: argparse.ArgumentParser) -> None:
                         help="master or management key (default: $XROUTER_MASTER_KEY)")
 
 
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print the API's JSON (for scripts) instead of a table")
+
+
 def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
-         query: dict[str, str] | None = None, *, raw: bool = False) -> int:
-    """One API call; prints the JSON answer (indented; `raw`: the body as it came, e.g. CSV);
+         query: dict[str, str] | None = None, *, raw: bool = False,
+         render: Render | None = None) -> int:
+    """One API call; prints the JSON answer (indented; `raw`: the body as it came, e.g. CSV;
+    `render`, unless --json was given: what it makes of the JSON, its numbers as Decimal);
     exit code 0 on 2xx, 1 otherwise."""
     url = args.url.rstrip("/") + path
     if query:
@@ -40,6 +53,8 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
             answer = resp.read()
             if raw:
                 sys.stdout.write(answer.decode())
+            elif render is not None and not getattr(args, "json", False):
+                sys.stdout.write(render(json.loads(answer, parse_float=Decimal)))
             else:
                 print(json.dumps(json.loads(answer), indent=2, ensure_ascii=False))
             return 0
@@ -103,10 +118,12 @@ def keys_command(parser: argparse.ArgumentParser) -> Handler:
     _pii(parser, "the key's")
     for flag in ("requests-per-minute", "requests-per-day", "tokens-per-minute", "concurrent"):
         parser.add_argument(f"--{flag}", type=int, default=None)
+    _json_flag(parser)
 
     def run(args: argparse.Namespace) -> int:
         if args.action == "list":
-            return call(args, "GET", "/v1/keys", query={"account_id": args.account})
+            return call(args, "GET", "/v1/keys", query={"account_id": args.account},
+                        render=cli_format.keys_table)
         if args.action == "create":
             body = {"tier": args.tier, "account_id": args.account, **_key_body(args)}
             return call(args, "POST", "/v1/keys", body)
@@ -128,10 +145,12 @@ def credits_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("account", nargs="?", default="")
     parser.add_argument("amount", nargs="?", default="", help="RUB, an exact decimal")
     parser.add_argument("--reference", default="")
+    _json_flag(parser)
 
     def run(args: argparse.Namespace) -> int:
         if args.action == "show":
-            return call(args, "GET", "/v1/credits", query={"account_id": args.account})
+            return call(args, "GET", "/v1/credits", query={"account_id": args.account},
+                        render=cli_format.credits_pairs)
         if not args.account or not args.amount:
             print("xrouter credits add: ACCOUNT and AMOUNT are required", file=sys.stderr)
             return 2
@@ -146,13 +165,37 @@ def usage_command(parser: argparse.ArgumentParser) -> Handler:
     _connection(parser)
     parser.add_argument("--group-by", default="model", help="comma list of day,key,model,provider")
     parser.add_argument("--account", default="")
-    parser.add_argument("--since", default="")
-    parser.add_argument("--until", default="")
+    parser.add_argument("--since", default="", help="ISO 8601 time")
+    parser.add_argument("--until", default="", help="ISO 8601 time")
+    _json_flag(parser)
 
     def run(args: argparse.Namespace) -> int:
         return call(args, "GET", "/v1/usage", query={"group_by": args.group_by,
                                                       "account_id": args.account,
-                                                      "since": args.since, "until": args.until})
+                                                      "since": args.since, "until": args.until},
+                    render=cli_format.usage_table)
+    return run
+
+
+def generations_command(parser: argparse.ArgumentParser) -> Handler:
+    """The latest generations, newest first (a key's own; a management key's account's; any
+    account's with the master key): time, model, provider, key, tokens, cost, latency."""
+    _connection(parser)
+    parser.add_argument("--limit", default="", help="how many (1 to 200; default 50)")
+    parser.add_argument("--before", default="", help="the cursor printed under the last page")
+    parser.add_argument("--account", default="", help="the master key: this account's")
+    parser.add_argument("--key-id", default="", help="this key's (management)")
+    parser.add_argument("--model", default="")
+    parser.add_argument("--provider", default="")
+    parser.add_argument("--since", default="", help="unix seconds or ISO 8601")
+    parser.add_argument("--until", default="", help="unix seconds or ISO 8601")
+    _json_flag(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        return call(args, "GET", "/v1/generations", query={
+            "limit": args.limit, "before": args.before, "account_id": args.account,
+            "key_id": args.key_id, "model": args.model, "provider": args.provider,
+            "since": args.since, "until": args.until}, render=cli_format.generations_table)
     return run
 
 

@@ -1053,20 +1053,17 @@ Global___TopUpEntry: _TypeAlias = TopUpEntry  # noqa: Y015
 class TopUpList(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     TOP_UPS_FIELD_NUMBER: _builtins.int
-    account_id: _builtins.str
     @_builtins.property
     def top_ups(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopUpEntry]: ...
     def __init__(
         self,
         *,
-        account_id: _builtins.str = ...,
         top_ups: _abc.Iterable[Global___TopUpEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "top_ups", b"top_ups"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["top_ups", b"top_ups"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -260,7 +260,7 @@ class AccountsServicer(pb_grpc.AccountsServicer):
                          context: Context) -> pb.TopUpList:
         async def work(caller: ApiKey) -> pb.TopUpList:
             entries = await self._service.top_ups(caller, request.account_id, request.limit)
-            return pb.TopUpList(account_id=request.account_id, top_ups=[
+            return pb.TopUpList(top_ups=[
                 pb.TopUpEntry(amount=_money(t.amount), reference=t.reference,
                               created_at=t.created_at) for t in entries])
         return await self._run(context, work)

@@ -18,7 +18,7 @@ _ACCOUNTS = ("SELECT a.id, coalesce(a.name, ''), a.balance, coalesce(p.tier, '')
              ' ORDER BY a.id COLLATE "C"')
 
 
-def _time(ts: float) -> datetime:
+def pg_time(ts: float) -> datetime:
     # Exact to the microsecond the column holds: a float carries unix microseconds to within
     # a quarter of one until the year 2100 and datetime rounds to the nearest.
     return datetime.fromtimestamp(ts, UTC)
@@ -30,7 +30,7 @@ class PgListings:
 
     async def generations(self, query: GenerationQuery) -> builtins.list[ListedGeneration]:
         sql, params = generations_sql(GENERATION_COLUMNS, query, "%s", table="g",
-                                      id_expr='g.id COLLATE "C"', time=_time)
+                                      id_expr='g.id COLLATE "C"', time=pg_time)
         rows = await self._db.fetchall(sql, params)
         return [ListedGeneration(generation_of(row[:-1]), row[-1] or "") for row in rows]
 

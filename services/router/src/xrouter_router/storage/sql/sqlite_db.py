@@ -180,6 +180,9 @@ CREATE TABLE IF NOT EXISTS generations (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS generations_key_idx ON generations (key_id, created_at);
 CREATE INDEX IF NOT EXISTS generations_account_idx ON generations (account_id, created_at);
+-- Every account's latest generations (PostgreSQL's 0013); made on every open, so files of any
+-- version get it without a step of their own.
+CREATE INDEX IF NOT EXISTS generations_created_idx ON generations (created_at);
 CREATE TABLE IF NOT EXISTS fx_rates (  -- the Central Bank's rates fetched (domain/fx.py)
     currency TEXT NOT NULL,
     effective TEXT NOT NULL,  -- the Moscow date from which it is in force, YYYY-MM-DD
