@@ -247,7 +247,7 @@ async def test_a_database_of_the_previous_release_gets_sessions(db: Database) ->
         await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
         await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier)"
                            " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free')")
-    assert await migrate(db.primary) == [12]
+    assert await migrate(db.primary) == [12, 13]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         pg = PgDatabase(connections)
         keys, sessions = PgKeyStore(pg), PgSessionStore(pg)
@@ -338,7 +338,7 @@ def test_cli_migrates_and_reports(db: Database, capsys: pytest.CaptureFixture[st
     assert main(["migrate", "--database-url", db.primary, "--wait", "5"]) == 0
     assert main(["migrate", "--database-url", db.primary]) == 0
     assert capsys.readouterr().out == (
-        "applied migrations: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12\nschema is up to date\n")
+        "applied migrations: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13\nschema is up to date\n")
 
 
 def test_cli_gives_up_on_an_unreachable_database(monkeypatch: pytest.MonkeyPatch) -> None:
