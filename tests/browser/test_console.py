@@ -243,3 +243,34 @@ async def test_models_show_rub_per_million_tokens_and_context(served: Served, pa
     await expect(row.locator("td").nth(3)).to_have_text("200")
     await expect(row.locator("td").nth(4)).to_have_text("fake")
     await expect(row.locator(".chip")).to_contain_text(["max_tokens", "temperature"])
+
+
+async def test_a_keys_limits_and_models_change_in_the_page_and_it_is_deleted(
+        served: Served, page: Page) -> None:
+    await served.plan("pro")
+    key = await served.key("pro", name="to change")
+    listed = await served.http.get(f"{served.url}/v1/keys", headers=AUTH,
+                                   params={"account_id": served.account})
+    key_id = next(k["id"] for k in listed.json()["data"] if k["label"] == "to change")
+    await sign_in(page, served.url, await served.key("mgmt"))
+    await page.get_by_test_id("nav-keys").click()
+    await page.get_by_test_id(f"edit-{key_id}").click()
+    await page.get_by_test_id("edit-key-limit").fill("50")
+    await page.get_by_test_id("edit-key-models").fill("test/echo, xrouter/demo")
+    await page.get_by_test_id("edit-key-rpm").fill("7")
+    await page.get_by_test_id("save-key").click()
+    row = page.get_by_test_id("keys-table").locator("tbody tr").filter(has_text="to change")
+    await expect(row.locator("td").nth(5)).to_have_text(
+        "≤ 50.00 ₽ · 7/min · 1,000/day · test/echo, xrouter/demo")
+    got = (await served.http.get(f"{served.url}/v1/keys/{key_id}", headers=AUTH)).json()["data"]
+    assert (got["limit"], got["allowed_models"], got["rate_limit"]["requests"]) == (
+        50, ["test/echo", "xrouter/demo"], 7)
+    status, _ = await curl_chat(served.url, key, model="test/failover")
+    assert status == 403  # a model the key may no longer use
+    # Delete asks once more before it deletes.
+    await page.get_by_test_id(f"delete-{key_id}").click()
+    await expect(page.get_by_test_id(f"delete-{key_id}")).to_have_text("Delete for good?")
+    await page.get_by_test_id(f"delete-{key_id}").click()
+    await expect(row).to_have_count(0)
+    status, _ = await curl_chat(served.url, key)
+    assert status == 401

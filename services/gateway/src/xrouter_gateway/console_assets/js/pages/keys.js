@@ -2,7 +2,7 @@
 // change its limits and allowed models, delete it (after a second click).
 import { accountParam, api, query, session } from "../api.js";
 import { clear, el, field, table } from "../dom.js";
-import { rub, time } from "../format.js";
+import { num, rub, time } from "../format.js";
 import { t } from "../i18n.js";
 
 const TIERS = ["free", "pro", "max", "mgmt"];
@@ -11,8 +11,8 @@ function limitsText(k) {
   const r = k.rate_limit || {};
   const parts = [];
   parts.push(k.limit === null || k.limit === undefined ? t("keys.noLimit") : `≤ ${rub(k.limit)}`);
-  if (r.requests !== null && r.requests !== undefined) parts.push(t("keys.perMinute", r.requests));
-  if (r.requests_per_day !== null && r.requests_per_day !== undefined) parts.push(t("keys.perDay", r.requests_per_day));
+  if (r.requests !== null && r.requests !== undefined) parts.push(t("keys.perMinute", num(r.requests)));
+  if (r.requests_per_day !== null && r.requests_per_day !== undefined) parts.push(t("keys.perDay", num(r.requests_per_day)));
   parts.push(k.allowed_models ? k.allowed_models.join(", ") : t("keys.anyModel"));
   return parts.join(" · ");
 }
@@ -26,12 +26,13 @@ function numberOrNull(text) {
 }
 
 function keyForm(values, submitText, onSubmit, status) {
+  const id = (name) => (values.id ? `edit-${name}` : name);  // the editor's hooks differ from the creator's
   const inputs = {
-    name: el("input", { name: "name", value: values.name || "", testid: "key-name" }),
-    tier: el("select", { name: "tier", testid: "key-tier" }, TIERS.map((x) => el("option", { value: x, selected: x === (values.tier || "pro") }, x))),
-    limit: el("input", { name: "limit", inputmode: "decimal", value: values.limit ?? "", testid: "key-limit" }),
-    models: el("input", { name: "models", value: (values.allowed_models || []).join(", "), testid: "key-models" }),
-    rpm: el("input", { name: "rpm", inputmode: "numeric", value: values.rpm ?? "", testid: "key-rpm" }),
+    name: el("input", { name: "name", value: values.name || "", testid: id("key-name") }),
+    tier: el("select", { name: "tier", testid: id("key-tier") }, TIERS.map((x) => el("option", { value: x, selected: x === (values.tier || "pro") }, x))),
+    limit: el("input", { name: "limit", inputmode: "decimal", value: values.limit ?? "", testid: id("key-limit") }),
+    models: el("input", { name: "models", value: (values.allowed_models || []).join(", "), testid: id("key-models") }),
+    rpm: el("input", { name: "rpm", inputmode: "numeric", value: values.rpm ?? "", testid: id("key-rpm") }),
   };
   const form = el("form", {
     class: "row-form",
