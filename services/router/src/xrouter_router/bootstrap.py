@@ -35,9 +35,11 @@ from xrouter_router.domain.auth import KeyAuthenticator
 from xrouter_router.domain.billing import Billing
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.oauth import AuthCodes
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import (
     AccountStore,
+    AuthCodeStore,
     ChatProvider,
     CreditGuard,
     KeyStore,
@@ -125,6 +127,7 @@ class AccountingStack:
     ledger: UsageLedger
     rates: RateStore
     sessions: SessionStore
+    codes: AuthCodeStore
     limiter: Limiter
     guard: CreditGuard
     # The admission port's stores: limits and credits in one call at each end of a generation.
@@ -167,6 +170,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     )
     from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
     from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
+    from xrouter_router.storage.sql.sqlite_oauth import SqliteAuthCodeStore
     from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
     from xrouter_router.storage.sql.sqlite_sessions import SqliteSessionStore
 
@@ -176,7 +180,8 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     guard, limiter = InProcessCreditGuard(accounts), InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
                            SqliteUsageLedger(database), SqliteRateStore(database),
-                           SqliteSessionStore(database), limiter, guard,
+                           SqliteSessionStore(database), SqliteAuthCodeStore(database),
+                           limiter, guard,
                            InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
@@ -184,6 +189,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
 def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
     from xrouter_router.storage.sql.pg_fx import PgRateStore
+    from xrouter_router.storage.sql.pg_oauth import PgAuthCodeStore
     from xrouter_router.storage.sql.pg_plans import PgPlanStore
     from xrouter_router.storage.sql.pg_sessions import PgSessionStore
     from xrouter_router.storage.sql.postgres import pool
@@ -192,6 +198,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     database = PgDatabase(connections)
     keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
     plans, rates, sessions = PgPlanStore(database), PgRateStore(database), PgSessionStore(database)
+    codes = PgAuthCodeStore(database)
 
     async def open_pool() -> None:
         await connections.open(wait=False)
@@ -199,7 +206,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
 
     if not settings.redis_url:
         guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()
-        return AccountingStack(keys, accounts, plans, pg_ledger, rates, sessions, in_process, guard,
+        return AccountingStack(keys, accounts, plans, pg_ledger, rates, sessions, codes,
+                               in_process, guard,
                                InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)
@@ -252,7 +260,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
                            timeout=settings.redis_timeout)
     return AccountingStack(
-        keys, accounts, plans, ledger, rates, sessions, limiter, shared,
+        keys, accounts, plans, ledger, rates, sessions, codes, limiter, shared,
         RedisMeter(limiter, shared),
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
@@ -357,7 +365,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
     server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
                         health_listen=settings.health_listen,
-                        sessions=SessionsServicer(sessions, auth))
+                        sessions=SessionsServicer(sessions, auth, AuthCodes(
+                            stack.codes, stack.keys, accounts, secret=secret, wall=wall)))
     collector = accounting_metrics.register(registry, {"keys": auth, "reads": accounts.reads,
                                                        **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
