@@ -102,3 +102,20 @@ async def serving(request: pytest.FixtureRequest, tmp_path: Path, catalog: Path,
         cluster = await stack.enter_async_context(
             running_cluster(tmp_path, catalog, postgres, redis, wall=clock, gateway=gateway))
         yield Served(cluster.url, cluster.http, cluster.account, clock, "cluster")
+
+
+@pytest.fixture(name="gateway_oauth")
+def gateway_oauth_fixture() -> dict[str, object]:
+    """More gateway settings (a test parametrizes `gateway_oauth` to change them)."""
+    return {}
+
+
+# Named apart from the `served` argument of the tests it feeds (import it into each module).
+@pytest.fixture(params=["embedded", "cluster"], name="served")
+async def served_fixture(request: pytest.FixtureRequest, tmp_path: Path, catalog: Path,
+                         upstream: FakeOpenAI,
+                         gateway_oauth: dict[str, object]) -> AsyncIterator[Served]:
+    """Either mode, its account funded with 100 RUB."""
+    async with serving(request, tmp_path, catalog, upstream, **gateway_oauth) as served:
+        await served.fund()
+        yield served

@@ -21,6 +21,7 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
 from xrouter_router.domain.ports import (
     AccountStore,
+    AuthCodeStore,
     KeyStore,
     Listings,
     PlanStore,
@@ -32,6 +33,7 @@ from xrouter_router.storage.sql.migrate import migrate
 from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
 from xrouter_router.storage.sql.pg_fx import PgRateStore
 from xrouter_router.storage.sql.pg_listings import PgListings
+from xrouter_router.storage.sql.pg_oauth import PgAuthCodeStore
 from xrouter_router.storage.sql.pg_plans import PgPlanStore
 from xrouter_router.storage.sql.pg_sessions import PgSessionStore
 from xrouter_router.storage.sql.postgres import pool
@@ -39,6 +41,7 @@ from xrouter_router.storage.sql.sqlite import SqliteAccountStore, SqliteKeyStore
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
 from xrouter_router.storage.sql.sqlite_listings import SqliteListings
+from xrouter_router.storage.sql.sqlite_oauth import SqliteAuthCodeStore
 from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
 from xrouter_router.storage.sql.sqlite_sessions import SqliteSessionStore
 
@@ -62,6 +65,7 @@ class Stores:
     rates: RateStore
     listings: Listings
     sessions: SessionStore
+    codes: AuthCodeStore
 
 
 StoresFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Stores]]
@@ -75,7 +79,7 @@ def sqlite_stores_over(db: SqliteDatabase) -> Stores:
         return Decimal(units).scaleb(-8)
     return Stores(SqliteKeyStore(db), SqliteAccountStore(db), SqliteUsageLedger(db), entries_total,
                   SqlitePlanStore(db), SqliteRateStore(db), SqliteListings(db),
-                  SqliteSessionStore(db))
+                  SqliteSessionStore(db), SqliteAuthCodeStore(db))
 
 
 @asynccontextmanager
@@ -106,7 +110,8 @@ async def postgres_stores(request: pytest.FixtureRequest) -> AsyncIterator[Store
             assert row is not None
             return Decimal(row[0])
         yield Stores(PgKeyStore(db), PgAccountStore(db), PgUsageLedger(db), entries_total,
-                     PgPlanStore(db), PgRateStore(db), PgListings(db), PgSessionStore(db))
+                     PgPlanStore(db), PgRateStore(db), PgListings(db), PgSessionStore(db),
+                     PgAuthCodeStore(db))
 
 
 # ---------------------------------------------------------------------------------------------

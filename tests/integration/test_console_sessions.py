@@ -8,30 +8,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.fakes.openai_upstream import FakeOpenAI
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
 from tests.integration.conftest import AUTH
-from tests.integration.console_support import Browser, Served, serving
+from tests.integration.console_support import (
+    Browser,
+    Served,
+    gateway_oauth_fixture,  # noqa: F401 - the fixture
+    served_fixture,  # noqa: F401 - the fixture
+)
 from tests.support import MASTER_KEY
 
 HELLO = {"model": "test/echo", "messages": [{"role": "user", "content": "hello"}]}
 TWELVE_HOURS = 12 * 3600
-
-
-@pytest.fixture(params=["embedded", "cluster"])
-async def served(request: pytest.FixtureRequest, tmp_path: Path, catalog: Path,
-                 upstream: FakeOpenAI) -> AsyncIterator[Served]:
-    async with serving(request, tmp_path, catalog, upstream) as s:
-        await s.fund()
-        yield s
 
 
 def _iso(unix: float) -> str:

@@ -21,6 +21,7 @@ from xrouter_gateway.openapi_schemas import (
     obj,
     ref,
 )
+from xrouter_gateway.openapi_sessions import session_components, session_paths
 from xrouter_gateway.responses_request import ResponsesRequest
 from xrouter_gateway.schemas import ChatCompletionRequest
 
@@ -267,15 +268,17 @@ def _info_paths() -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     components = _components(_request_components(), {"Error": _ERROR},
                              management_components(), chat_components(), formats_components(),
-                             listings_components())
+                             listings_components(), session_components())
     return {
         "openapi": "3.1.0",
         "info": {"title": "XRouter API", "version": "1",
                  "description": "OpenAI-compatible LLM router (OpenRouter contract). Every "
                                 "response body is typed in components/schemas."},
         "paths": {**_inference_paths(), **_info_paths(),
-                  **_accounts_paths(), **listings_paths(_op)},
+                  **_accounts_paths(), **listings_paths(_op), **session_paths()},
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
-            "anthropic": {"type": "apiKey", "in": "header", "name": "x-api-key"}}},
+            "anthropic": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            # The console's session (docs/security.md); changes also need X-CSRF-Token.
+            "session": {"type": "apiKey", "in": "cookie", "name": "xr_session"}}},
     }

@@ -35,9 +35,11 @@ from xrouter_router.domain.auth import KeyAuthenticator
 from xrouter_router.domain.billing import Billing
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.oauth import AuthCodes
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import (
     AccountStore,
+    AuthCodeStore,
     ChatProvider,
     CreditGuard,
     KeyStore,
@@ -127,6 +129,7 @@ class AccountingStack:
     rates: RateStore
     listings: Listings
     sessions: SessionStore
+    codes: AuthCodeStore
     limiter: Limiter
     guard: CreditGuard
     # The admission port's stores: limits and credits in one call at each end of a generation.
@@ -170,6 +173,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
     from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
     from xrouter_router.storage.sql.sqlite_listings import SqliteListings
+    from xrouter_router.storage.sql.sqlite_oauth import SqliteAuthCodeStore
     from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
     from xrouter_router.storage.sql.sqlite_sessions import SqliteSessionStore
 
@@ -179,8 +183,8 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     guard, limiter = InProcessCreditGuard(accounts), InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
                            SqliteUsageLedger(database), SqliteRateStore(database),
-                           SqliteListings(database), SqliteSessionStore(database), limiter,
-                           guard,
+                           SqliteListings(database), SqliteSessionStore(database),
+                           SqliteAuthCodeStore(database), limiter, guard,
                            InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
@@ -189,6 +193,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
     from xrouter_router.storage.sql.pg_fx import PgRateStore
     from xrouter_router.storage.sql.pg_listings import PgListings
+    from xrouter_router.storage.sql.pg_oauth import PgAuthCodeStore
     from xrouter_router.storage.sql.pg_plans import PgPlanStore
     from xrouter_router.storage.sql.pg_sessions import PgSessionStore
     from xrouter_router.storage.sql.postgres import pool
@@ -198,6 +203,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     keys, accounts, pg_ledger = PgKeyStore(database), PgAccountStore(database), PgUsageLedger(database)
     plans, rates, listings = PgPlanStore(database), PgRateStore(database), PgListings(database)
     sessions = PgSessionStore(database)
+    codes = PgAuthCodeStore(database)
 
     async def open_pool() -> None:
         await connections.open(wait=False)
@@ -206,7 +212,8 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     if not settings.redis_url:
         guard, in_process = InProcessCreditGuard(accounts), InProcessLimiter()
         return AccountingStack(keys, accounts, plans, pg_ledger, rates, listings, sessions,
-                               in_process, guard, InProcessMeter(in_process, guard), guard.forget,
+                               codes, in_process, guard, InProcessMeter(in_process, guard),
+                               guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)
     from xrouter_router.storage.redis.credits import RedisCreditGuard
@@ -258,7 +265,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
                            timeout=settings.redis_timeout)
     return AccountingStack(
-        keys, accounts, plans, ledger, rates, listings, sessions, limiter, shared,
+        keys, accounts, plans, ledger, rates, listings, sessions, codes, limiter, shared,
         RedisMeter(limiter, shared),
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
@@ -364,7 +371,8 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
     server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
                         health_listen=settings.health_listen,
-                        sessions=SessionsServicer(sessions, auth))
+                        sessions=SessionsServicer(sessions, auth, AuthCodes(
+                            stack.codes, stack.keys, accounts, secret=secret, wall=wall)))
     collector = accounting_metrics.register(registry, {"keys": auth, "reads": accounts.reads,
                                                        **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,

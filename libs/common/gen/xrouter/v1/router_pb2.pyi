@@ -199,6 +199,82 @@ class RevokeSessionResponse(_message.Message):
 Global___RevokeSessionResponse: _TypeAlias = RevokeSessionResponse  # noqa: Y015
 
 @_typing.final
+class AuthCodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_HOST_FIELD_NUMBER: _builtins.int
+    CODE_CHALLENGE_FIELD_NUMBER: _builtins.int
+    CODE_CHALLENGE_METHOD_FIELD_NUMBER: _builtins.int
+    app_host: _builtins.str
+    """The app's callback host (host or host:port), the new key's label."""
+    code_challenge: _builtins.str
+    """The PKCE challenge (required) and its method: "S256" or "plain" (the gateway admits plain
+    only when XROUTER_OAUTH_ALLOW_PLAIN is on).
+    """
+    code_challenge_method: _builtins.str
+    def __init__(
+        self,
+        *,
+        app_host: _builtins.str = ...,
+        code_challenge: _builtins.str = ...,
+        code_challenge_method: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_host", b"app_host", "code_challenge", b"code_challenge", "code_challenge_method", b"code_challenge_method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthCodeRequest: _TypeAlias = AuthCodeRequest  # noqa: Y015
+
+@_typing.final
+class AuthCode(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    expires_at: _builtins.float
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        expires_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "expires_at", b"expires_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthCode: _TypeAlias = AuthCode  # noqa: Y015
+
+@_typing.final
+class ExchangeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    CODE_VERIFIER_FIELD_NUMBER: _builtins.int
+    CODE_CHALLENGE_METHOD_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    code_verifier: _builtins.str
+    code_challenge_method: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        code_verifier: _builtins.str = ...,
+        code_challenge_method: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_challenge_method", b"code_challenge_method", "code_verifier", b"code_verifier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeRequest: _TypeAlias = ExchangeRequest  # noqa: Y015
+
+@_typing.final
 class Plan(_message.Message):
     """The highest tier and the most of each limit an account's keys may have. Limits left unset in
     SetPlan are the tier's own; the answers carry the ceilings that apply (unset: no ceiling).

@@ -13,6 +13,7 @@ from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import Account, GenerationRecord, UsageRow, UsageTotals
 from xrouter_router.domain.limits import TokenAsk, TokenHold
 from xrouter_router.domain.listings import AccountSummary, GenerationQuery, ListedGeneration, TopUp
+from xrouter_router.domain.pkce import AuthGrant
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.sessions import Session
 from xrouter_router.domain.types import (
@@ -95,6 +96,22 @@ class SessionStore(Protocol):
 
     async def prune(self, now: float) -> int:
         """Deletes the sessions that expired before `now`; how many."""
+        ...
+
+
+class AuthCodeStore(Protocol):
+    """OAuth codes by their keyed hash (domain/oauth.py). A code ends with its approving key
+    (deleted or disabled)."""
+
+    async def create(self, hashed: str, grant: AuthGrant) -> None: ...
+
+    async def take(self, hashed: str) -> AuthGrant | None:
+        """Deletes the code and returns what it stood for, atomically: of concurrent takes of
+        one code, exactly one gets it. None when there is no such code."""
+        ...
+
+    async def prune(self, now: float) -> int:
+        """Deletes the codes that expired before `now`; how many."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""The Sessions gRPC servicer: console sessions;
+"""The Sessions gRPC servicer: console sessions and OAuth codes;
 translation only. The credential travels in the `authorization` metadata, as for every call."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_router.domain import sessions
 from xrouter_router.domain.errors import Unauthenticated
 from xrouter_router.domain.keys import ApiKey
+from xrouter_router.domain.oauth import AuthCodes
 from xrouter_router.domain.ports import Authenticator
 from xrouter_router.domain.sessions import SessionService
+from xrouter_router.transport.accounts_servicer import key_info
 from xrouter_router.transport.errors import answering
 from xrouter_router.transport.servicer import credentials
 
@@ -29,9 +31,10 @@ def session_info(key: ApiKey, expires_at: float, *, token: str = "",
 
 
 class SessionsServicer(pb_grpc.SessionsServicer):
-    def __init__(self, service: SessionService, auth: Authenticator) -> None:
+    def __init__(self, service: SessionService, auth: Authenticator, codes: AuthCodes) -> None:
         self._service = service
         self._auth = auth
+        self._codes = codes
 
     async def CreateSession(self, request: pb.SessionRequest,  # noqa: N802
                             context: Context) -> pb.SessionInfo:
@@ -59,4 +62,22 @@ class SessionsServicer(pb_grpc.SessionsServicer):
         async with answering(context):
             token, _ = credentials(context)
             return pb.RevokeSessionResponse(revoked=await self._service.revoke(token))
+        raise AssertionError("unreachable: abort raises")
+
+    async def CreateAuthCode(self, request: pb.AuthCodeRequest,  # noqa: N802
+                             context: Context) -> pb.AuthCode:
+        async with answering(context):
+            api_key, address = credentials(context)
+            caller = await self._auth.authenticate(api_key, address)
+            code, expires_at = await self._codes.issue(
+                caller, request.app_host, request.code_challenge, request.code_challenge_method)
+            return pb.AuthCode(code=code, expires_at=expires_at)
+        raise AssertionError("unreachable: abort raises")
+
+    async def ExchangeAuthCode(self, request: pb.ExchangeRequest,  # noqa: N802
+                               context: Context) -> pb.CreatedKey:
+        async with answering(context):
+            new = await self._codes.exchange(request.code, request.code_verifier,
+                                             request.code_challenge_method)
+            return pb.CreatedKey(info=key_info(new.info), key=new.plain)
         raise AssertionError("unreachable: abort raises")
