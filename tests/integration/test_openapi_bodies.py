@@ -267,6 +267,18 @@ async def _sessions_and_oauth(c: Client) -> None:
     http.cookies.clear()
 
 
+async def _console(c: Client) -> None:
+    """The web console's page and assets (text), and its 404 (the JSON error)."""
+    http, url = c.stack.http, c.stack.url
+    for path in ("/console", "/console/"):
+        c.spec.check(path, "get", 200, (await http.get(f"{url}{path}")).text, media="text/html")
+    for name, media in (("js/app.js", "text/javascript"), ("console.css", "text/css")):
+        asset = await http.get(f"{url}/console/{name}")
+        c.spec.check("/console/{name}", "get", 200, asset.text, media=media)
+    missing = await http.get(f"{url}/console/nope.js")
+    c.spec.check("/console/{name}", "get", 404, missing.json())
+
+
 async def test_every_documented_answer_is_what_the_document_says(stack: Stack) -> None:
     document = (await stack.http.get(f"{stack.url}/openapi.json")).json()
     spec = Spec(document)
@@ -279,5 +291,6 @@ async def test_every_documented_answer_is_what_the_document_says(stack: Stack) -
     await _messages(c)
     await _info(c, key_id, generation_id)
     await _sessions_and_oauth(c)
+    await _console(c)
     assert spec.checked == {(path, method) for path, ops in document["paths"].items()
                             for method in ops}
