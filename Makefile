@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run run-cluster test test-unit test-integration test-e2e check lint typecheck imports \
+.PHONY: help install run run-cluster test test-unit test-integration test-browser test-e2e check lint typecheck imports \
         proto proto-check bench bench-failover bench-budget dashboards deploy-check clean
 
 help: ## List the targets
@@ -20,7 +20,7 @@ run-cluster: install ## The production topology on 127.0.0.1: Redis Cluster 3+3,
 	@scripts/apt-install.sh redis-server postgresql
 	@$(PY) scripts/run_cluster.py
 
-test: install ## Everything CI runs: checks, then unit, integration and e2e tests
+test: install ## Everything CI runs: checks, then unit, integration, browser and e2e tests
 	@scripts/test.sh
 
 test-unit: install ## Unit tests only (start nothing)
@@ -28,6 +28,10 @@ test-unit: install ## Unit tests only (start nothing)
 
 test-integration: install ## Integration tests (real gRPC/HTTP servers, fake upstreams)
 	@$(PY) -m pytest tests/integration -q
+
+test-browser: install ## The web console in Debian's Chromium (Playwright), embedded and cluster mode
+	@scripts/apt-install.sh chromium redis-server postgresql
+	@$(PY) -m pytest tests/browser -q
 
 test-e2e: install ## e2e tests (both services as processes, official SDKs)
 	@$(PY) -m pytest tests/e2e -q

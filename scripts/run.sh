@@ -63,6 +63,7 @@ cat <<TXT
   XRouter is up (embedded mode, demo model).
 
   Base URL   : $base/v1
+  Console    : $base/console   (sign in with the API key below, or the master key)
   API key    : $demo_key   (account "demo", 1000 RUB of credits)
   Master key : $XROUTER_MASTER_KEY (management: .venv/bin/xrouter keys, credits, usage)
   Logs       : $data/router.log, $data/gateway.log

@@ -9,6 +9,8 @@ scripts/apt-install.sh redis-server prometheus
 scripts/apt-install.sh postgresql
 # The deployment checks run the real nginx (TLS with a throw-away certificate) and systemd-analyze.
 scripts/apt-install.sh nginx systemd openssl
+# The console's browser tests (tests/browser) drive Debian's Chromium through Playwright.
+scripts/apt-install.sh chromium
 echo "== static checks"
 "$venv/ruff" check .
 "$venv/mypy"

@@ -92,8 +92,10 @@ async def running_mode(mode: str, request: Any, tmp_path: Path,
 async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
                           redis: RedisCluster, *, replicas: int = 2,
                           wall: Callable[[], float] = time.time,
+                          gateway: dict[str, object] | None = None,
                           **overrides: Any) -> AsyncIterator[Cluster]:
-    """`overrides`: more router settings, the same for every replica."""
+    """`overrides`: more router settings, the same for every replica; `gateway`: the
+    gateway's."""
     name = "x" + uuid.uuid4().hex[:12]
     postgres.create_database(name)
     database = postgres.multi_host(name)
@@ -110,6 +112,7 @@ async def running_cluster(tmp_path: Path, catalog: Path, postgres: PostgresHA,
         routers = [await stack.enter_async_context(running_router(s, wall=wall))
                    for s in settings]
         target = ",".join(f"127.0.0.1:{r.server.port}" for r in routers)
-        url = await stack.enter_async_context(running_gateway(gateway_settings(target)))
+        url = await stack.enter_async_context(running_gateway(gateway_settings(target, **(gateway or {}))))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=20))
         yield Cluster(url, http, database, account=name, routers=routers)
+

@@ -21,23 +21,29 @@ from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
 from xrouter_router.domain.ports import (
     AccountStore,
+    AuthCodeStore,
     KeyStore,
     Listings,
     PlanStore,
     RateStore,
+    SessionStore,
     UsageLedger,
 )
 from xrouter_router.storage.sql.migrate import migrate
 from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
 from xrouter_router.storage.sql.pg_fx import PgRateStore
 from xrouter_router.storage.sql.pg_listings import PgListings
+from xrouter_router.storage.sql.pg_oauth import PgAuthCodeStore
 from xrouter_router.storage.sql.pg_plans import PgPlanStore
+from xrouter_router.storage.sql.pg_sessions import PgSessionStore
 from xrouter_router.storage.sql.postgres import pool
 from xrouter_router.storage.sql.sqlite import SqliteAccountStore, SqliteKeyStore, SqliteUsageLedger
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
 from xrouter_router.storage.sql.sqlite_listings import SqliteListings
+from xrouter_router.storage.sql.sqlite_oauth import SqliteAuthCodeStore
 from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
+from xrouter_router.storage.sql.sqlite_sessions import SqliteSessionStore
 
 DAY1 = datetime(2024, 5, 1, tzinfo=UTC).timestamp()
 DAY2 = DAY1 + 86_400
@@ -58,6 +64,8 @@ class Stores:
     plans: PlanStore
     rates: RateStore
     listings: Listings
+    sessions: SessionStore
+    codes: AuthCodeStore
 
 
 StoresFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Stores]]
@@ -70,7 +78,8 @@ def sqlite_stores_over(db: SqliteDatabase) -> Stores:
             (account_id,)).fetchone()[0])
         return Decimal(units).scaleb(-8)
     return Stores(SqliteKeyStore(db), SqliteAccountStore(db), SqliteUsageLedger(db), entries_total,
-                  SqlitePlanStore(db), SqliteRateStore(db), SqliteListings(db))
+                  SqlitePlanStore(db), SqliteRateStore(db), SqliteListings(db),
+                  SqliteSessionStore(db), SqliteAuthCodeStore(db))
 
 
 @asynccontextmanager
@@ -101,7 +110,8 @@ async def postgres_stores(request: pytest.FixtureRequest) -> AsyncIterator[Store
             assert row is not None
             return Decimal(row[0])
         yield Stores(PgKeyStore(db), PgAccountStore(db), PgUsageLedger(db), entries_total,
-                     PgPlanStore(db), PgRateStore(db), PgListings(db))
+                     PgPlanStore(db), PgRateStore(db), PgListings(db), PgSessionStore(db),
+                     PgAuthCodeStore(db))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ against the stream's event schema. The shapes: tests/unit/test_openapi.py."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -231,6 +233,52 @@ async def _info(c: Client, key_id: str, generation_id: str) -> None:
     await c.call("post", "/v1/chat/completions", 401, headers={}, json={"model": "test/echo"})
 
 
+async def _sessions_and_oauth(c: Client) -> None:
+    """The console's sign-in, the OAuth consent page, its approval and the code's exchange."""
+    http, url = c.stack.http, c.stack.url
+    made = await c.call("post", "/v1/keys", 201, headers=AUTH,
+                        json={"account_id": "acct-1", "tier": "mgmt"})
+    signed = await http.post(f"{url}/console/session", json={"key": made["key"]})
+    c.spec.check("/console/session", "post", 200, signed.json())
+    http.cookies.clear()
+    token = signed.headers["set-cookie"].removeprefix("xr_session=").partition(";")[0]
+    cookie = {"Cookie": f"xr_session={token}"}
+    csrf = {**cookie, "X-CSRF-Token": signed.json()["data"]["csrf_token"]}
+    await c.call("get", "/console/session", headers=cookie)
+    verifier = "v" * 43
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode()
+    form = {"callback_url": "http://127.0.0.1:9/cb", "code_challenge": challenge.rstrip("="),
+            "code_challenge_method": "S256"}
+    for name, media in (("consent.js", "text/javascript"), ("consent.css", "text/css"),
+                        ("favicon.svg", "image/svg+xml")):
+        asset = await http.get(f"{url}/auth/{name}")
+        c.spec.check("/auth/{name}", "get", 200, asset.text, media=media)
+    page = await http.get(f"{url}/auth", params=form, headers=cookie)
+    c.spec.check("/auth", "get", 200, page.text, media="text/html")
+    forged = await http.post(f"{url}/auth", data={**form, "csrf_token": "x"}, headers=cookie)
+    c.spec.check("/auth", "post", 403, forged.text, media="text/html")
+    approved = await http.post(f"{url}/auth", headers=cookie, data={
+        **form, "csrf_token": signed.json()["data"]["csrf_token"]})
+    assert approved.status_code == 303, approved.text
+    code = approved.headers["location"].rpartition("code=")[2]
+    await c.call("post", "/v1/auth/keys", headers={}, json={
+        "code": code, "code_verifier": verifier, "code_challenge_method": "S256"})
+    await c.call("delete", "/console/session", headers=csrf)
+    http.cookies.clear()
+
+
+async def _console(c: Client) -> None:
+    """The web console's page and assets (text), and its 404 (the JSON error)."""
+    http, url = c.stack.http, c.stack.url
+    for path in ("/console", "/console/"):
+        c.spec.check(path, "get", 200, (await http.get(f"{url}{path}")).text, media="text/html")
+    for name, media in (("js/app.js", "text/javascript"), ("console.css", "text/css")):
+        asset = await http.get(f"{url}/console/{name}")
+        c.spec.check("/console/{name}", "get", 200, asset.text, media=media)
+    missing = await http.get(f"{url}/console/nope.js")
+    c.spec.check("/console/{name}", "get", 404, missing.json())
+
+
 async def test_every_documented_answer_is_what_the_document_says(stack: Stack) -> None:
     document = (await stack.http.get(f"{stack.url}/openapi.json")).json()
     spec = Spec(document)
@@ -242,5 +290,7 @@ async def test_every_documented_answer_is_what_the_document_says(stack: Stack) -
     await _responses(c)
     await _messages(c)
     await _info(c, key_id, generation_id)
+    await _sessions_and_oauth(c)
+    await _console(c)
     assert spec.checked == {(path, method) for path, ops in document["paths"].items()
                             for method in ops}

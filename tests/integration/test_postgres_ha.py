@@ -29,14 +29,16 @@ from xrouter_router.domain.errors import DatabaseUnavailable
 from xrouter_router.domain.fx import Rate
 from xrouter_router.domain.pii.policy import PiiPolicy
 from xrouter_router.domain.plans import Plan
+from xrouter_router.domain.sessions import Session
 from xrouter_router.storage.sql.migrate import bundled, migrate
 from xrouter_router.storage.sql.pg import PgDatabase, PgKeyStore, PgUsageLedger
 from xrouter_router.storage.sql.pg_fx import PgRateStore
 from xrouter_router.storage.sql.pg_plans import PgPlanStore
+from xrouter_router.storage.sql.pg_sessions import PgSessionStore
 from xrouter_router.storage.sql.postgres import pool
 
 TABLES = {"accounts", "api_keys", "credit_entries", "generations", "generation_ids", "usage_daily",
-          "key_spend", "schema_migrations", "account_plans", "fx_rates"}
+          "key_spend", "schema_migrations", "account_plans", "fx_rates", "sessions", "auth_codes"}
 FAILOVER_BOUND = 15.0  # seconds from promotion to the first write through the old pool
 
 
@@ -92,7 +94,7 @@ def month_partitions(now: datetime, months: int) -> set[str]:
 
 
 async def test_migrate_creates_the_schema(db: Database) -> None:
-    assert await migrate(db.primary) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+    assert await migrate(db.primary) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
 
     tables = await query(db.primary, "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
                                      "AND relnamespace = 'public'::regnamespace AND NOT relispartition")
@@ -101,7 +103,7 @@ async def test_migrate_creates_the_schema(db: Database) -> None:
                                          "WHERE inhparent = 'generations'::regclass")
     assert {name for (name,) in partitions} == month_partitions(datetime.now(UTC), 2)
     assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,),
-                                                 (9,), (10,), (11,), (13,)]
+                                                 (9,), (10,), (11,), (12,), (13,)]
     assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(1,)]
     assert await query(db.primary, "SELECT xrouter_ensure_partitions(3)") == [(0,)]
     assert await migrate(db.primary) == []
@@ -113,7 +115,7 @@ async def test_a_database_of_the_previous_release_gets_ip_allow_lists(db: Databa
         await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
         await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier)"
                            " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free')")
-    assert await migrate(db.primary) == [6, 7, 8, 9, 10, 11, 13]
+    assert await migrate(db.primary) == [6, 7, 8, 9, 10, 11, 12, 13]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         keys = PgKeyStore(PgDatabase(connections))
         old = await keys.get("key-1")
@@ -134,7 +136,7 @@ async def test_a_database_of_the_previous_release_gets_residency(db: Database) -
         # Recorded by the previous release's function, which has no column for it.
         await PgUsageLedger(PgDatabase(connections)).record(
             replace(stored_generation("gen-old"), jurisdiction="ru"))
-    assert await migrate(db.primary) == [7, 8, 9, 10, 11, 13]
+    assert await migrate(db.primary) == [7, 8, 9, 10, 11, 12, 13]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         pg = PgDatabase(connections)
         keys, plans, ledger = PgKeyStore(pg), PgPlanStore(pg), PgUsageLedger(pg)
@@ -158,7 +160,7 @@ async def test_a_database_of_the_previous_release_gets_the_pii_guard(db: Databas
         await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier, residency)"
                            " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free', 'ru')")
         await conn.execute("INSERT INTO account_plans (account_id, tier) VALUES ('acct-1', 'pro')")
-    assert await migrate(db.primary) == [8, 9, 10, 11, 13]
+    assert await migrate(db.primary) == [8, 9, 10, 11, 12, 13]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         pg = PgDatabase(connections)
         keys, plans = PgKeyStore(pg), PgPlanStore(pg)
@@ -180,7 +182,7 @@ async def test_a_database_of_the_previous_release_gets_currencies(db: Database) 
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         # Recorded by the previous release's function: in RUB, with no currency columns.
         await PgUsageLedger(PgDatabase(connections)).record(stored_generation("gen-old"))
-    assert await migrate(db.primary) == [9, 10, 11, 13]
+    assert await migrate(db.primary) == [9, 10, 11, 12, 13]
     usd = replace(stored_generation("gen-usd"), price_currency="USD", fx_rate=Decimal("92.5"),
                   cost_original=Decimal("0.01"), fx_date=date(2026, 12, 5))
     rate = Rate("USD", Decimal("92.5"), date(2026, 12, 5), "cbr")
@@ -201,7 +203,7 @@ async def test_a_database_of_the_previous_release_gets_vat_and_its_history_stays
         # Recorded by the previous release's function, which has no VAT columns.
         await PgUsageLedger(PgDatabase(connections)).record(
             replace(stored_generation("gen-old"), cost=Decimal("0.5")))
-    assert await migrate(db.primary) == [10, 11, 13]
+    assert await migrate(db.primary) == [10, 11, 12, 13]
     assert await query(db.primary, "SELECT cost, cost_net, vat, vat_rate FROM generations") \
         == [(Decimal("0.5"), Decimal("0.5"), Decimal(0), Decimal(0))]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
@@ -224,7 +226,7 @@ async def test_a_database_of_the_previous_release_gets_outage_allowances(db: Dat
                            " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free')")
         await conn.execute("INSERT INTO account_plans (account_id, tier, residency)"
                            " VALUES ('acct-1', 'pro', 'ru')")
-    assert await migrate(db.primary) == [11, 13]
+    assert await migrate(db.primary) == [11, 12, 13]
     async with pool(db.primary, min_size=1, max_size=1) as connections:
         pg = PgDatabase(connections)
         keys, plans = PgKeyStore(pg), PgPlanStore(pg)
@@ -239,11 +241,29 @@ async def test_a_database_of_the_previous_release_gets_outage_allowances(db: Dat
             await conn.execute("UPDATE account_plans SET outage_allowance = -1")
 
 
+async def test_a_database_of_the_previous_release_gets_sessions(db: Database) -> None:
+    assert await migrate(db.primary, migrations=bundled()[:11]) == list(range(1, 12))
+    async with await psycopg.AsyncConnection.connect(db.primary, autocommit=True) as conn:
+        await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")
+        await conn.execute("INSERT INTO api_keys (id, account_id, key_hash, prefix, tier)"
+                           " VALUES ('key-1', 'acct-1', 'h1', 'xr-free-...', 'free')")
+    assert await migrate(db.primary) == [12, 13]
+    async with pool(db.primary, min_size=1, max_size=1) as connections:
+        pg = PgDatabase(connections)
+        keys, sessions = PgKeyStore(pg), PgSessionStore(pg)
+        key = await keys.get("key-1")
+        assert key is not None
+        await sessions.create("s1", Session(key, 1.0, 2.0))
+        assert await sessions.by_hash("s1") == Session(key, 1.0, 2.0)
+        await keys.update(replace(key, disabled=True))
+        assert await sessions.by_hash("s1") is None  # the trigger ended it
+
+
 async def test_concurrent_runners_apply_once(db: Database) -> None:
     results = await asyncio.gather(migrate(db.primary), migrate(db.primary))
-    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]]
+    assert sorted(results) == [[], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]
     assert await query(db.primary, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,),
-                                                 (9,), (10,), (11,), (13,)]
+                                                 (9,), (10,), (11,), (12,), (13,)]
 
 
 async def test_the_standby_has_the_schema_and_committed_rows(
@@ -257,7 +277,7 @@ async def test_the_standby_has_the_schema_and_committed_rows(
     assert await query(db.standby, "SELECT id, name, balance FROM accounts") == [
         ("acct-1", "Ada", Decimal(0))]
     assert await query(db.standby, VERSIONS) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,),
-                                                 (8,), (9,), (10,), (11,), (13,)]
+                                                 (8,), (9,), (10,), (11,), (12,), (13,)]
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         await query(db.standby, "INSERT INTO accounts (id) VALUES ('acct-2')")
     admin = postgres_ha.conninfo(0, "postgres", "postgres")  # replication state is for superusers
@@ -318,7 +338,7 @@ def test_cli_migrates_and_reports(db: Database, capsys: pytest.CaptureFixture[st
     assert main(["migrate", "--database-url", db.primary, "--wait", "5"]) == 0
     assert main(["migrate", "--database-url", db.primary]) == 0
     assert capsys.readouterr().out == (
-        "applied migrations: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13\nschema is up to date\n")
+        "applied migrations: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13\nschema is up to date\n")
 
 
 def test_cli_gives_up_on_an_unreachable_database(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -371,7 +391,7 @@ class Writer:
 
 async def test_writes_survive_a_failover(postgres_ha_disposable: PostgresHA) -> None:  # noqa: F811
     cluster = postgres_ha_disposable
-    assert await migrate(cluster.multi_host(), wait=5) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+    assert await migrate(cluster.multi_host(), wait=5) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     async with pool(cluster.multi_host(), min_size=2, max_size=4, timeout=2.0) as writes:
         async with writes.connection() as conn:
             await conn.execute("INSERT INTO accounts (id) VALUES ('acct-1')")

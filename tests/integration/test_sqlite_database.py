@@ -37,6 +37,7 @@ from xrouter_router.domain.keys import Limits
 from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
 from xrouter_router.domain.pii.policy import PiiPolicy
 from xrouter_router.domain.plans import Plan
+from xrouter_router.domain.sessions import Session
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
 
@@ -156,7 +157,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.create(full_key(), HASH_1)
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 9
+            assert await _version(db) == 10
 
     async def test_a_file_of_schema_version_3_gets_ip_allow_lists_and_keeps_its_keys(
             self, tmp_path: Path) -> None:
@@ -176,7 +177,7 @@ class TestSqliteDatabase:
             assert await after.plans.get("acc-a") == Plan("pro")
             await after.keys.update(full_key())
             assert await after.keys.by_hash(HASH_1) == full_key()
-            assert await _version(db) == 9
+            assert await _version(db) == 10
 
     async def test_a_file_of_schema_version_4_gets_residency_and_keeps_its_records(
             self, tmp_path: Path) -> None:
@@ -188,7 +189,7 @@ class TestSqliteDatabase:
                 "ALTER TABLE account_plans DROP COLUMN residency")
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 9
+            assert await _version(db) == 10
             # No policy of its own: it follows its account's (none).
             assert await after.keys.by_hash(HASH_1) == NO_POLICY
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7))
@@ -209,7 +210,7 @@ class TestSqliteDatabase:
         _rewind(path, 5, *_BEFORE_PII, *_PLANS_BEFORE_PII)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 9
+            assert await _version(db) == 10
             assert await after.keys.by_hash(HASH_1) == replace(NO_POLICY, account_residency="ru")
             assert await after.plans.get("acc-a") == Plan("pro", Limits(requests_per_minute=7), "ru")
             await after.plans.set("acc-a", Plan("pro", residency="ru", pii_guard="block",
@@ -338,7 +339,7 @@ class TestSqliteDatabase:
         _rewind(path, 6, *_BEFORE_CURRENCIES)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 9
+            assert await _version(db) == 10
             assert await after.ledger.get("gen-1") == replace(
                 generation("gen-1", cost="0.25"), jurisdiction="ru")  # in RUB, as it was
             usd = replace(generation("gen-2", cost="0.925"), price_currency="USD",
@@ -357,7 +358,7 @@ class TestSqliteDatabase:
         _rewind(path, 7, *_BEFORE_VAT)
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 9
+            assert await _version(db) == 10
             old = await after.ledger.get("gen-1")
             assert old == generation("gen-1", cost="0.25")
             assert old is not None and (old.cost_net, old.vat, old.vat_rate) == (
@@ -381,7 +382,7 @@ class TestSqliteDatabase:
         _rewind(path, 8, "ALTER TABLE account_plans DROP COLUMN outage_allowance")
 
         async with _opened(path) as (db, after):
-            assert await _version(db) == 9
+            assert await _version(db) == 10
             plan = Plan("pro", Limits(requests_per_minute=7), "ru", "mask")
             assert await after.plans.get("acc-a") == plan  # the global setting applies
             key = replace(NO_POLICY, account_residency="ru", account_pii_guard="mask")
@@ -390,14 +391,30 @@ class TestSqliteDatabase:
             assert await after.keys.by_hash(HASH_1) == replace(
                 key, account_outage_allowance=Decimal("0.75"))
 
+    async def test_a_file_of_schema_version_9_gets_sessions_and_keeps_its_keys(
+            self, tmp_path: Path) -> None:
+        path = tmp_path / "xrouter.db"
+        await _written(path, Plan("pro"))
+        # The file the previous release wrote: no sessions, no OAuth codes, version 9.
+        _rewind(path, 9, "DROP TRIGGER api_keys_disabled_ends_sessions", "DROP TABLE sessions",
+                "DROP TABLE auth_codes")
+        async with _opened(path) as (db, after):
+            key = await after.keys.by_hash(HASH_1)
+            assert key == NO_POLICY
+            await after.sessions.create("f" * 64, Session(key, 1.0, 2.0))
+            assert await after.sessions.by_hash("f" * 64) == Session(key, 1.0, 2.0)
+            await after.keys.update(replace(key, disabled=True))
+            assert await after.sessions.by_hash("f" * 64) is None  # the trigger is there
+            assert await _version(db) == 10
+
     async def test_a_file_from_a_later_version_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "xrouter.db"
         newer = sqlite3.connect(path, isolation_level=None)
-        newer.execute("PRAGMA user_version = 10")
+        newer.execute("PRAGMA user_version = 11")
         newer.close()
         db = SqliteDatabase(path)
         try:
-            with pytest.raises(InternalError, match=r"schema version 10; this XRouter knows 9$"):
+            with pytest.raises(InternalError, match=r"schema version 11; this XRouter knows 10$"):
                 await db.open()
         finally:
             await db.close()

@@ -10,7 +10,8 @@ from xrouter_gateway.errors import TYPES_BY_STATUS, APIError
 ANTHROPIC_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
     403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
-    408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
+    408: "timeout_error", 413: "request_too_large", 415: "invalid_request_error",
+    429: "rate_limit_error",
     431: "request_too_large", 500: "api_error", 502: "api_error", 503: "overloaded_error",
 }
 

@@ -74,3 +74,20 @@ def test_tls_to_the_router_needs_a_ca_and_a_whole_client_pair(tmp_path: Path) ->
     assert settings.router_tls == RouterTls(CertFiles(pem, pem, pem), "router-service-headless", 5.0)
     with pytest.raises(ConfigError, match=r"^XROUTER_GATEWAY_ROUTER_TLS_\*: .*nowhere\.pem is not"):
         GatewaySettings.from_env({"XROUTER_GATEWAY_ROUTER_TLS_CA": str(tmp_path / "nowhere.pem")})
+
+
+def test_oauth_settings_are_off_and_open_unless_set() -> None:
+    defaults = GatewaySettings.from_env({})
+    assert (defaults.oauth_allow_plain, defaults.oauth_allowed_callbacks) == (False, ())
+    settings = GatewaySettings.from_env({
+        "XROUTER_OAUTH_ALLOW_PLAIN": "true",
+        "XROUTER_OAUTH_ALLOWED_CALLBACKS": " App.Example.com , 127.0.0.1:8080,[::1]:9,"})
+    assert settings.oauth_allow_plain is True
+    assert settings.oauth_allowed_callbacks == ("app.example.com", "127.0.0.1:8080", "[::1]:9")
+
+
+@pytest.mark.parametrize("value", ["https://app.example", "app.example/cb", "a b", "app:port",
+                                   "app.example:123456", "ex\u00e4mple.com"])
+def test_an_allowed_callback_that_is_no_host_stops_the_start(value: str) -> None:
+    with pytest.raises(ConfigError, match="XROUTER_OAUTH_ALLOWED_CALLBACKS"):
+        GatewaySettings.from_env({"XROUTER_OAUTH_ALLOWED_CALLBACKS": value})

@@ -50,7 +50,7 @@ def stale_headers(reply: pb.KeyInfo | pb.Credits) -> dict[str, str] | None:
     X-XRouter-Stale (its age in seconds, to a tenth) and the standard Age (whole seconds)."""
     if not reply.HasField("stale_seconds"):
         return None
-    age = max(0.0, reply.stale_seconds)
+    age = round(max(0.0, reply.stale_seconds), 1)  # both headers from the same rounded age
     return {"X-XRouter-Stale": f"{age:.1f}", "Age": str(int(age))}
 
 

@@ -28,13 +28,16 @@ from xrouter_gateway.sse import StreamWriter
 
 
 def anthropic_key(request: Request) -> str:
-    """`x-api-key` (what the Anthropic SDK sends), else `Authorization: Bearer`."""
+    """`x-api-key` (what the Anthropic SDK sends), else `Authorization: Bearer`, else the
+    console's session cookie."""
     key = request.headers.get("x-api-key", "").strip()
     if key:
         return header_token(key, "x-api-key", 401)
     try:
         return api_key(request)
-    except APIError:
+    except APIError as exc:
+        if exc.status != 401:  # the session cookie without its CSRF token
+            raise
         raise APIError(401, "Missing API key: send 'x-api-key: <key>' or "
                             "'Authorization: Bearer <key>'") from None
 

@@ -24,12 +24,16 @@ from xrouter_gateway.accounts_api import AccountsEndpoints
 from xrouter_gateway.anthropic_api import MessagesFormat
 from xrouter_gateway.chat import ChatFormat
 from xrouter_gateway.completions_api import CompletionsFormat
+from xrouter_gateway.console import ConsoleAssets
+from xrouter_gateway.console_session import ConsoleSessionEndpoints
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.inbound import InboundEndpoint
 from xrouter_gateway.info import InfoEndpoints
 from xrouter_gateway.listings_api import ListingsEndpoints
 from xrouter_gateway.metrics import ASGIApp, GatewayMetrics, MetricsMiddleware
+from xrouter_gateway.oauth_api import OAuthKeys
+from xrouter_gateway.oauth_page import OAuthPages
 from xrouter_gateway.observability import AccessLogMiddleware, TracingMiddleware
 from xrouter_gateway.openapi import build_openapi
 from xrouter_gateway.responses_api import ResponsesFormat
@@ -83,6 +87,9 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     accounts = AccountsEndpoints(client, settings)
     listings = ListingsEndpoints(client)
     info = InfoEndpoints(client, registry)
+    sessions = ConsoleSessionEndpoints(client)
+    oauth, oauth_keys = OAuthPages(client, settings), OAuthKeys(client, settings)
+    assets = ConsoleAssets()
     openapi = orjson.dumps(build_openapi())
 
     async def openapi_json(request: Request) -> Response:
@@ -124,6 +131,17 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         Route("/readyz", info.readyz, methods=["GET"]),
         Route("/metrics", info.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/console/session", sessions.sign_in, methods=["POST"]),
+        Route("/console/session", sessions.current, methods=["GET"]),
+        Route("/console/session", sessions.sign_out, methods=["DELETE"]),
+        Route("/auth", oauth.consent, methods=["GET"]),
+        Route("/auth", oauth.approve, methods=["POST"]),
+        Route("/auth/{name}", oauth.asset, methods=["GET"]),
+        Route("/v1/auth/keys", oauth_keys.exchange, methods=["POST"]),
+        # The web console's assets; last, so that /console/session matches first.
+        Route("/console", assets.index, methods=["GET"]),
+        Route("/console/", assets.index, methods=["GET"]),
+        Route("/console/{name:path}", assets.asset, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

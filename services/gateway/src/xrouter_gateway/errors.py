@@ -34,7 +34,8 @@ _KINDS: dict[int, tuple[int, str]] = {
 TYPES_BY_STATUS: dict[int, str] = {
     400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_credits",
     403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
-    408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
+    408: "timeout_error", 413: "request_too_large", 415: "invalid_request_error",
+    429: "rate_limit_error",
     431: "request_too_large",
     500: "internal_error", 502: "upstream_error", 503: "service_unavailable",
 }

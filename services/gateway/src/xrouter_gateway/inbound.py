@@ -26,6 +26,7 @@ from xrouter_gateway.convert import ROUTE_HEADER, rate_limit_headers, route_head
 from xrouter_gateway.errors import APIError, from_rpc_error
 from xrouter_gateway.guards import header_token
 from xrouter_gateway.router_client import Metadata, RouterClient
+from xrouter_gateway.session_cookie import cookie_credential
 from xrouter_gateway.settings import GatewaySettings
 from xrouter_gateway.sse import RouterStream, SSEResponse, StreamWriter
 
@@ -57,14 +58,25 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def api_key(request: Request) -> str:
+    """The caller's credential: the Authorization header's bearer key or, without that header,
+    the console's session cookie (session_cookie.py: CSRF-checked for unsafe methods)."""
     header = request.headers.get("authorization", "")
+    if not header:
+        session = cookie_credential(request)
+        if session:
+            return session
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise APIError(401, "Missing API key: send 'Authorization: Bearer <key>'")
-    header_token(token, "Authorization", 401)
+    return checked_key(token, "Authorization")
+
+
+def checked_key(token: str, source: str) -> str:
+    """A key the router may receive (printable ASCII); a mistyped one of our format is refused
+    here, without a round trip to the router. Both are 401s naming `source`."""
+    header_token(token, source, 401)
     if is_xrouter_key(token) and not well_formed(token):
-        # A mistyped key: refused here, without a round trip to the router.
         raise APIError(401, "Invalid API key (the checksum does not match: check for typos)")
     return token
 

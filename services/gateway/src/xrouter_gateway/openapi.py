@@ -21,6 +21,7 @@ from xrouter_gateway.openapi_schemas import (
     obj,
     ref,
 )
+from xrouter_gateway.openapi_sessions import session_components, session_paths
 from xrouter_gateway.responses_request import ResponsesRequest
 from xrouter_gateway.schemas import ChatCompletionRequest
 
@@ -264,18 +265,33 @@ def _info_paths() -> dict[str, Any]:
     }
 
 
+def _console_paths() -> dict[str, Any]:
+    """The web console (docs/console.md): its page and its assets, from the package."""
+    def files(summary: str, *media: str, **more: Any) -> dict[str, Any]:
+        return {"get": {"summary": summary, "security": [], **more, "responses": {
+            "200": {"description": "The file (strict Content-Security-Policy)",
+                    "content": {m: {"schema": STR} for m in media}}, **_errors(404)}}}
+    page = files("The web console's page (English and Russian)", "text/html")
+    return {"/console": page, "/console/": page,
+            "/console/{name}": files("The console's scripts (ES modules) and style", "text/javascript",
+                                     "text/css", parameters=_path_param("name"))}
+
+
 def build_openapi() -> dict[str, Any]:
     components = _components(_request_components(), {"Error": _ERROR},
                              management_components(), chat_components(), formats_components(),
-                             listings_components())
+                             listings_components(), session_components())
     return {
         "openapi": "3.1.0",
         "info": {"title": "XRouter API", "version": "1",
                  "description": "OpenAI-compatible LLM router (OpenRouter contract). Every "
                                 "response body is typed in components/schemas."},
         "paths": {**_inference_paths(), **_info_paths(),
-                  **_accounts_paths(), **listings_paths(_op)},
+                  **_accounts_paths(), **listings_paths(_op), **session_paths(),
+                  **_console_paths()},
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
-            "anthropic": {"type": "apiKey", "in": "header", "name": "x-api-key"}}},
+            "anthropic": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            # The console's session (docs/security.md); changes also need X-CSRF-Token.
+            "session": {"type": "apiKey", "in": "cookie", "name": "xr_session"}}},
     }

@@ -100,6 +100,7 @@ class RouterClient:
         self._channel = channel
         self._stub = pb_grpc.RouterStub(channel)
         self.accounts = pb_grpc.AccountsStub(channel)
+        self.sessions = pb_grpc.SessionsStub(channel)
         self._health: Any = health_pb2_grpc.HealthStub(channel)
 
     async def watch_certificates(self) -> None:

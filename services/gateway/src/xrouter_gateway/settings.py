@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -20,6 +21,19 @@ def _networks(text: str) -> tuple[str, ...]:
         except ValueError:
             raise ConfigError(f"XROUTER_GATEWAY_TRUSTED_PROXIES: {item!r} is not an IP address "
                               "or network") from None
+    return out
+
+
+_CALLBACK_HOST = re.compile(r"^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$")
+
+
+def _callback_hosts(text: str) -> tuple[str, ...]:
+    """XROUTER_OAUTH_ALLOWED_CALLBACKS: comma-separated hosts, each optionally with a port."""
+    out = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    for item in out:
+        if _CALLBACK_HOST.match(item) is None:
+            raise ConfigError(f"XROUTER_OAUTH_ALLOWED_CALLBACKS: {item!r} is not a host or "
+                              "host:port")
     return out
 
 
@@ -62,6 +76,9 @@ class GatewaySettings:
     trusted_proxies: tuple[str, ...] = field(default=())
     # Mutual TLS to the routers (None: plaintext, for a router on 127.0.0.1).
     router_tls: RouterTls | None = None
+    # OAuth PKCE (docs/oauth.md): the plain method, and the callback hosts allowed (empty: any).
+    oauth_allow_plain: bool = False
+    oauth_allowed_callbacks: tuple[str, ...] = field(default=())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -87,4 +104,7 @@ class GatewaySettings:
                                             env, minimum=16),
             trusted_proxies=_networks(env_str("XROUTER_GATEWAY_TRUSTED_PROXIES", "", env)),
             router_tls=_router_tls(env),
+            oauth_allow_plain=env_bool("XROUTER_OAUTH_ALLOW_PLAIN", False, env),
+            oauth_allowed_callbacks=_callback_hosts(
+                env_str("XROUTER_OAUTH_ALLOWED_CALLBACKS", "", env)),
         )

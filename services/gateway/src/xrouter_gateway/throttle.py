@@ -20,6 +20,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WINDOW = 60.0
+# The console asks whether it is signed in on every page load: its 401 is not counted. The
+# session token in its cookie is 256 random bits, not worth guessing.
+_SESSION_PATH = "/console/session"
 
 
 class _Window:
@@ -95,6 +98,10 @@ class AuthThrottle:
             response = (error_response(err) if scope["path"] == "/v1/messages"
                         else err.response())
             await response(scope, receive, send)
+            return
+
+        if scope["method"] == "GET" and scope["path"] == _SESSION_PATH:
+            await self._app(scope, receive, send)  # "not signed in" is no failed attempt
             return
 
         async def send_wrapper(message: Message) -> None:

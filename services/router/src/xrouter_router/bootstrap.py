@@ -35,9 +35,11 @@ from xrouter_router.domain.auth import KeyAuthenticator
 from xrouter_router.domain.billing import Billing
 from xrouter_router.domain.catalog import Catalog
 from xrouter_router.domain.failover import Failover, FailoverPolicy
+from xrouter_router.domain.oauth import AuthCodes
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.ports import (
     AccountStore,
+    AuthCodeStore,
     ChatProvider,
     CreditGuard,
     KeyStore,
@@ -46,9 +48,11 @@ from xrouter_router.domain.ports import (
     Meter,
     PlanStore,
     RateStore,
+    SessionStore,
     UsageLedger,
 )
 from xrouter_router.domain.service import ChatService
+from xrouter_router.domain.sessions import SessionService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.sticky import StickyRoutes
 from xrouter_router.providers.http import new_session
@@ -64,6 +68,7 @@ from xrouter_router.transport.accounts_servicer import AccountsServicer
 from xrouter_router.transport.redact import Redactor
 from xrouter_router.transport.server import GrpcServer
 from xrouter_router.transport.servicer import RouterServicer
+from xrouter_router.transport.sessions_servicer import SessionsServicer
 from xrouter_router.transport.tls import server_credentials
 
 if TYPE_CHECKING:
@@ -123,6 +128,8 @@ class AccountingStack:
     ledger: UsageLedger
     rates: RateStore
     listings: Listings
+    sessions: SessionStore
+    codes: AuthCodeStore
     limiter: Limiter
     guard: CreditGuard
     # The admission port's stores: limits and credits in one call at each end of a generation.
@@ -166,7 +173,9 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
     from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
     from xrouter_router.storage.sql.sqlite_listings import SqliteListings
+    from xrouter_router.storage.sql.sqlite_oauth import SqliteAuthCodeStore
     from xrouter_router.storage.sql.sqlite_plans import SqlitePlanStore
+    from xrouter_router.storage.sql.sqlite_sessions import SqliteSessionStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = SqliteDatabase(settings.data_dir / "xrouter.sqlite3")
@@ -176,7 +185,8 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
     limiter = InProcessLimiter()
     return AccountingStack(SqliteKeyStore(database), accounts, SqlitePlanStore(database),
                            SqliteUsageLedger(database, charge=True), SqliteRateStore(database),
-                           SqliteListings(database), limiter, guard,
+                           SqliteListings(database), SqliteSessionStore(database),
+                           SqliteAuthCodeStore(database), limiter, guard,
                            InProcessMeter(limiter, guard), guard.forget,
                            starts=[database.open], stops=[database.close])
 
@@ -185,13 +195,17 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
     from xrouter_router.storage.sql.pg_fx import PgRateStore
     from xrouter_router.storage.sql.pg_listings import PgListings
+    from xrouter_router.storage.sql.pg_oauth import PgAuthCodeStore
     from xrouter_router.storage.sql.pg_plans import PgPlanStore
+    from xrouter_router.storage.sql.pg_sessions import PgSessionStore
     from xrouter_router.storage.sql.postgres import pool
 
     connections = pool(settings.database_url, min_size=2, max_size=settings.database_pool_size)
     database = PgDatabase(connections)
     keys, accounts = PgKeyStore(database), PgAccountStore(database)
     plans, rates, listings = PgPlanStore(database), PgRateStore(database), PgListings(database)
+    sessions = PgSessionStore(database)
+    codes = PgAuthCodeStore(database)
 
     async def open_pool() -> None:
         await connections.open(wait=False)
@@ -202,7 +216,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
         guard = InProcessCreditGuard(accounts, ledger_charges=True)
         in_process = InProcessLimiter()
         return AccountingStack(keys, accounts, plans, PgUsageLedger(database, charge=True),
-                               rates, listings, in_process, guard,
+                               rates, listings, sessions, codes, in_process, guard,
                                InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)
@@ -255,7 +269,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
                            timeout=settings.redis_timeout)
     return AccountingStack(
-        keys, accounts, plans, ledger, rates, listings, limiter, shared,
+        keys, accounts, plans, ledger, rates, listings, sessions, codes, limiter, shared,
         RedisMeter(limiter, shared),
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
@@ -331,8 +345,9 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     stack = build_accounting(settings)
     secret = key_secret(settings)
     auth = KeyAuthenticator(stack.keys, secret=secret, master_key=settings.master_key,
-                            ttl=settings.key_cache_ttl, size=settings.key_cache_size,
-                            negative_size=settings.key_cache_negative_size)
+                            sessions=stack.sessions, ttl=settings.key_cache_ttl,
+                            size=settings.key_cache_size,
+                            negative_size=settings.key_cache_negative_size, wall=wall)
     if stack.listen is not None:
         stack.listen(auth.forget)
     billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat,
@@ -355,9 +370,13 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                                balance_changed=stack.balance_changed, announce=stack.announce,
                                wall=wall, vat_zone=settings.vat.zone)
     accounts_servicer = AccountsServicer(accounts, auth)
+    sessions = SessionService(stack.sessions, secret=secret, forget=auth.forget,
+                              announce=stack.announce, wall=wall)
     credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
     server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
-                        health_listen=settings.health_listen)
+                        health_listen=settings.health_listen,
+                        sessions=SessionsServicer(sessions, auth, AuthCodes(
+                            stack.codes, stack.keys, accounts, secret=secret, wall=wall)))
     collector = accounting_metrics.register(registry, {"keys": auth, "reads": accounts.reads,
                                                        **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,

@@ -1098,3 +1098,265 @@ class Accounts:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SessionsStub:
+    """Console sessions (docs/security.md) and OAuth PKCE codes (docs/oauth.md). A session is a
+    short-lived credential (`xrs-...`) that authenticates exactly as the key that opened it, in the
+    `authorization` metadata of any call; only its keyed hash is stored.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateSession = channel.unary_unary(
+                '/xrouter.v1.Sessions/CreateSession',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.SessionRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.SessionInfo.FromString,
+                _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/xrouter.v1.Sessions/GetSession',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.SessionRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.SessionInfo.FromString,
+                _registered_method=True)
+        self.RevokeSession = channel.unary_unary(
+                '/xrouter.v1.Sessions/RevokeSession',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.SessionRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.RevokeSessionResponse.FromString,
+                _registered_method=True)
+        self.CreateAuthCode = channel.unary_unary(
+                '/xrouter.v1.Sessions/CreateAuthCode',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.AuthCodeRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.AuthCode.FromString,
+                _registered_method=True)
+        self.ExchangeAuthCode = channel.unary_unary(
+                '/xrouter.v1.Sessions/ExchangeAuthCode',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.ExchangeRequest.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.CreatedKey.FromString,
+                _registered_method=True)
+
+
+class SessionsServicer:
+    """Console sessions (docs/security.md) and OAuth PKCE codes (docs/oauth.md). A session is a
+    short-lived credential (`xrs-...`) that authenticates exactly as the key that opened it, in the
+    `authorization` metadata of any call; only its keyed hash is stored.
+    """
+
+    def CreateSession(self, request, context):
+        """Opens a session for the API key (or the master key) in the call's metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSession(self, request, context):
+        """The session in the call's metadata (Unauthenticated when it is unknown, expired, or its key
+        may no longer be used). The token is not repeated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSession(self, request, context):
+        """Ends the session in the call's metadata; revoked is false when there was none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAuthCode(self, request, context):
+        """A single-use OAuth code for the caller's account (a management key or its session), bound
+        to the PKCE challenge; the key it is exchanged for is labelled with `app_host`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExchangeAuthCode(self, request, context):
+        """Exchanges a code (no credential in the metadata) for a new key of the approving account:
+        Forbidden for an unknown, used or expired code or a wrong verifier, InvalidRequest for
+        another method than the challenge's. A code is taken (deleted) by its first exchange.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SessionsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSession,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.SessionRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.SessionInfo.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.SessionRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.SessionInfo.SerializeToString,
+            ),
+            'RevokeSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSession,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.SessionRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.RevokeSessionResponse.SerializeToString,
+            ),
+            'CreateAuthCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAuthCode,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.AuthCodeRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.AuthCode.SerializeToString,
+            ),
+            'ExchangeAuthCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExchangeAuthCode,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.ExchangeRequest.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.CreatedKey.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'xrouter.v1.Sessions', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('xrouter.v1.Sessions', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Sessions:
+    """Console sessions (docs/security.md) and OAuth PKCE codes (docs/oauth.md). A session is a
+    short-lived credential (`xrs-...`) that authenticates exactly as the key that opened it, in the
+    `authorization` metadata of any call; only its keyed hash is stored.
+    """
+
+    @staticmethod
+    def CreateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Sessions/CreateSession',
+            xrouter_dot_v1_dot_router__pb2.SessionRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.SessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Sessions/GetSession',
+            xrouter_dot_v1_dot_router__pb2.SessionRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.SessionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Sessions/RevokeSession',
+            xrouter_dot_v1_dot_router__pb2.SessionRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.RevokeSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAuthCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Sessions/CreateAuthCode',
+            xrouter_dot_v1_dot_router__pb2.AuthCodeRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.AuthCode.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExchangeAuthCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xrouter.v1.Sessions/ExchangeAuthCode',
+            xrouter_dot_v1_dot_router__pb2.ExchangeRequest.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.CreatedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

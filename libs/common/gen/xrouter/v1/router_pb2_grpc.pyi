@@ -355,3 +355,112 @@ class AccountsServicer(metaclass=_abc_1.ABCMeta):
         """Every account with its balance and plan (the master key only)."""
 
 def add_AccountsServicer_to_server(servicer: AccountsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class SessionsStub:
+    """Console sessions (docs/security.md) and OAuth PKCE codes (docs/oauth.md). A session is a
+    short-lived credential (`xrs-...`) that authenticates exactly as the key that opened it, in the
+    `authorization` metadata of any call; only its keyed hash is stored.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> SessionsAsyncStub: ...
+    CreateSession: _grpc.UnaryUnaryMultiCallable[_router_pb2.SessionRequest, _router_pb2.SessionInfo]
+    """Opens a session for the API key (or the master key) in the call's metadata."""
+    GetSession: _grpc.UnaryUnaryMultiCallable[_router_pb2.SessionRequest, _router_pb2.SessionInfo]
+    """The session in the call's metadata (Unauthenticated when it is unknown, expired, or its key
+    may no longer be used). The token is not repeated.
+    """
+    RevokeSession: _grpc.UnaryUnaryMultiCallable[_router_pb2.SessionRequest, _router_pb2.RevokeSessionResponse]
+    """Ends the session in the call's metadata; revoked is false when there was none."""
+    CreateAuthCode: _grpc.UnaryUnaryMultiCallable[_router_pb2.AuthCodeRequest, _router_pb2.AuthCode]
+    """A single-use OAuth code for the caller's account (a management key or its session), bound
+    to the PKCE challenge; the key it is exchanged for is labelled with `app_host`.
+    """
+    ExchangeAuthCode: _grpc.UnaryUnaryMultiCallable[_router_pb2.ExchangeRequest, _router_pb2.CreatedKey]
+    """Exchanges a code (no credential in the metadata) for a new key of the approving account:
+    Forbidden for an unknown, used or expired code or a wrong verifier, InvalidRequest for
+    another method than the challenge's. A code is taken (deleted) by its first exchange.
+    """
+
+@_typing.type_check_only
+class SessionsAsyncStub(SessionsStub):
+    """Console sessions (docs/security.md) and OAuth PKCE codes (docs/oauth.md). A session is a
+    short-lived credential (`xrs-...`) that authenticates exactly as the key that opened it, in the
+    `authorization` metadata of any call; only its keyed hash is stored.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateSession: _aio.UnaryUnaryMultiCallable[_router_pb2.SessionRequest, _router_pb2.SessionInfo]  # type: ignore[assignment]
+    """Opens a session for the API key (or the master key) in the call's metadata."""
+    GetSession: _aio.UnaryUnaryMultiCallable[_router_pb2.SessionRequest, _router_pb2.SessionInfo]  # type: ignore[assignment]
+    """The session in the call's metadata (Unauthenticated when it is unknown, expired, or its key
+    may no longer be used). The token is not repeated.
+    """
+    RevokeSession: _aio.UnaryUnaryMultiCallable[_router_pb2.SessionRequest, _router_pb2.RevokeSessionResponse]  # type: ignore[assignment]
+    """Ends the session in the call's metadata; revoked is false when there was none."""
+    CreateAuthCode: _aio.UnaryUnaryMultiCallable[_router_pb2.AuthCodeRequest, _router_pb2.AuthCode]  # type: ignore[assignment]
+    """A single-use OAuth code for the caller's account (a management key or its session), bound
+    to the PKCE challenge; the key it is exchanged for is labelled with `app_host`.
+    """
+    ExchangeAuthCode: _aio.UnaryUnaryMultiCallable[_router_pb2.ExchangeRequest, _router_pb2.CreatedKey]  # type: ignore[assignment]
+    """Exchanges a code (no credential in the metadata) for a new key of the approving account:
+    Forbidden for an unknown, used or expired code or a wrong verifier, InvalidRequest for
+    another method than the challenge's. A code is taken (deleted) by its first exchange.
+    """
+
+class SessionsServicer(metaclass=_abc_1.ABCMeta):
+    """Console sessions (docs/security.md) and OAuth PKCE codes (docs/oauth.md). A session is a
+    short-lived credential (`xrs-...`) that authenticates exactly as the key that opened it, in the
+    `authorization` metadata of any call; only its keyed hash is stored.
+    """
+
+    @_abc_1.abstractmethod
+    def CreateSession(
+        self,
+        request: _router_pb2.SessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.SessionInfo, _abc.Awaitable[_router_pb2.SessionInfo]]:
+        """Opens a session for the API key (or the master key) in the call's metadata."""
+
+    @_abc_1.abstractmethod
+    def GetSession(
+        self,
+        request: _router_pb2.SessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.SessionInfo, _abc.Awaitable[_router_pb2.SessionInfo]]:
+        """The session in the call's metadata (Unauthenticated when it is unknown, expired, or its key
+        may no longer be used). The token is not repeated.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeSession(
+        self,
+        request: _router_pb2.SessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.RevokeSessionResponse, _abc.Awaitable[_router_pb2.RevokeSessionResponse]]:
+        """Ends the session in the call's metadata; revoked is false when there was none."""
+
+    @_abc_1.abstractmethod
+    def CreateAuthCode(
+        self,
+        request: _router_pb2.AuthCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.AuthCode, _abc.Awaitable[_router_pb2.AuthCode]]:
+        """A single-use OAuth code for the caller's account (a management key or its session), bound
+        to the PKCE challenge; the key it is exchanged for is labelled with `app_host`.
+        """
+
+    @_abc_1.abstractmethod
+    def ExchangeAuthCode(
+        self,
+        request: _router_pb2.ExchangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.CreatedKey, _abc.Awaitable[_router_pb2.CreatedKey]]:
+        """Exchanges a code (no credential in the metadata) for a new key of the approving account:
+        Forbidden for an unknown, used or expired code or a wrong verifier, InvalidRequest for
+        another method than the challenge's. A code is taken (deleted) by its first exchange.
+        """
+
+def add_SessionsServicer_to_server(servicer: SessionsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -19,7 +19,14 @@ from xrouter_router.domain import statement, vat
 from xrouter_router.domain.addresses import EVERYWHERE, AllowList
 from xrouter_router.domain.auth import ACCOUNT_PREFIX, KeyAuthenticator
 from xrouter_router.domain.errors import Forbidden, InvalidRequest, NotFound
-from xrouter_router.domain.keys import TIERS, ApiKey, Limits, key_hash, with_tier
+from xrouter_router.domain.keys import (
+    MANAGEMENT_TIER,
+    TIERS,
+    ApiKey,
+    Limits,
+    key_hash,
+    with_tier,
+)
 from xrouter_router.domain.ledger import (
     REPORT_GROUPS,
     Account,
@@ -41,7 +48,6 @@ from xrouter_router.domain.ports import AccountStore, KeyStore, Listings, PlanSt
 from xrouter_router.domain.read_cache import Answer, ReadCache
 from xrouter_router.domain.statement import Statement, month_period
 
-MANAGEMENT_TIER = "mgmt"
 DAY = 86400.0
 
 
@@ -368,5 +374,5 @@ class AccountsService:
         return statement.build(target, month, self._vat_zone, records)
 
 
-__all__ = ["AccountsService", "CreditsView", "KeyChanges", "KeyUsage", "NewKey", "PlanView",
-           "UsageTotals"]
+__all__ = ["MANAGEMENT_TIER", "AccountsService", "CreditsView", "KeyChanges", "KeyUsage", "NewKey",
+           "PlanView", "UsageTotals"]

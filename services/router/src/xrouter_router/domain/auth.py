@@ -1,5 +1,6 @@
 """Who is calling: API keys looked up by their keyed hash (cached with their parsed IP
-allow-lists, so a hot key costs no database round trip), and the operator's master key. Both
+allow-lists, so a hot key costs no database round trip), console sessions (domain/sessions.py:
+cached the same way, as the key that opened them), and the operator's master key. Both
 caches are bounded: known keys in an LRU table, unknown (forged or revoked) hashes in a smaller
 one of their own, so a flood of forged keys can neither grow the process nor evict the keys in
 use."""
@@ -13,11 +14,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 
 from xrouter_common.apikeys import well_formed
+from xrouter_router.domain import sessions
 from xrouter_router.domain.errors import Unauthenticated, Unavailable
 from xrouter_router.domain.keys import MASTER, ApiKey, key_hash
-from xrouter_router.domain.ports import KeyStore
+from xrouter_router.domain.ports import KeyStore, SessionStore
 
 log = logging.getLogger("xrouter.router.auth")
 _NEGATIVE_TTL = 5.0
@@ -36,9 +39,12 @@ class KeyAuthenticator:
     failing store (a PostgreSQL failover) delays no request of a key already seen; a key deleted
     without a revocation notice is served until that re-read lands. At most
     `size` known keys (least recently used evicted first) and `negative_size` unknown hashes
-    (each for a few seconds, oldest evicted first) are held."""
+    (each for a few seconds, oldest evicted first) are held. Sessions share both tables, under
+    sessions.FORGET_PREFIX + their hash, holding the key that opened them (its
+    session_expires_at set): forgetting a key forgets its sessions."""
 
     def __init__(self, keys: KeyStore | None, *, secret: bytes, master_key: str,
+                 sessions: SessionStore | None = None,
                  ttl: float = 30.0, size: int = KEY_CACHE_SIZE,
                  negative_size: int = NEGATIVE_CACHE_SIZE,
                  clock: Callable[[], float] = time.monotonic,
@@ -46,6 +52,7 @@ class KeyAuthenticator:
         if not master_key:
             raise ValueError("the master key must not be empty")
         self._keys = keys
+        self._sessions = sessions
         self._secret = secret
         self._master = hashlib.sha256(master_key.encode()).digest()
         self._ttl = ttl
@@ -67,12 +74,17 @@ class KeyAuthenticator:
             raise Unauthenticated("Missing API key: send 'Authorization: Bearer <key>'")
         if hmac.compare_digest(hashlib.sha256(api_key.encode()).digest(), self._master):
             return MASTER
-        if self._keys is None or not well_formed(api_key):
-            raise Unauthenticated("Invalid API key")
-        hashed = key_hash(self._secret, api_key)
-        key = await self._lookup(hashed)
+        if api_key.startswith(sessions.SESSION_PREFIX):
+            known = self._sessions is not None and sessions.well_formed(api_key)
+            hashed = sessions.FORGET_PREFIX + key_hash(self._secret, api_key)
+            unknown = "Invalid or expired session: sign in again"
+        else:
+            known = self._keys is not None and well_formed(api_key)
+            hashed = key_hash(self._secret, api_key)
+            unknown = "Invalid API key"
+        key = await self._lookup(hashed) if known else None
         if key is None:
-            raise Unauthenticated("Invalid API key")
+            raise Unauthenticated(unknown)
         key.allowed_ips.check(address)
         key.usable(self._wall())
         return key
@@ -82,8 +94,17 @@ class KeyAuthenticator:
         """How many known keys and unknown hashes are cached."""
         return len(self._known), len(self._unknown)
 
-    async def _lookup(self, hashed: str) -> ApiKey | None:
+    async def _load(self, hashed: str) -> ApiKey | None:
+        """The key or the session (as its key) under this cache entry's name, from its store."""
+        if hashed.startswith(sessions.FORGET_PREFIX):
+            assert self._sessions is not None
+            found = await self._sessions.by_hash(hashed.removeprefix(sessions.FORGET_PREFIX))
+            return None if found is None else replace(found.key,
+                                                      session_expires_at=found.expires_at)
         assert self._keys is not None
+        return await self._keys.by_hash(hashed)
+
+    async def _lookup(self, hashed: str) -> ApiKey | None:
         now = self._clock()
         cached = self._known.get(hashed)
         if cached is not None:
@@ -99,7 +120,7 @@ class KeyAuthenticator:
             return None
         self.misses += 1
         try:
-            key = await self._keys.by_hash(hashed)
+            key = await self._load(hashed)
         except Exception as exc:
             raise Unavailable("The key store is unavailable; retry shortly",
                               retry_after=1.0) from exc
@@ -107,9 +128,8 @@ class KeyAuthenticator:
         return key
 
     async def _refresh(self, hashed: str, epoch: int) -> None:
-        assert self._keys is not None
         try:
-            key = await self._keys.by_hash(hashed)
+            key = await self._load(hashed)
         except Exception as exc:  # noqa: BLE001 - the cached key keeps serving meanwhile
             log.warning("key store unavailable (%s); serving a cached key", type(exc).__name__)
             cached = self._known.get(hashed)
@@ -142,8 +162,13 @@ class KeyAuthenticator:
 
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (it was revoked, disabled or changed); given
-        ACCOUNT_PREFIX + an account id, every key of that account (its plan changed)."""
+        ACCOUNT_PREFIX + an account id, every key of that account (its plan changed); given
+        sessions.FORGET_PREFIX + a session's hash, that session (it was revoked). Forgetting a
+        key forgets the sessions it opened."""
         self._epoch += 1
+        if key_id.startswith(sessions.FORGET_PREFIX):
+            self._known.pop(key_id, None)
+            return
         account = key_id.removeprefix(ACCOUNT_PREFIX) if key_id.startswith(ACCOUNT_PREFIX) else None
         for hashed, (key, _) in list(self._known.items()):
             if key.id == key_id or key.account_id == account:

@@ -33,6 +33,9 @@ TIERS: dict[str, Limits] = {
     "max": Limits(),
 }
 
+# Keys of this tier manage their own account (domain/accounts_service.py).
+MANAGEMENT_TIER = "mgmt"
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
@@ -64,6 +67,9 @@ class ApiKey:
     created_at: float = 0.0
     # The operator's master key: no limits, no credits, management allowed.
     master: bool = False
+    # Set when the key was presented through a console session (domain/sessions.py): when
+    # that session ends. The key's own rights are unchanged.
+    session_expires_at: float | None = None
 
     def usable(self, now: float) -> None:
         """Raises Unauthenticated when the key may not be used at `now`."""
@@ -71,6 +77,8 @@ class ApiKey:
             raise Unauthenticated("This API key is disabled")
         if self.expires_at is not None and now >= self.expires_at:
             raise Unauthenticated("This API key has expired")
+        if self.session_expires_at is not None and now >= self.session_expires_at:
+            raise Unauthenticated("This session has expired: sign in again")
 
     @property
     def residency_policy(self) -> tuple[str, str]:

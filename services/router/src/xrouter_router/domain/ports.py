@@ -13,7 +13,9 @@ from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import Account, GenerationRecord, UsageRow, UsageTotals
 from xrouter_router.domain.limits import TokenAsk, TokenHold
 from xrouter_router.domain.listings import AccountSummary, GenerationQuery, ListedGeneration, TopUp
+from xrouter_router.domain.pkce import AuthGrant
 from xrouter_router.domain.plans import Plan
+from xrouter_router.domain.sessions import Session
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
@@ -63,7 +65,6 @@ class Authenticator(Protocol):
     async def authenticate(self, api_key: str, address: str = "") -> ApiKey: ...
 
 
-
 class KeyStore(Protocol):
     """API keys by id and by keyed hash. Hashes are unique; the plain key is never stored."""
 
@@ -78,6 +79,40 @@ class KeyStore(Protocol):
     async def update(self, key: ApiKey) -> None: ...
 
     async def delete(self, key_id: str) -> bool: ...
+
+
+class SessionStore(Protocol):
+    """Console sessions by the keyed hash of their token (domain/sessions.py). A session ends
+    with its key: deleting the key deletes its sessions."""
+
+    async def create(self, hashed: str, session: Session) -> None: ...
+
+    async def by_hash(self, hashed: str) -> Session | None:
+        """The session with its key as the key store reads it now (MASTER for the master
+        key's); None when there is no such session."""
+        ...
+
+    async def delete(self, hashed: str) -> bool: ...
+
+    async def prune(self, now: float) -> int:
+        """Deletes the sessions that expired before `now`; how many."""
+        ...
+
+
+class AuthCodeStore(Protocol):
+    """OAuth codes by their keyed hash (domain/oauth.py). A code ends with its approving key
+    (deleted or disabled)."""
+
+    async def create(self, hashed: str, grant: AuthGrant) -> None: ...
+
+    async def take(self, hashed: str) -> AuthGrant | None:
+        """Deletes the code and returns what it stood for, atomically: of concurrent takes of
+        one code, exactly one gets it. None when there is no such code."""
+        ...
+
+    async def prune(self, now: float) -> int:
+        """Deletes the codes that expired before `now`; how many."""
+        ...
 
 
 class AccountStore(Protocol):

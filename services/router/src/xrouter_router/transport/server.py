@@ -7,6 +7,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_router.transport.accounts_servicer import AccountsServicer
+from xrouter_router.transport.sessions_servicer import SessionsServicer
 
 SERVICE_NAME = "xrouter.v1.Router"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -34,11 +35,13 @@ class GrpcServer:
     def __init__(self, servicer: pb_grpc.RouterServicer, listen: str,
                  accounts: AccountsServicer | None = None,
                  credentials: grpc.ServerCredentials | None = None,
-                 health_listen: str = "") -> None:
+                 *, health_listen: str = "", sessions: SessionsServicer | None = None) -> None:
         self._server = grpc.aio.server(options=_OPTIONS)
         pb_grpc.add_RouterServicer_to_server(servicer, self._server)
         if accounts is not None:
             pb_grpc.add_AccountsServicer_to_server(accounts, self._server)
+        if sessions is not None:
+            pb_grpc.add_SessionsServicer_to_server(sessions, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self.port = (self._server.add_insecure_port(listen) if credentials is None

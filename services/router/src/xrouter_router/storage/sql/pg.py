@@ -189,11 +189,11 @@ class PgDatabase:
             return (await conn.execute(sql, params)).rowcount
 
 
-def _time(ts: float | None) -> datetime | None:
+def as_time(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-def _unix(dt: datetime | None) -> float | None:
+def as_unix(dt: datetime | None) -> float | None:
     return None if dt is None else dt.timestamp()
 
 
@@ -202,7 +202,7 @@ def _day(ts: float) -> date:
     return datetime.fromtimestamp(ts, UTC).date()
 
 
-_KEY_COLUMNS = ("id, account_id, tier, prefix, coalesce(label, ''), rpm, rpd, tpm, concurrent, "
+KEY_COLUMNS = ("id, account_id, tier, prefix, coalesce(label, ''), rpm, rpd, tpm, concurrent, "
                 "credit_limit, allowed_models, expires_at, disabled, created_at, allowed_ips, "
                 + KEY_POLICIES)
 _UPDATE_KEY = ("UPDATE api_keys SET tier = %s, label = %s, rpm = %s, rpd = %s, tpm = %s, "
@@ -211,14 +211,14 @@ _UPDATE_KEY = ("UPDATE api_keys SET tier = %s, label = %s, rpm = %s, rpd = %s, t
                "updated_at = now() WHERE id = %s")
 
 
-def _key(row: Row) -> ApiKey:
+def key_from_row(row: Row) -> ApiKey:
     (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
      expires_at, disabled, created_at, ips, *policies) = row
     return with_policies(ApiKey(
         id=key_id, account_id=account_id, tier=tier, prefix=prefix, label=label,
         limits=Limits(rpm, rpd, tpm, concurrent), credit_limit=credit_limit,
         allowed_models=tuple(models), allowed_ips=AllowList.parse(ips),
-        expires_at=_unix(expires_at), disabled=disabled, created_at=created_at.timestamp()),
+        expires_at=as_unix(expires_at), disabled=disabled, created_at=created_at.timestamp()),
         policies)
 
 
@@ -228,7 +228,7 @@ def _mutable(key: ApiKey) -> tuple[Any, ...]:
     return (key.tier, key.label, limits.requests_per_minute, limits.requests_per_day,
             limits.tokens_per_minute, limits.concurrent,
             None if key.credit_limit is None else money(key.credit_limit),
-            list(key.allowed_models), _time(key.expires_at), key.disabled,
+            list(key.allowed_models), as_time(key.expires_at), key.disabled,
             list(key.allowed_ips.entries), key.residency, key.pii_guard, key.pii_scope)
 
 
@@ -246,23 +246,23 @@ class PgKeyStore:
             " tpm, concurrent, credit_limit, allowed_models, expires_at, disabled, allowed_ips,"
             " residency, pii_guard, pii_scope)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (key.id, key.account_id, hashed, key.prefix, _time(key.created_at), *_mutable(key)))
+            (key.id, key.account_id, hashed, key.prefix, as_time(key.created_at), *_mutable(key)))
 
     async def by_hash(self, hashed: str) -> ApiKey | None:
-        row = await self._db.fetchone(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = %s",
+        row = await self._db.fetchone(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = %s",
                                       (hashed,))
-        return None if row is None else _key(row)
+        return None if row is None else key_from_row(row)
 
     async def get(self, key_id: str) -> ApiKey | None:
-        row = await self._db.fetchone(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
-        return None if row is None else _key(row)
+        row = await self._db.fetchone(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
+        return None if row is None else key_from_row(row)
 
     async def list(self, account_id: str | None = None) -> builtins.list[ApiKey]:
         """Oldest first (by created_at, then id, bytewise as SQLite compares)."""
         clause, params = where({"account_id = %s": account_id})
         rows = await self._db.fetchall(
-            f'SELECT {_KEY_COLUMNS} FROM api_keys {clause} ORDER BY created_at, id COLLATE "C"', params)
-        return [_key(row) for row in rows]
+            f'SELECT {KEY_COLUMNS} FROM api_keys {clause} ORDER BY created_at, id COLLATE "C"', params)
+        return [key_from_row(row) for row in rows]
 
     async def update(self, key: ApiKey) -> None:
         """NotFound when there is no key with this id."""
@@ -442,5 +442,5 @@ class PgUsageLedger:
             f"SELECT {GENERATION_COLUMNS} FROM generations g WHERE g.account_id = %s"
             " AND g.created_at >= %s AND g.created_at < %s AND g.cost > 0"
             ' ORDER BY g.created_at, g.id COLLATE "C"',
-            (account_id, _time(since), _time(until)))
+            (account_id, as_time(since), as_time(until)))
         return [generation_of(row) for row in rows]

@@ -54,11 +54,11 @@ def _post_credit(conn: sqlite3.Connection, account_id: str, units: int, kind: st
     return int(row[0])
 
 
-_KEY_COLUMNS = ("id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, "
+KEY_COLUMNS = ("id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, "
                 "allowed_models, expires_at, disabled, created_at, allowed_ips, " + KEY_POLICIES)
 
 
-def _key(row: Sequence[Any]) -> ApiKey:
+def key_from_row(row: Sequence[Any]) -> ApiKey:
     (key_id, account_id, tier, prefix, label, rpm, rpd, tpm, concurrent, credit_limit, models,
      expires_at, disabled, created_at, ips, *policies) = row
     return with_policies(ApiKey(
@@ -112,17 +112,17 @@ class SqliteKeyStore:
         await self._db.write(insert)
 
     async def by_hash(self, hashed: str) -> ApiKey | None:
-        return await self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", hashed)
+        return await self._one(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", hashed)
 
     async def get(self, key_id: str) -> ApiKey | None:
-        return await self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", key_id)
+        return await self._one(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", key_id)
 
     async def list(self, account_id: str | None = None) -> builtins.list[ApiKey]:
         """Oldest first (by created_at, then id)."""
         clause, params = where({"account_id = ?": account_id})
-        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys {clause} ORDER BY created_at, id"
+        sql = f"SELECT {KEY_COLUMNS} FROM api_keys {clause} ORDER BY created_at, id"
         rows = await self._db.read(lambda conn: conn.execute(sql, params).fetchall())
-        return [_key(row) for row in rows]
+        return [key_from_row(row) for row in rows]
 
     async def update(self, key: ApiKey) -> None:
         """NotFound when there is no key with this id."""
@@ -140,7 +140,7 @@ class SqliteKeyStore:
 
     async def _one(self, sql: str, param: str) -> ApiKey | None:
         row = await self._db.read(lambda conn: conn.execute(sql, (param,)).fetchone())
-        return None if row is None else _key(row)
+        return None if row is None else key_from_row(row)
 
 
 class SqliteAccountStore:

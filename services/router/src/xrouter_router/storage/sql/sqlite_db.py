@@ -30,7 +30,7 @@ _MAX_UNITS = 2**63 - 1
 _ONE = Decimal(1)
 # PRAGMA user_version of the files this code writes; files of an older version are migrated
 # by the steps of _MIGRATIONS (from version N to N + 1), each in its own transaction.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # The personal-data guard's policy and scope columns of keys and plans ("": not set).
 _PII_COLUMNS = ("pii_guard TEXT NOT NULL DEFAULT '' CHECK (pii_guard IN ('', 'off', 'mask', 'block'))",
                 "pii_scope TEXT NOT NULL DEFAULT '' CHECK (pii_scope IN ('', 'foreign', 'always'))")
@@ -99,6 +99,9 @@ _MIGRATIONS = {
         " updated_at, residency, pii_guard, pii_scope FROM account_plans",
         "DROP TABLE account_plans",
         "ALTER TABLE account_plans_v9 RENAME TO account_plans"],
+    # 10: console sessions and OAuth codes (PostgreSQL's 0012_sessions.sql), made by SCHEMA's
+    # CREATE TABLE IF NOT EXISTS on every file, so the step has no statement of its own.
+    9: [],
 }
 
 # Mirrors 0001_initial.sql (timestamps as unix seconds, booleans as 0/1, text[] and jsonb as JSON
@@ -203,6 +206,38 @@ CREATE TABLE IF NOT EXISTS usage_daily (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS usage_daily_account_idx ON usage_daily (account_id, day);
 CREATE INDEX IF NOT EXISTS usage_daily_key_idx ON usage_daily (key_id, day);
+-- Console sessions (domain/sessions.py; key_id NULL: the master key) and OAuth PKCE codes
+-- (domain/oauth.py; challenge '' when the app sent none), by the keyed hash of the token or code.
+-- Both end with their key: deleted (the foreign keys) or disabled (the trigger; enabling the key
+-- again revives none of them).
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    key_id TEXT REFERENCES api_keys (id) ON DELETE CASCADE,
+    account_id TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL CHECK (role IN ('master', 'management', 'key')),
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    CHECK ((role = 'master') = (key_id IS NULL))
+) STRICT;
+CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);
+CREATE INDEX IF NOT EXISTS sessions_key_id_idx ON sessions (key_id);
+CREATE TABLE IF NOT EXISTS auth_codes (
+    code_hash TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+    account_id TEXT NOT NULL,
+    app_host TEXT NOT NULL,
+    challenge TEXT NOT NULL,
+    method TEXT NOT NULL CHECK (method IN ('', 'S256', 'plain')),
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS auth_codes_expires_at_idx ON auth_codes (expires_at);
+CREATE INDEX IF NOT EXISTS auth_codes_key_id_idx ON auth_codes (key_id);
+CREATE TRIGGER IF NOT EXISTS api_keys_disabled_ends_sessions AFTER UPDATE OF disabled ON api_keys
+WHEN NEW.disabled BEGIN
+    DELETE FROM sessions WHERE key_id = NEW.id;
+    DELETE FROM auth_codes WHERE key_id = NEW.id;
+END;
 """ + _PLANS
 def to_units(amount: Decimal) -> int:
     """RUB as stored: an integer number of 1e-8 RUB. InvalidRequest when it cannot be stored."""
