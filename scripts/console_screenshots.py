@@ -13,6 +13,7 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 from playwright.async_api import Page, async_playwright
@@ -104,6 +105,22 @@ async def capture(page: Page, url: str, key: str, pages: list[str]) -> None:
     await page.get_by_test_id("api-key").wait_for()
 
 
+async def capture_consent(page: Page, url: str, key: str) -> None:
+    """The OAuth consent page (docs/oauth.md) an app's link opens, signed in with the
+    management key, in both languages."""
+    challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    query = urlencode({"callback_url": "http://localhost:3000/callback",
+                       "code_challenge": challenge, "code_challenge_method": "S256"})
+    await page.goto(f"{url}/auth?{query}&lang=en")
+    await page.get_by_test_id("api-key").fill(key)
+    await page.get_by_test_id("sign-in").click()
+    await page.get_by_test_id("authorize").wait_for()
+    await page.screenshot(path=str(OUT / "consent-en.png"))
+    await page.get_by_test_id("language").click()
+    await page.get_by_test_id("authorize").wait_for()
+    await page.screenshot(path=str(OUT / "consent-ru.png"))
+
+
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     upstream = FakeOpenAI().start()
@@ -131,6 +148,10 @@ async def main() -> None:
                 await page.screenshot(path=str(OUT / "sign-in-ru.png"))
                 await page.get_by_test_id("lang-toggle").click()
                 await capture(page, url, manager, ACCOUNT_PAGES)
+                await capture_consent(page, url, manager)
+                await page.goto(f"{url}/console")
+                await page.get_by_test_id("sign-out").click()
+                await page.get_by_test_id("api-key").wait_for()
                 await page.evaluate("localStorage.clear()")
                 await capture(page, url, MASTER_KEY, ["operator"])
                 await browser.close()

@@ -263,3 +263,31 @@ async def test_hostile_exchanges_are_4xx(served: Served) -> None:
         resp = await served.http.post(url, **kwargs)
         assert resp.status_code == status, (kwargs, resp.text)
         assert set(resp.json()["error"]) == {"message", "type", "code", "param", "metadata"}
+
+
+async def test_the_consent_page_speaks_russian_or_english_and_switches(served: Served) -> None:
+    """The browser's first choice of the two (Accept-Language), `lang` overriding it; the switch
+    link keeps the authorization's parameters. The refusal and the consent itself too."""
+    _, challenge = pkce()
+    anonymous = served.browser()
+    ru = await anonymous.request("GET", query(CALLBACK, challenge),
+                                 headers={"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.8"})
+    assert ru.status_code == 200 and '<html lang="ru">' in ru.text
+    assert ">Войти</button>" in ru.text and 'data-testid="sign-in"' in ru.text
+    assert ">English</a>" in ru.text
+    link = ru.text.split('data-testid="language"')[0].rsplit('href="', 1)[1].split('"')[0]
+    switched = parse_qs(urlsplit(link.replace("&amp;", "&")).query)
+    assert switched == {"callback_url": [CALLBACK], "code_challenge": [challenge],
+                        "code_challenge_method": ["S256"], "lang": ["en"]}
+    en = await anonymous.request("GET", query(CALLBACK, challenge) + "&lang=en",
+                                 headers={"Accept-Language": "ru"})
+    assert '<html lang="en">' in en.text and ">Sign in</button>" in en.text
+    preferred = await anonymous.request("GET", query(CALLBACK, challenge),
+                                        headers={"Accept-Language": "de, en;q=0.5, ru;q=0.9"})
+    assert '<html lang="ru">' in preferred.text
+    browser = await manager(served)
+    consent = await browser.request("GET", query(CALLBACK, challenge) + "&lang=ru")
+    assert 'data-testid="authorize">Разрешить 127.0.0.1:9</button>' in consent.text
+    assert "будет создан новый API-ключ аккаунта" in consent.text
+    bad = await browser.request("GET", query("ftp://x/", challenge) + "&lang=ru")
+    assert bad.status_code == 400 and "Этому приложению нельзя предоставить доступ" in bad.text

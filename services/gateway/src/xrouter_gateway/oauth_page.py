@@ -21,6 +21,7 @@ from xrouter.v1 import router_pb2 as pb
 from xrouter_gateway.errors import APIError, from_rpc_error
 from xrouter_gateway.inbound import call_metadata, read_body
 from xrouter_gateway.oauth_params import Authorization, authorization
+from xrouter_gateway.oauth_texts import TEXTS, language, switch_href
 from xrouter_gateway.router_client import RouterClient
 from xrouter_gateway.session_cookie import SESSION_COOKIE, csrf_token, well_formed
 from xrouter_gateway.settings import GatewaySettings
@@ -44,58 +45,65 @@ def _headers(origin: str = "") -> dict[str, str]:
             "Cache-Control": "no-store"}
 
 
-def _page(title: str, body: str, status: int = 200, origin: str = "") -> Response:
-    html = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+def _page(title: str, body: str, status: int = 200, origin: str = "", *, lang: str = "en",
+          switch: str = "") -> Response:
+    """`switch`: the same page in the other language (a link at the top), when there is one."""
+    other = (f'<nav><a href="{escape(switch)}" data-testid="language">'
+             f'{TEXTS[lang]["other"]}</a></nav>') if switch else ""
+    html = (f'<!doctype html>\n<html lang="{lang}"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title>"
             '<link rel="icon" href="/auth/favicon.svg" type="image/svg+xml">'
             '<link rel="stylesheet" href="/auth/consent.css">'
             '<script src="/auth/consent.js" defer></script></head>'
-            f'<body><main>{body}<p id="message" role="alert" hidden></p></main></body></html>')
+            f'<body>{other}<main>{body}<p id="message" role="alert" hidden></p></main>'
+            "</body></html>")
     return Response(html, status_code=status, media_type="text/html; charset=utf-8",
                     headers=_headers(origin))
 
 
-def error_page(err: APIError) -> Response:
-    body = ("<h1>This app cannot be authorized</h1>"
+def error_page(err: APIError, lang: str = "en") -> Response:
+    """The error's own message stays as the API words it (in English)."""
+    words = TEXTS[lang]
+    body = (f"<h1>{words['error_heading']}</h1>"
             f'<p class="error" data-testid="oauth-error">{escape(err.message)}</p>')
-    return _page("XRouter: cannot authorize", body, err.status)
+    return _page(words["error_title"], body, err.status, lang=lang)
 
 
-def _sign_in(auth: Authorization) -> str:
-    host = escape(auth.app_host)
-    return (f'<h1>Authorize <span class="app">{host}</span></h1>'
-            f"<p>The app at <b>{host}</b> asks for an API key of your XRouter account. Sign in "
-            "with the account's management key to continue.</p>"
-            '<form id="sign-in-form"><label for="api-key">API key</label>'
+def _sign_in(auth: Authorization, lang: str) -> str:
+    words, host = TEXTS[lang], escape(auth.app_host)
+    return (f"<h1>{words['heading'].format(host=host)}</h1>"
+            f"<p>{words['asks'].format(host=host)}</p>"
+            f'<form id="sign-in-form"><label for="api-key">{words["api_key"]}</label>'
             '<input id="api-key" type="password" autocomplete="off" data-testid="api-key" '
-            'required><button type="submit" data-testid="sign-in">Sign in</button></form>')
+            f'required><button type="submit" data-testid="sign-in">{words["sign_in"]}</button>'
+            "</form>")
 
 
-def _sign_out(token: str) -> str:
+def _sign_out(token: str, lang: str) -> str:
     return (f'<button type="button" id="sign-out" data-csrf="{escape(csrf_token(token))}">'
-            "Sign out</button>")
+            f"{TEXTS[lang]['sign_out']}</button>")
 
 
-def _consent(auth: Authorization, info: pb.SessionInfo, token: str) -> str:
+def _consent(auth: Authorization, info: pb.SessionInfo, token: str, lang: str) -> str:
+    words = TEXTS[lang]
     host, account = escape(auth.app_host), escape(info.account_id)
     who = escape(info.label or info.key_id)
-    head = (f'<h1>Authorize <span class="app">{host}</span></h1>'
-            f'<p class="note">Signed in with key <b>{who}</b>.</p>')
+    head = (f"<h1>{words['heading'].format(host=host)}</h1>"
+            f'<p class="note">{words["signed_in"].format(who=who)}</p>')
     if info.role != "management":
-        reason = ("The master key belongs to no account" if info.role == "master"
-                  else "This key cannot make keys")
-        return (head + f'<p class="error" data-testid="oauth-refusal">{reason}: sign in with the '
-                "management key of the account the app should use.</p>" + _sign_out(token))
+        reason = words["master"] if info.role == "master" else words["plain"]
+        return (head + f'<p class="error" data-testid="oauth-refusal">'
+                f"{words['refusal'].format(reason=reason)}</p>" + _sign_out(token, lang))
     fields = {"callback_url": auth.callback, "code_challenge": auth.challenge,
               "code_challenge_method": auth.method, "csrf_token": csrf_token(token)}
     hidden = "".join(f'<input type="hidden" name="{name}" value="{escape(value)}">'
                      for name, value in fields.items())
-    return (head + f"<p>Approving creates a new API key of account <b>{account}</b>, labelled "
-            f"<b>{host}</b>, and sends it to the app at <b>{escape(auth.origin)}</b>. The app "
-            "can spend the account's credits with it until you disable or delete the key.</p>"
+    approve = words["approve"].format(account=account, host=host, origin=escape(auth.origin))
+    return (head + f"<p>{approve}</p>"
             f'<form method="post" action="/auth">{hidden}<button type="submit" '
-            f'data-testid="authorize">Authorize {host}</button></form>' + _sign_out(token))
+            f'data-testid="authorize">{words["authorize"].format(host=host)}</button></form>'
+            + _sign_out(token, lang))
 
 
 class OAuthPages:
@@ -134,13 +142,15 @@ class OAuthPages:
 
     async def consent(self, request: Request) -> Response:
         """GET /auth: the sign-in form or the consent, or a page saying what is wrong."""
+        lang = language(request)
         try:
             auth = authorization(request.query_params, self._settings)
             token, info = await self._session(request)
         except APIError as exc:
-            return error_page(exc)
-        body = _sign_in(auth) if info is None else _consent(auth, info, token)
-        return _page(f"XRouter: authorize {auth.app_host}", body, origin=auth.origin)
+            return error_page(exc, lang)
+        body = _sign_in(auth, lang) if info is None else _consent(auth, info, token, lang)
+        return _page(TEXTS[lang]["title"].format(host=auth.app_host), body, origin=auth.origin,
+                     lang=lang, switch=switch_href(request, lang))
 
     async def approve(self, request: Request) -> Response:
         """POST /auth: a code for the session's account, and the browser sent to the app."""
@@ -151,7 +161,7 @@ class OAuthPages:
                                                        code_challenge=auth.challenge,
                                                        code_challenge_method=auth.method), token)
         except APIError as exc:
-            return error_page(exc)
+            return error_page(exc, language(request))
         assert isinstance(code, pb.AuthCode)
         headers = _headers()
         headers["Location"] = auth.redirect(code.code)
