@@ -3,9 +3,8 @@ cluster mode: an app's link opens the consent page, the person signs in there wi
 account's management key and approves, the browser lands on the app's local callback server
 with a code, and the app exchanges it for a key labelled with its host. A plain key's session
 is told it cannot approve. Any console error or page error fails the test.
-
-The Chromium launch follows tests/browser/conftest.py of the console's branch (same binary,
-same flags); the fixtures here are this module's own so that it runs without that file."""
+Chromium and the page (failing on errors) are tests/browser/conftest.py's; the gateway and its
+routers are tests/integration/console_support.py's (`served`, with the OAuth settings)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from urllib.parse import parse_qs, urlencode
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import Page
 
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
@@ -27,11 +26,6 @@ from tests.integration.console_support import (
     gateway_oauth_fixture,  # noqa: F401 - the fixture
     served_fixture,  # noqa: F401 - the fixture
 )
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 
 
 class CallbackServer:
@@ -70,38 +64,6 @@ async def app() -> AsyncIterator[CallbackServer]:
         yield server
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@pytest.fixture
-async def page(chromium: Browser) -> AsyncIterator[Page]:
-    problems: list[str] = []
-
-    def console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console: {message.text} at {message.location}")
-
-    def page_error(error: Error) -> None:
-        problems.append(f"page error: {error}")
-
-    context = await chromium.new_context(locale="en-US")
-    opened = await context.new_page()
-    opened.on("console", console)
-    opened.on("pageerror", page_error)
-    try:
-        yield opened
-    finally:
-        await context.close()
-    assert problems == []
 
 
 def _link(served: Served, app: CallbackServer, challenge: str) -> str:
