@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -272,3 +272,10 @@ def services(*items: Service) -> Iterator[None]:
     finally:
         for item in items:
             item.kill(signal.SIGTERM)
+
+
+async def until(check: Callable[[], Awaitable[bool]], bound: float, what: str) -> None:
+    deadline = time.monotonic() + bound
+    while not await check():
+        assert time.monotonic() < deadline, f"no {what} after {bound}s"
+        await asyncio.sleep(0.05)

@@ -10,8 +10,7 @@ from typing import Any
 import orjson
 
 from tests.integration.conftest import AUTH, Stack, events
-from tests.integration.test_ledger_stream import until
-from tests.support import clear_of_minute_boundary, gross
+from tests.support import clear_of_minute_boundary, gross, until
 
 HELLO = [{"role": "user", "content": "hello there"}]
 

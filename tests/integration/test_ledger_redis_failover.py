@@ -21,8 +21,8 @@ from tests.integration.test_ledger_stream import (
     generation,
     generations,
     rig_on,
-    until,
 )
+from tests.support import until
 from xrouter_router.storage.redis.ledger_stream import StreamLedger
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
@@ -26,6 +26,7 @@ from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixtu
 from tests.infra.pg_fixtures import postgres_ha, postgres_ha_disposable  # noqa: F401 - fixtures
 from tests.infra.postgres_ha import PostgresHA, free_ports
 from tests.infra.redis_cluster import RedisCluster
+from tests.support import until
 from xrouter_common.tls import CertFiles
 from xrouter_router.domain.errors import Attempt, Unavailable
 from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
@@ -106,13 +107,6 @@ async def backlog_is(consumer: LedgerConsumer, expected: int) -> bool:
         return await consumer.backlog() == expected
     except Unavailable:
         return False
-
-
-async def until(check: Callable[[], Awaitable[bool]], bound: float, what: str) -> None:
-    deadline = time.monotonic() + bound
-    while not await check():
-        assert time.monotonic() < deadline, f"no {what} after {bound}s"
-        await asyncio.sleep(0.05)
 
 
 async def append_all(ledger: StreamLedger, records: Sequence[GenerationRecord],

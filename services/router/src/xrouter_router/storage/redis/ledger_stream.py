@@ -62,9 +62,6 @@ class StreamLayout:
     def recent(self, shard: int, generation_id: str) -> str:
         return f"{self.prefix}:{VERSION}:gen:{{{shard}}}:{generation_id}"
 
-    def shard_of_stream(self, stream: str) -> int:
-        return int(stream.rsplit("{", 1)[1].rstrip("}"))
-
     def probe(self, shard: int) -> str:
         """A key in the stream's slot that the replication probe writes (StreamLedger)."""
         return f"{self.prefix}:{VERSION}:probe:{{{shard}}}"
@@ -161,15 +158,16 @@ class StreamLedger:
             self.replica_timeouts += 1
             master = master or self._master(stream)  # the append taught the client the slots
             if master is not None and master not in self._unreplicated:
-                self._unreplicated[master] = asyncio.ensure_future(self._probe(master, stream))
+                self._unreplicated[master] = asyncio.ensure_future(
+                    self._probe(master, stream, self._layout.shard(record.id)))
         self._defer(record)
 
-    async def _probe(self, master: str, stream: str) -> None:
+    async def _probe(self, master: str, stream: str, shard: int) -> None:
         """Every `probe_every` seconds, a write next to `stream` and a WAIT on a pooled
         connection (never the lane's, which the appends share: a WAIT there would hold up every
         append behind it); once the replicas confirm one, or the stream's slot has another
         master (a failover: its appends find out afresh), the appends to `master` wait again."""
-        probe = self._layout.probe(self._layout.shard_of_stream(stream))
+        probe = self._layout.probe(shard)
         try:
             while self._master(stream) == master:
                 await asyncio.sleep(self._probe_every)
