@@ -66,7 +66,8 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     """Call inside the event loop that will serve: grpc.aio binds its channel to that loop.
     `tracer` is an OpenTelemetry tracer, or None when tracing is off (then no span code runs)."""
     client = RouterClient(settings.router_target, retries=settings.router_retries,
-                          tls=settings.router_tls, drain=settings.request_timeout)
+                          tls=settings.router_tls, drain=settings.request_timeout,
+                          lanes=settings.router_lanes)
     metrics = GatewayMetrics(registry)
 
     @asynccontextmanager

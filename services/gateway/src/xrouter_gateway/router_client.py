@@ -16,6 +16,7 @@ from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.env import ConfigError
 from xrouter_common.tls import PemSet, Watched
+from xrouter_gateway.router_mux import LanePool
 from xrouter_gateway.router_tls import RouterTls, channel_options, credentials, watch
 
 Metadata = Sequence[tuple[str, str]]
@@ -40,6 +41,10 @@ _OPTIONS = [
 
 # How long a channel built from rotated certificates may take to connect before it is dropped.
 CONNECT_WAIT = 5.0
+# A Multiplex stream takes new calls for this long, then closes once its calls are done (so
+# the lanes spread over router replicas added since; the router also ends each connection
+# after 5 minutes).
+LANE_MAX_AGE = 60.0
 
 
 def channel_target(spec: str) -> str:
@@ -78,15 +83,19 @@ def retryable(exc: BaseException) -> bool:
 class RouterClient:
     """With `tls`, the channel is mutual TLS and is rebuilt when the certificate files change
     (`watch_certificates`): new calls take the new channel once it connected, calls in flight
-    finish on the old one, which closes after `drain` seconds."""
+    finish on the old one, which closes after `drain` seconds. Whole-answer chat goes over
+    `lanes` Multiplex streams (router_mux.py), or a unary Chat call each when `lanes` is 0 or
+    the router does not serve Multiplex (UNIMPLEMENTED: an older router, mid-upgrade)."""
 
     def __init__(self, target: str, *, retries: int, tls: RouterTls | None = None,
-                 drain: float = 600.0) -> None:
+                 drain: float = 600.0, lanes: int = 0) -> None:
         self._target = channel_target(target)
         self._tls = tls
         self._watched = Watched(tls.files) if tls is not None else None
         self._drain = drain
         self._retired: set[asyncio.Task[None]] = set()
+        self._lane_count = lanes
+        self._lanes: LanePool | None = None
         self._use(self._new_channel(None if self._watched is None else self._watched.current))
         self.retries = retries
 
@@ -97,6 +106,9 @@ class RouterClient:
                                        options=_OPTIONS + channel_options(self._tls))
 
     def _use(self, channel: grpc.aio.Channel) -> None:
+        if self._lanes is not None:
+            self._lanes.retire()
+        self._lanes = LanePool(channel, self._lane_count, LANE_MAX_AGE) if self._lane_count else None
         self._channel = channel
         self._stub = pb_grpc.RouterStub(channel)
         self.accounts = pb_grpc.AccountsStub(channel)
@@ -124,12 +136,27 @@ class RouterClient:
         return True
 
     async def close(self) -> None:
+        if self._lanes is not None:
+            self._lanes.close()
         await self._channel.close()
         for task in list(self._retired):
             task.cancel()
 
     async def chat(self, request: pb.ChatRequest, metadata: Metadata,
                    timeout: float) -> pb.ChatResponse:
+        attempt = 0
+        while self._lanes is not None:
+            try:
+                return await self._lanes.lane().chat(request, metadata, timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    self._lanes.close()
+                    self._lanes = None
+                    break
+                if not retryable(exc) or attempt >= self.retries:
+                    raise
+                attempt += 1
+                await asyncio.sleep(0.01 * attempt)
         reply: pb.ChatResponse = await self._unary(self._stub.Chat, request, metadata, timeout)
         return reply
 

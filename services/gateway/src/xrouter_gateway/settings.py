@@ -64,6 +64,8 @@ class GatewaySettings:
     sse_commit_after: float
     sse_keepalive: float
     workers: int = 1
+    # Multiplex streams per router channel for whole-answer chat (0: a gRPC call each).
+    router_lanes: int = 4
     access_log: bool = True
     drain_seconds: int = 30
     # Slow and abusive clients (see docs/configuration.md, "Hostile clients").
@@ -92,6 +94,7 @@ class GatewaySettings:
             sse_commit_after=env_float("XROUTER_SSE_COMMIT_AFTER", 1.0, env),
             sse_keepalive=env_float("XROUTER_SSE_KEEPALIVE", 3.0, env, minimum=0.05),
             workers=env_int("XROUTER_GATEWAY_WORKERS", 1, env, minimum=1),
+            router_lanes=env_int("XROUTER_ROUTER_LANES", 4, env, minimum=0),
             access_log=env_bool("XROUTER_ACCESS_LOG", True, env),
             drain_seconds=env_int("XROUTER_GATEWAY_DRAIN_SECONDS", 30, env, minimum=0),
             header_timeout=env_float("XROUTER_GATEWAY_HEADER_TIMEOUT", 20.0, env, minimum=0.1),

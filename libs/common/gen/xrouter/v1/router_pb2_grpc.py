@@ -74,6 +74,11 @@ class RouterStub:
                 request_serializer=xrouter_dot_v1_dot_router__pb2.OrphanRequest.SerializeToString,
                 response_deserializer=xrouter_dot_v1_dot_router__pb2.OrphanResponse.FromString,
                 _registered_method=True)
+        self.Multiplex = channel.stream_stream(
+                '/xrouter.v1.Router/Multiplex',
+                request_serializer=xrouter_dot_v1_dot_router__pb2.MuxUp.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.MuxDown.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -141,6 +146,19 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Multiplex(self, request_iterator, context):
+        """Many whole-answer Chat calls on one long-lived stream, told apart by id (issue 16: a
+        message on an open stream costs both processes less than a call of its own). The gateway
+        keeps a few of these per router channel and falls back to Chat when a router lacks it.
+        Each call behaves as Chat would: the same metadata, deadline, answer and errors (the code,
+        message and ErrorDetail a Chat call would end with), and a cancel frame cancels it as a
+        cancelled Chat call is. A draining router answers new calls UNAVAILABLE and ends the stream
+        once its calls are done; the gateway then opens another.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +201,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.ConcludeOrphan,
                     request_deserializer=xrouter_dot_v1_dot_router__pb2.OrphanRequest.FromString,
                     response_serializer=xrouter_dot_v1_dot_router__pb2.OrphanResponse.SerializeToString,
+            ),
+            'Multiplex': grpc.stream_stream_rpc_method_handler(
+                    servicer.Multiplex,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.MuxUp.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.MuxDown.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +424,33 @@ class Router:
             '/xrouter.v1.Router/ConcludeOrphan',
             xrouter_dot_v1_dot_router__pb2.OrphanRequest.SerializeToString,
             xrouter_dot_v1_dot_router__pb2.OrphanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Multiplex(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/xrouter.v1.Router/Multiplex',
+            xrouter_dot_v1_dot_router__pb2.MuxUp.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.MuxDown.FromString,
             options,
             channel_credentials,
             insecure,

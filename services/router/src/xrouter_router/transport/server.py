@@ -37,6 +37,7 @@ class GrpcServer:
                  credentials: grpc.ServerCredentials | None = None,
                  *, health_listen: str = "", sessions: SessionsServicer | None = None) -> None:
         self._server = grpc.aio.server(options=_OPTIONS)
+        self._servicer = servicer
         pb_grpc.add_RouterServicer_to_server(servicer, self._server)
         if accounts is not None:
             pb_grpc.add_AccountsServicer_to_server(accounts, self._server)
@@ -65,7 +66,11 @@ class GrpcServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float) -> None:
-        """Report NOT_SERVING, refuse new calls, give in-flight calls `grace` seconds."""
+        """Report NOT_SERVING, refuse new calls (Multiplex streams too: their idle ones end),
+        give in-flight calls `grace` seconds."""
+        multiplexer = getattr(self._servicer, "multiplexer", None)
+        if multiplexer is not None:
+            multiplexer.drain()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.stop(grace)

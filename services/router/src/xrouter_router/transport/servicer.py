@@ -25,6 +25,7 @@ from xrouter_router.storage.health import StorageHealth, always_up
 from xrouter_router.tracing import server_span
 from xrouter_router.transport import convert
 from xrouter_router.transport.errors import Outcome, answering, to_detail
+from xrouter_router.transport.multiplex import Multiplexer
 from xrouter_router.transport.redact import PATTERNS_ONLY, Redactor
 
 log = logging.getLogger("xrouter.router")
@@ -76,6 +77,8 @@ class RouterServicer(pb_grpc.RouterServicer):
         self._providers = providers
         self._tracer = tracer
         self._request_log = request_log
+        # Chat calls carried on Multiplex streams (GrpcServer.stop drains it).
+        self.multiplexer = Multiplexer(self.Chat)
 
     def _log(self, rpc: str, meta: _Meta, request: pb.ChatRequest, *, started: float,
              outcome: str, served: tuple[str, str, int] | None) -> None:
@@ -139,6 +142,12 @@ class RouterServicer(pb_grpc.RouterServicer):
                     await events.aclose()
                 self._log("ChatStream", meta, request, started=started, outcome=outcome.value,
                           served=served)
+
+    async def Multiplex(self, request_iterator: AsyncIterator[pb.MuxUp],  # noqa: N802
+                        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+                        ) -> AsyncIterator[pb.MuxDown]:
+        async for down in self.multiplexer.serve(request_iterator):
+            yield down
 
     async def ConcludeOrphan(self, request: pb.OrphanRequest,  # noqa: N802
                              context: grpc.aio.ServicerContext,  # type: ignore[type-arg]

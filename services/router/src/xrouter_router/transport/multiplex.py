@@ -1,0 +1,126 @@
+"""The router's side of the Multiplex RPC: many Chat calls on one long-lived stream (issue 16).
+
+Each `open` frame runs the servicer's own Chat handler in a task of its own, with a context that
+answers what Chat asks of a gRPC context (its metadata, its deadline, abort), so a multiplexed
+call is admitted, routed, charged, recorded and logged exactly as a Chat call. A `cancel` frame
+cancels that task, as gRPC cancels a Chat call whose client went away; a broken stream cancels
+every call on it. While the router drains, new calls are refused UNAVAILABLE (the gateway
+retries them on another replica) and an idle stream ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, NoReturn
+
+import grpc
+
+from xrouter.v1 import router_pb2 as pb
+from xrouter_common.wire import ERROR_DETAIL_KEY
+
+log = logging.getLogger("xrouter.router.multiplex")
+
+ChatHandler = Callable[[pb.ChatRequest, Any], Awaitable[pb.ChatResponse]]
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+_INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+
+
+class MuxContext:
+    """What RouterServicer.Chat reads from its gRPC context, for one multiplexed call."""
+
+    __slots__ = ("_deadline", "_end", "_metadata")
+
+    def __init__(self, opened: pb.MuxOpen) -> None:
+        self._metadata = tuple((m.key, m.value) for m in opened.metadata)
+        self._deadline = time.monotonic() + opened.timeout if opened.timeout > 0 else None
+        self._end: pb.MuxEnd | None = None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    async def abort(self, code: grpc.StatusCode, details: str = "",
+                    trailing_metadata: Sequence[tuple[str, bytes]] = ()) -> NoReturn:
+        detail = b"".join(value for key, value in trailing_metadata if key == ERROR_DETAIL_KEY)
+        self._end = pb.MuxEnd(code=code.value[0], details=details, error_detail=detail)
+        raise grpc.aio.AbortError()
+
+    def end(self) -> pb.MuxEnd:
+        return self._end or pb.MuxEnd(code=_INTERNAL, details="Internal error in the router")
+
+
+class _Session:
+    """One Multiplex stream: its calls by id and the queue its answers leave by (None only
+    wakes the writer to look at the state)."""
+
+    __slots__ = ("calls", "out", "reading")
+
+    def __init__(self) -> None:
+        self.calls: dict[int, asyncio.Task[None]] = {}
+        self.out: asyncio.Queue[pb.MuxDown | None] = asyncio.Queue()
+        self.reading = True
+
+
+class Multiplexer:
+    def __init__(self, chat: ChatHandler) -> None:
+        self._chat = chat
+        self._draining = False
+        self._sessions: set[_Session] = set()
+
+    def drain(self) -> None:
+        """New calls are refused from now on; each stream ends once its calls are done."""
+        self._draining = True
+        for session in self._sessions:
+            session.out.put_nowait(None)
+
+    async def serve(self, frames: AsyncIterable[pb.MuxUp]) -> AsyncIterator[pb.MuxDown]:
+        session = _Session()
+        reader = asyncio.get_running_loop().create_task(self._read(frames, session))
+        self._sessions.add(session)
+        try:
+            while True:
+                down = await session.out.get()
+                if down is not None:
+                    yield down
+                if (not session.calls and session.out.empty()
+                        and (self._draining or not session.reading)):
+                    return
+        finally:
+            self._sessions.discard(session)
+            reader.cancel()
+            for task in list(session.calls.values()):
+                task.cancel()
+
+    async def _read(self, frames: AsyncIterable[pb.MuxUp], session: _Session) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for up in frames:
+                if up.HasField("open"):
+                    if self._draining:
+                        session.out.put_nowait(pb.MuxDown(id=up.id, end=pb.MuxEnd(
+                            code=_UNAVAILABLE, details="The router replica is shutting down")))
+                    elif up.id not in session.calls:
+                        session.calls[up.id] = loop.create_task(self._run(up.id, up.open, session))
+                elif up.cancel and (task := session.calls.get(up.id)) is not None:
+                    task.cancel()
+        finally:
+            session.reading = False
+            session.out.put_nowait(None)
+
+    async def _run(self, call_id: int, opened: pb.MuxOpen, session: _Session) -> None:
+        context = MuxContext(opened)
+        down: pb.MuxDown | None = None
+        try:
+            down = pb.MuxDown(id=call_id, response=await self._chat(opened.request, context))
+        except grpc.aio.AbortError:
+            down = pb.MuxDown(id=call_id, end=context.end())
+        except Exception:  # Chat answers every error itself (answering): this is a bug
+            log.exception("unexpected error in a multiplexed call")
+            down = pb.MuxDown(id=call_id, end=context.end())
+        finally:
+            session.calls.pop(call_id, None)
+            session.out.put_nowait(down)

@@ -1,0 +1,296 @@
+"""Chat calls on Multiplex streams (issue 16), over real gRPC: the gateway's RouterClient and
+lanes against the router's Multiplexer in real GrpcServers. Replicas here are a small servicer
+whose Chat answers with its replica's name (or waits, or fails as told by the model name), so
+each test can see which replica served which call; the last test runs the real router."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.support import (
+    MASTER_KEY,
+    gateway_settings,
+    router_settings,
+    running_gateway,
+    running_router,
+    until,
+)
+from xrouter.v1 import router_pb2 as pb
+from xrouter.v1 import router_pb2_grpc as pb_grpc
+from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY
+from xrouter_gateway.router_client import RouterClient
+from xrouter_router.domain.errors import RateLimited
+from xrouter_router.transport.errors import abort
+from xrouter_router.transport.multiplex import Multiplexer
+from xrouter_router.transport.server import GrpcServer
+
+META = ((AUTHORIZATION_KEY, "Bearer xr-test"),)
+
+
+class Replica(pb_grpc.RouterServicer):
+    """Chat answers `<name>:<model>`. Model "hold" waits for `release`; "limited" fails as the
+    router fails a rate-limited call. Every call's end is noted in `ended`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.multiplexer = Multiplexer(self.Chat)
+        self.release = asyncio.Event()
+        self.holding = asyncio.Event()
+        self.ended: list[str] = []
+        self.seen_metadata: list[tuple[tuple[str, str], ...]] = []
+
+    async def Chat(self, request: pb.ChatRequest, context: Any) -> pb.ChatResponse:  # noqa: N802
+        self.seen_metadata.append(tuple(context.invocation_metadata()))
+        try:
+            if request.model == "hold":
+                self.holding.set()
+                await self.release.wait()
+            if request.model == "limited":
+                await abort(context, RateLimited("Slow down", retry_after=7))
+            self.ended.append(f"answered {request.model}")
+            return pb.ChatResponse(id=f"{self.name}:{request.model}")
+        except asyncio.CancelledError:
+            self.ended.append(f"cancelled {request.model}")
+            raise
+
+    async def ListModels(self, request: pb.ListModelsRequest,  # noqa: N802
+                         context: Any) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(providers=[pb.ProviderState(name=self.name)])
+
+    async def Multiplex(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.MuxDown]:  # noqa: N802
+        async for down in self.multiplexer.serve(request_iterator):
+            yield down
+
+
+class OnlyChat(pb_grpc.RouterServicer):
+    """A router from before Multiplex: Chat only."""
+
+    calls = 0
+
+    async def Chat(self, request: pb.ChatRequest, context: Any) -> pb.ChatResponse:  # noqa: N802
+        OnlyChat.calls += 1
+        return pb.ChatResponse(id="old:" + request.model)
+
+
+async def _serve(servicer: pb_grpc.RouterServicer) -> GrpcServer:
+    server = GrpcServer(servicer, "127.0.0.1:0")
+    await server.start()
+    return server
+
+
+def _ended(replica: Replica, expected: list[str]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return replica.ended == expected
+    return check
+
+
+def _chat(model: str) -> pb.ChatRequest:
+    return pb.ChatRequest(model=model, generation_id="gen-" + model)
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[tuple[list[Replica], list[GrpcServer]]]:
+    pair = [Replica("a"), Replica("b")]  # type: ignore[abstract]
+    servers = [await _serve(r) for r in pair]
+    try:
+        yield pair, servers
+    finally:
+        for replica in pair:
+            replica.release.set()
+        for server in servers:
+            await server.stop(0)
+
+
+def _client(servers: list[GrpcServer], *, lanes: int, retries: int = 2) -> RouterClient:
+    target = ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    return RouterClient(target, retries=retries, lanes=lanes)
+
+
+async def _connected_to_both(client: RouterClient) -> None:
+    """Until the channel's round robin has both replicas ready (unary calls answer from each),
+    so that the two lanes the next calls open land one on each replica."""
+    seen: set[str] = set()
+
+    async def both() -> bool:
+        seen.add((await client.list_models("", 5)).providers[0].name)
+        return seen == {"a", "b"}
+    await until(both, 10, "both replicas connected")
+
+
+async def test_each_answer_reaches_its_own_call_on_one_lane(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (a, _), (server_a, _) = replicas
+    client = _client([server_a], lanes=1)
+    try:
+        models = [f"m{i}" for i in range(50)]
+        replies = await asyncio.gather(*(client.chat(_chat(m), META, 10) for m in models))
+        assert [r.id for r in replies] == [f"a:{m}" for m in models]
+        assert a.seen_metadata == [META] * 50
+    finally:
+        await client.close()
+
+
+async def test_a_failure_carries_the_code_message_and_detail_of_a_unary_call(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (_, _), (server_a, _) = replicas
+    muxed, unary = _client([server_a], lanes=1), _client([server_a], lanes=0)
+    try:
+        errors = []
+        for client in (muxed, unary):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await client.chat(_chat("limited"), META, 10)
+            errors.append(raised.value)
+        got, want = errors
+        assert got.code() == want.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert got.details() == want.details() == "Slow down"
+        detail = [v for k, v in got.trailing_metadata() if k == ERROR_DETAIL_KEY]
+        assert detail == [v for k, v in want.trailing_metadata() if k == ERROR_DETAIL_KEY]
+        assert isinstance(detail[0], bytes)
+        parsed = pb.ErrorDetail.FromString(detail[0])
+        assert (parsed.kind, parsed.retry_after) == (pb.ERROR_KIND_RATE_LIMITED, 7)
+    finally:
+        await muxed.close()
+        await unary.close()
+
+
+async def test_a_call_past_its_deadline_is_cancelled_on_the_router(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (a, _), (server_a, _) = replicas
+    client = _client([server_a], lanes=1)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await client.chat(_chat("hold"), META, 0.3)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await until(_ended(a, ["cancelled hold"]), 10, "the router's call cancelled")
+        # The lane goes on serving.
+        assert (await client.chat(_chat("after"), META, 10)).id == "a:after"
+    finally:
+        await client.close()
+
+
+async def test_a_cancelled_call_is_cancelled_on_the_router_and_the_others_go_on(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (a, _), (server_a, _) = replicas
+    client = _client([server_a], lanes=1)
+    try:
+        held = asyncio.ensure_future(client.chat(_chat("hold"), META, 10))
+        await a.holding.wait()
+        held.cancel()
+        await until(_ended(a, ["cancelled hold"]), 10, "the router's call cancelled")
+        assert (await client.chat(_chat("next"), META, 10)).id == "a:next"
+    finally:
+        await client.close()
+
+
+async def _hold_on_one(client: RouterClient, replicas: tuple[list[Replica], list[GrpcServer]],
+                       ) -> tuple[asyncio.Future[pb.ChatResponse], Replica, Replica, GrpcServer]:
+    """With the client's two lanes on the two replicas: a held call, the replica holding it,
+    the other replica, and the holder's server."""
+    (a, b), (server_a, server_b) = replicas
+    await _connected_to_both(client)
+    warm = await asyncio.gather(*(client.chat(_chat(f"warm{i}"), META, 10) for i in range(4)))
+    assert {r.id[0] for r in warm} == {"a", "b"}
+    held = asyncio.ensure_future(client.chat(_chat("hold"), META, 10))
+    await asyncio.wait([asyncio.ensure_future(a.holding.wait()),
+                        asyncio.ensure_future(b.holding.wait())],
+                       return_when=asyncio.FIRST_COMPLETED)
+    return (held, a, b, server_a) if a.holding.is_set() else (held, b, a, server_b)
+
+
+async def test_a_draining_replica_finishes_its_calls_and_new_ones_go_to_the_other(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    client = _client(replicas[1], lanes=2)
+    try:
+        held, holder, other, server = await _hold_on_one(client, replicas)
+        stopping = asyncio.ensure_future(server.stop(30))
+        answers = await asyncio.gather(*(client.chat(_chat(f"late{i}"), META, 10)
+                                         for i in range(6)))
+        assert {r.id for r in answers} == {f"{other.name}:late{i}" for i in range(6)}
+        assert not held.done()
+        holder.release.set()
+        assert (await held).id == f"{holder.name}:hold"
+        await stopping
+    finally:
+        await client.close()
+
+
+async def test_a_broken_stream_fails_its_calls_unavailable_and_they_are_retried(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    client = _client(replicas[1], lanes=2)
+    try:
+        held, holder, other, server = await _hold_on_one(client, replicas)
+        other.release.set()  # the retried call is answered at once there
+        await server.stop(0)  # no grace: the stream breaks under the held call
+        assert (await held).id == f"{other.name}:hold"
+        answered = [e for e in holder.ended if e.startswith("answered warm")]
+        await until(_ended(holder, [*answered, "cancelled hold"]), 10,
+                    "the broken stream's call cancelled")
+    finally:
+        await client.close()
+
+
+async def test_a_router_without_multiplex_is_called_unary() -> None:
+    server = await _serve(OnlyChat())  # type: ignore[abstract]
+    client = RouterClient(f"127.0.0.1:{server.port}", retries=0, lanes=2)
+    try:
+        OnlyChat.calls = 0
+        replies = [await client.chat(_chat(f"m{i}"), META, 10) for i in range(3)]
+        assert [r.id for r in replies] == ["old:m0", "old:m1", "old:m2"]
+        assert OnlyChat.calls == 3
+    finally:
+        await client.close()
+        await server.stop(0)
+
+
+async def test_the_real_router_frees_a_cancelled_calls_concurrency_slot(
+        tmp_path: Path, catalog: Path, upstream: FakeOpenAI) -> None:
+    """A key allowed one call at a time: its held call, cancelled by the gateway's client, gives
+    its slot back on the router (the next call is admitted, not refused 429)."""
+    async with running_router(router_settings(catalog)) as router:
+        target = f"127.0.0.1:{router.server.port}"
+        async with running_gateway(gateway_settings(target)) as url, \
+                httpx.AsyncClient(timeout=15.0) as http:
+            auth = {"Authorization": f"Bearer {MASTER_KEY}"}
+            topped = await http.post(f"{url}/v1/credits", headers=auth,
+                                     json={"account_id": "acct-1", "amount": "10"})
+            assert topped.status_code == 200, topped.text
+            made = await http.post(f"{url}/v1/keys", headers=auth,
+                                   json={"account_id": "acct-1", "tier": "pro", "concurrent": 1})
+            assert made.status_code == 201, made.text
+            key = made.json()["key"]
+        client = RouterClient(target, retries=0, lanes=1)
+        meta = ((AUTHORIZATION_KEY, f"Bearer {key}"),)
+        request = pb.ChatRequest(model="test/held", generation_id="gen-held-1",
+                                 messages=[pb.Message(role="user", content="hi")])
+        upstream.holding = "first"
+        try:
+            held = asyncio.ensure_future(client.chat(request, meta, 10))
+            assert await asyncio.to_thread(upstream.held.wait, 10)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await client.chat(pb.ChatRequest(model="test/echo", generation_id="gen-2",
+                                                 messages=request.messages), meta, 10)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            held.cancel()
+
+            async def admitted() -> bool:
+                try:
+                    reply = await client.chat(pb.ChatRequest(
+                        model="test/echo", generation_id="gen-3", messages=request.messages),
+                        meta, 10)
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    return False
+                return reply.id == "gen-3"
+            await until(admitted, 10, "the cancelled call's slot given back")
+        finally:
+            upstream.holding = ""
+            upstream.release()
+            await client.close()
