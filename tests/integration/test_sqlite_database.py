@@ -38,6 +38,7 @@ from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
 from xrouter_router.domain.pii.policy import PiiPolicy
 from xrouter_router.domain.plans import Plan
 from xrouter_router.domain.sessions import Session
+from xrouter_router.storage.sql import sqlite_db as sqlite_db_module
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
 
@@ -297,6 +298,34 @@ class TestSqliteDatabase:
                                          for _ in range(20)))
         assert len(set(threads)) == 1
         assert threads[0] != threading.get_ident()
+
+    async def test_a_write_commits_on_the_loops_thread_when_the_lock_is_free(
+            self, sqlite_db: SqliteDatabase) -> None:
+        def where_and_pragmas(conn: sqlite3.Connection) -> tuple[object, ...]:
+            return (threading.get_ident(), *(conn.execute(f"PRAGMA {name}").fetchone()[0]
+                                             for name in ("journal_mode", "synchronous",
+                                                          "foreign_keys", "wal_autocheckpoint")))
+        await sqlite_db.open()
+        # No checkpoint on the loop (it waits for the disk): the worker thread makes them.
+        assert await sqlite_db.write(where_and_pragmas) == (threading.get_ident(), "wal", 1, 1, 0)
+
+    async def test_checkpoints_keep_the_wal_file_small(self, sqlite_db: SqliteDatabase,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(sqlite_db_module, "CHECKPOINT_EVERY", 20)
+        await sqlite_db.write(lambda conn: conn.execute("CREATE TABLE t (v TEXT)"))
+        wal = Path(f"{sqlite_db.path}-wal")
+        sizes = []
+        for _ in range(10):
+            for _ in range(20):  # one commit each, 8 KB: two or three pages of WAL
+                await sqlite_db.write(lambda conn: conn.execute("INSERT INTO t VALUES (?)",
+                                                                ("x" * 8192,)))
+            await sqlite_db.read(lambda conn: None)  # the checkpoint, queued before, is done
+            sizes.append(wal.stat().st_size)
+        # Without checkpoints the WAL would grow by each 20 commits' worth (ten times the first
+        # size at the end); with one every 20 commits it is reused from its start.
+        assert max(sizes) < 2 * sizes[0]
+        assert await sqlite_db.read(lambda conn: conn.execute("SELECT count(*) FROM t")
+                                    .fetchone()[0]) == 200
 
     async def test_the_connection_uses_wal_and_synchronous_normal(
             self, sqlite_db: SqliteDatabase) -> None:

@@ -270,11 +270,23 @@ def _mapped(path: Path, exc: BaseException) -> BaseException:
     return exc
 
 
+# Inline commits between two checkpoints, which run in the worker thread (module docstring).
+CHECKPOINT_EVERY = 500
+
+
 class SqliteDatabase:
     """One SQLite file shared by the three stores (WAL, synchronous=NORMAL: a commit survives a
     process crash; the last ones may not survive a power loss). A sqlite3 connection must stay on
-    one thread, so every call runs in one dedicated worker thread, in arrival order: the event loop
-    never waits on the disk. The file and its schema are created on first use (or on open())."""
+    one thread. Reads run in one dedicated worker thread, in arrival order. Writes are committed
+    on the event loop's own thread, on a connection of its own, every write that arrived in one
+    loop iteration in one transaction (group commit): in WAL mode with synchronous=NORMAL a
+    commit appends to the WAL file without waiting for the disk (tens of microseconds), far less
+    than the hand-off to a thread and back costs (measured in docs/performance.md, issue 16).
+    What does wait for the disk stays off the loop: the checkpoints (the loop's connection never
+    checkpoints; the worker thread does, every CHECKPOINT_EVERY commits), and a write that finds
+    another connection holding the write lock (another process on the file), which the worker
+    thread commits after waiting up to the busy timeout. The file and its schema are created on
+    first use (or on open())."""
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
@@ -284,6 +296,8 @@ class SqliteDatabase:
         self._closed = False
         self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         self._committing = False
+        self._writer: sqlite3.Connection | None = None  # the event loop's own connection
+        self._commits = 0
 
     async def open(self) -> None:
         """Connect and create the schema now, so that a bad path fails at start-up."""
@@ -291,15 +305,16 @@ class SqliteDatabase:
 
     async def read(self, work: Work[T]) -> T:
         """`work(connection)` in the worker thread."""
-        return await self._submit(work, write=False)
+        if self._closed:
+            raise InternalError(f"the database {self.path} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, work)
 
     async def write(self, work: Work[T]) -> T:
-        """`work(connection)` in the worker thread, in a transaction that holds the write lock
-        from its start (BEGIN IMMEDIATE): committed before this returns, rolled back (to its
-        savepoint) when it raises. Writes that arrive while another batch is being committed
-        share the next transaction (group commit: one fsync for many requests). Cancelling the
-        caller does not stop a write already queued (every write here is idempotent, so the
-        caller may simply retry)."""
+        """`work(connection)` in a transaction that holds the write lock from its start (BEGIN
+        IMMEDIATE): committed before this returns, rolled back (to its savepoint) when it
+        raises. Writes that arrive in one loop iteration, or while another batch is being
+        committed, share one transaction (group commit). Cancelling the caller does not stop a
+        write already queued (every write here is idempotent, so the caller may simply retry)."""
         if self._closed:
             raise InternalError(f"the database {self.path} is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -310,33 +325,96 @@ class SqliteDatabase:
         return result
 
     def _start_batch(self) -> None:
-        batch, self._pending = self._pending, []
         self._committing = True
-        loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(self._executor, self._run_batch, [w for w, _ in batch])
+        asyncio.get_running_loop().call_soon(self._commit)
+
+    def _commit(self) -> None:
+        """The writes that arrived so far, in one transaction: here on the loop's thread, or,
+        before the schema is made or while another connection holds the write lock, in the
+        worker thread."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            self._committing = False
+            return
+        works = [w for w, _ in batch]
+        results = self._commit_here(works) if self._conn is not None and not self._closed else None
+        if results is not None:
+            self._settle(batch, results)
+            return
+        done = asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, works)
 
         def finished(outcome: asyncio.Future[list[tuple[bool, Any]]]) -> None:
-            self._committing = False
             try:
                 results = outcome.result()
             except BaseException as exc:  # noqa: BLE001 - the whole batch failed
                 results = [(False, exc)] * len(batch)
-            for (_, future), (ok, value) in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-            if self._pending and not self._closed:
-                self._start_batch()
+            self._settle(batch, results)
 
         done.add_done_callback(finished)
 
-    def _run_batch(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
-        results: list[tuple[bool, Any]] = []
+    def _settle(self, batch: list[tuple[Work[Any], asyncio.Future[Any]]],
+                results: list[tuple[bool, Any]]) -> None:
+        self._committing = False
+        for (_, future), (ok, value) in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        if self._pending and not self._closed:
+            self._start_batch()
 
-        def transaction(conn: sqlite3.Connection) -> None:
+    def _commit_here(self, works: list[Work[Any]]) -> list[tuple[bool, Any]] | None:
+        """The batch on the loop's connection; None, with nothing done, when another
+        connection holds the write lock (this one never waits for it)."""
+        try:
+            conn = self._writer_connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                    return None
+                raise
+            results = self._transaction(conn, works)
+        except sqlite3.Error as exc:
+            return [(False, _mapped(self.path, exc))] * len(works)
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            self._executor.submit(self._checkpoint)
+        return results
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        if self._writer is None:
+            # timeout=0: BEGIN IMMEDIATE fails at once (SQLITE_BUSY) when the lock is taken.
+            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._writer = conn
+        return self._writer
+
+    def _checkpoint(self) -> None:
+        try:
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            _mapped(self.path, exc)  # logged; the next one retries
+
+    def _run_batch(self, works: list[Work[Any]]) -> list[tuple[bool, Any]]:
+        """The batch in the worker thread, waiting up to the busy timeout for the lock."""
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            return self._transaction(conn, works)
+        except sqlite3.Error as exc:
+            raise _mapped(self.path, exc) from exc
+
+    def _transaction(self, conn: sqlite3.Connection,
+                     works: list[Work[Any]]) -> list[tuple[bool, Any]]:
+        """Each work in a savepoint of the transaction begun on `conn`, then COMMIT; a work's
+        error rolls back that work alone, anything else the whole transaction."""
+        results: list[tuple[bool, Any]] = []
+        try:
             for work in works:
                 conn.execute("SAVEPOINT job")
                 try:
@@ -348,39 +426,29 @@ class SqliteDatabase:
                 else:
                     conn.execute("RELEASE job")
                     results.append((True, value))
-
-        self._run(transaction, True)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         return results
 
     async def close(self) -> None:
         """Finish the calls already submitted, then close the file. Later calls raise."""
         if self._closed:
             return
+        if self._pending and self._committing:
+            self._commit()  # the writes already submitted, before the connections close
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self._executor.shutdown(wait=False)
 
-    async def _submit(self, work: Work[T], *, write: bool) -> T:
-        if self._closed:
-            raise InternalError(f"the database {self.path} is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, work, write)
-
-    def _run(self, work: Work[T], write: bool) -> T:
-        # The one place sqlite3 errors become the router's errors: the file is locked past the
-        # busy timeout, unreadable or full (Unavailable, worth a retry), or a bug (InternalError).
+    def _read(self, work: Work[T]) -> T:
         try:
-            conn = self._connection()
-            if not write:
-                return work(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+            return work(self._connection())
         except sqlite3.Error as exc:
             raise _mapped(self.path, exc) from exc
 
