@@ -319,8 +319,8 @@ class TestSqliteDatabase:
             for _ in range(20):  # one commit each, 8 KB: two or three pages of WAL
                 await sqlite_db.write(lambda conn: conn.execute("INSERT INTO t VALUES (?)",
                                                                 ("x" * 8192,)))
-            await sqlite_db.read(lambda conn: None)  # the checkpoint, queued before, is done
-            sizes.append(wal.stat().st_size)
+            # In the worker thread, after the checkpoint queued before it: the WAL's size then.
+            sizes.append(await sqlite_db.read(lambda conn: wal.stat().st_size))
         # Without checkpoints the WAL would grow by each 20 commits' worth (ten times the first
         # size at the end); with one every 20 commits it is reused from its start.
         assert max(sizes) < 2 * sizes[0]
