@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 
 import run as bench
@@ -60,24 +59,8 @@ class Stack:
         self.cut_off += conns
         return result["rps"], (r1 - r0) / n * 1000, (g1 - g0) / n * 1000
 
-    def recorded(self, bound: float = 30.0) -> str:
-        """That every answered request left one generation record, charged to the account: the
-        usage report's count, once the ledger has drained, within what wrk may have cut off, and
-        the account's usage equal to the records' cost. A bench of a stack that skips its
-        accounting would measure nothing."""
-        deadline = time.monotonic() + bound
-        while True:
-            rows = bench.get(f"{self.url}/v1/usage?account_id=bench", bench.MASTER_KEY)["data"]
-            records, cost = sum(r["requests"] for r in rows), sum(Decimal(str(r["cost"])) for r in rows)
-            spent = Decimal(str(bench.get(f"{self.url}/v1/credits", self.key)["data"]["total_usage"]))
-            if self.answered <= records <= self.answered + self.cut_off and cost == spent:
-                return (f"{self.name}: {records} generation records for {self.answered} answered "
-                        f"requests (+{records - self.answered} answered after wrk stopped), "
-                        f"{spent} RUB charged, equal to their cost")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: {records} records ({cost} RUB) for "
-                                   f"{self.answered} answered requests, {spent} RUB charged")
-            time.sleep(0.5)
+    def recorded(self) -> str:
+        return bench.charged_once(self.name, self.url, self.key, self.answered, self.cut_off)
 
     def stop(self) -> None:
         for p in (self.router, self.gateway):

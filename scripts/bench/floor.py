@@ -2,7 +2,10 @@
 what the building blocks cost on this machine:
   grpc-server PORT / grpc-client PORT N: a bare grpc.aio unary echo (the gateway -> router hop
   with no work on either side); the client prints its own CPU per call.
-  passthrough PORT UPSTREAM: a bare Starlette + aiohttp pass-through (one HTTP tier, no gRPC)."""
+  passthrough PORT UPSTREAM STREAM_UPSTREAM: a bare Starlette + aiohttp pass-through (one HTTP
+  tier, no gRPC): /v1/chat/completions relays the whole answer, /v1/stream relays an SSE answer
+  event by event (each event written to the client as it is read, as a gateway that keeps the
+  stream's pace must; no parsing)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 import uvloop
@@ -49,12 +53,12 @@ async def _grpc_client(port: int, n: int) -> None:
     await channel.close()
 
 
-def _passthrough(port: int, upstream: str) -> None:
+def _passthrough(port: int, upstream: str, stream_upstream: str) -> None:
     import aiohttp
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import Response
+    from starlette.responses import Response, StreamingResponse
     from starlette.routing import Route
 
     session: list[aiohttp.ClientSession] = []
@@ -68,7 +72,27 @@ def _passthrough(port: int, upstream: str) -> None:
             data = await resp.read()
         return Response(data, media_type="application/json")
 
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    async def stream(request: Request) -> StreamingResponse:
+        if not session:
+            session.append(aiohttp.ClientSession())
+        body = await request.body()
+        resp = await session[0].post(stream_upstream, data=body,
+                                     headers={"Content-Type": "application/json"})
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                event = b""
+                async for line in resp.content:
+                    event += line
+                    if line in (b"\n", b"\r\n"):
+                        yield event
+                        event = b""
+            finally:
+                resp.release()
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
+                            Route("/v1/stream", stream, methods=["POST"])])
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 access_log=False, log_level="warning")
 
@@ -80,7 +104,7 @@ def main() -> None:
     elif mode == "grpc-client":
         uvloop.run(_grpc_client(int(sys.argv[2]), int(sys.argv[3])))
     elif mode == "passthrough":
-        _passthrough(int(sys.argv[2]), sys.argv[3])
+        _passthrough(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
         raise SystemExit(f"unknown mode {mode}")
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PY = ROOT / ".venv" / "bin" / "python"
 MASTER_KEY = "xr-bench-master-key"
 DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
-# embedded (SQLite, in-process limits) or cluster (PostgreSQL pair + Redis Cluster, started here)
-MODE = os.environ.get("BENCH_MODE", "embedded")
+# embedded (SQLite, in-process limits), cluster (PostgreSQL pair + Redis Cluster, started here),
+# or both, one after the other (the default: issue 16's targets hold in both modes).
+MODE = os.environ.get("BENCH_MODE", "both")
 CHUNKS = 22
 
 
@@ -147,6 +149,28 @@ def bench_key(gateway: str, *, limited: bool = False) -> str:
     return str(created["key"])
 
 
+def charged_once(name: str, url: str, key: str, answered: int, cut_off: int,
+                 *, bound: float = 30.0) -> str:
+    """That every answered request left one generation record, charged to the account: the
+    usage report's count, once the ledger has drained, within what wrk may have cut off (up to
+    `cut_off` requests in flight when a run stopped, answered after), and the account's usage
+    equal to the records' cost. A bench of a stack that skips its accounting would measure
+    nothing."""
+    deadline = time.monotonic() + bound
+    while True:
+        rows = get(f"{url}/v1/usage?account_id=bench", MASTER_KEY)["data"]
+        records, cost = sum(r["requests"] for r in rows), sum(Decimal(str(r["cost"])) for r in rows)
+        spent = Decimal(str(get(f"{url}/v1/credits", key)["data"]["total_usage"]))
+        if answered <= records <= answered + cut_off and cost == spent:
+            return (f"{name}: {records} generation records for {answered} answered requests "
+                    f"(+{records - answered} answered after wrk stopped), {spent} RUB charged, "
+                    "equal to their cost")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: {records} records ({cost} RUB) for {answered} answered "
+                               f"requests, {spent} RUB charged")
+        time.sleep(0.5)
+
+
 def get(url: str, key: str) -> dict[str, Any]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=10) as resp:
@@ -232,12 +256,16 @@ class _KeepAliveClient:
         return first * 1000
 
 
-def ttft_p50(port: int, path: str, body: bytes, key: str | None, n: int = 500) -> float:
+TTFT_WARM_UP, TTFT_SAMPLES = 50, 500
+TTFT_REQUESTS = TTFT_WARM_UP + TTFT_SAMPLES
+
+
+def ttft_p50(port: int, path: str, body: bytes, key: str | None) -> float:
     async def run() -> list[float]:
         client = _KeepAliveClient(port, path, body, key)
-        for _ in range(50):
+        for _ in range(TTFT_WARM_UP):
             await client.ttft_ms()
-        return [await client.ttft_ms() for _ in range(n)]
+        return [await client.ttft_ms() for _ in range(TTFT_SAMPLES)]
     return statistics.median(uvloop.run(run()))
 
 
@@ -260,9 +288,12 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk is missing (scripts/bench.sh installs it)", file=sys.stderr)
         return 1
-    with contextlib.ExitStack() as servers:
-        cluster = servers.enter_context(cluster_servers()) if MODE == "cluster" else {}
-        return run(cluster)
+    for mode in ("embedded", "cluster") if MODE == "both" else (MODE,):
+        with contextlib.ExitStack() as servers:
+            cluster = servers.enter_context(cluster_servers()) if mode == "cluster" else {}
+            if run(cluster):
+                return 1
+    return 0
 
 
 @contextlib.contextmanager
@@ -300,6 +331,13 @@ def run(cluster: dict[str, str]) -> int:
         time.sleep(1.0)
         idle = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
         messages = [{"role": "user", "content": "Hello! Please say hello back."}]
+        served = [0, 0]  # requests the gateway answered, and at most how many more after wrk stopped
+
+        def via_gateway(script: Path, conns: int, seconds: int) -> dict[str, float]:
+            result = wrk(f"{gw}/v1/chat/completions", script, conns, seconds)
+            served[0] += int(result["requests"])
+            served[1] += conns
+            return result
         rows = []
         for kind, model, path in (("non-streaming", "bench/plain", "/plain/v1/chat/completions"),
                                   ("streaming", "bench/sse", "/sse/v1/chat/completions")):
@@ -308,12 +346,12 @@ def run(cluster: dict[str, str]) -> int:
                                                  "stream": stream}, key)
             direct = lua_script(tmp, f"{kind}-direct", {"model": "bench", "messages": messages,
                                                         "stream": stream}, None)
-            wrk(f"{gw}/v1/chat/completions", via, 16, 2)  # warm-up
+            via_gateway(via, 16, 2)  # warm-up
             for conns in (16, 64):
                 d = wrk(f"http://127.0.0.1:{nginx_port}{path}", direct, conns, DURATION)
                 c0 = cpu_seconds(router.pid) + cpu_seconds(gateway.pid)
                 r0, g0 = cpu_seconds(router.pid), cpu_seconds(gateway.pid)
-                g = wrk(f"{gw}/v1/chat/completions", via, conns, DURATION)
+                g = via_gateway(via, conns, DURATION)
                 r1, g1 = cpu_seconds(router.pid), cpu_seconds(gateway.pid)
                 cpu = (r1 - r0 + g1 - g0) / g["requests"] * 1000
                 del c0
@@ -325,17 +363,20 @@ def run(cluster: dict[str, str]) -> int:
                            ("streaming", "/sse/v1/chat/completions")):
             d = wrk(f"http://127.0.0.1:{nginx_port}{path}",
                     tmp / f"{kind}-direct.lua", 1, max(3, DURATION // 2))
-            g = wrk(f"{gw}/v1/chat/completions", tmp / f"{kind}-gw.lua", 1, max(3, DURATION // 2))
+            g = via_gateway(tmp / f"{kind}-gw.lua", 1, max(3, DURATION // 2))
             single[kind] = (d["p50"], g["p50"])
         ttft_direct = ttft_p50(nginx_port, "/sse/v1/chat/completions", json.dumps(
             {"model": "bench", "messages": messages, "stream": True}).encode(), None)
         ttft_gw = ttft_p50(gw_port, "/v1/chat/completions", json.dumps(
             {"model": "bench/sse", "messages": messages, "stream": True}).encode(), key)
+        served[0] += TTFT_REQUESTS
+        accounting = charged_once("cluster" if cluster else "embedded", gw, key, *served)
         time.sleep(1.0)
         after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
         floors = measure_floors(tmp, nginx_port, messages)
         report = render(rows, single, ttft_d=ttft_direct, ttft_g=ttft_gw, idle=idle, after=after,
-                        floors=floors)
+                        floors=floors, mode="cluster" if cluster else "embedded")
+        report += f"\nAccounting check: {accounting}.\n"
         print(report)
         out = ROOT / "bench-results"
         out.mkdir(exist_ok=True)
@@ -374,21 +415,26 @@ def measure_floors(tmp: Path, nginx_port: int, messages: list[dict[str, str]]) -
         server.wait(10)
     port = free_port()
     proxy = subprocess.Popen([str(PY), floor, "passthrough", str(port),
-                              f"http://127.0.0.1:{nginx_port}/plain/v1/chat/completions"])
+                              f"http://127.0.0.1:{nginx_port}/plain/v1/chat/completions",
+                              f"http://127.0.0.1:{nginx_port}/sse/v1/chat/completions"])
     try:
         wait_for_port(port)
-        script = lua_script(tmp, "floor", {"model": "bench", "messages": messages}, None)
-        wrk(f"http://127.0.0.1:{port}/v1/chat/completions", script, 16, 2)
-        p0 = cpu_seconds(proxy.pid)
-        res = wrk(f"http://127.0.0.1:{port}/v1/chat/completions", script, 16, DURATION)
-        proxy_ms = (cpu_seconds(proxy.pid) - p0) / res["requests"] * 1000
+        proxy_ms = {}
+        for name, path, stream in (("passthrough", "/v1/chat/completions", False),
+                                   ("passthrough_stream", "/v1/stream", True)):
+            script = lua_script(tmp, f"floor-{name}", {"model": "bench", "messages": messages,
+                                                       "stream": stream}, None)
+            wrk(f"http://127.0.0.1:{port}{path}", script, 16, 2)
+            p0 = cpu_seconds(proxy.pid)
+            res = wrk(f"http://127.0.0.1:{port}{path}", script, 16, DURATION)
+            proxy_ms[name] = (cpu_seconds(proxy.pid) - p0) / res["requests"] * 1000
     finally:
         proxy.terminate()
         proxy.wait(10)
     routing = subprocess.run([str(PY), str(Path(__file__).with_name("routing.py")), "20"],
                              capture_output=True, text=True, check=True)
     return {"grpc_client": float(client.stdout.strip()), "grpc_server": server_ms,
-            "passthrough": proxy_ms, "routing_20": float(routing.stdout)}
+            **proxy_ms, "routing_20": float(routing.stdout)}
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
@@ -407,9 +453,9 @@ Row = tuple[str, int, float, float, float, float, float, float, float, float, fl
 
 def render(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: float,
            ttft_g: float, idle: dict[str, float], after: dict[str, float],
-           floors: dict[str, float]) -> str:
+           floors: dict[str, float], mode: str = "embedded") -> str:
     lines = [
-        f"# make bench ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+        f"# make bench, {mode} mode ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
         f"{DURATION}s per run, one gateway + one router process, nginx upstream)",
         "",
         "| mode | conns | req/s | p50 ms | p99 ms | direct req/s | direct p50 ms | added p50 ms "
@@ -432,9 +478,44 @@ def render(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: f
               f"| bare grpc.aio unary echo: server | {floors['grpc_server']:.3f} |",
               f"| bare Starlette + aiohttp pass-through (one process, no gRPC) | "
               f"{floors['passthrough']:.3f} |",
+              f"| the same, a {CHUNKS}-chunk stream relayed event by event (per stream) | "
+              f"{floors['passthrough_stream']:.3f} |",
               f"| routing per request, 20 deployments with live statistics (plan + record) | "
               f"{floors['routing_20'] / 1000:.3f} |", ""]
+    lines += targets(rows, single, ttft_d=ttft_d, ttft_g=ttft_g, idle=idle, floors=floors)
     return "\n".join(lines)
+
+
+# Issue 16's targets: CPU per request within FLOOR_MULTIPLE times the pass-through floor measured
+# in the same run; added latency and time to first token at one connection; idle memory.
+FLOOR_MULTIPLE = 5.0
+ADDED_MS = 1.2
+IDLE_MB = 80.0
+
+
+def targets(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: float,
+            ttft_g: float, idle: dict[str, float], floors: dict[str, float]) -> list[str]:
+    """The targets table: each figure of this run against its limit."""
+    cpu = {r[0]: r[8] for r in rows if r[1] == 16}
+    lines = ["| target (issue 16) | XRouter | limit | multiple of the floor | met |",
+             "|---|---|---|---|---|"]
+
+    def row(what: str, value: float, limit: float, floor: float | None) -> None:
+        multiple = f"{value / floor:.1f}x" if floor else ""
+        lines.append(f"| {what} | {value:.3f} | {limit:.3f} | {multiple} | "
+                     f"{'yes' if value <= limit else 'no'} |")
+    for kind, floor_name, what in (
+            ("non-streaming", "passthrough", "CPU ms per non-streaming request, 16 conns"),
+            ("streaming", "passthrough_stream", f"CPU ms per {CHUNKS}-chunk stream, 16 conns")):
+        if kind in cpu:
+            row(what, cpu[kind], FLOOR_MULTIPLE * floors[floor_name], floors[floor_name])
+    if "non-streaming" in single:
+        direct, via = single["non-streaming"]
+        row("added p50 ms at one connection (non-streaming)", via - direct, ADDED_MS, None)
+    row("added time to first token ms at one connection", ttft_g - ttft_d, ADDED_MS, None)
+    for name in ("gateway", "router"):
+        row(f"idle memory MB, {name}", idle[name], IDLE_MB, None)
+    return [*lines, ""]
 
 
 if __name__ == "__main__":
