@@ -6,7 +6,7 @@ each test can see which replica served which call; the last test runs the real r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,12 @@ from tests.support import (
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY
-from xrouter_gateway.router_client import RouterClient
+from xrouter_gateway.errors import router_failed
+from xrouter_gateway.router_client import RouterClient, StreamCall
+from xrouter_gateway.router_mux import CREDIT
 from xrouter_router.domain.errors import RateLimited
 from xrouter_router.transport.errors import abort
-from xrouter_router.transport.multiplex import Multiplexer
+from xrouter_router.transport.multiplex import MUX_WINDOW, Multiplexer
 from xrouter_router.transport.server import GrpcServer
 
 META = ((AUTHORIZATION_KEY, "Bearer xr-test"),)
@@ -37,15 +39,18 @@ META = ((AUTHORIZATION_KEY, "Bearer xr-test"),)
 
 class Replica(pb_grpc.RouterServicer):
     """Chat answers `<name>:<model>`. Model "hold" waits for `release`; "limited" fails as the
-    router fails a rate-limited call. Every call's end is noted in `ended`."""
+    router fails a rate-limited call. Every call's end is noted in `ended`. ChatStream sends
+    events "<name>:0", "<name>:1"... (`produced` counts them): `request.max_tokens` of them, or
+    with model "hold" one and then waits for `release`; "limited" fails before any."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.multiplexer = Multiplexer(self.Chat)
+        self.multiplexer = Multiplexer(self.Chat, self.ChatStream)
         self.release = asyncio.Event()
         self.holding = asyncio.Event()
         self.ended: list[str] = []
         self.seen_metadata: list[tuple[tuple[str, str], ...]] = []
+        self.produced = 0
 
     async def Chat(self, request: pb.ChatRequest, context: Any) -> pb.ChatResponse:  # noqa: N802
         self.seen_metadata.append(tuple(context.invocation_metadata()))
@@ -61,6 +66,26 @@ class Replica(pb_grpc.RouterServicer):
             self.ended.append(f"cancelled {request.model}")
             raise
 
+    async def ChatStream(self, request: pb.ChatRequest,  # noqa: N802
+                         context: Any) -> AsyncGenerator[pb.ChatStreamEvent, None]:
+        try:
+            if request.model == "limited":
+                await abort(context, RateLimited("Slow down", retry_after=7))
+            count = 1 if request.model == "hold" else request.max_tokens
+            for i in range(count):
+                self.produced += 1
+                yield pb.ChatStreamEvent(deployment=f"{self.name}:{i}")
+            if request.model == "hold":
+                self.holding.set()
+                await self.release.wait()
+            self.ended.append(f"streamed {request.model}")
+        except asyncio.CancelledError:
+            self.ended.append(f"cancelled {request.model}")
+            raise
+        except GeneratorExit:
+            self.ended.append(f"closed {request.model}")
+            raise
+
     async def ListModels(self, request: pb.ListModelsRequest,  # noqa: N802
                          context: Any) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(providers=[pb.ProviderState(name=self.name)])
@@ -71,13 +96,19 @@ class Replica(pb_grpc.RouterServicer):
 
 
 class OnlyChat(pb_grpc.RouterServicer):
-    """A router from before Multiplex: Chat only."""
+    """A router from before Multiplex: Chat and ChatStream only."""
 
     calls = 0
 
     async def Chat(self, request: pb.ChatRequest, context: Any) -> pb.ChatResponse:  # noqa: N802
         OnlyChat.calls += 1
         return pb.ChatResponse(id="old:" + request.model)
+
+    async def ChatStream(self, request: pb.ChatRequest,  # noqa: N802
+                         context: Any) -> AsyncIterator[pb.ChatStreamEvent]:
+        OnlyChat.calls += 1
+        for i in range(2):
+            yield pb.ChatStreamEvent(deployment=f"old:{i}")
 
 
 async def _serve(servicer: pb_grpc.RouterServicer) -> GrpcServer:
@@ -237,17 +268,127 @@ async def test_a_broken_stream_fails_its_calls_unavailable_and_they_are_retried(
         await client.close()
 
 
-async def test_a_router_without_multiplex_is_called_unary() -> None:
+@pytest.mark.parametrize("first", ["chat", "stream"])
+async def test_a_router_without_multiplex_is_called_with_calls_of_their_own(first: str) -> None:
     server = await _serve(OnlyChat())  # type: ignore[abstract]
     client = RouterClient(f"127.0.0.1:{server.port}", retries=0, lanes=2)
     try:
         OnlyChat.calls = 0
+        if first == "stream":
+            assert await _events(client.chat_stream(_chat("s"), META, 10)) == ["old:0", "old:1"]
         replies = [await client.chat(_chat(f"m{i}"), META, 10) for i in range(3)]
         assert [r.id for r in replies] == ["old:m0", "old:m1", "old:m2"]
-        assert OnlyChat.calls == 3
+        assert await _events(client.chat_stream(_chat("s"), META, 10)) == ["old:0", "old:1"]
+        assert OnlyChat.calls == (5 if first == "stream" else 4)
     finally:
         await client.close()
         await server.stop(0)
+
+
+async def _events(call: StreamCall, limit: int | None = None) -> list[str]:
+    """The deployments of the call's events, up to `limit` of them or to its end."""
+    seen: list[str] = []
+    while limit is None or len(seen) < limit:
+        event = await call.read()
+        if event is grpc.aio.EOF:
+            break
+        seen.append(event.deployment)
+    return seen
+
+
+def _stream(model: str, events: int = 0) -> pb.ChatRequest:
+    return pb.ChatRequest(model=model, generation_id="gen-" + model, max_tokens=events)
+
+
+async def test_streamed_calls_share_a_lane_with_whole_answers_each_in_order(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (_, _), (server_a, _) = replicas
+    client = _client([server_a], lanes=1)
+    try:
+        streams = [client.chat_stream(_stream(f"s{i}", 150), META, 10) for i in range(4)]
+        chats = [asyncio.ensure_future(client.chat(_chat(f"m{i}"), META, 10)) for i in range(4)]
+        got = await asyncio.gather(*(_events(s) for s in streams))
+        assert got == [[f"a:{n}" for n in range(150)]] * 4  # beyond the window: credits
+        assert [(await c).id for c in chats] == [f"a:m{i}" for i in range(4)]
+    finally:
+        await client.close()
+
+
+async def test_a_stream_the_gateway_does_not_read_waits_at_the_window(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (a, _), (server_a, _) = replicas
+    client = _client([server_a], lanes=1)
+    try:
+        call = client.chat_stream(_stream("slow", 200), META, 10)
+
+        async def produced(count: int) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return a.produced >= count
+            return check
+        # The router sends MUX_WINDOW events, then its loop holds the next one until credits.
+        await until(await produced(MUX_WINDOW + 1), 10, "the window filled")
+        assert a.produced == MUX_WINDOW + 1
+        assert await _events(call, CREDIT) == [f"a:{n}" for n in range(CREDIT)]
+        await until(await produced(MUX_WINDOW + CREDIT + 1), 10, "the credit used")
+        assert a.produced == MUX_WINDOW + CREDIT + 1
+        assert await _events(call) == [f"a:{n}" for n in range(CREDIT, 200)]
+    finally:
+        await client.close()
+
+
+async def test_a_cancelled_stream_closes_the_routers_generator(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (a, _), (server_a, _) = replicas
+    client = _client([server_a], lanes=1)
+    try:
+        call = client.chat_stream(_stream("hold"), META, 10)
+        assert await _events(call, 1) == ["a:0"]
+        await a.holding.wait()
+        assert call.cancel() is True
+        await until(_ended(a, ["cancelled hold"]), 10, "the router's stream cancelled")
+        with pytest.raises(asyncio.CancelledError):
+            await call.read()
+        assert await _events(client.chat_stream(_stream("after", 2), META, 10)) == ["a:0", "a:1"]
+    finally:
+        await client.close()
+
+
+async def test_a_stream_failing_before_its_first_event_fails_as_a_call_of_its_own(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (_, _), (server_a, _) = replicas
+    muxed, unary = _client([server_a], lanes=1), _client([server_a], lanes=0)
+    try:
+        errors = []
+        for client in (muxed, unary):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await client.chat_stream(_stream("limited"), META, 10).read()
+            errors.append(raised.value)
+        got, want = errors
+        assert (got.code(), got.details()) == (want.code(), want.details())
+        assert got.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert ([v for k, v in got.trailing_metadata() if k == ERROR_DETAIL_KEY]
+                == [v for k, v in want.trailing_metadata() if k == ERROR_DETAIL_KEY] != [])
+    finally:
+        await muxed.close()
+        await unary.close()
+
+
+async def test_a_stream_cut_by_its_router_fails_unavailable_after_its_events(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    (a, _), (server_a, _) = replicas
+    client = _client([server_a], lanes=1)
+    try:
+        call = client.chat_stream(_stream("hold"), META, 10)
+        await a.holding.wait()
+        await server_a.stop(0)
+        assert await _events(call, 1) == ["a:0"]
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call.read()
+        # What the gateway takes for a lost router (sse.py concludes the stream elsewhere).
+        assert router_failed(raised.value)
+        await until(_ended(a, ["cancelled hold"]), 10, "the router's stream cancelled")
+    finally:
+        await client.close()
 
 
 async def test_the_real_router_frees_a_cancelled_calls_concurrency_slot(

@@ -7,7 +7,7 @@ import asyncio
 import ipaddress
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -80,6 +80,44 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
 
 
+class StreamCall(Protocol):
+    """A streamed chat call as sse.py reads it: grpc's UnaryStreamCall, or a MuxStream."""
+
+    async def read(self) -> Any: ...
+
+    def cancel(self) -> bool: ...
+
+
+class _Unimplemented:
+    """A MuxStream that becomes a ChatStream call of its own if the router turns out to serve
+    no Multiplex (its first read fails UNIMPLEMENTED: nothing was started there)."""
+
+    __slots__ = ("_args", "_call", "_client")
+
+    def __init__(self, client: RouterClient, call: StreamCall, *args: Any) -> None:
+        self._client = client
+        self._call = call
+        self._args: tuple[Any, ...] | None = args
+
+    async def read(self) -> Any:
+        try:
+            event = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED or self._args is None:
+                raise
+        else:
+            self._args = None
+            return event
+        request, metadata, timeout = self._args
+        self._args = None
+        self._client.unary_only()
+        self._call = self._client.chat_stream(request, metadata, timeout)
+        return await self._call.read()
+
+    def cancel(self) -> bool:
+        return self._call.cancel()
+
+
 class RouterClient:
     """With `tls`, the channel is mutual TLS and is rebuilt when the certificate files change
     (`watch_certificates`): new calls take the new channel once it connected, calls in flight
@@ -150,8 +188,7 @@ class RouterClient:
                 return await self._lanes.lane().chat(request, metadata, timeout)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    self._lanes.close()
-                    self._lanes = None
+                    self.unary_only()
                     break
                 if not retryable(exc) or attempt >= self.retries:
                     raise
@@ -161,8 +198,18 @@ class RouterClient:
         return reply
 
     def chat_stream(self, request: pb.ChatRequest, metadata: Metadata,
-                    timeout: float) -> grpc.aio.UnaryStreamCall[pb.ChatRequest, pb.ChatStreamEvent]:
-        return self._stub.ChatStream(request, metadata=metadata, timeout=timeout)
+                    timeout: float) -> StreamCall:
+        if self._lanes is not None:
+            return _Unimplemented(self, self._lanes.lane().chat_stream(request, metadata, timeout),
+                                  request, metadata, timeout)
+        call: StreamCall = self._stub.ChatStream(request, metadata=metadata, timeout=timeout)
+        return call
+
+    def unary_only(self) -> None:
+        """The router serves no Multiplex (UNIMPLEMENTED): gRPC calls of their own from now on."""
+        if self._lanes is not None:
+            self._lanes.close()
+            self._lanes = None
 
     async def _unary(self, method: Any, request: Any, metadata: Metadata, timeout: float) -> Any:
         attempt = 0

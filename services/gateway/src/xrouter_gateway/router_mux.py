@@ -1,11 +1,14 @@
-"""Whole-answer Chat calls carried on a few long-lived Multiplex streams to the router (issue 16):
-a message on an open stream costs both processes less CPU than a gRPC call of its own.
+"""Chat and ChatStream calls carried on a few long-lived Multiplex streams to the router (issue
+16): a message on an open stream costs both processes less CPU than a gRPC call of its own.
 
-A call behaves as the unary Chat call it replaces: the same metadata and deadline; its failure is
-a real `grpc.aio.AioRpcError` with the code, message and `xrouter-error-bin` trailer the router
+A call behaves as the gRPC call it replaces: the same metadata and deadline; its failure is a
+real `grpc.aio.AioRpcError` with the code, message and `xrouter-error-bin` trailer the router
 gave; cancelling it (the client hung up) sends a cancel frame, which cancels the router's work
-as a cancelled call would. A stream that breaks fails its calls UNAVAILABLE (RouterClient
-retries those on another stream, so on another replica, as it does unary calls). A lane is
+as a cancelled call would. A streamed call (MuxStream) is read as grpc's UnaryStreamCall is; it
+credits events back to the router as they are read (the router sends at most a window ahead, so
+a slow client holds the router back as HTTP/2 flow control would). A stream that breaks fails
+its calls UNAVAILABLE after the events that came (RouterClient and RouterStream retry those that
+had no answer yet on another stream, so on another replica, as they do gRPC calls). A lane is
 retired (no new calls; it closes once its calls are done) when it reaches `max_age` seconds,
 so the lanes follow router replicas added since, and when its router refuses a call UNAVAILABLE
 (the replica is draining)."""
@@ -13,9 +16,11 @@ so the lanes follow router replicas added since, and when its router refuses a c
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 
@@ -24,6 +29,8 @@ from xrouter_common.wire import ERROR_DETAIL_KEY
 
 Metadata = Sequence[tuple[str, str]]
 METHOD = "/xrouter.v1.Router/Multiplex"
+# Events a streamed call credits back at once: half the router's window (MUX_WINDOW, 64).
+CREDIT = 32
 
 
 def rpc_error(code: grpc.StatusCode, details: str, detail: bytes = b"") -> grpc.aio.AioRpcError:
@@ -38,6 +45,96 @@ def _failure(end: pb.MuxEnd) -> grpc.aio.AioRpcError:
     return rpc_error(_CODES.get(end.code, grpc.StatusCode.UNKNOWN), end.details, end.error_detail)
 
 
+class _Unary:
+    """A Chat call on a lane: its answer, or its failure."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[pb.ChatResponse] = asyncio.get_running_loop().create_future()
+
+    def take(self, down: pb.MuxDown) -> bool:
+        if not self.answer.done():
+            if down.HasField("response"):
+                self.answer.set_result(down.response)
+            else:
+                self.answer.set_exception(_failure(down.end))
+        return True
+
+    def lose(self, error: BaseException) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(error)
+
+
+class MuxStream:
+    """A ChatStream call on a lane, read as grpc's UnaryStreamCall: read() gives the events in
+    order, then grpc.aio.EOF, or raises the call's failure (after the events that came)."""
+
+    __slots__ = ("_error", "_events", "_id", "_lane", "_taken", "_timer", "_waiter", "over")
+
+    def __init__(self, lane: Lane, call_id: int, timeout: float) -> None:
+        self._lane = lane
+        self._id = call_id
+        self._events: collections.deque[pb.ChatStreamEvent] = collections.deque()
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._taken = 0
+        self._timer = asyncio.get_running_loop().call_later(timeout, self._expire)
+        self.over = False
+
+    def take(self, down: pb.MuxDown) -> bool:
+        if down.HasField("event"):
+            self._events.append(down.event)
+            self._wake()
+            return False
+        self._finish(None if down.end.code == grpc.StatusCode.OK.value[0] else _failure(down.end))
+        return True
+
+    def lose(self, error: BaseException) -> None:
+        self._finish(error)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if not self.over:
+            self.over = True
+            self._error = error
+            self._timer.cancel()
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _expire(self) -> None:
+        if not self.over:
+            self._lane.forget(self._id)
+            self._finish(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+
+    async def read(self) -> Any:
+        while not self._events:
+            if self.over:
+                if self._error is not None:
+                    raise self._error
+                return grpc.aio.EOF
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._taken += 1
+        if self._taken == CREDIT and not self.over:
+            self._taken = 0
+            self._lane.send(pb.MuxUp(id=self._id, credit=CREDIT))
+        return self._events.popleft()
+
+    def cancel(self) -> bool:
+        """As grpc's: the router's call is cancelled; a later read raises CancelledError."""
+        if self.over:
+            return False
+        self._lane.forget(self._id)
+        self._finish(asyncio.CancelledError())
+        return True
+
+
 class Lane:
     """One Multiplex stream: a writer task sends frames in order (gRPC takes one write at a
     time), a reader task hands each answer to its call by id."""
@@ -48,7 +145,7 @@ class Lane:
             response_deserializer=pb.MuxDown.FromString)
         self._call = method()
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[pb.ChatResponse]] = {}
+        self._pending: dict[int, _Unary | MuxStream] = {}
         self._outbox: list[pb.MuxUp] = []
         self._wake = asyncio.Event()
         self.opened = time.monotonic()
@@ -73,22 +170,39 @@ class Lane:
 
     async def chat(self, request: pb.ChatRequest, metadata: Metadata,
                    timeout: float) -> pb.ChatResponse:
-        call_id = next(self._ids)
-        answer: asyncio.Future[pb.ChatResponse] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = answer
-        self._send(pb.MuxUp(id=call_id, open=pb.MuxOpen(
-            request=request, timeout=timeout,
-            metadata=[pb.MuxMetadata(key=k, value=v) for k, v in metadata])))
+        call_id = self._open(request, metadata, timeout, stream=False)
+        unary = self._pending[call_id] = _Unary()
         try:
             async with asyncio.timeout(timeout):
-                return await answer
+                return await unary.answer
         except TimeoutError:
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
         finally:
-            if self._pending.pop(call_id, None) is not None and not self.dead:
-                self._send(pb.MuxUp(id=call_id, cancel=True))
+            self.forget(call_id)
 
-    def _send(self, frame: pb.MuxUp) -> None:
+    def chat_stream(self, request: pb.ChatRequest, metadata: Metadata,
+                    timeout: float) -> MuxStream:
+        call_id = self._open(request, metadata, timeout, stream=True)
+        stream = self._pending[call_id] = MuxStream(self, call_id, timeout)
+        return stream
+
+    def _open(self, request: pb.ChatRequest, metadata: Metadata, timeout: float, *,
+              stream: bool) -> int:
+        call_id = next(self._ids)
+        self.send(pb.MuxUp(id=call_id, open=pb.MuxOpen(
+            request=request, timeout=timeout, stream=stream,
+            metadata=[pb.MuxMetadata(key=k, value=v) for k, v in metadata])))
+        return call_id
+
+    def forget(self, call_id: int) -> None:
+        """A call this side gave up on (cancelled, or past its deadline): the router's is
+        cancelled too, unless it had ended already."""
+        if self._pending.pop(call_id, None) is not None and not self.dead:
+            self.send(pb.MuxUp(id=call_id, cancel=True))
+        elif self.retired and not self._pending:
+            self._wake.set()
+
+    def send(self, frame: pb.MuxUp) -> None:
         self._outbox.append(frame)
         self._wake.set()
 
@@ -114,15 +228,12 @@ class Lane:
                 if frame is grpc.aio.EOF:
                     break
                 down: pb.MuxDown = frame  # type: ignore[assignment]
-                answer = self._pending.pop(down.id, None)
+                call = self._pending.get(down.id)
                 if down.HasField("end") and down.end.code == grpc.StatusCode.UNAVAILABLE.value[0]:
                     self.retire()
-                if answer is None or answer.done():
+                if call is None or not call.take(down):
                     continue
-                if down.HasField("response"):
-                    answer.set_result(down.response)
-                else:
-                    answer.set_exception(_failure(down.end))
+                del self._pending[down.id]
                 if self.retired and not self._pending:
                     self._wake.set()
         except grpc.aio.AioRpcError as exc:
@@ -134,9 +245,8 @@ class Lane:
             self.dead = True
             self._writer.cancel()
             pending, self._pending = self._pending, {}
-            for answer in pending.values():
-                if not answer.done():
-                    answer.set_exception(failure)
+            for call in pending.values():
+                call.lose(failure)
 
 
 class LanePool:

@@ -129,7 +129,7 @@ class RouterStream:
 
     async def next_event(self) -> pb.ChatStreamEvent | None:
         event = await self._call.read()
-        return None if event is _EOF else self._seen(event)  # type: ignore[arg-type]
+        return None if event is _EOF else self._seen(event)
 
     def cancel(self) -> None:
         self._first.cancel()

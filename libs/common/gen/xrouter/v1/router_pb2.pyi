@@ -97,8 +97,11 @@ class MuxOpen(_message.Message):
     REQUEST_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
     timeout: _builtins.float
     """The call's deadline in seconds from when the router reads the frame; 0 means none."""
+    stream: _builtins.bool
+    """ChatStream (events, then an end with code 0) rather than Chat (one response)."""
     @_builtins.property
     def request(self) -> Global___ChatRequest: ...
     @_builtins.property
@@ -109,10 +112,11 @@ class MuxOpen(_message.Message):
         request: Global___ChatRequest | None = ...,
         metadata: _abc.Iterable[Global___MuxMetadata] | None = ...,
         timeout: _builtins.float = ...,
+        stream: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "request", b"request", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "request", b"request", "stream", b"stream", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -120,15 +124,19 @@ Global___MuxOpen: _TypeAlias = MuxOpen  # noqa: Y015
 
 @_typing.final
 class MuxUp(_message.Message):
-    """Gateway to router: a call opens, or a call the gateway gave up on is cancelled."""
+    """Gateway to router: a call opens, a call the gateway gave up on is cancelled, or the gateway
+    has taken `credit` more events of a streamed call (the router may send that many more).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     OPEN_FIELD_NUMBER: _builtins.int
     CANCEL_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     cancel: _builtins.bool
+    credit: _builtins.int
     @_builtins.property
     def open(self) -> Global___MuxOpen: ...
     def __init__(
@@ -137,12 +145,13 @@ class MuxUp(_message.Message):
         id: _builtins.int = ...,
         open: Global___MuxOpen | None = ...,
         cancel: _builtins.bool = ...,
+        credit: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "frame", b"frame", "open", b"open"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "credit", b"credit", "frame", b"frame", "open", b"open"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "frame", b"frame", "id", b"id", "open", b"open"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "credit", b"credit", "frame", b"frame", "id", b"id", "open", b"open"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["open", "cancel"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["open", "cancel", "credit"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -150,8 +159,9 @@ Global___MuxUp: _TypeAlias = MuxUp  # noqa: Y015
 
 @_typing.final
 class MuxEnd(_message.Message):
-    """How a multiplexed call failed: the gRPC status code and message, and the serialized
-    ErrorDetail a Chat call would carry in its `xrouter-error-bin` trailer (empty when none).
+    """How a multiplexed call ended: the gRPC status code (0 for a streamed call that ended well)
+    and message, and the serialized ErrorDetail the call would carry in its `xrouter-error-bin`
+    trailer (empty when none).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -179,30 +189,34 @@ Global___MuxEnd: _TypeAlias = MuxEnd  # noqa: Y015
 
 @_typing.final
 class MuxDown(_message.Message):
-    """Router to gateway: a call's answer, or its failure."""
+    """Router to gateway: a Chat call's answer, a streamed call's event, or a call's end."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     RESPONSE_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     @_builtins.property
     def response(self) -> Global___ChatResponse: ...
     @_builtins.property
     def end(self) -> Global___MuxEnd: ...
+    @_builtins.property
+    def event(self) -> Global___ChatStreamEvent: ...
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         response: Global___ChatResponse | None = ...,
         end: Global___MuxEnd | None = ...,
+        event: Global___ChatStreamEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "frame", b"frame", "response", b"response"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "event", b"event", "frame", b"frame", "response", b"response"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "frame", b"frame", "id", b"id", "response", b"response"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "event", b"event", "frame", b"frame", "id", b"id", "response", b"response"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["response", "end"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["response", "end", "event"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 

@@ -147,13 +147,15 @@ class RouterServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Multiplex(self, request_iterator, context):
-        """Many whole-answer Chat calls on one long-lived stream, told apart by id (issue 16: a
+        """Many Chat and ChatStream calls on one long-lived stream, told apart by id (issue 16: a
         message on an open stream costs both processes less than a call of its own). The gateway
-        keeps a few of these per router channel and falls back to Chat when a router lacks it.
-        Each call behaves as Chat would: the same metadata, deadline, answer and errors (the code,
-        message and ErrorDetail a Chat call would end with), and a cancel frame cancels it as a
-        cancelled Chat call is. A draining router answers new calls UNAVAILABLE and ends the stream
-        once its calls are done; the gateway then opens another.
+        keeps a few of these per router channel and falls back to Chat and ChatStream when a router
+        lacks it. Each call behaves as Chat or ChatStream would: the same metadata, deadline,
+        answers and errors (the code, message and ErrorDetail the call would end with), and a cancel
+        frame cancels it as a cancelled call is. A streamed call's events are paced by credits (the
+        router sends at most MUX_WINDOW events beyond those the gateway has credited back), as
+        HTTP/2 flow control paces a call of its own. A draining router answers new calls
+        UNAVAILABLE and ends the stream once its calls are done; the gateway then opens another.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

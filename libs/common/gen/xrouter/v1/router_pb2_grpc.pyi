@@ -66,13 +66,15 @@ class RouterStub:
     request's worst case on that deployment (docs/accounts.md).
     """
     Multiplex: _grpc.StreamStreamMultiCallable[_router_pb2.MuxUp, _router_pb2.MuxDown]
-    """Many whole-answer Chat calls on one long-lived stream, told apart by id (issue 16: a
+    """Many Chat and ChatStream calls on one long-lived stream, told apart by id (issue 16: a
     message on an open stream costs both processes less than a call of its own). The gateway
-    keeps a few of these per router channel and falls back to Chat when a router lacks it.
-    Each call behaves as Chat would: the same metadata, deadline, answer and errors (the code,
-    message and ErrorDetail a Chat call would end with), and a cancel frame cancels it as a
-    cancelled Chat call is. A draining router answers new calls UNAVAILABLE and ends the stream
-    once its calls are done; the gateway then opens another.
+    keeps a few of these per router channel and falls back to Chat and ChatStream when a router
+    lacks it. Each call behaves as Chat or ChatStream would: the same metadata, deadline,
+    answers and errors (the code, message and ErrorDetail the call would end with), and a cancel
+    frame cancels it as a cancelled call is. A streamed call's events are paced by credits (the
+    router sends at most MUX_WINDOW events beyond those the gateway has credited back), as
+    HTTP/2 flow control paces a call of its own. A draining router answers new calls
+    UNAVAILABLE and ends the stream once its calls are done; the gateway then opens another.
     """
 
 @_typing.type_check_only
@@ -103,13 +105,15 @@ class RouterAsyncStub(RouterStub):
     request's worst case on that deployment (docs/accounts.md).
     """
     Multiplex: _aio.StreamStreamMultiCallable[_router_pb2.MuxUp, _router_pb2.MuxDown]  # type: ignore[assignment]
-    """Many whole-answer Chat calls on one long-lived stream, told apart by id (issue 16: a
+    """Many Chat and ChatStream calls on one long-lived stream, told apart by id (issue 16: a
     message on an open stream costs both processes less than a call of its own). The gateway
-    keeps a few of these per router channel and falls back to Chat when a router lacks it.
-    Each call behaves as Chat would: the same metadata, deadline, answer and errors (the code,
-    message and ErrorDetail a Chat call would end with), and a cancel frame cancels it as a
-    cancelled Chat call is. A draining router answers new calls UNAVAILABLE and ends the stream
-    once its calls are done; the gateway then opens another.
+    keeps a few of these per router channel and falls back to Chat and ChatStream when a router
+    lacks it. Each call behaves as Chat or ChatStream would: the same metadata, deadline,
+    answers and errors (the code, message and ErrorDetail the call would end with), and a cancel
+    frame cancels it as a cancelled call is. A streamed call's events are paced by credits (the
+    router sends at most MUX_WINDOW events beyond those the gateway has credited back), as
+    HTTP/2 flow control paces a call of its own. A draining router answers new calls
+    UNAVAILABLE and ends the stream once its calls are done; the gateway then opens another.
     """
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
@@ -191,13 +195,15 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_router_pb2.MuxUp],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_router_pb2.MuxDown], _abc.AsyncIterator[_router_pb2.MuxDown]]:
-        """Many whole-answer Chat calls on one long-lived stream, told apart by id (issue 16: a
+        """Many Chat and ChatStream calls on one long-lived stream, told apart by id (issue 16: a
         message on an open stream costs both processes less than a call of its own). The gateway
-        keeps a few of these per router channel and falls back to Chat when a router lacks it.
-        Each call behaves as Chat would: the same metadata, deadline, answer and errors (the code,
-        message and ErrorDetail a Chat call would end with), and a cancel frame cancels it as a
-        cancelled Chat call is. A draining router answers new calls UNAVAILABLE and ends the stream
-        once its calls are done; the gateway then opens another.
+        keeps a few of these per router channel and falls back to Chat and ChatStream when a router
+        lacks it. Each call behaves as Chat or ChatStream would: the same metadata, deadline,
+        answers and errors (the code, message and ErrorDetail the call would end with), and a cancel
+        frame cancels it as a cancelled call is. A streamed call's events are paced by credits (the
+        router sends at most MUX_WINDOW events beyond those the gateway has credited back), as
+        HTTP/2 flow control paces a call of its own. A draining router answers new calls
+        UNAVAILABLE and ends the stream once its calls are done; the gateway then opens another.
         """
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

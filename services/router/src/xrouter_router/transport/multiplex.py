@@ -1,18 +1,29 @@
-"""The router's side of the Multiplex RPC: many Chat calls on one long-lived stream (issue 16).
+"""The router's side of the Multiplex RPC: many Chat and ChatStream calls on one long-lived stream
+(issue 16).
 
-Each `open` frame runs the servicer's own Chat handler in a task of its own, with a context that
-answers what Chat asks of a gRPC context (its metadata, its deadline, abort), so a multiplexed
-call is admitted, routed, charged, recorded and logged exactly as a Chat call. A `cancel` frame
-cancels that task, as gRPC cancels a Chat call whose client went away; a broken stream cancels
-every call on it. While the router drains, new calls are refused UNAVAILABLE (the gateway
-retries them on another replica) and an idle stream ends."""
+Each `open` frame runs the servicer's own Chat or ChatStream handler in a task of its own, with a
+context that answers what they ask of a gRPC context (the metadata, the deadline, abort), so a
+multiplexed call is admitted, routed, charged, recorded and logged exactly as a call of its own.
+A `cancel` frame cancels that task, as gRPC cancels a call whose client went away (a streamed
+call's generator is closed, which concludes what it relayed); a broken stream cancels every call
+on it. A streamed call sends at most MUX_WINDOW events beyond those the gateway credited back.
+While the router drains, new calls are refused UNAVAILABLE (the gateway retries them on another
+replica) and an idle stream ends."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Sequence,
+)
 from typing import Any, NoReturn
 
 import grpc
@@ -23,6 +34,10 @@ from xrouter_common.wire import ERROR_DETAIL_KEY
 log = logging.getLogger("xrouter.router.multiplex")
 
 ChatHandler = Callable[[pb.ChatRequest, Any], Awaitable[pb.ChatResponse]]
+StreamHandler = Callable[[pb.ChatRequest, Any], AsyncGenerator[pb.ChatStreamEvent, None]]
+# Events of a streamed call sent beyond those credited back (the gateway credits in halves).
+MUX_WINDOW = 64
+_OK = grpc.StatusCode.OK.value[0]
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 
@@ -53,21 +68,43 @@ class MuxContext:
         return self._end or pb.MuxEnd(code=_INTERNAL, details="Internal error in the router")
 
 
-class _Session:
-    """One Multiplex stream: its calls by id and the queue its answers leave by (None only
-    wakes the writer to look at the state)."""
+class _Window:
+    """How many more events a streamed call may send before the gateway credits some back."""
 
-    __slots__ = ("calls", "out", "reading")
+    __slots__ = ("_open", "left")
+
+    def __init__(self) -> None:
+        self.left = MUX_WINDOW
+        self._open = asyncio.Event()
+
+    async def take(self) -> None:
+        while self.left <= 0:
+            self._open.clear()
+            await self._open.wait()
+        self.left -= 1
+
+    def credit(self, events: int) -> None:
+        self.left += events
+        self._open.set()
+
+
+class _Session:
+    """One Multiplex stream: its calls by id, the send windows of its streamed calls, and the
+    queue its answers leave by (None only wakes the writer to look at the state)."""
+
+    __slots__ = ("calls", "out", "reading", "windows")
 
     def __init__(self) -> None:
         self.calls: dict[int, asyncio.Task[None]] = {}
+        self.windows: dict[int, _Window] = {}
         self.out: asyncio.Queue[pb.MuxDown | None] = asyncio.Queue()
         self.reading = True
 
 
 class Multiplexer:
-    def __init__(self, chat: ChatHandler) -> None:
+    def __init__(self, chat: ChatHandler, stream: StreamHandler) -> None:
         self._chat = chat
+        self._stream = stream
         self._draining = False
         self._sessions: set[_Session] = set()
 
@@ -104,7 +141,11 @@ class Multiplexer:
                         session.out.put_nowait(pb.MuxDown(id=up.id, end=pb.MuxEnd(
                             code=_UNAVAILABLE, details="The router replica is shutting down")))
                     elif up.id not in session.calls:
-                        session.calls[up.id] = loop.create_task(self._run(up.id, up.open, session))
+                        run = self._run_stream if up.open.stream else self._run
+                        session.calls[up.id] = loop.create_task(run(up.id, up.open, session))
+                elif up.HasField("credit"):
+                    if (window := session.windows.get(up.id)) is not None:
+                        window.credit(up.credit)
                 elif up.cancel and (task := session.calls.get(up.id)) is not None:
                     task.cancel()
         finally:
@@ -124,3 +165,24 @@ class Multiplexer:
         finally:
             session.calls.pop(call_id, None)
             session.out.put_nowait(down)
+
+    async def _run_stream(self, call_id: int, opened: pb.MuxOpen, session: _Session) -> None:
+        context = MuxContext(opened)
+        window = session.windows[call_id] = _Window()
+        end: pb.MuxEnd | None = None
+        try:
+            # Closed however this ends (a cancel included): the handler concludes the stream.
+            async with contextlib.aclosing(self._stream(opened.request, context)) as events:
+                async for event in events:
+                    await window.take()
+                    session.out.put_nowait(pb.MuxDown(id=call_id, event=event))
+            end = pb.MuxEnd(code=_OK)
+        except grpc.aio.AbortError:
+            end = context.end()
+        except Exception:  # ChatStream answers every error itself (answering): this is a bug
+            log.exception("unexpected error in a multiplexed stream")
+            end = context.end()
+        finally:
+            session.calls.pop(call_id, None)
+            session.windows.pop(call_id, None)
+            session.out.put_nowait(None if end is None else pb.MuxDown(id=call_id, end=end))

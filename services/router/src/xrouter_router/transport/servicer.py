@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +77,8 @@ class RouterServicer(pb_grpc.RouterServicer):
         self._providers = providers
         self._tracer = tracer
         self._request_log = request_log
-        # Chat calls carried on Multiplex streams (GrpcServer.stop drains it).
-        self.multiplexer = Multiplexer(self.Chat)
+        # Chat and ChatStream calls carried on Multiplex streams (GrpcServer.stop drains it).
+        self.multiplexer = Multiplexer(self.Chat, self.ChatStream)
 
     def _log(self, rpc: str, meta: _Meta, request: pb.ChatRequest, *, started: float,
              outcome: str, served: tuple[str, str, int] | None) -> None:
@@ -115,7 +115,7 @@ class RouterServicer(pb_grpc.RouterServicer):
 
     async def ChatStream(self, request: pb.ChatRequest,  # noqa: N802
                          context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-                         ) -> AsyncIterator[pb.ChatStreamEvent]:
+                         ) -> AsyncGenerator[pb.ChatStreamEvent, None]:
         started = time.perf_counter()
         meta = _metadata(context)
         outcome, served = Outcome("cancelled"), None
