@@ -169,15 +169,20 @@ async def test_each_answer_reaches_its_own_call_on_one_lane(
         await client.close()
 
 
-async def test_a_failure_carries_the_code_message_and_detail_of_a_unary_call(
-        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_failure_carries_the_code_message_and_detail_of_a_call_of_its_own(
+        replicas: tuple[list[Replica], list[GrpcServer]], streamed: bool) -> None:
+    """Chat, or ChatStream failing before its first event: on a lane as without one."""
     (_, _), (server_a, _) = replicas
     muxed, unary = _client([server_a], lanes=1), _client([server_a], lanes=0)
     try:
         errors = []
         for client in (muxed, unary):
             with pytest.raises(grpc.aio.AioRpcError) as raised:
-                await client.chat(_chat("limited"), META, 10)
+                if streamed:
+                    await client.chat_stream(_chat("limited"), META, 10).read()
+                else:
+                    await client.chat(_chat("limited"), META, 10)
             errors.append(raised.value)
         got, want = errors
         assert got.code() == want.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -351,26 +356,6 @@ async def test_a_cancelled_stream_closes_the_routers_generator(
         assert await _events(client.chat_stream(_stream("after", 2), META, 10)) == ["a:0", "a:1"]
     finally:
         await client.close()
-
-
-async def test_a_stream_failing_before_its_first_event_fails_as_a_call_of_its_own(
-        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
-    (_, _), (server_a, _) = replicas
-    muxed, unary = _client([server_a], lanes=1), _client([server_a], lanes=0)
-    try:
-        errors = []
-        for client in (muxed, unary):
-            with pytest.raises(grpc.aio.AioRpcError) as raised:
-                await client.chat_stream(_stream("limited"), META, 10).read()
-            errors.append(raised.value)
-        got, want = errors
-        assert (got.code(), got.details()) == (want.code(), want.details())
-        assert got.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert ([v for k, v in got.trailing_metadata() if k == ERROR_DETAIL_KEY]
-                == [v for k, v in want.trailing_metadata() if k == ERROR_DETAIL_KEY] != [])
-    finally:
-        await muxed.close()
-        await unary.close()
 
 
 async def test_a_stream_cut_by_its_router_fails_unavailable_after_its_events(
