@@ -28,6 +28,7 @@ from xrouter_gateway.console import ConsoleAssets
 from xrouter_gateway.console_session import ConsoleSessionEndpoints
 from xrouter_gateway.embeddings import EmbeddingsEndpoint
 from xrouter_gateway.errors import APIError
+from xrouter_gateway.fast_routes import FastRoutes
 from xrouter_gateway.inbound import InboundEndpoint
 from xrouter_gateway.info import InfoEndpoints
 from xrouter_gateway.listings_api import ListingsEndpoints
@@ -150,7 +151,10 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         exception_handlers={APIError: _api_error, HTTPException: _http_error,
                             Exception: _unexpected},
     )
-    inner: ASGIApp = app
+    inner: ASGIApp = FastRoutes(app, {
+        ("POST", "/v1/chat/completions"): chat.handle, ("POST", "/v1/messages"): messages.handle,
+        ("POST", "/v1/responses"): responses.handle,
+        ("POST", "/v1/completions"): completions.handle})
     if settings.auth_failures_per_minute > 0:
         inner = AuthThrottle(inner, FailureTable(settings.auth_failures_per_minute,
                                                  settings.auth_throttle_addresses))
