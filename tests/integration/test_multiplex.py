@@ -90,7 +90,7 @@ class Replica(pb_grpc.RouterServicer):
                          context: Any) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(providers=[pb.ProviderState(name=self.name)])
 
-    async def Multiplex(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.MuxDown]:  # noqa: N802
+    async def Multiplex(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.MuxDownBatch]:  # noqa: N802
         async for down in self.multiplexer.serve(request_iterator):
             yield down
 

@@ -140,9 +140,9 @@ class Lane:
     time), a reader task hands each answer to its call by id."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        method: grpc.aio.StreamStreamMultiCallable[pb.MuxUp, pb.MuxDown] = channel.stream_stream(
-            METHOD, request_serializer=pb.MuxUp.SerializeToString,
-            response_deserializer=pb.MuxDown.FromString)
+        method: grpc.aio.StreamStreamMultiCallable[pb.MuxUpBatch, pb.MuxDownBatch] = (
+            channel.stream_stream(METHOD, request_serializer=pb.MuxUpBatch.SerializeToString,
+                                  response_deserializer=pb.MuxDownBatch.FromString))
         self._call = method()
         self._ids = itertools.count(1)
         self._pending: dict[int, _Unary | MuxStream] = {}
@@ -211,31 +211,34 @@ class Lane:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                frames, self._outbox = self._outbox, []
-                for frame in frames:
-                    await self._call.write(frame)
+                if self._outbox:  # everything ready leaves in one message
+                    frames, self._outbox = self._outbox, []
+                    await self._call.write(pb.MuxUpBatch(frames=frames))
                 if self.retired and not self._pending and not self._outbox:
                     await self._call.done_writing()
                     return
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             self._call.cancel()  # the reader sees the stream end and fails the calls
 
+    def _take(self, down: pb.MuxDown) -> None:
+        call = self._pending.get(down.id)
+        if down.HasField("end") and down.end.code == grpc.StatusCode.UNAVAILABLE.value[0]:
+            self.retire()
+        if call is None or not call.take(down):
+            return
+        del self._pending[down.id]
+        if self.retired and not self._pending:
+            self._wake.set()
+
     async def _read(self) -> None:
         failure = rpc_error(grpc.StatusCode.UNAVAILABLE, "The router ended the multiplexed stream")
         try:
             while True:
-                frame = await self._call.read()
-                if frame is grpc.aio.EOF:
+                batch = await self._call.read()
+                if batch is grpc.aio.EOF:
                     break
-                down: pb.MuxDown = frame  # type: ignore[assignment]
-                call = self._pending.get(down.id)
-                if down.HasField("end") and down.end.code == grpc.StatusCode.UNAVAILABLE.value[0]:
-                    self.retire()
-                if call is None or not call.take(down):
-                    continue
-                del self._pending[down.id]
-                if self.retired and not self._pending:
-                    self._wake.set()
+                for down in batch.frames:  # type: ignore[attr-defined]
+                    self._take(down)
         except grpc.aio.AioRpcError as exc:
             failure = exc if exc.code() == grpc.StatusCode.UNIMPLEMENTED else rpc_error(
                 grpc.StatusCode.UNAVAILABLE, f"The multiplexed stream broke: {exc.details()}")

@@ -158,6 +158,26 @@ class MuxUp(_message.Message):
 Global___MuxUp: _TypeAlias = MuxUp  # noqa: Y015
 
 @_typing.final
+class MuxUpBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___MuxUp]: ...
+    def __init__(
+        self,
+        *,
+        frames: _abc.Iterable[Global___MuxUp] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MuxUpBatch: _TypeAlias = MuxUpBatch  # noqa: Y015
+
+@_typing.final
 class MuxEnd(_message.Message):
     """How a multiplexed call ended: the gRPC status code (0 for a streamed call that ended well)
     and message, and the serialized ErrorDetail the call would carry in its `xrouter-error-bin`
@@ -2760,3 +2780,23 @@ class EmbedResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EmbedResponse: _TypeAlias = EmbedResponse  # noqa: Y015
+
+@_typing.final
+class MuxDownBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def frames(self) -> _containers.RepeatedCompositeFieldContainer[Global___MuxDown]: ...
+    def __init__(
+        self,
+        *,
+        frames: _abc.Iterable[Global___MuxDown] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frames", b"frames"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MuxDownBatch: _TypeAlias = MuxDownBatch  # noqa: Y015

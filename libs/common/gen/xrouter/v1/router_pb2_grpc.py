@@ -76,8 +76,8 @@ class RouterStub:
                 _registered_method=True)
         self.Multiplex = channel.stream_stream(
                 '/xrouter.v1.Router/Multiplex',
-                request_serializer=xrouter_dot_v1_dot_router__pb2.MuxUp.SerializeToString,
-                response_deserializer=xrouter_dot_v1_dot_router__pb2.MuxDown.FromString,
+                request_serializer=xrouter_dot_v1_dot_router__pb2.MuxUpBatch.SerializeToString,
+                response_deserializer=xrouter_dot_v1_dot_router__pb2.MuxDownBatch.FromString,
                 _registered_method=True)
 
 
@@ -156,6 +156,7 @@ class RouterServicer:
         router sends at most MUX_WINDOW events beyond those the gateway has credited back), as
         HTTP/2 flow control paces a call of its own. A draining router answers new calls
         UNAVAILABLE and ends the stream once its calls are done; the gateway then opens another.
+        Frames travel in batches: every frame ready when the sender writes goes in one message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,8 +207,8 @@ def add_RouterServicer_to_server(servicer, server):
             ),
             'Multiplex': grpc.stream_stream_rpc_method_handler(
                     servicer.Multiplex,
-                    request_deserializer=xrouter_dot_v1_dot_router__pb2.MuxUp.FromString,
-                    response_serializer=xrouter_dot_v1_dot_router__pb2.MuxDown.SerializeToString,
+                    request_deserializer=xrouter_dot_v1_dot_router__pb2.MuxUpBatch.FromString,
+                    response_serializer=xrouter_dot_v1_dot_router__pb2.MuxDownBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,8 +452,8 @@ class Router:
             request_iterator,
             target,
             '/xrouter.v1.Router/Multiplex',
-            xrouter_dot_v1_dot_router__pb2.MuxUp.SerializeToString,
-            xrouter_dot_v1_dot_router__pb2.MuxDown.FromString,
+            xrouter_dot_v1_dot_router__pb2.MuxUpBatch.SerializeToString,
+            xrouter_dot_v1_dot_router__pb2.MuxDownBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,7 +65,7 @@ class RouterStub:
     counted with the router's tokenizer at the served deployment's price, never more than the
     request's worst case on that deployment (docs/accounts.md).
     """
-    Multiplex: _grpc.StreamStreamMultiCallable[_router_pb2.MuxUp, _router_pb2.MuxDown]
+    Multiplex: _grpc.StreamStreamMultiCallable[_router_pb2.MuxUpBatch, _router_pb2.MuxDownBatch]
     """Many Chat and ChatStream calls on one long-lived stream, told apart by id (issue 16: a
     message on an open stream costs both processes less than a call of its own). The gateway
     keeps a few of these per router channel and falls back to Chat and ChatStream when a router
@@ -75,6 +75,7 @@ class RouterStub:
     router sends at most MUX_WINDOW events beyond those the gateway has credited back), as
     HTTP/2 flow control paces a call of its own. A draining router answers new calls
     UNAVAILABLE and ends the stream once its calls are done; the gateway then opens another.
+    Frames travel in batches: every frame ready when the sender writes goes in one message.
     """
 
 @_typing.type_check_only
@@ -104,7 +105,7 @@ class RouterAsyncStub(RouterStub):
     counted with the router's tokenizer at the served deployment's price, never more than the
     request's worst case on that deployment (docs/accounts.md).
     """
-    Multiplex: _aio.StreamStreamMultiCallable[_router_pb2.MuxUp, _router_pb2.MuxDown]  # type: ignore[assignment]
+    Multiplex: _aio.StreamStreamMultiCallable[_router_pb2.MuxUpBatch, _router_pb2.MuxDownBatch]  # type: ignore[assignment]
     """Many Chat and ChatStream calls on one long-lived stream, told apart by id (issue 16: a
     message on an open stream costs both processes less than a call of its own). The gateway
     keeps a few of these per router channel and falls back to Chat and ChatStream when a router
@@ -114,6 +115,7 @@ class RouterAsyncStub(RouterStub):
     router sends at most MUX_WINDOW events beyond those the gateway has credited back), as
     HTTP/2 flow control paces a call of its own. A draining router answers new calls
     UNAVAILABLE and ends the stream once its calls are done; the gateway then opens another.
+    Frames travel in batches: every frame ready when the sender writes goes in one message.
     """
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
@@ -192,9 +194,9 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def Multiplex(
         self,
-        request_iterator: _MaybeAsyncIterator[_router_pb2.MuxUp],
+        request_iterator: _MaybeAsyncIterator[_router_pb2.MuxUpBatch],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_router_pb2.MuxDown], _abc.AsyncIterator[_router_pb2.MuxDown]]:
+    ) -> _typing.Union[_abc.Iterator[_router_pb2.MuxDownBatch], _abc.AsyncIterator[_router_pb2.MuxDownBatch]]:
         """Many Chat and ChatStream calls on one long-lived stream, told apart by id (issue 16: a
         message on an open stream costs both processes less than a call of its own). The gateway
         keeps a few of these per router channel and falls back to Chat and ChatStream when a router
@@ -204,6 +206,7 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         router sends at most MUX_WINDOW events beyond those the gateway has credited back), as
         HTTP/2 flow control paces a call of its own. A draining router answers new calls
         UNAVAILABLE and ends the stream once its calls are done; the gateway then opens another.
+        Frames travel in batches: every frame ready when the sender writes goes in one message.
         """
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

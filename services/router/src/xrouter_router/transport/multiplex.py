@@ -114,17 +114,20 @@ class Multiplexer:
         for session in self._sessions:
             session.out.put_nowait(None)
 
-    async def serve(self, frames: AsyncIterable[pb.MuxUp]) -> AsyncIterator[pb.MuxDown]:
+    async def serve(self, batches: AsyncIterable[pb.MuxUpBatch]) -> AsyncIterator[pb.MuxDownBatch]:
         session = _Session()
-        reader = asyncio.get_running_loop().create_task(self._read(frames, session))
+        reader = asyncio.get_running_loop().create_task(self._read(batches, session))
         self._sessions.add(session)
+        out = session.out
         try:
             while True:
-                down = await session.out.get()
-                if down is not None:
-                    yield down
-                if (not session.calls and session.out.empty()
-                        and (self._draining or not session.reading)):
+                frames = [down] if (down := await out.get()) is not None else []
+                while not out.empty():  # everything ready leaves in one message
+                    if (down := out.get_nowait()) is not None:
+                        frames.append(down)
+                if frames:
+                    yield pb.MuxDownBatch(frames=frames)
+                if not session.calls and out.empty() and (self._draining or not session.reading):
                     return
         finally:
             self._sessions.discard(session)
@@ -132,25 +135,29 @@ class Multiplexer:
             for task in list(session.calls.values()):
                 task.cancel()
 
-    async def _read(self, frames: AsyncIterable[pb.MuxUp], session: _Session) -> None:
+    async def _read(self, batches: AsyncIterable[pb.MuxUpBatch], session: _Session) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async for up in frames:
-                if up.HasField("open"):
-                    if self._draining:
-                        session.out.put_nowait(pb.MuxDown(id=up.id, end=pb.MuxEnd(
-                            code=_UNAVAILABLE, details="The router replica is shutting down")))
-                    elif up.id not in session.calls:
-                        run = self._run_stream if up.open.stream else self._run
-                        session.calls[up.id] = loop.create_task(run(up.id, up.open, session))
-                elif up.HasField("credit"):
-                    if (window := session.windows.get(up.id)) is not None:
-                        window.credit(up.credit)
-                elif up.cancel and (task := session.calls.get(up.id)) is not None:
-                    task.cancel()
+            async for batch in batches:
+                for up in batch.frames:
+                    self._take(up, session, loop)
         finally:
             session.reading = False
             session.out.put_nowait(None)
+
+    def _take(self, up: pb.MuxUp, session: _Session, loop: asyncio.AbstractEventLoop) -> None:
+        if up.HasField("open"):
+            if self._draining:
+                session.out.put_nowait(pb.MuxDown(id=up.id, end=pb.MuxEnd(
+                    code=_UNAVAILABLE, details="The router replica is shutting down")))
+            elif up.id not in session.calls:
+                run = self._run_stream if up.open.stream else self._run
+                session.calls[up.id] = loop.create_task(run(up.id, up.open, session))
+        elif up.HasField("credit"):
+            if (window := session.windows.get(up.id)) is not None:
+                window.credit(up.credit)
+        elif up.cancel and (task := session.calls.get(up.id)) is not None:
+            task.cancel()
 
     async def _run(self, call_id: int, opened: pb.MuxOpen, session: _Session) -> None:
         context = MuxContext(opened)

@@ -143,9 +143,9 @@ class RouterServicer(pb_grpc.RouterServicer):
                 self._log("ChatStream", meta, request, started=started, outcome=outcome.value,
                           served=served)
 
-    async def Multiplex(self, request_iterator: AsyncIterator[pb.MuxUp],  # noqa: N802
+    async def Multiplex(self, request_iterator: AsyncIterator[pb.MuxUpBatch],  # noqa: N802
                         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-                        ) -> AsyncIterator[pb.MuxDown]:
+                        ) -> AsyncIterator[pb.MuxDownBatch]:
         async for down in self.multiplexer.serve(request_iterator):
             yield down
 
