@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.registry import REGISTRY
 
+from xrouter_common.labelled import Labelled
 from xrouter_common.memory_limit import MemoryLimitCollector
 
 Scope = MutableMapping[str, Any]
@@ -65,8 +66,9 @@ class MetricsMiddleware:
                                for r in routes if "{" in r)
         # Label lookups take a lock each; the label space is small and bounded, so the
         # children are looked up once and kept.
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
+        self._requests, self._duration = Labelled(metrics.requests), Labelled(metrics.duration)
+        self._request_bytes = Labelled(metrics.request_bytes)
+        self._response_bytes = Labelled(metrics.response_bytes)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
@@ -77,7 +79,7 @@ class MetricsMiddleware:
         exchange = _Exchange(self._m, route)
         length = _content_length(scope)
         if length is not None:
-            self._m.request_bytes.labels(route).observe(length)
+            self._request_bytes(route).observe(length)
 
         async def receive_wrapper() -> Message:
             message = await receive()
@@ -100,17 +102,9 @@ class MetricsMiddleware:
         m = self._m
         if exchange.sse:
             m.open_streams.dec()
-        key = (route, method, exchange.status // 100)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = m.requests.labels(route, method,
-                                                              f"{exchange.status // 100}xx")
-        counter.inc()
-        timer = self._timers.get(key[:2])
-        if timer is None:
-            timer = self._timers[key[:2]] = m.duration.labels(route, method)
-        timer.observe(time.perf_counter() - exchange.started)
-        m.response_bytes.labels(route).observe(exchange.sent)
+        self._requests(route, method, f"{exchange.status // 100}xx").inc()
+        self._duration(route, method).observe(time.perf_counter() - exchange.started)
+        self._response_bytes(route).observe(exchange.sent)
 
     def _template(self, path: str) -> str:
         for prefix, template in self._prefixes:

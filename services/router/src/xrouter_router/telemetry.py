@@ -7,6 +7,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import REGISTRY
 
+from xrouter_common.labelled import Labelled
 from xrouter_common.memory_limit import MemoryLimitCollector
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.keys import ApiKey
@@ -60,15 +61,19 @@ class RouterMetrics:
             f"{int(NEAR_LIMIT * 100)}% left, by the key's tier (never the key)",
             ["tier"], registry=registry)
         registry.register(MemoryLimitCollector())
+        # What each request labels, looked up once per label set.
+        self._attempts, self._attempt_seconds = Labelled(self.attempts), Labelled(self.attempt_seconds)
+        self._health, self._generations = Labelled(self.health), Labelled(self.generations)
+        self._tokens, self._cost = Labelled(self.tokens), Labelled(self.cost)
 
     def attempt(self, deployment: Deployment, outcome: str, seconds: float, health: str) -> None:
-        self.attempts.labels(deployment.provider, outcome).inc()
-        self.attempt_seconds.labels(deployment.provider).observe(seconds)
-        self.health.labels(deployment.id, deployment.provider).set(HEALTH_VALUES.get(health, 0.0))
+        self._attempts(deployment.provider, outcome).inc()
+        self._attempt_seconds(deployment.provider).observe(seconds)
+        self._health(deployment.id, deployment.provider).set(HEALTH_VALUES.get(health, 0.0))
 
     def generation(self, model: str, provider: str, *, outcome: str, streamed: bool,
                    attempts: int, usage: Usage | None) -> None:
-        self.generations.labels(model, provider, outcome, "true" if streamed else "false").inc()
+        self._generations(model, provider, outcome, "true" if streamed else "false").inc()
         if attempts > 1:
             self.failovers.labels(model).inc(attempts - 1)
         if usage is None:
@@ -79,9 +84,9 @@ class RouterMetrics:
                             ("cached", t.cached), ("cache_write", t.cache_write),
                             ("reasoning", t.reasoning)):
             if count:
-                self.tokens.labels(model, provider, kind, source).inc(count)
+                self._tokens(model, provider, kind, source).inc(count)
         if usage.cost:
-            self.cost.labels(model, provider).inc(float(usage.cost))
+            self._cost(model, provider).inc(float(usage.cost))
 
     def rate_window(self, key: ApiKey, window: RateWindow) -> None:
         """Billing's on_window: count the admissions that leave a key near its limit."""
