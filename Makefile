@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: help install run run-cluster test test-unit test-integration test-browser test-e2e check lint typecheck imports \
-        proto proto-check bench bench-failover bench-budget dashboards deploy-check clean
+        proto proto-check bench bench-failover bench-budget bench-scaling dashboards deploy-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ bench: install ## Benchmark gateway+router against a fake upstream (nginx + wrk)
 bench-failover: install ## Latency through a Redis master failover, ledger delay after a router SIGKILL (run-cluster topology)
 	@scripts/apt-install.sh redis-server postgresql
 	@$(PY) scripts/bench/failover.py
+
+bench-scaling: install ## Requests/s of one gateway process and one router against 2 workers and 2 routers (cluster mode)
+	@scripts/apt-install.sh nginx-light wrk redis-server postgresql
+	@$(PY) scripts/bench/scaling.py
 
 bench-budget: install ## Where a request's CPU goes, stage by stage (py-spy, and perf when it works here)
 	@scripts/apt-install.sh nginx-light wrk linux-perf

@@ -1,12 +1,15 @@
 """`make bench-budget`: where the CPU of a non-streaming request goes, stage by stage, in place
 (issue 16). The bench's set-up (scripts/bench/run.py: nginx upstream, one gateway and one router
 process, a real key with accounting on, embedded mode unless BENCH_MODE=cluster) under wrk at 16
-connections, while py-spy samples both processes (Python frames; 100 Hz). Each sample goes to
-the innermost stage one of its frames belongs to (STAGES); the stage's share of the samples times
-the process's measured CPU per request is its budget in microseconds. Samples in no stage are
-native work with no Python frame above it, by thread (the event loop's `Runner.run`, gRPC's
-poller thread, an executor thread), or "other Python". py-spy's Python-only view attributes
-native work done inside a Python call (sqlite3, orjson, socket writes) to that call.
+connections, while py-spy samples both processes (Python frames, by thread; 100 Hz) and perf
+samples them natively. How a process's CPU divides between its threads is perf's (it counts
+CPU; py-spy's idle detection counts a thread waking on a lock as busy, which made the earlier
+table overstate the poller and executor threads). The event loop thread's share is then divided
+by py-spy: each of its samples goes to the innermost stage one of its frames belongs to (STAGES),
+or to "event loop, native" when no frame does (uvloop, gRPC's Cython callbacks). Share times the
+process's measured CPU per request is the budget in microseconds. py-spy's Python-only view
+attributes native work done inside a Python call (sqlite3, orjson, socket writes) to that call.
+Without perf, py-spy's view alone is given (with its overstated threads).
 With `perf` (Debian's linux-perf; its software clock works where hardware counters are not
 exposed, as on this machine) both processes are also sampled natively over the same window, and
 their CPU split by component: the interpreter, the kernel (context switches apart: each thread
@@ -66,7 +69,8 @@ COMPONENTS = (("libpython", "Python interpreter"), ("cygrpc", "gRPC core"),
               ("libc.so", "C library (malloc, memcpy, locks)"), ("_message", "protobuf"))
 NATIVE = "event loop, native (no Python frame)"
 EXECUTOR = "executor thread, native (no Python frame)"
-POLLER = "gRPC poller thread, native"
+POLLER = "gRPC poller thread (Python's)"
+GRPC_THREADS = "gRPC core threads (event engine, timer)"
 OTHER = "other Python"
 
 
@@ -85,15 +89,56 @@ def classify(stack: list[str], stages: list[tuple[str, tuple[str, ...]]]) -> str
     return OTHER
 
 
-def shares(raw: Path, stages: list[tuple[str, tuple[str, ...]]]) -> dict[str, float]:
+def shares(raw: Path, stages: list[tuple[str, tuple[str, ...]]], pid: int,
+           threads: dict[int, float] | None = None) -> dict[str, float]:
+    """Stage shares of a process's CPU. `raw` is py-spy's output with `--threads` (each stack
+    starts with "thread (TID): name"); `threads` is perf's CPU share by thread id. With it, the
+    event loop thread (TID == pid) gets its perf share, divided by its py-spy samples, and every
+    other thread its own perf share under its name."""
     counts: collections.Counter[str] = collections.Counter()
+    names: dict[int, str] = {}
     for line in raw.read_text().splitlines():
         stack_text, _, n = line.rpartition(" ")
         if not stack_text:
             continue
-        counts[classify(stack_text.split(";"), stages)] += int(n)
+        thread, *stack = stack_text.split(";")
+        tid = int(thread.split("(", 1)[1].split(")", 1)[0])
+        names[tid] = thread.split(": ", 1)[-1]
+        if threads is None or tid == pid:
+            counts[classify(stack, stages)] += int(n)
     total = sum(counts.values()) or 1
-    return {stage: count / total for stage, count in counts.items()}
+    if threads is None:
+        return {stage: count / total for stage, count in counts.items()}
+    loop_share = threads.get(pid, 0.0)
+    split = {stage: count / total * loop_share for stage, count in counts.items()}
+    for tid, share in threads.items():
+        if tid != pid:
+            label = _thread_label(names.get(tid, ""))
+            split[label] = split.get(label, 0.0) + share
+    return split
+
+
+def _thread_label(name: str) -> str:
+    if "_poll_wrapper" in name:
+        return POLLER
+    if name.startswith("xrouter-sqlite"):
+        return "SQLite worker thread"
+    if name:
+        return f"thread {name}"
+    return GRPC_THREADS  # no Python frame ever: gRPC core's event engine and timer threads
+
+
+def perf_threads(data: Path) -> dict[int, float]:
+    """Shares of the samples in `data` by thread id."""
+    out = subprocess.run(["perf", "report", "-i", str(data), "--sort", "pid", "--stdio",
+                          "--no-children", "-g", "none"], capture_output=True, text=True,
+                         check=True).stdout
+    split: dict[int, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].endswith("%") and ":" in parts[1]:
+            split[int(parts[1].split(":", 1)[0])] = float(parts[0][:-1]) / 100
+    return split
 
 
 def perf_components(data: Path) -> dict[str, float]:
@@ -148,7 +193,7 @@ def main() -> int:
         bench.wrk(url, script, 16, 2)  # warm-up
         pids = {"gateway": gateway.pid, "router": router.pid}
         spies = {name: subprocess.Popen(
-            [spy, "record", "-r", str(RATE), "-d", str(SECONDS + 1), "-f", "raw", "-o",
+            [spy, "record", "-r", str(RATE), "-d", str(SECONDS + 1), "--threads", "-f", "raw", "-o",
              str(tmp / f"{name}.txt"), "-p", str(pid)], stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL) for name, pid in pids.items()}
         perfs = {name: subprocess.Popen(
@@ -162,8 +207,10 @@ def main() -> int:
                        for name, pid in pids.items()}
         for proc in [*spies.values(), *perfs.values()]:
             proc.wait()
-        report = render(per_request, {name: shares(tmp / f"{name}.txt", STAGES[name])
-                                      for name in pids}, result)
+        report = render(per_request, {name: shares(
+            tmp / f"{name}.txt", STAGES[name], pid,
+            perf_threads(tmp / f"{name}.perf") if perfs else None)
+            for name, pid in pids.items()}, result)
         if perfs:
             report += "\n" + render_native(per_request, {
                 name: perf_components(tmp / f"{name}.perf") for name in perfs})
