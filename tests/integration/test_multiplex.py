@@ -61,7 +61,9 @@ class Replica(pb_grpc.RouterServicer):
             if request.model == "limited":
                 await abort(context, RateLimited("Slow down", retry_after=7))
             self.ended.append(f"answered {request.model}")
-            return pb.ChatResponse(id=f"{self.name}:{request.model}")
+            # Model "big" answers with as many bytes as the request's first message had.
+            big = len(request.messages[0].content) if request.model == "big" else 0
+            return pb.ChatResponse(id=f"{self.name}:{request.model}", system_fingerprint="x" * big)
         except asyncio.CancelledError:
             self.ended.append(f"cancelled {request.model}")
             raise
@@ -165,6 +167,21 @@ async def test_each_answer_reaches_its_own_call_on_one_lane(
         replies = await asyncio.gather(*(client.chat(_chat(m), META, 10) for m in models))
         assert [r.id for r in replies] == [f"a:{m}" for m in models]
         assert a.seen_metadata == [META] * 50
+    finally:
+        await client.close()
+
+
+async def test_requests_and_answers_larger_than_a_message_together_travel_in_several(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    """Eight calls of 9 MB each way at once: 72 MB, over the channel's 64 MiB message limit
+    if they left in one message."""
+    (_, _), (server_a, _) = replicas
+    client = _client([server_a], lanes=1)
+    try:
+        body = "y" * (9 * 1024 * 1024)
+        request = pb.ChatRequest(model="big", messages=[pb.Message(role="user", content=body)])
+        replies = await asyncio.gather(*(client.chat(request, META, 30) for _ in range(8)))
+        assert [(r.id, len(r.system_fingerprint)) for r in replies] == [("a:big", len(body))] * 8
     finally:
         await client.close()
 

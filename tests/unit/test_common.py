@@ -139,3 +139,19 @@ def test_env_bool_default_and_error() -> None:
 
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+def test_mux_batches_stay_under_the_limit_and_keep_the_order() -> None:
+    from xrouter_common.mux import batches
+
+    class Frame:
+        def __init__(self, size: int) -> None:
+            self.size = size
+
+        def ByteSize(self) -> int:  # noqa: N802 - protobuf's name
+            return self.size
+
+    frames = [Frame(n) for n in (3, 3, 3, 9, 1, 1, 12, 2)]
+    cut = [[f.size for f in batch] for batch in batches(frames, limit=6)]
+    assert cut == [[3, 3], [3], [9], [1, 1], [12], [2]]  # a frame over the limit goes alone
+    assert [[f.size for f in b] for b in batches(frames[:1], limit=1)] == [[3]]

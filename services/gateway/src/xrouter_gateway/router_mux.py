@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
+from xrouter_common.mux import batches
 from xrouter_common.wire import ERROR_DETAIL_KEY
 
 Metadata = Sequence[tuple[str, str]]
@@ -211,9 +212,10 @@ class Lane:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._outbox:  # everything ready leaves in one message
+                if self._outbox:  # everything ready leaves at once (xrouter_common.mux)
                     frames, self._outbox = self._outbox, []
-                    await self._call.write(pb.MuxUpBatch(frames=frames))
+                    for batch in batches(frames):
+                        await self._call.write(pb.MuxUpBatch(frames=batch))
                 if self.retired and not self._pending and not self._outbox:
                     await self._call.done_writing()
                     return

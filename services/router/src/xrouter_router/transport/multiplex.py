@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
+from xrouter_common.mux import batches
 from xrouter_common.wire import ERROR_DETAIL_KEY
 
 log = logging.getLogger("xrouter.router.multiplex")
@@ -114,9 +115,9 @@ class Multiplexer:
         for session in self._sessions:
             session.out.put_nowait(None)
 
-    async def serve(self, batches: AsyncIterable[pb.MuxUpBatch]) -> AsyncIterator[pb.MuxDownBatch]:
+    async def serve(self, incoming: AsyncIterable[pb.MuxUpBatch]) -> AsyncIterator[pb.MuxDownBatch]:
         session = _Session()
-        reader = asyncio.get_running_loop().create_task(self._read(batches, session))
+        reader = asyncio.get_running_loop().create_task(self._read(incoming, session))
         self._sessions.add(session)
         out = session.out
         try:
@@ -125,8 +126,8 @@ class Multiplexer:
                 while not out.empty():  # everything ready leaves in one message
                     if (down := out.get_nowait()) is not None:
                         frames.append(down)
-                if frames:
-                    yield pb.MuxDownBatch(frames=frames)
+                for batch in batches(frames) if frames else ():
+                    yield pb.MuxDownBatch(frames=batch)
                 if not session.calls and out.empty() and (self._draining or not session.reading):
                     return
         finally:
@@ -135,10 +136,10 @@ class Multiplexer:
             for task in list(session.calls.values()):
                 task.cancel()
 
-    async def _read(self, batches: AsyncIterable[pb.MuxUpBatch], session: _Session) -> None:
+    async def _read(self, incoming: AsyncIterable[pb.MuxUpBatch], session: _Session) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async for batch in batches:
+            async for batch in incoming:
                 for up in batch.frames:
                     self._take(up, session, loop)
         finally:
