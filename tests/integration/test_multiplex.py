@@ -28,7 +28,7 @@ from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY
 from xrouter_gateway.errors import router_failed
 from xrouter_gateway.router_client import RouterClient, StreamCall
-from xrouter_gateway.router_mux import CREDIT
+from xrouter_gateway.router_mux import CREDIT, METHOD
 from xrouter_router.domain.errors import RateLimited
 from xrouter_router.transport.errors import abort
 from xrouter_router.transport.multiplex import MUX_WINDOW, Multiplexer
@@ -256,6 +256,29 @@ async def _hold_on_one(client: RouterClient, replicas: tuple[list[Replica], list
                         asyncio.ensure_future(b.holding.wait())],
                        return_when=asyncio.FIRST_COMPLETED)
     return (held, a, b, server_a) if a.holding.is_set() else (held, b, a, server_b)
+
+
+async def test_a_call_cancelled_in_the_message_that_opens_it_never_runs_and_leaves_nothing(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    """An open and a cancel frame in one message (what a gateway sends when its client gives up
+    before the lane's writer ran): the router's task is cancelled before its first step. Nothing
+    of the call stays behind: a draining replica ends the idle stream at once, not after the
+    grace."""
+    (a, _), (server_a, _) = replicas
+    meta = [pb.MuxMetadata(key=k, value=v) for k, v in META]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server_a.port}") as channel:
+        lane = channel.stream_stream(METHOD, request_serializer=pb.MuxUpBatch.SerializeToString,
+                                     response_deserializer=pb.MuxDownBatch.FromString)()
+        await lane.write(pb.MuxUpBatch(frames=[
+            pb.MuxUp(id=1, open=pb.MuxOpen(request=_chat("hold"), metadata=meta, timeout=10)),
+            pb.MuxUp(id=1, cancel=True),
+            pb.MuxUp(id=2, open=pb.MuxOpen(request=_chat("after"), metadata=meta, timeout=10))]))
+        answer = await lane.read()
+        assert [(d.id, d.response.id) for d in answer.frames] == [(2, "a:after")]
+        assert a.ended == ["answered after"]  # "hold" never ran
+        async with asyncio.timeout(10):  # the grace is 60 s: a call left behind would hold it
+            await server_a.stop(60)
+        assert await lane.read() is grpc.aio.EOF
 
 
 async def test_a_draining_replica_finishes_its_calls_and_new_ones_go_to_the_other(

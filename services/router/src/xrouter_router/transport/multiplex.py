@@ -157,8 +157,11 @@ class Multiplexer:
         elif up.HasField("credit"):
             if (window := session.windows.get(up.id)) is not None:
                 window.credit(up.credit)
-        elif up.cancel and (task := session.calls.get(up.id)) is not None:
+        elif up.cancel and (task := session.calls.pop(up.id, None)) is not None:
+            # Forgotten here: a task cancelled before its first step never runs its finally.
+            session.windows.pop(up.id, None)
             task.cancel()
+            session.out.put_nowait(None)  # the writer looks again whether the stream may end
 
     async def _run(self, call_id: int, opened: pb.MuxOpen, session: _Session) -> None:
         context = MuxContext(opened)
