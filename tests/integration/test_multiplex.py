@@ -274,6 +274,7 @@ async def test_a_call_cancelled_in_the_message_that_opens_it_never_runs_and_leav
             pb.MuxUp(id=1, cancel=True),
             pb.MuxUp(id=2, open=pb.MuxOpen(request=_chat("after"), metadata=meta, timeout=10))]))
         answer = await lane.read()
+        assert isinstance(answer, pb.MuxDownBatch)
         assert [(d.id, d.response.id) for d in answer.frames] == [(2, "a:after")]
         assert a.ended == ["answered after"]  # "hold" never ran
         async with asyncio.timeout(10):  # the grace is 60 s: a call left behind would hold it
