@@ -13,13 +13,13 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import checks
 import run as bench
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -60,16 +60,11 @@ class Stack:
         return result["rps"], (r1 - r0) / n * 1000, (g1 - g0) / n * 1000
 
     def recorded(self) -> str:
-        return bench.charged_once(self.name, self.url, self.key, self.answered, self.cut_off)
+        return checks.charged_once(self.name, self.url, self.key, self.answered, self.cut_off,
+                                   get=bench.get, master_key=bench.MASTER_KEY)
 
     def stop(self) -> None:
-        for p in (self.router, self.gateway):
-            p.send_signal(signal.SIGTERM)
-        for p in (self.router, self.gateway):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        bench.terminate([self.router, self.gateway])
 
 
 def main() -> int:

@@ -19,11 +19,12 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import checks
 import uvloop
+from checks import Row
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = ROOT / ".venv" / "bin" / "python"
@@ -147,28 +148,6 @@ def bench_key(gateway: str, *, limited: bool = False) -> str:
         body.update(LIMITS)
     created = post("/v1/keys", body)
     return str(created["key"])
-
-
-def charged_once(name: str, url: str, key: str, answered: int, cut_off: int,
-                 *, bound: float = 30.0) -> str:
-    """That every answered request left one generation record, charged to the account: the
-    usage report's count, once the ledger has drained, within what wrk may have cut off (up to
-    `cut_off` requests in flight when a run stopped, answered after), and the account's usage
-    equal to the records' cost. A bench of a stack that skips its accounting would measure
-    nothing."""
-    deadline = time.monotonic() + bound
-    while True:
-        rows = get(f"{url}/v1/usage?account_id=bench", MASTER_KEY)["data"]
-        records, cost = sum(r["requests"] for r in rows), sum(Decimal(str(r["cost"])) for r in rows)
-        spent = Decimal(str(get(f"{url}/v1/credits", key)["data"]["total_usage"]))
-        if answered <= records <= answered + cut_off and cost == spent:
-            return (f"{name}: {records} generation records for {answered} answered requests "
-                    f"(+{records - answered} answered after wrk stopped), {spent} RUB charged, "
-                    "equal to their cost")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name}: {records} records ({cost} RUB) for {answered} answered "
-                               f"requests, {spent} RUB charged")
-        time.sleep(0.5)
 
 
 def get(url: str, key: str) -> dict[str, Any]:
@@ -370,7 +349,8 @@ def run(cluster: dict[str, str]) -> int:
         ttft_gw = ttft_p50(gw_port, "/v1/chat/completions", json.dumps(
             {"model": "bench/sse", "messages": messages, "stream": True}).encode(), key)
         served[0] += TTFT_REQUESTS
-        accounting = charged_once("cluster" if cluster else "embedded", gw, key, *served)
+        accounting = checks.charged_once("cluster" if cluster else "embedded", gw, key, *served,
+                                         get=get, master_key=MASTER_KEY)
         time.sleep(1.0)
         after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
         floors = measure_floors(tmp, nginx_port, messages)
@@ -386,15 +366,20 @@ def run(cluster: dict[str, str]) -> int:
         stop(procs, tmp)
 
 
-def stop(procs: list[subprocess.Popen[bytes]], tmp: Path) -> None:
-    """SIGTERM every process, then SIGKILL what has not exited after 10 s; remove `tmp`."""
+def terminate(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """SIGTERM every process, then SIGKILL what has not exited after `grace` seconds."""
     for p in procs:
         p.send_signal(signal.SIGTERM)
     for p in procs:
         try:
-            p.wait(10)
+            p.wait(grace)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def stop(procs: list[subprocess.Popen[bytes]], tmp: Path) -> None:
+    """terminate() every process; remove `tmp`."""
+    terminate(procs)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -448,9 +433,6 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"port {port}")
 
 
-Row = tuple[str, int, float, float, float, float, float, float, float, float, float]
-
-
 def render(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: float,
            ttft_g: float, idle: dict[str, float], after: dict[str, float],
            floors: dict[str, float], mode: str = "embedded") -> str:
@@ -482,40 +464,9 @@ def render(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: f
               f"{floors['passthrough_stream']:.3f} |",
               f"| routing per request, 20 deployments with live statistics (plan + record) | "
               f"{floors['routing_20'] / 1000:.3f} |", ""]
-    lines += targets(rows, single, ttft_d=ttft_d, ttft_g=ttft_g, idle=idle, floors=floors)
+    lines += checks.targets(rows, single, ttft_d=ttft_d, ttft_g=ttft_g, idle=idle, floors=floors,
+                            chunks=CHUNKS)
     return "\n".join(lines)
-
-
-# Issue 16's targets: CPU per request within FLOOR_MULTIPLE times the pass-through floor measured
-# in the same run; added latency and time to first token at one connection; idle memory.
-FLOOR_MULTIPLE = 5.0
-ADDED_MS = 1.2
-IDLE_MB = 80.0
-
-
-def targets(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: float,
-            ttft_g: float, idle: dict[str, float], floors: dict[str, float]) -> list[str]:
-    """The targets table: each figure of this run against its limit."""
-    cpu = {r[0]: r[8] for r in rows if r[1] == 16}
-    lines = ["| target (issue 16) | XRouter | limit | multiple of the floor | met |",
-             "|---|---|---|---|---|"]
-
-    def row(what: str, value: float, limit: float, floor: float | None) -> None:
-        multiple = f"{value / floor:.1f}x" if floor else ""
-        lines.append(f"| {what} | {value:.3f} | {limit:.3f} | {multiple} | "
-                     f"{'yes' if value <= limit else 'no'} |")
-    for kind, floor_name, what in (
-            ("non-streaming", "passthrough", "CPU ms per non-streaming request, 16 conns"),
-            ("streaming", "passthrough_stream", f"CPU ms per {CHUNKS}-chunk stream, 16 conns")):
-        if kind in cpu:
-            row(what, cpu[kind], FLOOR_MULTIPLE * floors[floor_name], floors[floor_name])
-    if "non-streaming" in single:
-        direct, via = single["non-streaming"]
-        row("added p50 ms at one connection (non-streaming)", via - direct, ADDED_MS, None)
-    row("added time to first token ms at one connection", ttft_g - ttft_d, ADDED_MS, None)
-    for name in ("gateway", "router"):
-        row(f"idle memory MB, {name}", idle[name], IDLE_MB, None)
-    return [*lines, ""]
 
 
 if __name__ == "__main__":

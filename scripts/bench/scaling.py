@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -56,13 +55,7 @@ def deployment(tmp: Path, nginx_port: int, cluster: dict[str, str], *, workers: 
         bench.wait_ready(f"{url}/readyz")
         yield url, procs
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        bench.terminate(procs, 15)
 
 
 def measure(tmp: Path, url: str, procs: list[subprocess.Popen[bytes]],
