@@ -374,7 +374,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                               announce=stack.announce, wall=wall)
     credentials = None if settings.grpc_tls is None else server_credentials(settings.grpc_tls)
     server = GrpcServer(servicer, settings.listen, accounts_servicer, credentials,
-                        health_listen=settings.health_listen,
+                        health_listen=settings.health_listen, multiplexer=servicer.multiplexer,
                         sessions=SessionsServicer(sessions, auth, AuthCodes(
                             stack.codes, stack.keys, accounts, secret=secret, wall=wall)))
     collector = accounting_metrics.register(registry, {"keys": auth, "reads": accounts.reads,

@@ -7,6 +7,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_router.transport.accounts_servicer import AccountsServicer
+from xrouter_router.transport.multiplex import Multiplexer
 from xrouter_router.transport.sessions_servicer import SessionsServicer
 
 SERVICE_NAME = "xrouter.v1.Router"
@@ -35,9 +36,11 @@ class GrpcServer:
     def __init__(self, servicer: pb_grpc.RouterServicer, listen: str,
                  accounts: AccountsServicer | None = None,
                  credentials: grpc.ServerCredentials | None = None,
-                 *, health_listen: str = "", sessions: SessionsServicer | None = None) -> None:
+                 *, health_listen: str = "", sessions: SessionsServicer | None = None,
+                 multiplexer: Multiplexer | None = None) -> None:
         self._server = grpc.aio.server(options=_OPTIONS)
-        self._servicer = servicer
+        # The servicer's Multiplex streams, drained by stop().
+        self._multiplexer = multiplexer
         pb_grpc.add_RouterServicer_to_server(servicer, self._server)
         if accounts is not None:
             pb_grpc.add_AccountsServicer_to_server(accounts, self._server)
@@ -68,9 +71,8 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new calls (Multiplex streams too: their idle ones end),
         give in-flight calls `grace` seconds."""
-        multiplexer = getattr(self._servicer, "multiplexer", None)
-        if multiplexer is not None:
-            multiplexer.drain()
+        if self._multiplexer is not None:
+            self._multiplexer.drain()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.stop(grace)
