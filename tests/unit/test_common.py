@@ -155,3 +155,9 @@ def test_mux_batches_stay_under_the_limit_and_keep_the_order() -> None:
     cut = [[f.size for f in batch] for batch in batches(frames, limit=6)]
     assert cut == [[3, 3], [3], [9], [1, 1], [12], [2]]  # a frame over the limit goes alone
     assert [[f.size for f in b] for b in batches(frames[:1], limit=1)] == [[3]]
+
+
+def test_mux_batches_of_no_frames_are_none() -> None:
+    from xrouter_common.mux import batches
+
+    assert list(batches([])) == []

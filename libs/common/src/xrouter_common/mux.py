@@ -19,8 +19,10 @@ F = TypeVar("F", bound=Sized)
 
 
 def batches(frames: Sequence[F], limit: int = BATCH_BYTES) -> Iterator[Sequence[F]]:
-    if len(frames) == 1:
-        yield frames
+    """`frames` cut in order into runs under `limit` bytes; none for no frames."""
+    if len(frames) <= 1:  # the usual case, without measuring
+        if frames:
+            yield frames
         return
     start, size = 0, 0
     for i, frame in enumerate(frames):

@@ -97,11 +97,15 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")
 
-    routes = [
+    # The inference endpoints, which FastRoutes also takes straight to their handlers.
+    inference = [
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
         Route("/v1/messages", messages.handle, methods=["POST"]),
         Route("/v1/responses", responses.handle, methods=["POST"]),
         Route("/v1/completions", completions.handle, methods=["POST"]),
+    ]
+    routes = [
+        *inference,
         Route("/v1/embeddings", embeddings.handle, methods=["POST"]),
         Route("/v1/route/explain", routing.explain, methods=["POST"]),
         Route("/v1/models", info.models, methods=["GET"]),
@@ -151,10 +155,8 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         exception_handlers={APIError: _api_error, HTTPException: _http_error,
                             Exception: _unexpected},
     )
-    inner: ASGIApp = FastRoutes(app, {
-        ("POST", "/v1/chat/completions"): chat.handle, ("POST", "/v1/messages"): messages.handle,
-        ("POST", "/v1/responses"): responses.handle,
-        ("POST", "/v1/completions"): completions.handle})
+    inner: ASGIApp = FastRoutes(app, {(method, route.path): route.endpoint
+                                       for route in inference for method in route.methods or ()})
     if settings.auth_failures_per_minute > 0:
         inner = AuthThrottle(inner, FailureTable(settings.auth_failures_per_minute,
                                                  settings.auth_throttle_addresses))

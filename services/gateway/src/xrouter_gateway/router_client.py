@@ -121,9 +121,10 @@ class _Unimplemented:
 class RouterClient:
     """With `tls`, the channel is mutual TLS and is rebuilt when the certificate files change
     (`watch_certificates`): new calls take the new channel once it connected, calls in flight
-    finish on the old one, which closes after `drain` seconds. Whole-answer chat goes over
-    `lanes` Multiplex streams (router_mux.py), or a unary Chat call each when `lanes` is 0 or
-    the router does not serve Multiplex (UNIMPLEMENTED: an older router, mid-upgrade)."""
+    finish on the old one, which closes after `drain` seconds. Chat, whole and streamed, goes
+    over `lanes` Multiplex streams (router_mux.py), or a Chat or ChatStream call each when
+    `lanes` is 0 or the router does not serve Multiplex (UNIMPLEMENTED: an older router,
+    mid-upgrade)."""
 
     def __init__(self, target: str, *, retries: int, tls: RouterTls | None = None,
                  drain: float = 600.0, lanes: int = 0) -> None:
@@ -182,20 +183,24 @@ class RouterClient:
 
     async def chat(self, request: pb.ChatRequest, metadata: Metadata,
                    timeout: float) -> pb.ChatResponse:
-        attempt = 0
-        while self._lanes is not None:
+        if self._lanes is not None:
             try:
-                return await self._lanes.lane().chat(request, metadata, timeout)
+                answer: pb.ChatResponse = await self._unary(self._lane_chat, request, metadata,
+                                                            timeout)
+                return answer
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    self.unary_only()
-                    break
-                if not retryable(exc) or attempt >= self.retries:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
-                attempt += 1
-                await asyncio.sleep(0.01 * attempt)
+                self.unary_only()
         reply: pb.ChatResponse = await self._unary(self._stub.Chat, request, metadata, timeout)
         return reply
+
+    async def _lane_chat(self, request: pb.ChatRequest, *, metadata: Metadata,
+                         timeout: float) -> pb.ChatResponse:
+        """Chat on the next lane (called as a stub method is, for _unary's retries)."""
+        if self._lanes is None:  # a retry after the router was found to lack Multiplex
+            return await self._stub.Chat(request, metadata=metadata, timeout=timeout)
+        return await self._lanes.lane().chat(request, metadata, timeout)
 
     def chat_stream(self, request: pb.ChatRequest, metadata: Metadata,
                     timeout: float) -> StreamCall:

@@ -126,7 +126,7 @@ class Multiplexer:
                 while not out.empty():  # everything ready leaves in one message
                     if (down := out.get_nowait()) is not None:
                         frames.append(down)
-                for batch in batches(frames) if frames else ():
+                for batch in batches(frames):
                     yield pb.MuxDownBatch(frames=batch)
                 if not session.calls and out.empty() and (self._draining or not session.reading):
                     return
