@@ -91,7 +91,7 @@ class RedisCluster:
         try:
             for port in self.ports:
                 self._spawn(port)
-            self._wait(lambda: all(self._ping(p) for p in self.ports), timeout, "nodes to accept")
+            self._wait(self._nodes_accept, timeout, "nodes to accept")
             create = subprocess.run(
                 ["redis-cli", *self._cli_tls(), "--cluster", "create",
                  *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "1", "--cluster-yes"],
@@ -238,6 +238,23 @@ class RedisCluster:
 
     def _live(self) -> list[int]:
         return [p for p in self.ports if p in self._procs and self._procs[p].poll() is None]
+
+    def _nodes_accept(self) -> bool:
+        """Whether every node answers. A port is chosen free, then closed, then bound by
+        redis-server: in between another process may take it (an outgoing connection's
+        ephemeral port, say), and that node exits at once. It is started again on other ports;
+        a node that exited for any other reason is an error."""
+        for i, port in enumerate(self.ports):
+            if self._procs[port].poll() is None:
+                continue
+            assert self._dir is not None
+            log = (self._dir / f"redis-{port}.log").read_text(errors="replace")
+            if "Address already in use" not in log:
+                raise ClusterError(f"redis-server on port {port} exited: {log[-1000:]}")
+            del self._procs[port]
+            self.ports[i] = next(p for p in free_ports(NODES + 1) if p not in self.ports)
+            self._spawn(self.ports[i])
+        return all(self._ping(p) for p in self.ports)
 
     def _ping(self, port: int) -> bool:
         try:
