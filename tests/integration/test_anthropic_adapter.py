@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.fakes.anthropic_upstream import API_KEY, PREFIX, TOOL_INPUT, FakeAnthropic
@@ -32,6 +31,7 @@ from xrouter_router.domain.types import (
 from xrouter_router.providers.anthropic import AnthropicProvider, build
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import new_session
+from xrouter_router.providers.http1 import HttpClient
 
 WEATHER = Tool("get_weather", "Current weather",
                b'{"type":"object","properties":{"city":{"type":"string"}}}')
@@ -47,13 +47,13 @@ def fake() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def session() -> AsyncIterator[HttpClient]:
     s = new_session(connect_timeout=2.0, pool_size=4)
     yield s
     await s.close()
 
 
-def _provider(fake: FakeAnthropic, session: aiohttp.ClientSession,
+def _provider(fake: FakeAnthropic, session: HttpClient,
               **options: Any) -> AnthropicProvider:
     return build(ProviderConfig("claude", "anthropic", fake.base_url, API_KEY, options=options),
                  session)
@@ -78,7 +78,7 @@ def _deltas(batches: list[StreamBatch]) -> list[Delta]:
 
 
 async def test_headers_system_hoisting_and_the_default_max_tokens(
-        fake: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake: FakeAnthropic, session: HttpClient) -> None:
     completion = await _provider(fake, session).chat(_req(), _dep("echo"))
     assert completion.message.content == "echo: hi"
     assert fake.requests[-1] == {"model": "claude-fake-echo", "max_tokens": 4096,
@@ -90,7 +90,7 @@ async def test_headers_system_hoisting_and_the_default_max_tokens(
 
 
 async def test_options_set_the_version_and_default_max_tokens_within_the_deployment_cap(
-        fake: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake: FakeAnthropic, session: HttpClient) -> None:
     provider = _provider(fake, session, version="2024-10-22", default_max_tokens=512)
     await provider.chat(_req(), _dep("echo"))
     assert fake.requests[-1]["max_tokens"] == 512
@@ -100,7 +100,7 @@ async def test_options_set_the_version_and_default_max_tokens_within_the_deploym
 
 
 async def test_sampling_reaches_anthropic_within_its_ranges(
-        fake: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake: FakeAnthropic, session: HttpClient) -> None:
     sampling = Sampling(max_tokens=64, temperature=1.8, top_p=0.5, top_k=20, seed=3,
                         stop=("END",))
     await _provider(fake, session).chat(_req(sampling=sampling), _dep("echo"))
@@ -111,7 +111,7 @@ async def test_sampling_reaches_anthropic_within_its_ranges(
 
 
 async def test_consecutive_user_messages_are_merged_into_one_turn(
-        fake: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake: FakeAnthropic, session: HttpClient) -> None:
     req = _req(Message(role="user", content="first"), Message(role="user", content="second"))
     await _provider(fake, session).chat(req, _dep("echo"))
     assert fake.requests[-1]["messages"] == [{"role": "user", "content": [
@@ -119,7 +119,7 @@ async def test_consecutive_user_messages_are_merged_into_one_turn(
 
 
 async def test_parallel_tool_use_and_tool_result_round_trip(
-        fake: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake: FakeAnthropic, session: HttpClient) -> None:
     provider = _provider(fake, session)
     ask = _req(SYSTEM, Message(role="user", content="weather and time?"), tools=(WEATHER, TIME))
     completion = await provider.chat(ask, _dep("tools-2"))
@@ -149,7 +149,7 @@ async def test_parallel_tool_use_and_tool_result_round_trip(
 
 
 async def test_a_tool_use_without_its_result_is_rejected_by_anthropic(
-        fake: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake: FakeAnthropic, session: HttpClient) -> None:
     call = ToolCall(0, "toolu_x", "get_weather", '{"city":"Oslo"}')
     req = _req(Message(role="user", content="weather?"),
                Message(role="assistant", tool_calls=(call,)),
@@ -163,7 +163,7 @@ async def test_a_tool_use_without_its_result_is_rejected_by_anthropic(
 
 
 async def test_input_json_deltas_assemble_per_tool_position_with_pings_ignored(
-        fake: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake: FakeAnthropic, session: HttpClient) -> None:
     batches = await _collect(_provider(fake, session).stream(
         _req(Message(role="user", content="both?"), tools=(WEATHER, TIME)), _dep("tools-2")))
     deltas = _deltas(batches)
@@ -188,7 +188,7 @@ async def test_input_json_deltas_assemble_per_tool_position_with_pings_ignored(
     ("midstream-overloaded", UpstreamServerError), ("midstream-rate-limit", UpstreamRateLimited),
 ])
 async def test_an_error_event_ends_the_stream_with_an_upstream_error(
-        fake: FakeAnthropic, session: aiohttp.ClientSession, scenario: str,
+        fake: FakeAnthropic, session: HttpClient, scenario: str,
         cls: type[Exception]) -> None:
     got: list[StreamBatch] = []
     with pytest.raises(cls) as info:
@@ -199,7 +199,7 @@ async def test_an_error_event_ends_the_stream_with_an_upstream_error(
 
 
 async def test_529_overloaded_is_a_retryable_server_error(
-        fake: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake: FakeAnthropic, session: HttpClient) -> None:
     for run in (lambda p: p.chat(_req(), _dep("529")),
                 lambda p: _collect(p.stream(_req(), _dep("529")))):
         with pytest.raises(UpstreamServerError) as info:
@@ -211,7 +211,7 @@ async def test_529_overloaded_is_a_retryable_server_error(
 
 
 async def test_max_tokens_stop_is_length(fake: FakeAnthropic,
-                                         session: aiohttp.ClientSession) -> None:
+                                         session: HttpClient) -> None:
     provider = _provider(fake, session)
     assert (await provider.chat(_req(), _dep("max-tokens"))).finish_reason == "length"
     batches = await _collect(provider.stream(_req(), _dep("max-tokens")))
@@ -219,7 +219,7 @@ async def test_max_tokens_stop_is_length(fake: FakeAnthropic,
 
 
 async def test_cache_reads_are_cached_prompt_tokens(fake: FakeAnthropic,
-                                                    session: aiohttp.ClientSession) -> None:
+                                                    session: HttpClient) -> None:
     provider = _provider(fake, session)
     completion = await provider.chat(_req(), _dep("cached"))
     sent = fake.requests[-1]

@@ -11,7 +11,6 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.fakes.cbr_upstream import FakeCbr, with_rate
@@ -23,6 +22,7 @@ from tests.integration.store_factories import (
 from tests.unit.builders import catalog, deployment, model
 from xrouter_router.cbr import CbrFeed, http_fetch
 from xrouter_router.domain import fx
+from xrouter_router.providers.http1 import HttpClient
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 from xrouter_router.storage.sql.sqlite_fx import SqliteRateStore
 
@@ -59,8 +59,8 @@ def bank() -> Iterator[FakeCbr]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as opened:
+async def session() -> AsyncIterator[HttpClient]:
+    async with HttpClient(connect_timeout=5.0, pool_size=4) as opened:
         yield opened
 
 
@@ -72,7 +72,7 @@ async def database(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
     await db.close()
 
 
-def _feed(prices: fx.FxPrices, bank: FakeCbr, session: aiohttp.ClientSession,
+def _feed(prices: fx.FxPrices, bank: FakeCbr, session: HttpClient,
           db: SqliteDatabase) -> CbrFeed:
     return CbrFeed(prices, http_fetch(session, bank.url), wanted={"USD", "JPY"},
                    store=SqliteRateStore(db), wall=lambda: SUNDAY_NOON)
@@ -83,7 +83,7 @@ def _usd_rate(prices: fx.FxPrices, at: float = SUNDAY_NOON) -> Decimal | None:
 
 
 async def test_a_good_fetch_prices_usd_deployments_and_stores_the_wanted_rates(
-        bank: FakeCbr, session: aiohttp.ClientSession, database: SqliteDatabase) -> None:
+        bank: FakeCbr, session: HttpClient, database: SqliteDatabase) -> None:
     prices = fx.FxPrices(USD_CATALOG)
     feed = _feed(prices, bank, session, database)
     assert _usd_rate(prices) is None
@@ -96,7 +96,7 @@ async def test_a_good_fetch_prices_usd_deployments_and_stores_the_wanted_rates(
 
 @pytest.mark.parametrize("scenario", ["500", "malformed", "garbage"])
 async def test_a_failed_fetch_keeps_the_last_known_rate_and_logs_no_body(
-        scenario: str, bank: FakeCbr, session: aiohttp.ClientSession, database: SqliteDatabase,
+        scenario: str, bank: FakeCbr, session: HttpClient, database: SqliteDatabase,
         caplog: pytest.LogCaptureFixture) -> None:
     prices = fx.FxPrices(USD_CATALOG)
     feed = _feed(prices, bank, session, database)
@@ -113,7 +113,7 @@ async def test_a_failed_fetch_keeps_the_last_known_rate_and_logs_no_body(
 
 
 async def test_a_bank_that_does_not_answer_leaves_the_last_known_rate(
-        session: aiohttp.ClientSession, database: SqliteDatabase,
+        session: HttpClient, database: SqliteDatabase,
         caplog: pytest.LogCaptureFixture) -> None:
     gone = FakeCbr(SAT).start()
     gone.stop()  # nothing listens at its port any more: the connection is refused
@@ -123,11 +123,11 @@ async def test_a_bank_that_does_not_answer_leaves_the_last_known_rate(
         assert await feed.refresh() is False
     assert (_usd_rate(prices), feed.failures, feed.last_success) == (Decimal("92.5"), 1, None)
     assert caplog.records[0].getMessage().startswith(
-        "the Central Bank's rates could not be fetched (ClientConnectorError")
+        "the Central Bank's rates could not be fetched (ConnectFailed: ConnectionRefusedError")
 
 
 async def test_a_changed_rate_takes_effect_from_its_documents_date(
-        bank: FakeCbr, session: aiohttp.ClientSession, database: SqliteDatabase) -> None:
+        bank: FakeCbr, session: HttpClient, database: SqliteDatabase) -> None:
     prices = fx.FxPrices(USD_CATALOG)
     feed = _feed(prices, bank, session, database)
     await feed.refresh()
@@ -139,7 +139,7 @@ async def test_a_changed_rate_takes_effect_from_its_documents_date(
 
 
 async def test_a_restarted_router_prices_with_the_stored_rates_before_any_fetch(
-        bank: FakeCbr, session: aiohttp.ClientSession, tmp_path: Path) -> None:
+        bank: FakeCbr, session: HttpClient, tmp_path: Path) -> None:
     first = SqliteDatabase(tmp_path / "restart.sqlite3")
     await first.open()
     await _feed(fx.FxPrices(USD_CATALOG), bank, session, first).refresh()

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.fakes.gemini_upstream import API_KEY, PREFIX, TOOL_ARGS, FakeGemini
@@ -33,6 +32,7 @@ from xrouter_router.domain.types import (
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.gemini import SKIP_SIGNATURE, GeminiProvider, build
 from xrouter_router.providers.http import new_session
+from xrouter_router.providers.http1 import HttpClient
 
 WEATHER = Tool("get_weather", "Current weather",
                b'{"type":"object","properties":{"city":{"type":"string"}}}')
@@ -49,13 +49,13 @@ def fake() -> Iterator[FakeGemini]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def session() -> AsyncIterator[HttpClient]:
     s = new_session(connect_timeout=2.0, pool_size=4)
     yield s
     await s.close()
 
 
-def _provider(fake: FakeGemini, session: aiohttp.ClientSession, key: str = API_KEY,
+def _provider(fake: FakeGemini, session: HttpClient, key: str = API_KEY,
               **options: Any) -> GeminiProvider:
     return build(ProviderConfig("gemini", "gemini", fake.base_url, key, options=options), session)
 
@@ -80,7 +80,7 @@ def _deltas(batches: list[StreamBatch]) -> list[Delta]:
 
 
 async def test_path_key_system_instruction_and_generation_config(
-        fake: FakeGemini, session: aiohttp.ClientSession) -> None:
+        fake: FakeGemini, session: HttpClient) -> None:
     sampling = Sampling(max_tokens=100, temperature=0.3, top_k=5, stop=("END",))
     completion = await _provider(fake, session).chat(
         _req(sampling=sampling, response_format_json=b'{"type":"json_object"}'), _dep("echo"))
@@ -97,7 +97,7 @@ async def test_path_key_system_instruction_and_generation_config(
 
 
 async def test_function_calls_get_ids_and_function_responses_round_trip(
-        fake: FakeGemini, session: aiohttp.ClientSession) -> None:
+        fake: FakeGemini, session: HttpClient) -> None:
     provider = _provider(fake, session)
     ask = _req(SYSTEM, Message(role="user", content="weather and time?"), tools=(WEATHER, TIME))
     completion = await provider.chat(ask, _dep("tools-2"))
@@ -126,7 +126,7 @@ async def test_function_calls_get_ids_and_function_responses_round_trip(
 
 
 async def test_without_a_thought_signature_gemini_3_rejects_the_replayed_call(
-        fake: FakeGemini, session: aiohttp.ClientSession) -> None:
+        fake: FakeGemini, session: HttpClient) -> None:
     call = ToolCall(0, "call_x", "get_weather", '{"city":"Oslo"}')
     req = _req(Message(role="user", content="weather?"),
                Message(role="assistant", tool_calls=(call,)),
@@ -140,7 +140,7 @@ async def test_without_a_thought_signature_gemini_3_rejects_the_replayed_call(
 
 
 async def test_a_missing_function_response_is_rejected(
-        fake: FakeGemini, session: aiohttp.ClientSession) -> None:
+        fake: FakeGemini, session: HttpClient) -> None:
     calls = (ToolCall(0, "call_a", "get_weather", "{}"), ToolCall(1, "call_b", "get_time", "{}"))
     req = _req(Message(role="user", content="both?"),
                Message(role="assistant", tool_calls=calls),
@@ -151,7 +151,7 @@ async def test_a_missing_function_response_is_rejected(
 
 
 async def test_a_stream_ends_with_the_connection_after_its_finish_reason(
-        fake: FakeGemini, session: aiohttp.ClientSession) -> None:
+        fake: FakeGemini, session: HttpClient) -> None:
     batches = await _collect(_provider(fake, session).stream(_req(), _dep("echo")))
     assert fake.paths[-1] == "/v1beta/models/gemini-fake-echo:streamGenerateContent?alt=sse"
     assert _deltas(batches) == [Delta(role="assistant", content="echo:"), Delta(content=" hi",
@@ -164,7 +164,7 @@ async def test_a_stream_ends_with_the_connection_after_its_finish_reason(
 
 
 async def test_a_stream_closed_without_a_finish_reason_is_a_bad_response(
-        fake: FakeGemini, session: aiohttp.ClientSession) -> None:
+        fake: FakeGemini, session: HttpClient) -> None:
     got: list[StreamBatch] = []
     with pytest.raises(UpstreamBadResponse) as info:
         async for batch in _provider(fake, session).stream(_req(), _dep("no-finish")):
@@ -174,7 +174,7 @@ async def test_a_stream_closed_without_a_finish_reason_is_a_bad_response(
 
 
 async def test_a_streamed_function_call_has_a_generated_id(
-        fake: FakeGemini, session: aiohttp.ClientSession) -> None:
+        fake: FakeGemini, session: HttpClient) -> None:
     batches = await _collect(_provider(fake, session).stream(
         _req(Message(role="user", content="weather?"), tools=(WEATHER,)), _dep("tools")))
     (delta,) = _deltas(batches)
@@ -187,7 +187,7 @@ async def test_a_streamed_function_call_has_a_generated_id(
 @pytest.mark.parametrize(("scenario", "reason"), [
     ("max-tokens", "length"), ("safety", "content_filter"), ("blocked", "content_filter"),
 ])
-async def test_finish_reasons(fake: FakeGemini, session: aiohttp.ClientSession, scenario: str,
+async def test_finish_reasons(fake: FakeGemini, session: HttpClient, scenario: str,
                               reason: str) -> None:
     provider = _provider(fake, session)
     assert (await provider.chat(_req(), _dep(scenario))).finish_reason == reason
@@ -197,7 +197,7 @@ async def test_finish_reasons(fake: FakeGemini, session: aiohttp.ClientSession, 
 
 
 async def test_thoughts_are_reasoning_not_content(fake: FakeGemini,
-                                                  session: aiohttp.ClientSession) -> None:
+                                                  session: HttpClient) -> None:
     provider = _provider(fake, session)
     completion = await provider.chat(_req(), _dep("thoughts"))
     assert completion.message.content == "echo: hi"
@@ -212,7 +212,7 @@ async def test_thoughts_are_reasoning_not_content(fake: FakeGemini,
 
 
 async def test_key_failures_are_auth_errors(fake: FakeGemini,
-                                            session: aiohttp.ClientSession) -> None:
+                                            session: HttpClient) -> None:
     with pytest.raises(UpstreamAuthError) as bad:
         await _provider(fake, session, key="AIzaWrong").chat(_req(), _dep("echo"))
     # Gemini answers a bad key with 400 INVALID_ARGUMENT / API_KEY_INVALID, reported as 401.

@@ -17,7 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.fakes.gigachat_upstream import AUTH_KEY, WRONG_KEY, FakeGigaChat
@@ -33,6 +32,7 @@ from xrouter_router.domain.types import ChatRequest, EmbeddingRequest, Message, 
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.gigachat import GigaChatProvider, build
 from xrouter_router.providers.http import new_session
+from xrouter_router.providers.http1 import HttpClient
 
 WEATHER = Tool("get_weather", "Current weather in a city",
                b'{"type":"object","properties":{"city":{"type":"string"},'
@@ -50,7 +50,7 @@ def fake() -> Iterator[FakeGigaChat]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def session() -> AsyncIterator[HttpClient]:
     s = new_session(connect_timeout=2.0, pool_size=32)
     yield s
     await s.close()
@@ -58,13 +58,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def provider(fake: FakeGigaChat,
-                   session: aiohttp.ClientSession) -> AsyncIterator[GigaChatProvider]:
+                   session: HttpClient) -> AsyncIterator[GigaChatProvider]:
     p = _build(fake, session)
     yield p
     await p.close()
 
 
-def _build(fake: FakeGigaChat, session: aiohttp.ClientSession, key: str = AUTH_KEY,
+def _build(fake: FakeGigaChat, session: HttpClient, key: str = AUTH_KEY,
            **options: Any) -> GigaChatProvider:
     config = ProviderConfig("giga", "gigachat", fake.base_url, key,
                             options={"auth_url": fake.auth_url, **options})
@@ -95,7 +95,7 @@ async def test_concurrent_requests_share_one_token(fake: FakeGigaChat,
 
 
 async def test_the_token_request_is_gigachats_oauth_call(fake: FakeGigaChat,
-                                                         session: aiohttp.ClientSession) -> None:
+                                                         session: HttpClient) -> None:
     for _ in range(2):
         p = _build(fake, session)
         await p.chat(_request(), _deployment())
@@ -109,7 +109,7 @@ async def test_the_token_request_is_gigachats_oauth_call(fake: FakeGigaChat,
     assert fake.headers[0]["X-Request-ID"] == "gen-1"
 
 
-async def test_the_scope_option_is_sent(session: aiohttp.ClientSession) -> None:
+async def test_the_scope_option_is_sent(session: HttpClient) -> None:
     fake = FakeGigaChat(scopes=("GIGACHAT_API_B2B",)).start()
     try:
         default = _build(fake, session)
@@ -129,7 +129,7 @@ async def test_the_scope_option_is_sent(session: aiohttp.ClientSession) -> None:
 
 
 async def test_a_wrong_key_is_an_auth_error_that_never_shows_the_key(
-        fake: FakeGigaChat, session: aiohttp.ClientSession) -> None:
+        fake: FakeGigaChat, session: HttpClient) -> None:
     p = _build(fake, session, key=WRONG_KEY)
     with pytest.raises(UpstreamAuthError) as err:
         await p.chat(_request(), _deployment())
@@ -142,7 +142,7 @@ async def test_a_wrong_key_is_an_auth_error_that_never_shows_the_key(
 
 
 async def test_the_token_is_refreshed_60_s_before_it_expires(
-        fake: FakeGigaChat, provider: GigaChatProvider, session: aiohttp.ClientSession) -> None:
+        fake: FakeGigaChat, provider: GigaChatProvider, session: HttpClient) -> None:
     fake.token_ttl = 70.0  # 10 s before the 60 s refresh margin: two calls in a row share it
     await provider.chat(_request(), _deployment())
     await provider.chat(_request(), _deployment())
@@ -286,7 +286,7 @@ def tls_fake(certificate: tuple[Path, Path]) -> Iterator[FakeGigaChat]:
 
 
 async def test_a_ca_bundle_is_trusted(tls_fake: FakeGigaChat, certificate: tuple[Path, Path],
-                                      session: aiohttp.ClientSession) -> None:
+                                      session: HttpClient) -> None:
     assert tls_fake.base_url.startswith("https://")
     p = _build(tls_fake, session, ca_bundle=str(certificate[0]))
     assert (await p.chat(_request(), _deployment())).message.content == "echo: hello"
@@ -297,7 +297,7 @@ async def test_a_ca_bundle_is_trusted(tls_fake: FakeGigaChat, certificate: tuple
 
 
 async def test_without_the_ca_bundle_the_server_is_not_trusted(
-        tls_fake: FakeGigaChat, session: aiohttp.ClientSession) -> None:
+        tls_fake: FakeGigaChat, session: HttpClient) -> None:
     p = _build(tls_fake, session)
     with pytest.raises(UpstreamConnectError):
         await p.chat(_request(), _deployment())
@@ -306,7 +306,7 @@ async def test_without_the_ca_bundle_the_server_is_not_trusted(
 
 
 async def test_verify_ssl_false_is_explicit_and_logged_once(
-        tls_fake: FakeGigaChat, session: aiohttp.ClientSession,
+        tls_fake: FakeGigaChat, session: HttpClient,
         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="xrouter.router.gigachat"):
         p = _build(tls_fake, session, verify_ssl=False)
@@ -318,7 +318,7 @@ async def test_verify_ssl_false_is_explicit_and_logged_once(
 
 
 async def test_a_file_that_is_not_pem_is_a_config_error(tmp_path: Path, fake: FakeGigaChat,
-                                                        session: aiohttp.ClientSession) -> None:
+                                                        session: HttpClient) -> None:
     bad = tmp_path / "ca.pem"
     bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     with pytest.raises(ConfigError, match="ca_bundle: cannot load"):

@@ -11,7 +11,6 @@ import pkgutil
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 
-import aiohttp
 import pytest
 
 import tests.fakes
@@ -26,6 +25,7 @@ from xrouter_router.domain.errors import (
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.domain.types import ChatRequest, Message, StreamBatch, Tool, ToolCall
 from xrouter_router.providers.http import new_session
+from xrouter_router.providers.http1 import HttpClient
 from xrouter_router.providers.registry import build_provider
 
 
@@ -44,13 +44,13 @@ def harness(request: pytest.FixtureRequest) -> Iterator[ScenarioHarness]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def session() -> AsyncIterator[HttpClient]:
     s = new_session(connect_timeout=2.0, pool_size=8)
     yield s
     await s.close()
 
 
-def _provider(h: ScenarioHarness, session: aiohttp.ClientSession, *, wrong_key: bool = False) -> ChatProvider:
+def _provider(h: ScenarioHarness, session: HttpClient, *, wrong_key: bool = False) -> ChatProvider:
     return build_provider(h.config(wrong_key=wrong_key), session)
 
 
@@ -78,7 +78,7 @@ def _text(batches: list[StreamBatch]) -> str:
     return "".join(d.content or "" for b in batches for d in b.deltas)
 
 
-async def test_plain_text(harness: ScenarioHarness, session: aiohttp.ClientSession) -> None:
+async def test_plain_text(harness: ScenarioHarness, session: HttpClient) -> None:
     completion = await _provider(harness, session).chat(_request(), _deployment(harness, "echo"))
     assert completion.message.content == "echo: hello there"
     assert completion.message.role == "assistant"
@@ -87,7 +87,7 @@ async def test_plain_text(harness: ScenarioHarness, session: aiohttp.ClientSessi
     assert completion.usage.prompt > 0 and completion.usage.completion > 0
 
 
-async def test_streamed_text_and_usage(harness: ScenarioHarness, session: aiohttp.ClientSession) -> None:
+async def test_streamed_text_and_usage(harness: ScenarioHarness, session: HttpClient) -> None:
     batches = await _collect(_provider(harness, session).stream(_request(),
                                                                 _deployment(harness, "echo")))
     assert _text(batches) == "echo: hello there"
@@ -97,7 +97,7 @@ async def test_streamed_text_and_usage(harness: ScenarioHarness, session: aiohtt
     assert batches[-1].done is True
 
 
-async def test_tool_call_round_trip(harness: ScenarioHarness, session: aiohttp.ClientSession) -> None:
+async def test_tool_call_round_trip(harness: ScenarioHarness, session: HttpClient) -> None:
     provider = _provider(harness, session)
     completion = await provider.chat(_request("weather?", tools=(WEATHER,)),
                                      _deployment(harness, "tools"))
@@ -117,7 +117,7 @@ async def test_tool_call_round_trip(harness: ScenarioHarness, session: aiohttp.C
     assert reply.message.content == "echo: thanks"
 
 
-async def test_streamed_tool_call(harness: ScenarioHarness, session: aiohttp.ClientSession) -> None:
+async def test_streamed_tool_call(harness: ScenarioHarness, session: HttpClient) -> None:
     batches = await _collect(_provider(harness, session).stream(
         _request("weather?", tools=(WEATHER,)), _deployment(harness, "tools")))
     calls: dict[int, list[ToolCall]] = {}
@@ -134,7 +134,7 @@ async def test_streamed_tool_call(harness: ScenarioHarness, session: aiohttp.Cli
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_upstream_errors_map_to_the_error_tree(harness: ScenarioHarness,
-                                                     session: aiohttp.ClientSession,
+                                                     session: HttpClient,
                                                      stream: bool) -> None:
     async def run(provider: ChatProvider, scenario: str) -> None:
         if stream:
@@ -161,7 +161,7 @@ async def test_upstream_errors_map_to_the_error_tree(harness: ScenarioHarness,
             await run(provider, "slow")
 
 
-async def test_stream_cut_midway(harness: ScenarioHarness, session: aiohttp.ClientSession) -> None:
+async def test_stream_cut_midway(harness: ScenarioHarness, session: HttpClient) -> None:
     got: list[StreamBatch] = []
     with pytest.raises(UpstreamBadResponse):
         async for batch in _provider(harness, session).stream(_request(),
@@ -171,7 +171,7 @@ async def test_stream_cut_midway(harness: ScenarioHarness, session: aiohttp.Clie
     assert _text(got) != "echo: hello there"
 
 
-async def test_stream_without_usage(harness: ScenarioHarness, session: aiohttp.ClientSession) -> None:
+async def test_stream_without_usage(harness: ScenarioHarness, session: HttpClient) -> None:
     batches = await _collect(_provider(harness, session).stream(_request(),
                                                                 _deployment(harness, "no-usage")))
     assert _text(batches) == "echo: hello there"
@@ -179,7 +179,7 @@ async def test_stream_without_usage(harness: ScenarioHarness, session: aiohttp.C
 
 
 async def test_closing_a_stream_closes_the_upstream_connection(
-        harness: ScenarioHarness, session: aiohttp.ClientSession) -> None:
+        harness: ScenarioHarness, session: HttpClient) -> None:
     stream = _provider(harness, session).stream(_request(), _deployment(harness, "drip"))
     await anext(stream)
     await anext(stream)

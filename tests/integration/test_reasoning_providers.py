@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -32,6 +31,7 @@ from xrouter_router.domain.types import (
 from xrouter_router.providers import anthropic, gemini, openai
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import new_session
+from xrouter_router.providers.http1 import HttpClient
 
 HIGH = {"effort": "high"}
 
@@ -67,7 +67,7 @@ def fake_gemini(fakes: Fakes) -> FakeGemini:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def session() -> AsyncIterator[HttpClient]:
     async with new_session(connect_timeout=2.0, pool_size=4) as s:
         yield s
 
@@ -95,7 +95,7 @@ async def _stream(provider: ChatProvider, request: ChatRequest,
 
 # ---- OpenAI-compatible ----------------------------------------------------------------------
 
-def _openai(fake: FakeOpenAI, session: aiohttp.ClientSession, **options: Any) -> ChatProvider:
+def _openai(fake: FakeOpenAI, session: HttpClient, **options: Any) -> ChatProvider:
     return openai.build(ProviderConfig("up", "openai", fake.base_url, openai_upstream.API_KEY,
                                        options=options), session)
 
@@ -104,7 +104,7 @@ def _openai(fake: FakeOpenAI, session: aiohttp.ClientSession, **options: Any) ->
     (HIGH, "high"), ({"max_tokens": 2000}, "medium"), ({"enabled": True}, "medium"),
     ({"effort": "none"}, "none"), ({"enabled": False}, None)])
 async def test_openai_format_sends_reasoning_effort(
-        fake_openai: FakeOpenAI, session: aiohttp.ClientSession, reasoning: dict[str, Any],
+        fake_openai: FakeOpenAI, session: HttpClient, reasoning: dict[str, Any],
         effort: str | None) -> None:
     provider = _openai(fake_openai, session, reasoning_format="openai")
     await provider.chat(_req(reasoning), _dep("fake-echo"))
@@ -114,7 +114,7 @@ async def test_openai_format_sends_reasoning_effort(
 
 
 async def test_openrouter_format_passes_reasoning_through(
-        fake_openai: FakeOpenAI, session: aiohttp.ClientSession) -> None:
+        fake_openai: FakeOpenAI, session: HttpClient) -> None:
     wanted = {"effort": "low", "exclude": True}
     await _openai(fake_openai, session).chat(_req(wanted), _dep("fake-echo"))
     assert fake_openai.requests[-1]["reasoning"] == wanted
@@ -131,7 +131,7 @@ def test_reasoning_format_defaults_by_url_and_is_checked() -> None:
 
 
 async def test_openai_compatible_reasoning_content_whole_and_streamed(
-        fake_openai: FakeOpenAI, session: aiohttp.ClientSession) -> None:
+        fake_openai: FakeOpenAI, session: HttpClient) -> None:
     provider = _openai(fake_openai, session)
     whole = await provider.chat(_req(HIGH), _dep("fake-deepseek-reasoner"))
     assert (whole.message.reasoning, whole.message.content) == (openai_upstream.THOUGHT,
@@ -141,7 +141,7 @@ async def test_openai_compatible_reasoning_content_whole_and_streamed(
 
 
 async def test_openai_compatible_exclude_hides_reasoning(
-        fake_openai: FakeOpenAI, session: aiohttp.ClientSession) -> None:
+        fake_openai: FakeOpenAI, session: HttpClient) -> None:
     provider = _openai(fake_openai, session)
     hidden = {"effort": "high", "exclude": True}
     whole = await provider.chat(_req(hidden), _dep("fake-deepseek-reasoner"))
@@ -152,7 +152,7 @@ async def test_openai_compatible_exclude_hides_reasoning(
 
 # ---- Anthropic ------------------------------------------------------------------------------
 
-def _anthropic(fake: FakeAnthropic, session: aiohttp.ClientSession) -> ChatProvider:
+def _anthropic(fake: FakeAnthropic, session: HttpClient) -> ChatProvider:
     return anthropic.build(ProviderConfig("claude", "anthropic", fake.base_url,
                                           anthropic_upstream.API_KEY), session)
 
@@ -171,7 +171,7 @@ def _anthropic(fake: FakeAnthropic, session: aiohttp.ClientSession) -> ChatProvi
     ({"max_tokens": 4000}, (1000, 3000), (3000, 2999)),
 ])
 async def test_anthropic_thinking_budget(
-        fake_anthropic: FakeAnthropic, session: aiohttp.ClientSession,
+        fake_anthropic: FakeAnthropic, session: HttpClient,
         reasoning: dict[str, Any], limits: tuple[int | None, int], sent: tuple[int, int]) -> None:
     await _anthropic(fake_anthropic, session).chat(
         _req(reasoning, max_tokens=limits[0], temperature=0.3),
@@ -183,7 +183,7 @@ async def test_anthropic_thinking_budget(
 
 
 async def test_anthropic_without_reasoning_sends_no_thinking(
-        fake_anthropic: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake_anthropic: FakeAnthropic, session: HttpClient) -> None:
     provider = _anthropic(fake_anthropic, session)
     for request in (_req(None, temperature=0.3), _req({"effort": "none"}, temperature=0.3)):
         whole = await provider.chat(request, _dep("claude-fake-echo"))
@@ -196,7 +196,7 @@ async def test_anthropic_without_reasoning_sends_no_thinking(
     (b'"auto"', True), (b'"required"', False),
     (b'{"type":"function","function":{"name":"get_weather"}}', False)])
 async def test_anthropic_thinks_unless_a_tool_call_is_forced(
-        fake_anthropic: FakeAnthropic, session: aiohttp.ClientSession, choice: bytes,
+        fake_anthropic: FakeAnthropic, session: HttpClient, choice: bytes,
         thinks: bool) -> None:
     request = replace(_req(HIGH), tools=(Tool("get_weather"),), tool_choice_json=choice)
     whole = await _anthropic(fake_anthropic, session).chat(request, _dep("claude-fake-tools"))
@@ -205,7 +205,7 @@ async def test_anthropic_thinks_unless_a_tool_call_is_forced(
 
 
 async def test_anthropic_thinking_blocks_become_reasoning(
-        fake_anthropic: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake_anthropic: FakeAnthropic, session: HttpClient) -> None:
     provider = _anthropic(fake_anthropic, session)
     whole = await provider.chat(_req(HIGH), _dep("claude-fake-echo"))
     assert (whole.message.reasoning, whole.message.content) == (anthropic_upstream.THOUGHT,
@@ -215,7 +215,7 @@ async def test_anthropic_thinking_blocks_become_reasoning(
 
 
 async def test_anthropic_exclude_hides_thinking(
-        fake_anthropic: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake_anthropic: FakeAnthropic, session: HttpClient) -> None:
     provider = _anthropic(fake_anthropic, session)
     hidden = {"effort": "high", "exclude": True}
     whole = await provider.chat(_req(hidden), _dep("claude-fake-echo"))
@@ -230,7 +230,7 @@ def _cached(text: str) -> ContentPart:
 
 
 async def test_anthropic_cache_control_reaches_the_upstream(
-        fake_anthropic: FakeAnthropic, session: aiohttp.ClientSession) -> None:
+        fake_anthropic: FakeAnthropic, session: HttpClient) -> None:
     messages = (
         Message(role="system", parts=(_cached("A long policy."), ContentPart("text", "Be brief."))),
         Message(role="user", parts=(_cached("A long document."), ContentPart("text", "Sum up."))),
@@ -249,7 +249,7 @@ async def test_anthropic_cache_control_reaches_the_upstream(
 
 # ---- Gemini ---------------------------------------------------------------------------------
 
-def _gemini(fake: FakeGemini, session: aiohttp.ClientSession) -> ChatProvider:
+def _gemini(fake: FakeGemini, session: HttpClient) -> ChatProvider:
     return gemini.build(ProviderConfig("gem", "gemini", fake.base_url, gemini_upstream.API_KEY),
                         session)
 
@@ -261,7 +261,7 @@ def _gemini(fake: FakeGemini, session: aiohttp.ClientSession) -> ChatProvider:
     ({"effort": "none"}, None, {"thinkingBudget": 0}),
 ])
 async def test_gemini_thinking_config(
-        fake_gemini: FakeGemini, session: aiohttp.ClientSession, reasoning: dict[str, Any],
+        fake_gemini: FakeGemini, session: HttpClient, reasoning: dict[str, Any],
         max_tokens: int | None, config: dict[str, Any]) -> None:
     await _gemini(fake_gemini, session).chat(_req(reasoning, max_tokens=max_tokens),
                                              _dep("gemini-fake-echo"))
@@ -269,7 +269,7 @@ async def test_gemini_thinking_config(
 
 
 async def test_gemini_thought_parts_become_reasoning(
-        fake_gemini: FakeGemini, session: aiohttp.ClientSession) -> None:
+        fake_gemini: FakeGemini, session: HttpClient) -> None:
     provider = _gemini(fake_gemini, session)
     whole = await provider.chat(_req(HIGH), _dep("gemini-fake-echo"))
     assert (whole.message.reasoning, whole.message.content) == ("The user greets me.", "echo: hi")
@@ -280,7 +280,7 @@ async def test_gemini_thought_parts_become_reasoning(
 
 
 async def test_gemini_exclude_hides_thoughts(fake_gemini: FakeGemini,
-                                             session: aiohttp.ClientSession) -> None:
+                                             session: HttpClient) -> None:
     provider = _gemini(fake_gemini, session)
     hidden = {"effort": "low", "exclude": True}
     # The `thoughts` scenario answers with a thought part whatever it was asked.

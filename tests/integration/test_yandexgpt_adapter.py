@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.fakes.openai_upstream import API_KEY as OPENAI_KEY
@@ -45,6 +44,7 @@ from xrouter_router.domain.types import (
 from xrouter_router.providers import openai, yandexgpt
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.http import new_session
+from xrouter_router.providers.http1 import HttpClient
 from xrouter_router.providers.yandexgpt import YandexGPTProvider, build_native
 
 
@@ -56,13 +56,13 @@ def fake() -> Iterator[FakeYandexGPT]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def session() -> AsyncIterator[HttpClient]:
     s = new_session(connect_timeout=2.0, pool_size=8)
     yield s
     await s.close()
 
 
-def _provider(fake: FakeYandexGPT, session: aiohttp.ClientSession, *, api_key: str = API_KEY,
+def _provider(fake: FakeYandexGPT, session: HttpClient, *, api_key: str = API_KEY,
               **options: Any) -> YandexGPTProvider:
     config = ProviderConfig("yandex", "yandexgpt", fake.base_url, api_key,
                             options={"folder_id": FOLDER, **options})
@@ -85,7 +85,7 @@ async def _collect(stream: AsyncIterator[StreamBatch]) -> list[StreamBatch]:
 # ---- cumulative stream -------------------------------------------------------------------
 
 async def test_cumulative_cyrillic_stream_becomes_deltas(fake: FakeYandexGPT,
-                                                         session: aiohttp.ClientSession) -> None:
+                                                         session: HttpClient) -> None:
     batches = await _collect(_provider(fake, session).stream(
         _request(), _deployment("yandexgpt-cyrillic:latest")))
     deltas = [d for b in batches for d in b.deltas]
@@ -98,7 +98,7 @@ async def test_cumulative_cyrillic_stream_becomes_deltas(fake: FakeYandexGPT,
     assert [b.done for b in batches] == [False, False, False, True]
 
 
-async def test_whole_cyrillic_answer(fake: FakeYandexGPT, session: aiohttp.ClientSession) -> None:
+async def test_whole_cyrillic_answer(fake: FakeYandexGPT, session: HttpClient) -> None:
     completion = await _provider(fake, session).chat(_request(),
                                                      _deployment("yandexgpt-cyrillic:latest"))
     assert completion.message.content == CYRILLIC[-1]
@@ -106,7 +106,7 @@ async def test_whole_cyrillic_answer(fake: FakeYandexGPT, session: aiohttp.Clien
 
 
 async def test_lines_buffered_together_are_one_batch(fake: FakeYandexGPT,
-                                                     session: aiohttp.ClientSession) -> None:
+                                                     session: HttpClient) -> None:
     batches = await _collect(_provider(fake, session).stream(
         _request(), _deployment("yandexgpt-burst:latest")))
     (batch,) = batches
@@ -116,7 +116,7 @@ async def test_lines_buffered_together_are_one_batch(fake: FakeYandexGPT,
 
 
 async def test_a_final_line_without_its_newline_still_completes(
-        fake: FakeYandexGPT, session: aiohttp.ClientSession) -> None:
+        fake: FakeYandexGPT, session: HttpClient) -> None:
     batches = await _collect(_provider(fake, session).stream(
         _request(), _deployment("yandexgpt-unterminated:latest")))
     assert "".join(d.content or "" for b in batches for d in b.deltas) == "echo: hello there"
@@ -125,7 +125,7 @@ async def test_a_final_line_without_its_newline_still_completes(
 
 @pytest.mark.parametrize(("scenario", "finish"), [("length", "length"),
                                                   ("filter", "content_filter")])
-async def test_final_statuses(fake: FakeYandexGPT, session: aiohttp.ClientSession,
+async def test_final_statuses(fake: FakeYandexGPT, session: HttpClient,
                               scenario: str, finish: str) -> None:
     provider = _provider(fake, session)
     deployment = _deployment(f"yandexgpt-{scenario}:latest")
@@ -137,7 +137,7 @@ async def test_final_statuses(fake: FakeYandexGPT, session: aiohttp.ClientSessio
 
 
 async def test_an_error_object_mid_stream(fake: FakeYandexGPT,
-                                          session: aiohttp.ClientSession) -> None:
+                                          session: HttpClient) -> None:
     got: list[StreamBatch] = []
     with pytest.raises(UpstreamRateLimited) as limited:
         async for batch in _provider(fake, session).stream(
@@ -150,7 +150,7 @@ async def test_an_error_object_mid_stream(fake: FakeYandexGPT,
 # ---- request options, auth, modelUri -----------------------------------------------------
 
 async def test_temperature_is_clamped_and_max_tokens_sent_as_a_string(
-        fake: FakeYandexGPT, session: aiohttp.ClientSession) -> None:
+        fake: FakeYandexGPT, session: HttpClient) -> None:
     request = _request(sampling=Sampling(temperature=1.7, max_tokens=100, top_p=0.5))
     completion = await _provider(fake, session).chat(request, _deployment("yandexgpt-echo:latest"))
     assert completion.message.content == "echo: hello there"
@@ -166,7 +166,7 @@ async def test_temperature_is_clamped_and_max_tokens_sent_as_a_string(
     ({"auth": "api-key"}, API_KEY, f"Api-Key {API_KEY}"),
     ({"auth": "iam"}, IAM_TOKEN, f"Bearer {IAM_TOKEN}"),
 ])
-async def test_api_key_and_iam_auth(fake: FakeYandexGPT, session: aiohttp.ClientSession,
+async def test_api_key_and_iam_auth(fake: FakeYandexGPT, session: HttpClient,
                                     options: dict[str, str], key: str, header: str) -> None:
     provider = _provider(fake, session, api_key=key, **options)
     completion = await provider.chat(_request(), _deployment("yandexgpt-echo:latest"))
@@ -176,7 +176,7 @@ async def test_api_key_and_iam_auth(fake: FakeYandexGPT, session: aiohttp.Client
 
 
 async def test_an_api_key_sent_as_an_iam_token_is_refused(fake: FakeYandexGPT,
-                                                          session: aiohttp.ClientSession) -> None:
+                                                          session: HttpClient) -> None:
     with pytest.raises(UpstreamAuthError) as refused:
         await _provider(fake, session, auth="iam").chat(_request(),
                                                         _deployment("yandexgpt-echo:latest"))
@@ -184,7 +184,7 @@ async def test_an_api_key_sent_as_an_iam_token_is_refused(fake: FakeYandexGPT,
 
 
 async def test_a_refused_key_quoted_back_is_scrubbed(fake: FakeYandexGPT,
-                                                     session: aiohttp.ClientSession) -> None:
+                                                     session: HttpClient) -> None:
     with pytest.raises(UpstreamAuthError) as refused:
         await _provider(fake, session, api_key="AQVN-leaky").chat(
             _request(), _deployment("yandexgpt-echo:latest"))
@@ -193,7 +193,7 @@ async def test_a_refused_key_quoted_back_is_scrubbed(fake: FakeYandexGPT,
 
 
 async def test_a_folder_the_key_does_not_belong_to_is_rejected(
-        fake: FakeYandexGPT, session: aiohttp.ClientSession) -> None:
+        fake: FakeYandexGPT, session: HttpClient) -> None:
     with pytest.raises(UpstreamRejected) as rejected:
         await _provider(fake, session, folder_id="b1gother").chat(
             _request(), _deployment("yandexgpt-echo:latest"))
@@ -208,7 +208,7 @@ async def test_a_folder_the_key_does_not_belong_to_is_rejected(
     ("yandexgpt-echo", f"gpt://{FOLDER}/yandexgpt-echo/latest"),
     (f"gpt://{FOLDER}/yandexgpt-echo/rc", f"gpt://{FOLDER}/yandexgpt-echo/rc"),
 ])
-async def test_model_uri_forms(fake: FakeYandexGPT, session: aiohttp.ClientSession,
+async def test_model_uri_forms(fake: FakeYandexGPT, session: HttpClient,
                                upstream: str, uri: str) -> None:
     completion = await _provider(fake, session).chat(_request(), _deployment(upstream))
     assert completion.message.content == "echo: hello there"
@@ -216,7 +216,7 @@ async def test_model_uri_forms(fake: FakeYandexGPT, session: aiohttp.ClientSessi
 
 
 async def test_a_tool_result_without_a_function_name_is_rejected_upstream(
-        fake: FakeYandexGPT, session: aiohttp.ClientSession) -> None:
+        fake: FakeYandexGPT, session: HttpClient) -> None:
     messages = (Message(role="user", content="weather?"),
                 Message(role="tool", content="8°C", tool_call_id="call_unknown"))
     with pytest.raises(UpstreamRejected) as rejected:
@@ -227,7 +227,7 @@ async def test_a_tool_result_without_a_function_name_is_rejected_upstream(
 
 
 async def test_a_tool_round_trip_is_sent_in_yandex_form(fake: FakeYandexGPT,
-                                                        session: aiohttp.ClientSession) -> None:
+                                                        session: HttpClient) -> None:
     call = ToolCall(0, "call_1", "weatherTool", '{"city": "Москва"}')
     messages = (Message(role="user", content="weather?"),
                 Message(role="assistant", tool_calls=(call,)),
@@ -250,7 +250,7 @@ TEXTS = ("Пушкин родился в Москве", "Ромашка — ро
 
 
 async def test_embeddings_for_three_inputs_in_order(fake: FakeYandexGPT,
-                                                    session: aiohttp.ClientSession) -> None:
+                                                    session: HttpClient) -> None:
     fake.max_embeddings_in_flight = 0
     result = await _provider(fake, session).embed(EmbeddingRequest("m", TEXTS),
                                                   _deployment("text-search-doc"))
@@ -262,7 +262,7 @@ async def test_embeddings_for_three_inputs_in_order(fake: FakeYandexGPT,
 
 
 async def test_embedding_concurrency_is_bounded(fake: FakeYandexGPT,
-                                                session: aiohttp.ClientSession) -> None:
+                                                session: HttpClient) -> None:
     fake.max_embeddings_in_flight = 0
     provider = _provider(fake, session, embedding_concurrency=1)
     result = await provider.embed(EmbeddingRequest("m", TEXTS), _deployment("text-search-query"))
@@ -272,7 +272,7 @@ async def test_embedding_concurrency_is_bounded(fake: FakeYandexGPT,
 
 
 async def test_an_embedding_error_maps_to_the_error_tree(fake: FakeYandexGPT,
-                                                         session: aiohttp.ClientSession) -> None:
+                                                         session: HttpClient) -> None:
     with pytest.raises(UpstreamRateLimited) as limited:
         await _provider(fake, session).embed(EmbeddingRequest("m", TEXTS),
                                              _deployment("text-search-429"))
@@ -282,7 +282,7 @@ async def test_an_embedding_error_maps_to_the_error_tree(fake: FakeYandexGPT,
 # ---- the OpenAI-compatible endpoint through the generic openai adapter -------------------
 
 async def test_openai_compatible_route_sends_the_folder_as_openai_project(
-        session: aiohttp.ClientSession) -> None:
+        session: HttpClient) -> None:
     upstream = FakeOpenAI().start()
     try:
         config = ProviderConfig("yandex-openai", "openai", upstream.base_url, OPENAI_KEY,
@@ -311,7 +311,7 @@ def _reasoning_deployment(upstream_model: str) -> Deployment:
     (b'{"reasoning":{"effort":"high"}}', "ENABLED_HIDDEN", 5),
     (b'{"reasoning":{"effort":"none"}}', "DISABLED", 0)])
 async def test_reasoning_becomes_reasoning_options_where_the_model_has_it(
-        fake: FakeYandexGPT, session: aiohttp.ClientSession, reasoning: bytes, mode: str,
+        fake: FakeYandexGPT, session: HttpClient, reasoning: bytes, mode: str,
         tokens: int) -> None:
     provider = _provider(fake, session)
     whole = await provider.chat(_request(extra_json=reasoning), _reasoning_deployment("yandexgpt"))
@@ -322,7 +322,7 @@ async def test_reasoning_becomes_reasoning_options_where_the_model_has_it(
 
 
 async def test_data_collection_deny_turns_yandex_logging_off(
-        fake: FakeYandexGPT, session: aiohttp.ClientSession) -> None:
+        fake: FakeYandexGPT, session: HttpClient) -> None:
     provider = _provider(fake, session)
     await provider.chat(_request(), _deployment("yandexgpt"))
     assert "x-data-logging-enabled" not in fake.headers[-1]
@@ -332,7 +332,7 @@ async def test_data_collection_deny_turns_yandex_logging_off(
     assert fake.headers[-1]["x-data-logging-enabled"] == "false"
 
 
-def _openai_api(fake: FakeYandexGPT, session: aiohttp.ClientSession,
+def _openai_api(fake: FakeYandexGPT, session: HttpClient,
                 **options: Any) -> ChatProvider:
     config = ProviderConfig("yandex", "yandexgpt", fake.base_url, API_KEY,
                             options={"folder_id": FOLDER, "api": "openai", **options})
@@ -340,7 +340,7 @@ def _openai_api(fake: FakeYandexGPT, session: aiohttp.ClientSession,
 
 
 async def test_the_openai_compatible_api_option(fake: FakeYandexGPT,
-                                                session: aiohttp.ClientSession) -> None:
+                                                session: HttpClient) -> None:
     provider = _openai_api(fake, session)
     whole = await provider.chat(_request(extra_json=b'{"reasoning":{"effort":"low"}}'),
                                 _deployment("yandexgpt:rc"))

@@ -1,11 +1,10 @@
-"""Upstream HTTP statuses and aiohttp failures become the right UpstreamError, with the
+"""Upstream HTTP statuses and the HTTP client's failures become the right UpstreamError, with the
 provider's body as raw."""
 
 from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import orjson
 import pytest
 
@@ -21,6 +20,13 @@ from xrouter_router.domain.errors import (
     UpstreamUnavailable,
 )
 from xrouter_router.providers.http import error_for_status, raw_error, upstream_errors
+from xrouter_router.providers.http1_wire import (
+    BadResponse,
+    BodyCut,
+    ConnectFailed,
+    ConnectTimeout,
+    Disconnected,
+)
 
 
 @pytest.mark.parametrize(("status", "cls", "retryable"), [
@@ -95,17 +101,22 @@ def _raised_through(exc: BaseException) -> BaseException:
     raise AssertionError("nothing was raised")
 
 
+def _caused(exc: BaseException, cause: BaseException) -> BaseException:
+    exc.__cause__ = cause
+    return exc
+
+
 @pytest.mark.parametrize(("exc", "cls", "message"), [
-    (aiohttp.ClientPayloadError("Response payload is not completed"), UpstreamBadResponse,
+    (BodyCut("the connection ended inside the response body"), UpstreamBadResponse,
      "up cut the response short"),
-    (aiohttp.ServerTimeoutError("Timeout on reading data from socket"), UpstreamTimeout,
-     "up timed out"),
-    (aiohttp.ConnectionTimeoutError(), UpstreamTimeout, "up timed out"),
-    (aiohttp.ServerDisconnectedError(), UpstreamConnectError,
-     "could not reach up: ServerDisconnectedError"),
-    (ConnectionRefusedError(111, "refused"), UpstreamConnectError,
-     "could not reach up: ConnectionRefusedError"),
-    (aiohttp.ClientResponseError(None, ()), UpstreamBadResponse,  # type: ignore[arg-type]
+    (ConnectTimeout("connecting took over 2 s"), UpstreamTimeout, "up timed out"),
+    (_caused(ConnectFailed("ConnectionRefusedError"), ConnectionRefusedError(111, "refused")),
+     UpstreamConnectError, "could not reach up: ConnectionRefusedError"),
+    (Disconnected("the server closed the connection without answering"), UpstreamConnectError,
+     "could not reach up: Disconnected"),
+    (ConnectionResetError(104, "reset"), UpstreamConnectError,
+     "could not reach up: ConnectionResetError"),
+    (BadResponse("invalid status line 'HTTP/2 200'"), UpstreamBadResponse,
      "up sent an invalid HTTP response"),
     (orjson.JSONDecodeError("unexpected end of data", "{", 1), UpstreamBadResponse,
      "up sent a body that is not its wire format"),

@@ -20,7 +20,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
@@ -56,6 +55,7 @@ from xrouter_router.domain.sessions import SessionService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.sticky import StickyRoutes
 from xrouter_router.providers.http import new_session
+from xrouter_router.providers.http1 import HttpClient
 from xrouter_router.providers.registry import build_provider
 from xrouter_router.providers.tokenizer import Cl100kCounter
 from xrouter_router.settings import RouterSettings
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 class RouterApp:
     server: GrpcServer
     providers: Mapping[str, ChatProvider]
-    session: aiohttp.ClientSession
+    session: HttpClient
     metrics: RouterMetrics
     accounting: AccountingStack
     shared_stats: RedisStats | None = None
@@ -282,7 +282,7 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
 
 
 def build_providers(config: catalog_file.CatalogConfig,
-                    session: aiohttp.ClientSession) -> dict[str, ChatProvider]:
+                    session: HttpClient) -> dict[str, ChatProvider]:
     return {p.name: build_provider(p, session) for p in config.providers}
 
 
@@ -298,7 +298,7 @@ def build_stats(redis_url: str, catalog: Catalog,
     return RedisStats(cluster_client(redis_url, **tls_options(tls)), deployments)
 
 
-def build_fx(settings: RouterSettings, catalog: Catalog, session: aiohttp.ClientSession,
+def build_fx(settings: RouterSettings, catalog: Catalog, session: HttpClient,
              store: RateStore, registry: CollectorRegistry) -> tuple[fx.FxPrices, CbrFeed | None]:
     """The catalog priced in RUB at the configured rates, and the Central Bank's feed when it is
     on and the catalog has a currency they do not cover (with the metrics of both)."""
@@ -329,7 +329,7 @@ def key_secret(settings: RouterSettings) -> bytes:
 
 def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
           tracer: Any | None = None, wall: Callable[[], float] = time.time) -> RouterApp:
-    """Must run inside the event loop that will serve (aiohttp and grpc.aio bind to it).
+    """Must run inside the event loop that will serve (the HTTP client and grpc.aio bind to it).
     `tracer` is an OpenTelemetry tracer, or None when tracing is off. `wall`: the clock that
     dates generations (and so their VAT rate) and key usage; tests inject one."""
     metrics = RouterMetrics(registry)

@@ -11,13 +11,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urljoin
 
-import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from xrouter_router.domain import fx
 from xrouter_router.domain.ports import RateStore
+from xrouter_router.providers.http1 import HttpClient
 
 log = logging.getLogger("xrouter.router.fx")
 # The real document is about 10 KB; anything far larger is not it.
@@ -74,18 +75,38 @@ def parse(body: bytes) -> tuple[fx.Rate, ...]:
     return rates
 
 
-def http_fetch(session: aiohttp.ClientSession, url: str,
+_REDIRECTS = 5
+
+
+def http_fetch(session: HttpClient, url: str,
                timeout: float = 30.0) -> Callable[[], Awaitable[bytes]]:
-    """A fetch of `url` through the router's HTTP session: the body of a 200, else an error."""
+    """A fetch of `url` through the router's HTTP client, following up to five redirects: the
+    body of a 200, else an error."""
     async def fetch() -> bytes:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            if resp.status != 200:
-                raise CbrFormatError(f"HTTP {resp.status}")
-            body = await resp.content.read(MAX_BODY + 1)
-            if len(body) > MAX_BODY:
-                raise CbrFormatError("the body is too large")
-            return body
+        async with asyncio.timeout(timeout):
+            where = url
+            for _ in range(_REDIRECTS + 1):
+                async with session.get(where) as resp:
+                    location = resp.headers.get("location")
+                    if resp.status in (301, 302, 303, 307, 308) and location:
+                        where = urljoin(where, location)
+                        continue
+                    if resp.status != 200:
+                        raise CbrFormatError(f"HTTP {resp.status}")
+                    return await _limited(resp.readany)
+            raise CbrFormatError("too many redirects")
     return fetch
+
+
+async def _limited(readany: Callable[[], Awaitable[bytes]]) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while data := await readany():
+        parts.append(data)
+        size += len(data)
+        if size > MAX_BODY:
+            raise CbrFormatError("the body is too large")
+    return b"".join(parts)
 
 
 class CbrFeed:

@@ -6,14 +6,9 @@ the next deployment, as after an upstream 5xx.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import jsonschema
-import regex
 
 from xrouter_router.domain.errors import InvalidRequest, NonConforming
 from xrouter_router.domain.types import ChatRequest, Message
@@ -23,10 +18,6 @@ OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 # Answers cut short by max_tokens or a content filter are passed on as they are (OpenAI does
 # the same): the client sees why in finish_reason, and another deployment would be cut too.
 UNCHECKED_FINISH = frozenset({"length", "content_filter"})
-# A client's `pattern` runs against a provider's answer in the router: a pattern that backtracks
-# catastrophically must not stall the event loop. Each search gets this long, then the schema is
-# the client's error.
-PATTERN_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +75,10 @@ class AnswerCheck:
         self._validator: Any = None
         if fmt.schema is None:
             return
+        # jsonschema and regex take 4.6 MB: loaded when a request first asks for a schema.
+        from xrouter_router.domain import schema_rules
         try:
-            self._validator = _bounded(jsonschema.validators.validator_for(fmt.schema))(
-                fmt.schema)
+            self._validator = schema_rules.validator(fmt.schema)
         except Exception as exc:  # noqa: BLE001 - e.g. a `$schema` that is not a string
             raise _broken(exc) from None
 
@@ -106,7 +98,8 @@ class AnswerCheck:
         if self._validator is None:
             return
         try:
-            error = jsonschema.exceptions.best_match(self._validator.iter_errors(value))
+            from xrouter_router.domain import schema_rules
+            error = schema_rules.first_error(self._validator, value)
         except InvalidRequest:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken schema fails in many ways
@@ -116,39 +109,6 @@ class AnswerCheck:
             # The rule, not the value: the answer's text stays out of errors and logs.
             raise NonConforming(f"{provider} answered JSON outside the response_format's schema: "
                                 f"{where} fails its '{error.validator}' rule", provider=provider)
-
-
-def _search(pattern: str, text: str) -> bool:
-    try:
-        return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
-    except TimeoutError:
-        raise InvalidRequest(f"response_format.json_schema.schema: the pattern {pattern[:100]!r} "
-                             f"took over {PATTERN_SECONDS * 1000:.0f} ms on an answer",
-                             param="response_format.json_schema.schema") from None
-
-
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any
-             ) -> Iterator[jsonschema.ValidationError]:
-    if validator.is_type(instance, "string") and not _search(pattern, instance):
-        yield jsonschema.ValidationError(f"does not match {pattern!r}")
-
-
-def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
-                        ) -> Iterator[jsonschema.ValidationError]:
-    if not validator.is_type(instance, "object"):
-        return
-    for pattern, subschema in patterns.items():
-        for name, value in instance.items():
-            if _search(pattern, name):
-                yield from validator.descend(value, subschema, path=name, schema_path=pattern)
-
-
-@functools.cache
-def _bounded(cls: Any) -> Any:
-    """The schema's validator class with `pattern` and `patternProperties` under a time bound
-    (the `regex` module's timeout; Python's `re` has none)."""
-    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-        cls, {"pattern": _pattern, "patternProperties": _pattern_properties})
 
 
 def _broken(exc: Exception) -> InvalidRequest:

@@ -28,7 +28,6 @@ import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from xrouter_router.domain.catalog import Deployment
@@ -59,6 +58,7 @@ from xrouter_router.providers.http import (
     nested_object,
     read_events,
 )
+from xrouter_router.providers.http1 import HttpClient
 from xrouter_router.providers.openai import tool_arguments
 from xrouter_router.providers.sse import SSEEvent
 
@@ -74,7 +74,7 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
 
 
 class AnthropicProvider:
-    """Speaks the Anthropic Messages wire format over a shared aiohttp session."""
+    """Speaks the Anthropic Messages wire format over a shared HTTP client."""
 
     def __init__(
         self,
@@ -82,7 +82,7 @@ class AnthropicProvider:
         *,
         base_url: str,
         api_key: str,
-        session: aiohttp.ClientSession,
+        session: HttpClient,
         headers: Mapping[str, str] | None = None,
         version: str = DEFAULT_VERSION,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -455,7 +455,7 @@ class StreamState:
         return None
 
 
-def build(config: ProviderConfig, session: aiohttp.ClientSession) -> AnthropicProvider:
+def build(config: ProviderConfig, session: HttpClient) -> AnthropicProvider:
     return AnthropicProvider(
         config.name, base_url=config.url(DEFAULT_BASE_URL), api_key=config.api_key,
         session=session, headers=config.headers,

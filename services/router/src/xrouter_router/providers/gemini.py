@@ -20,7 +20,6 @@ import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from xrouter_router.domain.catalog import Deployment
@@ -54,6 +53,7 @@ from xrouter_router.providers.http import (
     raw_error,
     read_events,
 )
+from xrouter_router.providers.http1 import HttpClient
 from xrouter_router.providers.openai import tool_arguments
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -66,7 +66,7 @@ _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT"
 
 
 class GeminiProvider:
-    """Speaks the Gemini generateContent wire format over a shared aiohttp session."""
+    """Speaks the Gemini generateContent wire format over a shared HTTP client."""
 
     def __init__(
         self,
@@ -74,7 +74,7 @@ class GeminiProvider:
         *,
         base_url: str,
         api_key: str,
-        session: aiohttp.ClientSession,
+        session: HttpClient,
         headers: Mapping[str, str] | None = None,
         api_version: str = DEFAULT_API_VERSION,
         thought_signature: str = SKIP_SIGNATURE,
@@ -424,7 +424,7 @@ def status_error(provider: str, status: int, body: bytes, retry_after: str | Non
     return error_for_status(provider, status, body, retry_after)
 
 
-def build(config: ProviderConfig, session: aiohttp.ClientSession) -> GeminiProvider:
+def build(config: ProviderConfig, session: HttpClient) -> GeminiProvider:
     return GeminiProvider(
         config.name, base_url=config.url(DEFAULT_BASE_URL), api_key=config.api_key,
         session=session, headers=config.headers,

@@ -1,6 +1,6 @@
-"""The one boundary where aiohttp's exceptions and upstream HTTP statuses become UpstreamErrors,
-the pooled keep-alive client session every HTTP adapter shares, and the request plumbing the
-adapters share: POST and check the status, read a body as it arrives."""
+"""The one boundary where the HTTP client's exceptions and upstream HTTP statuses become
+UpstreamErrors, the pooled keep-alive client every HTTP adapter shares, and the request plumbing
+the adapters share: POST and check the status, read a body as it arrives."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 
 from xrouter_router.domain.errors import (
@@ -24,6 +23,14 @@ from xrouter_router.domain.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from xrouter_router.providers.http1 import HttpClient, Response
+from xrouter_router.providers.http1_wire import (
+    BadResponse,
+    BodyCut,
+    ConnectFailed,
+    ConnectTimeout,
+    Disconnected,
+)
 from xrouter_router.providers.sse import SSEDecoder, SSEEvent
 
 _RAW_LIMIT = 2000
@@ -33,14 +40,9 @@ StatusError = Callable[[str, int, bytes, str | None], UpstreamError]
 """What a non-200 answer means: (provider, status, body, Retry-After) -> the error to raise."""
 
 
-def new_session(*, connect_timeout: float, pool_size: int) -> aiohttp.ClientSession:
-    """One pooled keep-alive session; per-attempt timeouts are enforced by the domain."""
-    connector = aiohttp.TCPConnector(limit=pool_size, ttl_dns_cache=60, enable_cleanup_closed=True)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, json_serialize=lambda o: orjson.dumps(o).decode(),
-        auto_decompress=True, raise_for_status=False,
-    )
+def new_session(*, connect_timeout: float, pool_size: int) -> HttpClient:
+    """One pooled keep-alive client; per-attempt timeouts are enforced by the domain."""
+    return HttpClient(connect_timeout=connect_timeout, pool_size=pool_size)
 
 
 def raw_error(body: bytes) -> Any:
@@ -86,7 +88,8 @@ def _seconds(value: str | None) -> float:
 
 
 class upstream_errors:  # noqa: N801 - used as a context manager, reads like a statement
-    """`with upstream_errors(name):` turns aiohttp/socket failures into UpstreamErrors."""
+    """`with upstream_errors(name):` turns the HTTP client's and socket failures into
+    UpstreamErrors."""
 
     __slots__ = ("_provider",)
 
@@ -101,14 +104,14 @@ class upstream_errors:  # noqa: N801 - used as a context manager, reads like a s
         if exc is None or isinstance(exc, UpstreamError):
             return
         p = self._provider
-        if isinstance(exc, aiohttp.ClientPayloadError):
+        if isinstance(exc, BodyCut):
             raise UpstreamBadResponse(f"{p} cut the response short", provider=p) from exc
-        if isinstance(exc, aiohttp.ServerTimeoutError | aiohttp.ConnectionTimeoutError):
+        if isinstance(exc, ConnectTimeout):
             raise UpstreamTimeout(f"{p} timed out", provider=p) from exc
-        if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
-            raise UpstreamConnectError(f"could not reach {p}: {type(exc).__name__}",
-                                       provider=p) from exc
-        if isinstance(exc, aiohttp.ClientResponseError | aiohttp.InvalidURL):
+        if isinstance(exc, ConnectFailed | Disconnected | ConnectionError):
+            reason = type(exc.__cause__ or exc).__name__
+            raise UpstreamConnectError(f"could not reach {p}: {reason}", provider=p) from exc
+        if isinstance(exc, BadResponse):
             raise UpstreamBadResponse(f"{p} sent an invalid HTTP response", provider=p) from exc
         if isinstance(exc, orjson.JSONDecodeError | KeyError | TypeError | ValueError
                       | AttributeError):
@@ -145,7 +148,7 @@ class Upstream:
 
     __slots__ = ("_headers", "_session", "_status_error", "provider")
 
-    def __init__(self, provider: str, session: aiohttp.ClientSession, headers: Mapping[str, str],
+    def __init__(self, provider: str, session: HttpClient, headers: Mapping[str, str],
                  *, status_error: StatusError = error_for_status) -> None:
         self.provider = provider
         self._session = session
@@ -154,7 +157,7 @@ class Upstream:
 
     @asynccontextmanager
     async def open(self, url: str, body: bytes, *, headers: Mapping[str, str] | None = None,
-                   content_types: tuple[str, ...] = ()) -> AsyncIterator[aiohttp.ClientResponse]:
+                   content_types: tuple[str, ...] = ()) -> AsyncIterator[Response]:
         """The 200 answer to POST `body` (with `headers` besides the usual ones), read inside
         the `async with`, which is inside the boundary: what goes wrong while reading and
         parsing becomes an UpstreamError too. Another status raises the status error; a content
@@ -162,7 +165,7 @@ class Upstream:
         p = self.provider
         sent = {**self._headers, **headers} if headers else self._headers
         with upstream_errors(p):
-            async with self._session.post(url, data=body, headers=sent) as resp:
+            async with self._session.post(url, body, sent) as resp:
                 if resp.status != 200:
                     raw = await resp.read()
                     raise self._status_error(p, resp.status, raw, resp.headers.get("Retry-After"))
@@ -178,25 +181,16 @@ class Upstream:
             return parse(orjson.loads(await resp.read()))
 
 
-async def read_chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body as it arrives: each chunk is all readany() had buffered, so what arrived
-    together travels on together (that is where per-message overhead is saved). When the
-    connection breaks mid-body, what came with the break is passed on before the
-    ClientPayloadError is raised again, for the boundary to report."""
-    while True:
-        try:
-            data = await resp.content.readany()
-        except aiohttp.ClientPayloadError:
-            leftover = _buffered_leftover(resp.content)
-            if leftover:
-                yield leftover
-            raise
-        if not data:
-            return
+async def read_chunks(resp: Response) -> AsyncIterator[bytes]:
+    """The body as it arrives: each chunk is all that had arrived, so what arrived together
+    travels on together (that is where per-message overhead is saved). When the connection
+    breaks mid-body, what came before the break is passed on before BodyCut is raised, for the
+    boundary to report."""
+    while data := await resp.readany():
         yield data
 
 
-async def read_events(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[list[SSEEvent]]:
+async def read_events(resp: Response, provider: str) -> AsyncIterator[list[SSEEvent]]:
     """The SSE events of each chunk that completes any. A body that ends inside an event is an
     incomplete stream."""
     decoder = SSEDecoder()
@@ -206,13 +200,3 @@ async def read_events(resp: aiohttp.ClientResponse, provider: str) -> AsyncItera
             yield events
     if decoder.pending():
         raise incomplete_stream(provider)
-
-
-def _buffered_leftover(reader: aiohttp.StreamReader) -> bytes:
-    """Bytes aiohttp received but had not handed out when the payload failed (its reader
-    raises before returning them). Reads a private attribute, so it degrades to nothing."""
-    buffer = getattr(reader, "_buffer", None)
-    try:
-        return b"".join(bytes(chunk) for chunk in buffer) if buffer else b""
-    except TypeError:
-        return b""

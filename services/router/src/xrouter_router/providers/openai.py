@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from xrouter_common.env import ConfigError
@@ -47,6 +46,7 @@ from xrouter_router.providers.http import (
     not_json_object,
     read_events,
 )
+from xrouter_router.providers.http1 import HttpClient, Response
 
 _DONE = b"[DONE]"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -54,7 +54,7 @@ REASONING_FORMATS = ("openai", "openrouter")
 
 
 class OpenAIProvider:
-    """Speaks the OpenAI Chat Completions wire format over a shared aiohttp session."""
+    """Speaks the OpenAI Chat Completions wire format over a shared HTTP client."""
 
     def __init__(
         self,
@@ -62,7 +62,7 @@ class OpenAIProvider:
         *,
         base_url: str,
         api_key: str,
-        session: aiohttp.ClientSession,
+        session: HttpClient,
         headers: Mapping[str, str] | None = None,
         send_nonstandard_params: bool = False,
         reasoning_format: str = "openrouter",
@@ -103,7 +103,7 @@ class OpenAIProvider:
             async for batch in self._read_stream(resp, show):
                 yield batch
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse,
+    async def _read_stream(self, resp: Response,
                            show_reasoning: bool) -> AsyncIterator[StreamBatch]:
         finished = False
         async for events in read_events(resp, self._name):
@@ -342,7 +342,7 @@ def completion_as_batch(c: Completion) -> StreamBatch:
     return StreamBatch((delta,), c.usage, done=True)
 
 
-def build(config: ProviderConfig, session: aiohttp.ClientSession) -> OpenAIProvider:
+def build(config: ProviderConfig, session: HttpClient) -> OpenAIProvider:
     base_url = config.url(OPENAI_URL)
     default_format = "openai" if "://api.openai.com" in base_url else "openrouter"
     reasoning_format = config.option("reasoning_format", default_format, str)

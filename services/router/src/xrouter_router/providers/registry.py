@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-import aiohttp
-
 from xrouter_router.domain.ports import ChatProvider
 from xrouter_router.providers.config import ProviderConfig
+from xrouter_router.providers.http1 import HttpClient
 
 MODULES: dict[str, str] = {
     "demo": "demo",
@@ -34,7 +33,7 @@ OPTIONS: dict[str, frozenset[str]] = {
 }
 
 
-def build_provider(config: ProviderConfig, session: aiohttp.ClientSession) -> ChatProvider:
+def build_provider(config: ProviderConfig, session: HttpClient) -> ChatProvider:
     module = importlib.import_module(f"xrouter_router.providers.{MODULES[config.type]}")
     provider: ChatProvider = module.build(config, session)
     return provider

@@ -28,7 +28,6 @@ import secrets
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-import aiohttp
 import orjson
 
 from xrouter_common.env import ConfigError
@@ -57,6 +56,7 @@ from xrouter_router.providers.http import (
     not_json_object,
     read_chunks,
 )
+from xrouter_router.providers.http1 import HttpClient, Response
 
 DEFAULT_URL = "https://llm.api.cloud.yandex.net"
 _COMPLETION_PATH = "/foundationModels/v1/completion"
@@ -84,7 +84,7 @@ class YandexGPTProvider:
         base_url: str,
         folder_id: str,
         api_key: str,
-        session: aiohttp.ClientSession,
+        session: HttpClient,
         auth: str = "api-key",
         headers: Mapping[str, str] | None = None,
         embedding_concurrency: int = 8,
@@ -198,7 +198,7 @@ def logging_headers(request: ChatRequest) -> Mapping[str, str] | None:
     return NO_LOGGING if request.provider.data_collection == "deny" else None
 
 
-async def _lines(resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+async def _lines(resp: Response) -> AsyncIterator[list[bytes]]:
     """The complete lines of each chunk, split as bytes, so a character cut between chunks is
     whole again before it is decoded; at the end, an unterminated last line still counts."""
     pending = b""
@@ -404,7 +404,7 @@ class CumulativeStream:
         return StreamBatch((delta,), usage, done=self.finished)
 
 
-def build(config: ProviderConfig, session: aiohttp.ClientSession) -> ChatProvider:
+def build(config: ProviderConfig, session: HttpClient) -> ChatProvider:
     api = config.option("api", "native", str)
     if api not in APIS:
         raise ConfigError(f"providers.{config.name}.api must be \"native\" or \"openai\", got {api!r}")
@@ -426,7 +426,7 @@ def folder_and_auth(config: ProviderConfig) -> tuple[str, str]:
     return folder, auth
 
 
-def build_native(config: ProviderConfig, session: aiohttp.ClientSession) -> YandexGPTProvider:
+def build_native(config: ProviderConfig, session: HttpClient) -> YandexGPTProvider:
     folder, auth = folder_and_auth(config)
     concurrency = config.option("embedding_concurrency", 8, int)
     if concurrency < 1:

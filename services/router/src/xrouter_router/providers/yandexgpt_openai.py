@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from xrouter_router.domain.catalog import Deployment
 from xrouter_router.domain.types import (
     ChatRequest,
@@ -25,6 +23,7 @@ from xrouter_router.domain.types import (
     StreamBatch,
 )
 from xrouter_router.providers.config import ProviderConfig
+from xrouter_router.providers.http1 import HttpClient
 from xrouter_router.providers.openai import OpenAIProvider
 from xrouter_router.providers.yandexgpt import (
     AUTH_SCHEMES,
@@ -73,7 +72,7 @@ class YandexOpenAIProvider:
         return await self._logged.embed(request, self._deployment(deployment, "emb"))
 
 
-def build(config: ProviderConfig, session: aiohttp.ClientSession) -> YandexOpenAIProvider:
+def build(config: ProviderConfig, session: HttpClient) -> YandexOpenAIProvider:
     folder, auth = folder_and_auth(config)
     headers = {"OpenAI-Project": folder, **config.headers}
     if config.api_key:

@@ -8,7 +8,7 @@ Options of a [providers.NAME] table with `type = "gigachat"`:
   auth_url         token endpoint, default https://ngw.devices.sberbank.ru:9443/api/v2/oauth
   scope            GIGACHAT_API_PERS (default), GIGACHAT_API_B2B or GIGACHAT_API_CORP
   ca_bundle        path to a PEM file (the Russian Trusted Root CA), trusted besides the system
-                   store; the adapter then uses an aiohttp session of its own
+                   store; the adapter then uses an HTTP client of its own
   verify_ssl       default true; only an explicit `false` turns certificate checks off, and
                    that is logged as a WARNING at startup
   update_interval  streams only: minimum seconds between GigaChat's events; default 0 (not sent)
@@ -22,12 +22,11 @@ from __future__ import annotations
 import logging
 import ssl
 
-import aiohttp
-
 from xrouter_common.env import ConfigError
 from xrouter_router.providers.config import ProviderConfig
 from xrouter_router.providers.gigachat.auth import TokenSource
 from xrouter_router.providers.gigachat.provider import GigaChatProvider
+from xrouter_router.providers.http1 import HttpClient
 
 __all__ = ["GigaChatProvider", "build"]
 
@@ -38,7 +37,7 @@ SCOPES = ("GIGACHAT_API_PERS", "GIGACHAT_API_B2B", "GIGACHAT_API_CORP")
 log = logging.getLogger("xrouter.router.gigachat")
 
 
-def build(config: ProviderConfig, session: aiohttp.ClientSession) -> GigaChatProvider:
+def build(config: ProviderConfig, session: HttpClient) -> GigaChatProvider:
     """Must run inside the serving event loop when ca_bundle or verify_ssl makes a session."""
     here = f"providers.{config.name}"
     if not config.api_key:
@@ -82,10 +81,6 @@ def _tls(config: ProviderConfig, here: str) -> ssl.SSLContext | bool | None:
     return context
 
 
-def _own_session(shared: aiohttp.ClientSession, tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
-    """A session like the shared one (pool size, timeouts) that verifies TLS its own way."""
-    limit = shared.connector.limit if shared.connector is not None else 100
-    connector = aiohttp.TCPConnector(ssl=tls, limit=limit, ttl_dns_cache=60,
-                                     enable_cleanup_closed=True)
-    return aiohttp.ClientSession(connector=connector, timeout=shared.timeout,
-                                 auto_decompress=True, raise_for_status=False)
+def _own_session(shared: HttpClient, tls: ssl.SSLContext | bool) -> HttpClient:
+    """A client like the shared one (pool size, connect timeout) that verifies TLS its own way."""
+    return HttpClient(connect_timeout=shared.connect_timeout, pool_size=shared.pool_size, tls=tls)

@@ -9,10 +9,9 @@ import uuid
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-import aiohttp
-
 from xrouter_router.providers.gigachat.wire import parse_token, token_error
 from xrouter_router.providers.http import Upstream
+from xrouter_router.providers.http1 import HttpClient
 
 REFRESH_MARGIN = 60.0
 
@@ -26,7 +25,7 @@ class TokenSource:
         self,
         provider: str,
         *,
-        session: aiohttp.ClientSession,
+        session: HttpClient,
         url: str,
         authorization_key: str,
         scope: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
-import aiohttp
 import orjson
 
 from xrouter_router.domain.catalog import Deployment
@@ -33,6 +32,7 @@ from xrouter_router.providers.gigachat.wire import (
     parse_embeddings,
 )
 from xrouter_router.providers.http import Upstream, incomplete_stream, json_object, read_events
+from xrouter_router.providers.http1 import HttpClient, Response
 
 _DONE = b"[DONE]"
 # GigaChat has no "call some function": beside the client's functions the model chooses.
@@ -48,7 +48,7 @@ class GigaChatProvider:
         *,
         base_url: str,
         tokens: TokenSource,
-        session: aiohttp.ClientSession,
+        session: HttpClient,
         owns_session: bool = False,
         headers: Mapping[str, str] | None = None,
         update_interval: float = 0.0,
@@ -102,7 +102,7 @@ class GigaChatProvider:
             return parse_embeddings(self._name, data, len(request.inputs))
 
     @asynccontextmanager
-    async def _open(self, url: str, body: bytes, request_id: str) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def _open(self, url: str, body: bytes, request_id: str) -> AsyncIterator[Response]:
         """The 200 answer to POST `url`, read inside the boundary. A 401 means the cached token
         died early (revoked, clock skew): it is dropped and the request is sent once more with a
         fresh token."""
@@ -119,13 +119,13 @@ class GigaChatProvider:
             yield resp
 
     def _post(self, url: str, body: bytes, token: str,
-              request_id: str) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+              request_id: str) -> AbstractAsyncContextManager[Response]:
         headers = {"Authorization": f"Bearer {token}"}
         if request_id:
             headers["X-Request-ID"] = request_id
         return self._http.open(url, body, headers=headers)
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse) -> AsyncIterator[StreamBatch]:
+    async def _read_stream(self, resp: Response) -> AsyncIterator[StreamBatch]:
         finished = False
         async for events in read_events(resp, self._name):
             batch = self._batch([e.data for e in events])
