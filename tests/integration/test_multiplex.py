@@ -6,6 +6,8 @@ each test can see which replica served which call; the last test runs the real r
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY
 from xrouter_gateway.errors import router_failed
 from xrouter_gateway.router_client import RouterClient, StreamCall
-from xrouter_gateway.router_mux import CREDIT, METHOD
+from xrouter_gateway.router_mux import CREDIT, METHOD, SLICE, LanePool
 from xrouter_router.domain.errors import RateLimited
 from xrouter_router.transport.errors import abort
 from xrouter_router.transport.multiplex import MUX_WINDOW, Multiplexer
@@ -157,6 +159,29 @@ async def _connected_to_both(client: RouterClient) -> None:
         seen.add((await client.list_models("", 5)).providers[0].name)
         return seen == {"a", "b"}
     await until(both, 10, "both replicas connected")
+
+
+async def test_calls_begun_in_one_time_slice_share_a_lane_and_slices_take_every_lane(
+        replicas: tuple[list[Replica], list[GrpcServer]]) -> None:
+    """So that a burst's frames travel together, while the load still spreads over the lanes
+    (and through them over the replicas)."""
+    _, (server_a, _) = replicas
+    first_slice = math.floor(time.monotonic() / SLICE)
+    now = 0.0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server_a.port}") as channel:
+        pool = LanePool(channel, 3, 60.0, clock=lambda: now)
+        now = (first_slice + 0.5) * SLICE
+        opened = [pool.lane() for _ in range(3)]  # each call opens a lane until there are 3
+        assert len({id(lane) for lane in opened}) == 3
+        taken = []
+        for step in range(1, 7):
+            now = (first_slice + step + 0.5) * SLICE
+            in_slice = {id(pool.lane()) for _ in range(5)}
+            assert len(in_slice) == 1
+            taken.append(in_slice.pop())
+        assert set(taken) == {id(lane) for lane in opened}
+        assert taken[:3] == taken[3:]  # in turn: the same order every three slices
+        pool.close()
 
 
 async def test_each_answer_reaches_its_own_call_on_one_lane(
