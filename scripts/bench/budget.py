@@ -57,7 +57,7 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
                                       "domain/accounting.py", "domain/limits.py")),
         ("routing", ("domain/routing.py", "domain/failover.py", "domain/sticky.py",
                      "domain/stats.py")),
-        ("upstream call (aiohttp)", ("aiohttp", "providers/")),
+        ("upstream call (HTTP client)", ("providers/",)),
         ("proto conversion", ("transport/convert.py",)),
         ("gRPC server", ("grpc/aio", "grpc/_", "transport/servicer.py", "transport/")),
         ("chat service (rest)", ("domain/",)),

@@ -36,8 +36,9 @@ class SinglePostgres(PostgresHA):
         self.ports = free_ports(1)
         try:
             self._initdb(self._data(0), deadline)
-            self._spawn(0, {"fsync": "off", "full_page_writes": "off"})
-            self._wait_accepting(0, deadline)
+            settings = {"fsync": "off", "full_page_writes": "off"}
+            self._spawn(0, settings)
+            self._wait_accepting(0, deadline, settings)
         except BaseException:
             self.stop()
             raise

@@ -128,11 +128,11 @@ class PostgresHA:
             if self.tls:
                 self._make_certificate()
             self._spawn(0, PRIMARY_SETTINGS)
-            self._wait_accepting(0, deadline)
+            self._wait_accepting(0, deadline, PRIMARY_SETTINGS)
             self._run([self._tool("pg_basebackup"), "-D", str(self._data(1)), "-R", "-X", "stream",
                        "-c", "fast", "--no-sync", "-d", self._replication_conninfo(0)], deadline)
             self._spawn(1, STANDBY_SETTINGS)
-            self._wait_accepting(1, deadline)
+            self._wait_accepting(1, deadline, STANDBY_SETTINGS)
             self.wait_sync(deadline - time.monotonic())
             self._create_database()
         except BaseException:
@@ -259,11 +259,22 @@ class PostgresHA:
             stdout=log, stderr=subprocess.STDOUT, cwd=self._dir, env=self._env())
         log.close()
 
-    def _wait_accepting(self, node: int, deadline: float) -> None:
+    def _wait_accepting(self, node: int, deadline: float, settings: dict[str, str]) -> None:
+        """Until the node accepts connections. Its port was chosen free, then closed, then bound
+        by postgres: in between another process may take it (an outgoing connection's ephemeral
+        port, say), and the node exits at once. It is started again on another port (as
+        tests/infra/redis_cluster.py does); a node that exited for any other reason is an error."""
         def accepting() -> bool:
             proc = self._procs[node]
             if proc.poll() is not None:
-                raise PostgresError(f"node {node} exited with {proc.returncode}: {self._log_tail(node)}")
+                log = self._log_tail(node)
+                if "Address already in use" not in log:
+                    raise PostgresError(f"node {node} exited with {proc.returncode}: {log}")
+                self.ports[node] = next(p for p in free_ports(3) if p not in self.ports)
+                assert self._dir is not None
+                (self._dir / f"node{node}.log").unlink()  # what the next start says is new
+                self._spawn(node, settings)
+                return False
             try:
                 with self._admin(node):
                     return True

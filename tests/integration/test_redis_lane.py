@@ -23,7 +23,7 @@ from redis.exceptions import RedisClusterException, ResponseError
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.redis_cluster import _DIE_WITH_PARENT, RedisCluster, free_ports
 from xrouter_router.storage.redis.lane import Lane
-from xrouter_router.storage.redis.stats import Script, cluster_client
+from xrouter_router.storage.redis.stats import Script, cluster_client, command_table
 
 ECHO = Script("return {KEYS[1], ARGV[1]}")
 FAILING = Script("return redis.error_reply('XRTEST refused ' .. ARGV[1])")
@@ -47,7 +47,7 @@ def run(request: pytest.FixtureRequest) -> Run:
 
 
 @contextlib.asynccontextmanager
-async def lane_on(url: str, **options: float) -> AsyncIterator[Lane]:
+async def lane_on(url: str, **options: Any) -> AsyncIterator[Lane]:
     client = cluster_client(url, **options)
     await client.initialize()
     lane = Lane(client, stall=options.get("socket_timeout", 1.0))
@@ -242,3 +242,21 @@ def test_tls_takes_the_lane_and_credential_providers_stay_with_the_client() -> N
     assert Lane(cluster_client("redis://127.0.0.1:7000")).enabled
     assert Lane(cluster_client("rediss://127.0.0.1:7000")).enabled
     assert not Lane(cluster_client("redis://127.0.0.1:7000"), enabled=False).enabled
+
+
+async def test_the_clients_of_a_process_share_one_command_table(
+        redis_cluster: RedisCluster) -> None:  # noqa: F811
+    table = command_table()
+    clients = [cluster_client(redis_cluster.url, commands=table) for _ in range(3)]
+    try:
+        await asyncio.gather(*(c.initialize() for c in clients))
+        assert all(c.commands_parser is table for c in clients)
+        assert {"mset", "mget", "evalsha", "xadd"} <= set(table.commands)
+        # Key positions come from the shared table: multi-key commands route on every client.
+        tag = uuid.uuid4().hex
+        await clients[0].mset({f"{{{tag}}}a": "1", f"{{{tag}}}b": "2"})
+        for c in clients:
+            assert await c.mget(f"{{{tag}}}a", f"{{{tag}}}b") == [b"1", b"2"]
+    finally:
+        for c in clients:
+            await c.aclose()

@@ -5,6 +5,7 @@ RedisCreditGuard called one after the other."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,7 +101,7 @@ async def test_redis_down_the_credit_policy_answers_then_the_limits(
     key = api_key(await _account(accounts, "1.00"), requests_per_minute=5, concurrent=1)
 
     def meter(*, credits_open: bool, limits_open: bool) -> RedisMeter:
-        nowhere = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
+        nowhere: dict[str, Any] = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
         closed_port = f"redis://127.0.0.1:{free_ports(1)[0]}"
         clients = [cluster_client(closed_port, **nowhere) for _ in range(2)]
         closer.clients += clients

@@ -158,10 +158,12 @@ class AccountingStack:
         return {name: part for name, part in parts.items() if part is not None}
 
 
-def build_accounting(settings: RouterSettings) -> AccountingStack:
+def build_accounting(settings: RouterSettings, commands: Any = None) -> AccountingStack:
+    """`commands`: the Redis command table the process's cluster clients share (see
+    storage/redis/stats.command_table); None makes one for this stack's clients."""
     if not settings.database_url:
         return _embedded(settings)
-    return _postgres(settings)
+    return _postgres(settings, commands)
 
 
 def _embedded(settings: RouterSettings) -> AccountingStack:
@@ -191,7 +193,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
                            starts=[database.open], stops=[database.close])
 
 
-def _postgres(settings: RouterSettings) -> AccountingStack:
+def _postgres(settings: RouterSettings, commands: Any) -> AccountingStack:
     from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
     from xrouter_router.storage.sql.pg_fx import PgRateStore
     from xrouter_router.storage.sql.pg_listings import PgListings
@@ -228,11 +230,13 @@ def _postgres(settings: RouterSettings) -> AccountingStack:
     from xrouter_router.storage.redis.meter import RedisMeter
     from xrouter_router.storage.redis.ping import masters_answer
     from xrouter_router.storage.redis.revocations import KeyRevocations
-    from xrouter_router.storage.redis.stats import cluster_client, tls_options
+    from xrouter_router.storage.redis.stats import cluster_client, command_table, tls_options
 
     # One client per component: each bounds its own commands in flight, and redis-py's cluster
-    # client does not queue beyond its per-node pool.
-    clients = {name: cluster_client(settings.redis_url, **tls_options(settings.redis_tls))
+    # client does not queue beyond its per-node pool. They share one command table.
+    table = commands if commands is not None else command_table()
+    clients = {name: cluster_client(settings.redis_url, commands=table,
+                                    **tls_options(settings.redis_tls))
                for name in ("credits", "ledger", "consumer", "revocations")}
     revocations = KeyRevocations(clients["revocations"])
     # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md).
@@ -286,16 +290,25 @@ def build_providers(config: catalog_file.CatalogConfig,
     return {p.name: build_provider(p, session) for p in config.providers}
 
 
-def build_stats(redis_url: str, catalog: Catalog,
-                tls: CertFiles | None = None) -> InMemoryStats | RedisStats:
+def build_stats(redis_url: str, catalog: Catalog, tls: CertFiles | None = None,
+                commands: Any = None) -> InMemoryStats | RedisStats:
     """Shared through Redis Cluster when it is configured, in-process otherwise (then the
-    Redis client is not even imported)."""
+    Redis client is not even imported). `commands`: as build_accounting's."""
     if not redis_url:
         return InMemoryStats()
     from xrouter_router.storage.redis.stats import RedisStats, cluster_client, tls_options
 
     deployments = {d.id: d.provider for m in catalog.models for d in m.deployments}
-    return RedisStats(cluster_client(redis_url, **tls_options(tls)), deployments)
+    return RedisStats(cluster_client(redis_url, commands=commands, **tls_options(tls)),
+                      deployments)
+
+
+def redis_command_table(settings: RouterSettings) -> Any:
+    """The command table the process's Redis Cluster clients share; None without Redis."""
+    if not settings.redis_url:
+        return None
+    from xrouter_router.storage.redis.stats import command_table
+    return command_table()
 
 
 def build_fx(settings: RouterSettings, catalog: Catalog, session: HttpClient,
@@ -338,11 +351,12 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                                provider_keys.environment(settings.provider_keys_file))
     session = new_session(connect_timeout=settings.connect_timeout, pool_size=settings.pool_size)
     providers = build_providers(config, session)
-    stats = build_stats(settings.redis_url, config.catalog, settings.redis_tls)
+    commands = redis_command_table(settings)
+    stats = build_stats(settings.redis_url, config.catalog, settings.redis_tls, commands)
     failover = Failover(providers, FailoverPolicy(settings.attempt_timeout, settings.max_attempts),
                         stats, observer=metrics,
                         tracer=OtelSpans(tracer) if tracer is not None else None)
-    stack = build_accounting(settings)
+    stack = build_accounting(settings, commands)
     secret = key_secret(settings)
     auth = KeyAuthenticator(stack.keys, secret=secret, master_key=settings.master_key,
                             sessions=stack.sessions, ttl=settings.key_cache_ttl,

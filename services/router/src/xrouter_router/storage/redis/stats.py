@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -201,13 +202,25 @@ def tls_options(tls: CertFiles | None) -> dict[str, Any]:
                                              ("ssl_keyfile", tls.key)) if path is not None}
 
 
-def cluster_client(url: str, **options: Any) -> RedisCluster:
+def cluster_client(url: str, *, commands: AsyncCommandsParser | None = None,
+                   **options: Any) -> RedisCluster:
     """A cluster client whose timeouts bound a hung Redis (the URL's query string may override
     them). It retries little: the store's writer retries on its own, in order. For a rediss://
-    URL, pass **tls_options(...)."""
+    URL, pass **tls_options(...). `commands`: a command table (command_table()) shared with the
+    process's other clients."""
     settings: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0,
                                 "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)}
-    return RedisCluster.from_url(url, **{**settings, **options})
+    client = RedisCluster.from_url(url, **{**settings, **options})
+    if commands is not None:
+        client.commands_parser = commands
+    return client
+
+
+def command_table() -> AsyncCommandsParser:
+    """The table of Redis commands and their key positions that a cluster client fills from
+    COMMAND when it starts (redis-py keeps one per client, 0.7 MB here): one for all of a
+    process's clients. Each client's start refills it, which only replaces it with the same."""
+    return AsyncCommandsParser()
 
 
 def _transient(exc: Exception) -> bool:
