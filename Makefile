@@ -67,8 +67,9 @@ bench-scaling: install ## Requests/s of one gateway process and one router again
 	@scripts/apt-install.sh nginx-light wrk redis-server postgresql
 	@$(PY) scripts/bench/scaling.py
 
-bench-budget: install ## Where a request's CPU goes, stage by stage (py-spy, and perf when it works here)
+bench-budget: install ## Where a request's CPU goes, stage by stage (py-spy, perf); BENCH_MODE=cluster too
 	@scripts/apt-install.sh nginx-light wrk linux-perf
+	@if [ "$${BENCH_MODE:-embedded}" = cluster ]; then scripts/apt-install.sh redis-server postgresql; fi
 	@$(PY) scripts/bench/budget.py
 
 dashboards: install ## Draw docs/dashboards/*.svg from a real Prometheus (cluster leg of the live test)

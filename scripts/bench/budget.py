@@ -19,6 +19,7 @@ the event loop, SQLite, the C library. Prints Markdown tables; writes bench-resu
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import subprocess
@@ -176,10 +177,15 @@ def main() -> int:
     spy = shutil.which("py-spy") or str(bench.PY.parent / "py-spy")
     if not Path(spy).exists():
         raise SystemExit("py-spy is missing: make install")
+    with contextlib.ExitStack() as servers:
+        cluster = servers.enter_context(bench.cluster_servers()) if bench.MODE == "cluster" else {}
+        return budget(spy, cluster)
+
+
+def budget(spy: str, cluster: dict[str, str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="xrouter-budget-"))
     nginx_port, gw_port = bench.free_port(), bench.free_port()
     procs = [bench.start_nginx(tmp, nginx_port)]
-    cluster: dict[str, str] = {}
     router, gateway = bench.start_services(tmp, nginx_port, gw_port, cluster)
     procs += [router, gateway]
     try:
@@ -210,23 +216,23 @@ def main() -> int:
         report = render(per_request, {name: shares(
             tmp / f"{name}.txt", STAGES[name], pid,
             perf_threads(tmp / f"{name}.perf") if perfs else None)
-            for name, pid in pids.items()}, result)
+            for name, pid in pids.items()}, result, "cluster" if cluster else "embedded")
         if perfs:
             report += "\n" + render_native(per_request, {
                 name: perf_components(tmp / f"{name}.perf") for name in perfs})
         print(report)
         out = bench.ROOT / "bench-results"
         out.mkdir(exist_ok=True)
-        (out / "budget.md").write_text(report)
+        (out / ("budget-cluster.md" if cluster else "budget.md")).write_text(report)
         return 0
     finally:
         bench.stop(procs, tmp)
 
 
 def render(per_request: dict[str, float], split: dict[str, dict[str, float]],
-           result: dict[str, float]) -> str:
+           result: dict[str, float], mode: str) -> str:
     lines = [f"# CPU budget of a non-streaming request, in place ({time.strftime('%Y-%m-%d %H:%M')},"
-             f" embedded mode, 16 connections, {result['rps']:.0f} req/s under py-spy)", "",
+             f" {mode} mode, 16 connections, {result['rps']:.0f} req/s under py-spy)", "",
              "| process | stage | share | µs per request |", "|---|---|---|---|"]
     for name in ("gateway", "router"):
         for stage, share in sorted(split[name].items(), key=lambda kv: -kv[1]):
