@@ -112,3 +112,15 @@ async def test_a_plain_keys_session_is_told_it_cannot_approve(
     await page.locator("#sign-out").click()
     await page.get_by_test_id("api-key").wait_for()
     assert app.calls.empty()
+
+
+async def test_deny_takes_the_browser_back_to_the_app_with_access_denied(
+        served: Served, app: CallbackServer, page: Page) -> None:
+    manager, _ = await served.key("mgmt")
+    await page.goto(_link(served, app, "A" * 43))
+    await page.get_by_test_id("api-key").fill(manager)
+    await page.get_by_test_id("sign-in").click()
+    await page.get_by_test_id("deny").click()
+    called = await asyncio.wait_for(app.calls.get(), 30)
+    assert called == {"state": ["xyz"], "error": ["access_denied"]}
+    await page.wait_for_url(f"http://127.0.0.1:{app.port}/done?**")

@@ -111,6 +111,18 @@ async def test_s256_approval_makes_a_key_of_the_account_labelled_with_the_app(
     assert chat.status_code == 200, chat.text
 
 
+async def test_deny_sends_the_browser_back_to_the_app_with_access_denied(served: Served) -> None:
+    browser = await manager(served)
+    _, challenge = pkce()
+    page = await browser.request("GET", query(CALLBACK, challenge))
+    assert page.status_code == 200, page.text
+    # A link, not a form: nothing is made or asked of the router; the app's own query is kept.
+    assert ('<a href="http://127.0.0.1:9/done?state=a%20b&amp;x=1&amp;error=access_denied" '
+            'data-testid="deny">Deny: back to the app without a key</a>') in page.text
+    ru = await browser.request("GET", query(CALLBACK, challenge) + "&lang=ru")
+    assert 'data-testid="deny">Отказать: вернуться в приложение без ключа</a>' in ru.text
+
+
 async def test_a_wrong_verifier_is_403_and_the_code_is_spent(served: Served) -> None:
     browser = await manager(served)
     verifier, challenge = pkce()

@@ -103,6 +103,7 @@ def _consent(auth: Authorization, info: pb.SessionInfo, token: str, lang: str) -
     return (head + f"<p>{approve}</p>"
             f'<form method="post" action="/auth">{hidden}<button type="submit" '
             f'data-testid="authorize">{words["authorize"].format(host=host)}</button></form>'
+            f'<p><a href="{escape(auth.denied())}" data-testid="deny">{words["deny"]}</a></p>'
             + _sign_out(token, lang))
 
 

@@ -38,8 +38,15 @@ class Authorization:
 
     def redirect(self, code: str) -> str:
         """The callback URL with `code` added to its query (its own parameters kept as sent)."""
+        return self._callback_with({"code": code})
+
+    def denied(self) -> str:
+        """The callback URL saying the user refused: `error=access_denied` (RFC 6749 4.1.2.1)."""
+        return self._callback_with({"error": "access_denied"})
+
+    def _callback_with(self, params: dict[str, str]) -> str:
         parts = urlsplit(self.callback)
-        added = urlencode({"code": code})
+        added = urlencode(params)
         query = f"{parts.query}&{added}" if parts.query else added
         return urlunsplit(parts._replace(query=query))
 

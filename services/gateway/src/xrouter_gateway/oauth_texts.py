@@ -29,6 +29,7 @@ TEXTS: dict[str, dict[str, str]] = {
                    "<b>{host}</b>, and sends it to the app at <b>{origin}</b>. The app can spend "
                    "the account's credits with it until you disable or delete the key.",
         "authorize": "Authorize {host}",
+        "deny": "Deny: back to the app without a key",
         "other": "Русский",
     },
     "ru": {
@@ -51,6 +52,7 @@ TEXTS: dict[str, dict[str, str]] = {
                    "Приложение сможет тратить средства аккаунта, пока вы не отключите или не "
                    "удалите ключ.",
         "authorize": "Разрешить {host}",
+        "deny": "Отказать: вернуться в приложение без ключа",
         "other": "English",
     },
 }
