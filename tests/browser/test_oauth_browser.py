@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Page
 
+from tests.browser.conftest import Problems
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.pg_fixtures import postgres_ha  # noqa: F401 - the session fixture
 from tests.integration.console_support import (
@@ -124,3 +125,21 @@ async def test_deny_takes_the_browser_back_to_the_app_with_access_denied(
     called = await asyncio.wait_for(app.calls.get(), 30)
     assert called == {"state": ["xyz"], "error": ["access_denied"]}
     await page.wait_for_url(f"http://127.0.0.1:{app.port}/done?**")
+
+
+JSON_EXCHANGE = """async ([url, body]) => {
+  const resp = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json"},
+                                 body: JSON.stringify(body)});
+  return [resp.status, await resp.json()];
+}"""
+
+
+async def test_an_app_page_may_send_the_exchange_as_json_after_a_preflight(
+        served: Served, app: CallbackServer, page: Page, problems: Problems) -> None:
+    problems.allow(403)  # the made-up code's answer, which the page reads
+    await page.goto(f"http://127.0.0.1:{app.port}/done?state=page")  # the app's own origin
+    await asyncio.wait_for(app.calls.get(), 30)
+    status, answer = await page.evaluate(JSON_EXCHANGE, [f"{served.url}/v1/auth/keys", {
+        "code": "A" * 43, "code_verifier": "B" * 43, "code_challenge_method": "S256"}])
+    # The browser let the page read the answer: the preflight passed and the POST was made.
+    assert (status, answer["error"]["code"]) == (403, 403), answer

@@ -123,6 +123,16 @@ async def test_deny_sends_the_browser_back_to_the_app_with_access_denied(served:
     assert 'data-testid="deny">Отказать: вернуться в приложение без ключа</a>' in ru.text
 
 
+async def test_a_browser_page_sending_json_gets_its_preflight_answered(served: Served) -> None:
+    pre = await served.http.request("OPTIONS", f"{served.url}/v1/auth/keys", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert (pre.status_code, pre.content) == (204, b"")
+    assert {k: v for k, v in pre.headers.items() if k.startswith("access-control-")} == {
+        "access-control-allow-origin": "*", "access-control-allow-methods": "POST",
+        "access-control-allow-headers": "Content-Type", "access-control-max-age": "600"}
+
+
 async def test_a_wrong_verifier_is_403_and_the_code_is_spent(served: Served) -> None:
     browser = await manager(served)
     verifier, challenge = pkce()

@@ -144,6 +144,7 @@ def build_app(settings: GatewaySettings, registry: CollectorRegistry = REGISTRY,
         Route("/auth", oauth.approve, methods=["POST"]),
         Route("/auth/{name}", oauth.asset, methods=["GET"]),
         Route("/v1/auth/keys", oauth_keys.exchange, methods=["POST"]),
+        Route("/v1/auth/keys", oauth_keys.preflight, methods=["OPTIONS"]),
         # The web console's assets; last, so that /console/session matches first.
         Route("/console", assets.index, methods=["GET"]),
         Route("/console/", assets.index, methods=["GET"]),

@@ -2,7 +2,8 @@
 new key of the approving account out. No credential: the code is one. Apps may call it from a
 browser page of their own origin as OpenRouter's example does (a JSON body sent without a
 Content-Type header: a simple request, no preflight), so every answer allows any origin
-(without cookies)."""
+(without cookies); a page that sends `Content-Type: application/json` gets its preflight
+(OPTIONS) answered too."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from xrouter_gateway.settings import GatewaySettings
 _TIMEOUT = 10.0
 _MAX_BODY = 16 * 1024
 _CORS = {"Access-Control-Allow-Origin": "*"}
+# What a cross-origin page may send: a POST with a JSON body (no credentials: the code is one).
+_PREFLIGHT = {**_CORS, "Access-Control-Allow-Methods": "POST", "Access-Control-Allow-Headers":
+              "Content-Type", "Access-Control-Max-Age": "600"}
 
 
 class Exchange(Struct):
@@ -38,6 +42,10 @@ class OAuthKeys:
     def __init__(self, client: RouterClient, settings: GatewaySettings) -> None:
         self._client = client
         self._settings = settings
+
+    async def preflight(self, request: Request) -> Response:
+        """OPTIONS /v1/auth/keys: any origin may POST a JSON body here."""
+        return Response(status_code=204, headers=_PREFLIGHT)
 
     async def exchange(self, request: Request) -> Response:
         try:
