@@ -179,6 +179,30 @@ async def test_the_operator_tops_up_an_account_with_a_reference(
     assert credits.json()["data"]["balance"] == 1250.5
 
 
+async def test_saving_a_default_plan_keeps_the_tiers_own_limits(
+        served: Served, page: Page) -> None:
+    url = f"{served.url}/v1/accounts/{served.account}/plan"
+    default = (await served.http.get(url, headers=AUTH)).json()["data"]
+    assert (default["is_default"], default["tier"]) == (True, "free")
+    await sign_in(page, served.url, "xr-test-master-key")
+    await page.get_by_test_id(f"show-{served.account}").click()
+    for name in ("requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent"):
+        field = page.get_by_test_id(f"plan-{name}")
+        await expect(field).to_have_value("")  # the tier's figure is a placeholder, not a value
+        shown = "" if default[name] is None else str(default[name])
+        assert (await field.get_attribute("placeholder") or "") == shown
+    await page.get_by_test_id("plan-tier").select_option("pro")
+    await page.get_by_test_id("plan-save").click()
+    await expect(page.get_by_text("Plan saved")).to_be_visible()
+    saved = (await served.http.get(url, headers=AUTH)).json()["data"]
+    assert (saved["tier"], saved["is_default"]) == ("pro", False)
+    # No ceiling was typed, so none was set: the plan has tier pro's own limits (docs/accounts.md),
+    # not the free tier's that the form showed.
+    names = ("requests_per_minute", "requests_per_day", "tokens_per_minute", "concurrent")
+    assert [saved[name] for name in names] == [100, 1000, None, 20]
+    assert [default[name] for name in names] != [100, 1000, None, 20]
+
+
 async def test_usage_by_model_matches_the_api_and_exports_csv(served: Served, page: Page) -> None:
     status, _ = await curl_chat(served.url, await served.key("pro"))
     assert status == 200

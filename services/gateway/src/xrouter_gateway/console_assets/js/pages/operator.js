@@ -49,7 +49,11 @@ export async function render(main, ctx) {
 
   function planForm(id, p) {
     const tier = el("select", { testid: "plan-tier" }, TIERS.map((x) => el("option", { value: x, selected: x === p.tier }, x)));
-    const inputs = LIMITS.map(([name, label]) => [name, label, el("input", { inputmode: "numeric", value: p[name] ?? "", testid: `plan-${name}` })]);
+    // The default plan's figures are its tier's own limits, not ceilings someone set: they are
+    // shown as placeholders, so saving the form without typing one keeps it the tier's.
+    const inputs = LIMITS.map(([name, label]) => [name, label, el("input", {
+      inputmode: "numeric", value: p.is_default ? "" : (p[name] ?? ""),
+      placeholder: p.is_default && p[name] != null ? String(p[name]) : null, testid: `plan-${name}` })]);
     const note = el("div");
     return el("form", {
       class: "row-form",
@@ -76,7 +80,7 @@ export async function render(main, ctx) {
       const rows = (await api("GET", "/v1/accounts")).data;
       accounts.append(rows.length ? table([t("common.account"), t("op.name"), t("overview.balance"), t("op.plan"), t("keys.created_at"), ""],
         rows.map((a) => [el("code", null, a.account_id), a.name || "—", { text: rub(a.balance), class: "num", testid: `balance-${a.account_id}` },
-          a.plan || "—", time(a.created_at), el("button", { type: "button", class: "small", onclick: () => showAccount(a.account_id) }, t("op.show"))]),
+          a.plan || "—", time(a.created_at), el("button", { type: "button", class: "small", testid: `show-${a.account_id}`, onclick: () => showAccount(a.account_id) }, t("op.show"))]),
         { testid: "accounts-table" }) : el("p", { class: "muted" }, t("common.none")));
     } catch (err) {
       accounts.append(unavailable(err, "/v1/accounts") || ctx.errorBox(err));
