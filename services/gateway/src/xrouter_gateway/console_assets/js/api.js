@@ -29,8 +29,7 @@ async function errorOf(resp) {
   return new ApiError(resp.status, message);
 }
 
-/** fetch with the cookie; `body` is sent as JSON. Returns the parsed JSON (null for no body). */
-export async function api(method, path, body) {
+async function send(method, path, body) {
   const init = { method, credentials: "same-origin", headers: headers(method) };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
@@ -38,8 +37,21 @@ export async function api(method, path, body) {
   }
   const resp = await fetch(path, init);
   if (!resp.ok) throw await errorOf(resp);
-  const text = await resp.text();
+  return resp;
+}
+
+/** fetch with the cookie; `body` is sent as JSON. Returns the parsed JSON (null for no body). */
+export async function api(method, path, body) {
+  const text = await (await send(method, path, body)).text();
   return text ? JSON.parse(text) : null;
+}
+
+/** A GET that may be answered from the last good read while the database is away: the JSON and
+ * its age in seconds (X-XRouter-Stale), or null when it is fresh. */
+export async function read(path) {
+  const resp = await send("GET", path);
+  const stale = resp.headers.get("X-XRouter-Stale");
+  return { body: await resp.json(), stale: stale === null ? null : Number(stale) };
 }
 
 /** The raw response of a request that streams (the playground). */

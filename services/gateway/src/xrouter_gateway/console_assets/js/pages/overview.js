@@ -1,5 +1,5 @@
 // Overview: balance, spend today and this month, daily spend over the last 30 days.
-import { api, ApiError, query, session } from "../api.js";
+import { api, ApiError, query, read, session } from "../api.js";
 import { barChart, lastDays } from "../chart.js";
 import { el } from "../dom.js";
 import { rub, utcDay } from "../format.js";
@@ -21,12 +21,20 @@ async function daily() {
   return { points: days.map((d) => ({ label: d, value: byDay.get(d) || 0 })), today: byDay.get(utcDay()) || 0, month: monthTotal };
 }
 
+// While the database is away the balance and spend are the last good read: say how old it is.
+function staleNote(main, seconds) {
+  if (seconds === null || main.querySelector("[data-testid=stale]")) return;
+  main.append(el("p", { class: "warn", testid: "stale" }, t("overview.stale", Math.round(seconds))));
+}
+
 export async function render(main, ctx) {
   main.append(el("h1", null, t("nav.overview")));
-  const credits = (await api("GET", "/v1/credits")).data;
+  const { body, stale } = await read("/v1/credits");
+  const credits = body.data;
   const tiles = el("div", { class: "tiles" }, tile(t("overview.balance"), rub(credits.balance), "balance"),
     tile(t("overview.credits"), rub(credits.total_credits), "total-credits"));
   main.append(tiles);
+  staleNote(main, stale);
   if (session.role === "management") {
     try {
       const d = await daily();
@@ -40,7 +48,9 @@ export async function render(main, ctx) {
   }
   // A plain key reads its own spend from /v1/key (the account's report needs a management key).
   try {
-    const key = (await api("GET", "/v1/key")).data;
+    const { body: keyBody, stale: keyStale } = await read("/v1/key");
+    const key = keyBody.data;
+    staleNote(main, keyStale);
     tiles.append(tile(t("overview.today"), rub(key.usage_daily), "spend-today"), tile(t("overview.month"), rub(key.usage_monthly), "spend-month"));
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
