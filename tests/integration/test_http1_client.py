@@ -346,3 +346,34 @@ def test_the_client_runs_on_uvloop_as_the_router_does() -> None:
         await server.stop()
         return first, second, server.connections
     assert uvloop.run(go()) == (b'{"ok":true}', b'{"ok":true}', 1)
+
+
+async def test_a_pooled_connection_that_sent_unasked_bytes_is_not_used_again(
+        client: HttpClient) -> None:
+    released = asyncio.Event()
+
+    async def answer(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)
+        if not released.is_set():
+            await writer.drain()
+            await released.wait()  # the client has read the answer and pooled the connection
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale")  # nobody asked
+        return True
+    server = await _serve(answer)
+    async with client.post(server.url, b"", {}) as resp:
+        assert await resp.read() == b'{"ok":true}'
+    assert sum(len(idle) for idle in client._idle.values()) == 1
+    released.set()
+    await _until_buffered(client)
+    async with client.post(server.url, b"", {}) as resp:
+        assert await resp.read() == b'{"ok":true}'  # not the unasked "stale"
+    assert server.connections == 2
+    await server.stop()
+
+
+async def _until_buffered(client: HttpClient) -> None:
+    for _ in range(1000):
+        if any(conn.buffer for idle in client._idle.values() for conn in idle):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the unasked bytes never arrived")

@@ -101,8 +101,10 @@ class _Conn(asyncio.Protocol):
         return data
 
     def usable(self, since: float) -> bool:
-        return (not self.eof and self.transport is not None and not self.transport.is_closing()
-                and self.idle_since >= since)
+        """Open, idle since `since` or later, and silent since (bytes nobody asked for would be
+        read as the next answer)."""
+        return (not self.eof and not self.buffer and self.transport is not None
+                and not self.transport.is_closing() and self.idle_since >= since)
 
     def close(self) -> None:
         if self.transport is not None:
