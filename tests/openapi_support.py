@@ -3,7 +3,7 @@ validator whose `#/components/schemas/...` references resolve inside the documen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -50,6 +50,16 @@ class Spec:
               media: str = "application/json") -> None:
         """Raises jsonschema.ValidationError when `body` is not what the document says."""
         self.validator(path, method, status, media).validate(body)
+        self.checked.add((path, method))
+
+    def check_empty(self, path: str, method: str, status: int, body: bytes,
+                    headers: Mapping[str, str]) -> None:
+        """An answer the document gives no content: `body` is empty and every header the
+        document names for it is there."""
+        answer = self.document["paths"][path][method]["responses"][str(status)]
+        assert "content" not in answer and body == b"", (path, method, status)
+        missing = [name for name in answer.get("headers", {}) if name not in headers]
+        assert missing == [], missing
         self.checked.add((path, method))
 
     def check_stream(self, path: str, method: str, lines: list[str]) -> int:

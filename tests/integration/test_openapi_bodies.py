@@ -263,6 +263,10 @@ async def _sessions_and_oauth(c: Client) -> None:
     code = approved.headers["location"].rpartition("code=")[2]
     await c.call("post", "/v1/auth/keys", headers={}, json={
         "code": code, "code_verifier": verifier, "code_challenge_method": "S256"})
+    preflight = await http.options(f"{url}/v1/auth/keys", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    c.spec.check_empty("/v1/auth/keys", "options", 204, preflight.content, preflight.headers)
     await c.call("delete", "/console/session", headers=csrf)
     http.cookies.clear()
 

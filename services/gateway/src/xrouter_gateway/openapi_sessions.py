@@ -94,5 +94,11 @@ def session_paths() -> dict[str, Any]:
                                 "account (OpenRouter's flow; no credential)",
                      "requestBody": _body("Exchange"),
                      "responses": {"200": _json("The new key", "ExchangedKey"),
-                                   **_errors(400, 403, 413)}}},
+                                   **_errors(400, 403, 413)}},
+            "options": {"summary": "CORS preflight: any origin may POST a JSON body here",
+                        "responses": {"204": {
+                            "description": "Allowed: POST with Content-Type, for 600 s",
+                            "headers": {name: {"schema": STR} for name in (
+                                "Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
+                                "Access-Control-Allow-Headers", "Access-Control-Max-Age")}}}}},
     }
