@@ -4,10 +4,8 @@ the note is gone."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from tests.infra.pg_fixtures import postgres_ha_disposable  # noqa: F401 - the f
 from tests.infra.postgres_ha import PostgresHA
 from tests.infra.redis_cluster import RedisCluster
 from tests.integration.cluster_support import Cluster, running_cluster
+from tests.support import until
 
 
 @pytest.fixture
@@ -30,12 +29,10 @@ async def cluster(tmp_path: Path, catalog: Path, postgres_ha_disposable: Postgre
         yield running
 
 
-async def _until(check: Callable[[], bool], bound: float, what: str) -> None:
-    deadline = time.monotonic() + bound
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+def _database_up(cluster: Cluster, value: float) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return cluster.metric("xrouter_router_database_up") == value
+    return check
 
 
 async def test_the_overview_says_its_figures_are_a_last_good_read_while_postgres_is_down(
@@ -51,8 +48,7 @@ async def test_the_overview_says_its_figures_are_a_last_good_read_while_postgres
     # to the page's own refresh while the replica has yet to see the database down.
     problems.allow(503)
     postgres_ha_disposable.stop_primary()
-    await _until(lambda: cluster.metric("xrouter_router_database_up") == 0, 60,
-                 "the replica seeing the database down")
+    await until(_database_up(cluster, 0), 60, "the replica seeing the database down")
     await page.reload()
     # The age is the router's X-XRouter-Stale, whole seconds here.
     await expect(page.get_by_test_id("stale")).to_have_text(
@@ -60,8 +56,7 @@ async def test_the_overview_says_its_figures_are_a_last_good_read_while_postgres
     await expect(page.get_by_test_id("balance")).to_have_text("125.50 ₽")  # the last good read
 
     postgres_ha_disposable.promote_standby()
-    await _until(lambda: cluster.metric("xrouter_router_database_up") == 1, 60,
-                 "the replica seeing the database back")
+    await until(_database_up(cluster, 1), 60, "the replica seeing the database back")
     await page.reload()
     await expect(page.get_by_test_id("balance")).to_have_text("125.50 ₽")
     await expect(page.get_by_test_id("stale")).to_have_count(0)

@@ -73,15 +73,21 @@ def _link(served: Served, app: CallbackServer, challenge: str) -> str:
         "callback_url": callback, "code_challenge": challenge, "code_challenge_method": "S256"})
 
 
+async def _consent_signed_in(page: Page, served: Served, app: CallbackServer, challenge: str,
+                             key: str) -> None:
+    """The app's authorization link opened, and signed in on the consent page with `key`."""
+    await page.goto(_link(served, app, challenge))
+    await page.get_by_test_id("api-key").fill(key)
+    await page.get_by_test_id("sign-in").click()
+
+
 async def test_an_app_gets_a_key_through_the_consent_page(
         served: Served, app: CallbackServer, page: Page) -> None:
     manager, _ = await served.key("mgmt")
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(
         hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-    await page.goto(_link(served, app, challenge))
-    await page.get_by_test_id("api-key").fill(manager)
-    await page.get_by_test_id("sign-in").click()
+    await _consent_signed_in(page, served, app, challenge, manager)
     authorize = page.get_by_test_id("authorize")
     assert await authorize.inner_text() == f"Authorize 127.0.0.1:{app.port}"
     await authorize.click()
@@ -104,9 +110,7 @@ async def test_an_app_gets_a_key_through_the_consent_page(
 async def test_a_plain_keys_session_is_told_it_cannot_approve(
         served: Served, app: CallbackServer, page: Page) -> None:
     plain, _ = await served.key("pro")
-    await page.goto(_link(served, app, "A" * 43))
-    await page.get_by_test_id("api-key").fill(plain)
-    await page.get_by_test_id("sign-in").click()
+    await _consent_signed_in(page, served, app, "A" * 43, plain)
     refusal = page.get_by_test_id("oauth-refusal")
     assert "This key cannot make keys" in await refusal.inner_text()
     assert await page.get_by_test_id("authorize").count() == 0
@@ -118,9 +122,7 @@ async def test_a_plain_keys_session_is_told_it_cannot_approve(
 async def test_deny_takes_the_browser_back_to_the_app_with_access_denied(
         served: Served, app: CallbackServer, page: Page) -> None:
     manager, _ = await served.key("mgmt")
-    await page.goto(_link(served, app, "A" * 43))
-    await page.get_by_test_id("api-key").fill(manager)
-    await page.get_by_test_id("sign-in").click()
+    await _consent_signed_in(page, served, app, "A" * 43, manager)
     await page.get_by_test_id("deny").click()
     called = await asyncio.wait_for(app.calls.get(), 30)
     assert called == {"state": ["xyz"], "error": ["access_denied"]}

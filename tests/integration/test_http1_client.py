@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from tests.support import until
 from xrouter_router.providers.http1 import HttpClient
 from xrouter_router.providers.http1_wire import (
     BadResponse,
@@ -295,19 +296,13 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used(
     async with client.post(server.url, b"", {}) as resp:
         assert await resp.read() == b'{"ok":true}'
     await asyncio.wait_for(server.closed.wait(), 10)
-    await _until_idle_connection_seen_closed(client)
+    async def seen_closed() -> bool:
+        return not client._open
+    await until(seen_closed, 10, "the client seeing the server's close")
     async with client.post(server.url, b"", {}) as resp:
         assert await resp.read() == b'{"ok":true}'
     assert server.connections == 2
     await server.stop()
-
-
-async def _until_idle_connection_seen_closed(client: HttpClient) -> None:
-    for _ in range(1000):
-        if not client._open:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the client never saw the server's close")
 
 
 async def test_a_slow_reader_holds_the_socket_back() -> None:
@@ -364,16 +359,10 @@ async def test_a_pooled_connection_that_sent_unasked_bytes_is_not_used_again(
         assert await resp.read() == b'{"ok":true}'
     assert sum(len(idle) for idle in client._idle.values()) == 1
     released.set()
-    await _until_buffered(client)
+    async def buffered() -> bool:
+        return any(conn.buffer for idle in client._idle.values() for conn in idle)
+    await until(buffered, 10, "the unasked bytes")
     async with client.post(server.url, b"", {}) as resp:
         assert await resp.read() == b'{"ok":true}'  # not the unasked "stale"
     assert server.connections == 2
     await server.stop()
-
-
-async def _until_buffered(client: HttpClient) -> None:
-    for _ in range(1000):
-        if any(conn.buffer for idle in client._idle.values() for conn in idle):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the unasked bytes never arrived")

@@ -311,13 +311,8 @@ class HttpClient:
         if self.closed:
             raise ConnectFailed("the HTTP client is closed")
         key = (t.tls, t.host, t.port)
-        idle = self._idle.get(key)
-        since = asyncio.get_running_loop().time() - _KEEPALIVE
-        while idle:
-            conn = idle.pop()
-            if conn.usable(since):
-                return conn
-            conn.close()
+        if (conn := self._idle_conn(key)) is not None:
+            return conn
         while len(self._open) + self._connecting >= self.pool_size:
             if not self._close_an_idle():
                 waiter = asyncio.get_running_loop().create_future()
@@ -329,12 +324,8 @@ class HttpClient:
                         self._waiters.remove(waiter)
                 if self.closed:
                     raise ConnectFailed("the HTTP client is closed")
-                idle = self._idle.get(key)
-                while idle:
-                    conn = idle.pop()
-                    if conn.usable(since):
-                        return conn
-                    conn.close()
+                if (conn := self._idle_conn(key)) is not None:
+                    return conn
         self._connecting += 1
         try:
             conn = await self._connect(t, key)
@@ -342,6 +333,18 @@ class HttpClient:
             self._connecting -= 1
             self._wake_one()
         return conn
+
+    def _idle_conn(self, key: _Key) -> _Conn | None:
+        """The most recently pooled connection to `key` that can serve again; the others found
+        on the way (closed, stale, or holding unasked bytes) are closed."""
+        idle = self._idle.get(key)
+        since = asyncio.get_running_loop().time() - _KEEPALIVE
+        while idle:
+            conn = idle.pop()
+            if conn.usable(since):
+                return conn
+            conn.close()
+        return None
 
     async def _connect(self, t: Target, key: _Key) -> _Conn:
         loop = asyncio.get_running_loop()
