@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))  # tests.infra: the same Redis Cluster and Postgre
 from tests.infra.postgres_ha import DurablePostgresHA, PostgresHA  # noqa: E402
 from tests.infra.redis_cluster import RedisCluster  # noqa: E402
 from xrouter_router.domain.ledger import Account, GenerationRecord  # noqa: E402
+from xrouter_router.storage.redis.clients import cluster_client  # noqa: E402
 from xrouter_router.storage.redis.credits import RedisCreditGuard  # noqa: E402
 from xrouter_router.storage.redis.lane import Lane  # noqa: E402
 from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer  # noqa: E402
 from xrouter_router.storage.redis.ledger_stream import StreamLayout, StreamLedger  # noqa: E402
-from xrouter_router.storage.redis.stats import cluster_client  # noqa: E402
 from xrouter_router.storage.sql.migrate import migrate  # noqa: E402
 from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgUsageLedger  # noqa: E402
 from xrouter_router.storage.sql.postgres import pool  # noqa: E402

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.infra: the same Redis Cluster as the tests
 
 from tests.infra.redis_cluster import RedisCluster  # noqa: E402
+from xrouter_router.storage.redis.clients import cluster_client  # noqa: E402
 from xrouter_router.storage.redis.lane import Lane  # noqa: E402
 from xrouter_router.storage.redis.ledger_stream import APPEND_SCRIPT  # noqa: E402
-from xrouter_router.storage.redis.stats import Script, cluster_client  # noqa: E402
+from xrouter_router.storage.redis.stats import Script  # noqa: E402
 
 IN_FLIGHT = 16
 SCRIPT = Script("return {'ok', redis.call('INCR', KEYS[1]), ARGV[1]}")

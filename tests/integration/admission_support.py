@@ -37,9 +37,9 @@ from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.types import Delta, StreamBatch, TokenCounts
 from xrouter_router.storage.memory import InProcessCreditGuard, InProcessLimiter, InProcessMeter
+from xrouter_router.storage.redis.clients import cluster_client
 from xrouter_router.storage.redis.credits import RedisCreditGuard
 from xrouter_router.storage.redis.limits import RedisLimiter
-from xrouter_router.storage.redis.stats import cluster_client
 from xrouter_router.storage.sql.migrate import migrate
 
 # m is served by a; m2 (a fallback) by b; "e" offers embeddings. Each has token windows too

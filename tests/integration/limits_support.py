@@ -20,11 +20,11 @@ from xrouter_router.domain.errors import Unavailable
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account, GenerationRecord
 from xrouter_router.domain.ports import Reservation
+from xrouter_router.storage.redis.clients import cluster_client, tls_options
 from xrouter_router.storage.redis.credits import RedisCreditGuard
 from xrouter_router.storage.redis.lane import Lane
 from xrouter_router.storage.redis.limits import RedisLimiter
 from xrouter_router.storage.redis.revocations import KeyRevocations
-from xrouter_router.storage.redis.stats import cluster_client, tls_options
 from xrouter_router.storage.sql.sqlite import SqliteAccountStore
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 

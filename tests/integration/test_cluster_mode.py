@@ -305,3 +305,26 @@ async def test_vat_and_statements_on_two_replicas(
                     for x in data["lines"]] == [(gen, rate, "0.00110000", vat, gross_cost)]
             assert (data["totals"]["net"], data["totals"]["vat"], data["totals"]["gross"]) == (
                 "0.00110000", vat, gross_cost)
+
+
+async def test_a_router_serves_on_two_redis_clients_and_closes_both(
+        tmp_path: Path, catalog: Path, upstream: FakeOpenAI, postgres_ha: PostgresHA,  # noqa: F811
+        redis_cluster: RedisCluster) -> None:  # noqa: F811
+    async with running_cluster(tmp_path, catalog, postgres_ha, redis_cluster,
+                               replicas=1) as cluster:
+        redis = cluster.routers[0].redis
+        assert redis is not None
+        await cluster.top_up("10")
+        key, _ = await cluster.key(requests_per_minute=100)
+        assert (await cluster.chat(key)).status_code == 200  # limits, credits and the ledger
+        left = Decimal(10) - gross("0.0011")
+        assert await cluster.balance(left) == left
+        clients = (redis.requests, redis.background)
+        # Two clients, one command table (the request path's lanes take the topology from the
+        # first; the consumer, revocations and statistics use the second).
+        assert clients[0] is not clients[1]
+        assert clients[0].commands_parser is clients[1].commands_parser
+        for client in clients:
+            assert await client.ping(target_nodes=client.PRIMARIES) is True
+    for client in clients:
+        assert not [c for n in client.get_nodes() for c in n._connections if c.is_connected]

@@ -25,7 +25,7 @@ from decimal import Decimal
 from xrouter_router.domain.ledger import GenerationRecord
 from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
 from xrouter_router.storage.redis.ledger_stream import StreamLayout, StreamLedger
-from xrouter_router.storage.redis.stats import cluster_client
+from xrouter_router.storage.redis.clients import cluster_client
 
 class Hangs:
     def __init__(self) -> None:

@@ -31,10 +31,10 @@ from xrouter_common.tls import CertFiles
 from xrouter_router.domain.errors import Attempt, Unavailable
 from xrouter_router.domain.ledger import GenerationRecord, UsageTotals
 from xrouter_router.storage.record_codec import generation_document
+from xrouter_router.storage.redis.clients import cluster_client, tls_options
 from xrouter_router.storage.redis.lane import Lane
 from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
 from xrouter_router.storage.redis.ledger_stream import FIELD, GROUP, StreamLayout, StreamLedger
-from xrouter_router.storage.redis.stats import cluster_client, tls_options
 from xrouter_router.storage.sql.migrate import migrate
 from xrouter_router.storage.sql.pg import PgDatabase, PgUsageLedger
 from xrouter_router.storage.sql.postgres import pool
@@ -230,7 +230,7 @@ from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
 from xrouter_router.storage.redis.ledger_stream import StreamLayout, StreamLedger
 from xrouter_router.storage.sql.pg import PgDatabase, PgUsageLedger
 from xrouter_router.storage.sql.postgres import pool
-from xrouter_router.storage.redis.stats import cluster_client
+from xrouter_router.storage.redis.clients import cluster_client
 
 async def main(conninfo: str, url: str, prefix: str, shards: int, count: int) -> None:
     client = cluster_client(url)

@@ -22,8 +22,9 @@ from redis.exceptions import RedisClusterException, ResponseError
 
 from tests.infra.fixtures import redis_cluster  # noqa: F401 - the session fixture
 from tests.infra.redis_cluster import _DIE_WITH_PARENT, RedisCluster, free_ports
+from xrouter_router.storage.redis.clients import cluster_client, command_table
 from xrouter_router.storage.redis.lane import Lane
-from xrouter_router.storage.redis.stats import Script, cluster_client, command_table
+from xrouter_router.storage.redis.stats import Script
 
 ECHO = Script("return {KEYS[1], ARGV[1]}")
 FAILING = Script("return redis.error_reply('XRTEST refused ' .. ARGV[1])")

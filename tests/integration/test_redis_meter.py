@@ -26,10 +26,10 @@ from tests.integration.limits_support import (
 from xrouter_router.domain.errors import InsufficientCredits, RateLimited, Unavailable
 from xrouter_router.domain.ports import Reservation
 from xrouter_router.domain.types import RateWindow
+from xrouter_router.storage.redis.clients import cluster_client
 from xrouter_router.storage.redis.credits import RedisCreditGuard
 from xrouter_router.storage.redis.limits import RedisLimiter
 from xrouter_router.storage.redis.meter import RedisMeter
-from xrouter_router.storage.redis.stats import cluster_client
 from xrouter_router.storage.sql.sqlite import SqliteAccountStore
 
 

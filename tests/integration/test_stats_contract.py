@@ -22,7 +22,8 @@ from tests.integration.conftest import Stack
 from tests.support import UPSTREAM_ENV
 from xrouter_router import catalog_file
 from xrouter_router.domain.stats import BreakerPolicy, DeploymentStats, InMemoryStats, StatsStore
-from xrouter_router.storage.redis.stats import UPDATE_SCRIPT, RedisStats, cluster_client
+from xrouter_router.storage.redis.clients import cluster_client
+from xrouter_router.storage.redis.stats import UPDATE_SCRIPT, RedisStats
 
 POLICY = BreakerPolicy(failures_to_open=3, cooldown=10.0, recent_window=5.0)
 DEPLOYMENTS = {"a": "p1", "b": "p2", "c": "p1"}

@@ -12,7 +12,6 @@ The accounting stores are chosen by the settings:
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,7 +23,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
 from xrouter_common.loop_lag import watch_loop_lag
-from xrouter_common.tls import CertFiles
 from xrouter_router import accounting_metrics, catalog_file, pii_ner, provider_keys
 from xrouter_router.accounting_metrics import AccountingCollector, sample_backlog
 from xrouter_router.cbr import CbrFeed, FxCollector, http_fetch
@@ -72,6 +70,7 @@ from xrouter_router.transport.sessions_servicer import SessionsServicer
 from xrouter_router.transport.tls import server_credentials
 
 if TYPE_CHECKING:
+    from xrouter_router.storage.redis.clients import ClusterClients
     from xrouter_router.storage.redis.stats import RedisStats
 
 
@@ -83,6 +82,8 @@ class RouterApp:
     metrics: RouterMetrics
     accounting: AccountingStack
     shared_stats: RedisStats | None = None
+    # The Redis Cluster clients (None without Redis): started first, closed last.
+    redis: ClusterClients | None = None
     accounting_metrics: AccountingCollector | None = None
     billing: Billing | None = None
     # The personal-data guard's NER thread (None: no NER detector).
@@ -92,6 +93,8 @@ class RouterApp:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
+        if self.redis is not None:
+            await self.redis.initialize()
         for start in self.accounting.starts:
             await start()
         if self.fx is not None:
@@ -116,6 +119,8 @@ class RouterApp:
             await self.billing.drain()  # the cancelled requests' releases, then the stores
         for stop in self.accounting.stops:
             await stop()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self.ner_thread is not None:
             self.ner_thread.shutdown(wait=False, cancel_futures=True)
 
@@ -158,12 +163,13 @@ class AccountingStack:
         return {name: part for name, part in parts.items() if part is not None}
 
 
-def build_accounting(settings: RouterSettings, commands: Any = None) -> AccountingStack:
-    """`commands`: the Redis command table the process's cluster clients share (see
-    storage/redis/stats.command_table); None makes one for this stack's clients."""
+def build_accounting(settings: RouterSettings,
+                     redis: ClusterClients | None = None) -> AccountingStack:
+    """`redis`: the process's Redis Cluster clients (redis_clients()), which their owner starts
+    and closes; None makes a stack's own, started and closed with it."""
     if not settings.database_url:
         return _embedded(settings)
-    return _postgres(settings, commands)
+    return _postgres(settings, redis)
 
 
 def _embedded(settings: RouterSettings) -> AccountingStack:
@@ -193,7 +199,7 @@ def _embedded(settings: RouterSettings) -> AccountingStack:
                            starts=[database.open], stops=[database.close])
 
 
-def _postgres(settings: RouterSettings, commands: Any) -> AccountingStack:
+def _postgres(settings: RouterSettings, redis: ClusterClients | None) -> AccountingStack:
     from xrouter_router.storage.sql.pg import PgAccountStore, PgDatabase, PgKeyStore, PgUsageLedger
     from xrouter_router.storage.sql.pg_fx import PgRateStore
     from xrouter_router.storage.sql.pg_listings import PgListings
@@ -222,6 +228,7 @@ def _postgres(settings: RouterSettings, commands: Any) -> AccountingStack:
                                InProcessMeter(in_process, guard), guard.forget,
                                starts=[open_pool], stops=[database.close, connections.close],
                                database=database)
+    from xrouter_router.storage.redis.clients import ClusterClients
     from xrouter_router.storage.redis.credits import RedisCreditGuard
     from xrouter_router.storage.redis.lane import Lane
     from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
@@ -230,59 +237,46 @@ def _postgres(settings: RouterSettings, commands: Any) -> AccountingStack:
     from xrouter_router.storage.redis.meter import RedisMeter
     from xrouter_router.storage.redis.ping import masters_answer
     from xrouter_router.storage.redis.revocations import KeyRevocations
-    from xrouter_router.storage.redis.stats import cluster_client, command_table, tls_options
 
-    # One client per component: each bounds its own commands in flight, and redis-py's cluster
-    # client does not queue beyond its per-node pool. They share one command table.
-    table = commands if commands is not None else command_table()
-    clients = {name: cluster_client(settings.redis_url, commands=table,
-                                    **tls_options(settings.redis_tls))
-               for name in ("credits", "ledger", "consumer", "revocations")}
-    revocations = KeyRevocations(clients["revocations"])
-    # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md).
-    lanes = [Lane(clients[name], enabled=settings.redis_lane) for name in ("credits", "ledger")]
-    shared = RedisCreditGuard(clients["credits"], accounts, fail_open=settings.credits_fail_open,
+    # The process's two clients (storage/redis/clients.py); a stack built without them (tests)
+    # makes its own and starts and closes them itself.
+    own = redis is None
+    clients = ClusterClients.connect(settings.redis_url, settings.redis_tls) if redis is None \
+        else redis
+    revocations = KeyRevocations(clients.background)
+    # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md);
+    # two lanes, as an append's WAIT holds its connection until a replica acknowledges.
+    lanes = [Lane(clients.requests, enabled=settings.redis_lane) for _ in ("credits", "ledger")]
+    shared = RedisCreditGuard(clients.requests, accounts, fail_open=settings.credits_fail_open,
                               outage_allowance=settings.credits_outage_allowance,
                               lane=lanes[0], timeout=settings.redis_timeout)
     # Charges travel with the records: the consumer writes both in one transaction, then tells
     # the credit guard (no database call on the request path).
     charging = PgUsageLedger(database, charge=True)
-    consumer = LedgerConsumer(clients["consumer"], charging, on_stored=shared.applied)
+    consumer = LedgerConsumer(clients.background, charging, on_stored=shared.applied)
 
-    async def initialize_clients() -> None:
-        # Slot discovery at start, not inside the first requests: lazily, under a burst it outlasts
-        # the limiter's per-call timeout, and redis-py 8.1 misroutes commands sent meanwhile.
-        # Redis down at start is not fatal: each component's own policy covers it.
-        try:
-            async with asyncio.timeout(5.0):
-                await asyncio.gather(*(client.initialize() for client in clients.values()))
-        except Exception as exc:  # noqa: BLE001 - any failure here only means "not yet"
-            logging.getLogger(__name__).warning(
-                "Redis Cluster not reachable at start (%s); its components degrade until it is",
-                type(exc).__name__)
-
-    async def close_clients() -> None:
+    async def close_lanes() -> None:
         for lane in lanes:
             await lane.close()
-        for client in clients.values():
-            await client.aclose()
+        if own:
+            await clients.aclose()
 
-    ledger = StreamLedger(clients["ledger"], charging, lane=lanes[1], on_stored=shared.applied)
+    ledger = StreamLedger(clients.requests, charging, lane=lanes[1], on_stored=shared.applied)
     # The meter runs the limits inside the credit script: the limiter (its policy, its slots)
     # shares the credit guard's client rather than holding a connection pool of its own.
-    limiter = RedisLimiter(clients["credits"], fail_open=settings.limits_fail_open,
+    limiter = RedisLimiter(clients.requests, fail_open=settings.limits_fail_open,
                            timeout=settings.redis_timeout)
     return AccountingStack(
         keys, accounts, plans, ledger, rates, listings, sessions, codes, limiter, shared,
         RedisMeter(limiter, shared),
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
-        starts=[initialize_clients, open_pool, consumer.start],
-        stops=[consumer.stop, ledger.close, revocations.close, close_clients, database.close,
+        starts=[*([clients.initialize] if own else []), open_pool, consumer.start],
+        stops=[consumer.stop, ledger.close, revocations.close, close_lanes, database.close,
                connections.close],
         backlog=consumer.backlog, database=database, consumer=consumer, stream=ledger,
         health=StorageHealth("cluster", lambda: not database.down,
-                             lambda: masters_answer(clients["revocations"])))
+                             lambda: masters_answer(clients.background)))
 
 
 def build_providers(config: catalog_file.CatalogConfig,
@@ -290,25 +284,24 @@ def build_providers(config: catalog_file.CatalogConfig,
     return {p.name: build_provider(p, session) for p in config.providers}
 
 
-def build_stats(redis_url: str, catalog: Catalog, tls: CertFiles | None = None,
-                commands: Any = None) -> InMemoryStats | RedisStats:
-    """Shared through Redis Cluster when it is configured, in-process otherwise (then the
-    Redis client is not even imported). `commands`: as build_accounting's."""
-    if not redis_url:
+def build_stats(catalog: Catalog, redis: ClusterClients | None) -> InMemoryStats | RedisStats:
+    """Shared through Redis Cluster when it is configured (on the background client), in-process
+    otherwise."""
+    if redis is None:
         return InMemoryStats()
-    from xrouter_router.storage.redis.stats import RedisStats, cluster_client, tls_options
+    from xrouter_router.storage.redis.stats import RedisStats
 
     deployments = {d.id: d.provider for m in catalog.models for d in m.deployments}
-    return RedisStats(cluster_client(redis_url, commands=commands, **tls_options(tls)),
-                      deployments)
+    return RedisStats(redis.background, deployments, shared=True)
 
 
-def redis_command_table(settings: RouterSettings) -> Any:
-    """The command table the process's Redis Cluster clients share; None without Redis."""
+def redis_clients(settings: RouterSettings) -> ClusterClients | None:
+    """The process's Redis Cluster clients; None without Redis (then redis-py is not even
+    imported)."""
     if not settings.redis_url:
         return None
-    from xrouter_router.storage.redis.stats import command_table
-    return command_table()
+    from xrouter_router.storage.redis.clients import ClusterClients
+    return ClusterClients.connect(settings.redis_url, settings.redis_tls)
 
 
 def build_fx(settings: RouterSettings, catalog: Catalog, session: HttpClient,
@@ -351,12 +344,12 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                                provider_keys.environment(settings.provider_keys_file))
     session = new_session(connect_timeout=settings.connect_timeout, pool_size=settings.pool_size)
     providers = build_providers(config, session)
-    commands = redis_command_table(settings)
-    stats = build_stats(settings.redis_url, config.catalog, settings.redis_tls, commands)
+    redis = redis_clients(settings)
+    stats = build_stats(config.catalog, redis)
     failover = Failover(providers, FailoverPolicy(settings.attempt_timeout, settings.max_attempts),
                         stats, observer=metrics,
                         tracer=OtelSpans(tracer) if tracer is not None else None)
-    stack = build_accounting(settings, commands)
+    stack = build_accounting(settings, redis)
     secret = key_secret(settings)
     auth = KeyAuthenticator(stack.keys, secret=secret, master_key=settings.master_key,
                             sessions=stack.sessions, ttl=settings.key_cache_ttl,
@@ -394,6 +387,6 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     collector = accounting_metrics.register(registry, {"keys": auth, "reads": accounts.reads,
                                                        **stack.observed()})
     return RouterApp(server, providers, session, metrics, stack,
-                     shared_stats=None if isinstance(stats, InMemoryStats) else stats,
+                     shared_stats=None if isinstance(stats, InMemoryStats) else stats, redis=redis,
                      accounting_metrics=collector, billing=billing, ner_thread=ner_thread,
                      fx=feed)

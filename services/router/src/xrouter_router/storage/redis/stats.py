@@ -13,10 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -26,7 +23,6 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from xrouter_common.tls import CertFiles
 from xrouter_router.domain.stats import (
     ALPHA,
     BreakerPolicy,
@@ -194,35 +190,6 @@ def decode(reply: Any, provider: str = "") -> DeploymentStats | None:
         updated=number("updated") or 0.0)
 
 
-def tls_options(tls: CertFiles | None) -> dict[str, Any]:
-    """redis-py's TLS arguments for a rediss:// URL (the lane builds its context from them)."""
-    if tls is None:
-        return {}
-    return {key: str(path) for key, path in (("ssl_ca_certs", tls.ca), ("ssl_certfile", tls.cert),
-                                             ("ssl_keyfile", tls.key)) if path is not None}
-
-
-def cluster_client(url: str, *, commands: AsyncCommandsParser | None = None,
-                   **options: Any) -> RedisCluster:
-    """A cluster client whose timeouts bound a hung Redis (the URL's query string may override
-    them). It retries little: the store's writer retries on its own, in order. For a rediss://
-    URL, pass **tls_options(...). `commands`: a command table (command_table()) shared with the
-    process's other clients."""
-    settings: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0,
-                                "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)}
-    client = RedisCluster.from_url(url, **{**settings, **options})
-    if commands is not None:
-        client.commands_parser = commands
-    return client
-
-
-def command_table() -> AsyncCommandsParser:
-    """The table of Redis commands and their key positions that a cluster client fills from
-    COMMAND when it starts (redis-py keeps one per client, 0.7 MB here): one for all of a
-    process's clients. Each client's start refills it, which only replaces it with the same."""
-    return AsyncCommandsParser()
-
-
 def _transient(exc: Exception) -> bool:
     """Worth retrying: the cluster is unreachable, slow, failing over or resharding."""
     return not isinstance(exc, ResponseError) or isinstance(
@@ -236,16 +203,17 @@ class RedisStats:
     deployment, and wait at most `read_timeout` for Redis. Writes apply to the local cache at
     once and reach Redis through a bounded queue and one background writer, in order, retried
     while Redis is unreachable; the writer gathers what arrives within `linger` seconds, so
-    that under load one script call carries many outcomes of a deployment. The store owns
-    `client` and closes it in close().
+    that under load one script call carries many outcomes of a deployment. close() closes
+    `client` too unless `shared` (another owner closes it: the router's ClusterClients).
     """
 
     def __init__(self, client: RedisCluster, deployments: Mapping[str, str],
                  policy: BreakerPolicy | None = None, *, prefix: str = "xr",
                  cache_ttl: float = 0.25, read_timeout: float = 0.1, retry_after: float = 1.0,
                  queue_size: int = 10_000, drain_timeout: float = 5.0,
-                 linger: float = 0.02) -> None:
+                 linger: float = 0.02, shared: bool = False) -> None:
         self._client = client
+        self._shared = shared
         self._providers = dict(deployments)
         self._policy = policy or BreakerPolicy()
         self._prefix = f"{prefix}:{VERSION}:"
@@ -310,7 +278,8 @@ class RedisStats:
             except TimeoutError:
                 log.warning("stats: %d updates not written to Redis at shutdown", self._queue.qsize())
         await tasks.stop([*self._inflight.values(), self._writer])
-        await self._client.aclose()
+        if not self._shared:
+            await self._client.aclose()
 
     # -- writes ----------------------------------------------------------------------------
 
