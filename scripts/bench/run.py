@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import checks
+import floor_runs
 import uvloop
 from checks import Row
 
@@ -32,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PY = ROOT / ".venv" / "bin" / "python"
 MASTER_KEY = "xr-bench-master-key"
 DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
-# The figures the targets are read from (XRouter at 16 connections, the pass-through floors) are
-# each the median of this many runs: on this VM one 8 s run can be 10-15% off the next.
+# The figures the targets are read from (XRouter at 16 connections, each run followed by one of
+# the pass-through floor) come from this many pairs: on this VM one 8 s run can be 10-25% off
+# another (floor_runs.py).
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 # embedded (SQLite, in-process limits), cluster (PostgreSQL pair + Redis Cluster, started here),
 # or both, one after the other (the default: issue 16's targets hold in both modes).
@@ -302,6 +304,50 @@ def cluster_servers() -> Iterator[dict[str, str]]:
         redis.stop()
 
 
+def loaded_rows(tmp: Path, nginx_port: int, messages: list[dict[str, str]], *, key: str,
+                via_gateway: Callable[[Path, int, int], dict[str, float]], router: int,
+                gateway: int) -> tuple[list[Row], dict[str, float], dict[str, float]]:
+    """XRouter under wrk at 16 and 64 connections, each kind against nginx directly too; at 16,
+    REPEAT runs each followed by a run of the pass-through floor. The rows, the floors (median)
+    and the targets' multiples (median of the pairs)."""
+    rows: list[Row] = []
+    floors: dict[str, float] = {}
+    multiples: dict[str, float] = {}
+    passthrough = floor_runs.Passthrough(tmp, nginx_port, messages)
+    try:
+        for kind, model, path in (("non-streaming", "bench/plain", "/plain/v1/chat/completions"),
+                                  ("streaming", "bench/sse", "/sse/v1/chat/completions")):
+            stream = kind == "streaming"
+            via = lua_script(tmp, f"{kind}-gw", {"model": model, "messages": messages,
+                                                 "stream": stream}, key)
+            direct = lua_script(tmp, f"{kind}-direct", {"model": "bench", "messages": messages,
+                                                        "stream": stream}, None)
+            via_gateway(via, 16, 2)  # warm-up
+            for conns in (16, 64):
+                d = wrk(f"http://127.0.0.1:{nginx_port}{path}", direct, conns, DURATION)
+
+                def once(conns: int = conns, via: Path = via) -> tuple[dict[str, float], float,
+                                                                       float, float]:
+                    r0, g0 = cpu_seconds(router), cpu_seconds(gateway)
+                    g = via_gateway(via, conns, DURATION)
+                    r1, g1 = cpu_seconds(router), cpu_seconds(gateway)
+                    return (g, (r1 - r0 + g1 - g0) / g["requests"] * 1000,
+                            (g1 - g0) / g["requests"] * 1000, (r1 - r0) / g["requests"] * 1000)
+                if conns == 16:  # each run paired with a floor run just after it
+                    pairs = [(once(), passthrough.cpu_ms(kind)) for _ in range(REPEAT)]
+                    floors[kind] = median([f for _, f in pairs], key=float)
+                    multiples[kind] = median([x[1] / f for x, f in pairs], key=float)
+                    runs = [x for x, _ in pairs]
+                else:
+                    runs = [once()]
+                g, cpu, gw_cpu, router_cpu = median(runs, key=lambda r: r[1])
+                rows.append((kind, conns, g["rps"], g["p50"], g["p99"], d["rps"], d["p50"],
+                             g["p50"] - d["p50"], cpu, gw_cpu, router_cpu))
+    finally:
+        passthrough.close()
+    return rows, floors, multiples
+
+
 def run(cluster: dict[str, str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="xrouter-bench-"))
     nginx_port, gw_port = free_port(), free_port()
@@ -322,29 +368,9 @@ def run(cluster: dict[str, str]) -> int:
             served[0] += int(result["requests"])
             served[1] += conns
             return result
-        rows = []
-        for kind, model, path in (("non-streaming", "bench/plain", "/plain/v1/chat/completions"),
-                                  ("streaming", "bench/sse", "/sse/v1/chat/completions")):
-            stream = kind == "streaming"
-            via = lua_script(tmp, f"{kind}-gw", {"model": model, "messages": messages,
-                                                 "stream": stream}, key)
-            direct = lua_script(tmp, f"{kind}-direct", {"model": "bench", "messages": messages,
-                                                        "stream": stream}, None)
-            via_gateway(via, 16, 2)  # warm-up
-            for conns in (16, 64):
-                d = wrk(f"http://127.0.0.1:{nginx_port}{path}", direct, conns, DURATION)
-
-                def once(conns: int = conns, via: Path = via) -> tuple[dict[str, float], float,
-                                                                       float, float]:
-                    r0, g0 = cpu_seconds(router.pid), cpu_seconds(gateway.pid)
-                    g = via_gateway(via, conns, DURATION)
-                    r1, g1 = cpu_seconds(router.pid), cpu_seconds(gateway.pid)
-                    return (g, (r1 - r0 + g1 - g0) / g["requests"] * 1000,
-                            (g1 - g0) / g["requests"] * 1000, (r1 - r0) / g["requests"] * 1000)
-                g, cpu, gw_cpu, router_cpu = median(
-                    [once() for _ in range(REPEAT if conns == 16 else 1)], key=lambda r: r[1])
-                rows.append((kind, conns, g["rps"], g["p50"], g["p99"], d["rps"], d["p50"],
-                             g["p50"] - d["p50"], cpu, gw_cpu, router_cpu))
+        rows, floors, multiples = loaded_rows(tmp, nginx_port, messages, key=key,
+                                              via_gateway=via_gateway, router=router.pid,
+                                              gateway=gateway.pid)
         single = {}
         for kind, path in (("non-streaming", "/plain/v1/chat/completions"),
                            ("streaming", "/sse/v1/chat/completions")):
@@ -361,9 +387,11 @@ def run(cluster: dict[str, str]) -> int:
                                          get=get, master_key=MASTER_KEY)
         time.sleep(1.0)
         after = {"router": rss_mb(router.pid), "gateway": rss_mb(gateway.pid)}
-        floors = measure_floors(tmp, nginx_port, messages)
+        fixed = floor_runs.fixed_floors()
         report = render(rows, single, ttft_d=ttft_direct, ttft_g=ttft_gw, idle=idle, after=after,
-                        floors=floors, mode="cluster" if cluster else "embedded")
+                        floors={**fixed, "passthrough": floors["non-streaming"],
+                                "passthrough_stream": floors["streaming"]},
+                        multiples=multiples, mode="cluster" if cluster else "embedded")
         report += f"\nAccounting check: {accounting}.\n"
         print(report)
         out = ROOT / "bench-results"
@@ -391,48 +419,6 @@ def stop(procs: list[subprocess.Popen[bytes]], tmp: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure_floors(tmp: Path, nginx_port: int, messages: list[dict[str, str]]) -> dict[str, float]:
-    """CPU per request of the bare building blocks, in this same run (see floor.py)."""
-    floor = str(Path(__file__).with_name("floor.py"))
-    port = free_port()
-    server = subprocess.Popen([str(PY), floor, "grpc-server", str(port)])
-    try:
-        time.sleep(1.0)
-        s0 = cpu_seconds(server.pid)
-        n = 10_000
-        client = subprocess.run([str(PY), floor, "grpc-client", str(port), str(n)],
-                                capture_output=True, text=True, check=True)
-        server_ms = (cpu_seconds(server.pid) - s0) / (n + 500) * 1000
-    finally:
-        server.terminate()
-        server.wait(10)
-    port = free_port()
-    proxy = subprocess.Popen([str(PY), floor, "passthrough", str(port),
-                              f"http://127.0.0.1:{nginx_port}/plain/v1/chat/completions",
-                              f"http://127.0.0.1:{nginx_port}/sse/v1/chat/completions"])
-    try:
-        wait_for_port(port)
-        proxy_ms = {}
-        for name, path, stream in (("passthrough", "/v1/chat/completions", False),
-                                   ("passthrough_stream", "/v1/stream", True)):
-            script = lua_script(tmp, f"floor-{name}", {"model": "bench", "messages": messages,
-                                                       "stream": stream}, None)
-            wrk(f"http://127.0.0.1:{port}{path}", script, 16, 2)
-
-            def once(path: str = path, script: Path = script) -> float:
-                p0 = cpu_seconds(proxy.pid)
-                res = wrk(f"http://127.0.0.1:{port}{path}", script, 16, DURATION)
-                return (cpu_seconds(proxy.pid) - p0) / res["requests"] * 1000
-            proxy_ms[name] = median([once() for _ in range(REPEAT)], key=float)
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
-    routing = subprocess.run([str(PY), str(Path(__file__).with_name("routing.py")), "20"],
-                             capture_output=True, text=True, check=True)
-    return {"grpc_client": float(client.stdout.strip()), "grpc_server": server_ms,
-            **proxy_ms, "routing_20": float(routing.stdout)}
-
-
 def median(runs: list[_R], key: Callable[[_R], float]) -> _R:
     """The run whose `key` is the median (the lower middle of an even count)."""
     return sorted(runs, key=key)[(len(runs) - 1) // 2]
@@ -451,11 +437,13 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 def render(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: float,
            ttft_g: float, idle: dict[str, float], after: dict[str, float],
-           floors: dict[str, float], mode: str = "embedded") -> str:
+           floors: dict[str, float], multiples: dict[str, float],
+           mode: str = "embedded") -> str:
     lines = [
         f"# make bench, {mode} mode ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
         f"{DURATION}s per run, one gateway + one router process, nginx upstream; the 16-connection "
-        f"rows and the pass-through floors are each the median of {REPEAT} runs)",
+        f"rows and the pass-through floors are each the median of {REPEAT} runs, alternating, and "
+        f"a target's multiple the median of the {REPEAT} paired multiples)",
         "",
         "| mode | conns | req/s | p50 ms | p99 ms | direct req/s | direct p50 ms | added p50 ms "
         "| CPU ms/req (both) | gateway | router |",
@@ -482,7 +470,7 @@ def render(rows: list[Row], single: dict[str, tuple[float, float]], *, ttft_d: f
               f"| routing per request, 20 deployments with live statistics (plan + record) | "
               f"{floors['routing_20'] / 1000:.3f} |", ""]
     lines += checks.targets(rows, single, ttft_d=ttft_d, ttft_g=ttft_g, idle=idle, floors=floors,
-                            chunks=CHUNKS)
+                            multiples=multiples, chunks=CHUNKS)
     return "\n".join(lines)
 
 
