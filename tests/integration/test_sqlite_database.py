@@ -309,6 +309,33 @@ class TestSqliteDatabase:
         # No checkpoint on the loop (it waits for the disk): the worker thread makes them.
         assert await sqlite_db.write(where_and_pragmas) == (threading.get_ident(), "wal", 1, 1, 0)
 
+    async def test_writes_that_keep_arriving_share_one_commit(
+            self, sqlite_db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(sqlite_db_module, "GATHER_ITERATIONS", 3)
+        statements: list[str] = []
+        await sqlite_db.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+        await sqlite_db.write(lambda conn: conn.set_trace_callback(statements.append))
+        statements.clear()  # that write's own COMMIT
+
+        async def write_after(iterations: int, value: int) -> None:
+            for _ in range(iterations):
+                await asyncio.sleep(0)  # one loop iteration
+            await sqlite_db.write(lambda conn: conn.execute("INSERT INTO t VALUES (?)", (value,)))
+        # Two writes in one iteration, then one in each of the next three: the batch
+        # waits while each iteration brings more, then commits them all at once.
+        arrivals = [0, 0, 1, 2, 3]
+        await asyncio.gather(*(write_after(at, i) for i, at in enumerate(arrivals)))
+        assert statements.count("COMMIT") == 1
+        # One iteration more and a write misses the batch; a lone write commits at once.
+        statements.clear()
+        await asyncio.gather(*(write_after(at, i) for i, at in enumerate([*arrivals, 4])))
+        assert statements.count("COMMIT") == 2
+        statements.clear()
+        await write_after(0, -1)
+        assert statements.count("COMMIT") == 1
+        assert await sqlite_db.read(lambda conn: conn.execute("SELECT count(*) FROM t")
+                                    .fetchone()[0]) == 2 * len(arrivals) + 2
+
     async def test_checkpoints_keep_the_wal_file_small(self, sqlite_db: SqliteDatabase,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(sqlite_db_module, "CHECKPOINT_EVERY", 20)

@@ -272,6 +272,11 @@ def _mapped(path: Path, exc: BaseException) -> BaseException:
 
 # Inline commits between two checkpoints, which run in the worker thread (module docstring).
 CHECKPOINT_EVERY = 500
+# A batch waits for at most this many more loop iterations while each brings more writes (group
+# commit under load; a lone write commits at the next iteration): a commit's cost is mostly the
+# B-tree pages it dirties, about ten per generation record, and records committed together share
+# most of them (docs/performance.md, issue 16's third pass).
+GATHER_ITERATIONS = 4
 
 
 class SqliteDatabase:
@@ -296,6 +301,8 @@ class SqliteDatabase:
         self._closed = False
         self._pending: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         self._committing = False
+        self._gathered = 0  # writes pending when the batch last looked
+        self._waited = 0  # loop iterations the batch has waited
         self._writer: sqlite3.Connection | None = None  # the event loop's own connection
         self._commits = 0
 
@@ -312,8 +319,9 @@ class SqliteDatabase:
     async def write(self, work: Work[T]) -> T:
         """`work(connection)` in a transaction that holds the write lock from its start (BEGIN
         IMMEDIATE): committed before this returns, rolled back (to its savepoint) when it
-        raises. Writes that arrive in one loop iteration, or while another batch is being
-        committed, share one transaction (group commit). Cancelling the caller does not stop a
+        raises. Writes that arrive in one loop iteration (in a few while they keep arriving:
+        GATHER_ITERATIONS), or while another batch is being committed, share one transaction
+        (group commit). Cancelling the caller does not stop a
         write already queued (every write here is idempotent, so the caller may simply retry)."""
         if self._closed:
             raise InternalError(f"the database {self.path} is closed")
@@ -326,12 +334,18 @@ class SqliteDatabase:
 
     def _start_batch(self) -> None:
         self._committing = True
+        self._gathered, self._waited = len(self._pending), 0
         asyncio.get_running_loop().call_soon(self._commit)
 
-    def _commit(self) -> None:
+    def _commit(self, *, now: bool = False) -> None:
         """The writes that arrived so far, in one transaction: here on the loop's thread, or,
         before the schema is made or while another connection holds the write lock, in the
-        worker thread."""
+        worker thread. While the last loop iteration brought more writes, waits for the next one
+        (at most GATHER_ITERATIONS)."""
+        if not now and len(self._pending) > self._gathered and self._waited < GATHER_ITERATIONS:
+            self._gathered, self._waited = len(self._pending), self._waited + 1
+            asyncio.get_running_loop().call_soon(self._commit)
+            return
         batch, self._pending = self._pending, []
         if not batch:
             self._committing = False
@@ -438,7 +452,7 @@ class SqliteDatabase:
         if self._closed:
             return
         if self._pending and self._committing:
-            self._commit()  # the writes already submitted, before the connections close
+            self._commit(now=True)  # the writes already submitted, before the connections close
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
         if self._writer is not None:
