@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_common.mux import batches
+from xrouter_common.mux import batches, gather
 from xrouter_common.wire import ERROR_DETAIL_KEY
 
 Metadata = Sequence[tuple[str, str]]
@@ -216,6 +216,8 @@ class Lane:
         try:
             while True:
                 await self._wake.wait()
+                # Other calls in flight on this lane may add their frames.
+                await gather(self._outbox.__len__, busy=len(self._pending) > 1)
                 self._wake.clear()
                 if self._outbox:  # everything ready leaves at once (xrouter_common.mux)
                     frames, self._outbox = self._outbox, []

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_common.mux import batches
+from xrouter_common.mux import batches, gather
 from xrouter_common.wire import ERROR_DETAIL_KEY
 
 log = logging.getLogger("xrouter.router.multiplex")
@@ -123,6 +123,9 @@ class Multiplexer:
         try:
             while True:
                 frames = [down] if (down := await out.get()) is not None else []
+                # Other calls in flight (not the one whose frame this is) may add theirs.
+                await gather(out.qsize, busy=len(session.calls) > (
+                    down is not None and down.id in session.calls))
                 while not out.empty():  # everything ready leaves in one message
                     if (down := out.get_nowait()) is not None:
                         frames.append(down)
