@@ -51,7 +51,7 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("logs (request line)", ("logging/__init__", "xrouter_common/logs.py")),
         ("metrics", ("prometheus_client", "accounting_metrics.py", "telemetry.py")),
         ("tracing hooks", ("opentelemetry", "tracing.py")),
-        ("ledger and credits: SQLite", ("sqlite", "storage/sql/")),
+        ("ledger and credits: SQL (SQLite; PostgreSQL in the cluster mode)", ("sqlite", "storage/sql/")),
         ("ledger and credits: Redis", ("storage/redis/", "redis/")),
         ("authentication", ("domain/auth.py", "KeyAuthenticator")),
         ("admission and settlement", ("domain/billing.py", "storage/memory.py",
@@ -65,7 +65,10 @@ STAGES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     ],
 }
 # perf's shared objects (and kernel symbols) by component.
-COMPONENTS = (("libpython", "Python interpreter"), ("cygrpc", "gRPC core"),
+# (a substring of the DSO's name, the component): the interpreter is libpython3.11.so when
+# Python was built with --enable-shared, the python3.11 executable itself when linked statically.
+COMPONENTS = (("libpython", "Python interpreter"), ("python3.", "Python interpreter"),
+              ("cygrpc", "gRPC core"),
               ("loop.cpython", "event loop (uvloop)"), ("sqlite", "SQLite"),
               ("libc.so", "C library (malloc, memcpy, locks)"), ("_message", "protobuf"))
 NATIVE = "event loop, native (no Python frame)"
