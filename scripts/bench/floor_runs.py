@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,6 +70,5 @@ def fixed_floors() -> dict[str, float]:
         server.wait(10)
     routing = subprocess.run([str(bench.PY), str(HERE / "routing.py"), "20"],
                              capture_output=True, text=True, check=True)
-    out: dict[str, Any] = {"grpc_client": float(client.stdout.strip()), "grpc_server": server_ms,
-                           "routing_20": float(routing.stdout)}
-    return out
+    return {"grpc_client": float(client.stdout.strip()), "grpc_server": server_ms,
+            "routing_20": float(routing.stdout)}

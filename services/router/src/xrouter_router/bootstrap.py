@@ -241,27 +241,27 @@ def _postgres(settings: RouterSettings, redis: ClusterClients | None) -> Account
     # The process's two clients (storage/redis/clients.py); a stack built without them (tests)
     # makes its own and starts and closes them itself.
     own = redis is None
-    clients = ClusterClients.connect(settings.redis_url, settings.redis_tls) if redis is None \
-        else redis
+    clients = redis or ClusterClients.connect(settings.redis_url, settings.redis_tls)
     revocations = KeyRevocations(clients.background)
     # The request path's scripts and appends skip redis-py's per-command work (docs/performance.md);
     # two lanes, as an append's WAIT holds its connection until a replica acknowledges.
-    lanes = [Lane(clients.requests, enabled=settings.redis_lane) for _ in ("credits", "ledger")]
+    credits_lane, ledger_lane = (Lane(clients.requests, enabled=settings.redis_lane),
+                                 Lane(clients.requests, enabled=settings.redis_lane))
     shared = RedisCreditGuard(clients.requests, accounts, fail_open=settings.credits_fail_open,
                               outage_allowance=settings.credits_outage_allowance,
-                              lane=lanes[0], timeout=settings.redis_timeout)
+                              lane=credits_lane, timeout=settings.redis_timeout)
     # Charges travel with the records: the consumer writes both in one transaction, then tells
     # the credit guard (no database call on the request path).
     charging = PgUsageLedger(database, charge=True)
     consumer = LedgerConsumer(clients.background, charging, on_stored=shared.applied)
 
-    async def close_lanes() -> None:
-        for lane in lanes:
-            await lane.close()
+    async def close_redis() -> None:
+        await credits_lane.close()
+        await ledger_lane.close()
         if own:
             await clients.aclose()
 
-    ledger = StreamLedger(clients.requests, charging, lane=lanes[1], on_stored=shared.applied)
+    ledger = StreamLedger(clients.requests, charging, lane=ledger_lane, on_stored=shared.applied)
     # The meter runs the limits inside the credit script: the limiter (its policy, its slots)
     # shares the credit guard's client rather than holding a connection pool of its own.
     limiter = RedisLimiter(clients.requests, fail_open=settings.limits_fail_open,
@@ -272,7 +272,7 @@ def _postgres(settings: RouterSettings, redis: ClusterClients | None) -> Account
         balance_changed=shared.forget,
         announce=revocations.publish, listen=revocations.listen,
         starts=[*([clients.initialize] if own else []), open_pool, consumer.start],
-        stops=[consumer.stop, ledger.close, revocations.close, close_lanes, database.close,
+        stops=[consumer.stop, ledger.close, revocations.close, close_redis, database.close,
                connections.close],
         backlog=consumer.backlog, database=database, consumer=consumer, stream=ledger,
         health=StorageHealth("cluster", lambda: not database.down,

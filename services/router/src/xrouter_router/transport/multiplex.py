@@ -124,8 +124,8 @@ class Multiplexer:
             while True:
                 frames = [down] if (down := await out.get()) is not None else []
                 # Other calls in flight (not the one whose frame this is) may add theirs.
-                await gather(out.qsize, busy=len(session.calls) > (
-                    down is not None and down.id in session.calls))
+                own = down is not None and down.id in session.calls
+                await gather(out.qsize, busy=len(session.calls) > (1 if own else 0))
                 while not out.empty():  # everything ready leaves in one message
                     if (down := out.get_nowait()) is not None:
                         frames.append(down)

@@ -64,9 +64,9 @@ class ClusterClients:
     @classmethod
     def connect(cls, url: str, tls: CertFiles | None = None) -> ClusterClients:
         """The two clients (not connected until initialize() or their first command)."""
-        table = command_table()
-        return cls(cluster_client(url, commands=table, **tls_options(tls)),
-                   cluster_client(url, commands=table, **tls_options(tls)))
+        table, options = command_table(), tls_options(tls)
+        return cls(cluster_client(url, commands=table, **options),
+                   cluster_client(url, commands=table, **options))
 
     async def initialize(self, timeout: float = 5.0) -> None:
         """Slot discovery at start, not inside the first requests: lazily, under a burst it
