@@ -97,7 +97,9 @@ def test_key_cache_ledger_flush_and_database_state() -> None:
 
 
 async def test_an_embedded_router_exports_its_key_cache(tmp_path: Path) -> None:
-    settings = RouterSettings.from_env({"XROUTER_MASTER_KEY": "m", "XROUTER_DATA_DIR": str(tmp_path)})
+    # Port 0: build() binds the gRPC port, and the default (50051) may be taken on the machine.
+    settings = RouterSettings.from_env({"XROUTER_MASTER_KEY": "m", "XROUTER_DATA_DIR": str(tmp_path),
+                                        "XROUTER_ROUTER_LISTEN": "127.0.0.1:0"})
     registry = CollectorRegistry()
     app = build(settings, registry=registry)
     await app.session.close()
