@@ -25,7 +25,8 @@ from decimal import Decimal
 from xrouter_router.domain.ledger import GenerationRecord
 from xrouter_router.storage.redis.ledger_consumer import LedgerConsumer
 from xrouter_router.storage.redis.ledger_stream import StreamLayout, StreamLedger
-from xrouter_router.storage.redis.clients import cluster_client
+from xrouter_router.storage.redis.clients import ClusterClients
+from xrouter_router.storage.redis.lane import Lane
 
 class Hangs:
     def __init__(self) -> None:
@@ -37,12 +38,18 @@ class Hangs:
         raise RuntimeError("not reached: Redis is up")
 
 async def main(url: str, prefix: str, shards: int, count: int) -> None:
-    client = cluster_client(url)
+    # As the router: the consumer on the background client, the appends on the lane of the
+    # requests client. On one client, a command of the consumer that fails makes redis-py
+    # disconnect the node's free connections in tasks that run later, by when an append may
+    # have taken one: that append fails too, and goes to PostgreSQL (here: raises).
+    clients = ClusterClients.connect(url)
+    await clients.initialize()
     layout = StreamLayout(shards=shards, prefix=prefix)
     pg = Hangs()
-    consumer = LedgerConsumer(client, pg, layout, block=0.2, linger=0.01, heartbeat=1.0)
+    consumer = LedgerConsumer(clients.background, pg, layout, block=0.2, linger=0.01, heartbeat=1.0)
     await consumer.start()
-    ledger = StreamLedger(client, pg, layout, replica_timeout=5.0)
+    ledger = StreamLedger(clients.requests, pg, layout, lane=Lane(clients.requests),
+                          replica_timeout=5.0)
     await asyncio.gather(*(ledger.record(GenerationRecord(
         f"gen-{i}", round(time.time(), 6), "key-1", "acc-a", "m/alpha", "p1", False, 10, 20,
         0, 0, True, Decimal("0.01"), 5, 50, "stop", "success")) for i in range(count)))
