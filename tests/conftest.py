@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import xrouter_common.grpc_core  # noqa: F401 - the services' gRPC transport, set before grpc loads
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.support import write_catalog
 

@@ -10,6 +10,8 @@ import sys
 import uvloop
 from prometheus_client import start_http_server
 
+# Before anything that loads grpc: gRPC core reads its transport settings as it loads.
+import xrouter_common.grpc_core  # noqa: F401 - sets GRPC_EXPERIMENTS
 from xrouter_common.env import ConfigError
 from xrouter_common.logs import setup_logging
 from xrouter_common.otel import configure_tracing
