@@ -20,10 +20,11 @@ from tests.support import (
 )
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
+from xrouter_common.mux import SERVING
 from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY
 from xrouter_gateway.errors import router_failed
 from xrouter_gateway.router_client import RouterClient, StreamCall
-from xrouter_gateway.router_mux import CREDIT, METHOD, SLICE, LanePool
+from xrouter_gateway.router_mux import CREDIT, GO_AHEAD_WAIT, METHOD, SLICE, LanePool
 from xrouter_router.domain.errors import RateLimited
 from xrouter_router.transport.errors import abort
 from xrouter_router.transport.multiplex import MUX_WINDOW, Multiplexer
@@ -88,6 +89,7 @@ class Replica(pb_grpc.RouterServicer):
         return pb.ListModelsResponse(providers=[pb.ProviderState(name=self.name)])
 
     async def Multiplex(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.MuxDownBatch]:  # noqa: N802
+        await context.send_initial_metadata(SERVING)  # as the router's servicer
         async for down in self.multiplexer.serve(request_iterator):
             yield down
 
@@ -345,6 +347,46 @@ async def test_a_router_without_multiplex_is_called_with_calls_of_their_own(firs
         assert [r.id for r in replies] == ["old:m0", "old:m1", "old:m2"]
         assert await _events(client.chat_stream(_chat("s"), META, 10)) == ["old:0", "old:1"]
         assert OnlyChat.calls == (5 if first == "stream" else 4)
+    finally:
+        await client.close()
+        await server.stop(0)
+
+
+async def test_every_new_client_falls_back_for_a_router_without_multiplex() -> None:
+    """Each new client's lanes meet the router's immediate UNIMPLEMENTED: no first frame is
+    written into that end (gRPC would then report its own "Internal error from Core", and the
+    call would fail instead of falling back: seen once in CI before the go-ahead mark)."""
+    server = await _serve(OnlyChat())  # type: ignore[abstract]
+    try:
+        for i in range(20):
+            client = RouterClient(f"127.0.0.1:{server.port}", retries=0, lanes=2)
+            try:
+                if i % 2:
+                    assert await _events(client.chat_stream(_chat("s"), META, 10)) == ["old:0", "old:1"]
+                else:
+                    assert (await client.chat(_chat(f"m{i}"), META, 10)).id == f"old:m{i}"
+            finally:
+                await client.close()
+    finally:
+        await server.stop(0)
+
+
+class Unmarked(Replica):
+    """A router from before the go-ahead mark: Multiplex sends no initial metadata."""
+
+    async def Multiplex(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.MuxDownBatch]:  # noqa: N802
+        async for down in self.multiplexer.serve(request_iterator):
+            yield down
+
+
+async def test_a_router_without_the_go_ahead_mark_is_written_to_after_the_wait() -> None:
+    server = await _serve(Unmarked("u"))  # type: ignore[abstract]
+    client = RouterClient(f"127.0.0.1:{server.port}", retries=0, lanes=1)
+    try:
+        started = time.monotonic()
+        assert (await client.chat(_chat("m0"), META, 10)).id == "u:m0"
+        assert time.monotonic() - started >= GO_AHEAD_WAIT  # its first frame waited that long
+        assert [(await client.chat(_chat(f"m{i}"), META, 10)).id for i in (1, 2)] == ["u:m1", "u:m2"]
     finally:
         await client.close()
         await server.stop(0)

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_common.mux import batches, gather
+from xrouter_common.mux import SERVING, batches, gather
 from xrouter_common.wire import ERROR_DETAIL_KEY
 
 Metadata = Sequence[tuple[str, str]]
@@ -37,6 +37,10 @@ CREDIT = 32
 # a few slices the calls still spread over every lane, and so over the router replicas. (A lane
 # that is opened takes the call that opened it.)
 SLICE = 0.002
+# How long a new lane's first frame waits for the router's go-ahead (xrouter_common.mux.SERVING)
+# before it is written anyway: routers of before that mark send their initial metadata only with
+# their first answer. Also how long the status of a call that ended at once is waited for.
+GO_AHEAD_WAIT = 0.5
 
 
 def rpc_error(code: grpc.StatusCode, details: str, detail: bytes = b"") -> grpc.aio.AioRpcError:
@@ -214,6 +218,8 @@ class Lane:
 
     async def _write(self) -> None:
         try:
+            if not await self._go_ahead():
+                return  # the call ended: the reader fails its calls with its status
             while True:
                 await self._wake.wait()
                 # Other calls in flight on this lane may add their frames.
@@ -228,6 +234,23 @@ class Lane:
                     return
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             self._call.cancel()  # the reader sees the stream end and fails the calls
+
+    async def _go_ahead(self) -> bool:
+        """Whether to write on this stream. Yes once the router's initial metadata carries
+        SERVING, or when none came within GO_AHEAD_WAIT (an older router). Metadata without it
+        means the call is ending (a router without Multiplex answers UNIMPLEMENTED at once): a
+        frame written then could fail in gRPC, which would replace that status by its own
+        "Internal error from Core", and the gateway would not fall back to calls of their own."""
+        serving = SERVING[0]
+        try:
+            async with asyncio.timeout(GO_AHEAD_WAIT):
+                metadata = await self._call.initial_metadata()
+                if any((key, value) == serving for key, value in metadata or ()):
+                    return True
+                await self._call.code()  # its end, which follows the metadata
+                return False
+        except TimeoutError:
+            return True
 
     def _take(self, down: pb.MuxDown) -> None:
         call = self._pending.get(down.id)
