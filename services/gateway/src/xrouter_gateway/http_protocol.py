@@ -15,6 +15,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from xrouter_gateway.anthropic_format import error_json
+from xrouter_gateway.corked import CorkedTransport
 from xrouter_gateway.errors import APIError
 from xrouter_gateway.settings import GatewaySettings
 
@@ -71,7 +72,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # A response's head and body in one write (corked.py).
+        super().connection_made(CorkedTransport(transport, self.loop))
         if len(self.connections) > self.limits.max_connections:
             self._refuse(raw_error(503, "The gateway has too many open connections; retry "
                                         "shortly", retry_after=1))
