@@ -1,7 +1,8 @@
 """Reference floors measured in the same `make bench` run, so the figures can be read against
 what the building blocks cost on this machine:
   grpc-server PORT / grpc-client PORT N: a bare grpc.aio unary echo (the gateway -> router hop
-  with no work on either side); the client prints its own CPU per call.
+  with no work on either side), on the gRPC transport both services run
+  (xrouter_common.grpc_core); the client prints its own CPU per call.
   passthrough PORT UPSTREAM STREAM_UPSTREAM: a bare Starlette + aiohttp pass-through (one HTTP
   tier, no gRPC): /v1/chat/completions relays the whole answer, /v1/stream relays an SSE answer
   event by event (each event written to the client as it is read, as a gateway that keeps the
@@ -15,8 +16,9 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
-import grpc
 import uvloop
+
+import xrouter_common.grpc_core  # noqa: F401 - before grpc loads (below): the services' transport
 
 
 def _cpu() -> float:
@@ -25,6 +27,8 @@ def _cpu() -> float:
 
 
 async def _grpc_server(port: int) -> None:
+    import grpc  # here: after xrouter_common.grpc_core chose the transport
+
     async def echo(request: bytes, context: object) -> bytes:
         return request
 
@@ -37,6 +41,8 @@ async def _grpc_server(port: int) -> None:
 
 
 async def _grpc_client(port: int, n: int) -> None:
+    import grpc  # here: after xrouter_common.grpc_core chose the transport
+
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.enable_retries", 0)])
     echo: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/bench.Echo/Echo")
     payload = b"x" * 300
