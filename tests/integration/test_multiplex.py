@@ -20,7 +20,6 @@ from tests.support import (
 )
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
-from xrouter_common.mux import SERVING
 from xrouter_common.wire import AUTHORIZATION_KEY, ERROR_DETAIL_KEY
 from xrouter_gateway.errors import router_failed
 from xrouter_gateway.router_client import RouterClient, StreamCall
@@ -89,8 +88,7 @@ class Replica(pb_grpc.RouterServicer):
         return pb.ListModelsResponse(providers=[pb.ProviderState(name=self.name)])
 
     async def Multiplex(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.MuxDownBatch]:  # noqa: N802
-        await context.send_initial_metadata(SERVING)  # as the router's servicer
-        async for down in self.multiplexer.serve(request_iterator):
+        async for down in self.multiplexer.handle(request_iterator, context):
             yield down
 
 

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 BATCH_BYTES = 4 * 1024 * 1024
-# The router's initial metadata on a Multiplex stream, sent before it reads a frame: the gateway
-# writes its first frame once it has seen this (router_mux.Lane). A router without Multiplex
+# The router's initial metadata on a Multiplex stream, sent before it reads a frame
+# (Multiplexer.handle): the gateway writes its first frame once it has seen this
+# (router_mux.Lane). A router without Multiplex
 # ends the call at once instead (UNIMPLEMENTED, with no such metadata), and a frame written
 # meanwhile could make gRPC report the end as its own "Internal error from Core".
 SERVING = (("xrouter-multiplex", "1"),)

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import grpc
 
 from xrouter.v1 import router_pb2 as pb
-from xrouter_common.mux import batches, gather
+from xrouter_common.mux import SERVING, batches, gather
 from xrouter_common.wire import ERROR_DETAIL_KEY
 
 log = logging.getLogger("xrouter.router.multiplex")
@@ -114,6 +114,15 @@ class Multiplexer:
         self._draining = True
         for session in self._sessions:
             session.out.put_nowait(None)
+
+    async def handle(self, incoming: AsyncIterable[pb.MuxUpBatch],
+                     context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+                     ) -> AsyncIterator[pb.MuxDownBatch]:
+        """The Multiplex method: the go-ahead metadata (xrouter_common.mux.SERVING) before any
+        frame is read, then serve()."""
+        await context.send_initial_metadata(SERVING)
+        async for down in self.serve(incoming):
+            yield down
 
     async def serve(self, incoming: AsyncIterable[pb.MuxUpBatch]) -> AsyncIterator[pb.MuxDownBatch]:
         session = _Session()

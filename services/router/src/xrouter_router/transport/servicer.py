@@ -12,7 +12,6 @@ import grpc
 
 from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
-from xrouter_common.mux import SERVING
 from xrouter_common.tracing import trace_id_of
 from xrouter_common.wire import (
     AUTHORIZATION_KEY,
@@ -147,8 +146,7 @@ class RouterServicer(pb_grpc.RouterServicer):
     async def Multiplex(self, request_iterator: AsyncIterator[pb.MuxUpBatch],  # noqa: N802
                         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                         ) -> AsyncIterator[pb.MuxDownBatch]:
-        await context.send_initial_metadata(SERVING)  # the gateway's go-ahead (xrouter_common.mux)
-        async for down in self.multiplexer.serve(request_iterator):
+        async for down in self.multiplexer.handle(request_iterator, context):
             yield down
 
     async def ConcludeOrphan(self, request: pb.OrphanRequest,  # noqa: N802
