@@ -45,19 +45,29 @@ def _on_term(signum: int, frame: object) -> None:
 _DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
 
 
+# Each service's log, by process id: a service that exits while starting is named with its log.
+_LOGS: dict[int, Path] = {}
+
+
 def _spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         # A process group of its own: Ctrl-C reaches this script only, which stops the children
         # in order (the gateway first, then the routers, then the servers).
-        return subprocess.Popen([*_DIE_WITH_PARENT, str(VENV / "python"), "-m", module], env=env,
+        proc = subprocess.Popen([*_DIE_WITH_PARENT, str(VENV / "python"), "-m", module], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    _LOGS[proc.pid] = log
+    return proc
 
 
 def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], bound: float = 60.0) -> None:
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit("run-cluster: a service exited while starting; see the logs")
+        for proc in procs:
+            if proc.poll() is not None:
+                log = _LOGS[proc.pid]
+                tail = "".join(log.read_text(errors="replace").splitlines(True)[-30:])
+                raise SystemExit(f"run-cluster: a service exited while starting (exit code "
+                                 f"{proc.returncode}); the end of {log}:\n{tail}")
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as answer:
             if answer.status == 200:
                 return

@@ -20,6 +20,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from tests.fakes.openai_upstream import API_KEY
+from tests.infra import ports as port_registry
 from xrouter_gateway.__main__ import client_options
 from xrouter_gateway.app import build_app
 from xrouter_gateway.settings import GatewaySettings
@@ -148,9 +149,7 @@ async def clear_of_minute_boundary(margin: float = 15.0) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return port_registry.free_port()  # tests/infra/ports.py: why not the kernel's port 0
 
 
 def router_settings(catalog: Path, **overrides: object) -> RouterSettings:

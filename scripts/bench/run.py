@@ -44,9 +44,11 @@ CHUNKS = 22
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port outside the kernel's ephemeral range (tests/infra/ports.py says why)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.infra.ports import free_port as chosen
+    return chosen()
 
 
 def upstream_bodies() -> tuple[str, str]:

@@ -8,7 +8,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from tests.infra import ports as port_registry
 from tests.infra.certs import Authority, write_pair
 
 POLL = 0.05
@@ -64,14 +64,7 @@ def _as_postgres() -> list[str]:
 
 
 def free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in ports:
-            ports.append(port)
-    return ports
+    return port_registry.free_ports(count)  # tests/infra/ports.py: why not the kernel's port 0
 
 
 def _settings(values: dict[str, str]) -> list[str]:

@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from tests.infra import ports as port_registry
 from tests.infra.certs import Authority, write_pair
 from xrouter_common.tls import CertFiles
 
@@ -31,25 +31,9 @@ class ClusterError(RuntimeError):
     """The cluster did not reach the expected state in time."""
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_ports(count: int) -> list[int]:
-    """Ports P whose cluster bus port P + 10000 is free too."""
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + 10000 < 65536 and port not in ports and _bindable(port + 10000):
-            ports.append(port)
-    return ports
+    """Ports P whose cluster bus port P + 10000 is free too (tests/infra/ports.py)."""
+    return port_registry.free_ports(count, bus=True)
 
 
 class RedisCluster:
