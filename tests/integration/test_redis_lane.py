@@ -127,6 +127,77 @@ async def _a_moved_slot_goes_through_the_client_once_then_to_its_new_master(
             await asyncio.to_thread(move_slot, cluster, slot, target, source)
 
 
+def wait_calls(port: int) -> int:
+    with redis.Redis(port=port) as node:
+        stats = node.info("commandstats")
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
+async def _the_waits_of_one_turn_go_as_one_wait_that_answers_every_caller(
+        cluster: RedisCluster) -> None:
+    port, key = next(iter(keys_on_each_master(cluster).items()))
+    async with lane_on(cluster.url) as lane:
+        assert await lane.script(ECHO, [key], ["open"]) == [key.encode(), b"open"]
+        before = wait_calls(port)
+        replies = await asyncio.gather(*(lane.send(key, [("SET", f"{key}:{i}", i)], ("WAIT", 1, 5000))
+                                         for i in range(20)))
+        assert replies == [[b"OK", 1]] * 20  # each write on the master and on its one replica
+        assert wait_calls(port) == before + 1
+        with redis.Redis(port=cluster.replica_of(port)) as replica:
+            replica.execute_command("READONLY")
+            assert replica.mget([f"{key}:{i}" for i in range(20)]) == [b"%d" % i for i in range(20)]
+        for i in range(2):  # turns of their own: a WAIT each
+            assert await lane.send(key, [("SET", key, i)], ("WAIT", 1, 5000)) == [b"OK", 1]
+        assert wait_calls(port) == before + 3
+        assert lane.fallbacks == 0
+
+
+def blocked_in_wait(port: int) -> int:
+    """The id of the client whose WAIT blocks on the node `port`, once there is one."""
+    deadline = time.monotonic() + 30
+    with redis.Redis(port=port, decode_responses=True) as node:
+        while True:
+            waiting = [c for c in node.client_list() if c["cmd"] == "wait" and "b" in c["flags"]]
+            if waiting:
+                return int(waiting[0]["id"])
+            assert time.monotonic() < deadline, "no client blocked in WAIT"
+            time.sleep(0.01)
+
+
+async def _a_caller_that_gives_up_on_a_shared_wait_leaves_the_others_their_replies(
+        cluster: RedisCluster) -> None:
+    port, key = next(iter(keys_on_each_master(cluster).items()))
+    async with lane_on(cluster.url) as lane:
+        assert await lane.script(ECHO, [key], ["open"]) == [key.encode(), b"open"]
+        # Two replicas asked of a master that has one: the WAIT blocks for its 1 s timeout.
+        calls = [asyncio.ensure_future(lane.send(key, [("SET", f"{key}:{i}", i)], ("WAIT", 2, 1000)))
+                 for i in range(3)]
+        await asyncio.to_thread(blocked_in_wait, port)
+        calls[0].cancel()
+        assert await asyncio.gather(*calls[1:]) == [[b"OK", 1], [b"OK", 1]]
+        assert calls[0].cancelled()
+        assert await lane.script(ECHO, [key], ["after"]) == [key.encode(), b"after"]
+        assert lane.fallbacks == 0
+
+
+async def _a_connection_lost_while_a_shared_wait_blocks_fails_its_callers_then_heals(
+        cluster: RedisCluster) -> None:
+    port, key = next(iter(keys_on_each_master(cluster).items()))
+    async with lane_on(cluster.url) as lane:
+        assert await lane.script(ECHO, [key], ["open"]) == [key.encode(), b"open"]
+        calls = [asyncio.ensure_future(lane.send(key, [("SET", f"{key}:{i}", i)], ("WAIT", 2, 5000)))
+                 for i in range(3)]
+        victim = await asyncio.to_thread(blocked_in_wait, port)
+        with redis.Redis(port=port) as node:
+            node.client_kill_filter(_id=victim)
+        failed = await asyncio.gather(*calls, return_exceptions=True)
+        assert [type(error) for error in failed] == [redis.asyncio.ConnectionError] * 3
+        # Through the client until it succeeds, then the lane again, on a new connection.
+        assert await lane.script(ECHO, [key], ["healed"]) == [key.encode(), b"healed"]
+        assert await lane.send(key, [("GET", f"{key}:0")], ("WAIT", 1, 5000)) == [b"0", 1]
+        assert lane.fallbacks == 1
+
+
 def move_slot(cluster: RedisCluster, slot: int, source: int, target: int) -> None:
     """An empty slot's resharding, as `redis-cli --cluster reshard` does it."""
     with redis.Redis(port=source, decode_responses=True) as src, \
@@ -223,7 +294,10 @@ ON_THE_CLUSTER = [_scripts_go_straight_to_each_master_one_connection_each,
                   _a_node_that_lost_its_scripts_gets_them_again,
                   _an_error_the_script_raises_is_a_response_error,
                   _a_caller_that_gives_up_leaves_the_next_reply_to_the_next_caller,
-                  _a_moved_slot_goes_through_the_client_once_then_to_its_new_master]
+                  _a_moved_slot_goes_through_the_client_once_then_to_its_new_master,
+                  _the_waits_of_one_turn_go_as_one_wait_that_answers_every_caller,
+                  _a_caller_that_gives_up_on_a_shared_wait_leaves_the_others_their_replies,
+                  _a_connection_lost_while_a_shared_wait_blocks_fails_its_callers_then_heals]
 ON_A_LONE_NODE = [_a_node_with_a_password_and_a_node_that_stops_answering,
                   _a_password_changed_under_a_running_client_leaves_the_lane_for_the_client]
 

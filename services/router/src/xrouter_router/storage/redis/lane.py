@@ -35,7 +35,7 @@ class LaneMiss(Exception):
 
 @dataclass(slots=True)
 class _Waiting:
-    future: asyncio.Future[list[Any]]
+    futures: list[asyncio.Future[list[Any]]]
     count: int
     sent: float
     replies: list[Any] = field(default_factory=list)
@@ -45,13 +45,20 @@ class _NodeConnection(asyncio.Protocol):
     """One TCP connection to a node. Commands go out in order, those of one turn of the event
     loop in one write; hiredis parses the replies, which come back in the same order. A batch
     of commands has one future for all its replies: a caller that gives up (a timeout, a
-    cancelled request) leaves it done, and its replies are read and dropped when they come."""
+    cancelled request) leaves it done, and its replies are read and dropped when they come.
+
+    A WAIT (wait_after) goes once at the end of the turn's write, for every caller that asked
+    for it in that turn: WAIT answers for all the connection's writes before it, and Redis runs
+    nothing else from the connection while a WAIT blocks, so one WAIT per turn answers each
+    caller as soon as its own would have, at one round trip to the replicas instead of one per
+    caller."""
 
     def __init__(self) -> None:
         self._reader = hiredis.Reader(replyError=ResponseError)  # error replies: redis-py's type
         self._waiting: deque[_Waiting] = deque()
         self._transport: asyncio.Transport | None = None
         self._unsent: list[bytes] = []  # written together at the end of this loop iteration
+        self._waits: dict[bytes, list[asyncio.Future[list[Any]]]] = {}  # after them, once each
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -66,8 +73,9 @@ class _NodeConnection(asyncio.Protocol):
                 head.replies.append(reply)
                 if len(head.replies) == head.count:
                     self._waiting.popleft()
-                    if not head.future.done():
-                        head.future.set_result(head.replies)
+                    for future in head.futures:
+                        if not future.done():
+                            future.set_result(head.replies)
         except (hiredis.ProtocolError, IndexError):  # garbage, or a reply nobody asked for
             self.close()
 
@@ -75,9 +83,9 @@ class _NodeConnection(asyncio.Protocol):
         self.lost = True
         error = RedisConnectionError(f"connection to Redis lost: {exc or 'closed by the server'}")
         while self._waiting:
-            waiting = self._waiting.popleft()
-            if not waiting.future.done():
-                waiting.future.set_exception(error)
+            for future in self._waiting.popleft().futures:
+                if not future.done():
+                    future.set_exception(error)
 
     def send(self, payload: bytes, count: int, stall: float) -> asyncio.Future[list[Any]]:
         if self.lost or self._transport is None:
@@ -88,18 +96,37 @@ class _NodeConnection(asyncio.Protocol):
             raise LaneMiss(f"Redis did not answer within {stall} s")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        self._waiting.append(_Waiting(future, count, now))
+        self._waiting.append(_Waiting([future], count, now))
         if not self._unsent:
             loop.call_soon(self._flush)
         self._unsent.append(payload)
         return future
 
+    def wait_after(self, command: bytes) -> asyncio.Future[list[Any]]:
+        """The reply (a one-item list) of the WAIT `command` that follows everything sent to
+        this node in this turn of the loop, sent once for every caller of the turn. Call it
+        right after send(), which scheduled the turn's write."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waits.setdefault(command, []).append(future)
+        return future
+
     def _flush(self) -> None:
         """One write (a system call, which on loopback also does the receiver's TCP work) for
-        every command sent to this node in one turn of the event loop."""
+        every command sent to this node in one turn of the event loop, the turn's WAITs last."""
         unsent, self._unsent = self._unsent, []
-        if self._transport is not None and not self.lost:
-            self._transport.write(b"".join(unsent) if len(unsent) > 1 else unsent[0])
+        waits, self._waits = self._waits, {}
+        if self._transport is None or self.lost:
+            error = RedisConnectionError("connection to Redis lost before the write")
+            for futures in waits.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+            return
+        now = time.monotonic()
+        for command, futures in waits.items():
+            unsent.append(command)
+            self._waiting.append(_Waiting(futures, 1, now))
+        self._transport.write(b"".join(unsent) if len(unsent) > 1 else unsent[0])
 
     def close(self) -> None:
         if self._transport is not None:
@@ -184,20 +211,24 @@ class Lane:
             raise reply
         return reply
 
-    async def send(self, key: str, commands: Sequence[Command]) -> list[Any]:
+    async def send(self, key: str, commands: Sequence[Command],
+                   wait: Command | None = None) -> list[Any]:
         """The replies of `commands`, sent together to the master of `key`'s slot, on one
-        connection (so a WAIT among them covers the writes before it). Error replies come back
-        as ResponseError values, as in redis-py's pipelines, except that LaneMiss is raised when
-        the first command did not run: the caller sends the batch through the client."""
+        connection, then the reply of `wait` (a WAIT, which covers the writes before it on
+        that connection; one WAIT goes for all the callers of a turn of the loop). Error replies
+        come back as ResponseError values, as in redis-py's pipelines, except that LaneMiss is
+        raised when the first command did not run: the caller sends the batch through the
+        client."""
         if not self.enabled:
             raise LaneMiss("the lane is off")  # by choice: not a fallback
         try:
-            return await self._send(key, commands)
+            return await self._send(key, commands, wait)
         except LaneMiss:
             self.fallbacks += 1
             raise
 
-    async def _send(self, key: str, commands: Sequence[Command]) -> list[Any]:
+    async def _send(self, key: str, commands: Sequence[Command],
+                    wait: Command | None) -> list[Any]:
         if self._through_client:
             raise LaneMiss("through the cluster client")
         slot = key_slot(key.encode())
@@ -213,11 +244,22 @@ class Lane:
         if connection is None or connection.lost:
             connection = await self._connect(node)
         payload = b"".join(_pack(command) for command in commands)
+        waited: asyncio.Future[list[Any]] | None = None
         try:
-            replies = await connection.send(payload, len(commands), self._stall)
+            sent = connection.send(payload, len(commands), self._stall)
+            waited = None if wait is None else connection.wait_after(_pack(wait))
+            replies = await sent
+            if waited is not None:
+                replies = [*replies, *(await waited)]
         except (RedisConnectionError, LaneMiss):
             self._through_client = True
             raise
+        finally:
+            if waited is not None:  # this caller gave up or failed: leave no exception unread
+                if not waited.done():
+                    waited.cancel()
+                elif not waited.cancelled():
+                    waited.exception()
         first = replies[0]
         if isinstance(first, ResponseError) and str(first).split(" ", 1)[0] in NOT_RUN:
             raise LaneMiss(str(first))

@@ -244,7 +244,7 @@ class StreamLedger:
                   self._max_len, payload, self._recent_ttl)
         waiting = ("WAIT", self._replicas, self._replica_timeout_ms)
         try:
-            replies = await self._lane.send(stream, [append, waiting] if wait else [append])
+            replies = await self._lane.send(stream, [append], waiting if wait else None)
         except LaneMiss:
             replies = await self._pipeline(stream, append, wait)
             self._lane.resume()
