@@ -33,6 +33,15 @@ LOWEST = 10000
 BUS_OFFSET = 10000
 
 
+# The operating system's randomness: a test that seeds `random` (hypothesis does) must not make
+# every process choose the same ports in the same order.
+_SYSTEM = random.SystemRandom()
+
+
+def candidate(low: int, high: int) -> int:
+    return _SYSTEM.randint(low, high)
+
+
 def ephemeral_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int]:
     try:
         low, high = path.read_text().split()
@@ -83,7 +92,7 @@ def free_ports(count: int, *, bus: bool = False) -> list[int]:
     with _registry() as given:
         ports: list[int] = []
         while len(ports) < count:
-            port = random.randint(LOWEST, top)
+            port = candidate(LOWEST, top)
             wanted = (port, port + BUS_OFFSET) if bus else (port,)
             if any(p in given for p in wanted) or not all(bindable(p) for p in wanted):
                 continue

@@ -4,7 +4,6 @@ connection can take them first, and no two callers (processes included) get the 
 from __future__ import annotations
 
 import json
-import random
 import socket
 import subprocess
 import sys
@@ -27,9 +26,9 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def picks(monkeypatch: pytest.MonkeyPatch, *order: int) -> Iterator[int]:
-    """random.randint answers `order`, in order."""
+    """ports.candidate answers `order`, in order."""
     answers = iter(order)
-    monkeypatch.setattr(random, "randint", lambda low, high: next(answers))
+    monkeypatch.setattr(ports, "candidate", lambda low, high: next(answers))
     return answers
 
 
