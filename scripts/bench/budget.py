@@ -227,9 +227,15 @@ def budget(spy: str, cluster: dict[str, str]) -> int:
         out = bench.ROOT / "bench-results"
         out.mkdir(exist_ok=True)
         (out / ("budget-cluster.md" if cluster else "budget.md")).write_text(report)
+        for name in pids:  # py-spy's raw stacks, for a closer look at a stage
+            shutil.copy(tmp / f"{name}.txt", out / f"budget-{mode_name(cluster)}-{name}.spy.txt")
         return 0
     finally:
         bench.stop(procs, tmp)
+
+
+def mode_name(cluster: dict[str, str]) -> str:
+    return "cluster" if cluster else "embedded"
 
 
 def render(per_request: dict[str, float], split: dict[str, dict[str, float]],
