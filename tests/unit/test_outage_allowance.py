@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xrouter_router.storage.redis.outage import OutageAllowance
+from xrouter_router.domain.outage import OutageAllowance
 
 
 def test_reservations_fit_the_allowance_per_account_and_settle_at_their_cost() -> None:

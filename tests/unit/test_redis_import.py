@@ -48,3 +48,12 @@ def test_a_metrics_sdk_loaded_before_is_left_alone() -> None:
     state = probe("opentelemetry.sdk.metrics")
     assert state["metrics_sdk"] is True and state["redis_sees_sdk"] is True
     assert state["traced"] is True
+
+
+def test_the_embedded_router_does_not_load_redis_py() -> None:
+    code = ("import sys; import xrouter_router.__main__, xrouter_router.bootstrap; "
+            "print(sorted(m for m in sys.modules if m == 'redis' "
+            "or m.startswith('xrouter_router.storage.redis')))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         timeout=60).stdout
+    assert out.strip() == "[]"

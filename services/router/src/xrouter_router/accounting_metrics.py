@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from xrouter_router.storage.redis.outage import OutageAllowance
+from xrouter_router.domain.outage import OutageAllowance
 from xrouter_router.storage.timing import Latency
 
 log = logging.getLogger(__name__)

@@ -61,7 +61,7 @@ class ApiKey:
     account_pii_guard: str = ""
     account_pii_scope: str = ""
     # Its account's outage allowance (RUB per replica while Redis cannot check credits;
-    # storage/redis/outage.py), read with it from the plan; None: the global setting.
+    # domain/outage.py), read with it from the plan; None: the global setting.
     account_outage_allowance: Decimal | None = None
     disabled: bool = False
     created_at: float = 0.0

@@ -33,7 +33,7 @@ class Plan:
     pii_guard: str = ""
     pii_scope: str = ""
     # RUB each replica may admit for the account's paid requests while Redis cannot check
-    # credits (storage/redis/outage.py); None: XROUTER_CREDITS_OUTAGE_ALLOWANCE applies.
+    # credits (domain/outage.py); None: XROUTER_CREDITS_OUTAGE_ALLOWANCE applies.
     outage_allowance: Decimal | None = None
 
     def __post_init__(self) -> None:

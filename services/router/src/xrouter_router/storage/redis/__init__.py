@@ -7,7 +7,10 @@ for its traces. That import is 47 modules and about 2.2 MB of the cluster router
 (docs/performance.md, issue 16's fifth pass). redis-py treats the SDK as optional (an
 ImportError there means "not installed"), so redis is first imported here, before any module
 of this package imports it, with the metrics SDK hidden for that import only: afterwards it can
-be imported as usual (configure_tracing never needs it)."""
+be imported as usual (configure_tracing never needs it).
+
+So importing anything from this package imports redis-py (about 5 MB): the embedded mode must
+not, and what it shares with the cluster mode lives elsewhere (domain/outage.py)."""
 
 from __future__ import annotations
 

@@ -15,11 +15,11 @@ from xrouter_router.domain.errors import InternalError, NotFound, Unavailable
 from xrouter_router.domain.keys import ApiKey
 from xrouter_router.domain.ledger import GenerationRecord, charge_of
 from xrouter_router.domain.limits import unaffordable
+from xrouter_router.domain.outage import OutageAllowance
 from xrouter_router.domain.ports import AccountStore, Reservation
 from xrouter_router.storage.redis.lane import Lane
 from xrouter_router.storage.redis.limits import LimitArgs, limits_lua
 from xrouter_router.storage.redis.link import VERSION, Link, LinkCounters, RedisDown
-from xrouter_router.storage.redis.outage import OutageAllowance
 from xrouter_router.storage.redis.stats import Script
 
 # KEYS: the account's hash (balance and spent snapshots with the server time they were taken,
@@ -304,7 +304,7 @@ class RedisCreditGuard(LinkCounters):
 
     When Redis fails, reserve() raises Unavailable (503) unless `fail_open`, which lets the
     request through unchecked, or the account's `outage_allowance` on this replica still has
-    room (storage/redis/outage.py); extend() then answers None (or grows the reservation, open
+    room (domain/outage.py); extend() then answers None (or grows the reservation, open
     or within the allowance); the reservation lapses and the charge reaches the store with
     the record all the same.
     """
