@@ -45,26 +45,38 @@ def _on_term(signum: int, frame: object) -> None:
 _DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
 
 
-# Each service's log, by process id: a service that exits while starting is named with its log.
-_LOGS: dict[int, Path] = {}
-
-
-def _spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(module: str, env: dict[str, str], log: Path,
+           logs: dict[subprocess.Popen[bytes], Path]) -> subprocess.Popen[bytes]:
+    """The service `module`, writing to `log`; `logs` gets it (for _wait_ready)."""
     with log.open("ab") as out:
         # A process group of its own: Ctrl-C reaches this script only, which stops the children
         # in order (the gateway first, then the routers, then the servers).
         proc = subprocess.Popen([*_DIE_WITH_PARENT, str(VENV / "python"), "-m", module], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    _LOGS[proc.pid] = log
+    logs[proc] = log
     return proc
 
 
-def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], bound: float = 60.0) -> None:
+def _spawn_routers(base_env: dict[str, str], home: Path, ports: list[int],
+                   procs: list[subprocess.Popen[bytes]],
+                   logs: dict[subprocess.Popen[bytes], Path]) -> list[dict[str, Any]]:
+    """ROUTERS routers (listen on ports[i], metrics on ports[ROUTERS + i]), added to `procs`."""
+    routers = []
+    for i in range(ROUTERS):
+        listen = f"127.0.0.1:{ports[i]}"
+        env = {**base_env, "XROUTER_ROUTER_LISTEN": listen, "XROUTER_DATA_DIR": str(home / f"r{i}"),
+               "XROUTER_ROUTER_METRICS_PORT": str(ports[ROUTERS + i])}
+        procs.append(_spawn("xrouter_router", env, home / f"router{i}.log", logs))
+        routers.append({"listen": listen, "metrics": ports[ROUTERS + i], "pid": procs[-1].pid})
+    return routers
+
+
+def _wait_ready(url: str, logs: dict[subprocess.Popen[bytes], Path], bound: float = 60.0) -> None:
+    """Until `url` answers 200; a service that exits first is named with the end of its log."""
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
-        for proc in procs:
+        for proc, log in logs.items():
             if proc.poll() is not None:
-                log = _LOGS[proc.pid]
                 tail = "".join(log.read_text(errors="replace").splitlines(True)[-30:])
                 raise SystemExit(f"run-cluster: a service exited while starting (exit code "
                                  f"{proc.returncode}); the end of {log}:\n{tail}")
@@ -147,20 +159,14 @@ def main() -> int:
         base_env = {**os.environ, "XROUTER_DATABASE_URL": postgres.multi_host(),
                     "XROUTER_REDIS_URL": redis.url, "XROUTER_MASTER_KEY": master,
                     "XROUTER_KEY_SECRET": secrets.token_hex(32)}
-        routers = []
-        for i in range(ROUTERS):
-            listen = f"127.0.0.1:{ports[i]}"
-            env = {**base_env, "XROUTER_ROUTER_LISTEN": listen,
-                   "XROUTER_DATA_DIR": str(home / f"r{i}"),
-                   "XROUTER_ROUTER_METRICS_PORT": str(ports[ROUTERS + i])}
-            procs.append(_spawn("xrouter_router", env, home / f"router{i}.log"))
-            routers.append({"listen": listen, "metrics": ports[ROUTERS + i], "pid": procs[-1].pid})
+        logs: dict[subprocess.Popen[bytes], Path] = {}  # each service's log, for _wait_ready
+        routers = _spawn_routers(base_env, home, ports, procs, logs)
         target = ",".join(r["listen"] for r in routers)
         procs.insert(0, _spawn("xrouter_gateway", {**base_env, "XROUTER_GATEWAY_PORT": str(gw_port),
                                                    "XROUTER_ROUTER_TARGET": target},
-                               home / "gateway.log"))
+                               home / "gateway.log", logs))
         base = f"http://127.0.0.1:{gw_port}"
-        _wait_ready(f"{base}/readyz", procs)
+        _wait_ready(f"{base}/readyz", logs)
         _cli("credits", "add", "demo", "1000", "--reference", "make run-cluster: demo credits",
              base=base, master=master)
         created = json.loads(_cli("keys", "create", "--account", "demo", "--tier", "pro",

@@ -186,6 +186,7 @@ def main() -> int:
 
 
 def budget(spy: str, cluster: dict[str, str]) -> int:
+    mode = "cluster" if cluster else "embedded"
     tmp = Path(tempfile.mkdtemp(prefix="xrouter-budget-"))
     nginx_port, gw_port = bench.free_port(), bench.free_port()
     procs = [bench.start_nginx(tmp, nginx_port)]
@@ -219,7 +220,7 @@ def budget(spy: str, cluster: dict[str, str]) -> int:
         report = render(per_request, {name: shares(
             tmp / f"{name}.txt", STAGES[name], pid,
             perf_threads(tmp / f"{name}.perf") if perfs else None)
-            for name, pid in pids.items()}, result, "cluster" if cluster else "embedded")
+            for name, pid in pids.items()}, result, mode)
         if perfs:
             report += "\n" + render_native(per_request, {
                 name: perf_components(tmp / f"{name}.perf") for name in perfs})
@@ -228,14 +229,10 @@ def budget(spy: str, cluster: dict[str, str]) -> int:
         out.mkdir(exist_ok=True)
         (out / ("budget-cluster.md" if cluster else "budget.md")).write_text(report)
         for name in pids:  # py-spy's raw stacks, for a closer look at a stage
-            shutil.copy(tmp / f"{name}.txt", out / f"budget-{mode_name(cluster)}-{name}.spy.txt")
+            shutil.copy(tmp / f"{name}.txt", out / f"budget-{mode}-{name}.spy.txt")
         return 0
     finally:
         bench.stop(procs, tmp)
-
-
-def mode_name(cluster: dict[str, str]) -> str:
-    return "cluster" if cluster else "embedded"
 
 
 def render(per_request: dict[str, float], split: dict[str, dict[str, float]],

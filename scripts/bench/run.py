@@ -30,6 +30,11 @@ from checks import Row
 _R = TypeVar("_R")
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tests.infra: the tests' own ports and servers
+from tests.infra import ports  # noqa: E402
+
+free_port = ports.free_port  # ports outside the kernel's ephemeral range (tests/infra/ports.py)
+
 PY = ROOT / ".venv" / "bin" / "python"
 MASTER_KEY = "xr-bench-master-key"
 DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
@@ -41,14 +46,6 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 # or both, one after the other (the default: issue 16's targets hold in both modes).
 MODE = os.environ.get("BENCH_MODE", "both")
 CHUNKS = 22
-
-
-def free_port() -> int:
-    """A port outside the kernel's ephemeral range (tests/infra/ports.py says why)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from tests.infra.ports import free_port as chosen
-    return chosen()
 
 
 def upstream_bodies() -> tuple[str, str]:
@@ -288,7 +285,6 @@ def main() -> int:
 def cluster_servers() -> Iterator[dict[str, str]]:
     """BENCH_MODE=cluster: the tests' Redis Cluster (3+3) and PostgreSQL pair (fsync on,
     synchronous standby), migrated; yields the router's settings for them."""
-    sys.path.insert(0, str(ROOT))  # tests.infra: the same servers as the tests
     from tests.infra.postgres_ha import DurablePostgresHA
     from tests.infra.redis_cluster import RedisCluster
     from xrouter_router.storage.sql.migrate import migrate

@@ -115,8 +115,3 @@ def _kernel_ports(count: int, *, bus: bool) -> list[int]:
             continue
         ports.append(port)
     return ports
-
-
-def outside_ephemeral(port: int) -> bool:
-    low, high = ephemeral_range()
-    return not low <= port <= high

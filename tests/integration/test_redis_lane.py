@@ -164,15 +164,22 @@ def blocked_in_wait(port: int) -> int:
             time.sleep(0.01)
 
 
+async def writes_blocked_in_one_wait(lane: Lane, key: str, port: int,
+                                     timeout_ms: int) -> tuple[list[asyncio.Task[list[Any]]], int]:
+    """Three writes of one turn, their shared WAIT blocked on the node `port` (two replicas
+    asked of a master that has one: it blocks for `timeout_ms`); the calls and the id of the
+    lane's client there."""
+    assert await lane.script(ECHO, [key], ["open"]) == [key.encode(), b"open"]
+    calls = [asyncio.ensure_future(lane.send(key, [("SET", f"{key}:{i}", i)], ("WAIT", 2, timeout_ms)))
+             for i in range(3)]
+    return calls, await asyncio.to_thread(blocked_in_wait, port)
+
+
 async def _a_caller_that_gives_up_on_a_shared_wait_leaves_the_others_their_replies(
         cluster: RedisCluster) -> None:
     port, key = next(iter(keys_on_each_master(cluster).items()))
     async with lane_on(cluster.url) as lane:
-        assert await lane.script(ECHO, [key], ["open"]) == [key.encode(), b"open"]
-        # Two replicas asked of a master that has one: the WAIT blocks for its 1 s timeout.
-        calls = [asyncio.ensure_future(lane.send(key, [("SET", f"{key}:{i}", i)], ("WAIT", 2, 1000)))
-                 for i in range(3)]
-        await asyncio.to_thread(blocked_in_wait, port)
+        calls, _ = await writes_blocked_in_one_wait(lane, key, port, 1000)
         calls[0].cancel()
         assert await asyncio.gather(*calls[1:]) == [[b"OK", 1], [b"OK", 1]]
         assert calls[0].cancelled()
@@ -184,10 +191,7 @@ async def _a_connection_lost_while_a_shared_wait_blocks_fails_its_callers_then_h
         cluster: RedisCluster) -> None:
     port, key = next(iter(keys_on_each_master(cluster).items()))
     async with lane_on(cluster.url) as lane:
-        assert await lane.script(ECHO, [key], ["open"]) == [key.encode(), b"open"]
-        calls = [asyncio.ensure_future(lane.send(key, [("SET", f"{key}:{i}", i)], ("WAIT", 2, 5000)))
-                 for i in range(3)]
-        victim = await asyncio.to_thread(blocked_in_wait, port)
+        calls, victim = await writes_blocked_in_one_wait(lane, key, port, 5000)
         with redis.Redis(port=port) as node:
             node.client_kill_filter(_id=victim)
         failed = await asyncio.gather(*calls, return_exceptions=True)

@@ -26,10 +26,12 @@ def test_a_service_that_exits_while_starting_is_named_with_its_log(tmp_path: Pat
     script = run_cluster()
     log = tmp_path / "router0.log"
     log.write_text("an earlier line\n")
-    proc = script._spawn("xrouter_no_such_service", {}, log)
+    logs: dict[object, Path] = {}
+    proc = script._spawn("xrouter_no_such_service", {}, log, logs)
     proc.wait(timeout=30)
+    assert logs == {proc: log}
     with pytest.raises(SystemExit) as exited:
-        script._wait_ready(f"http://127.0.0.1:{free_port()}/readyz", [proc], bound=30)
+        script._wait_ready(f"http://127.0.0.1:{free_port()}/readyz", logs, bound=30)
     message = str(exited.value)
     assert message.startswith(f"run-cluster: a service exited while starting (exit code 1); "
                               f"the end of {log}:\nan earlier line\n")
