@@ -20,6 +20,7 @@ from tests.support import (
     running_gateway,
     running_router,
 )
+from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
@@ -55,6 +56,16 @@ def events(lines: list[str]) -> list[dict[str, Any]]:
 
 def content_of(lines: list[str]) -> str:
     return "".join(c["delta"].get("content") or "" for e in events(lines) for c in e["choices"])
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    """An embedded-mode SQLite file of its own (test_sqlite_database.py, test_sqlite_wal.py)."""
+    db = SqliteDatabase(tmp_path / "xrouter.db")
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 @pytest.fixture

@@ -42,15 +42,6 @@ from xrouter_router.storage.sql import sqlite_db as sqlite_db_module
 from xrouter_router.storage.sql.sqlite_db import SqliteDatabase
 
 
-@pytest.fixture
-async def sqlite_db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
-    db = SqliteDatabase(tmp_path / "xrouter.db")
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
 @contextlib.asynccontextmanager
 async def _opened(path: Path) -> AsyncIterator[tuple[SqliteDatabase, Stores]]:
     """The file opened (and migrated) with its stores; closed on the way out."""

@@ -62,6 +62,18 @@ def _mapped(path: Path, exc: BaseException) -> BaseException:
 
 # Inline commits between two checkpoints, which run in the worker thread (module docstring).
 CHECKPOINT_EVERY = 500
+# A WAL file is written again from its start only by a write that begins when a checkpoint has
+# copied all of it into the database. Under steady writes the PASSIVE checkpoint rarely ends so
+# (commits keep adding frames while it copies), and the file grew without bound: 1.3 GB after
+# 40 s at 16 connections, for a 44 MB database (docs/performance.md, issue 16's sixth pass).
+# When a PASSIVE checkpoint leaves at least this many frames in the WAL, a RESTART checkpoint
+# follows it: it waits for the commit in progress, holds new ones back while it copies the few
+# frames the PASSIVE one left (the loop's writes then find the lock taken and are committed in
+# the worker thread, after it), and so the next commit starts the WAL again.
+RESTART_FRAMES = 8192  # 32 MiB of 4 KiB pages
+# A WAL file written again from its start is cut back to this size (it stays at its largest
+# otherwise).
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # A batch waits for at most this many more loop iterations while each brings more writes (group
 # commit under load; a lone write commits at the next iteration): a commit's cost is mostly the
 # B-tree pages it dirties, about ten per generation record, and records committed together share
@@ -195,12 +207,18 @@ class SqliteDatabase:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             self._writer = conn
         return self._writer
 
     def _checkpoint(self) -> None:
+        """In the worker thread: a PASSIVE checkpoint, and a RESTART one when the WAL it left is
+        long (RESTART_FRAMES)."""
         try:
-            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            conn = self._connection()
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= RESTART_FRAMES:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)")
         except sqlite3.Error as exc:
             _mapped(self.path, exc)  # logged; the next one retries
 
@@ -265,6 +283,7 @@ class SqliteDatabase:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
                 conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
                 migrate(conn)
             except BaseException:
