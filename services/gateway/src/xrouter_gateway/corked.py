@@ -4,7 +4,9 @@ uvicorn writes an answer's status line and headers, then its body, as two writes
 each is a system call at once, and on loopback each also does the client's TCP work and wakes
 it. Gathered, a non-streaming answer is one write (issue 16: measured in docs/performance.md,
 fourth pass). A write waits for nothing but the end of the current loop iteration: the events
-of a stream leave as they came, those that came in one iteration together."""
+of a stream leave as they came, those that came in one iteration together. An answer's last
+bytes wait for nothing at all (GuardedProtocol.on_response_complete flushes them): the access
+log and the metrics are made after them in the same iteration."""
 
 from __future__ import annotations
 

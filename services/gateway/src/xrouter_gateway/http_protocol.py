@@ -60,6 +60,7 @@ class GuardedProtocol(HttpToolsProtocol):
     meanwhile) has none running. Keep-alive idleness stays uvicorn's (timeout_keep_alive)."""
 
     limits: ClassVar[ConnectionLimits]
+    _corked: CorkedTransport  # the connection's transport, from connection_made
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -73,7 +74,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # A response's head and body in one write (corked.py).
-        super().connection_made(CorkedTransport(transport, self.loop))
+        self._corked = CorkedTransport(transport, self.loop)
+        super().connection_made(self._corked)
         if len(self.connections) > self.limits.max_connections:
             self._refuse(raw_error(503, "The gateway has too many open connections; retry "
                                         "shortly", retry_after=1))
@@ -140,6 +142,9 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        # uvicorn calls this from the send of an answer's last bytes: they leave now, not after
+        # the layers above have done their bookkeeping (access log, metrics) in the same turn.
+        self._corked.flush()
         super().on_response_complete()
         if not self.transport.is_closing():
             self._schedule()  # a request that waited behind this answer is the client's again
