@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -82,15 +83,22 @@ class RouterServicer(pb_grpc.RouterServicer):
 
     def _log(self, rpc: str, meta: _Meta, request: pb.ChatRequest, *, started: float,
              outcome: str, served: tuple[str, str, int] | None) -> None:
-        """One line per request: ids, routing outcome, timing; never content or keys."""
+        """One line per request: ids, routing outcome, timing; never content or keys. Made when
+        the task that answers ends (the answer is then on its way: Multiplexer._run queues its
+        frame first, a call of its own sends it first), so it does not delay the answer."""
         if not self._request_log:
             return
         model, provider, attempts = served or (request.model, "", 0)
-        log.info("rpc", extra={"fields": {
+        fields = {
             "rpc": rpc, "generation_id": request.generation_id, "request_id": meta.request_id,
             "trace_id": trace_id_of(meta.traceparent), "model": model, "provider": provider,
             "attempts": attempts, "outcome": outcome,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2)}})
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+        task = asyncio.current_task()
+        if task is None or task.done():
+            log.info("rpc", extra={"fields": fields})
+        else:
+            task.add_done_callback(lambda _: log.info("rpc", extra={"fields": fields}))
 
     async def Chat(self, request: pb.ChatRequest,  # noqa: N802 - gRPC method name
                    context: grpc.aio.ServicerContext) -> pb.ChatResponse:  # type: ignore[type-arg]
