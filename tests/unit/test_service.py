@@ -303,7 +303,8 @@ async def test_stream_events_served_first_then_deltas_then_end_with_usage_and_co
     assert await _events(_service(a)) == [
         StreamEvent(deltas=(HEL,), served=SERVED_A, attempts=(A_OK,)),
         StreamEvent(deltas=(LO,)),
-        StreamEvent(deltas=(STOP,), end=StreamEnd(Usage(REPORTED, REPORTED_COST))),
+        StreamEvent(deltas=(STOP,)),
+        StreamEvent(end=StreamEnd(Usage(REPORTED, REPORTED_COST))),
     ]
     assert a.streams_closed == 1
 
@@ -317,12 +318,38 @@ async def test_the_first_event_carries_the_attempts_of_the_failover() -> None:
     assert [(e.served, e.attempts) for e in events[1:]] == [(None, ()), (None, ())]
 
 
-async def test_a_first_batch_that_is_also_the_last_is_one_event_with_served_and_end() -> None:
+async def test_a_first_batch_that_is_also_the_last_goes_out_before_the_end() -> None:
+    # An answer that came in one read: its deltas (with served) leave before the stream is
+    # concluded, whose record's commit would otherwise hold back the first token.
     done = StreamBatch((Delta(role="assistant", content="Hello", finish_reason="stop"),),
                        TokenCounts(3, 1), done=True)
     events = await _events(_service(FakeProvider("a", batches=[done])))
-    assert events == [StreamEvent(deltas=done.deltas, served=SERVED_A, attempts=(A_OK,),
-                                  end=StreamEnd(Usage(TokenCounts(3, 1), Decimal("0.00075150"))))]
+    assert events == [StreamEvent(deltas=done.deltas, served=SERVED_A, attempts=(A_OK,)),
+                      StreamEvent(end=StreamEnd(Usage(TokenCounts(3, 1), Decimal("0.00075150"))))]
+
+
+class Concluded(NullObserver):
+    """The outcomes of the generations concluded so far."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def generation(self, model: str, provider: str, *, outcome: str, streamed: bool,
+                   attempts: int, usage: Usage | None) -> None:
+        self.outcomes.append(outcome)
+
+
+async def test_an_answer_in_one_read_goes_out_before_the_stream_is_concluded() -> None:
+    observer = Concluded()
+    done = StreamBatch((Delta(role="assistant", content="Hello", finish_reason="stop"),),
+                       TokenCounts(3, 1), done=True)
+    events = _service(FakeProvider("a", batches=[done]), observer=observer).stream(
+        KEY, request("m"), None)
+    first = await anext(events)
+    assert (first.deltas, first.end) == (done.deltas, None)
+    assert observer.outcomes == []  # usage, statistics, metrics and billing come after it
+    assert [ev.end is not None async for ev in events] == [True]
+    assert observer.outcomes == ["success"]
 
 
 async def test_usage_arriving_in_a_batch_without_deltas_is_kept_for_the_end() -> None:

@@ -421,13 +421,16 @@ class ChatService:
                 for delta in batch.deltas:
                     acc.add(delta)
                 usage = batch.usage or usage
-                if batch.done:
-                    break
                 if batch.deltas:
                     out = batch.deltas if restorer is None else restorer.feed(batch.deltas)
                     yield StreamEvent(deltas=out, served=served, attempts=attempts,
                                       rate_limit=window)
                     served, attempts, window = None, (), None
+                if batch.done:
+                    # Its deltas went out above, before the stream is concluded (the record's
+                    # commit): an answer that came in one read is not held back by it.
+                    batch = None
+                    break
                 if not await held.extend(acc.bytes):
                     error = BudgetExhausted()
                     batch = StreamBatch((Delta(finish_reason="length"),))
