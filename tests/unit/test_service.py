@@ -303,8 +303,7 @@ async def test_stream_events_served_first_then_deltas_then_end_with_usage_and_co
     assert await _events(_service(a)) == [
         StreamEvent(deltas=(HEL,), served=SERVED_A, attempts=(A_OK,)),
         StreamEvent(deltas=(LO,)),
-        StreamEvent(deltas=(STOP,)),
-        StreamEvent(end=StreamEnd(Usage(REPORTED, REPORTED_COST))),
+        StreamEvent(deltas=(STOP,), end=StreamEnd(Usage(REPORTED, REPORTED_COST))),
     ]
     assert a.streams_closed == 1
 
@@ -320,7 +319,8 @@ async def test_the_first_event_carries_the_attempts_of_the_failover() -> None:
 
 async def test_a_first_batch_that_is_also_the_last_goes_out_before_the_end() -> None:
     # An answer that came in one read: its deltas (with served) leave before the stream is
-    # concluded, whose record's commit would otherwise hold back the first token.
+    # concluded, whose record's commit would otherwise hold back the first token. (A later
+    # last batch's deltas travel with the end, as the test above shows: one event fewer.)
     done = StreamBatch((Delta(role="assistant", content="Hello", finish_reason="stop"),),
                        TokenCounts(3, 1), done=True)
     events = await _events(_service(FakeProvider("a", batches=[done])))

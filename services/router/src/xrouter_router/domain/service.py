@@ -421,14 +421,16 @@ class ChatService:
                 for delta in batch.deltas:
                     acc.add(delta)
                 usage = batch.usage or usage
+                if batch.done and served is None:
+                    break  # the last deltas travel with the end: one event fewer
                 if batch.deltas:
                     out = batch.deltas if restorer is None else restorer.feed(batch.deltas)
                     yield StreamEvent(deltas=out, served=served, attempts=attempts,
                                       rate_limit=window)
                     served, attempts, window = None, (), None
                 if batch.done:
-                    # Its deltas went out above, before the stream is concluded (the record's
-                    # commit): an answer that came in one read is not held back by it.
+                    # An answer that came in one read: its deltas went out above, so that its
+                    # first token does not wait for the conclusion (the record's commit).
                     batch = None
                     break
                 if not await held.extend(acc.bytes):
