@@ -262,6 +262,32 @@ async def test_a_revocation_reaches_another_replica_within_a_second(
     assert heard.keys == ["key-1"]
 
 
+async def test_each_subscription_is_told_so_revocations_missed_meanwhile_are_dropped(
+        redis_cluster: RedisCluster, closer: Closer) -> None:  # noqa: F811
+    # The router passes KeyAuthenticator.forget_all: pub/sub keeps nothing for a replica that
+    # was not listening, so what was revoked meanwhile leaves the cache with everything else.
+    sender, listener = [KeyRevocations(await closer.started(redis_cluster)) for _ in range(2)]
+    closer.closing += [sender, listener]
+    heard, told = Heard(), asyncio.Event()
+    subscriptions: list[int] = []
+
+    def subscribed() -> None:
+        subscriptions.append(listener.reconnects)
+        told.set()
+    listener.listen(heard, subscribed)
+    async with asyncio.timeout(WAIT):
+        await told.wait()
+    assert subscriptions == [0]
+    told.clear()
+    with redis.Redis(port=int(listener.node.rsplit(":", 1)[1])) as node:
+        assert node.client_kill_filter(_type="pubsub") >= 1  # the listener's connection
+    async with asyncio.timeout(WAIT):
+        await told.wait()
+    assert subscriptions == [0, 1]
+    assert await sender.publish("key-1")
+    await heard.wait_for("key-1", WAIT)
+
+
 # -- only the Redis implementations: failures ------------------------------------------------
 
 

@@ -165,6 +165,30 @@ async def test_forget_drops_a_revoked_key_at_once() -> None:
         await auth.authenticate(plain)
 
 
+async def test_forget_all_drops_every_cached_key_and_a_re_read_in_flight() -> None:
+    # What a replica does once it listens again: revocations it missed meanwhile are unknown.
+    plains = [generate("pro") for _ in range(3)]
+    keys = [ApiKey(id=f"key-{i}", account_id="acct", tier="pro", prefix="p") for i in range(3)]
+    store = SlowStore({key_hash(SECRET, p): k for p, k in zip(plains, keys, strict=True)})
+    now = [0.0]
+    auth = _auth(store, now)
+    store.gate.set()
+    for plain in plains:
+        await auth.authenticate(plain)
+    store.gate.clear()
+    now[0] = 31.0
+    await auth.authenticate(plains[0])  # a re-read in flight, reading the key as it was
+    del store.keys[key_hash(SECRET, plains[1])]  # revoked while the replica was not listening
+    auth.forget_all()
+    store.gate.set()
+    await auth.settle()
+    assert auth.sizes == (0, 0)  # nothing cached, the re-read's answer dropped
+    with pytest.raises(Unauthenticated, match=r"^Invalid API key$"):
+        await auth.authenticate(plains[1])
+    assert await auth.authenticate(plains[2]) == keys[2]  # read again, once
+    assert store.lookups == 3 + 1 + 2
+
+
 async def test_disabled_expired_and_malformed_keys() -> None:
     plain = generate("free")
     store = Store({key_hash(SECRET, plain): ApiKey(id="k", account_id="a", tier="free", prefix="p",

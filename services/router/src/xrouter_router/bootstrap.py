@@ -144,7 +144,8 @@ class AccountingStack:
     # Tells the other replicas a key changed (None: this process is alone).
     announce: Callable[[str], Awaitable[Any]] | None = None
     # Wired once the authenticator exists: on_key_changed(forget).
-    listen: Callable[[Callable[[str], None]], None] | None = None
+    # listen(on_revoked, on_subscribed): KeyRevocations.listen
+    listen: Callable[[Callable[[str], None], Callable[[], None]], None] | None = None
     starts: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     stops: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # For metrics: the ledger's backlog in Redis (None in the embedded mode).
@@ -356,7 +357,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                             size=settings.key_cache_size,
                             negative_size=settings.key_cache_negative_size, wall=wall)
     if stack.listen is not None:
-        stack.listen(auth.forget)
+        stack.listen(auth.forget, auth.forget_all)
     billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat,
                       on_window=metrics.rate_window)
     sticky = StickyRoutes(ttl=settings.prompt_affinity,

@@ -160,6 +160,12 @@ class KeyAuthenticator:
         while len(self._known) > self._size:
             self._known.popitem(last=False)
 
+    def forget_all(self) -> None:
+        """Drop every cached key: revocations may have been missed (the replica was not
+        listening), so each key is read again when next used."""
+        self._epoch += 1
+        self._known.clear()
+
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (it was revoked, disabled or changed); given
         ACCOUNT_PREFIX + an account id, every key of that account (its plan changed); given

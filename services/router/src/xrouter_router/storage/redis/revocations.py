@@ -28,11 +28,13 @@ class KeyRevocations:
     task that subscribes on one node of the cluster (a PUBLISH reaches every node), pings it
     every `ping_every` seconds, and moves to another node when it fails or stops answering.
     Pub/sub delivers at most once: a replica that is disconnected when a key is revoked (Redis
-    down, failing over, this replica reconnecting) misses the message and keeps serving the
-    key from its cache until the entry expires. The key cache's TTL (XROUTER_KEY_CACHE_TTL,
-    default 30 s) is therefore the bound on how long a revoked key may still work while Redis
-    is unavailable; choose it as that bound (a few seconds costs one database read per hot
-    key per TTL).
+    down, failing over, this replica reconnecting) misses the message. So each time the
+    listener has subscribed (at start and after every reconnection) it calls `on_subscribed`
+    (the router passes KeyAuthenticator.forget_all): whatever was revoked while it was not
+    listening is dropped with the rest of the cache, and each key is read again once. While
+    Redis stays unavailable the key cache's TTL (XROUTER_KEY_CACHE_TTL, default 30 s) is the
+    bound on how long a revoked key may still work; choose it as that bound (a few seconds
+    costs one database read per hot key per TTL).
     """
 
     def __init__(self, client: RedisCluster, *, channel: str = REVOKED_CHANNEL,
@@ -45,6 +47,7 @@ class KeyRevocations:
         self._timeout = timeout
         self._retry_after = retry_after
         self._task: asyncio.Task[None] | None = None
+        self._on_subscribed: Callable[[], None] | None = None
         self._subscribed = asyncio.Event()
         self.node = ""  # host:port of the node the listener is subscribed on
         self.reconnects = 0
@@ -61,9 +64,11 @@ class KeyRevocations:
             return False
         return True
 
-    def listen(self, on_revoked: Callable[[str], None]) -> None:
+    def listen(self, on_revoked: Callable[[str], None],
+               on_subscribed: Callable[[], None] | None = None) -> None:
         """Start the listener (once); it runs until close()."""
         if self._task is None:
+            self._on_subscribed = on_subscribed
             self._task = asyncio.get_running_loop().create_task(self._run(on_revoked))
 
     async def subscribed(self, timeout: float) -> bool:
@@ -113,6 +118,11 @@ class KeyRevocations:
             await pubsub.subscribe(self._channel)
             while (await pubsub.get_message(timeout=self._timeout)) is None:
                 pass  # the subscription's confirmation
+        if self._on_subscribed is not None:
+            try:  # revocations sent while this replica was not listening are unknown
+                self._on_subscribed()
+            except Exception:  # a bug of the callback must not stop the listener
+                log.exception("key revocations: the subscription callback failed")
         self._subscribed.set()
         heard = time.monotonic()
         pinged = False
