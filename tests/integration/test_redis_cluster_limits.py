@@ -264,8 +264,8 @@ async def test_a_revocation_reaches_another_replica_within_a_second(
 
 async def test_each_subscription_is_told_so_revocations_missed_meanwhile_are_dropped(
         redis_cluster: RedisCluster, closer: Closer) -> None:  # noqa: F811
-    # The router passes KeyAuthenticator.forget_all: pub/sub keeps nothing for a replica that
-    # was not listening, so what was revoked meanwhile leaves the cache with everything else.
+    # The router passes KeyAuthenticator.expire_all: pub/sub keeps nothing for a replica that
+    # was not listening, so every cached key is read again at its next use.
     sender, listener = [KeyRevocations(await closer.started(redis_cluster)) for _ in range(2)]
     closer.closing += [sender, listener]
     heard, told = Heard(), asyncio.Event()

@@ -165,7 +165,7 @@ async def test_forget_drops_a_revoked_key_at_once() -> None:
         await auth.authenticate(plain)
 
 
-async def test_forget_all_drops_every_cached_key_and_a_re_read_in_flight() -> None:
+async def test_expire_all_has_every_cached_key_read_again_at_its_next_use() -> None:
     # What a replica does once it listens again: revocations it missed meanwhile are unknown.
     plains = [generate("pro") for _ in range(3)]
     keys = [ApiKey(id=f"key-{i}", account_id="acct", tier="pro", prefix="p") for i in range(3)]
@@ -178,15 +178,23 @@ async def test_forget_all_drops_every_cached_key_and_a_re_read_in_flight() -> No
     store.gate.clear()
     now[0] = 31.0
     await auth.authenticate(plains[0])  # a re-read in flight, reading the key as it was
+    now[0] = 32.0
     del store.keys[key_hash(SECRET, plains[1])]  # revoked while the replica was not listening
-    auth.forget_all()
+    auth.expire_all()
     store.gate.set()
     await auth.settle()
-    assert auth.sizes == (0, 0)  # nothing cached, the re-read's answer dropped
+    assert store.lookups == 4
+    assert auth.sizes == (3, 0)  # the re-read's answer was dropped; every key kept, expired
+    # The next use serves the cached key once (as for any expired entry) and reads it again.
+    assert await auth.authenticate(plains[1]) == keys[1]
+    await auth.settle()
     with pytest.raises(Unauthenticated, match=r"^Invalid API key$"):
         await auth.authenticate(plains[1])
-    assert await auth.authenticate(plains[2]) == keys[2]  # read again, once
-    assert store.lookups == 3 + 1 + 2
+    # A key store that is down meanwhile refuses no key that was served before.
+    store.down = True
+    assert await auth.authenticate(plains[2]) == keys[2]
+    await auth.settle()
+    assert await auth.authenticate(plains[2]) == keys[2]
 
 
 async def test_disabled_expired_and_malformed_keys() -> None:

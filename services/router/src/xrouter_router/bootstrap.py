@@ -357,7 +357,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
                             size=settings.key_cache_size,
                             negative_size=settings.key_cache_negative_size, wall=wall)
     if stack.listen is not None:
-        stack.listen(auth.forget, auth.forget_all)
+        stack.listen(auth.forget, auth.expire_all)
     billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat,
                       on_window=metrics.rate_window)
     sticky = StickyRoutes(ttl=settings.prompt_affinity,

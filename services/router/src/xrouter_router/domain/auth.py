@@ -160,11 +160,14 @@ class KeyAuthenticator:
         while len(self._known) > self._size:
             self._known.popitem(last=False)
 
-    def forget_all(self) -> None:
-        """Drop every cached key: revocations may have been missed (the replica was not
-        listening), so each key is read again when next used."""
+    def expire_all(self) -> None:
+        """Revocations may have been missed (the replica was not listening): every cached key is
+        read again at its next use, which it still serves, as any expired entry does (so a key
+        store that is down meanwhile refuses no key it served before); re-reads in flight,
+        which may have begun before a missed revocation, are dropped."""
         self._epoch += 1
-        self._known.clear()
+        for hashed, (key, _) in list(self._known.items()):
+            self._known[hashed] = (key, float("-inf"))
 
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (it was revoked, disabled or changed); given

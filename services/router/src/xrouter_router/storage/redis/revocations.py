@@ -30,11 +30,11 @@ class KeyRevocations:
     Pub/sub delivers at most once: a replica that is disconnected when a key is revoked (Redis
     down, failing over, this replica reconnecting) misses the message. So each time the
     listener has subscribed (at start and after every reconnection) it calls `on_subscribed`
-    (the router passes KeyAuthenticator.forget_all): whatever was revoked while it was not
-    listening is dropped with the rest of the cache, and each key is read again once. While
-    Redis stays unavailable the key cache's TTL (XROUTER_KEY_CACHE_TTL, default 30 s) is the
-    bound on how long a revoked key may still work; choose it as that bound (a few seconds
-    costs one database read per hot key per TTL).
+    (the router passes KeyAuthenticator.expire_all): every cached key is read again at its
+    next use, so a key revoked while the replica was not listening works for at most one more
+    request there. While Redis stays unavailable the key cache's TTL (XROUTER_KEY_CACHE_TTL,
+    default 30 s) is the bound on how long a revoked key may still work; choose it as that
+    bound (a few seconds costs one database read per hot key per TTL).
     """
 
     def __init__(self, client: RedisCluster, *, channel: str = REVOKED_CHANNEL,
