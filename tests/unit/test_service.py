@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tests.unit.builders import catalog, deployment, model, request
-from tests.unit.fakes import VECTORS, Clock, FakeEmbedder, FakeProvider
+from tests.unit.fakes import Clock, FakeProvider
 from xrouter_router.domain import service as service_module
 from xrouter_router.domain.auth import MasterKeyAuthenticator
 from xrouter_router.domain.catalog import Catalog
@@ -29,8 +29,6 @@ from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.types import (
     Completion,
     Delta,
-    EmbeddingRequest,
-    Embeddings,
     Message,
     Served,
     StreamBatch,
@@ -453,59 +451,3 @@ async def test_an_answer_delivered_in_one_batch_records_no_throughput(fake_time:
                        TokenCounts(3, 20), done=True)
     await _events(_service(FakeProvider("a", batches=[done]), stats=stats))
     assert (await stats.all())["m@a"].throughput is None
-
-
-# ---- embeddings --------------------------------------------------------------------------
-
-EMBED = catalog(model("e", deployment("e", "a", caps=("embeddings",), prompt="100"),
-                      deployment("e", "b", caps=("embeddings",), prompt="50")),
-                model("m", deployment("m", "a")))
-TWO_INPUTS = EmbeddingRequest(model="e", inputs=("one", "two"))
-
-
-async def test_embed_estimates_usage_from_the_inputs_and_prices_it() -> None:
-    served, result, usage = await _service(FakeEmbedder("a"), cat=EMBED).embed(KEY, TWO_INPUTS, None)
-    assert served == Served("e", "a", "e@a", NOW)
-    assert result == VECTORS
-    # cl100k: 1 + 1 tokens at 100 per million
-    assert usage == Usage(TokenCounts(prompt=2, estimated=True), Decimal("0.00020000"))
-
-
-async def test_embed_prices_the_usage_the_provider_reported() -> None:
-    reported = Embeddings(VECTORS.vectors, TokenCounts(prompt=300))
-    service = _service(FakeEmbedder("a", embeddings=reported), cat=EMBED)
-    _served, _result, usage = await service.embed(KEY, TWO_INPUTS, None)
-    assert usage == Usage(TokenCounts(prompt=300), Decimal("0.03000000"))
-
-
-@pytest.mark.parametrize("reported", [TokenCounts(prompt=-5), TokenCounts(prompt=2, completion=1),
-                                      TokenCounts(prompt=10_000)])
-async def test_embed_charges_the_estimate_when_the_provider_reports_what_cannot_be(
-        reported: TokenCounts) -> None:
-    embedder = FakeEmbedder("a", embeddings=Embeddings(VECTORS.vectors, reported))
-    _served, _result, usage = await _service(embedder, cat=EMBED).embed(KEY, TWO_INPUTS, None)
-    assert usage == Usage(TokenCounts(prompt=2, estimated=True), Decimal("0.00020000"))
-
-
-async def test_embed_fails_over_and_skips_an_open_breaker() -> None:
-    stats = InMemoryStats()
-    a = FakeEmbedder("a", error=_server_error("a"))
-    b = FakeEmbedder("b")
-    service = _service(a, b, cat=EMBED, stats=stats)
-    for _ in range(3):
-        served, _result, _usage = await service.embed(KEY, TWO_INPUTS, None)
-        assert served.provider == "b"
-    assert a.calls == ["e@a", "e@a", "e@a"]
-    await service.embed(KEY, TWO_INPUTS, None)
-    assert len(a.calls) == 3
-    assert len(b.calls) == 4
-
-
-async def test_embed_refuses_a_bad_key_and_a_model_without_embeddings() -> None:
-    a = FakeEmbedder("a")
-    with pytest.raises(Unauthenticated):
-        await _service(a, cat=EMBED).embed("sk-wrong", TWO_INPUTS, None)
-    with pytest.raises(NoProvider) as info:
-        await _service(a, cat=EMBED).embed(KEY, EmbeddingRequest(model="m", inputs=("x",)), None)
-    assert info.value.message == "Model 'm' has no embeddings deployment"
-    assert a.calls == []
