@@ -31,8 +31,10 @@ from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.types import (
     ChatRequest,
     Completion,
+    Delta,
     EmbeddingRequest,
     Embeddings,
+    StreamBatch,
     TokenCounts,
 )
 
@@ -172,6 +174,29 @@ async def test_a_fault_at_any_await_point_gives_everything_back(
             break
         assert task.cancelled() if kind == "cancel" else isinstance(task.exception(), RuntimeError)
     assert points > 5  # the request path was really walked
+
+
+async def test_a_client_gone_after_a_one_read_answer_is_charged_once_and_released(
+        rig: Rig) -> None:
+    """An answer that came in one read goes out before the stream is concluded; a client that
+    hangs up right after it is charged once for it, recorded, and its hold given back."""
+    account = await rig.account("10")
+    key = rig.key(account)
+    one_read = FakeProvider("a", batches=[StreamBatch(
+        (Delta(role="assistant", content="hello there"), Delta(finish_reason="stop")),
+        TokenCounts(prompt=5, completion=3), done=True)])
+    svc = service(rig, key, providers=(one_read,))
+    events = svc.stream("k", replace(request("m"), generation_id="gen-gone"), None)
+    first = await anext(events)
+    assert first.end is None and [d.content for d in first.deltas] == ["hello there", None]
+    await events.aclose()  # the client hangs up before the end event
+    record = await rig.stack.ledger.get("gen-gone")
+    assert record is not None
+    assert (record.status, record.prompt_tokens, record.completion_tokens, record.key_id) == (
+        "cancelled", 5, 3, key.id)
+    assert record.cost > 0
+    assert await rig.held(key) == (0, Decimal(0))
+    assert await rig.charged(account, Decimal(10) - record.cost) == Decimal(10) - record.cost
 
 
 # ---- every candidate obeys the key ---------------------------------------------------------
