@@ -16,7 +16,7 @@ from xrouter.v1 import router_pb2 as pb
 from xrouter.v1 import router_pb2_grpc as pb_grpc
 from xrouter_common.env import ConfigError
 from xrouter_common.tls import PemSet, Watched
-from xrouter_gateway.router_mux import LanePool
+from xrouter_gateway.router_mux import LanePool, MuxStream
 from xrouter_gateway.router_tls import RouterTls, channel_options, credentials, watch
 
 Metadata = Sequence[tuple[str, str]]
@@ -81,11 +81,44 @@ def retryable(exc: BaseException) -> bool:
 
 
 class StreamCall(Protocol):
-    """A streamed chat call as sse.py reads it: grpc's UnaryStreamCall, or a MuxStream."""
+    """A streamed chat call as sse.py reads it: a MuxStream, or grpc's UnaryStreamCall (_OwnCall).
+    ready() waits at most `timeout` seconds for a read that would not wait (an event, or the
+    call's end, is there) and says whether it came; a wait that times out or is cancelled loses
+    nothing and leaves the call running."""
+
+    async def ready(self, timeout: float | None) -> bool: ...
 
     async def read(self) -> Any: ...
 
     def cancel(self) -> bool: ...
+
+
+class _OwnCall:
+    """grpc's UnaryStreamCall as a StreamCall. Cancelling one of its reads cancels the call, so
+    ready() reads ahead in a task of its own that a timed-out wait leaves running."""
+
+    __slots__ = ("_call", "_next")
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._next: asyncio.Future[Any] | None = None
+
+    async def ready(self, timeout: float | None) -> bool:
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._call.read())
+        done, _ = await asyncio.wait((self._next,), timeout=timeout)
+        return bool(done)
+
+    async def read(self) -> Any:
+        if self._next is None:
+            return await self._call.read()
+        ahead, self._next = self._next, None
+        return await ahead
+
+    def cancel(self) -> bool:
+        if self._next is not None:
+            self._next.cancel()
+        return bool(self._call.cancel())
 
 
 class _Unimplemented:
@@ -94,28 +127,45 @@ class _Unimplemented:
 
     __slots__ = ("_args", "_call", "_client")
 
-    def __init__(self, client: RouterClient, call: StreamCall, *args: Any) -> None:
+    def __init__(self, client: RouterClient, call: MuxStream, *args: Any) -> None:
         self._client = client
-        self._call = call
+        self._call: StreamCall = call
         self._args: tuple[Any, ...] | None = args
+
+    async def ready(self, timeout: float | None) -> bool:
+        if not await self._call.ready(timeout):
+            return False
+        if self._args is not None and isinstance(self._call, MuxStream) \
+                and _unimplemented(self._call.failure):
+            self._own_call()
+            return await self._call.ready(timeout)
+        return True
 
     async def read(self) -> Any:
         try:
             event = await self._call.read()
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNIMPLEMENTED or self._args is None:
+            if not _unimplemented(exc) or self._args is None:
                 raise
         else:
             self._args = None
             return event
+        self._own_call()
+        return await self._call.read()
+
+    def _own_call(self) -> None:
+        assert self._args is not None
         request, metadata, timeout = self._args
         self._args = None
         self._client.unary_only()
         self._call = self._client.chat_stream(request, metadata, timeout)
-        return await self._call.read()
 
     def cancel(self) -> bool:
         return self._call.cancel()
+
+
+def _unimplemented(exc: BaseException | None) -> bool:
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 class RouterClient:
@@ -207,8 +257,7 @@ class RouterClient:
         if self._lanes is not None:
             return _Unimplemented(self, self._lanes.lane().chat_stream(request, metadata, timeout),
                                   request, metadata, timeout)
-        call: StreamCall = self._stub.ChatStream(request, metadata=metadata, timeout=timeout)
-        return call
+        return _OwnCall(self._stub.ChatStream(request, metadata=metadata, timeout=timeout))
 
     def unary_only(self) -> None:
         """The router serves no Multiplex (UNIMPLEMENTED): gRPC calls of their own from now on."""

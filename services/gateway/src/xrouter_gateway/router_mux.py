@@ -119,6 +119,26 @@ class MuxStream:
             self._lane.forget(self._id)
             self._finish(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
+    @property
+    def failure(self) -> BaseException | None:
+        """The call's failure, once nothing is left to read before it."""
+        return self._error if self.over and not self._events else None
+
+    async def ready(self, timeout: float | None) -> bool:
+        """Whether an event, or the call's end, is there to read, waiting at most `timeout`
+        seconds for one (without a task: the event's arrival wakes the caller itself)."""
+        if self._events or self.over:
+            return True
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+        except TimeoutError:
+            return False
+        finally:
+            self._waiter = None
+        return True
+
     async def read(self) -> Any:
         while not self._events:
             if self.over:

@@ -70,7 +70,6 @@ class RouterStream:
         self._timeout = timeout
         self._retries = client.retries
         self._call = client.chat_stream(request, metadata, timeout)
-        self._first: asyncio.Future[Any] = asyncio.ensure_future(self._call.read())
         # What was relayed, for a conclusion elsewhere if the router fails (conclude_orphan).
         self._deployment = ""
         self._relayed: list[str] = []
@@ -111,17 +110,15 @@ class RouterStream:
         """The first event, or None if it has not come within `wait` seconds.
         Raises AioRpcError when the call failed."""
         while True:
-            done, _ = await asyncio.wait((self._first,), timeout=wait)
-            if not done:
+            if not await self._call.ready(wait):
                 return None
             try:
-                event = self._first.result()
+                event = await self._call.read()
             except grpc.aio.AioRpcError as exc:
                 if not retryable(exc) or self._retries <= 0:
                     raise
                 self._retries -= 1
                 self._call = self._client.chat_stream(self._request, self._metadata, self._timeout)
-                self._first = asyncio.ensure_future(self._call.read())
                 continue
             if event is _EOF:
                 raise APIError(502, "The router ended the stream without any event")
@@ -132,7 +129,6 @@ class RouterStream:
         return None if event is _EOF else self._seen(event)
 
     def cancel(self) -> None:
-        self._first.cancel()
         self._call.cancel()
 
 
