@@ -350,6 +350,21 @@ async def test_an_answer_in_one_read_goes_out_before_the_stream_is_concluded() -
     assert observer.outcomes == ["success"]
 
 
+async def test_the_rest_of_a_read_whose_head_went_alone_goes_out_before_the_end() -> None:
+    # The provider sent the first read's first chunk apart (StreamBatch.head): the rest of that
+    # read is not a later read's last batch, so its deltas do not wait for the conclusion.
+    observer = Concluded()
+    a = FakeProvider("a", batches=[StreamBatch((HEL,), head=True),
+                                   StreamBatch((LO, STOP), REPORTED, done=True)])
+    events = _service(a, observer=observer).stream(KEY, request("m"), None)
+    assert await anext(events) == StreamEvent(deltas=(HEL,), served=SERVED_A, attempts=(A_OK,))
+    assert await anext(events) == StreamEvent(deltas=(LO, STOP))
+    assert observer.outcomes == []
+    assert [ev async for ev in events] == [
+        StreamEvent(end=StreamEnd(Usage(REPORTED, REPORTED_COST)))]
+    assert observer.outcomes == ["success"]
+
+
 async def test_usage_arriving_in_a_batch_without_deltas_is_kept_for_the_end() -> None:
     a = FakeProvider("a", batches=[StreamBatch((HEL,)), StreamBatch((), TokenCounts(2, 2))])
     events = await _events(_service(a))
@@ -451,3 +466,13 @@ async def test_an_answer_delivered_in_one_batch_records_no_throughput(fake_time:
                        TokenCounts(3, 20), done=True)
     await _events(_service(FakeProvider("a", batches=[done]), stats=stats))
     assert (await stats.all())["m@a"].throughput is None
+
+
+async def test_the_rest_of_a_first_read_is_not_a_later_read_for_throughput(
+        fake_time: FakeTime) -> None:
+    fake_time.ticks = [100.0, 100.5]
+    stats = InMemoryStats()
+    a = FakeProvider("a", batches=[StreamBatch((HEL,), head=True),
+                                   StreamBatch((LO, STOP), REPORTED, done=True)])
+    await _events(_service(a, stats=stats))
+    assert (await stats.all())["m@a"].throughput is None  # one read: nothing spread over time

@@ -415,14 +415,14 @@ class ChatService:
         served: Served | None = _served(opened.candidate)
         attempts: tuple[Attempt, ...] = tuple(opened.attempts)
         window = held.window
-        provider = opened.candidate.deployment.provider
+        dep = opened.candidate.deployment
         try:
             while batch is not None:
                 for delta in batch.deltas:
                     acc.add(delta)
                 usage = batch.usage or usage
-                if batch.done and served is None:
-                    break  # the last deltas travel with the end: one event fewer
+                if batch.done and served is None and batches:
+                    break  # a later read's last deltas travel with the end: one event fewer
                 if batch.deltas:
                     out = batch.deltas if restorer is None else restorer.feed(batch.deltas)
                     yield StreamEvent(deltas=out, served=served, attempts=attempts,
@@ -437,12 +437,11 @@ class ChatService:
                     error = BudgetExhausted()
                     batch = StreamBatch((Delta(finish_reason="length"),))
                     break
-                batch = await _next(opened.rest, self._idle_timeout, provider)
-                batches += 1
+                batches += 0 if batch.head else 1  # reads after the first
+                batch = await _next(opened.rest, self._idle_timeout, dep.provider)
         except UpstreamError as exc:
             error, batch = exc, None
             # A stream that breaks after its first byte is the deployment's failure too.
-            dep = opened.candidate.deployment
             await self._stats.record(dep.id, dep.provider, ok=not exc.retryable, latency_ms=None,
                                      now=self._wall())
         except (GeneratorExit, asyncio.CancelledError):

@@ -149,11 +149,14 @@ class Delta:
 @dataclass(frozen=True, slots=True)
 class StreamBatch:
     """What a provider stream yields: the deltas already received, usage once known, and
-    done=True on the batch that carried the provider's end-of-stream marker."""
+    done=True on the batch that carried the provider's end-of-stream marker. head=True on a
+    batch that is the start of a read whose rest was not parsed yet (it follows at once): a
+    stream's first token need not wait for the rest of its first read."""
 
     deltas: tuple[Delta, ...] = ()
     usage: TokenCounts | None = None
     done: bool = False
+    head: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,8 +106,19 @@ class OpenAIProvider:
     async def _read_stream(self, resp: Response,
                            show_reasoning: bool) -> AsyncIterator[StreamBatch]:
         finished = False
+        first = True
         async for events in read_events(resp, self._name):
-            batch, failure = self._batch([e.data for e in events], show_reasoning)
+            payloads = [e.data for e in events]
+            if first and len(payloads) > 1:
+                # The first token leaves before the rest of the first read is parsed.
+                first = False
+                head, failure = self._batch(payloads[:1], show_reasoning)
+                if head.deltas and failure is None and not head.done:
+                    finished = any(d.finish_reason for d in head.deltas)
+                    yield StreamBatch(head.deltas, head.usage, head=True)
+                    payloads = payloads[1:]
+            first = False
+            batch, failure = self._batch(payloads, show_reasoning)
             finished = finished or any(d.finish_reason for d in batch.deltas)
             if batch.deltas or batch.usage or batch.done:
                 yield batch

@@ -196,9 +196,16 @@ class Multiplexer:
         try:
             # Closed however this ends (a cancel included): the handler concludes the stream.
             async with contextlib.aclosing(self._stream(opened.request, context)) as events:
+                first = True
                 async for event in events:
                     await window.take()
                     session.out.put_nowait(pb.MuxDown(id=call_id, event=event))
+                    if first:
+                        # The writer sends the first event before the handler goes on: what
+                        # follows may not let the loop run for a while (a one-read answer's
+                        # rest, its conclusion, the embedded ledger's commit).
+                        first = False
+                        await asyncio.sleep(0)
             end = pb.MuxEnd(code=_OK)
         except grpc.aio.AbortError:
             end = context.end()
