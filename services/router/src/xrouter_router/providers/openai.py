@@ -111,7 +111,6 @@ class OpenAIProvider:
             payloads = [e.data for e in events]
             if first and len(payloads) > 1:
                 # The first token leaves before the rest of the first read is parsed.
-                first = False
                 head, failure = self._batch(payloads[:1], show_reasoning)
                 if head.deltas and failure is None and not head.done:
                     finished = any(d.finish_reason for d in head.deltas)

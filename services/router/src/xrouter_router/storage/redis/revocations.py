@@ -47,7 +47,9 @@ class KeyRevocations:
         self._timeout = timeout
         self._retry_after = retry_after
         self._task: asyncio.Task[None] | None = None
-        self._on_subscribed: Callable[[], None] | None = None
+        # What the listener calls (listen()): with a revoked key id; after each subscription.
+        self._on_revoked: Callable[[str], None] = _ignore
+        self._on_subscribed: Callable[[], None] = _nothing
         self._subscribed = asyncio.Event()
         self.node = ""  # host:port of the node the listener is subscribed on
         self.reconnects = 0
@@ -68,8 +70,9 @@ class KeyRevocations:
                on_subscribed: Callable[[], None] | None = None) -> None:
         """Start the listener (once); it runs until close()."""
         if self._task is None:
-            self._on_subscribed = on_subscribed
-            self._task = asyncio.get_running_loop().create_task(self._run(on_revoked))
+            self._on_revoked = on_revoked
+            self._on_subscribed = on_subscribed or _nothing
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def subscribed(self, timeout: float) -> bool:
         """Whether the listener is subscribed, waiting up to `timeout` seconds for it."""
@@ -84,11 +87,11 @@ class KeyRevocations:
         await tasks.stop([self._task])
         self._task = None
 
-    async def _run(self, on_revoked: Callable[[str], None]) -> None:
+    async def _run(self) -> None:
         avoid = ""
         while True:
             try:
-                await self._subscribe(avoid, on_revoked)
+                await self._subscribe(avoid)
             except Exception as exc:  # noqa: BLE001 - the listener outlives any failure
                 self._link.failed(exc)
                 avoid = self.node
@@ -96,7 +99,7 @@ class KeyRevocations:
             self.reconnects += 1
             await asyncio.sleep(self._retry_after)
 
-    async def _subscribe(self, avoid: str, on_revoked: Callable[[str], None]) -> None:
+    async def _subscribe(self, avoid: str) -> None:
         """Listen on a node other than `avoid` (the one that just failed), until it fails."""
         async with asyncio.timeout(self._timeout * 4):
             if not self._client.get_nodes():
@@ -108,21 +111,20 @@ class KeyRevocations:
         self.node = node.name
         pubsub = self._client.pubsub(node=node)
         try:
-            await self._receive(pubsub, on_revoked)
+            await self._receive(pubsub)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pubsub.aclose(), self._timeout)
 
-    async def _receive(self, pubsub: PubSub, on_revoked: Callable[[str], None]) -> None:
+    async def _receive(self, pubsub: PubSub) -> None:
         async with asyncio.timeout(self._timeout):
             await pubsub.subscribe(self._channel)
             while (await pubsub.get_message(timeout=self._timeout)) is None:
                 pass  # the subscription's confirmation
-        if self._on_subscribed is not None:
-            try:  # revocations sent while this replica was not listening are unknown
-                self._on_subscribed()
-            except Exception:  # a bug of the callback must not stop the listener
-                log.exception("key revocations: the subscription callback failed")
+        try:  # revocations sent while this replica was not listening are unknown
+            self._on_subscribed()
+        except Exception:  # a bug of the callback must not stop the listener
+            log.exception("key revocations: the subscription callback failed")
         self._subscribed.set()
         heard = time.monotonic()
         pinged = False
@@ -135,7 +137,7 @@ class KeyRevocations:
                 if message.get("type") == "message":
                     data = message["data"]
                     try:
-                        on_revoked(data.decode() if isinstance(data, bytes) else str(data))
+                        self._on_revoked(data.decode() if isinstance(data, bytes) else str(data))
                     except Exception:  # a bug of the callback must not stop the listener
                         log.exception("key revocations: the callback failed")
             elif now - heard >= self._ping_every + self._timeout and pinged:
@@ -143,3 +145,11 @@ class KeyRevocations:
             elif now - heard >= self._ping_every and not pinged:
                 await asyncio.wait_for(pubsub.ping(), self._timeout)
                 pinged = True
+
+
+def _ignore(key_id: str) -> None:
+    return None
+
+
+def _nothing() -> None:
+    return None
