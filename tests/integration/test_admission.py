@@ -199,6 +199,30 @@ async def test_a_client_gone_after_a_one_read_answer_is_charged_once_and_release
     assert await rig.charged(account, Decimal(10) - record.cost) == Decimal(10) - record.cost
 
 
+
+async def test_a_client_gone_after_a_first_reads_head_is_charged_once_and_released(
+        rig: Rig) -> None:
+    """The first chunk of a first read goes out alone (StreamBatch.head); a client that hangs up
+    right after it is charged once for what was relayed (estimated: the usage was in the rest
+    of the read, never taken), recorded, and its hold given back."""
+    account = await rig.account("10")
+    key = rig.key(account)
+    head_first = FakeProvider("a", batches=[
+        StreamBatch((Delta(role="assistant", content="hello"),), head=True),
+        StreamBatch((Delta(content=" there"), Delta(finish_reason="stop")),
+                    TokenCounts(prompt=5, completion=3), done=True)])
+    svc = service(rig, key, providers=(head_first,))
+    events = svc.stream("k", replace(request("m"), generation_id="gen-head"), None)
+    first = await anext(events)
+    assert first.end is None and [d.content for d in first.deltas] == ["hello"]
+    await events.aclose()  # the client hangs up before the rest of the read
+    record = await rig.stack.ledger.get("gen-head")
+    assert record is not None
+    assert (record.status, record.key_id, record.counts_native) == ("cancelled", key.id, False)
+    assert record.prompt_tokens > 0 and record.completion_tokens > 0 and record.cost > 0
+    assert await rig.held(key) == (0, Decimal(0))
+    assert await rig.charged(account, Decimal(10) - record.cost) == Decimal(10) - record.cost
+
 # ---- every candidate obeys the key ---------------------------------------------------------
 
 async def test_allowed_models_hold_for_the_fallbacks(rig: Rig) -> None:
