@@ -11,7 +11,7 @@ import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from xrouter_router.domain.failover import Failover, FailoverPolicy
 from xrouter_router.domain.keys import ApiKey, Limits
 from xrouter_router.domain.ledger import Account
 from xrouter_router.domain.limits import windows_of
-from xrouter_router.domain.ports import UsageLedger
+from xrouter_router.domain.ports import Meter, UsageLedger
 from xrouter_router.domain.service import ChatService
 from xrouter_router.domain.stats import InMemoryStats
 from xrouter_router.domain.types import Delta, StreamBatch, TokenCounts
@@ -137,17 +137,29 @@ class Rig:
     mode: str
     stacks: list[AccountingStack]  # one per router replica
     redis: ClusterClient | None = None
+    # Every Billing made here: what a key holds is read once their settlements are done.
+    billings: list[Billing] = field(default_factory=list)
 
     @property
     def stack(self) -> AccountingStack:
         return self.stacks[0]
 
     def billing(self, faults: Faults | None = None, replica: int = 0,
-                ledger: UsageLedger | None = None, wall: Callable[[], float] = time.time
-                ) -> Billing:
+                ledger: UsageLedger | None = None, wall: Callable[[], float] = time.time, *,
+                meter: Meter | None = None, settle_behind: bool | None = None) -> Billing:
+        """As the composition root makes it (unless told otherwise): in the cluster mode the
+        settlement follows the answer (Billing's settle_behind)."""
         stack = self.stacks[replica]
         ledger = ledger or (stack.ledger if faults is None else faults.wrap(stack.ledger))
-        return Billing(stack.meter, ledger, wall=wall)
+        behind = stack.settle_behind if settle_behind is None else settle_behind
+        made = Billing(meter or stack.meter, ledger, wall=wall, settle_behind=behind)
+        self.billings.append(made)
+        return made
+
+    async def settled(self) -> None:
+        """Once every settlement begun is done (drain()): what a key holds is read after."""
+        for billing in self.billings:
+            await billing.drain()
 
     async def account(self, balance: str) -> str:
         account_id = f"acct-{uuid.uuid4().hex[:12]}"
@@ -164,7 +176,13 @@ class Rig:
                       allowed_models=allowed)
 
     async def held(self, key: ApiKey) -> tuple[int, Decimal]:
-        """The key's concurrency slots taken and the money its account has reserved."""
+        """The key's concurrency slots taken and the money its account has reserved, once the
+        settlements begun are done (settled())."""
+        await self.settled()
+        return await self.held_now(key)
+
+    async def held_now(self, key: ApiKey) -> tuple[int, Decimal]:
+        """held(), without waiting for the settlements in flight."""
         limiter, guard = self.stack.limiter, self.stack.guard
         if isinstance(limiter, InProcessLimiter) and isinstance(guard, InProcessCreditGuard):
             return limiter.running(key.id), guard.reserved(key.account_id)
@@ -175,7 +193,9 @@ class Rig:
         return int(slots), Decimal(int(units or 0)) * UNITS
 
     async def tokens(self, key: ApiKey, model_id: str, now: float) -> tuple[int, int]:
-        """The key's tokens of the model in the minute and the day of `now` (held and used)."""
+        """The key's tokens of the model in the minute and the day of `now` (held and used),
+        once the settlements begun are done."""
+        await self.settled()
         meter = self.stack.meter
         if isinstance(meter, InProcessMeter):
             return meter.windows.used(key.id, model_id, now)

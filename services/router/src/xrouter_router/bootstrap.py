@@ -152,6 +152,9 @@ class AccountingStack:
     backlog: Callable[[], Awaitable[int]] | None = None
     # The database and cache states the gateway's /health reports.
     health: StorageHealth = field(default_factory=always_up)
+    # Billing's settle_behind: the settlement is a round trip away, on the lane's one connection
+    # per node (whose order puts it ahead of the account's later admissions from this process).
+    settle_behind: bool = False
     # More components whose state the metrics read (None where the mode has none).
     database: object | None = None
     consumer: object | None = None
@@ -275,7 +278,8 @@ def _postgres(settings: RouterSettings, redis: ClusterClients | None) -> Account
         starts=[*([clients.initialize] if own else []), open_pool, consumer.start],
         stops=[consumer.stop, ledger.close, revocations.close, close_redis, database.close,
                connections.close],
-        backlog=consumer.backlog, database=database, consumer=consumer, stream=ledger,
+        backlog=consumer.backlog, settle_behind=credits_lane.enabled, database=database,
+        consumer=consumer, stream=ledger,
         health=StorageHealth("cluster", lambda: not database.down,
                              lambda: masters_answer(clients.background)))
 
@@ -359,7 +363,7 @@ def build(settings: RouterSettings, registry: CollectorRegistry = REGISTRY,
     if stack.listen is not None:
         stack.listen(auth.forget, auth.expire_all)
     billing = Billing(stack.meter, stack.ledger, wall=wall, vat=settings.vat,
-                      on_window=metrics.rate_window)
+                      on_window=metrics.rate_window, settle_behind=stack.settle_behind)
     sticky = StickyRoutes(ttl=settings.prompt_affinity,
                           size=10_000 if settings.prompt_affinity > 0 else 0)
     guard, ner_thread = pii_ner.build_guard(settings.pii_ner)

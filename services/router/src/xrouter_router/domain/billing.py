@@ -246,7 +246,8 @@ class Billing:
     def __init__(self, meter: Meter, ledger: UsageLedger, *,
                  wall: Callable[[], float] = time.time,
                  vat: VatSchedule = DEFAULT_VAT,
-                 on_window: Callable[[ApiKey, RateWindow], None] | None = None) -> None:
+                 on_window: Callable[[ApiKey, RateWindow], None] | None = None,
+                 settle_behind: bool = False) -> None:
         self._meter = meter
         self._ledger = ledger
         self._wall = wall
@@ -254,6 +255,9 @@ class Billing:
         # Told the key's tightest request window after each admission (metrics: keys near
         # their rate limits).
         self._on_window = on_window
+        # The settlement after the record, without waiting for it (a Meter a round trip away:
+        # conclude() returns once the record is durable; see conclude()).
+        self._settle_behind = settle_behind
         self._releasing: set[asyncio.Task[None]] = set()
 
     def admit(self, key: ApiKey, bill: Bill, deployments: Sequence[Deployment],
@@ -309,7 +313,11 @@ class Billing:
         record comes first: in the cluster mode the charge travels with it (see
         RedisCreditGuard), and a generation that could not be recorded is not charged. When
         this is interrupted (cancelled again, a store failed), the settlement and the release
-        finish in a task of their own that no cancellation stops."""
+        finish in a task of their own that no cancellation stops. With `settle_behind`, they
+        always do, and this returns once the record is durable: the answer does not wait for
+        the settlement's round trip (the reservation it releases holds at least the cost
+        meanwhile; a router that dies before it leaves the reservation to lapse, as one that
+        dies during it does)."""
         usage = outcome.usage
         cost = usage.cost if usage is not None else Decimal(0)
         if admission.reservation is not None and cost > admission.reservation.amount \
@@ -324,17 +332,22 @@ class Billing:
         try:
             await self._ledger.record(self._record(admission, outcome, split))
             admission.recorded = True
-            await self._release(admission, cost, tokens, served)
+            if not self._settle_behind:
+                await self._release(admission, cost, tokens, served)
+                return
         except BaseException:
             if not admission.released:
                 done = admission.recorded  # a generation not recorded costs and counts nothing
-                task = asyncio.ensure_future(self._release(
+                await asyncio.shield(self._behind(
                     admission, cost if done else Decimal(0), tokens if done else 0,
                     served if done else ""))
-                self._releasing.add(task)
-                task.add_done_callback(self._releasing.discard)
-                await asyncio.shield(task)
             raise
+        self._behind(admission, cost, tokens, served)
+        # One loop turn: the settlement runs up to its first wait, by which its Redis command
+        # is queued on the lane's connection to the account's node, ahead of any command this
+        # process sends for a later request of the account (Redis runs a connection's commands
+        # in order: that request's admission sees the slot and the hold given back).
+        await asyncio.sleep(0)
 
     async def conclude_orphan(self, key: ApiKey, bill: Bill, served: Served,
                               deployment: Deployment, tokens: TokenCounts, *,
@@ -389,6 +402,15 @@ class Billing:
             price_currency=conv.currency if conv else fx.RUB,
             fx_rate=conv.rate if conv else None, cost_original=conv.cost if conv else None,
             fx_date=conv.since if conv else None)
+
+    def _behind(self, admission: Admission, cost: Decimal, tokens: int,
+                served: str) -> asyncio.Task[None]:
+        """_release in a task of its own, which no cancellation of the request stops; drain()
+        waits for it."""
+        task = asyncio.ensure_future(self._release(admission, cost, tokens, served))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+        return task
 
     async def _release(self, admission: Admission, cost: Decimal, tokens: int,
                        served: str) -> None:
