@@ -116,7 +116,7 @@ class RouterApp:
             await provider.close()
         await self.session.close()
         if self.billing is not None:
-            await self.billing.drain()  # the cancelled requests' releases, then the stores
+            await self.billing.drain()  # settlements still running, then the stores
         for stop in self.accounting.stops:
             await stop()
         if self.redis is not None:

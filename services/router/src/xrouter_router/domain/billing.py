@@ -269,7 +269,8 @@ class Billing:
 
     async def drain(self) -> None:
         """At shutdown, before the stores close: wait for the releases still running (those of
-        conclusions a second cancellation interrupted)."""
+        conclusions a second cancellation interrupted, and with settle_behind those that follow
+        the answers)."""
         while self._releasing:
             await asyncio.gather(*self._releasing, return_exceptions=True)
 
