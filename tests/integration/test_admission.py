@@ -199,7 +199,6 @@ async def test_a_client_gone_after_a_one_read_answer_is_charged_once_and_release
     assert await rig.charged(account, Decimal(10) - record.cost) == Decimal(10) - record.cost
 
 
-
 async def test_a_client_gone_after_a_first_reads_head_is_charged_once_and_released(
         rig: Rig) -> None:
     """The first chunk of a first read goes out alone (StreamBatch.head); a client that hangs up
@@ -222,6 +221,7 @@ async def test_a_client_gone_after_a_first_reads_head_is_charged_once_and_releas
     assert record.prompt_tokens > 0 and record.completion_tokens > 0 and record.cost > 0
     assert await rig.held(key) == (0, Decimal(0))
     assert await rig.charged(account, Decimal(10) - record.cost) == Decimal(10) - record.cost
+
 
 # ---- every candidate obeys the key ---------------------------------------------------------
 
